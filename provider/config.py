@@ -1,0 +1,103 @@
+"""Service configuration, read once from environment variables.
+
+Every variable is documented in `.env.example`. A missing or malformed value raises
+`ConfigError` with one sentence that says which variable to fix.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+
+class ConfigError(Exception):
+    """The service cannot start with the configuration it was given."""
+
+
+@dataclass(frozen=True)
+class KeycloakSettings:
+    url: str
+    realm: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    timeout_seconds: float = 10.0
+    pool_size: int = 4
+
+
+@dataclass(frozen=True)
+class Settings:
+    keycloak: KeycloakSettings
+    database_url: str
+    secret_key: str = field(repr=False)
+    base_url: str
+    log_level: str = "INFO"
+    log_format: str = "json"
+    testing: bool = False
+
+
+def _require(env: Mapping[str, str], name: str, hint: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set: {hint}")
+    return value
+
+
+def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, default).strip().rstrip("/")
+    parsed = urlparse(value)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"{name}={value!r} is not an http(s) URL, e.g. http://127.0.0.1:18080")
+    return value
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum:g}")
+    return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings from `env` (default: the process environment)."""
+    env = os.environ if env is None else env
+    keycloak = KeycloakSettings(
+        url=_http_url(env, "UMPASS_KEYCLOAK_URL", "http://127.0.0.1:18080"),
+        realm=env.get("UMPASS_REALM", "umpass").strip() or "umpass",
+        client_id=env.get("UMPASS_KC_CLIENT_ID", "umpass-activation").strip(),
+        client_secret=_require(
+            env,
+            "UMPASS_KC_CLIENT_SECRET",
+            "set it to the secret of the service's Keycloak client "
+            "(scripts/dev writes one into .env)",
+        ),
+        timeout_seconds=_number(env, "UMPASS_KC_TIMEOUT", 10.0, minimum=0.5),
+        pool_size=int(_number(env, "UMPASS_KC_POOL_SIZE", 4, minimum=1)),
+    )
+    testing = env.get("UMPASS_TESTING", "") == "1"
+    secret_key = env.get("UMPASS_SECRET_KEY", "").strip()
+    if not secret_key:
+        if not testing and env.get("UMPASS_ENV", "development") == "production":
+            raise ConfigError("UMPASS_SECRET_KEY is not set: production needs a fixed random key")
+        # Development only: sessions do not survive a restart, which is harmless there.
+        secret_key = secrets.token_urlsafe(32)
+    log_format = env.get("UMPASS_LOG_FORMAT", "json").strip().lower()
+    if log_format not in ("json", "text"):
+        raise ConfigError(f"UMPASS_LOG_FORMAT={log_format!r} must be 'json' or 'text'")
+    return Settings(
+        keycloak=keycloak,
+        database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
+        secret_key=secret_key,
+        base_url=_http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000"),
+        log_level=env.get("UMPASS_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        log_format=log_format,
+        testing=testing,
+    )

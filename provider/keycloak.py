@@ -1,0 +1,394 @@
+"""The one gateway to Keycloak's admin REST API.
+
+Nothing else in the service talks to Keycloak. Callers get small typed values and a
+short list of typed errors:
+
+* `IdentityServiceUnavailable`: Keycloak unreachable, slow, 5xx, or our credential
+  refused. Views show one "try again later" page; nothing has changed.
+* `PasswordRejected`: the realm's password policy refused the password; `.reason` is a
+  plain sentence for the student.
+* `UserNotFound`, `Conflict`: the user is gone, or a unique value is taken.
+
+python-keycloak keeps its token and headers as shared mutable state and is not
+thread-safe, so connections live in a small pool and each call borrows one exclusively.
+Each pooled connection is long-lived: its admin token is fetched once and refreshed
+by python-keycloak near expiry, never per call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import (
+    KeycloakAuthenticationError,
+    KeycloakConnectionError,
+    KeycloakError,
+)
+
+from provider.config import KeycloakSettings
+from provider.password_policy import PasswordPolicy
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# User-profile attribute names shared with keycloak_config/user-profile.json.
+ACTIVATION_STATE = "activation_state"
+ACTIVATED_AT = "activated_at"
+PHONE_NUMBER = "phone_number"
+PHONE_NUMBER_VERIFIED = "phone_number_verified"
+ACCEPTED_POLICIES = "accepted_policies"
+
+STATE_PENDING = "pending"
+STATE_ACTIVE = "active"
+
+# Top-level fields of a user representation that a PUT must carry back unchanged:
+# under the declarative user profile a PUT that leaves them out may clear them.
+_USER_FIELDS = (
+    "username",
+    "email",
+    "emailVerified",
+    "firstName",
+    "lastName",
+    "enabled",
+    "requiredActions",
+)
+
+
+class GatewayError(Exception):
+    """Base class for everything the gateway raises."""
+
+
+class IdentityServiceUnavailable(GatewayError):
+    """Keycloak cannot be used right now; retrying later is the only remedy."""
+
+
+class UserNotFound(GatewayError):
+    """No Keycloak user with that id or username."""
+
+
+class Conflict(GatewayError):
+    """Keycloak refused a value that must be unique (HTTP 409)."""
+
+
+class GatewayRequestRefused(GatewayError):
+    """Keycloak refused a request for a reason that is our bug or our configuration."""
+
+    def __init__(self, status: int | None, error_key: str) -> None:
+        super().__init__(f"Keycloak refused the request (HTTP {status}, {error_key or 'no key'})")
+        self.status = status
+        self.error_key = error_key
+
+
+class PasswordRejected(GatewayError):
+    """The realm's password policy refused the password."""
+
+    def __init__(self, reason: str, error_key: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.error_key = error_key
+
+
+@dataclass(frozen=True)
+class KeycloakUser:
+    id: str
+    username: str
+    enabled: bool
+    email: str | None = None
+    email_verified: bool = False
+    first_name: str | None = None
+    last_name: str | None = None
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+
+    def attribute(self, name: str) -> str | None:
+        values = self.attributes.get(name) or []
+        return values[0] if values else None
+
+    @property
+    def activation_state(self) -> str | None:
+        return self.attribute(ACTIVATION_STATE)
+
+    @classmethod
+    def from_representation(cls, rep: Mapping[str, Any]) -> KeycloakUser:
+        return cls(
+            id=rep["id"],
+            username=rep["username"],
+            enabled=bool(rep.get("enabled", False)),
+            email=rep.get("email"),
+            email_verified=bool(rep.get("emailVerified", False)),
+            first_name=rep.get("firstName"),
+            last_name=rep.get("lastName"),
+            attributes={k: list(v) for k, v in (rep.get("attributes") or {}).items()},
+        )
+
+
+def _error_body(exc: KeycloakError) -> dict[str, Any]:
+    try:
+        body = json.loads(exc.response_body or b"{}")
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+class KeycloakGateway:
+    """Typed, thread-safe access to the admin API of one realm."""
+
+    def __init__(self, settings: KeycloakSettings) -> None:
+        self._settings = settings
+        self._pool: queue.LifoQueue[KeycloakAdmin] = queue.LifoQueue()
+        self._created = 0
+        self._create_lock = threading.Lock()
+        # Read-modify-write of attributes is serialised per user inside this process.
+        self._user_locks: dict[str, threading.Lock] = {}
+        self._user_locks_guard = threading.Lock()
+
+    @property
+    def realm(self) -> str:
+        return self._settings.realm
+
+    # -- connection pool -------------------------------------------------------------
+
+    def _new_admin(self) -> KeycloakAdmin:
+        connection = KeycloakOpenIDConnection(
+            server_url=self._settings.url,
+            realm_name=self._settings.realm,
+            user_realm_name=self._settings.realm,
+            client_id=self._settings.client_id,
+            client_secret_key=self._settings.client_secret,
+            timeout=self._settings.timeout_seconds,
+            verify=True,
+        )
+        return KeycloakAdmin(connection=connection)
+
+    @contextmanager
+    def _lease(self) -> Iterator[KeycloakAdmin]:
+        try:
+            admin = self._pool.get_nowait()
+        except queue.Empty:
+            with self._create_lock:
+                may_create = self._created < self._settings.pool_size
+                if may_create:
+                    self._created += 1
+            if may_create:
+                admin = self._new_admin()
+            else:
+                try:
+                    admin = self._pool.get(timeout=self._settings.timeout_seconds)
+                except queue.Empty:
+                    raise IdentityServiceUnavailable("all Keycloak connections busy") from None
+        try:
+            yield admin
+        finally:
+            self._pool.put(admin)
+
+    def _call(self, action: str, fn: Callable[[KeycloakAdmin], T]) -> T:
+        """Run one admin call and translate python-keycloak's errors into ours."""
+        with self._lease() as admin:
+            try:
+                return fn(admin)
+            except KeycloakConnectionError as exc:
+                log.warning("keycloak unreachable", extra={"action": action})
+                raise IdentityServiceUnavailable("Keycloak is unreachable") from exc
+            except KeycloakAuthenticationError as exc:
+                # Our own client credential was refused: configuration, not the student.
+                log.error(
+                    "keycloak refused the service credential",
+                    extra={"action": action, "status": exc.response_code},
+                )
+                raise IdentityServiceUnavailable("Keycloak refused the service credential") from exc
+            except KeycloakError as exc:
+                status = exc.response_code
+                if status is not None and status >= 500:
+                    log.warning("keycloak server error", extra={"action": action, "status": status})
+                    raise IdentityServiceUnavailable(f"Keycloak answered {status}") from exc
+                if status == 404:
+                    raise UserNotFound(action) from exc
+                if status == 409:
+                    raise Conflict(action) from exc
+                body = _error_body(exc)
+                key = str(body.get("error") or body.get("errorMessage") or "")
+                log.warning(
+                    "keycloak refused a request",
+                    extra={"action": action, "status": status, "error_key": key},
+                )
+                raise GatewayRequestRefused(status, key) from exc
+
+    @contextmanager
+    def _user_lock(self, user_id: str) -> Iterator[None]:
+        with self._user_locks_guard:
+            lock = self._user_locks.setdefault(user_id, threading.Lock())
+        with lock:
+            yield
+
+    # -- reads -----------------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise `IdentityServiceUnavailable` unless the admin API answers us."""
+        self._call("ping", lambda a: a.users_count())
+
+    def find_user(self, username: str) -> KeycloakUser | None:
+        """The user with exactly this username (Keycloak lower-cases usernames)."""
+        wanted = username.strip().lower()
+        if not wanted:
+            return None
+        reps = self._call(
+            "find_user",
+            lambda a: a.get_users({"username": wanted, "exact": True, "briefRepresentation": False}),
+        )
+        for rep in reps:
+            if rep.get("username", "").lower() == wanted:
+                return KeycloakUser.from_representation(rep)
+        return None
+
+    def get_user(self, user_id: str) -> KeycloakUser:
+        return KeycloakUser.from_representation(self._call("get_user", lambda a: a.get_user(user_id)))
+
+    def get_attributes(self, user_id: str) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.get_user(user_id).attributes.items()}
+
+    def password_policy(self) -> PasswordPolicy:
+        """The realm's password policy (needs `view-realm`)."""
+        realm = self._call("password_policy", lambda a: a.get_realm(self.realm))
+        return PasswordPolicy.parse(realm.get("passwordPolicy"))
+
+    def lockout_status(self, user_id: str) -> dict[str, Any]:
+        """Keycloak's brute-force record for the user (`disabled`, `numFailures`, ...)."""
+        path = f"admin/realms/{self.realm}/attack-detection/brute-force/users/{user_id}"
+        return self._call("lockout_status", lambda a: self._raw_json(a, "GET", path))
+
+    # -- writes ----------------------------------------------------------------------
+
+    def create_user(
+        self,
+        username: str,
+        *,
+        email: str | None = None,
+        first_name: str | None = None,
+        last_name: str | None = None,
+        attributes: Mapping[str, Sequence[str]] | None = None,
+    ) -> str:
+        """Create an enabled user with no password and return its id; idempotent by username.
+
+        python-keycloak retries a POST once after a dropped connection, so a create can
+        arrive twice: an existing user with this username is returned, not an error.
+        """
+        rep: dict[str, Any] = {
+            "username": username,
+            "enabled": True,
+            "attributes": {k: list(v) for k, v in (attributes or {}).items()},
+        }
+        if email:
+            rep["email"] = email
+        if first_name:
+            rep["firstName"] = first_name
+        if last_name:
+            rep["lastName"] = last_name
+        try:
+            return self._call("create_user", lambda a: a.create_user(rep, exist_ok=False))
+        except Conflict:
+            existing = self.find_user(username)
+            if existing is None:
+                raise
+            return existing.id
+
+    def update_attributes(self, user_id: str, changes: Mapping[str, Sequence[str] | None]) -> None:
+        """Set (or, with None, remove) the named attributes and keep every other one.
+
+        Keycloak's PUT replaces the whole attribute map, so this reads the user, merges
+        and writes the full representation back.
+        """
+        self._update(user_id, attributes=changes)
+
+    def set_email(self, user_id: str, email: str, *, verified: bool = True) -> None:
+        self._update(user_id, fields={"email": email, "emailVerified": verified})
+
+    def set_phone(self, user_id: str, phone_e164: str, *, verified: bool = True) -> None:
+        self._update(
+            user_id,
+            attributes={
+                PHONE_NUMBER: [phone_e164],
+                PHONE_NUMBER_VERIFIED: ["true" if verified else "false"],
+            },
+        )
+
+    def mark_active(self, user_id: str, activated_at: datetime | None = None) -> None:
+        """Record the account as activated; idempotent (an active account keeps its time)."""
+        user = self.get_user(user_id)
+        if user.activation_state == STATE_ACTIVE and user.attribute(ACTIVATED_AT):
+            return
+        when = (activated_at or datetime.now(UTC)).astimezone(UTC)
+        self._update(
+            user_id,
+            attributes={
+                ACTIVATION_STATE: [STATE_ACTIVE],
+                ACTIVATED_AT: [when.isoformat(timespec="seconds").replace("+00:00", "Z")],
+            },
+        )
+
+    def set_password(self, user_id: str, password: str) -> None:
+        """Set a permanent (never temporary) password.
+
+        A policy refusal becomes `PasswordRejected` with a plain sentence.
+        """
+        try:
+            self._call(
+                "set_password",
+                lambda a: a.set_user_password(user_id, password, temporary=False),
+            )
+        except GatewayRequestRefused as exc:
+            if exc.status == 400 and exc.error_key.startswith("invalidPassword"):
+                cause = exc.__cause__
+                description = ""
+                if isinstance(cause, KeycloakError):
+                    description = str(_error_body(cause).get("error_description") or "")
+                policy = self.password_policy()
+                raise PasswordRejected(
+                    policy.explain_refusal(exc.error_key, description), exc.error_key
+                ) from None
+            raise
+
+    def clear_lockout(self, user_id: str) -> None:
+        """Lift Keycloak's brute-force lock on the user (a no-op when none)."""
+        path = f"admin/realms/{self.realm}/attack-detection/brute-force/users/{user_id}"
+        self._call("clear_lockout", lambda a: self._raw_json(a, "DELETE", path))
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _update(
+        self,
+        user_id: str,
+        *,
+        fields: Mapping[str, Any] | None = None,
+        attributes: Mapping[str, Sequence[str] | None] | None = None,
+    ) -> None:
+        with self._user_lock(user_id):
+            current = self._call("get_user", lambda a: a.get_user(user_id))
+            merged = {k: list(v) for k, v in (current.get("attributes") or {}).items()}
+            for name, values in (attributes or {}).items():
+                if values is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = list(values)
+            rep = {k: current[k] for k in _USER_FIELDS if k in current}
+            rep.update(fields or {})
+            rep["attributes"] = merged
+            self._call("update_user", lambda a: a.update_user(user_id, rep))
+
+    @staticmethod
+    def _raw_json(admin: KeycloakAdmin, method: str, path: str) -> dict[str, Any]:
+        """A plain admin call python-keycloak has no typed method for."""
+        from keycloak.exceptions import KeycloakGetError, raise_error_from_response
+
+        conn = admin.connection
+        response = conn.raw_get(path) if method == "GET" else conn.raw_delete(path)
+        body = raise_error_from_response(response, KeycloakGetError)
+        return body if isinstance(body, dict) else {}

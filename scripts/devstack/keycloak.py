@@ -1,0 +1,335 @@
+"""Fetch, start and stop the official Keycloak distribution on loopback.
+
+    python -m devstack.keycloak fetch
+    python -m devstack.keycloak start [--instance dev|test] [--http-port N] [--management-port N]
+    python -m devstack.keycloak stop  [--instance dev|test]
+    python -m devstack.keycloak status [--instance dev|test]
+
+The zip comes from Maven Central through `mvn dependency:copy` into a cache outside the
+repository (`$UMPASS_CACHE_DIR`, default `~/.cache/umpass`), and is unpacked once per
+instance so a development server and a test server never share files:
+
+* `dev`  runs `start-dev` with a file database that survives restarts and theme caching
+  off, so theme edits show at once;
+* `test` is built once (`kc.sh build --db=dev-mem`) and then started `--optimized`:
+  a fresh in-memory database each run and about half the start time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+KEYCLOAK_VERSION = os.environ.get("UMPASS_KEYCLOAK_VERSION", "26.7.3")
+ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+THEMES_DIR = REPO_ROOT / "provider" / "themes"
+BLOCKLIST = REPO_ROOT / "keycloak_config" / "umpass-common-passwords.txt"
+DEFAULT_PORTS = {"dev": (18080, 19000), "test": (18180, 19100)}
+HEAP = os.environ.get("UMPASS_KC_HEAP", "-Xms64m -Xmx768m -XX:MaxMetaspaceSize=256m")
+TEST_BUILD_OPTIONS = ["--db=dev-mem", "--health-enabled=true"]
+
+
+class KeycloakStartError(Exception):
+    """Keycloak could not be fetched or started; the message says what to fix."""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("UMPASS_CACHE_DIR", Path.home() / ".cache" / "umpass"))
+
+
+def _say(message: str) -> None:
+    print(f"[keycloak] {message}", file=sys.stderr, flush=True)
+
+
+def fetch() -> Path:
+    """The distribution zip, downloaded through Maven on first use."""
+    target = cache_dir() / f"keycloak-quarkus-dist-{KEYCLOAK_VERSION}.zip"
+    if target.exists():
+        return target
+    if shutil.which("mvn") is None:
+        raise KeycloakStartError("Maven (mvn) is not installed: apt-get install -y maven")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _say(f"fetching {ARTIFACT} through Maven (about 160 MB, once)")
+    result = subprocess.run(
+        ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={ARTIFACT}",
+         f"-DoutputDirectory={target.parent}"],
+        cwd=target.parent, capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0 or not target.exists():
+        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        raise KeycloakStartError(f"Maven could not fetch {ARTIFACT}: {' | '.join(tail)}")
+    return target
+
+
+def home(instance: str) -> Path:
+    return cache_dir() / f"keycloak-{KEYCLOAK_VERSION}" / instance / f"keycloak-{KEYCLOAK_VERSION}"
+
+
+def install(instance: str) -> Path:
+    """Unpack the distribution for `instance` once; return its home."""
+    kc_home = home(instance)
+    if (kc_home / "bin" / "kc.sh").exists():
+        return kc_home
+    archive = fetch()
+    partial = kc_home.parent.with_name(instance + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    _say(f"unpacking Keycloak {KEYCLOAK_VERSION} for the {instance} instance")
+    with zipfile.ZipFile(archive) as zf:
+        zf.extractall(partial)
+    for script in (partial / f"keycloak-{KEYCLOAK_VERSION}" / "bin").glob("*.sh"):
+        script.chmod(0o755)
+    kc_home.parent.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(kc_home.parent, ignore_errors=True)
+    partial.rename(kc_home.parent)
+    return kc_home
+
+
+def _java_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["JAVA_OPTS_KC_HEAP"] = HEAP
+    if not env.get("JAVA_HOME") and shutil.which("java") is None:
+        raise KeycloakStartError(
+            "no Java found: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"
+        )
+    return env
+
+
+def _build_test_instance(kc_home: Path) -> None:
+    stamp = kc_home / ".umpass-build"
+    wanted = " ".join(TEST_BUILD_OPTIONS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return
+    _say("building the optimized test server (once, ~20 s)")
+    result = subprocess.run(
+        [str(kc_home / "bin" / "kc.sh"), "build", *TEST_BUILD_OPTIONS],
+        env=_java_env(), capture_output=True, text=True, check=False,
+    )
+    if result.returncode != 0:
+        raise KeycloakStartError("kc.sh build failed: " + result.stdout[-500:] + result.stderr[-500:])
+    stamp.write_text(wanted)
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningKeycloak:
+    instance: str
+    pid: int
+    url: str
+    management_url: str
+    log_file: Path
+
+    def state_file(self) -> Path:
+        return state_path(self.instance)
+
+
+def state_path(instance: str) -> Path:
+    return home(instance).parent / "running.json"
+
+
+def is_ready(management_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{management_url}/health/ready", timeout=2) as resp:  # noqa: S310
+            return resp.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _link_assets(kc_home: Path, instance: str) -> None:
+    for theme in THEMES_DIR.iterdir():
+        target = kc_home / "themes" / theme.name
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.exists():
+            shutil.rmtree(target)
+        if instance == "dev":
+            target.symlink_to(theme, target_is_directory=True)  # edits show live
+        else:
+            shutil.copytree(theme, target)
+    blocklists = kc_home / "data" / "password-blacklists"
+    blocklists.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(BLOCKLIST, blocklists / BLOCKLIST.name)
+
+
+def start(
+    instance: str = "dev",
+    *,
+    http_port: int | None = None,
+    management_port: int | None = None,
+    admin_user: str | None = None,
+    admin_password: str | None = None,
+    timeout: float = 240.0,
+) -> RunningKeycloak:
+    """Start Keycloak in the background and wait until /health/ready answers."""
+    if instance not in DEFAULT_PORTS:
+        raise KeycloakStartError(f"unknown instance {instance!r}: use dev or test")
+    admin_user = admin_user or os.environ.get("KEYCLOAK_ADMIN_USER", "")
+    admin_password = admin_password or os.environ.get("KEYCLOAK_ADMIN_PASSWORD", "")
+    if not admin_user or not admin_password:
+        raise KeycloakStartError("KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD must be set")
+    existing = status(instance)
+    if existing is not None:
+        return existing
+    default_http, default_mgmt = DEFAULT_PORTS[instance]
+    http_port = http_port or default_http
+    management_port = management_port or default_mgmt
+    for name, port in (("HTTP", http_port), ("management", management_port)):
+        if port_in_use(port):
+            raise KeycloakStartError(
+                f"{name} port {port} on 127.0.0.1 is in use: stop what holds it "
+                f"or choose another port (--http-port / --management-port)"
+            )
+    kc_home = install(instance)
+    if instance == "test":
+        _build_test_instance(kc_home)
+    _link_assets(kc_home, instance)
+    common = [
+        "--http-host=127.0.0.1",
+        f"--http-port={http_port}",
+        f"--http-management-port={management_port}",
+    ]
+    if instance == "dev":
+        args = ["start-dev", "--health-enabled=true", *common]
+    else:
+        args = ["start", "--optimized", "--http-enabled=true", "--hostname-strict=false", *common]
+    env = _java_env()
+    env["KC_BOOTSTRAP_ADMIN_USERNAME"] = admin_user
+    env["KC_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
+    log_file = kc_home.parent / "keycloak.log"
+    _say(f"starting the {instance} server on http://127.0.0.1:{http_port} (log: {log_file})")
+    with log_file.open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            [str(kc_home / "bin" / "kc.sh"), *args],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    running = RunningKeycloak(
+        instance=instance,
+        pid=process.pid,
+        url=f"http://127.0.0.1:{http_port}",
+        management_url=f"http://127.0.0.1:{management_port}",
+        log_file=log_file,
+    )
+    deadline = time.monotonic() + timeout
+    while not is_ready(running.management_url):
+        if process.poll() is not None:
+            tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
+            raise KeycloakStartError("Keycloak exited while starting: " + " | ".join(tail))
+        if time.monotonic() > deadline:
+            _kill_group(process.pid)
+            raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
+        time.sleep(0.25)
+    state_path(instance).write_text(json.dumps({**running.__dict__, "log_file": str(log_file)}))
+    return running
+
+
+def status(instance: str) -> RunningKeycloak | None:
+    """The running server of `instance` that this tool started, if it still answers."""
+    path = state_path(instance)
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    running = RunningKeycloak(**{**data, "log_file": Path(data["log_file"])})
+    if _alive(running.pid) and is_ready(running.management_url):
+        return running
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_group(pid: int, grace: float = 30.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            finished = pid if not _alive(pid) else 0
+        if finished:
+            return
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def stop(instance: str) -> bool:
+    """Stop the server of `instance`; True when one was running."""
+    path = state_path(instance)
+    if not path.exists():
+        return False
+    data = json.loads(path.read_text())
+    _kill_group(int(data["pid"]))
+    path.unlink(missing_ok=True)
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/keycloak", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
+    parser.add_argument("--instance", default="dev", choices=sorted(DEFAULT_PORTS))
+    parser.add_argument("--http-port", type=int)
+    parser.add_argument("--management-port", type=int)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(install(args.instance))
+        elif args.command == "start":
+            running = start(
+                args.instance, http_port=args.http_port, management_port=args.management_port
+            )
+            print(running.url)
+        elif args.command == "stop":
+            _say("stopped" if stop(args.instance) else "not running")
+        else:
+            running = status(args.instance)
+            print(running.url if running else "not running")
+            return 0 if running else 1
+    except KeycloakStartError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
