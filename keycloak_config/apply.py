@@ -37,6 +37,8 @@ from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
     KeycloakError,
+    KeycloakGetError,
+    KeycloakPostError,
 )
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -171,7 +173,9 @@ class RealmApplier:
     def ensure_realm(self) -> None:
         names = {r["realm"] for r in self.admin.get_realms()}
         if self.options.realm not in names and self._change(f"create realm {self.options.realm}"):
-            self.admin.create_realm({"realm": self.options.realm, "enabled": True}, skip_exists=True)
+            self.admin.create_realm(
+                {"realm": self.options.realm, "enabled": True}, skip_exists=True
+            )
 
     def apply_realm_settings(self) -> None:
         desired = self.desired_realm()
@@ -249,14 +253,23 @@ def apply_realm(options: ApplyOptions, *, dry_run: bool = False) -> list[str]:
         raise ApplyError(
             f"cannot reach Keycloak at {options.url}: is it running? (scripts/keycloak start)"
         ) from exc
-    except KeycloakAuthenticationError as exc:
+    except (KeycloakAuthenticationError, KeycloakGetError, KeycloakPostError) as exc:
+        # A refused password grant is HTTP 400 invalid_grant, not 401.
+        if not isinstance(exc, KeycloakAuthenticationError) and b"invalid_grant" not in (
+            exc.response_body or b""
+        ):
+            raise ApplyError(_refusal(exc)) from exc
         raise ApplyError(
             f"Keycloak at {options.url} refused the admin credential: "
             "check KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD"
         ) from exc
     except KeycloakError as exc:
-        body = (exc.response_body or b"").decode("utf-8", "replace")[:300]
-        raise ApplyError(f"Keycloak refused a change (HTTP {exc.response_code}): {body}") from exc
+        raise ApplyError(_refusal(exc)) from exc
+
+
+def _refusal(exc: KeycloakError) -> str:
+    body = (exc.response_body or b"").decode("utf-8", "replace")[:300]
+    return f"Keycloak refused a change (HTTP {exc.response_code}): {body}"
 
 
 def main(argv: list[str] | None = None) -> int:

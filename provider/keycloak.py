@@ -4,7 +4,8 @@ Nothing else in the service talks to Keycloak. Callers get small typed values an
 short list of typed errors:
 
 * `IdentityServiceUnavailable`: Keycloak unreachable, slow, 5xx, or our credential
-  refused. Views show one "try again later" page; nothing has changed.
+  refused (`ServiceCredentialRejected`). Views show one "try again later" page;
+  nothing has changed.
 * `PasswordRejected`: the realm's password policy refused the password; `.reason` is a
   plain sentence for the student.
 * `UserNotFound`, `Conflict`: the user is gone, or a unique value is taken.
@@ -70,6 +71,10 @@ class GatewayError(Exception):
 
 class IdentityServiceUnavailable(GatewayError):
     """Keycloak cannot be used right now; retrying later is the only remedy."""
+
+
+class ServiceCredentialRejected(IdentityServiceUnavailable):
+    """Keycloak refused the service's own client credential: a configuration fault."""
 
 
 class UserNotFound(GatewayError):
@@ -204,7 +209,7 @@ class KeycloakGateway:
                     "keycloak refused the service credential",
                     extra={"action": action, "status": exc.response_code},
                 )
-                raise IdentityServiceUnavailable("Keycloak refused the service credential") from exc
+                raise ServiceCredentialRejected("Keycloak refused the service credential") from exc
             except KeycloakError as exc:
                 status = exc.response_code
                 if status is not None and status >= 500:
@@ -242,7 +247,9 @@ class KeycloakGateway:
             return None
         reps = self._call(
             "find_user",
-            lambda a: a.get_users({"username": wanted, "exact": True, "briefRepresentation": False}),
+            lambda a: a.get_users(
+                {"username": wanted, "exact": True, "briefRepresentation": False}
+            ),
         )
         for rep in reps:
             if rep.get("username", "").lower() == wanted:
@@ -250,7 +257,9 @@ class KeycloakGateway:
         return None
 
     def get_user(self, user_id: str) -> KeycloakUser:
-        return KeycloakUser.from_representation(self._call("get_user", lambda a: a.get_user(user_id)))
+        return KeycloakUser.from_representation(
+            self._call("get_user", lambda a: a.get_user(user_id))
+        )
 
     def get_attributes(self, user_id: str) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.get_user(user_id).attributes.items()}

@@ -46,7 +46,9 @@ class PasswordPolicy:
         """Plain sentences, one per rule, in the order a person would check them."""
         tips: list[str] = []
         if self.min_length:
-            tips.append(f"Use at least {self.min_length} characters. A few unrelated words work well.")
+            tips.append(
+                f"Use at least {self.min_length} characters. A few unrelated words work well."
+            )
         if self.max_length:
             tips.append(f"Use no more than {self.max_length} characters.")
         counts = {
@@ -71,29 +73,29 @@ class PasswordPolicy:
 
     def explain_refusal(self, error_key: str, description: str = "") -> str:
         """Turn Keycloak's refusal into one plain sentence."""
+        # Keycloak keys look like invalidPassword<Rule>Message.
         fixed = {
-            "invalidPasswordMinLengthMessage": (
+            "MinLength": (
                 f"Your password is too short: use at least {self.min_length or 8} characters."
             ),
-            "invalidPasswordMaxLengthMessage": (
+            "MaxLength": (
                 f"Your password is too long: use at most {self.max_length or 64} characters."
             ),
-            "invalidPasswordNotUsernameMessage": "Your password cannot be your user ID.",
-            "invalidPasswordNotContainsUsernameMessage": "Your password cannot contain your user ID.",
-            "invalidPasswordNotEmailMessage": "Your password cannot be your email address.",
-            "invalidPasswordBlacklistedMessage": (
-                "That password is too common and easy to guess. Choose another one."
-            ),
-            "invalidPasswordGenericMessage": "That password is too common and easy to guess.",
-            "invalidPasswordHistoryMessage": "You used that password recently. Choose a new one.",
-            "invalidPasswordMinDigitsMessage": "Your password needs more digits.",
-            "invalidPasswordMinLowerCaseCharsMessage": "Your password needs more lower-case letters.",
-            "invalidPasswordMinUpperCaseCharsMessage": "Your password needs more capital letters.",
-            "invalidPasswordMinSpecialCharsMessage": "Your password needs more symbols.",
-            "invalidPasswordRegexPatternMessage": "Your password does not follow the required pattern.",
+            "NotUsername": "Your password cannot be your user ID.",
+            "NotContainsUsername": "Your password cannot contain your user ID.",
+            "NotEmail": "Your password cannot be your email address.",
+            "Blacklisted": ("That password is too common and easy to guess. Choose another one."),
+            "Generic": "That password is too common and easy to guess.",
+            "History": "You used that password recently. Choose a new one.",
+            "MinDigits": "Your password needs more digits.",
+            "MinLowerCaseChars": "Your password needs more lower-case letters.",
+            "MinUpperCaseChars": "Your password needs more capital letters.",
+            "MinSpecialChars": "Your password needs more symbols.",
+            "RegexPattern": "Your password does not follow the required pattern.",
         }
-        if error_key in fixed:
-            return fixed[error_key]
+        rule = error_key.removeprefix("invalidPassword").removesuffix("Message")
+        if rule in fixed:
+            return fixed[rule]
         text = re.sub(r"^\s*invalid password:\s*", "", description or "", flags=re.IGNORECASE)
         text = text.strip()
         if not text:

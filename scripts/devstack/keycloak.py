@@ -18,6 +18,7 @@ instance so a development server and a test server never share files:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -64,9 +65,18 @@ def fetch() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     _say(f"fetching {ARTIFACT} through Maven (about 160 MB, once)")
     result = subprocess.run(
-        ["mvn", "-B", "-q", "dependency:copy", f"-Dartifact={ARTIFACT}",
-         f"-DoutputDirectory={target.parent}"],
-        cwd=target.parent, capture_output=True, text=True, check=False,
+        [
+            "mvn",
+            "-B",
+            "-q",
+            "dependency:copy",
+            f"-Dartifact={ARTIFACT}",
+            f"-DoutputDirectory={target.parent}",
+        ],
+        cwd=target.parent,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0 or not target.exists():
         tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
@@ -115,10 +125,15 @@ def _build_test_instance(kc_home: Path) -> None:
     _say("building the optimized test server (once, ~20 s)")
     result = subprocess.run(
         [str(kc_home / "bin" / "kc.sh"), "build", *TEST_BUILD_OPTIONS],
-        env=_java_env(), capture_output=True, text=True, check=False,
+        env=_java_env(),
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
-        raise KeycloakStartError("kc.sh build failed: " + result.stdout[-500:] + result.stderr[-500:])
+        raise KeycloakStartError(
+            "kc.sh build failed: " + result.stdout[-500:] + result.stderr[-500:]
+        )
     stamp.write_text(wanted)
 
 
@@ -196,7 +211,12 @@ def start(
         raise KeycloakStartError("KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD must be set")
     existing = status(instance)
     if existing is not None:
-        return existing
+        if http_port is None or existing.url.endswith(f":{http_port}"):
+            return existing
+        raise KeycloakStartError(
+            f"the {instance} server already runs at {existing.url}: "
+            f"stop it first (scripts/keycloak stop --instance {instance})"
+        )
     default_http, default_mgmt = DEFAULT_PORTS[instance]
     http_port = http_port or default_http
     management_port = management_port or default_mgmt
@@ -225,9 +245,12 @@ def start(
     log_file = kc_home.parent / "keycloak.log"
     _say(f"starting the {instance} server on http://127.0.0.1:{http_port} (log: {log_file})")
     with log_file.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603
+        process = subprocess.Popen(
             [str(kc_home / "bin" / "kc.sh"), *args],
-            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
     running = RunningKeycloak(
@@ -244,7 +267,9 @@ def start(
             raise KeycloakStartError("Keycloak exited while starting: " + " | ".join(tail))
         if time.monotonic() > deadline:
             _kill_group(process.pid)
-            raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
+            raise KeycloakStartError(
+                f"Keycloak was not ready after {timeout:.0f} s; see {log_file}"
+            )
         time.sleep(0.25)
     state_path(instance).write_text(json.dumps({**running.__dict__, "log_file": str(log_file)}))
     return running
@@ -287,10 +312,8 @@ def _kill_group(pid: int, grace: float = 30.0) -> None:
         if finished:
             return
         time.sleep(0.2)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def stop(instance: str) -> bool:

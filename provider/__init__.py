@@ -1,0 +1,61 @@
+"""UMPASS Activation: student account activation in front of a Keycloak realm."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, render_template
+from flask.typing import ResponseReturnValue
+
+from provider import db, security_headers
+from provider.config import Settings, load_settings
+from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
+from provider.logging_setup import configure_logging
+from provider.services import Services, install
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+def create_app(
+    settings: Settings | None = None, *, gateway: KeycloakGateway | None = None
+) -> Flask:
+    """Application factory: settings from the environment unless given."""
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    app = Flask(__name__)
+    secure = settings.base_url.startswith("https://")
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        TESTING=settings.testing,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        PREFERRED_URL_SCHEME="https" if secure else "http",
+    )
+    install(
+        app,
+        Services(
+            settings=settings,
+            keycloak=gateway or KeycloakGateway(settings.keycloak),
+            engine=db.make_engine(settings.database_url),
+        ),
+    )
+    security_headers.install(app)
+
+    from provider import health, pages
+
+    app.register_blueprint(health.bp)
+    app.register_blueprint(pages.bp)
+
+    @app.errorhandler(IdentityServiceUnavailable)
+    def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:
+        return render_template("unavailable.html"), 503
+
+    @app.errorhandler(413)
+    def too_large(_exc: Exception) -> ResponseReturnValue:
+        return render_template("error.html", message="That request was too large."), 413
+
+    return app

@@ -1,0 +1,165 @@
+"""Shared fixtures: one real Keycloak per test run, one freshly applied realm, the app.
+
+The Keycloak is the project's own (scripts/devstack), started on free loopback ports
+once per session and stopped at the end. Set UMPASS_TEST_KEYCLOAK_URL (with
+KEYCLOAK_ADMIN_USER / KEYCLOAK_ADMIN_PASSWORD) to run against one you already have:
+each run creates its own uniquely named realm and deletes it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from devstack import keycloak as kc_server
+from flask import Flask
+from flask.testing import FlaskClient
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+
+from keycloak_config.apply import ApplyOptions, apply_realm
+from provider import create_app
+from provider.config import Settings, load_settings
+from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
+
+DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
+
+
+@dataclass(frozen=True)
+class KeycloakUnderTest:
+    url: str
+    admin_user: str
+    admin_password: str
+
+
+@dataclass(frozen=True)
+class RealmUnderTest:
+    options: ApplyOptions
+    first_apply: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.options.realm
+
+    def env(self, server: KeycloakUnderTest, **extra: str) -> dict[str, str]:
+        return {
+            "UMPASS_KEYCLOAK_URL": server.url,
+            "UMPASS_REALM": self.name,
+            "UMPASS_KC_CLIENT_ID": "umpass-activation",
+            "UMPASS_KC_CLIENT_SECRET": self.options.variables["ACTIVATION_CLIENT_SECRET"],
+            "UMPASS_KC_PROVISIONER_SECRET": self.options.variables["PROVISIONER_CLIENT_SECRET"],
+            "KEYCLOAK_ADMIN_USER": server.admin_user,
+            "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
+            "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
+            "UMPASS_TESTING": "1",
+            "UMPASS_LOG_FORMAT": "json",
+            **extra,
+        }
+
+
+@pytest.fixture(scope="session")
+def keycloak_server() -> Iterator[KeycloakUnderTest]:
+    external = os.environ.get("UMPASS_TEST_KEYCLOAK_URL")
+    if external:
+        yield KeycloakUnderTest(
+            external.rstrip("/"),
+            os.environ["KEYCLOAK_ADMIN_USER"],
+            os.environ["KEYCLOAK_ADMIN_PASSWORD"],
+        )
+        return
+    kc_server.stop("test")  # a server left behind by an interrupted run
+    admin_password = secrets.token_urlsafe(16)
+    running = kc_server.start(
+        "test",
+        http_port=kc_server.free_port(),
+        management_port=kc_server.free_port(),
+        admin_user="admin",
+        admin_password=admin_password,
+    )
+    try:
+        yield KeycloakUnderTest(running.url, "admin", admin_password)
+    finally:
+        kc_server.stop("test")
+
+
+@pytest.fixture(scope="session")
+def realm(keycloak_server: KeycloakUnderTest) -> Iterator[RealmUnderTest]:
+    name = f"umpass-t{secrets.token_hex(3)}"
+    options = ApplyOptions.from_env(
+        {
+            "UMPASS_KEYCLOAK_URL": keycloak_server.url,
+            "KEYCLOAK_ADMIN_USER": keycloak_server.admin_user,
+            "KEYCLOAK_ADMIN_PASSWORD": keycloak_server.admin_password,
+            "UMPASS_REALM": name,
+            "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
+        },
+        fast_hash=True,  # argon2 per password would dominate the suite's time
+    )
+    first = apply_realm(options)
+    yield RealmUnderTest(options, first)
+    if os.environ.get("UMPASS_TEST_KEYCLOAK_URL"):
+        master_admin(keycloak_server).delete_realm(name)
+
+
+def master_admin(server: KeycloakUnderTest) -> KeycloakAdmin:
+    return KeycloakAdmin(
+        connection=KeycloakOpenIDConnection(
+            server_url=server.url,
+            username=server.admin_user,
+            password=server.admin_password,
+            realm_name="master",
+            user_realm_name="master",
+            client_id="admin-cli",
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def admin(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest) -> KeycloakAdmin:
+    """A privileged admin client on the test realm, for arranging and asserting."""
+    kc = master_admin(keycloak_server)
+    kc.change_current_realm(realm.name)
+    return kc
+
+
+@pytest.fixture(scope="session")
+def settings(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Settings:
+    db_path = Path(tmp_path_factory.mktemp("db")) / "umpass.db"
+    return load_settings(realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{db_path}"))
+
+
+@pytest.fixture(scope="session")
+def gateway(settings: Settings) -> KeycloakGateway:
+    return KeycloakGateway(settings.keycloak)
+
+
+@pytest.fixture
+def pending_user(gateway: KeycloakGateway) -> str:
+    """A fresh pending student with names, email and one unrelated attribute."""
+    suffix = secrets.token_hex(3)
+    return gateway.create_user(
+        f"t{suffix}",
+        email=f"t{suffix}@example.edu",
+        first_name="Test",
+        last_name="Student",
+        attributes={ACTIVATION_STATE: [STATE_PENDING], "phone_number": ["+85362345678"]},
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, gateway: KeycloakGateway) -> Flask:
+    return create_app(settings, gateway=gateway)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()

@@ -1,0 +1,48 @@
+"""The project's Keycloak runner refuses bad situations with one clear line."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+from devstack import keycloak as kc_server
+
+
+def test_port_in_use_is_reported(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys) -> None:
+    monkeypatch.setenv("UMPASS_CACHE_DIR", str(tmp_path))  # no server of ours is known here
+    monkeypatch.setenv("KEYCLOAK_ADMIN_USER", "admin")
+    monkeypatch.setenv("KEYCLOAK_ADMIN_PASSWORD", "x")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = kc_server.main(["start", "--instance", "test", "--http-port", str(port)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        f"error: HTTP port {port} on 127.0.0.1 is in use: stop what holds it "
+        "or choose another port (--http-port / --management-port)\n"
+    )
+    assert not any(tmp_path.iterdir())  # nothing was fetched or unpacked
+
+
+def test_missing_admin_credentials_are_reported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    monkeypatch.setenv("UMPASS_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("KEYCLOAK_ADMIN_USER", raising=False)
+    monkeypatch.delenv("KEYCLOAK_ADMIN_PASSWORD", raising=False)
+    assert kc_server.main(["start", "--instance", "test"]) == 2
+    assert capsys.readouterr().err == (
+        "error: KEYCLOAK_ADMIN_USER and KEYCLOAK_ADMIN_PASSWORD must be set\n"
+    )
+
+
+def test_running_test_server_reports_ready(keycloak_server) -> None:
+    running = kc_server.status("test")
+    if running is None:  # an external server was given: nothing of ours to check
+        assert keycloak_server.url
+        return
+    assert running.url == keycloak_server.url
+    assert kc_server.is_ready(running.management_url)

@@ -1,0 +1,198 @@
+"""The gateway against the real Keycloak: passwords, attributes, contacts, lockouts."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+
+import pytest
+from keycloak import KeycloakAdmin
+
+from provider.config import Settings
+from provider.keycloak import (
+    ACTIVATED_AT,
+    ACTIVATION_STATE,
+    PHONE_NUMBER,
+    PHONE_NUMBER_VERIFIED,
+    STATE_ACTIVE,
+    KeycloakGateway,
+    PasswordRejected,
+    UserNotFound,
+)
+from tests.conftest import DEMO_REDIRECT_BASE
+from tests.support.keycloak_login import sign_in
+
+GOOD_PASSWORD = "orbit lantern velvet 1987"
+
+
+def _sign_in(settings: Settings, username: str, password: str):
+    return sign_in(
+        settings.keycloak.url,
+        settings.keycloak.realm,
+        "umpass-demo",
+        f"{DEMO_REDIRECT_BASE}/callback",
+        username,
+        password,
+    )
+
+
+def test_password_set_by_gateway_works_in_a_real_login(
+    gateway: KeycloakGateway, settings: Settings, pending_user: str, admin: KeycloakAdmin
+) -> None:
+    username = gateway.get_user(pending_user).username
+    assert not _sign_in(settings, username, GOOD_PASSWORD).ok  # no password yet
+    gateway.set_password(pending_user, GOOD_PASSWORD)
+    result = _sign_in(settings, username, GOOD_PASSWORD)
+    assert result.ok, "login failed or asked for a required action"
+    assert result.tokens and result.tokens["access_token"]
+    credentials = admin.get_credentials(pending_user)
+    assert [c["type"] for c in credentials] == ["password"]
+    assert admin.get_user(pending_user)["requiredActions"] == []  # not temporary
+
+
+def test_wrong_password_is_refused_at_login(
+    gateway: KeycloakGateway, settings: Settings, pending_user: str
+) -> None:
+    gateway.set_password(pending_user, GOOD_PASSWORD)
+    username = gateway.get_user(pending_user).username
+    assert not _sign_in(settings, username, GOOD_PASSWORD + "x").ok
+
+
+@pytest.mark.parametrize(
+    ("password", "sentence"),
+    [
+        ("short", "Your password is too short: use at least 12 characters."),
+        ("1qaz2wsx3edc", "That password is too common and easy to guess. Choose another one."),
+        ("x" * 129, "Your password is too long: use at most 128 characters."),
+    ],
+)
+def test_policy_refusal_is_a_plain_sentence(
+    gateway: KeycloakGateway, pending_user: str, password: str, sentence: str
+) -> None:
+    with pytest.raises(PasswordRejected) as caught:
+        gateway.set_password(pending_user, password)
+    assert caught.value.reason == sentence
+    assert caught.value.error_key.startswith("invalidPassword")
+
+
+def test_password_equal_to_username_or_email_is_refused(
+    gateway: KeycloakGateway, admin: KeycloakAdmin
+) -> None:
+    # User IDs are 7 characters, below the length rule: use a long one to reach notUsername.
+    username = f"long-user-name-{secrets.token_hex(3)}"
+    email = f"{username}@example.edu"
+    user_id = gateway.create_user(username, email=email, first_name="T", last_name="S")
+    with pytest.raises(PasswordRejected) as caught:
+        gateway.set_password(user_id, username)
+    assert caught.value.reason == "Your password cannot be your user ID."
+    with pytest.raises(PasswordRejected) as caught:
+        gateway.set_password(user_id, email)
+    assert caught.value.reason == "Your password cannot be your email address."
+    assert admin.get_credentials(user_id) == []
+
+
+def test_attribute_update_keeps_everything_else(
+    gateway: KeycloakGateway, pending_user: str
+) -> None:
+    before = gateway.get_user(pending_user)
+    gateway.update_attributes(
+        pending_user, {"accepted_policies": ["it-aup@3:2026-11-26T00:00:00Z"]}
+    )
+    after = gateway.get_user(pending_user)
+    assert after.attributes["accepted_policies"] == ["it-aup@3:2026-11-26T00:00:00Z"]
+    assert after.attributes[ACTIVATION_STATE] == before.attributes[ACTIVATION_STATE]
+    assert after.attributes[PHONE_NUMBER] == before.attributes[PHONE_NUMBER]
+    assert (after.email, after.first_name, after.last_name, after.enabled) == (
+        before.email,
+        before.first_name,
+        before.last_name,
+        before.enabled,
+    )
+    gateway.update_attributes(pending_user, {"accepted_policies": None})
+    assert "accepted_policies" not in gateway.get_user(pending_user).attributes
+    assert (
+        gateway.get_user(pending_user).attributes[PHONE_NUMBER] == before.attributes[PHONE_NUMBER]
+    )
+
+
+def test_parallel_attribute_updates_lose_nothing(
+    gateway: KeycloakGateway, pending_user: str
+) -> None:
+    # Each thread writes a different attribute; a lost read-modify-write would drop one.
+    writes = [
+        {"accepted_policies": [f"policy-{i}@1:2026-11-26T00:00:00Z"]}
+        if i % 3 == 0
+        else {PHONE_NUMBER_VERIFIED: ["false"]}
+        if i % 3 == 1
+        else {ACTIVATED_AT: [f"2026-11-26T00:00:{i:02d}Z"]}
+        for i in range(12)
+    ]
+    threads = [
+        threading.Thread(target=gateway.update_attributes, args=(pending_user, w)) for w in writes
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    attrs = gateway.get_user(pending_user).attributes
+    for name in (
+        "accepted_policies",
+        PHONE_NUMBER_VERIFIED,
+        ACTIVATED_AT,
+        PHONE_NUMBER,
+        ACTIVATION_STATE,
+    ):
+        assert name in attrs, name
+
+
+def test_verified_contacts_and_activation(gateway: KeycloakGateway, pending_user: str) -> None:
+    gateway.set_email(pending_user, "new.address@example.edu")
+    gateway.set_phone(pending_user, "+85366112233")
+    user = gateway.get_user(pending_user)
+    assert (user.email, user.email_verified) == ("new.address@example.edu", True)
+    assert user.attributes[PHONE_NUMBER] == ["+85366112233"]
+    assert user.attributes[PHONE_NUMBER_VERIFIED] == ["true"]
+    gateway.mark_active(pending_user)
+    first = gateway.get_user(pending_user)
+    assert first.activation_state == STATE_ACTIVE
+    gateway.mark_active(pending_user)  # idempotent: the first activation time stays
+    assert gateway.get_user(pending_user).attribute(ACTIVATED_AT) == first.attribute(ACTIVATED_AT)
+
+
+def test_find_user_ignores_case_and_spaces(gateway: KeycloakGateway, pending_user: str) -> None:
+    username = gateway.get_user(pending_user).username
+    found = gateway.find_user(f"  {username.upper()} ")
+    assert found is not None and found.id == pending_user
+    assert gateway.find_user("nobody-like-this") is None
+    assert gateway.find_user("   ") is None
+
+
+def test_unknown_user_id_is_typed(gateway: KeycloakGateway) -> None:
+    with pytest.raises(UserNotFound):
+        gateway.get_user("00000000-0000-0000-0000-000000000000")
+
+
+def test_create_user_is_idempotent(gateway: KeycloakGateway, pending_user: str) -> None:
+    username = gateway.get_user(pending_user).username
+    assert gateway.create_user(username) == pending_user
+
+
+def test_clear_lockout_after_failed_logins(
+    gateway: KeycloakGateway, settings: Settings, pending_user: str
+) -> None:
+    gateway.set_password(pending_user, GOOD_PASSWORD)
+    username = gateway.get_user(pending_user).username
+    for _ in range(5):
+        assert not _sign_in(settings, username, "wrong password entirely").ok
+    assert gateway.lockout_status(pending_user)["disabled"] is True
+    assert not _sign_in(settings, username, GOOD_PASSWORD).ok  # locked, even with the right one
+    gateway.clear_lockout(pending_user)
+    assert gateway.lockout_status(pending_user)["disabled"] is False
+    assert _sign_in(settings, username, GOOD_PASSWORD).ok
+
+
+def test_realm_password_policy_as_tips(gateway: KeycloakGateway) -> None:
+    tips = gateway.password_policy().tips()
+    assert tips[0].startswith("Use at least 12 characters")
+    assert "Do not use your user ID." in tips
+    assert "Avoid common passwords: they are refused." in tips

@@ -1,0 +1,134 @@
+"""The realm as code applies to a real Keycloak, and re-applies with no change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from keycloak import KeycloakAdmin
+
+from keycloak_config.apply import ApplyOptions, apply_realm
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
+
+
+def test_first_apply_created_everything(realm: RealmUnderTest) -> None:
+    changes = realm.first_apply
+    assert f"create realm {realm.name}" in changes
+    for client in ("umpass-activation", "umpass-provisioner", "umpass-demo"):
+        assert f"create client {client}" in changes
+    assert "user profile" in changes
+
+
+def test_second_apply_changes_nothing(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
+    before = admin.get_realm(realm.name)
+    assert apply_realm(realm.options) == []
+    assert apply_realm(realm.options, dry_run=True) == []
+    after = admin.get_realm(realm.name)
+    assert before == after
+
+
+def test_realm_carries_the_policies(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
+    rep = admin.get_realm(realm.name)
+    policy = rep["passwordPolicy"]
+    for rule in ("length(12)", "maxLength(128)", "notUsername", "notEmail", "passwordBlacklist("):
+        assert rule in policy
+    assert rep["bruteForceProtected"] is True
+    assert rep["failureFactor"] == 5
+    assert rep["loginTheme"] == "umpass"
+    assert rep["registrationAllowed"] is False
+
+
+def test_user_profile_declares_admin_only_attributes(
+    admin: KeycloakAdmin, realm: RealmUnderTest
+) -> None:
+    profile = admin.connection.raw_get(f"admin/realms/{realm.name}/users/profile").json()
+    attrs = {a["name"]: a for a in profile["attributes"]}
+    for name in ("activation_state", "activated_at", "phone_number_verified", "accepted_policies"):
+        assert attrs[name]["permissions"]["view"] == ["admin"], name
+        assert attrs[name]["permissions"]["edit"] == ["admin"], name
+    assert "user" not in attrs["phone_number"]["permissions"]["edit"]
+    assert attrs["accepted_policies"]["multivalued"] is True
+
+
+def test_drift_is_reported_then_repaired(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
+    admin.update_realm(realm.name, {"failureFactor": 30, "registrationAllowed": True})
+    drift = apply_realm(realm.options, dry_run=True)
+    assert drift == ["realm settings: failureFactor, registrationAllowed"]
+    assert admin.get_realm(realm.name)["failureFactor"] == 30  # a dry run writes nothing
+    assert apply_realm(realm.options) == drift
+    assert admin.get_realm(realm.name)["failureFactor"] == 5
+    assert apply_realm(realm.options) == []
+
+
+def test_extra_role_on_service_account_is_revoked(
+    realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    rm = clients["realm-management"]["id"]
+    account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
+    admin.assign_client_role(account["id"], rm, [admin.get_client_role(rm, "manage-clients")])
+    assert apply_realm(realm.options) == ["revoke umpass-activation: manage-clients"]
+    held = {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
+    assert held == {"view-users", "manage-users", "view-realm"}
+
+
+def _run_apply(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "keycloak_config.apply", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_check_passes_on_an_applied_realm(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
+) -> None:
+    result = _run_apply(realm.env(keycloak_server), "--check", "--fast-hash")
+    assert result.returncode == 0, result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_cli_wrong_admin_password_is_one_line(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
+) -> None:
+    env = realm.env(keycloak_server, KEYCLOAK_ADMIN_PASSWORD="not-the-password")
+    result = _run_apply(env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "refused the admin credential" in result.stderr
+    assert "not-the-password" not in result.stderr
+
+
+def test_cli_unreachable_keycloak_is_one_line(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
+) -> None:
+    env = realm.env(keycloak_server, UMPASS_KEYCLOAK_URL="http://127.0.0.1:9")
+    result = _run_apply(env)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert "cannot reach Keycloak at http://127.0.0.1:9" in result.stderr
+
+
+def test_cli_missing_credentials_is_one_line() -> None:
+    result = _run_apply({})
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD, UMPASS_KC_CLIENT_SECRET, "
+        "UMPASS_KC_PROVISIONER_SECRET not set: see .env.example"
+    )
+
+
+def test_options_from_env_defaults_realm_name() -> None:
+    options = ApplyOptions.from_env(
+        {
+            "KEYCLOAK_ADMIN_USER": "a",
+            "KEYCLOAK_ADMIN_PASSWORD": "b",
+            "UMPASS_KC_CLIENT_SECRET": "c",
+            "UMPASS_KC_PROVISIONER_SECRET": "d",
+        }
+    )
+    assert options.realm == "umpass"
+    assert options.variables["DEMO_BASE_URL"] == "http://127.0.0.1:5000/demo"

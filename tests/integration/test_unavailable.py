@@ -1,0 +1,131 @@
+"""Keycloak down, slow or failing becomes one typed error and one calm page."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import subprocess
+import sys
+
+import pytest
+import responses
+from flask import Flask
+
+from provider import create_app
+from provider.config import Settings
+from provider.keycloak import (
+    IdentityServiceUnavailable,
+    KeycloakGateway,
+    ServiceCredentialRejected,
+)
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
+
+
+def _gateway_at(settings: Settings, **changes: object) -> KeycloakGateway:
+    return KeycloakGateway(dataclasses.replace(settings.keycloak, **changes))
+
+
+def test_unreachable_keycloak_is_unavailable(settings: Settings) -> None:
+    gateway = _gateway_at(settings, url="http://127.0.0.1:9", timeout_seconds=2)
+    with pytest.raises(IdentityServiceUnavailable):
+        gateway.find_user("anyone")
+
+
+def test_wrong_service_secret_is_a_credential_error(settings: Settings) -> None:
+    gateway = _gateway_at(settings, client_secret="wrong-secret")
+    with pytest.raises(ServiceCredentialRejected):
+        gateway.ping()
+
+
+def test_server_error_mid_request_is_unavailable(
+    gateway: KeycloakGateway, pending_user: str, settings: Settings
+) -> None:
+    gateway.ping()  # the token is fetched from the real server first
+    kc = settings.keycloak
+    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        mock.add(
+            responses.PUT,
+            re.compile(rf"{re.escape(kc.url)}/admin/realms/{kc.realm}/users/.*/reset-password"),
+            status=503,
+            body="Service Unavailable",
+        )
+        with pytest.raises(IdentityServiceUnavailable):
+            gateway.set_password(pending_user, "orbit lantern velvet 1987")
+
+
+def test_readyz_reports_keycloak_down(settings: Settings) -> None:
+    down = dataclasses.replace(
+        settings, keycloak=dataclasses.replace(settings.keycloak, url="http://127.0.0.1:9")
+    )
+    client = create_app(down).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "checks": {"keycloak": "unavailable", "database": "ok"},
+    }
+    assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_ok_with_real_keycloak(app: Flask) -> None:
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "checks": {"keycloak": "ok", "database": "ok"}}
+
+
+def _umpass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "provider.cli", *args],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_check_ok(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, tmp_path) -> None:
+    env = realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+    result = _umpass(env, "check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("ok: Keycloak")
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ({"UMPASS_KC_CLIENT_SECRET": "wrong"}, "refused client 'umpass-activation'"),
+        (
+            {"UMPASS_KEYCLOAK_URL": "http://127.0.0.1:9"},
+            "cannot use Keycloak at http://127.0.0.1:9",
+        ),
+        ({"UMPASS_KC_CLIENT_SECRET": ""}, "UMPASS_KC_CLIENT_SECRET is not set"),
+        ({"UMPASS_KEYCLOAK_URL": "keycloak.local"}, "is not an http(s) URL"),
+    ],
+)
+def test_cli_bad_configuration_is_one_line(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, tmp_path, override, expected
+) -> None:
+    env = realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{tmp_path}/x.db", **override)
+    result = _umpass(env, "check")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: ")
+    assert expected in result.stderr
+    assert "wrong" not in result.stderr  # the secret is never echoed
+
+
+def test_cli_serve_port_in_use_is_one_line(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, tmp_path
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{tmp_path}/x.db")
+        result = _umpass(env, "serve", "--port", str(port))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
