@@ -196,3 +196,36 @@ def test_realm_password_policy_as_tips(gateway: KeycloakGateway) -> None:
     assert tips[0].startswith("Use at least 12 characters")
     assert "Do not use your user ID." in tips
     assert "Avoid common passwords: they are refused." in tips
+
+
+def test_admin_token_is_reused_across_calls_and_threads(
+    settings: Settings, pending_user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keycloak import KeycloakOpenIDConnection
+
+    fetched: list[int] = []
+    original = KeycloakOpenIDConnection.get_token
+
+    def counting_get_token(self: KeycloakOpenIDConnection) -> None:
+        fetched.append(1)
+        original(self)
+
+    monkeypatch.setattr(KeycloakOpenIDConnection, "get_token", counting_get_token)
+    gateway = KeycloakGateway(settings.keycloak)  # a fresh pool, no token yet
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            for _ in range(5):
+                assert gateway.get_user(pending_user).id == pending_user
+        except BaseException as exc:  # surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    # 40 calls from 8 threads: at most one token per pooled connection.
+    assert 1 <= len(fetched) <= settings.keycloak.pool_size
