@@ -316,13 +316,32 @@ def _kill_group(pid: int, grace: float = 30.0) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
+def peak_memory_mb(group: int) -> float:
+    """The highest peak RSS (VmHWM) of any process in the server's process group."""
+    peak_kb = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(proc.name)) != group:
+                continue
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak_kb = max(peak_kb, int(line.split()[1]))
+        except (OSError, ValueError):
+            continue
+    return peak_kb / 1024
+
+
 def stop(instance: str) -> bool:
     """Stop the server of `instance`; True when one was running."""
     path = state_path(instance)
     if not path.exists():
         return False
-    data = json.loads(path.read_text())
-    _kill_group(int(data["pid"]))
+    pid = int(json.loads(path.read_text())["pid"])
+    if _alive(pid):
+        _say(f"stopping the {instance} server (peak memory {peak_memory_mb(pid):.0f} MB)")
+    _kill_group(pid)
     path.unlink(missing_ok=True)
     return True
 
