@@ -203,8 +203,16 @@ class RealmApplier:
     def apply_user_profile(self) -> None:
         desired = _load("user-profile.json", self.options.variables)
         path = f"admin/realms/{self.options.realm}/users/profile"
-        current = self.admin.connection.raw_get(path).json()
-        if not _covers(current, desired) and self._change("user profile"):
+        response = self.admin.connection.raw_get(path)
+        try:
+            current = response.json()
+        except ValueError:
+            raise ApplyError(
+                f"Keycloak answered the user profile with HTTP {response.status_code}, not JSON"
+            ) from None
+        # Keys only Keycloak adds (unmanagedAttributePolicy) must not be there unasked.
+        extra_keys = set(current) - set(desired) - {"groups", "attributes"}
+        if (extra_keys or not _covers(current, desired)) and self._change("user profile"):
             response = self.admin.connection.raw_put(path, data=json.dumps(desired))
             if response.status_code >= 300:
                 raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
@@ -229,11 +237,31 @@ class RealmApplier:
         clients = {c["clientId"]: c for c in self.admin.get_clients()}
         rm = clients["realm-management"]
         available = {r["name"]: r for r in self.admin.get_client_roles(rm["id"])}
+        unknown = sorted({n for names in wanted_by_client.values() for n in names} - set(available))
+        if unknown:
+            raise ApplyError(
+                f"keycloak_config/service-accounts.json names roles realm-management does not "
+                f"have: {', '.join(unknown)}"
+            )
+        default_role = f"default-roles-{self.options.realm}"
         for client_id, wanted in wanted_by_client.items():
             if client_id not in clients:  # created in a dry run only
                 self._change(f"roles of {client_id}: {', '.join(sorted(wanted))}")
                 continue
             user = self.admin.get_client_service_account_user(clients[client_id]["id"])
+            # Roles can also come through groups or realm roles: a service account
+            # holds none of those beyond the realm's default role.
+            for group in self.admin.get_user_groups(user["id"]):
+                if self._change(f"remove {client_id} from group {group['name']}"):
+                    self.admin.group_user_remove(user["id"], group["id"])
+            extra_realm = [
+                r
+                for r in self.admin.get_realm_roles_of_user(user["id"])
+                if r["name"] != default_role
+            ]
+            names = ", ".join(sorted(r["name"] for r in extra_realm))
+            if extra_realm and self._change(f"revoke {client_id} realm roles: {names}"):
+                self.admin.delete_realm_roles_of_user(user["id"], extra_realm)
             held = {r["name"] for r in self.admin.get_client_roles_of_user(user["id"], rm["id"])}
             to_add = sorted(set(wanted) - held)
             to_remove = sorted(held - set(wanted))

@@ -54,6 +54,15 @@ def create_app(
     def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:
         return render_template("unavailable.html"), 503
 
+    @app.errorhandler(500)
+    def internal_error(exc: Exception) -> ResponseReturnValue:
+        # The original exception's type only: its message may quote the student's input.
+        original = getattr(exc, "original_exception", None) or exc
+        log.error("unhandled error", extra={"reason": type(original).__name__})
+        return render_template(
+            "error.html", message="Nothing has been changed. Please try again in a few minutes."
+        ), 500
+
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:
         return render_template("error.html", message="That request was too large."), 413

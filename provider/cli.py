@@ -25,6 +25,7 @@ from provider.keycloak import (
     ACTIVATION_STATE,
     PHONE_NUMBER,
     STATE_PENDING,
+    GatewayError,
     IdentityServiceUnavailable,
     KeycloakGateway,
     ServiceCredentialRejected,
@@ -58,8 +59,8 @@ def _settings() -> Settings:
         raise CommandError(str(exc)) from exc
 
 
-def check_services(settings: Settings) -> None:
-    """Raise `CommandError` unless Keycloak and the database answer."""
+def check_services(settings: Settings) -> KeycloakGateway:
+    """The gateway, once Keycloak and the database are known to answer."""
     gateway = KeycloakGateway(settings.keycloak)
     try:
         gateway.ping()
@@ -80,6 +81,7 @@ def check_services(settings: Settings) -> None:
         raise CommandError(
             f"cannot open the database ({type(exc).__name__}): check DATABASE_URL"
         ) from exc
+    return gateway
 
 
 def cmd_check(_args: argparse.Namespace) -> None:
@@ -112,8 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_seed_demo(args: argparse.Namespace) -> None:
     settings = _settings()
-    check_services(settings)
-    gateway = KeycloakGateway(settings.keycloak)
+    gateway = check_services(settings)
     students = DEMO_STUDENTS[: args.count]
     with Progress(
         TextColumn("{task.description}"),
@@ -124,17 +125,14 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
     ) as progress:
         task = progress.add_task("seeding demo students", total=len(students))
         for student in students:
-            user_id = gateway.create_user(
+            # Created pending in one call: there is never an account without a state.
+            gateway.create_user(
                 student.username,
                 email=student.email,
                 first_name=student.first_name,
                 last_name=student.last_name,
+                attributes={ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]},
             )
-            user = gateway.get_user(user_id)
-            if user.activation_state is None:
-                gateway.update_attributes(
-                    user_id, {ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]}
-                )
             progress.advance(task)
     for student in students:
         print(f"  {student.username}  {student.first_name} {student.last_name}")
@@ -164,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         COMMANDS[args.command](args)
     except CommandError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except GatewayError as exc:
+        print(f"error: Keycloak refused the operation ({exc})", file=sys.stderr)
         return 2
     return 0
 

@@ -83,12 +83,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pool_size=int(_number(env, "UMPASS_KC_POOL_SIZE", 4, minimum=1)),
     )
     testing = env.get("UMPASS_TESTING", "") == "1"
+    environment = env.get("UMPASS_ENV", "production").strip().lower() or "production"
+    if environment not in ("production", "development"):
+        raise ConfigError(f"UMPASS_ENV={environment!r} must be 'production' or 'development'")
     secret_key = env.get("UMPASS_SECRET_KEY", "").strip()
     if not secret_key:
-        if not testing and env.get("UMPASS_ENV", "development") == "production":
-            raise ConfigError("UMPASS_SECRET_KEY is not set: production needs a fixed random key")
+        if not testing and environment == "production":
+            raise ConfigError(
+                "UMPASS_SECRET_KEY is not set: production needs a fixed random key "
+                "(or set UMPASS_ENV=development on a developer machine)"
+            )
         # Development only: sessions do not survive a restart, which is harmless there.
         secret_key = secrets.token_urlsafe(32)
+    log_level = env.get("UMPASS_LOG_LEVEL", "INFO").strip().upper() or "INFO"
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise ConfigError(f"UMPASS_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
     log_format = env.get("UMPASS_LOG_FORMAT", "json").strip().lower()
     if log_format not in ("json", "text"):
         raise ConfigError(f"UMPASS_LOG_FORMAT={log_format!r} must be 'json' or 'text'")
@@ -97,7 +106,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
         secret_key=secret_key,
         base_url=_http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000"),
-        log_level=env.get("UMPASS_LOG_LEVEL", "INFO").strip().upper() or "INFO",
+        log_level=log_level,
         log_format=log_format,
         testing=testing,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
@@ -24,7 +26,32 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Ready when Keycloak's admin API and the database both answer."""
+    """Ready when Keycloak's admin API and the database both answer.
+
+    The answer is cached for a few seconds: anyone can call this, and it must not
+    become a way to load Keycloak or take the connections students need.
+    """
+    checks = _cached_checks()
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+READY_CACHE_SECONDS = 5.0
+_cache_lock = threading.Lock()
+
+
+def _cached_checks() -> dict[str, str]:
+    app = current_app
+    with _cache_lock:
+        cached = app.extensions.get("umpass.readyz")
+        if cached is not None and time.monotonic() - cached[0] < READY_CACHE_SECONDS:
+            return dict(cached[1])
+        checks = _run_checks()
+        app.extensions["umpass.readyz"] = (time.monotonic(), checks)
+        return dict(checks)
+
+
+def _run_checks() -> dict[str, str]:
     checks: dict[str, str] = {}
     try:
         services(current_app).keycloak.ping()
@@ -37,5 +64,4 @@ def readyz() -> ResponseReturnValue:
     except SQLAlchemyError:
         log.warning("database unavailable")
         checks["database"] = "unavailable"
-    ready = all(v == "ok" for v in checks.values())
-    return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+    return checks

@@ -8,7 +8,8 @@ short list of typed errors:
   nothing has changed.
 * `PasswordRejected`: the realm's password policy refused the password; `.reason` is a
   plain sentence for the student.
-* `UserNotFound`, `Conflict`: the user is gone, or a unique value is taken.
+* `UserNotFound`, `Conflict`, `InvalidValue`: the user is gone, a unique value is
+  taken, or the user profile refused a value.
 
 python-keycloak keeps its token and headers as shared mutable state and is not
 thread-safe, so connections live in a small pool and each call borrows one exclusively.
@@ -21,7 +22,10 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +37,8 @@ from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
     KeycloakError,
+    KeycloakGetError,
+    raise_error_from_response,
 )
 
 from provider.config import KeycloakSettings
@@ -51,6 +57,17 @@ ACCEPTED_POLICIES = "accepted_policies"
 
 STATE_PENDING = "pending"
 STATE_ACTIVE = "active"
+
+# Keycloak user ids are UUIDs; anything else never reaches a URL path.
+_USER_ID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+# Keycloak's own username limit; longer input cannot name a user and would make the
+# query string too long for Keycloak (HTTP 414).
+MAX_USERNAME_LENGTH = 255
+# Read-modify-write of a user is serialised in this process by one of a fixed set of locks.
+_LOCK_STRIPES = 64
+POLICY_CACHE_SECONDS = 60.0
 
 # Top-level fields of a user representation that a PUT must carry back unchanged:
 # under the declarative user profile a PUT that leaves them out may clear them.
@@ -85,6 +102,15 @@ class Conflict(GatewayError):
     """Keycloak refused a value that must be unique (HTTP 409)."""
 
 
+class InvalidValue(GatewayError):
+    """Keycloak's user profile refused a value (HTTP 400 with a field name)."""
+
+    def __init__(self, field_name: str, error_key: str) -> None:
+        super().__init__(f"Keycloak refused the value of {field_name or 'a field'}")
+        self.field_name = field_name
+        self.error_key = error_key
+
+
 class GatewayRequestRefused(GatewayError):
     """Keycloak refused a request for a reason that is our bug or our configuration."""
 
@@ -106,13 +132,13 @@ class PasswordRejected(GatewayError):
 @dataclass(frozen=True)
 class KeycloakUser:
     id: str
-    username: str
+    username: str = field(repr=False)
     enabled: bool
-    email: str | None = None
+    email: str | None = field(default=None, repr=False)
     email_verified: bool = False
-    first_name: str | None = None
-    last_name: str | None = None
-    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    first_name: str | None = field(default=None, repr=False)
+    last_name: str | None = field(default=None, repr=False)
+    attributes: Mapping[str, Sequence[str]] = field(default_factory=dict, repr=False)
 
     def attribute(self, name: str) -> str | None:
         values = self.attributes.get(name) or []
@@ -136,6 +162,10 @@ class KeycloakUser:
         )
 
 
+# (fields to set, attributes to set or remove) for one user update.
+_Change = tuple[Mapping[str, Any], Mapping[str, Sequence[str] | None]]
+
+
 def _error_body(exc: KeycloakError) -> dict[str, Any]:
     try:
         body = json.loads(exc.response_body or b"{}")
@@ -152,9 +182,8 @@ class KeycloakGateway:
         self._pool: queue.LifoQueue[KeycloakAdmin] = queue.LifoQueue()
         self._created = 0
         self._create_lock = threading.Lock()
-        # Read-modify-write of attributes is serialised per user inside this process.
-        self._user_locks: dict[str, threading.Lock] = {}
-        self._user_locks_guard = threading.Lock()
+        self._user_locks = [threading.Lock() for _ in range(_LOCK_STRIPES)]
+        self._policy: tuple[float, PasswordPolicy] | None = None
 
     @property
     def realm(self) -> str:
@@ -164,13 +193,20 @@ class KeycloakGateway:
 
     def _new_admin(self) -> KeycloakAdmin:
         connection = KeycloakOpenIDConnection(
-            server_url=self._settings.url,
+            # python-keycloak joins paths onto this URL: the trailing slash keeps a
+            # path prefix such as /auth.
+            server_url=self._settings.url + "/",
             realm_name=self._settings.realm,
             user_realm_name=self._settings.realm,
             client_id=self._settings.client_id,
             client_secret_key=self._settings.client_secret,
             timeout=self._settings.timeout_seconds,
             verify=True,
+            # No silent resend: a retried PUT or POST could apply twice, and every retry
+            # doubles the time a student waits on a sick server. Writes are idempotent
+            # and the caller decides when to try again. (The token request is the one
+            # python-keycloak still retries once: its token client takes no such option.)
+            max_retries=0,
         )
         return KeycloakAdmin(connection=connection)
 
@@ -195,44 +231,82 @@ class KeycloakGateway:
         finally:
             self._pool.put(admin)
 
-    def _call(self, action: str, fn: Callable[[KeycloakAdmin], T]) -> T:
-        """Run one admin call and translate python-keycloak's errors into ours."""
+    def _ensure_token(self, admin: KeycloakAdmin, action: str) -> None:
+        """Fetch the service token up front, so its failures are told apart from the call's."""
+        connection = admin.connection
+        if connection.token is not None:
+            return
+        try:
+            connection.get_token()
+        except KeycloakConnectionError as exc:
+            log.warning("keycloak unreachable", extra={"action": action})
+            raise IdentityServiceUnavailable("Keycloak is unreachable") from exc
+        except KeycloakError as exc:
+            if exc.response_code is not None and exc.response_code >= 500:
+                log.warning(
+                    "keycloak server error", extra={"action": action, "status": exc.response_code}
+                )
+                raise IdentityServiceUnavailable(f"Keycloak answered {exc.response_code}") from exc
+            # Wrong secret (401), unknown realm (404), client not allowed (400): all ours.
+            log.error(
+                "keycloak refused the service credential",
+                extra={"action": action, "status": exc.response_code},
+            )
+            raise ServiceCredentialRejected("Keycloak refused the service credential") from exc
+
+    def _call(
+        self, action: str, fn: Callable[[KeycloakAdmin], T], *, about_user: bool = False
+    ) -> T:
+        """Run one admin call and translate python-keycloak's errors into ours.
+
+        `about_user`: the call names one user, so a 404 means that user is gone.
+        """
         with self._lease() as admin:
+            self._ensure_token(admin, action)
             try:
                 return fn(admin)
             except KeycloakConnectionError as exc:
                 log.warning("keycloak unreachable", extra={"action": action})
                 raise IdentityServiceUnavailable("Keycloak is unreachable") from exc
             except KeycloakAuthenticationError as exc:
-                # Our own client credential was refused: configuration, not the student.
                 log.error(
                     "keycloak refused the service credential",
                     extra={"action": action, "status": exc.response_code},
                 )
                 raise ServiceCredentialRejected("Keycloak refused the service credential") from exc
             except KeycloakError as exc:
-                status = exc.response_code
-                if status is not None and status >= 500:
-                    log.warning("keycloak server error", extra={"action": action, "status": status})
-                    raise IdentityServiceUnavailable(f"Keycloak answered {status}") from exc
-                if status == 404:
-                    raise UserNotFound(action) from exc
-                if status == 409:
-                    raise Conflict(action) from exc
-                body = _error_body(exc)
-                key = str(body.get("error") or body.get("errorMessage") or "")
-                log.warning(
-                    "keycloak refused a request",
-                    extra={"action": action, "status": status, "error_key": key},
-                )
-                raise GatewayRequestRefused(status, key) from exc
+                raise self._translate(action, exc, about_user=about_user) from exc
+
+    @staticmethod
+    def _translate(action: str, exc: KeycloakError, *, about_user: bool) -> GatewayError:
+        status = exc.response_code
+        if status is not None and status >= 500:
+            log.warning("keycloak server error", extra={"action": action, "status": status})
+            return IdentityServiceUnavailable(f"Keycloak answered {status}")
+        if status == 404 and about_user:
+            return UserNotFound(action)
+        if status == 409:
+            return Conflict(action)
+        body = _error_body(exc)
+        key = str(body.get("error") or body.get("errorMessage") or "")
+        log.warning(
+            "keycloak refused a request",
+            extra={"action": action, "status": status, "error_key": key},
+        )
+        if status == 400 and body.get("field"):
+            return InvalidValue(str(body["field"]), key)
+        return GatewayRequestRefused(status, key)
 
     @contextmanager
     def _user_lock(self, user_id: str) -> Iterator[None]:
-        with self._user_locks_guard:
-            lock = self._user_locks.setdefault(user_id, threading.Lock())
-        with lock:
+        with self._user_locks[zlib.crc32(user_id.encode()) % _LOCK_STRIPES]:
             yield
+
+    @staticmethod
+    def _checked_id(user_id: str) -> str:
+        if not _USER_ID.match(user_id or ""):
+            raise UserNotFound("malformed user id")
+        return user_id
 
     # -- reads -----------------------------------------------------------------------
 
@@ -243,7 +317,7 @@ class KeycloakGateway:
     def find_user(self, username: str) -> KeycloakUser | None:
         """The user with exactly this username (Keycloak lower-cases usernames)."""
         wanted = username.strip().lower()
-        if not wanted:
+        if not wanted or len(wanted) > MAX_USERNAME_LENGTH:
             return None
         reps = self._call(
             "find_user",
@@ -257,22 +331,29 @@ class KeycloakGateway:
         return None
 
     def get_user(self, user_id: str) -> KeycloakUser:
-        return KeycloakUser.from_representation(
-            self._call("get_user", lambda a: a.get_user(user_id))
-        )
+        user_id = self._checked_id(user_id)
+        rep = self._call("get_user", lambda a: a.get_user(user_id), about_user=True)
+        return KeycloakUser.from_representation(rep)
 
     def get_attributes(self, user_id: str) -> dict[str, list[str]]:
         return {k: list(v) for k, v in self.get_user(user_id).attributes.items()}
 
     def password_policy(self) -> PasswordPolicy:
-        """The realm's password policy (needs `view-realm`)."""
+        """The realm's password policy (needs `view-realm`), cached for a minute."""
+        cached = self._policy
+        if cached is not None and time.monotonic() - cached[0] < POLICY_CACHE_SECONDS:
+            return cached[1]
         realm = self._call("password_policy", lambda a: a.get_realm(self.realm))
-        return PasswordPolicy.parse(realm.get("passwordPolicy"))
+        policy = PasswordPolicy.parse(realm.get("passwordPolicy"))
+        self._policy = (time.monotonic(), policy)
+        return policy
 
     def lockout_status(self, user_id: str) -> dict[str, Any]:
         """Keycloak's brute-force record for the user (`disabled`, `numFailures`, ...)."""
-        path = f"admin/realms/{self.realm}/attack-detection/brute-force/users/{user_id}"
-        return self._call("lockout_status", lambda a: self._raw_json(a, "GET", path))
+        path = self._lockout_path(user_id)
+        return self._call(
+            "lockout_status", lambda a: self._raw_json(a, "GET", path), about_user=True
+        )
 
     # -- writes ----------------------------------------------------------------------
 
@@ -285,10 +366,11 @@ class KeycloakGateway:
         last_name: str | None = None,
         attributes: Mapping[str, Sequence[str]] | None = None,
     ) -> str:
-        """Create an enabled user with no password and return its id; idempotent by username.
+        """Create an enabled user with no password and return its id.
 
-        python-keycloak retries a POST once after a dropped connection, so a create can
-        arrive twice: an existing user with this username is returned, not an error.
+        Idempotent for the same person: if the username exists with the same email (a
+        create that arrived twice, or a re-run), its id is returned; a different person
+        with that username is a `Conflict`.
         """
         rep: dict[str, Any] = {
             "username": username,
@@ -305,7 +387,7 @@ class KeycloakGateway:
             return self._call("create_user", lambda a: a.create_user(rep, exist_ok=False))
         except Conflict:
             existing = self.find_user(username)
-            if existing is None:
+            if existing is None or (existing.email or None) != (email.lower() if email else None):
                 raise
             return existing.id
 
@@ -315,88 +397,96 @@ class KeycloakGateway:
         Keycloak's PUT replaces the whole attribute map, so this reads the user, merges
         and writes the full representation back.
         """
-        self._update(user_id, attributes=changes)
+        self._update(user_id, lambda _current: ({}, changes))
 
     def set_email(self, user_id: str, email: str, *, verified: bool = True) -> None:
-        self._update(user_id, fields={"email": email, "emailVerified": verified})
+        self._update(user_id, lambda _current: ({"email": email, "emailVerified": verified}, {}))
 
     def set_phone(self, user_id: str, phone_e164: str, *, verified: bool = True) -> None:
-        self._update(
-            user_id,
-            attributes={
-                PHONE_NUMBER: [phone_e164],
-                PHONE_NUMBER_VERIFIED: ["true" if verified else "false"],
-            },
-        )
+        changes = {
+            PHONE_NUMBER: [phone_e164],
+            PHONE_NUMBER_VERIFIED: ["true" if verified else "false"],
+        }
+        self._update(user_id, lambda _current: ({}, changes))
 
     def mark_active(self, user_id: str, activated_at: datetime | None = None) -> None:
         """Record the account as activated; idempotent (an active account keeps its time)."""
-        user = self.get_user(user_id)
-        if user.activation_state == STATE_ACTIVE and user.attribute(ACTIVATED_AT):
-            return
         when = (activated_at or datetime.now(UTC)).astimezone(UTC)
-        self._update(
-            user_id,
-            attributes={
-                ACTIVATION_STATE: [STATE_ACTIVE],
-                ACTIVATED_AT: [when.isoformat(timespec="seconds").replace("+00:00", "Z")],
-            },
-        )
+        stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+        def activate(current: Mapping[str, Any]) -> _Change | None:
+            attrs = current.get("attributes") or {}
+            if attrs.get(ACTIVATION_STATE) == [STATE_ACTIVE] and attrs.get(ACTIVATED_AT):
+                return None
+            return {}, {ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]}
+
+        self._update(user_id, activate)
 
     def set_password(self, user_id: str, password: str) -> None:
         """Set a permanent (never temporary) password.
 
         A policy refusal becomes `PasswordRejected` with a plain sentence.
         """
+        user_id = self._checked_id(user_id)
         try:
             self._call(
                 "set_password",
                 lambda a: a.set_user_password(user_id, password, temporary=False),
+                about_user=True,
             )
         except GatewayRequestRefused as exc:
-            if exc.status == 400 and exc.error_key.startswith("invalidPassword"):
-                cause = exc.__cause__
-                description = ""
-                if isinstance(cause, KeycloakError):
-                    description = str(_error_body(cause).get("error_description") or "")
+            if exc.status != 400 or not exc.error_key.startswith("invalidPassword"):
+                raise
+            cause = exc.__cause__
+            description = ""
+            if isinstance(cause, KeycloakError):
+                description = str(_error_body(cause).get("error_description") or "")
+            try:
                 policy = self.password_policy()
-                raise PasswordRejected(
-                    policy.explain_refusal(exc.error_key, description), exc.error_key
-                ) from None
-            raise
+            except GatewayError:
+                policy = PasswordPolicy()  # the refusal still reaches the student
+            raise PasswordRejected(
+                policy.explain_refusal(exc.error_key, description), exc.error_key
+            ) from None
 
     def clear_lockout(self, user_id: str) -> None:
         """Lift Keycloak's brute-force lock on the user (a no-op when none)."""
-        path = f"admin/realms/{self.realm}/attack-detection/brute-force/users/{user_id}"
-        self._call("clear_lockout", lambda a: self._raw_json(a, "DELETE", path))
+        path = self._lockout_path(user_id)
+        self._call("clear_lockout", lambda a: self._raw_json(a, "DELETE", path), about_user=True)
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _update(
-        self,
-        user_id: str,
-        *,
-        fields: Mapping[str, Any] | None = None,
-        attributes: Mapping[str, Sequence[str] | None] | None = None,
-    ) -> None:
+    def _lockout_path(self, user_id: str) -> str:
+        user_id = self._checked_id(user_id)
+        return f"admin/realms/{self.realm}/attack-detection/brute-force/users/{user_id}"
+
+    def _update(self, user_id: str, change: Callable[[Mapping[str, Any]], _Change | None]) -> None:
+        """Read the user, let `change` decide (fields, attributes), write the whole back.
+
+        `change` sees the current representation under the user's lock and may return
+        None for "nothing to do".
+        """
+        user_id = self._checked_id(user_id)
         with self._user_lock(user_id):
-            current = self._call("get_user", lambda a: a.get_user(user_id))
+            current = self._call("get_user", lambda a: a.get_user(user_id), about_user=True)
+            decided = change(current)
+            if decided is None:
+                return
+            fields, attributes = decided
             merged = {k: list(v) for k, v in (current.get("attributes") or {}).items()}
-            for name, values in (attributes or {}).items():
+            for name, values in attributes.items():
                 if values is None:
                     merged.pop(name, None)
                 else:
                     merged[name] = list(values)
             rep = {k: current[k] for k in _USER_FIELDS if k in current}
-            rep.update(fields or {})
+            rep.update(fields)
             rep["attributes"] = merged
-            self._call("update_user", lambda a: a.update_user(user_id, rep))
+            self._call("update_user", lambda a: a.update_user(user_id, rep), about_user=True)
 
     @staticmethod
     def _raw_json(admin: KeycloakAdmin, method: str, path: str) -> dict[str, Any]:
         """A plain admin call python-keycloak has no typed method for."""
-        from keycloak.exceptions import KeycloakGetError, raise_error_from_response
-
         conn = admin.connection
         response = conn.raw_get(path) if method == "GET" else conn.raw_delete(path)
         body = raise_error_from_response(response, KeycloakGetError)

@@ -282,7 +282,7 @@ def status(instance: str) -> RunningKeycloak | None:
         return None
     data = json.loads(path.read_text())
     running = RunningKeycloak(**{**data, "log_file": Path(data["log_file"])})
-    if _alive(running.pid) and is_ready(running.management_url):
+    if _is_our_server(running.pid, instance) and is_ready(running.management_url):
         return running
     path.unlink(missing_ok=True)
     return None
@@ -339,11 +339,21 @@ def stop(instance: str) -> bool:
     if not path.exists():
         return False
     pid = int(json.loads(path.read_text())["pid"])
-    if _alive(pid):
-        _say(f"stopping the {instance} server (peak memory {peak_memory_mb(pid):.0f} MB)")
-    _kill_group(pid)
     path.unlink(missing_ok=True)
+    if not _is_our_server(pid, instance):
+        return False  # the recorded process is gone; its pid may belong to another now
+    _say(f"stopping the {instance} server (peak memory {peak_memory_mb(pid):.0f} MB)")
+    _kill_group(pid)
     return True
+
+
+def _is_our_server(pid: int, instance: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    # kc.sh (test: still the shell) or the java it exec'd (dev: -Dkc.home.dir=...).
+    return str(home(instance) / "bin").encode() in cmdline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,9 +40,36 @@ def test_missing_admin_credentials_are_reported(
 
 
 def test_running_test_server_reports_ready(keycloak_server) -> None:
+    import os
+
+    if os.environ.get("UMPASS_TEST_KEYCLOAK_URL"):
+        pytest.fail("run without UMPASS_TEST_KEYCLOAK_URL to test the project's own server")
     running = kc_server.status("test")
-    if running is None:  # an external server was given: nothing of ours to check
-        assert keycloak_server.url
-        return
+    assert running is not None, "the test server this session started is gone"
     assert running.url == keycloak_server.url
     assert kc_server.is_ready(running.management_url)
+
+
+def test_stop_never_kills_a_process_that_is_not_ours(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+    import os
+
+    monkeypatch.setenv("UMPASS_CACHE_DIR", str(tmp_path))
+    state = kc_server.state_path("dev")
+    state.parent.mkdir(parents=True)
+    # A stale record pointing at this very test process: stop must leave it alone.
+    state.write_text(
+        json.dumps(
+            {
+                "instance": "dev",
+                "pid": os.getpid(),
+                "url": "x",
+                "management_url": "x",
+                "log_file": "x",
+            }
+        )
+    )
+    assert kc_server.stop("dev") is False
+    assert not state.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from keycloak import KeycloakAdmin
@@ -15,6 +16,8 @@ from provider.keycloak import (
     PHONE_NUMBER,
     PHONE_NUMBER_VERIFIED,
     STATE_ACTIVE,
+    Conflict,
+    InvalidValue,
     KeycloakGateway,
     PasswordRejected,
     UserNotFound,
@@ -127,13 +130,9 @@ def test_parallel_attribute_updates_lose_nothing(
         else {ACTIVATED_AT: [f"2026-11-26T00:00:{i:02d}Z"]}
         for i in range(12)
     ]
-    threads = [
-        threading.Thread(target=gateway.update_attributes, args=(pending_user, w)) for w in writes
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(max_workers=len(writes)) as pool:
+        for future in [pool.submit(gateway.update_attributes, pending_user, w) for w in writes]:
+            future.result()  # re-raises anything a thread hit
     attrs = gateway.get_user(pending_user).attributes
     for name in (
         "accepted_policies",
@@ -173,8 +172,8 @@ def test_unknown_user_id_is_typed(gateway: KeycloakGateway) -> None:
 
 
 def test_create_user_is_idempotent(gateway: KeycloakGateway, pending_user: str) -> None:
-    username = gateway.get_user(pending_user).username
-    assert gateway.create_user(username) == pending_user
+    user = gateway.get_user(pending_user)
+    assert gateway.create_user(user.username, email=user.email) == pending_user
 
 
 def test_clear_lockout_after_failed_logins(
@@ -229,3 +228,28 @@ def test_admin_token_is_reused_across_calls_and_threads(
     assert errors == []
     # 40 calls from 8 threads: at most one token per pooled connection.
     assert 1 <= len(fetched) <= settings.keycloak.pool_size
+
+
+def test_student_input_that_cannot_name_a_user(gateway: KeycloakGateway) -> None:
+    assert gateway.find_user("s" * 40_000) is None  # would be HTTP 414 at Keycloak
+    with pytest.raises(UserNotFound):
+        gateway.get_user("../../clients")
+    with pytest.raises(UserNotFound):
+        gateway.set_password("not-a-uuid", "orbit lantern velvet 1987")
+
+
+def test_profile_refusal_is_a_typed_invalid_value(
+    gateway: KeycloakGateway, pending_user: str
+) -> None:
+    with pytest.raises(InvalidValue) as caught:
+        gateway.set_phone(pending_user, "12345")  # not E.164: the user profile refuses it
+    assert caught.value.field_name == PHONE_NUMBER
+    assert gateway.get_user(pending_user).attributes[PHONE_NUMBER] == ["+85362345678"]
+
+
+def test_create_user_refuses_a_different_person_with_the_same_username(
+    gateway: KeycloakGateway, pending_user: str
+) -> None:
+    username = gateway.get_user(pending_user).username
+    with pytest.raises(Conflict):
+        gateway.create_user(username, email="someone.else@example.edu")

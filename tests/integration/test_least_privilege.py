@@ -43,8 +43,10 @@ def test_service_account_holds_exactly_the_needed_roles(admin: KeycloakAdmin) ->
     account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
     held = {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
     assert held == {"view-users", "manage-users", "view-realm"}
-    realm_roles = {r["name"] for r in admin.get_realm_roles_of_user(account["id"])}
-    assert "admin" not in realm_roles
+    # Effective roles, composites and groups included: nothing beyond those three.
+    effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
+    assert effective == {"view-users", "manage-users", "view-realm", "query-users", "query-groups"}
+    assert admin.get_user_groups(account["id"]) == []
 
 
 def test_service_can_do_its_job(

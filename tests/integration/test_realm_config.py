@@ -132,3 +132,23 @@ def test_options_from_env_defaults_realm_name() -> None:
     )
     assert options.realm == "umpass"
     assert options.variables["DEMO_BASE_URL"] == "http://127.0.0.1:5000/demo"
+
+
+def test_roles_through_groups_or_realm_roles_are_removed(
+    realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    rm = clients["realm-management"]["id"]
+    account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
+    group_id = admin.create_group({"name": "sneaky-admins"}, skip_exists=True)
+    admin.assign_group_client_roles(group_id, rm, [admin.get_client_role(rm, "realm-admin")])
+    admin.group_user_add(account["id"], group_id)
+    admin.create_realm_role({"name": "sneaky-role"}, skip_exists=True)
+    admin.assign_realm_roles(account["id"], [admin.get_realm_role("sneaky-role")])
+    assert sorted(apply_realm(realm.options)) == [
+        "remove umpass-activation from group sneaky-admins",
+        "revoke umpass-activation realm roles: sneaky-role",
+    ]
+    effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
+    assert "realm-admin" not in effective
+    assert apply_realm(realm.options) == []

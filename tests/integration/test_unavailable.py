@@ -129,3 +129,42 @@ def test_cli_serve_port_in_use_is_one_line(
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+
+
+def test_wrong_realm_is_a_credential_error_not_a_missing_user(settings: Settings) -> None:
+    gateway = _gateway_at(settings, realm="no-such-realm")
+    with pytest.raises(ServiceCredentialRejected):
+        gateway.find_user("anyone")
+
+
+def test_silent_keycloak_times_out_within_bounds(settings: Settings) -> None:
+    import socket
+    import time
+
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        gateway = _gateway_at(settings, url=f"http://127.0.0.1:{port}", timeout_seconds=1)
+        started = time.monotonic()
+        with pytest.raises(IdentityServiceUnavailable):
+            gateway.find_user("anyone")
+        elapsed = time.monotonic() - started
+    # python-keycloak's token client retries once whatever we ask (its constructor takes
+    # no max_retries), so the bound is two timeouts: never the 60 s library default.
+    assert elapsed < 2.9
+
+
+def test_no_username_in_logs_when_keycloak_fails(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from provider.logging_setup import JsonFormatter
+
+    gateway = _gateway_at(settings, url="http://127.0.0.1:9", timeout_seconds=1)
+    with caplog.at_level(logging.DEBUG), pytest.raises(IdentityServiceUnavailable):
+        gateway.find_user("s7654321")
+    lines = [JsonFormatter().format(r) for r in caplog.records]
+    assert lines, "the failure should be logged"
+    assert not any("s7654321" in line for line in lines)

@@ -2,7 +2,7 @@ import pytest
 
 from provider.config import ConfigError, load_settings
 
-BASE = {"UMPASS_KC_CLIENT_SECRET": "very-secret-value"}
+BASE = {"UMPASS_KC_CLIENT_SECRET": "very-secret-value", "UMPASS_ENV": "development"}
 
 
 def test_defaults() -> None:
@@ -24,6 +24,9 @@ def test_defaults() -> None:
         ({**BASE, "UMPASS_KC_POOL_SIZE": "0"}, "UMPASS_KC_POOL_SIZE must be at least 1"),
         ({**BASE, "UMPASS_LOG_FORMAT": "xml"}, "must be 'json' or 'text'"),
         ({**BASE, "UMPASS_ENV": "production"}, "UMPASS_SECRET_KEY is not set"),
+        ({"UMPASS_KC_CLIENT_SECRET": "x"}, "UMPASS_SECRET_KEY is not set"),  # production default
+        ({**BASE, "UMPASS_ENV": "staging"}, "must be 'production' or 'development'"),
+        ({**BASE, "UMPASS_LOG_LEVEL": "chatty"}, "UMPASS_LOG_LEVEL='CHATTY' must be"),
     ],
 )
 def test_bad_configuration_says_what_to_fix(env: dict[str, str], message: str) -> None:

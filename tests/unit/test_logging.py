@@ -20,15 +20,18 @@ def test_json_lines_redact_sensitive_context() -> None:
         phone_number="+85362345678",
         client_secret="s",
         action="set_password",
-        status_code=503,
+        status=503,
+        username="s123456",
+        student={"dob": "2000-01-01"},
     )
     line = JsonFormatter().format(record)
     entry = json.loads(line)
-    for secret in ("hunter2", "ABCD-EFGH", "2000-01-01", "a@b.c", "+85362345678"):
+    for secret in ("hunter2", "ABCD-EFGH", "2000-01-01", "a@b.c", "+85362345678", "s123456"):
         assert secret not in line
     assert entry["password"] == "[redacted]"
     assert entry["action"] == "set_password"
-    assert entry["status_code"] == 503
+    assert entry["status"] == 503
+    assert entry["username"] == "[redacted]"
     assert entry["msg"] == "hello"
 
 
@@ -49,3 +52,21 @@ def test_text_format_redacts_too() -> None:
     line = TextFormatter().format(_record(otp="123456", action="x"))
     assert "123456" not in line
     assert "action=x" in line
+
+
+def test_gateway_user_repr_carries_no_personal_data() -> None:
+    from provider.keycloak import KeycloakUser
+
+    user = KeycloakUser.from_representation(
+        {
+            "id": "0e3c1f0a-0000-4000-8000-000000000001",
+            "username": "s123456",
+            "email": "ana@example.edu",
+            "firstName": "Ana",
+            "attributes": {"phone_number": ["+85362345678"]},
+            "enabled": True,
+        }
+    )
+    text = repr(user)
+    for value in ("s123456", "ana@example.edu", "Ana", "+85362345678"):
+        assert value not in text

@@ -7,7 +7,11 @@ from flask import Flask, request
 
 from provider import create_app
 from provider.config import load_settings
-from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
+from provider.keycloak import (
+    GatewayRequestRefused,
+    IdentityServiceUnavailable,
+    KeycloakGateway,
+)
 
 
 class _DownGateway(KeycloakGateway):
@@ -33,6 +37,10 @@ def offline_app(tmp_path) -> Flask:
     @app.get("/boom")
     def boom() -> str:
         raise IdentityServiceUnavailable("down")
+
+    @app.get("/refused")
+    def refused() -> str:
+        raise GatewayRequestRefused(400, "somethingOdd")
 
     return app
 
@@ -72,3 +80,11 @@ def test_unavailable_keycloak_shows_a_calm_page(offline_app: Flask) -> None:
     assert response.status_code == 503
     assert b"Nothing has been changed" in response.data
     assert b"Traceback" not in response.data
+
+
+def test_unexpected_gateway_refusal_shows_a_calm_page(offline_app: Flask) -> None:
+    offline_app.config["PROPAGATE_EXCEPTIONS"] = False  # as in production
+    response = offline_app.test_client().get("/refused")
+    assert response.status_code == 500
+    assert b"Nothing has been changed" in response.data
+    assert b"somethingOdd" not in response.data
