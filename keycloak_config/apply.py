@@ -139,7 +139,7 @@ class RealmApplier:
         self.dry_run = dry_run
         self.changes: list[str] = []
         connection = KeycloakOpenIDConnection(
-            server_url=options.url,
+            server_url=options.url + "/",  # keeps a path prefix such as /auth
             username=options.admin_user,
             password=options.admin_password,
             realm_name="master",

@@ -52,7 +52,8 @@ def cache_dir() -> Path:
 
 
 def _say(message: str) -> None:
-    print(f"[keycloak] {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal or pipe must not stop the work
+        print(f"[keycloak] {message}", file=sys.stderr, flush=True)
 
 
 def fetch() -> Path:
@@ -342,8 +343,9 @@ def stop(instance: str) -> bool:
     path.unlink(missing_ok=True)
     if not _is_our_server(pid, instance):
         return False  # the recorded process is gone; its pid may belong to another now
-    _say(f"stopping the {instance} server (peak memory {peak_memory_mb(pid):.0f} MB)")
-    _kill_group(pid)
+    peak = peak_memory_mb(pid)
+    _kill_group(pid)  # before saying anything: stderr may be a pipe that Ctrl-C just closed
+    _say(f"stopped the {instance} server (peak memory {peak:.0f} MB)")
     return True
 
 
@@ -372,7 +374,8 @@ def main(argv: list[str] | None = None) -> int:
             )
             print(running.url)
         elif args.command == "stop":
-            _say("stopped" if stop(args.instance) else "not running")
+            if not stop(args.instance):
+                _say("not running")
         else:
             running = status(args.instance)
             print(running.url if running else "not running")
