@@ -7,7 +7,7 @@ import logging
 from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 
-from provider import db, security_headers
+from provider import security_headers
 from provider.config import Settings, load_settings
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
 from provider.logging_setup import configure_logging
@@ -35,14 +35,7 @@ def create_app(
         SESSION_COOKIE_SECURE=secure,
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
-    install(
-        app,
-        Services(
-            settings=settings,
-            keycloak=gateway or KeycloakGateway(settings.keycloak),
-            engine=db.make_engine(settings.database_url),
-        ),
-    )
+    install(app, Services.assemble(settings, gateway=gateway))
     security_headers.install(app)
 
     from provider import health, pages

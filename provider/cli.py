@@ -2,8 +2,10 @@
 
     umpass check              configuration valid, Keycloak and the database reachable
     umpass serve [--port N]   run the service (waitress) after the same checks
+    umpass db-upgrade         create or migrate the service's database (Alembic)
+    umpass create-student ... a pending student with proofing data; prints its code once
     umpass seed-demo [--count N]
-                              create a few pending demo students in Keycloak
+                              the same for a few demo students (development)
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -14,41 +16,63 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from datetime import date
 
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from provider import db
+from provider.activation_codes import EnrolmentError, IssuedCode
 from provider.config import ConfigError, Settings, load_settings
 from provider.keycloak import (
-    ACTIVATION_STATE,
-    PHONE_NUMBER,
-    STATE_PENDING,
     GatewayError,
     IdentityServiceUnavailable,
     KeycloakGateway,
     ServiceCredentialRejected,
 )
+from provider.services import Services
+from provider.storage import engine as db
+from provider.storage import migrate
+from provider.storage.engine import make_engine
+from provider.students import NewStudent, StudentAlreadyActive, create_pending_student
 
 
 class CommandError(Exception):
     """A one-line, actionable reason the command cannot go on."""
 
 
-@dataclass(frozen=True)
-class DemoStudent:
-    username: str
-    first_name: str
-    last_name: str
-    email: str
-    phone: str
-
-
 DEMO_STUDENTS = [
-    DemoStudent("dc12345", "Ana", "Lei", "ana.lei@example.edu", "+85362345678"),
-    DemoStudent("dc23456", "Wai Man", "Chan", "waiman.chan@example.edu", "+85366543210"),
-    DemoStudent("dc34567", "João", "Sousa", "joao.sousa@example.edu", "+85368881234"),
+    NewStudent(
+        "dc12345",
+        "Ana",
+        "Lei",
+        "ana.lei@example.edu",
+        "+85362345678",
+        date(2007, 3, 14),
+        "1234567(8)",
+        "demo",
+    ),
+    NewStudent(
+        "dc23456",
+        "Wai Man",
+        "Chan",
+        "waiman.chan@example.edu",
+        "+85366543210",
+        date(2006, 11, 2),
+        "M765432(1)",
+        "demo",
+    ),
+    NewStudent(
+        "dc34567",
+        "João",
+        "Sousa",
+        "joao.sousa@example.edu",
+        "+85368881234",
+        date(2007, 7, 30),
+        "P4455667",
+        "demo",
+    ),
 ]
 
 
@@ -112,10 +136,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve(app, host=args.host, port=args.port, threads=args.threads, ident="umpass")
 
 
-def cmd_seed_demo(args: argparse.Namespace) -> None:
+def cmd_db_upgrade(_args: argparse.Namespace) -> None:
+    settings = _settings()
+    try:
+        migrate.upgrade(make_engine(settings.database_url))
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot migrate the database ({type(exc).__name__}): check DATABASE_URL"
+        ) from exc
+    print("database schema up to date")
+
+
+def _create(students: list[NewStudent]) -> list[IssuedCode]:
     settings = _settings()
     gateway = check_services(settings)
-    students = DEMO_STUDENTS[: args.count]
+    svc = Services.assemble(settings, gateway=gateway)
+    issued: list[IssuedCode] = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -123,25 +159,53 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
         TimeRemainingColumn(),
         transient=True,
     ) as progress:
-        task = progress.add_task("seeding demo students", total=len(students))
+        task = progress.add_task("creating students", total=len(students))
         for student in students:
-            # Created pending in one call: there is never an account without a state.
-            gateway.create_user(
-                student.username,
-                email=student.email,
-                first_name=student.first_name,
-                last_name=student.last_name,
-                attributes={ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]},
-            )
+            try:
+                issued.append(create_pending_student(svc, student))
+            except StudentAlreadyActive:
+                print(f"  {student.user_id}: already active, left as it is", file=sys.stderr)
+            except (ValueError, EnrolmentError) as exc:
+                raise CommandError(f"{student.user_id}: {exc}") from exc
             progress.advance(task)
-    for student in students:
-        print(f"  {student.username}  {student.first_name} {student.last_name}")
+    return issued
+
+
+def _print_codes(issued: list[IssuedCode]) -> None:
+    table = Table("user ID", "activation code", "expires", title="Shown once: not stored")
+    for code in issued:
+        table.add_row(code.user_id, code.code, code.expires_at.strftime("%Y-%m-%d"))
+    Console().print(table)
+
+
+def cmd_create_student(args: argparse.Namespace) -> None:
+    try:
+        dob = date.fromisoformat(args.date_of_birth)
+    except ValueError:
+        raise CommandError("--date-of-birth must be YYYY-MM-DD") from None
+    student = NewStudent(
+        args.user_id,
+        args.first_name,
+        args.last_name,
+        args.email,
+        args.phone,
+        dob,
+        args.id_number,
+        args.intake,
+    )
+    _print_codes(_create([student]))
+
+
+def cmd_seed_demo(args: argparse.Namespace) -> None:
+    _print_codes(_create(DEMO_STUDENTS[: args.count]))
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "check": cmd_check,
     "serve": cmd_serve,
     "seed-demo": cmd_seed_demo,
+    "db-upgrade": cmd_db_upgrade,
+    "create-student": cmd_create_student,
 }
 
 
@@ -153,6 +217,19 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
     serve.add_argument("--threads", type=int, default=8)
+    sub.add_parser("db-upgrade", help="create or migrate the database")
+    create = sub.add_parser("create-student", help="create a pending student with a code")
+    for name in (
+        "user-id",
+        "first-name",
+        "last-name",
+        "email",
+        "phone",
+        "date-of-birth",
+        "id-number",
+    ):
+        create.add_argument(f"--{name}", required=True)
+    create.add_argument("--intake")
     seed = sub.add_parser("seed-demo", help="create pending demo students")
     seed.add_argument("--count", type=int, default=len(DEMO_STUDENTS))
     args = parser.parse_args(argv)

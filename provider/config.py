@@ -32,10 +32,12 @@ class Settings:
     keycloak: KeycloakSettings
     database_url: str
     secret_key: str = field(repr=False)
+    hmac_key: bytes = field(repr=False)
     base_url: str
     log_level: str = "INFO"
     log_format: str = "json"
     testing: bool = False
+    user_id_length: int = 7
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -95,6 +97,17 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
         # Development only: sessions do not survive a restart, which is harmless there.
         secret_key = secrets.token_urlsafe(32)
+    hmac_key = env.get("UMPASS_HMAC_KEY", "").strip()
+    if not hmac_key:
+        if not testing and environment == "production":
+            raise ConfigError(
+                "UMPASS_HMAC_KEY is not set: production needs a fixed random key of 32+ characters"
+                " (codes and proofing data are stored as HMACs under it)"
+            )
+        # Development only: hashes made under a random key die with the process.
+        hmac_key = secrets.token_urlsafe(32)
+    if len(hmac_key) < 32:
+        raise ConfigError("UMPASS_HMAC_KEY must be at least 32 characters of random text")
     log_level = env.get("UMPASS_LOG_LEVEL", "INFO").strip().upper() or "INFO"
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise ConfigError(f"UMPASS_LOG_LEVEL={log_level!r} must be DEBUG, INFO, WARNING or ERROR")
@@ -105,8 +118,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         keycloak=keycloak,
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
         secret_key=secret_key,
+        hmac_key=hmac_key.encode(),
         base_url=_http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000"),
         log_level=log_level,
+        user_id_length=int(_number(env, "UMPASS_USER_ID_LENGTH", 7, minimum=3)),
         log_format=log_format,
         testing=testing,
     )

@@ -10,9 +10,9 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
-from provider import db
 from provider.keycloak import GatewayError
 from provider.services import services
+from provider.storage import engine as db
 
 bp = Blueprint("health", __name__)
 log = logging.getLogger(__name__)

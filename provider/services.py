@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 from flask import Flask
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from provider.config import Settings
 from provider.keycloak import KeycloakGateway
+from provider.keyed_hash import KeyedHasher
+from provider.storage.engine import make_engine
 
 _EXTENSION_KEY = "umpass"
 
@@ -18,6 +21,19 @@ class Services:
     settings: Settings
     keycloak: KeycloakGateway
     engine: Engine
+    sessions: sessionmaker[Session]
+    hasher: KeyedHasher
+
+    @classmethod
+    def assemble(cls, settings: Settings, *, gateway: KeycloakGateway | None = None) -> Services:
+        engine = make_engine(settings.database_url)
+        return cls(
+            settings=settings,
+            keycloak=gateway or KeycloakGateway(settings.keycloak),
+            engine=engine,
+            sessions=sessionmaker(engine, expire_on_commit=False),
+            hasher=KeyedHasher(settings.hmac_key),
+        )
 
 
 def install(app: Flask, svc: Services) -> None:

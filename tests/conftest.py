@@ -24,6 +24,8 @@ from keycloak_config.apply import ApplyOptions, apply_realm
 from provider import create_app
 from provider.config import Settings, load_settings
 from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
+from provider.services import Services
+from provider.storage import migrate
 
 DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
 
@@ -55,6 +57,7 @@ class RealmUnderTest:
             "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
             "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
             "UMPASS_TESTING": "1",
+            "UMPASS_HMAC_KEY": "test-hmac-key-" + "k" * 32,
             "UMPASS_LOG_FORMAT": "json",
             **extra,
         }
@@ -156,7 +159,15 @@ def pending_user(gateway: KeycloakGateway) -> str:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, gateway: KeycloakGateway) -> Flask:
+def services(settings: Settings, gateway: KeycloakGateway) -> Services:
+    """The assembled services over a database migrated from empty by Alembic."""
+    svc = Services.assemble(settings, gateway=gateway)
+    migrate.upgrade(svc.engine)
+    return svc
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, gateway: KeycloakGateway, services: Services) -> Flask:
     return create_app(settings, gateway=gateway)
 
 

@@ -1,0 +1,60 @@
+"""Creating a pending student: the Keycloak account, the proofing hashes, a first code.
+
+The single-student path for development, tests and the help desk; bulk intakes use the
+provisioning credential and partial import instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from provider.activation_codes import EnrolmentError, IssuedCode, enrol, issue_code
+from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
+from provider.proofing import normalize_id_last4, normalize_user_id
+from provider.services import Services
+
+
+@dataclass(frozen=True)
+class NewStudent:
+    user_id: str
+    first_name: str
+    last_name: str
+    email: str
+    phone: str
+    date_of_birth: date
+    id_number: str
+    intake: str | None = None
+
+
+class StudentAlreadyActive(Exception):
+    """The account is active: nothing of it is reset."""
+
+
+def create_pending_student(svc: Services, student: NewStudent) -> IssuedCode:
+    """Create (or find) the pending account, store proofing hashes, issue a fresh code."""
+    user_id = normalize_user_id(student.user_id, svc.settings.user_id_length)
+    if user_id is None or len(student.user_id.strip()) != svc.settings.user_id_length:
+        raise ValueError(f"a user ID has {svc.settings.user_id_length} letters or digits")
+    if normalize_id_last4(student.id_number) is None:  # checked before anything is written
+        raise EnrolmentError("the ID/passport number needs at least 4 letters or digits")
+    keycloak_id = svc.keycloak.create_user(
+        user_id,
+        email=student.email,
+        first_name=student.first_name,
+        last_name=student.last_name,
+        attributes={ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]},
+    )
+    if svc.keycloak.get_user(keycloak_id).activation_state == STATE_ACTIVE:
+        raise StudentAlreadyActive(user_id)
+    with svc.sessions.begin() as session:
+        enrol(
+            session,
+            svc.hasher,
+            user_id=user_id,
+            date_of_birth=student.date_of_birth,
+            id_number=student.id_number,
+            intake=student.intake,
+        )
+        session.flush()
+        return issue_code(session, svc.hasher, user_id)
