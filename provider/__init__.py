@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from provider import security_headers
 from provider.config import Settings, load_settings
+from provider.flows import views as flow_views
+from provider.flows.engine import FlowEngine
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
+from provider.limits import limiter
 from provider.logging_setup import configure_logging
 from provider.services import Services, install
 
@@ -35,13 +41,47 @@ def create_app(
         SESSION_COOKIE_SECURE=secure,
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
-    install(app, Services.assemble(settings, gateway=gateway))
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage,
+        RATELIMIT_HEADERS_ENABLED=True,
+        UMPASS_IDENTIFY_LIMIT=settings.identify_limit,
+        WTF_CSRF_TIME_LIMIT=None,  # the flow's own expiry bounds a form's life
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
+    svc = Services.assemble(settings, gateway=gateway)
+    install(app, svc)
+    app.extensions["umpass.flow_engine"] = FlowEngine(
+        svc.sessions,
+        svc.hasher,
+        flow_views.STEPS,
+        idle=timedelta(minutes=settings.flow_idle_minutes),
+    )
+    app.jinja_env.add_extension("jinja2.ext.do")
+    CSRFProtect(app)
+    limiter.init_app(app)
     security_headers.install(app)
 
     from provider import health, pages
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
+    app.register_blueprint(flow_views.bp)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_exc: CSRFError) -> ResponseReturnValue:
+        return render_template(
+            "error.html",
+            message="This page was open too long or came from somewhere else. "
+            "Go back, reload the page and try again. Nothing was changed.",
+        ), 400
+
+    @app.errorhandler(429)
+    def too_many(_exc: Exception) -> ResponseReturnValue:
+        return render_template(
+            "error.html", message="Too many tries from your network. Wait a minute and try again."
+        ), 429
 
     @app.errorhandler(IdentityServiceUnavailable)
     def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:

@@ -38,6 +38,11 @@ class Settings:
     log_format: str = "json"
     testing: bool = False
     user_id_length: int = 7
+    flow_idle_minutes: float = 30
+    after_activation_url: str = ""
+    ratelimit_storage: str = "memory://"
+    identify_limit: str = "10 per minute;100 per hour"
+    trusted_proxies: int = 0
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -122,6 +127,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         base_url=_http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000"),
         log_level=log_level,
         user_id_length=int(_number(env, "UMPASS_USER_ID_LENGTH", 7, minimum=3)),
+        flow_idle_minutes=_number(env, "UMPASS_FLOW_IDLE_MINUTES", 30, minimum=1),
+        after_activation_url=_http_url(
+            env,
+            "UMPASS_AFTER_ACTIVATION_URL",
+            f"{keycloak.url}/realms/{keycloak.realm}/account",
+        ),
+        ratelimit_storage=env.get("UMPASS_RATELIMIT_STORAGE", "").strip() or "memory://",
+        identify_limit=env.get("UMPASS_IDENTIFY_LIMIT", "").strip() or "10 per minute;100 per hour",
+        trusted_proxies=int(_number(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
         log_format=log_format,
         testing=testing,
     )

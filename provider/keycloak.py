@@ -428,12 +428,52 @@ class KeycloakGateway:
         A policy refusal becomes `PasswordRejected` with a plain sentence.
         """
         user_id = self._checked_id(user_id)
-        try:
+        with self._password_refusals():
             self._call(
                 "set_password",
                 lambda a: a.set_user_password(user_id, password, temporary=False),
                 about_user=True,
             )
+
+    def activate(
+        self,
+        user_id: str,
+        password: str,
+        *,
+        attributes: Mapping[str, Sequence[str]],
+        activated_at: datetime | None = None,
+    ) -> bool:
+        """Set the first password and mark the account active, in ONE Keycloak write.
+
+        Keycloak applies a user PUT carrying `credentials` in one transaction and checks
+        the password policy before anything changes, so the account is either still
+        pending without a password or active with it: never a usable password on a
+        pending account, never active without a password. Returns False, writing
+        nothing, when the account is already active (a repeated or parallel submit).
+        """
+        when = (activated_at or datetime.now(UTC)).astimezone(UTC)
+        stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
+        credential = {"type": "password", "value": password, "temporary": False}
+        wrote: list[bool] = []
+
+        def to_active(current: Mapping[str, Any]) -> _Change | None:
+            if (current.get("attributes") or {}).get(ACTIVATION_STATE) == [STATE_ACTIVE]:
+                return None
+            wrote.append(True)
+            return (
+                {"credentials": [credential], "requiredActions": []},
+                {**attributes, ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]},
+            )
+
+        with self._password_refusals():
+            self._update(user_id, to_active)
+        return bool(wrote)
+
+    @contextmanager
+    def _password_refusals(self) -> Iterator[None]:
+        """Turn Keycloak's password-policy refusal into `PasswordRejected`."""
+        try:
+            yield
         except GatewayRequestRefused as exc:
             if exc.status != 400 or not exc.error_key.startswith("invalidPassword"):
                 raise

@@ -1,0 +1,175 @@
+"""The flow engine: an ordered list of steps over server-side state.
+
+A flow lives in the database, keyed by the HMAC of a random id (192 bits) that the
+browser holds in a cookie, so a stolen database cannot be replayed as cookies and a
+client cannot rewind its own counters. Steps only say "done" or "not yet"; the engine
+decides what comes next, so no step can be skipped or replayed out of order. A flow
+idles out after `idle` (default 30 minutes); an expired or unknown flow is replaced by a
+fresh one and the student is told, never shown an error.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider.keyed_hash import KeyedHasher, Purpose
+from provider.storage.models import Flow
+
+FLOW_COOKIE = "umpass_flow"
+DEFAULT_IDLE = timedelta(minutes=30)
+
+
+@dataclass
+class FlowState:
+    """One flow as the steps see it; `data` holds what steps collected so far."""
+
+    flow_id: str  # the cookie value; only its HMAC is stored
+    step: str
+    user_id: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+    is_new: bool = False
+    replaced_expired: bool = False
+
+
+class FlowConflict(Exception):
+    """Another request changed the flow first (double submit); reload and look again."""
+
+
+class FlowEngine:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        hasher: KeyedHasher,
+        steps: Sequence[str],
+        *,
+        idle: timedelta = DEFAULT_IDLE,
+    ) -> None:
+        self._sessions = sessions
+        self._hasher = hasher
+        self.steps = tuple(steps)
+        self.idle = idle
+
+    def _key(self, flow_id: str) -> str:
+        return self._hasher.digest(Purpose.FLOW_ID, flow_id)
+
+    def position(self, step: str) -> int:
+        """1-based position for "Step n of N"."""
+        return self.steps.index(step) + 1
+
+    def load_or_start(self, flow_id: str | None, now: datetime | None = None) -> FlowState:
+        """The live flow for this cookie, or a fresh one at the first step."""
+        now = now or datetime.now(UTC)
+        expired = False
+        if flow_id and len(flow_id) <= 64:
+            with self._sessions() as session:
+                row = session.get(Flow, self._key(flow_id))
+                if row is not None and row.expires_at > now:
+                    return FlowState(
+                        flow_id=flow_id,
+                        step=row.step,
+                        user_id=row.user_id,
+                        data=dict(row.state),
+                        version=row.version,
+                    )
+                expired = True  # unknown or expired: a cookie was there
+        state = self._create(now)
+        state.replaced_expired = expired
+        return state
+
+    def _create(
+        self,
+        now: datetime,
+        *,
+        step: str | None = None,
+        user_id: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> FlowState:
+        flow_id = secrets.token_urlsafe(24)
+        first = step or self.steps[0]
+        with self._sessions.begin() as session:
+            session.add(
+                Flow(
+                    id_hash=self._key(flow_id),
+                    user_id=user_id,
+                    step=first,
+                    state=data or {},
+                    version=0,
+                    created_at=now,
+                    updated_at=now,
+                    expires_at=now + self.idle,
+                )
+            )
+        return FlowState(flow_id=flow_id, step=first, user_id=user_id, data=data or {}, is_new=True)
+
+    def touch(self, state: FlowState, now: datetime | None = None) -> None:
+        """Push the idle expiry forward (a page was viewed)."""
+        now = now or datetime.now(UTC)
+        with self._sessions.begin() as session:
+            session.execute(
+                update(Flow)
+                .where(Flow.id_hash == self._key(state.flow_id))
+                .values(updated_at=now, expires_at=now + self.idle)
+            )
+
+    def save(
+        self, state: FlowState, *, step: str | None = None, now: datetime | None = None
+    ) -> FlowState:
+        """Write the state (and move to `step`) if nobody else changed the flow meanwhile."""
+        now = now or datetime.now(UTC)
+        new_step = step or state.step
+        with self._sessions.begin() as session:
+            result = session.execute(
+                update(Flow)
+                .where(Flow.id_hash == self._key(state.flow_id), Flow.version == state.version)
+                .values(
+                    step=new_step,
+                    user_id=state.user_id,
+                    state=state.data,
+                    version=state.version + 1,
+                    updated_at=now,
+                    expires_at=now + self.idle,
+                )
+            )
+            if result.rowcount != 1:
+                raise FlowConflict
+        state.step = new_step
+        state.version += 1
+        return state
+
+    def advance(self, state: FlowState, now: datetime | None = None) -> FlowState:
+        """Move past the current step."""
+        index = self.steps.index(state.step)
+        return self.save(state, step=self.steps[min(index + 1, len(self.steps) - 1)], now=now)
+
+    def rotate(
+        self, state: FlowState, *, user_id: str, step: str, now: datetime | None = None
+    ) -> FlowState:
+        """Replace the flow id once the student is identified (no fixation of a
+        pre-identification id), carrying the data over to `step`."""
+        now = now or datetime.now(UTC)
+        with self._sessions.begin() as session:
+            result = session.execute(
+                delete(Flow).where(
+                    Flow.id_hash == self._key(state.flow_id), Flow.version == state.version
+                )
+            )
+            if result.rowcount != 1:
+                raise FlowConflict
+        return self._create(now, step=step, user_id=user_id, data=state.data)
+
+    def finish(self, state: FlowState) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(Flow).where(Flow.id_hash == self._key(state.flow_id)))
+
+    def purge_expired(self, now: datetime | None = None) -> int:
+        now = now or datetime.now(UTC)
+        with self._sessions.begin() as session:
+            return int(session.execute(delete(Flow).where(Flow.expires_at <= now)).rowcount or 0)

@@ -1,0 +1,139 @@
+"""Step 1: the student proves who they are.
+
+User ID, activation code, date of birth and the last 4 characters of the ID/passport
+number must all match. Every kind of mismatch (unknown ID, wrong code, wrong date, wrong
+digits, used, expired or revoked code, account already active) gets the same answer;
+the comparison always does the same work, and failures are padded to one duration.
+"""
+
+from __future__ import annotations
+
+import hmac
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from flask_wtf import FlaskForm
+from sqlalchemy import select
+from wtforms import DateField, StringField
+from wtforms.validators import InputRequired, Length
+
+from provider.flows import lockout
+from provider.keycloak import STATE_PENDING
+from provider.keyed_hash import Purpose
+from provider.proofing import (
+    normalize_activation_code,
+    normalize_date_of_birth,
+    normalize_id_last4,
+    normalize_user_id,
+)
+from provider.services import Services
+from provider.storage.models import ActivationCode, Student
+
+# Every failed identify answer takes at least this long, whatever failed.
+FAILURE_FLOOR_SECONDS = 0.25
+
+
+class IdentifyForm(FlaskForm):
+    user_id = StringField(
+        "User ID",
+        validators=[InputRequired("Enter your user ID"), Length(max=64)],
+        description="The first 7 characters of your student number, for example dc12345.",
+    )
+    activation_code = StringField(
+        "Activation code",
+        validators=[InputRequired("Enter your activation code"), Length(max=64)],
+        description="From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR.",
+    )
+    date_of_birth = DateField(
+        "Date of birth",
+        validators=[InputRequired("Enter your date of birth")],
+        format="%Y-%m-%d",
+    )
+    id_last4 = StringField(
+        "Last 4 characters of your ID or passport number",
+        validators=[InputRequired("Enter the last 4 characters of your ID"), Length(max=64)],
+        description="For 1234567(8) enter 5678.",
+    )
+
+
+@dataclass(frozen=True)
+class Identified:
+    user_id: str
+    keycloak_id: str
+    code_id: int
+
+
+class IdentifyFailed(Exception):
+    """The details did not match (deliberately says nothing about which)."""
+
+
+class IdentifyLocked(Exception):
+    """Too many failures for this user ID: try again later."""
+
+
+def identify(
+    svc: Services,
+    *,
+    typed_user_id: str,
+    typed_code: str,
+    date_of_birth: date,
+    typed_id_last4: str,
+    now: datetime | None = None,
+) -> Identified:
+    """Check the four details; raise `IdentifyFailed` or `IdentifyLocked` otherwise."""
+    started = time.monotonic()
+    now = now or datetime.now(UTC)
+    lock_key = lockout.lock_key(
+        normalize_user_id(typed_user_id, svc.settings.user_id_length) or typed_user_id
+    )
+    try:
+        if not lockout.begin_attempt(svc.sessions, lock_key, now):
+            raise IdentifyLocked
+        result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
+        if result is None:
+            lockout.record_failure(svc.sessions, lock_key, now)
+            raise IdentifyFailed
+        lockout.record_success(svc.sessions, lock_key, now)
+        return result
+    except (IdentifyFailed, IdentifyLocked):
+        remaining = FAILURE_FLOOR_SECONDS - (time.monotonic() - started)
+        if remaining > 0:
+            time.sleep(remaining)
+        raise
+
+
+def _compare(
+    svc: Services,
+    typed_user_id: str,
+    typed_code: str,
+    date_of_birth: date,
+    typed_id_last4: str,
+    now: datetime,
+) -> Identified | None:
+    h = svc.hasher
+    user_id = normalize_user_id(typed_user_id, svc.settings.user_id_length) or ""
+    # All three HMACs are computed on every path, matching or not.
+    code_hash = h.digest(Purpose.ACTIVATION_CODE, normalize_activation_code(typed_code) or "")
+    dob_hash = h.digest(Purpose.DATE_OF_BIRTH, normalize_date_of_birth(date_of_birth))
+    last4_hash = h.digest(Purpose.ID_LAST4, normalize_id_last4(typed_id_last4) or "")
+    with svc.sessions() as session:
+        student = session.get(Student, user_id) if user_id else None
+        code = session.scalars(
+            select(ActivationCode).where(ActivationCode.code_hash == code_hash)
+        ).one_or_none()
+    unknown = "0" * len(code_hash)  # compared against when there is no student
+    matches = [
+        student is not None,
+        hmac.compare_digest(dob_hash, student.dob_hash if student else unknown),
+        hmac.compare_digest(last4_hash, student.id_last4_hash if student else unknown),
+        code is not None and code.user_id == user_id and code.usable(now),
+    ]
+    if not all(matches) or code is None:
+        return None
+    # Only a caller who already knows every secret gets this far: the Keycloak lookup's
+    # timing reveals nothing to anyone else.
+    user = svc.keycloak.find_user(user_id)
+    if user is None or user.activation_state != STATE_PENDING:
+        return None
+    return Identified(user_id=user_id, keycloak_id=user.id, code_id=code.id)

@@ -1,0 +1,79 @@
+"""Consecutive identify failures per typed user ID, and the lock they lead to.
+
+The counter is raised *before* the details are compared, so a request cut short after
+the comparison still counts. After `MAX_FAILURES` in a row the ID is locked for
+`BASE_LOCK`, doubling with each further lock. Rows exist for IDs that do not exist too:
+a lock looks the same either way.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider.storage.models import IdentifyLockout
+
+MAX_FAILURES = 5
+BASE_LOCK = timedelta(minutes=15)
+MAX_LOCK = timedelta(days=1)
+
+
+def lock_key(typed_user_id: str) -> str:
+    """The counter's key: the normalised ID, or what was typed (bounded) when malformed."""
+    return "".join(typed_user_id.split()).lower()[:32] or "-"
+
+
+def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> bool:
+    """Count one attempt; False when the ID is locked (and nothing is counted)."""
+    with sessions.begin() as session:
+        counted = session.execute(
+            update(IdentifyLockout)
+            .where(
+                IdentifyLockout.user_id == key,
+                or_(IdentifyLockout.locked_until.is_(None), IdentifyLockout.locked_until <= now),
+            )
+            .values(failures=IdentifyLockout.failures + 1, updated_at=now)
+        ).rowcount
+        if counted:
+            return True
+        if session.get(IdentifyLockout, key) is not None:
+            return False  # the row exists, so the update was refused by the lock
+    try:
+        with sessions.begin() as session:
+            session.add(IdentifyLockout(user_id=key, failures=1, lock_count=0, updated_at=now))
+    except IntegrityError:  # a parallel first attempt created it: count on that row
+        return begin_attempt(sessions, key, now)
+    return True
+
+
+def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
+    """The attempt failed: lock the ID once it has failed `MAX_FAILURES` times in a row."""
+    with sessions.begin() as session:
+        row = session.get(IdentifyLockout, key)
+        if row is None or row.failures < MAX_FAILURES:
+            return
+        row.locked_until = now + min(BASE_LOCK * (2**row.lock_count), MAX_LOCK)
+        row.lock_count += 1
+        row.failures = 0
+
+
+def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
+    with sessions.begin() as session:
+        session.execute(
+            update(IdentifyLockout)
+            .where(IdentifyLockout.user_id == key)
+            .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
+        )
+
+
+def clear(sessions: sessionmaker[Session], key: str) -> None:
+    """Help desk: lift the lock and forget the failures."""
+    with sessions.begin() as session:
+        session.execute(
+            update(IdentifyLockout)
+            .where(IdentifyLockout.user_id == key)
+            .values(failures=0, locked_until=None)
+        )

@@ -1,0 +1,52 @@
+"""Step 2: the campus IT policies, shown in full, each accepted by its own checkbox.
+
+Policies are Markdown files in provider/policies/ with a small header (id, version,
+title). They are rendered with raw HTML switched off, so a policy file cannot inject
+markup or script. What was accepted (id, version, time) goes into the flow and, at
+activation, onto the Keycloak account.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+from markupsafe import Markup
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+
+
+@dataclass(frozen=True)
+class Policy:
+    id: str
+    version: str
+    title: str
+    html: Markup
+
+    @property
+    def field_name(self) -> str:
+        return "accept_" + re.sub(r"[^a-z0-9]+", "_", self.id.lower())
+
+
+def _parse(path: Path) -> Policy:
+    text = path.read_text(encoding="utf-8")
+    _, header, body = text.split("---\n", 2)
+    meta = dict(line.split(":", 1) for line in header.strip().splitlines())
+    meta = {k.strip(): v.strip() for k, v in meta.items()}
+    renderer = MarkdownIt("commonmark", {"html": False})
+    # Headings inside a policy sit below the page's own h1 and the policy's h2.
+    html = renderer.render(body).replace("<h2>", "<h3>").replace("</h2>", "</h3>")
+    return Policy(id=meta["id"], version=meta["version"], title=meta["title"], html=Markup(html))  # noqa: S704
+
+
+@cache
+def current_policies() -> tuple[Policy, ...]:
+    return tuple(_parse(p) for p in sorted(POLICY_DIR.glob("*.md")))
+
+
+def accepted_record(policy: Policy, at: str) -> str:
+    """How one acceptance is stored on the account: ``id@version:time``."""
+    return f"{policy.id}@{policy.version}:{at}"

@@ -1,0 +1,295 @@
+"""The activation flow's pages: thin views over the engine and the step modules.
+
+Each step has its own URL (/activate/<step>); asking for any other step than the
+flow's current one redirects there, so steps cannot be skipped, and a reload or a
+re-submit of a finished step lands on the right page without changing anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from wtforms import BooleanField
+
+from provider.flows import activate as activation
+from provider.flows import identify as identify_step
+from provider.flows.contacts import mask_email, mask_phone
+from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
+from provider.flows.password import PasswordForm, weakness
+from provider.flows.policies import accepted_record, current_policies
+from provider.keycloak import PHONE_NUMBER, PasswordRejected
+from provider.limits import identify_limit, limiter, not_identify_post
+from provider.services import Services, services
+from provider.storage.models import ActivationCode, Student
+
+bp = Blueprint("flow", __name__, url_prefix="/activate")
+log = logging.getLogger(__name__)
+
+STEPS = ("identify", "policies", "contacts", "password", "done")
+TITLES = {
+    "identify": "Confirm who you are",
+    "policies": "Campus IT policies",
+    "contacts": "Your phone and email",
+    "password": "Choose your password",
+    "done": "Your account is active",
+}
+
+
+def engine() -> FlowEngine:
+    return current_app.extensions["umpass.flow_engine"]
+
+
+def _svc() -> Services:
+    return services(current_app)
+
+
+def _flow() -> FlowState:
+    if "flow" not in g:
+        state = engine().load_or_start(request.cookies.get(FLOW_COOKIE))
+        if state.replaced_expired:
+            flash("Your session timed out, so we started again. Nothing was changed.")
+        g.flow = state
+    return g.flow
+
+
+@bp.after_app_request
+def set_flow_cookie(response: Response) -> Response:
+    state: FlowState | None = g.get("flow")
+    if state is not None and state.is_new:
+        secure = current_app.config["SESSION_COOKIE_SECURE"]
+        response.set_cookie(
+            FLOW_COOKIE,
+            state.flow_id,
+            max_age=int(engine().idle.total_seconds()) * 4,
+            path="/activate",
+            secure=secure,
+            httponly=True,
+            samesite="Lax",
+        )
+    return response
+
+
+def _page(step: str, status: int = 200, **context: object) -> ResponseReturnValue:
+    return (
+        render_template(
+            f"flow/{step}.html",
+            step=step,
+            step_number=engine().position(step),
+            step_count=len(STEPS),
+            title=TITLES[step],
+            **context,
+        ),
+        status,
+    )
+
+
+def _to_current(state: FlowState) -> ResponseReturnValue:
+    return redirect(url_for("flow.step", name=state.step))
+
+
+@bp.get("/")
+def start() -> ResponseReturnValue:
+    return _to_current(_flow())
+
+
+@bp.route("/<name>", methods=["GET", "POST"])
+@limiter.limit(identify_limit, exempt_when=not_identify_post)
+def step(name: str) -> ResponseReturnValue:
+    state = _flow()
+    if name not in STEPS or name != state.step:
+        return _to_current(state)
+    if request.method == "GET":
+        engine().touch(state)
+    handler = HANDLERS[name]
+    return handler(state)
+
+
+# -- step 1 --------------------------------------------------------------------------
+
+
+def _identify(state: FlowState) -> ResponseReturnValue:
+    form = identify_step.IdentifyForm()
+    if request.method == "GET" or not form.validate():
+        status = 400 if request.method == "POST" else 200
+        return _page("identify", status, form=form)
+    try:
+        who = identify_step.identify(
+            _svc(),
+            typed_user_id=form.user_id.data or "",
+            typed_code=form.activation_code.data or "",
+            date_of_birth=form.date_of_birth.data,
+            typed_id_last4=form.id_last4.data or "",
+        )
+    except identify_step.IdentifyLocked:
+        return _page(
+            "identify",
+            429,
+            form=form,
+            failure="Too many attempts for this user ID. Try again in 15 minutes, "
+            "or ask the IT help desk.",
+        )
+    except identify_step.IdentifyFailed:
+        return _page(
+            "identify",
+            400,
+            form=form,
+            failure="We could not match those details. Check each one and try again.",
+        )
+    # Identified: a new flow id and a new session, so nothing from before carries over.
+    session.clear()
+    state.data = {"code_id": who.code_id, "keycloak_id": who.keycloak_id}
+    try:
+        g.flow = engine().rotate(state, user_id=who.user_id, step="policies")
+    except FlowConflict:
+        return _to_current(engine().load_or_start(request.cookies.get(FLOW_COOKIE)))
+    log.info("student identified", extra={"flow_step": "identify", "outcome": "ok"})
+    return _to_current(g.flow)
+
+
+# -- step 2 --------------------------------------------------------------------------
+
+
+def _policies_form() -> FlaskForm:
+    class PoliciesForm(FlaskForm):
+        pass
+
+    for policy in current_policies():
+        setattr(
+            PoliciesForm,
+            policy.field_name,
+            BooleanField(f"I accept “{policy.title}” (version {policy.version})"),
+        )
+    return PoliciesForm()
+
+
+def _policies(state: FlowState) -> ResponseReturnValue:
+    form = _policies_form()
+    policies = current_policies()
+    if request.method == "GET" or not form.validate():
+        return _page(
+            "policies", 400 if request.method == "POST" else 200, form=form, policies=policies
+        )
+    missing = [p for p in policies if not form[p.field_name].data]
+    if missing:
+        for p in missing:
+            form[p.field_name].errors = [f"Accept “{p.title}” to continue"]
+        return _page("policies", 400, form=form, policies=policies)
+    at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    state.data["accepted_policies"] = [accepted_record(p, at) for p in policies]
+    return _advance(state)
+
+
+# -- step 3 --------------------------------------------------------------------------
+
+
+def _contacts(state: FlowState) -> ResponseReturnValue:
+    form = FlaskForm()
+    if request.method == "GET" or not form.validate():
+        user = _svc().keycloak.get_user(state.data["keycloak_id"])
+        return _page(
+            "contacts",
+            400 if request.method == "POST" else 200,
+            form=form,
+            email=mask_email(user.email),
+            phone=mask_phone(user.attribute(PHONE_NUMBER)),
+        )
+    return _advance(state)
+
+
+# -- step 4 --------------------------------------------------------------------------
+
+
+def _password(state: FlowState) -> ResponseReturnValue:
+    svc = _svc()
+    form = PasswordForm()
+    policy = svc.keycloak.password_policy()
+    if request.method == "GET" or not form.validate():
+        return _page(
+            "password", 400 if request.method == "POST" else 200, form=form, tips=policy.tips()
+        )
+    password = form.password.data or ""
+    user = svc.keycloak.get_user(state.data["keycloak_id"])
+    with svc.sessions() as db:
+        student = db.get(Student, state.user_id)
+        code = db.get(ActivationCode, state.data["code_id"])
+    reason = weakness(
+        password,
+        policy=policy,
+        user_id=state.user_id or "",
+        hints=[
+            state.user_id or "",
+            user.first_name or "",
+            user.last_name or "",
+            (user.email or "").split("@")[0],
+            "umpass",
+        ],
+        hasher=svc.hasher,
+        dob_hash=student.dob_hash if student else None,
+        code_hash=code.code_hash if code else None,
+    )
+    if reason is None:
+        try:
+            activation.activate(svc, engine(), state, password)
+        except PasswordRejected as exc:
+            reason = exc.reason
+        except activation.ActivationInProgress:
+            return _page(
+                "password",
+                409,
+                form=PasswordForm(formdata=None),
+                tips=policy.tips(),
+                failure="We are already activating your account. "
+                "Wait a moment, then reload this page.",
+            )
+        except activation.ActivationImpossible:
+            return _page(
+                "password",
+                409,
+                form=PasswordForm(formdata=None),
+                tips=policy.tips(),
+                failure="This activation cannot be completed. Ask the IT help desk "
+                "for a new activation code.",
+            )
+        else:
+            log.info("account activated", extra={"flow_step": "password", "outcome": "ok"})
+            return _to_current(state)
+    form.password.errors = [reason]
+    return _page("password", 400, form=form, tips=policy.tips())
+
+
+# -- step 5 --------------------------------------------------------------------------
+
+
+def _done(state: FlowState) -> ResponseReturnValue:
+    return _page("done", sso_url=_svc().settings.after_activation_url)
+
+
+def _advance(state: FlowState) -> ResponseReturnValue:
+    with contextlib.suppress(FlowConflict):  # a parallel submit moved it on
+        engine().advance(state)
+    return _to_current(engine().load_or_start(state.flow_id))
+
+
+HANDLERS = {
+    "identify": _identify,
+    "policies": _policies,
+    "contacts": _contacts,
+    "password": _password,
+    "done": _done,
+}
