@@ -77,3 +77,4 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     # urllib3 logs retried URLs, query strings (usernames) included.
     logging.getLogger("urllib3").setLevel(logging.ERROR)
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)

@@ -58,6 +58,8 @@ class RealmUnderTest:
             "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
             "UMPASS_TESTING": "1",
             "UMPASS_HMAC_KEY": "test-hmac-key-" + "k" * 32,
+            # Every test client comes from 127.0.0.1; the per-address limit has its own test.
+            "UMPASS_IDENTIFY_LIMIT": "10000 per minute",
             "UMPASS_LOG_FORMAT": "json",
             **extra,
         }

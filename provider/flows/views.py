@@ -215,13 +215,18 @@ def _contacts(state: FlowState) -> ResponseReturnValue:
 # -- step 4 --------------------------------------------------------------------------
 
 
+# Rules the service adds to the realm's own, shown with Keycloak's tips.
+SERVICE_TIPS = ["Do not use your date of birth or your activation code."]
+
+
 def _password(state: FlowState) -> ResponseReturnValue:
     svc = _svc()
     form = PasswordForm()
     policy = svc.keycloak.password_policy()
+    tips = [*policy.tips(), *SERVICE_TIPS]
     if request.method == "GET" or not form.validate():
         return _page(
-            "password", 400 if request.method == "POST" else 200, form=form, tips=policy.tips()
+            "password", 400 if request.method == "POST" else 200, form=form, tips=tips
         )
     password = form.password.data or ""
     user = svc.keycloak.get_user(state.data["keycloak_id"])
@@ -253,7 +258,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
                 "password",
                 409,
                 form=PasswordForm(formdata=None),
-                tips=policy.tips(),
+                tips=tips,
                 failure="We are already activating your account. "
                 "Wait a moment, then reload this page.",
             )
@@ -262,7 +267,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
                 "password",
                 409,
                 form=PasswordForm(formdata=None),
-                tips=policy.tips(),
+                tips=tips,
                 failure="This activation cannot be completed. Ask the IT help desk "
                 "for a new activation code.",
             )
@@ -270,7 +275,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
             log.info("account activated", extra={"flow_step": "password", "outcome": "ok"})
             return _to_current(state)
     form.password.errors = [reason]
-    return _page("password", 400, form=form, tips=policy.tips())
+    return _page("password", 400, form=form, tips=tips)
 
 
 # -- step 5 --------------------------------------------------------------------------

@@ -1,0 +1,345 @@
+"""The student activation flow against the real Keycloak, through the web layer."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from flask import Flask
+from keycloak import KeycloakAdmin
+from sqlalchemy import update
+
+from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
+from provider.services import Services
+from provider.storage.models import ActivationCode, Flow, IdentifyLockout
+from provider.students import NewStudent, create_pending_student
+from tests.conftest import DEMO_REDIRECT_BASE
+from tests.support.flow_client import FlowClient, StudentDetails
+from tests.support.keycloak_login import sign_in
+
+PASSWORD = "orbit lantern velvet 1987"
+
+
+@pytest.fixture
+def student(services: Services) -> StudentDetails:
+    user_id = f"a{secrets.token_hex(3)}"
+    issued = create_pending_student(
+        services,
+        NewStudent(
+            user_id,
+            "Kit",
+            "Wong",
+            f"{user_id}@example.edu",
+            "+85362223333",
+            date(2006, 2, 28),
+            "C123456(7)",
+        ),
+    )
+    return StudentDetails(user_id, issued.code, date(2006, 2, 28), "4567")
+
+
+@pytest.fixture
+def flow(app: Flask) -> FlowClient:
+    return FlowClient(app.test_client())
+
+
+def _kc_user(services: Services, user_id: str):
+    user = services.keycloak.find_user(user_id)
+    assert user is not None
+    return user
+
+
+def test_whole_flow_activates_and_the_password_signs_in(
+    flow: FlowClient, student: StudentDetails, services: Services, admin: KeycloakAdmin
+) -> None:
+    start = flow.client.get("/activate/")
+    assert start.status_code == 302 and start.location.endswith("/activate/identify")
+    page = flow.page("identify").get_data(as_text=True)
+    assert "Step 1 of 5" in page
+    cookie_before = flow.client.get_cookie("umpass_flow", path="/activate")
+    assert cookie_before is not None and len(cookie_before.value) >= 22  # >= 128 bits
+
+    assert flow.identify(student).location.endswith("/activate/policies")
+    cookie_after = flow.client.get_cookie("umpass_flow", path="/activate")
+    assert cookie_after is not None and cookie_after.value != cookie_before.value  # rotated
+    assert "Step 2 of 5" in flow.page("policies").get_data(as_text=True)
+    assert flow.accept_policies().location.endswith("/activate/contacts")
+    contacts = flow.page("contacts").get_data(as_text=True)
+    assert "+853 ••••3333" in contacts and "a•••@example.edu" in contacts
+    assert flow.confirm_contacts().location.endswith("/activate/password")
+    password_page = flow.page("password").get_data(as_text=True)
+    assert "Use at least 12 characters" in password_page  # the realm's policy, read live
+
+    # Still pending, no password, until the last step commits.
+    user = _kc_user(services, student.user_id)
+    assert user.activation_state == STATE_PENDING
+    assert admin.get_credentials(user.id) == []
+
+    done = flow.set_password(PASSWORD)
+    assert done.location.endswith("/activate/done"), done.get_data(as_text=True)[:400]
+    assert "Your account is active" in flow.page("done").get_data(as_text=True)
+    user = _kc_user(services, student.user_id)
+    assert user.activation_state == STATE_ACTIVE
+    assert user.attribute("activated_at")
+    accepted = user.attributes[ACCEPTED_POLICIES]
+    assert any(a.startswith("it-acceptable-use@2026-09:") for a in accepted)
+    assert admin.get_user(user.id)["requiredActions"] == []
+    result = sign_in(
+        services.settings.keycloak.url,
+        services.settings.keycloak.realm,
+        "umpass-demo",
+        f"{DEMO_REDIRECT_BASE}/cb",
+        student.user_id,
+        PASSWORD,
+    )
+    assert result.ok
+
+    # The code is spent: a replay is the generic failure.
+    replay = FlowClient(flow.client.application.test_client()).identify(student)
+    assert replay.status_code == 400
+    assert "We could not match those details" in replay.get_data(as_text=True)
+
+
+def _failure_body(response) -> str:
+    body = response.get_data(as_text=True)
+    body = re.sub(r'name="csrf_token" type="hidden" value="[^"]+"', "", body)
+    return re.sub(r'value="[^"]*"', "", body)  # what the student typed is echoed back
+
+
+def test_every_mismatch_looks_the_same(
+    app: Flask, student: StudentDetails, services: Services
+) -> None:
+    other = create_pending_student(
+        services,
+        NewStudent(
+            f"b{secrets.token_hex(3)}",
+            "X",
+            "Y",
+            f"{secrets.token_hex(3)}@example.edu",
+            "+85362224444",
+            date(2001, 1, 1),
+            "Z9999999",
+        ),
+    )
+    expired = f"e{secrets.token_hex(3)}"
+    expired_code = create_pending_student(
+        services,
+        NewStudent(
+            expired,
+            "E",
+            "X",
+            f"{expired}@example.edu",
+            "+85362225555",
+            student.date_of_birth,
+            "C123456(7)",
+        ),
+    ).code
+    with services.sessions.begin() as db:
+        db.execute(
+            update(ActivationCode)
+            .where(ActivationCode.user_id == expired)
+            .values(expires_at=datetime.now(UTC) - timedelta(days=1))
+        )
+    cases = {
+        "unknown id": {"user_id": "zz00000"},
+        "malformed id": {"user_id": "??"},
+        "wrong code": {"activation_code": "AAAAA-BBBBB-CCCCC"},
+        "someone else's code": {"activation_code": other.code},
+        "wrong date": {"date_of_birth": "2006-02-27"},
+        "wrong digits": {"id_last4": "4568"},
+        "expired code": {"user_id": expired, "activation_code": expired_code},
+    }
+    responses = {}
+    for name, change in cases.items():
+        client = FlowClient(app.test_client())
+        started = datetime.now(UTC)
+        responses[name] = client.identify(student, **change)
+        took = (datetime.now(UTC) - started).total_seconds()
+        assert took >= 0.25, f"{name} answered faster than the failure floor"
+    bodies = {name: _failure_body(r) for name, r in responses.items()}
+    first = next(iter(bodies.values()))
+    for name, response in responses.items():
+        assert response.status_code == 400, name
+        assert bodies[name] == first, name
+    assert "We could not match those details" in first
+    # Nothing changed in Keycloak.
+    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
+
+
+def test_already_active_account_is_the_generic_failure(
+    flow: FlowClient, student: StudentDetails, services: Services
+) -> None:
+    services.keycloak.mark_active(_kc_user(services, student.user_id).id)
+    response = flow.identify(student)
+    assert response.status_code == 400
+    assert "We could not match those details" in response.get_data(as_text=True)
+
+
+def test_lockout_after_five_failures_then_expiry(
+    app: Flask, student: StudentDetails, services: Services
+) -> None:
+    for _ in range(5):
+        assert FlowClient(app.test_client()).identify(student, id_last4="0000").status_code == 400
+    locked = FlowClient(app.test_client()).identify(student)  # even the right details
+    assert locked.status_code == 429
+    assert "Too many attempts for this user ID" in locked.get_data(as_text=True)
+    # A user ID that does not exist locks the same way.
+    for _ in range(5):
+        FlowClient(app.test_client()).identify(student, user_id="zz11111")
+    ghost = FlowClient(app.test_client()).identify(student, user_id="zz11111")
+    assert ghost.status_code == 429
+    assert _failure_body(ghost).replace("zz11111", "") == _failure_body(locked).replace(
+        student.user_id, ""
+    )
+    # The lock runs out: then the right details work.
+    with services.sessions.begin() as db:
+        db.execute(
+            update(IdentifyLockout)
+            .where(IdentifyLockout.user_id == student.user_id)
+            .values(locked_until=datetime.now(UTC) - timedelta(seconds=1))
+        )
+    assert FlowClient(app.test_client()).identify(student).status_code == 302
+    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
+
+
+def test_steps_cannot_be_skipped(
+    flow: FlowClient, student: StudentDetails, services: Services
+) -> None:
+    for step in ("policies", "contacts", "password", "done"):
+        response = flow.client.get(f"/activate/{step}")
+        assert response.status_code == 302 and response.location.endswith("/activate/identify")
+    token_page = flow.page("identify")
+    from tests.support.flow_client import csrf_token
+
+    posted = flow.client.post(
+        "/activate/password",
+        data={"csrf_token": csrf_token(token_page), "password": PASSWORD, "confirm": PASSWORD},
+    )
+    assert posted.status_code == 302 and posted.location.endswith("/activate/identify")
+    assert flow.identify(student).status_code == 302
+    # Identified, but the policies are not accepted yet: no jumping to the password.
+    assert flow.client.get("/activate/password").location.endswith("/activate/policies")
+    assert flow.client.get("/activate/identify").location.endswith("/activate/policies")
+    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
+
+
+def test_missing_csrf_token_is_refused_and_changes_nothing(
+    flow: FlowClient, student: StudentDetails, services: Services
+) -> None:
+    flow.page("identify")
+    response = flow.client.post(
+        "/activate/identify",
+        data={
+            "user_id": student.user_id,
+            "activation_code": student.code,
+            "date_of_birth": student.date_of_birth.isoformat(),
+            "id_last4": student.id_last4,
+        },
+    )
+    assert response.status_code == 400
+    assert "Nothing was changed" in response.get_data(as_text=True)
+    with services.sessions() as db:
+        assert db.get(IdentifyLockout, student.user_id) is None  # not even counted
+
+
+def test_expired_flow_starts_again_with_a_message(
+    flow: FlowClient, student: StudentDetails, services: Services
+) -> None:
+    assert flow.identify(student).status_code == 302
+    with services.sessions.begin() as db:
+        db.execute(
+            update(Flow)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            .where(Flow.user_id == student.user_id)
+        )
+    response = flow.client.get("/activate/policies", follow_redirects=True)
+    assert response.status_code == 200
+    body = response.get_data(as_text=True)
+    assert "Your session timed out, so we started again" in body
+    assert "Step 1 of 5" in body
+
+
+def test_unknown_flow_cookie_is_a_fresh_start(app: Flask) -> None:
+    client = app.test_client()
+    client.set_cookie("umpass_flow", "made-up-value", path="/activate")
+    response = client.get("/activate/identify")
+    assert response.status_code == 200
+    assert client.get_cookie("umpass_flow", path="/activate").value != "made-up-value"
+
+
+def test_closing_the_browser_and_coming_back_resumes(
+    app: Flask, flow: FlowClient, student: StudentDetails
+) -> None:
+    flow.identify(student)
+    flow.accept_policies()
+    cookie = flow.client.get_cookie("umpass_flow", path="/activate").value
+    later = app.test_client()  # a new browser session with only the flow cookie restored
+    later.set_cookie("umpass_flow", cookie, path="/activate")
+    assert later.get("/activate/").location.endswith("/activate/contacts")
+
+
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("short pass", "Your password is too short: use at least 12 characters."),
+        ("passwordpassword", "Choose a harder password."),
+        ("{user_id} is my password", "Your password cannot contain your user ID."),
+        ("born 28/02/2006 in macau", "Your password cannot contain your date of birth."),
+        ("{code}", "Your password cannot be your activation code."),
+    ],
+)
+def test_weak_passwords_are_refused_with_a_reason(
+    flow: FlowClient, student: StudentDetails, services: Services, password: str, reason: str
+) -> None:
+    flow.to_password_step(student)
+    typed = password.format(user_id=student.user_id, code=student.code)
+    response = flow.set_password(typed)
+    assert response.status_code == 400
+    assert reason in response.get_data(as_text=True)
+    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
+
+
+def test_keycloak_refusal_is_shown_as_a_sentence(
+    flow: FlowClient, student: StudentDetails, services: Services, admin: KeycloakAdmin
+) -> None:
+    flow.to_password_step(student)
+    realm = services.settings.keycloak.realm
+    policy = admin.get_realm(realm)["passwordPolicy"]
+    # A rule only Keycloak knows: the service's own checks pass, Keycloak refuses.
+    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(3)"})
+    try:
+        response = flow.set_password(PASSWORD)
+    finally:
+        admin.update_realm(realm, {"passwordPolicy": policy})
+    assert response.status_code == 400
+    assert "Your password needs more symbols." in response.get_data(as_text=True)
+    user = _kc_user(services, student.user_id)
+    assert user.activation_state == STATE_PENDING
+    assert admin.get_credentials(user.id) == []
+    # The student simply tries again once the rule is gone.
+    assert flow.set_password(PASSWORD).location.endswith("/activate/done")
+
+
+def test_mismatched_confirmation(flow: FlowClient, student: StudentDetails) -> None:
+    flow.to_password_step(student)
+    response = flow.set_password(PASSWORD, confirm=PASSWORD + "!")
+    assert response.status_code == 400
+    assert "The two passwords are not the same" in response.get_data(as_text=True)
+
+
+def test_identify_attempts_are_limited_per_client_address(
+    app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "UMPASS_IDENTIFY_LIMIT", "3 per minute")
+    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}  # a WSGI value only
+    codes = []
+    for _ in range(4):
+        client = FlowClient(app.test_client())
+        client.client.environ_base.update(address)
+        codes.append(client.identify(student, user_id=f"zz{secrets.token_hex(3)[:5]}").status_code)
+    assert codes == [400, 400, 400, 429]
+    # Another address is not affected, and neither are GETs from the limited one.
+    other = FlowClient(app.test_client())
+    assert other.identify(student, id_last4="0000").status_code == 400

@@ -1,0 +1,73 @@
+"""Drive the activation flow through Flask's test client as a browser would: read each
+page's CSRF token, post the form, follow the redirect."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+@dataclass
+class StudentDetails:
+    user_id: str
+    code: str
+    date_of_birth: date
+    id_last4: str
+
+
+def csrf_token(page: TestResponse) -> str:
+    match = _CSRF.search(page.get_data(as_text=True))
+    assert match, "page has no CSRF token"
+    return match.group(1)
+
+
+class FlowClient:
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def page(self, step: str) -> TestResponse:
+        return self.client.get(f"/activate/{step}")
+
+    def submit(self, step: str, data: dict[str, str], *, follow: bool = False) -> TestResponse:
+        token = csrf_token(self.page(step))
+        return self.client.post(
+            f"/activate/{step}", data={"csrf_token": token, **data}, follow_redirects=follow
+        )
+
+    def identify(self, who: StudentDetails, **overrides: str) -> TestResponse:
+        data = {
+            "user_id": who.user_id,
+            "activation_code": who.code,
+            "date_of_birth": who.date_of_birth.isoformat(),
+            "id_last4": who.id_last4,
+            **overrides,
+        }
+        return self.submit("identify", data)
+
+    def accept_policies(self) -> TestResponse:
+        page = self.page("policies").get_data(as_text=True)
+        boxes = re.findall(
+            r'type="checkbox"[^>]*name="([^"]+)"|name="([^"]+)"[^>]*type="checkbox"', page
+        )
+        names = {a or b for a, b in boxes}
+        assert names, "no policy checkboxes"
+        return self.submit("policies", {name: "y" for name in names})
+
+    def confirm_contacts(self) -> TestResponse:
+        return self.submit("contacts", {})
+
+    def set_password(self, password: str, confirm: str | None = None) -> TestResponse:
+        return self.submit(
+            "password", {"password": password, "confirm": password if confirm is None else confirm}
+        )
+
+    def to_password_step(self, who: StudentDetails) -> None:
+        for response in (self.identify(who), self.accept_policies(), self.confirm_contacts()):
+            assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        assert self.page("password").status_code == 200
