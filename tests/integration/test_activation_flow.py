@@ -308,7 +308,7 @@ def test_keycloak_refusal_is_shown_as_a_sentence(
     realm = services.settings.keycloak.realm
     policy = admin.get_realm(realm)["passwordPolicy"]
     # A rule only Keycloak knows: the service's own checks pass, Keycloak refuses.
-    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(3)"})
+    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(5)"})
     try:
         response = flow.set_password(PASSWORD)
     finally:
