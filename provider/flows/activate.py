@@ -10,7 +10,8 @@ Order, and why each crash point is safe:
    pending; after it, fully active.
 3. Consume the activation code, then move the flow to "done". A crash before either
    leaves an active account whose flow retries: the retry finds the account active,
-   sees its own earlier attempt, and only finishes these two bookkeeping writes.
+   sees its own earlier attempt, sets the password just typed (the student may have
+   typed another one) and finishes these two bookkeeping writes.
 """
 
 from __future__ import annotations
@@ -73,10 +74,18 @@ def activate(
     except GatewayError:
         _release(engine, state, now)
         raise
-    if not wrote and not tried_before:
-        # Active already, and not through this flow: its password is not ours to know.
-        _release(engine, state, now)
-        raise ActivationImpossible
+    if not wrote:
+        if not tried_before:
+            # Active already, and not through this flow: its password is not ours to set.
+            _release(engine, state, now)
+            raise ActivationImpossible
+        # This flow's earlier attempt activated the account and then died. The student
+        # has just typed a password again, maybe another one: that one must be it.
+        try:
+            svc.keycloak.set_password(state.data["keycloak_id"], password)
+        except GatewayError:
+            _release(engine, state, now)
+            raise
 
     with svc.sessions.begin() as session:
         consume_code(session, code_id, now)  # False on a retry: already consumed

@@ -225,9 +225,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
     policy = svc.keycloak.password_policy()
     tips = [*policy.tips(), *SERVICE_TIPS]
     if request.method == "GET" or not form.validate():
-        return _page(
-            "password", 400 if request.method == "POST" else 200, form=form, tips=tips
-        )
+        return _page("password", 400 if request.method == "POST" else 200, form=form, tips=tips)
     password = form.password.data or ""
     user = svc.keycloak.get_user(state.data["keycloak_id"])
     with svc.sessions() as db:
