@@ -73,5 +73,6 @@ def test_policies_render_without_raw_html(tmp_path, monkeypatch) -> None:
         assert "href=\"javascript" not in policy.html
         assert policy.field_name == "accept_x"
     finally:
+        monkeypatch.undo()
         module.current_policies.cache_clear()
     assert {p.id for p in current_policies()} == {"it-acceptable-use", "privacy-notice"}
