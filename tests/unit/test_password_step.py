@@ -70,7 +70,7 @@ def test_policies_render_without_raw_html(tmp_path, monkeypatch) -> None:
     try:
         (policy,) = module.current_policies()
         assert "<script>" not in policy.html
-        assert "href=\"javascript" not in policy.html
+        assert 'href="javascript' not in policy.html
         assert policy.field_name == "accept_x"
     finally:
         monkeypatch.undo()
