@@ -1,0 +1,268 @@
+"""Benchmark: N students activate concurrently over HTTP, against a floor.
+
+    scripts/bench activation [--students 50] [--concurrency 50]
+
+Starts its own Keycloak (test instance, free ports) with the realm's PRODUCTION password
+hashing, and the service as a real `umpass serve` process. Then:
+
+* service: N students walk the whole flow over HTTP (identify, policies, contacts,
+  password), `--concurrency` at a time;
+* floor: N other pending students reach the same end state (permanent password,
+  active, accepted policies) by one admin-API call each, same concurrency, no web flow.
+
+Prints activations per second, p50/p95 per step, the service's peak RSS, a chart, and
+last `RESULT activation_ratio=<service s per activation / floor s per activation> ...`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from datetime import date
+from pathlib import Path
+
+import requests
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from devstack import keycloak as kc_server
+from keycloak_config.apply import ApplyOptions, apply_realm
+from provider.config import load_settings
+from provider.keycloak import ACCEPTED_POLICIES, KeycloakGateway
+from provider.services import Services
+from provider.storage import migrate
+from provider.students import NewStudent, create_pending_student
+
+console = Console(stderr=True)
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+PASSWORD = "lantern {n} orbit velvet meadow"  # noqa: S105 - a benchmark passphrase
+DOB = date(2006, 6, 6)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+        console=console,
+    )
+
+
+def _student(n: int, prefix: str) -> NewStudent:
+    user_id = f"{prefix}{n:06d}"
+    return NewStudent(
+        user_id,
+        "Bench",
+        f"Student{n}",
+        f"{user_id}@bench.example.edu",
+        "+85362000000",
+        DOB,
+        f"B{n:07d}",
+    )
+
+
+def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
+    """One student's flow; seconds per step (GET + POST of the step)."""
+    s = requests.Session()
+    times: dict[str, float] = {}
+
+    def step(name: str, data: dict[str, str]) -> None:
+        started = time.perf_counter()
+        page = s.get(f"{base}/activate/{name}", timeout=120)
+        token = _CSRF.search(page.text)
+        if not token:
+            raise RuntimeError(f"{name}: no form (HTTP {page.status_code})")
+        done = s.post(
+            f"{base}/activate/{name}",
+            data={"csrf_token": token.group(1), **data},
+            allow_redirects=False,
+            timeout=120,
+        )
+        if done.status_code != 302:
+            raise RuntimeError(f"{name}: HTTP {done.status_code}")
+        times[name] = time.perf_counter() - started
+
+    step(
+        "identify",
+        {
+            "user_id": user_id,
+            "activation_code": code,
+            "date_of_birth": DOB.isoformat(),
+            "id_last4": f"{n:07d}"[-4:],
+        },
+    )
+    policies = s.get(f"{base}/activate/policies", timeout=120).text
+    boxes = set(re.findall(r'name="(accept_[a-z0-9_]+)"', policies))
+    step("policies", {b: "y" for b in boxes})
+    step("contacts", {})
+    password = PASSWORD.format(n=n)
+    step("password", {"password": password, "confirm": password})
+    return times
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run(students: int, concurrency: int) -> int:
+    admin_password = secrets.token_urlsafe(16)
+    kc_server.stop("test")
+    console.print("[bold]starting Keycloak[/] (production hashing)")
+    running = kc_server.start(
+        "test",
+        http_port=kc_server.free_port(),
+        management_port=kc_server.free_port(),
+        admin_user="admin",
+        admin_password=admin_password,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
+    service: subprocess.Popen[bytes] | None = None
+    try:
+        realm = "umpass-bench"
+        env = {
+            **os.environ,
+            "UMPASS_KEYCLOAK_URL": running.url,
+            "KEYCLOAK_ADMIN_USER": "admin",
+            "KEYCLOAK_ADMIN_PASSWORD": admin_password,
+            "UMPASS_REALM": realm,
+            "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
+            "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
+            "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+            "UMPASS_IDENTIFY_LIMIT": "100000 per minute",  # all students share 127.0.0.1
+            "UMPASS_LOG_LEVEL": "WARNING",
+        }
+        apply_realm(ApplyOptions.from_env(env))  # production hashing: no --fast-hash
+        settings = load_settings(env)
+        svc = Services.assemble(settings)
+        migrate.upgrade(svc.engine)
+
+        codes: list[tuple[str, str, int]] = []
+        floor_ids: list[str] = []
+        with _progress() as progress:
+            task = progress.add_task("creating students", total=2 * students)
+            for n in range(students):
+                issued = create_pending_student(svc, _student(n, "s"))
+                codes.append((issued.user_id, issued.code, n))
+                progress.advance(task)
+            for n in range(students):
+                floor_ids.append(
+                    svc.keycloak.create_user(
+                        f"f{n:05d}",
+                        email=f"f{n:05d}@bench.example.edu",
+                        first_name="Floor",
+                        last_name=f"Student{n}",
+                        attributes={"activation_state": ["pending"]},
+                    )
+                )
+                progress.advance(task)
+
+        port = kc_server.free_port()
+        service = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "provider.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--threads",
+                str(max(8, concurrency)),
+            ],
+            env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                if requests.get(f"{base}/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+
+        per_step: dict[str, list[float]] = defaultdict(list)
+        with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+            task = progress.add_task("students activating (web)", total=students)
+            started = time.perf_counter()
+            futures = [pool.submit(_walk, base, u, c, n) for u, c, n in codes]
+            for future in futures:
+                for name, seconds in future.result().items():
+                    per_step[name].append(seconds)
+                progress.advance(task)
+            service_seconds = time.perf_counter() - started
+        service_rss = _peak_rss_mb(service.pid)
+
+        gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
+        accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
+        with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+            task = progress.add_task("floor: admin API directly", total=students)
+            started = time.perf_counter()
+            futures = [
+                pool.submit(gateway.activate, uid, PASSWORD.format(n=i), attributes=accepted)
+                for i, uid in enumerate(floor_ids)
+            ]
+            for future in futures:
+                if not future.result():
+                    raise RuntimeError("floor activation wrote nothing")
+                progress.advance(task)
+            floor_seconds = time.perf_counter() - started
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=30)
+        kc_server.stop("test")
+
+    table = Table("step", "p50 ms", "p95 ms", "chart (p95)", title=f"{students} students")
+    widest = max(_percentile(v, 0.95) for v in per_step.values())
+    for name in ("identify", "policies", "contacts", "password"):
+        values = per_step[name]
+        p50, p95 = _percentile(values, 0.5) * 1000, _percentile(values, 0.95) * 1000
+        bar = "█" * max(1, int(40 * (p95 / 1000) / widest))
+        table.add_row(name, f"{p50:.0f}", f"{p95:.0f}", bar)
+    console.print(table)
+    ratio = (service_seconds / students) / (floor_seconds / students)
+    print(
+        f"service: {students / service_seconds:.2f} activations/s "
+        f"({service_seconds:.1f} s for {students}); peak RSS {service_rss:.0f} MB"
+    )
+    print(f"floor:   {students / floor_seconds:.2f} activations/s ({floor_seconds:.1f} s)")
+    p95 = {n: _percentile(v, 0.95) * 1000 for n, v in per_step.items()}
+    p95_text = " ".join(f"p95_{n}_ms={v:.0f}" for n, v in p95.items())
+    print(
+        f"RESULT activation_ratio={ratio:.2f} activations_per_s={students / service_seconds:.2f} "
+        f"floor_per_s={students / floor_seconds:.2f} service_rss_mb={service_rss:.0f} {p95_text}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench activation")
+    parser.add_argument("--students", type=int, default=50)
+    parser.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args(argv)
+    return run(args.students, args.concurrency)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
