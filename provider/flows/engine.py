@@ -24,6 +24,7 @@ from provider.storage.models import Flow
 
 FLOW_COOKIE = "umpass_flow"
 DEFAULT_IDLE = timedelta(minutes=30)
+TOUCH_EVERY = timedelta(minutes=1)
 
 
 @dataclass
@@ -35,6 +36,7 @@ class FlowState:
     user_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     version: int = 0
+    expires_at: datetime | None = None
     is_new: bool = False
     replaced_expired: bool = False
 
@@ -78,8 +80,11 @@ class FlowEngine:
                         user_id=row.user_id,
                         data=dict(row.state),
                         version=row.version,
+                        expires_at=row.expires_at,
                     )
                 expired = True  # unknown or expired: a cookie was there
+        if expired:
+            self.purge_expired(now)  # cheap (indexed), and keeps old flow data from lingering
         state = self._create(now)
         state.replaced_expired = expired
         return state
@@ -110,8 +115,10 @@ class FlowEngine:
         return FlowState(flow_id=flow_id, step=first, user_id=user_id, data=data or {}, is_new=True)
 
     def touch(self, state: FlowState, now: datetime | None = None) -> None:
-        """Push the idle expiry forward (a page was viewed)."""
+        """Push the idle expiry forward (a page was viewed); at most once a minute."""
         now = now or datetime.now(UTC)
+        if state.expires_at is not None and state.expires_at - now > self.idle - TOUCH_EVERY:
+            return
         with self._sessions.begin() as session:
             session.execute(
                 update(Flow)

@@ -19,7 +19,7 @@ from wtforms import DateField, StringField
 from wtforms.validators import InputRequired, Length
 
 from provider.flows import lockout
-from provider.keycloak import STATE_PENDING
+from provider.keycloak import PHONE_NUMBER, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import (
     normalize_activation_code,
@@ -62,6 +62,14 @@ class Identified:
     user_id: str
     keycloak_id: str
     code_id: int
+    first_name: str | None = None
+    last_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+
+    @property
+    def email_local(self) -> str | None:
+        return self.email.split("@")[0] if self.email else None
 
 
 class IdentifyFailed(Exception):
@@ -136,4 +144,12 @@ def _compare(
     user = svc.keycloak.find_user(user_id)
     if user is None or user.activation_state != STATE_PENDING:
         return None
-    return Identified(user_id=user_id, keycloak_id=user.id, code_id=code.id)
+    return Identified(
+        user_id=user_id,
+        keycloak_id=user.id,
+        code_id=code.id,
+        first_name=user.first_name,
+        last_name=user.last_name,
+        email=user.email,
+        phone=user.attribute(PHONE_NUMBER),
+    )

@@ -33,7 +33,7 @@ from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
 from provider.flows.password import PasswordForm, weakness
 from provider.flows.policies import accepted_record, current_policies
-from provider.keycloak import PHONE_NUMBER, PasswordRejected
+from provider.keycloak import PasswordRejected
 from provider.limits import identify_limit, limiter, not_identify_post
 from provider.services import Services, services
 from provider.storage.models import ActivationCode, Student
@@ -153,7 +153,14 @@ def _identify(state: FlowState) -> ResponseReturnValue:
         )
     # Identified: a new flow id and a new session, so nothing from before carries over.
     session.clear()
-    state.data = {"code_id": who.code_id, "keycloak_id": who.keycloak_id}
+    state.data = {
+        "code_id": who.code_id,
+        "keycloak_id": who.keycloak_id,
+        # Only masked contacts and the words a password must not be built from: the
+        # later steps need no further Keycloak reads.
+        "contacts": {"email": mask_email(who.email), "phone": mask_phone(who.phone)},
+        "hints": [w for w in (who.first_name, who.last_name, who.email_local) if w],
+    }
     try:
         g.flow = engine().rotate(state, user_id=who.user_id, step="policies")
     except FlowConflict:
@@ -201,13 +208,13 @@ def _policies(state: FlowState) -> ResponseReturnValue:
 def _contacts(state: FlowState) -> ResponseReturnValue:
     form = FlaskForm()
     if request.method == "GET" or not form.validate():
-        user = _svc().keycloak.get_user(state.data["keycloak_id"])
+        contacts = state.data.get("contacts", {})
         return _page(
             "contacts",
             400 if request.method == "POST" else 200,
             form=form,
-            email=mask_email(user.email),
-            phone=mask_phone(user.attribute(PHONE_NUMBER)),
+            email=contacts.get("email"),
+            phone=contacts.get("phone"),
         )
     return _advance(state)
 
@@ -227,7 +234,6 @@ def _password(state: FlowState) -> ResponseReturnValue:
     if request.method == "GET" or not form.validate():
         return _page("password", 400 if request.method == "POST" else 200, form=form, tips=tips)
     password = form.password.data or ""
-    user = svc.keycloak.get_user(state.data["keycloak_id"])
     with svc.sessions() as db:
         student = db.get(Student, state.user_id)
         code = db.get(ActivationCode, state.data["code_id"])
@@ -235,13 +241,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
         password,
         policy=policy,
         user_id=state.user_id or "",
-        hints=[
-            state.user_id or "",
-            user.first_name or "",
-            user.last_name or "",
-            (user.email or "").split("@")[0],
-            "umpass",
-        ],
+        hints=[state.user_id or "", *state.data.get("hints", []), "umpass"],
         hasher=svc.hasher,
         dob_hash=student.dob_hash if student else None,
         code_hash=code.code_hash if code else None,
