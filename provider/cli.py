@@ -4,6 +4,8 @@
     umpass serve [--port N]   run the service (waitress) after the same checks
     umpass db-upgrade         create or migrate the service's database (Alembic)
     umpass create-student ... a pending student with proofing data; prints its code once
+    umpass revoke-code --user-id ID
+                              revoke the student's usable activation codes
     umpass seed-demo [--count N]
                               the same for a few demo students (development)
 
@@ -23,7 +25,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from provider.activation_codes import EnrolmentError, IssuedCode
+from provider.activation_codes import EnrolmentError, IssuedCode, revoke_codes
 from provider.config import ConfigError, Settings, load_settings
 from provider.keycloak import (
     GatewayError,
@@ -31,6 +33,7 @@ from provider.keycloak import (
     KeycloakGateway,
     ServiceCredentialRejected,
 )
+from provider.proofing import normalize_user_id
 from provider.services import Services
 from provider.storage import engine as db
 from provider.storage import migrate
@@ -196,6 +199,17 @@ def cmd_create_student(args: argparse.Namespace) -> None:
     _print_codes(_create([student]))
 
 
+def cmd_revoke_code(args: argparse.Namespace) -> None:
+    settings = _settings()
+    svc = Services.assemble(settings)
+    user_id = normalize_user_id(args.user_id, settings.user_id_length)
+    if user_id is None:
+        raise CommandError(f"{args.user_id!r} is not a user ID")
+    with svc.sessions.begin() as session:
+        count = revoke_codes(session, user_id)
+    print(f"{user_id}: {count} code(s) revoked")
+
+
 def cmd_seed_demo(args: argparse.Namespace) -> None:
     _print_codes(_create(DEMO_STUDENTS[: args.count]))
 
@@ -206,6 +220,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "seed-demo": cmd_seed_demo,
     "db-upgrade": cmd_db_upgrade,
     "create-student": cmd_create_student,
+    "revoke-code": cmd_revoke_code,
 }
 
 
@@ -230,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         create.add_argument(f"--{name}", required=True)
     create.add_argument("--intake")
+    revoke = sub.add_parser("revoke-code", help="revoke a student's usable activation codes")
+    revoke.add_argument("--user-id", required=True)
     seed = sub.add_parser("seed-demo", help="create pending demo students")
     seed.add_argument("--count", type=int, default=len(DEMO_STUDENTS))
     args = parser.parse_args(argv)

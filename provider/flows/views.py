@@ -17,6 +17,7 @@ from flask import (
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -31,10 +32,11 @@ from provider.flows import activate as activation
 from provider.flows import identify as identify_step
 from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
-from provider.flows.password import PasswordForm, weakness
+from provider.flows.password import PasswordForm, strength, weakness
 from provider.flows.policies import accepted_record, current_policies
 from provider.keycloak import PasswordRejected
 from provider.limits import identify_limit, limiter, not_identify_post
+from provider.password_policy import PasswordPolicy
 from provider.services import Services, services
 from provider.storage.models import ActivationCode, Student
 
@@ -93,6 +95,7 @@ def _page(step: str, status: int = 200, **context: object) -> ResponseReturnValu
             step_number=engine().position(step),
             step_count=len(STEPS),
             title=TITLES[step],
+            user_id=_flow().user_id,
             **context,
         ),
         status,
@@ -234,18 +237,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
     if request.method == "GET" or not form.validate():
         return _page("password", 400 if request.method == "POST" else 200, form=form, tips=tips)
     password = form.password.data or ""
-    with svc.sessions() as db:
-        student = db.get(Student, state.user_id)
-        code = db.get(ActivationCode, state.data["code_id"])
-    reason = weakness(
-        password,
-        policy=policy,
-        user_id=state.user_id or "",
-        hints=[state.user_id or "", *state.data.get("hints", []), "umpass"],
-        hasher=svc.hasher,
-        dob_hash=student.dob_hash if student else None,
-        code_hash=code.code_hash if code else None,
-    )
+    reason = _judge(svc, state, password, policy)
     if reason is None:
         try:
             activation.activate(svc, engine(), state, password)
@@ -274,6 +266,42 @@ def _password(state: FlowState) -> ResponseReturnValue:
             return _to_current(state)
     form.password.errors = [reason]
     return _page("password", 400, form=form, tips=tips)
+
+
+def _judge(svc: Services, state: FlowState, password: str, policy: PasswordPolicy) -> str | None:
+    """The service's own verdict on a password for this student (None: send it on)."""
+    with svc.sessions() as db:
+        student = db.get(Student, state.user_id)
+        code = db.get(ActivationCode, state.data["code_id"])
+    return weakness(
+        password,
+        policy=policy,
+        user_id=state.user_id or "",
+        hints=_hints(state),
+        hasher=svc.hasher,
+        dob_hash=student.dob_hash if student else None,
+        code_hash=code.code_hash if code else None,
+    )
+
+
+def _hints(state: FlowState) -> list[str]:
+    return [state.user_id or "", *state.data.get("hints", []), "umpass"]
+
+
+@bp.post("/password/strength")
+@limiter.limit("60 per minute")
+def password_strength() -> ResponseReturnValue:
+    """The meter's live verdict, for the page's optional script (CSRF-checked like a form).
+
+    Same judgement as the submit, so the meter never disagrees with the refusal.
+    """
+    state = _flow()
+    if state.step != "password":
+        return jsonify(error="not at the password step"), 409
+    svc = _svc()
+    password = (request.form.get("password") or "")[:1024]
+    reason = _judge(svc, state, password, svc.keycloak.password_policy()) if password else None
+    return jsonify(score=strength(password, _hints(state)) if password else 0, reason=reason)
 
 
 # -- step 5 --------------------------------------------------------------------------

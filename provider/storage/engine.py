@@ -28,6 +28,15 @@ def make_engine(database_url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
+        # Take transactions out of pysqlite's hands (it begins them lazily and can leave
+        # a pooled connection reading an old snapshot); SQLAlchemy's begin does it below.
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection: Any) -> None:
+        # IMMEDIATE: take the write lock up front, so a read-then-write transaction
+        # waits its turn (busy_timeout) instead of failing on a snapshot gone stale.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

@@ -343,3 +343,39 @@ def test_identify_attempts_are_limited_per_client_address(
     # Another address is not affected, and neither are GETs from the limited one.
     other = FlowClient(app.test_client())
     assert other.identify(student, id_last4="0000").status_code == 400
+
+
+def test_strength_endpoint_judges_like_the_submit(
+    flow: FlowClient, student: StudentDetails
+) -> None:
+    from tests.support.flow_client import csrf_token
+
+    early = flow.client.post("/activate/password/strength", data={"password": "x"})
+    assert early.status_code == 400  # no CSRF token: refused before anything else
+    flow.to_password_step(student)
+    token = csrf_token(flow.page("password"))
+    weak = flow.client.post(
+        "/activate/password/strength", data={"csrf_token": token, "password": "passwordpassword"}
+    )
+    assert weak.status_code == 200
+    assert weak.json["score"] < 3
+    assert weak.json["reason"].startswith("Choose a harder password.")
+    strong = flow.client.post(
+        "/activate/password/strength", data={"csrf_token": token, "password": PASSWORD}
+    )
+    assert strong.json == {"score": 4, "reason": None}
+
+
+def test_forwarded_for_is_ignored_without_a_configured_proxy(
+    app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "UMPASS_IDENTIFY_LIMIT", "2 per minute")
+    address = {"REMOTE_ADDR": f"198.51.100.{secrets.randbelow(250) + 1}"}
+    codes = []
+    for n in range(3):
+        client = FlowClient(app.test_client())
+        client.client.environ_base.update(address)
+        # A client cannot dodge the limit by claiming another address.
+        client.client.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{n}"
+        codes.append(client.identify(student, user_id="zz22222").status_code)
+    assert codes == [400, 400, 429]
