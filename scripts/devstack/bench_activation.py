@@ -123,7 +123,7 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run(students: int, concurrency: int) -> int:
+def run(students: int, concurrency: int, processes: int = 1) -> int:
     admin_password = secrets.token_urlsafe(16)
     kc_server.stop("test")
     console.print("[bold]starting Keycloak[/] (production hashing)")
@@ -135,7 +135,7 @@ def run(students: int, concurrency: int) -> int:
         admin_password=admin_password,
     )
     workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
-    service: subprocess.Popen[bytes] | None = None
+    services: list[subprocess.Popen[bytes]] = []
     try:
         realm = "umpass-bench"
         env = {
@@ -177,41 +177,49 @@ def run(students: int, concurrency: int) -> int:
                 )
                 progress.advance(task)
 
-        port = kc_server.free_port()
-        service = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "provider.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--threads",
-                str(max(8, concurrency)),
-            ],
-            env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(200):
-            try:
-                if requests.get(f"{base}/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.1)
+        bases: list[str] = []
+        for index in range(processes):
+            port = kc_server.free_port()
+            log = (workdir / f"service-{index}.log").open("wb")
+            services.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "provider.cli",
+                        "serve",
+                        "--port",
+                        str(port),
+                        "--threads",
+                        str(max(8, concurrency // processes)),
+                    ],
+                    env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                )
+            )
+            bases.append(f"http://127.0.0.1:{port}")
+        for base in bases:
+            for _ in range(300):
+                try:
+                    if requests.get(f"{base}/healthz", timeout=1).ok:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
 
         per_step: dict[str, list[float]] = defaultdict(list)
         with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
             task = progress.add_task("students activating (web)", total=students)
             started = time.perf_counter()
-            futures = [pool.submit(_walk, base, u, c, n) for u, c, n in codes]
+            # Flows live in the shared database: any process serves any request, as
+            # behind a load balancer without affinity; students are spread round-robin.
+            futures = [pool.submit(_walk, bases[n % len(bases)], u, c, n) for u, c, n in codes]
             for future in futures:
                 for name, seconds in future.result().items():
                     per_step[name].append(seconds)
                 progress.advance(task)
             service_seconds = time.perf_counter() - started
-        service_rss = _peak_rss_mb(service.pid)
+        service_rss = sum(_peak_rss_mb(proc.pid) for proc in services)
 
         gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
         accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
@@ -228,9 +236,9 @@ def run(students: int, concurrency: int) -> int:
                 progress.advance(task)
             floor_seconds = time.perf_counter() - started
     finally:
-        if service is not None:
-            service.terminate()
-            service.wait(timeout=30)
+        for proc in services:
+            proc.terminate()
+            proc.wait(timeout=30)
         kc_server.stop("test")
 
     table = Table("step", "p50 ms", "p95 ms", "chart (p95)", title=f"{students} students")
@@ -260,8 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench activation")
     parser.add_argument("--students", type=int, default=50)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1, help="service processes")
     args = parser.parse_args(argv)
-    return run(args.students, args.concurrency)
+    return run(args.students, args.concurrency, args.processes)
 
 
 if __name__ == "__main__":
