@@ -83,8 +83,9 @@ class FlowEngine:
                         expires_at=row.expires_at,
                     )
                 expired = True  # unknown or expired: a cookie was there
-        if expired:
-            self.purge_expired(now)  # cheap (indexed), and keeps old flow data from lingering
+        # Each new flow sweeps out the expired ones (an indexed delete): names and masked
+        # contacts in old flow state do not linger past their expiry plus one visitor.
+        self.purge_expired(now)
         state = self._create(now)
         state.replaced_expired = expired
         return state

@@ -48,6 +48,10 @@ def test_rotation_kills_the_old_id(engine: FlowEngine) -> None:
     assert engine.load_or_start(rotated.flow_id, T0).user_id == "dc12345"
 
 
-def test_purge_expired(engine: FlowEngine) -> None:
+def test_expired_flows_are_swept_by_the_next_visitor(engine: FlowEngine, sessions) -> None:
+    from provider.storage.models import Flow
+
     engine.load_or_start(None, T0)
-    assert engine.purge_expired(T0 + timedelta(hours=1)) == 1
+    engine.load_or_start(None, T0 + timedelta(hours=1))  # a new visitor, an hour later
+    with sessions() as session:
+        assert session.query(Flow).count() == 1
