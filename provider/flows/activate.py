@@ -2,38 +2,60 @@
 
 Order, and why each crash point is safe:
 
-1. Claim the flow (compare-and-set on its version). Of twenty parallel submits one
-   wins; the others are told activation is under way. A claim older than
-   `CLAIM_LEASE` is stale (its request died) and may be taken over.
-2. One Keycloak write sets the permanent password and `activation_state=active`
+1. Claim the flow (compare-and-set on its version): of twenty parallel submits of one
+   flow, one goes on; the others are told activation is under way.
+2. Claim the activation code in the database for this flow: of two flows of the same
+   student (two tabs, two devices, two replicas), one goes on. A claim older than
+   `CLAIM_LEASE` belonged to a request that died and may be taken over.
+3. One Keycloak write sets the permanent password and `activation_state=active`
    together (see `KeycloakGateway.activate`). Before it the account is untouched and
    pending; after it, fully active.
-3. Consume the activation code, then move the flow to "done". A crash before either
-   leaves an active account whose flow retries: the retry finds the account active,
-   sees its own earlier attempt, sets the password just typed (the student may have
-   typed another one) and finishes these two bookkeeping writes.
+4. Consume the code, then move the flow to "done". A crash before either leaves an
+   active account and a code still claimed by this flow: the student's next submit
+   finds the account active *and* the claim its own, sets the password just typed (it
+   may differ from the first) and finishes. A flow that never wrote, or whose claim was
+   given back after a refusal, can never touch an account that is already active.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import or_, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from provider.activation_codes import consume_code
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
-from provider.keycloak import ACCEPTED_POLICIES, GatewayError
+from provider.keycloak import (
+    ACCEPTED_POLICIES,
+    GatewayError,
+    IdentityServiceUnavailable,
+    UserNotFound,
+)
 from provider.services import Services
 from provider.storage.models import ActivationCode
 
-CLAIM_LEASE = timedelta(seconds=30)
+# Longer than the slowest Keycloak round a request can make (pool wait, token, read and
+# write at UMPASS_KC_TIMEOUT each), so a live request's claim is never taken over.
+CLAIM_LEASE = timedelta(seconds=120)
+# Flow data that is only needed until the account is active.
+_TRANSIENT = ("claim", "hints", "contacts")
 
 
 class ActivationInProgress(Exception):
-    """Another submit of this flow is activating right now."""
+    """Another submit is activating this account right now."""
 
 
 class ActivationImpossible(Exception):
     """The code was revoked or used, or the account was activated some other way."""
+
+
+@dataclass(frozen=True)
+class _CodeClaim:
+    ours_before: bool  # this flow held the claim already (an earlier attempt of its own)
+    already_used: bool  # ...and even consumed the code: only the flow's last write is left
 
 
 def activate(
@@ -48,54 +70,107 @@ def activate(
     claim = state.data.get("claim")
     if claim and now - datetime.fromisoformat(claim) < CLAIM_LEASE:
         raise ActivationInProgress
-    tried_before = bool(state.data.get("attempted"))
-    state.data = {**state.data, "claim": now.isoformat(), "attempted": True}
+    state.data = {**state.data, "claim": now.isoformat()}
     try:
         engine.save(state, now=now)
     except FlowConflict:
         raise ActivationInProgress from None
 
+    flow_key = engine.key(state)
     code_id = int(state.data["code_id"])
-    with svc.sessions() as session:
-        code = session.get(ActivationCode, code_id)
-        revoked = code is None or code.revoked_at is not None
-        used = code is not None and code.used_at is not None
-    if revoked or (used and not tried_before):
-        _release(engine, state, now)
+    code_claim = _claim_code(svc.sessions, code_id, flow_key, now)
+    if code_claim is None:
+        _release_flow(engine, state, now)
         raise ActivationImpossible
-
-    try:
-        wrote = svc.keycloak.activate(
-            state.data["keycloak_id"],
-            password,
-            attributes={ACCEPTED_POLICIES: list(state.data.get("accepted_policies", []))},
-            activated_at=now,
-        )
-    except GatewayError:
-        _release(engine, state, now)
-        raise
-    if not wrote:
-        if not tried_before:
-            # Active already, and not through this flow: its password is not ours to set.
-            _release(engine, state, now)
-            raise ActivationImpossible
-        # This flow's earlier attempt activated the account and then died. The student
-        # has just typed a password again, maybe another one: that one must be it.
+    if not code_claim.already_used:
         try:
-            svc.keycloak.set_password(state.data["keycloak_id"], password)
-        except GatewayError:
-            _release(engine, state, now)
+            wrote = svc.keycloak.activate(
+                state.data["keycloak_id"],
+                password,
+                attributes={ACCEPTED_POLICIES: list(state.data.get("accepted_policies", []))},
+                activated_at=now,
+            )
+            if not wrote:
+                if not code_claim.ours_before:
+                    # Active already, and not through this flow: not ours to touch.
+                    raise ActivationImpossible
+                # This flow's earlier write landed, then its request died. The student
+                # has typed a password again, maybe another one: that one must hold.
+                svc.keycloak.set_password(state.data["keycloak_id"], password)
+        except UserNotFound:
+            _release(svc.sessions, engine, state, code_id, flow_key, now)
+            raise ActivationImpossible from None
+        except IdentityServiceUnavailable:
+            # The write may have landed before the answer was lost: the code stays
+            # claimed by this flow, so the retry can tell its own write from another's.
+            _release_flow(engine, state, now)
             raise
+        except (GatewayError, ActivationImpossible):
+            # A definite refusal: nothing was written by this attempt.
+            if code_claim.ours_before:
+                _release_flow(engine, state, now)  # the claim marks an earlier write
+            else:
+                _release(svc.sessions, engine, state, code_id, flow_key, now)
+            raise
+        with svc.sessions.begin() as session:
+            consume_code(session, code_id, now)
 
-    with svc.sessions.begin() as session:
-        consume_code(session, code_id, now)  # False on a retry: already consumed
-    state.data = {k: v for k, v in state.data.items() if k != "claim"}
+    state.data = {k: v for k, v in state.data.items() if k not in _TRANSIENT}
     state.data["activated"] = True
-    engine.save(state, step="done", now=now)
+    # A parallel request may have finished the flow already: its "done" stands.
+    with contextlib.suppress(FlowConflict):
+        engine.save(state, step="done", now=now)
 
 
-def _release(engine: FlowEngine, state: FlowState, now: datetime) -> None:
-    """Give the claim back so the student can try again at once."""
+def _claim_code(
+    sessions: sessionmaker[Session], code_id: int, flow_key: str, now: datetime
+) -> _CodeClaim | None:
+    """Take the code for this flow; None when it is revoked, or used or held by another."""
+    with sessions.begin() as session:
+        code = session.get(ActivationCode, code_id)
+        if code is None or code.revoked_at is not None:
+            return None
+        ours = code.claimed_by == flow_key
+        if code.used_at is not None:
+            return _CodeClaim(ours_before=True, already_used=True) if ours else None
+        taken = session.execute(
+            update(ActivationCode)
+            .where(
+                ActivationCode.id == code_id,
+                ActivationCode.used_at.is_(None),
+                ActivationCode.revoked_at.is_(None),
+                or_(
+                    ActivationCode.claimed_by.is_(None),
+                    ActivationCode.claimed_by == flow_key,
+                    ActivationCode.claimed_at < now - CLAIM_LEASE,
+                ),
+            )
+            .values(claimed_by=flow_key, claimed_at=now)
+        ).rowcount
+        if not taken:
+            return None
+    return _CodeClaim(ours_before=ours, already_used=False)
+
+
+def _release(
+    sessions: sessionmaker[Session],
+    engine: FlowEngine,
+    state: FlowState,
+    code_id: int,
+    flow_key: str,
+    now: datetime,
+) -> None:
+    """Nothing was written: give both claims back so the student can try again at once."""
+    with sessions.begin() as session:
+        session.execute(
+            update(ActivationCode)
+            .where(ActivationCode.id == code_id, ActivationCode.claimed_by == flow_key)
+            .values(claimed_by=None, claimed_at=None)
+        )
+    _release_flow(engine, state, now)
+
+
+def _release_flow(engine: FlowEngine, state: FlowState, now: datetime) -> None:
     state.data = {k: v for k, v in state.data.items() if k != "claim"}
     with contextlib.suppress(FlowConflict):  # someone else moved it on: theirs stands
         engine.save(state, now=now)

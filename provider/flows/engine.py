@@ -2,10 +2,12 @@
 
 A flow lives in the database, keyed by the HMAC of a random id (192 bits) that the
 browser holds in a cookie, so a stolen database cannot be replayed as cookies and a
-client cannot rewind its own counters. Steps only say "done" or "not yet"; the engine
-decides what comes next, so no step can be skipped or replayed out of order. A flow
-idles out after `idle` (default 30 minutes); an expired or unknown flow is replaced by a
-fresh one and the student is told, never shown an error.
+client cannot rewind its own counters. Nothing is stored before the student is
+identified: the first step needs no server state, so anonymous visitors cannot fill the
+table. Steps only say "done" or "not yet"; the engine decides what comes next, so no
+step can be skipped or replayed out of order. A flow idles out after `idle` (default 30
+minutes) and ends `MAX_LIFETIME` after it began whatever happens; an expired or unknown
+flow is replaced by a fresh one and the student is told, never shown an error.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.keyed_hash import KeyedHasher, Purpose
@@ -24,6 +26,7 @@ from provider.storage.models import Flow
 
 FLOW_COOKIE = "umpass_flow"
 DEFAULT_IDLE = timedelta(minutes=30)
+MAX_LIFETIME = timedelta(hours=2)
 TOUCH_EVERY = timedelta(minutes=1)
 
 
@@ -31,7 +34,7 @@ TOUCH_EVERY = timedelta(minutes=1)
 class FlowState:
     """One flow as the steps see it; `data` holds what steps collected so far."""
 
-    flow_id: str  # the cookie value; only its HMAC is stored
+    flow_id: str | None  # the cookie value (only its HMAC is stored); None before identify
     step: str
     user_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -62,18 +65,24 @@ class FlowEngine:
     def _key(self, flow_id: str) -> str:
         return self._hasher.digest(Purpose.FLOW_ID, flow_id)
 
+    def key(self, state: FlowState) -> str:
+        """The stored identity of a flow (HMAC of its cookie value), for claims."""
+        if state.flow_id is None:
+            raise FlowConflict
+        return self._key(state.flow_id)
+
     def position(self, step: str) -> int:
         """1-based position for "Step n of N"."""
         return self.steps.index(step) + 1
 
     def load_or_start(self, flow_id: str | None, now: datetime | None = None) -> FlowState:
-        """The live flow for this cookie, or a fresh one at the first step."""
+        """The live flow for this cookie, or a fresh (not yet stored) one at the first step."""
         now = now or datetime.now(UTC)
         expired = False
         if flow_id and len(flow_id) <= 64:
             with self._sessions() as session:
                 row = session.get(Flow, self._key(flow_id))
-                if row is not None and row.expires_at > now:
+                if row is not None and row.expires_at > now and row.created_at + MAX_LIFETIME > now:
                     return FlowState(
                         flow_id=flow_id,
                         step=row.step,
@@ -83,41 +92,47 @@ class FlowEngine:
                         expires_at=row.expires_at,
                     )
                 expired = True  # unknown or expired: a cookie was there
-        # Each new flow sweeps out the expired ones (an indexed delete): names and masked
-        # contacts in old flow state do not linger past their expiry plus one visitor.
-        self.purge_expired(now)
-        state = self._create(now)
-        state.replaced_expired = expired
-        return state
+        return FlowState(flow_id=None, step=self.steps[0], replaced_expired=expired)
 
-    def _create(
-        self,
-        now: datetime,
-        *,
-        step: str | None = None,
-        user_id: str | None = None,
-        data: dict[str, Any] | None = None,
+    def start_identified(
+        self, state: FlowState, *, user_id: str, step: str, now: datetime | None = None
     ) -> FlowState:
+        """Store the flow under a NEW id once the student is identified (an id that existed
+        before identification is never trusted after it), dropping the one it replaces."""
+        now = now or datetime.now(UTC)
         flow_id = secrets.token_urlsafe(24)
-        first = step or self.steps[0]
         with self._sessions.begin() as session:
+            if state.flow_id:
+                session.execute(delete(Flow).where(Flow.id_hash == self._key(state.flow_id)))
+            # Each new flow sweeps out the expired ones (an indexed delete), so the names
+            # and masked contacts a flow holds do not outlive it for long.
+            session.execute(delete(Flow).where(self._expired(now)))
             session.add(
                 Flow(
                     id_hash=self._key(flow_id),
                     user_id=user_id,
-                    step=first,
-                    state=data or {},
+                    step=step,
+                    state=state.data,
                     version=0,
                     created_at=now,
                     updated_at=now,
                     expires_at=now + self.idle,
                 )
             )
-        return FlowState(flow_id=flow_id, step=first, user_id=user_id, data=data or {}, is_new=True)
+        return FlowState(
+            flow_id=flow_id,
+            step=step,
+            user_id=user_id,
+            data=state.data,
+            expires_at=now + self.idle,
+            is_new=True,
+        )
 
     def touch(self, state: FlowState, now: datetime | None = None) -> None:
         """Push the idle expiry forward (a page was viewed); at most once a minute."""
         now = now or datetime.now(UTC)
+        if state.flow_id is None:
+            return
         if state.expires_at is not None and state.expires_at - now > self.idle - TOUCH_EVERY:
             return
         with self._sessions.begin() as session:
@@ -131,6 +146,8 @@ class FlowEngine:
         self, state: FlowState, *, step: str | None = None, now: datetime | None = None
     ) -> FlowState:
         """Write the state (and move to `step`) if nobody else changed the flow meanwhile."""
+        if state.flow_id is None:
+            raise FlowConflict  # nothing stored yet: only identify starts a flow
         now = now or datetime.now(UTC)
         new_step = step or state.step
         with self._sessions.begin() as session:
@@ -157,27 +174,17 @@ class FlowEngine:
         index = self.steps.index(state.step)
         return self.save(state, step=self.steps[min(index + 1, len(self.steps) - 1)], now=now)
 
-    def rotate(
-        self, state: FlowState, *, user_id: str, step: str, now: datetime | None = None
-    ) -> FlowState:
-        """Replace the flow id once the student is identified (no fixation of a
-        pre-identification id), carrying the data over to `step`."""
-        now = now or datetime.now(UTC)
-        with self._sessions.begin() as session:
-            result = session.execute(
-                delete(Flow).where(
-                    Flow.id_hash == self._key(state.flow_id), Flow.version == state.version
-                )
-            )
-            if result.rowcount != 1:
-                raise FlowConflict
-        return self._create(now, step=step, user_id=user_id, data=state.data)
-
     def finish(self, state: FlowState) -> None:
-        with self._sessions.begin() as session:
-            session.execute(delete(Flow).where(Flow.id_hash == self._key(state.flow_id)))
+        """Forget the flow (the "Not you? Start again" of a shared computer)."""
+        if state.flow_id:
+            with self._sessions.begin() as session:
+                session.execute(delete(Flow).where(Flow.id_hash == self._key(state.flow_id)))
 
     def purge_expired(self, now: datetime | None = None) -> int:
         now = now or datetime.now(UTC)
         with self._sessions.begin() as session:
-            return int(session.execute(delete(Flow).where(Flow.expires_at <= now)).rowcount or 0)
+            return int(session.execute(delete(Flow).where(self._expired(now))).rowcount or 0)
+
+    @staticmethod
+    def _expired(now: datetime):  # noqa: ANN205 - a SQL expression
+        return or_(Flow.expires_at <= now, Flow.created_at <= now - MAX_LIFETIME)

@@ -9,6 +9,7 @@ the comparison always does the same work, and failures are padded to one duratio
 from __future__ import annotations
 
 import hmac
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -79,6 +80,10 @@ class IdentifyFailed(Exception):
 class IdentifyLocked(Exception):
     """Too many failures for this user ID: try again later."""
 
+    def __init__(self, until: datetime, now: datetime) -> None:
+        super().__init__("locked")
+        self.minutes = max(1, math.ceil((until - now).total_seconds() / 60))
+
 
 def identify(
     svc: Services,
@@ -96,8 +101,9 @@ def identify(
         normalize_user_id(typed_user_id, svc.settings.user_id_length) or typed_user_id
     )
     try:
-        if not lockout.begin_attempt(svc.sessions, lock_key, now):
-            raise IdentifyLocked
+        locked_until = lockout.begin_attempt(svc.sessions, lock_key, now)
+        if locked_until is not None:
+            raise IdentifyLocked(locked_until, now)
         result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
         if result is None:
             lockout.record_failure(svc.sessions, lock_key, now)

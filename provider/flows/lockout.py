@@ -26,27 +26,35 @@ def lock_key(typed_user_id: str) -> str:
     return "".join(typed_user_id.split()).lower()[:32] or "-"
 
 
-def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> bool:
-    """Count one attempt; False when the ID is locked (and nothing is counted)."""
+def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> datetime | None:
+    """Count one attempt. Returns None when it may go on, or when the ID's lock ends.
+
+    The count and the check are one UPDATE, so parallel attempts cannot slip past the
+    limit: once `MAX_FAILURES` are counted (even still in flight), the next is refused.
+    """
     with sessions.begin() as session:
         counted = session.execute(
             update(IdentifyLockout)
             .where(
                 IdentifyLockout.user_id == key,
                 or_(IdentifyLockout.locked_until.is_(None), IdentifyLockout.locked_until <= now),
+                IdentifyLockout.failures < MAX_FAILURES,
             )
             .values(failures=IdentifyLockout.failures + 1, updated_at=now)
         ).rowcount
         if counted:
-            return True
-        if session.get(IdentifyLockout, key) is not None:
-            return False  # the row exists, so the update was refused by the lock
+            return None
+        row = session.get(IdentifyLockout, key)
+        if row is not None:
+            if row.locked_until is not None and row.locked_until > now:
+                return row.locked_until
+            return now + BASE_LOCK  # the limit is reached by attempts still in flight
     try:
         with sessions.begin() as session:
             session.add(IdentifyLockout(user_id=key, failures=1, lock_count=0, updated_at=now))
     except IntegrityError:  # a parallel first attempt created it: count on that row
         return begin_attempt(sessions, key, now)
-    return True
+    return None
 
 
 def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> None:

@@ -73,6 +73,8 @@ def _flow() -> FlowState:
 @bp.after_app_request
 def set_flow_cookie(response: Response) -> Response:
     state: FlowState | None = g.get("flow")
+    if state is not None and state.flow_id is None and state.replaced_expired:
+        response.delete_cookie(FLOW_COOKIE, path="/activate")  # it names nothing any more
     if state is not None and state.is_new:
         secure = current_app.config["SESSION_COOKIE_SECURE"]
         response.set_cookie(
@@ -139,13 +141,14 @@ def _identify(state: FlowState) -> ResponseReturnValue:
             date_of_birth=form.date_of_birth.data,
             typed_id_last4=form.id_last4.data or "",
         )
-    except identify_step.IdentifyLocked:
+    except identify_step.IdentifyLocked as locked:
+        minutes = locked.minutes
         return _page(
             "identify",
             429,
             form=form,
-            failure="Too many attempts for this user ID. Try again in 15 minutes, "
-            "or ask the IT help desk.",
+            failure=f"Too many attempts for this user ID. Try again in {minutes} "
+            f"minute{'' if minutes == 1 else 's'}, or ask the IT help desk.",
         )
     except identify_step.IdentifyFailed:
         return _page(
@@ -159,17 +162,26 @@ def _identify(state: FlowState) -> ResponseReturnValue:
     state.data = {
         "code_id": who.code_id,
         "keycloak_id": who.keycloak_id,
-        # Only masked contacts and the words a password must not be built from: the
-        # later steps need no further Keycloak reads.
+        # Masked contacts and the words a password must not be built from, so the next
+        # steps need no Keycloak reads; dropped again once the account is active.
         "contacts": {"email": mask_email(who.email), "phone": mask_phone(who.phone)},
         "hints": [w for w in (who.first_name, who.last_name, who.email_local) if w],
     }
-    try:
-        g.flow = engine().rotate(state, user_id=who.user_id, step="policies")
-    except FlowConflict:
-        return _to_current(engine().load_or_start(request.cookies.get(FLOW_COOKIE)))
+    g.flow = engine().start_identified(state, user_id=who.user_id, step="policies")
     log.info("student identified", extra={"flow_step": "identify", "outcome": "ok"})
     return _to_current(g.flow)
+
+
+@bp.post("/restart")
+def restart() -> ResponseReturnValue:
+    """ "Not you? Start again": forget this browser's flow (shared computers)."""
+    engine().finish(_flow())
+    session.clear()
+    flash("We started again. Nothing was changed.")
+    response = redirect(url_for("flow.step", name="identify"))
+    response.delete_cookie(FLOW_COOKIE, path="/activate")
+    g.pop("flow", None)
+    return response
 
 
 # -- step 2 --------------------------------------------------------------------------

@@ -213,3 +213,69 @@ def test_twenty_parallel_submits_activate_exactly_once(
     state, used = _state(services, student.user_id)
     assert (state, used) == (STATE_ACTIVE, True)
     assert _signs_in(services, student.user_id, FIRST)
+
+
+def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
+    app: Flask, student: StudentDetails, services: Services, admin: KeycloakAdmin
+) -> None:
+    first_tab = FlowClient(app.test_client())
+    first_tab.to_password_step(student)
+    second_tab = FlowClient(app.test_client())
+    second_tab.to_password_step(student)
+    realm = services.settings.keycloak.realm
+    policy = admin.get_realm(realm)["passwordPolicy"]
+    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(5)"})
+    try:
+        refused = first_tab.set_password(FIRST)  # Keycloak refuses: nothing written
+    finally:
+        admin.update_realm(realm, {"passwordPolicy": policy})
+    assert refused.status_code == 400
+    assert second_tab.set_password(SECOND).location.endswith("/activate/done")
+    late = first_tab.set_password(FIRST)
+    assert late.status_code == 409
+    assert "cannot be completed" in late.get_data(as_text=True)
+    assert _signs_in(services, student.user_id, SECOND)
+    assert not _signs_in(services, student.user_id, FIRST)
+
+
+def test_two_tabs_racing_activate_once(
+    app: Flask,
+    student: StudentDetails,
+    services: Services,
+    gateway: KeycloakGateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tabs = [FlowClient(app.test_client()) for _ in range(4)]
+    for tab in tabs:
+        tab.to_password_step(student)
+    writes: list[bool] = []
+    original = gateway.activate
+
+    def counting(*args, **kwargs):
+        wrote = original(*args, **kwargs)
+        writes.append(wrote)
+        return wrote
+
+    monkeypatch.setattr(gateway, "activate", counting)
+    tokens = [csrf_token(tab.page("password")) for tab in tabs]
+
+    def submit(index: int) -> int:
+        return (
+            tabs[index]
+            .client.post(
+                "/activate/password",
+                data={
+                    "csrf_token": tokens[index],
+                    "password": f"{FIRST} {index}",
+                    "confirm": f"{FIRST} {index}",
+                },
+            )
+            .status_code
+        )
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = list(pool.map(submit, range(4)))
+    assert writes.count(True) == 1, (writes, statuses)
+    assert statuses.count(302) == 1, statuses
+    winner = statuses.index(302)
+    assert _signs_in(services, student.user_id, f"{FIRST} {winner}")

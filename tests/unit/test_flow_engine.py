@@ -2,7 +2,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from provider.flows.engine import FlowConflict, FlowEngine
+from provider.flows.engine import MAX_LIFETIME, FlowConflict, FlowEngine, FlowState
+from provider.storage.models import Flow
 
 STEPS = ("identify", "policies", "password", "done")
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -13,45 +14,79 @@ def engine(sessions, hasher) -> FlowEngine:
     return FlowEngine(sessions, hasher, STEPS, idle=timedelta(minutes=30))
 
 
-def test_new_flow_starts_at_the_first_step(engine: FlowEngine) -> None:
+def _identified(engine: FlowEngine, now: datetime = T0) -> FlowState:
+    anonymous = engine.load_or_start(None, now)
+    anonymous.data["code_id"] = 7
+    return engine.start_identified(anonymous, user_id="dc12345", step="policies", now=now)
+
+
+def test_anonymous_visitors_store_nothing(engine: FlowEngine, sessions) -> None:
     state = engine.load_or_start(None, T0)
-    assert (state.step, state.is_new, state.replaced_expired) == ("identify", True, False)
-    assert len(state.flow_id) >= 32
-    again = engine.load_or_start(state.flow_id, T0 + timedelta(minutes=5))
-    assert (again.flow_id, again.is_new) == (state.flow_id, False)
+    assert (state.flow_id, state.step, state.is_new) == (None, "identify", False)
+    with pytest.raises(FlowConflict):
+        engine.advance(state, T0)  # only identify may start a stored flow
+    with sessions() as session:
+        assert session.query(Flow).count() == 0
     assert engine.position("password") == 3
 
 
-def test_idle_expiry_replaces_the_flow(engine: FlowEngine) -> None:
-    state = engine.load_or_start(None, T0)
-    engine.touch(state, T0 + timedelta(minutes=20))  # activity pushes expiry on
-    assert not engine.load_or_start(state.flow_id, T0 + timedelta(minutes=45)).is_new
+def test_identified_flow_resumes_by_cookie(engine: FlowEngine) -> None:
+    state = _identified(engine)
+    assert state.is_new and len(state.flow_id or "") >= 32
+    again = engine.load_or_start(state.flow_id, T0 + timedelta(minutes=5))
+    assert (again.step, again.user_id, again.data, again.is_new) == (
+        "policies",
+        "dc12345",
+        {"code_id": 7},
+        False,
+    )
+
+
+def test_idle_expiry_and_absolute_lifetime(engine: FlowEngine) -> None:
+    state = _identified(engine)
+    engine.touch(
+        engine.load_or_start(state.flow_id, T0 + timedelta(minutes=20)), T0 + timedelta(minutes=20)
+    )
+    assert engine.load_or_start(state.flow_id, T0 + timedelta(minutes=45)).flow_id
     later = engine.load_or_start(state.flow_id, T0 + timedelta(minutes=80))
-    assert later.is_new and later.replaced_expired and later.flow_id != state.flow_id
+    assert later.flow_id is None and later.replaced_expired
+    # Kept busy, a flow still ends after MAX_LIFETIME.
+    busy = _identified(engine)
+    t = T0
+    while t + timedelta(minutes=10) < T0 + MAX_LIFETIME:
+        t += timedelta(minutes=10)
+        engine.save(engine.load_or_start(busy.flow_id, t), now=t)
+    assert (
+        engine.load_or_start(busy.flow_id, T0 + MAX_LIFETIME + timedelta(minutes=1)).flow_id is None
+    )
 
 
 def test_stale_copy_cannot_overwrite(engine: FlowEngine) -> None:
-    state = engine.load_or_start(None, T0)
+    state = _identified(engine)
     copy = engine.load_or_start(state.flow_id, T0)
     engine.advance(state, T0)
     with pytest.raises(FlowConflict):
         engine.advance(copy, T0)
-    assert engine.load_or_start(state.flow_id, T0).step == "policies"
+    assert engine.load_or_start(state.flow_id, T0).step == "password"
 
 
-def test_rotation_kills_the_old_id(engine: FlowEngine) -> None:
-    state = engine.load_or_start(None, T0)
-    state.data["code_id"] = 7
-    rotated = engine.rotate(state, user_id="dc12345", step="policies", now=T0)
-    assert rotated.flow_id != state.flow_id and rotated.data == {"code_id": 7}
-    assert engine.load_or_start(state.flow_id, T0).replaced_expired  # old id is gone
-    assert engine.load_or_start(rotated.flow_id, T0).user_id == "dc12345"
+def test_identifying_again_replaces_the_old_id(engine: FlowEngine) -> None:
+    first = _identified(engine)
+    second = engine.start_identified(first, user_id="dc12345", step="policies", now=T0)
+    assert second.flow_id != first.flow_id
+    assert engine.load_or_start(first.flow_id, T0).replaced_expired
 
 
-def test_expired_flows_are_swept_by_the_next_visitor(engine: FlowEngine, sessions) -> None:
-    from provider.storage.models import Flow
+def test_finish_forgets_the_flow(engine: FlowEngine) -> None:
+    state = _identified(engine)
+    engine.finish(state)
+    assert engine.load_or_start(state.flow_id, T0).flow_id is None
 
-    engine.load_or_start(None, T0)
-    engine.load_or_start(None, T0 + timedelta(hours=1))  # a new visitor, an hour later
+
+def test_expired_flows_are_swept_by_the_next_identified_visitor(
+    engine: FlowEngine, sessions
+) -> None:
+    _identified(engine, T0)
+    _identified(engine, T0 + timedelta(hours=1))
     with sessions() as session:
         assert session.query(Flow).count() == 1

@@ -5,8 +5,12 @@ from provider.flows import lockout
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 
+def _allowed(sessions, key: str, now: datetime) -> bool:
+    return lockout.begin_attempt(sessions, key, now) is None
+
+
 def _fail(sessions, key: str, now: datetime) -> bool:
-    allowed = lockout.begin_attempt(sessions, key, now)
+    allowed = _allowed(sessions, key, now)
     if allowed:
         lockout.record_failure(sessions, key, now)
     return allowed
@@ -14,32 +18,44 @@ def _fail(sessions, key: str, now: datetime) -> bool:
 
 def test_five_failures_lock_for_15_minutes_then_30(sessions) -> None:
     assert all(_fail(sessions, "dc12345", T0) for _ in range(5))
-    assert not lockout.begin_attempt(sessions, "dc12345", T0 + timedelta(minutes=14))
-    assert lockout.begin_attempt(sessions, "dc12345", T0 + timedelta(minutes=15, seconds=1))
+    assert not _allowed(sessions, "dc12345", T0 + timedelta(minutes=14))
+    assert _allowed(sessions, "dc12345", T0 + timedelta(minutes=15, seconds=1))
     lockout.record_failure(sessions, "dc12345", T0 + timedelta(minutes=16))
     t1 = T0 + timedelta(minutes=16)
     assert all(_fail(sessions, "dc12345", t1) for _ in range(4))  # 5 in a row again
-    assert not lockout.begin_attempt(sessions, "dc12345", t1 + timedelta(minutes=29))
-    assert lockout.begin_attempt(sessions, "dc12345", t1 + timedelta(minutes=30, seconds=1))
+    assert not _allowed(sessions, "dc12345", t1 + timedelta(minutes=29))
+    assert _allowed(sessions, "dc12345", t1 + timedelta(minutes=30, seconds=1))
 
 
 def test_success_resets_the_count(sessions) -> None:
     for _ in range(4):
         _fail(sessions, "dc12345", T0)
-    assert lockout.begin_attempt(sessions, "dc12345", T0)
+    assert _allowed(sessions, "dc12345", T0)
     lockout.record_success(sessions, "dc12345", T0)
     assert all(_fail(sessions, "dc12345", T0) for _ in range(4))
-    assert lockout.begin_attempt(sessions, "dc12345", T0)
+    assert _allowed(sessions, "dc12345", T0)
 
 
 def test_clear_lifts_a_lock(sessions) -> None:
     for _ in range(5):
         _fail(sessions, "dc12345", T0)
     lockout.clear(sessions, "dc12345")
-    assert lockout.begin_attempt(sessions, "dc12345", T0)
+    assert _allowed(sessions, "dc12345", T0)
 
 
 def test_lock_key_is_bounded_and_normalised() -> None:
     assert lockout.lock_key(" DC 12345 ") == "dc12345"
     assert len(lockout.lock_key("x" * 500)) == 32
     assert lockout.lock_key("   ") == "-"
+
+
+def test_parallel_attempts_cannot_pass_the_limit(sessions) -> None:
+    # Ten attempts counted before any of them fails: only five may go on.
+    results = [lockout.begin_attempt(sessions, "dc99999", T0) for _ in range(10)]
+    assert results.count(None) == 5
+
+
+def test_lock_reports_when_it_ends(sessions) -> None:
+    for _ in range(5):
+        _fail(sessions, "dc12345", T0)
+    assert lockout.begin_attempt(sessions, "dc12345", T0) == T0 + timedelta(minutes=15)
