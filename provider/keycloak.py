@@ -460,8 +460,11 @@ class KeycloakGateway:
             if (current.get("attributes") or {}).get(ACTIVATION_STATE) == [STATE_ACTIVE]:
                 return None
             wrote.append(True)
+            # The password is chosen here: drop only a pending "update password"; any
+            # other action an admin set (e.g. configure OTP) stays.
+            actions = [a for a in current.get("requiredActions") or [] if a != "UPDATE_PASSWORD"]
             return (
-                {"credentials": [credential], "requiredActions": []},
+                {"credentials": [credential], "requiredActions": actions},
                 {**attributes, ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]},
             )
 

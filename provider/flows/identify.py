@@ -50,7 +50,14 @@ class IdentifyForm(FlaskForm):
         "Date of birth",
         validators=[InputRequired("Enter your date of birth")],
         format="%Y-%m-%d",
+        description="As on your ID or passport.",
     )
+
+    def validate_date_of_birth(self, field: DateField) -> None:
+        # WTForms' own parse error says "Not a valid date value": say it plainly.
+        if field.errors or field.data is None:
+            field.errors = ["Enter your date of birth as a real date, for example 14 03 2007"]
+
     id_last4 = StringField(
         "Last 4 characters of your ID or passport number",
         validators=[InputRequired("Enter the last 4 characters of your ID"), Length(max=64)],

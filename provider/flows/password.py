@@ -24,7 +24,7 @@ MIN_SCORE = 3  # zxcvbn 0..4; 3 = "safely unguessable"
 # zxcvbn's matching grows fast with length; what follows the first 64 characters only
 # makes a password stronger, so it is not scored.
 _SCORED_PREFIX = 64
-_DATE_FORMATS = ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%m%y", "%y%m%d")
+_DATE_FORMATS = ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%m%y", "%m%d%y", "%y%m%d")
 
 
 class PasswordForm(FlaskForm):
@@ -43,18 +43,52 @@ class PasswordForm(FlaskForm):
     )
 
 
+_MONTHS = {
+    m: i
+    for i, m in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
+
+
 def _dates_in(password: str) -> set[str]:
-    """ISO dates that digit runs in the password could spell."""
+    """ISO dates that the password could spell, in the ways people write them."""
     found: set[str] = set()
-    runs = {re.sub(r"[-/. ]", "", m) for m in re.findall(r"\d[\d\-/. ]{4,9}\d", password)}
-    runs |= set(re.findall(r"\d{6,8}", password))
-    for run in runs:
+    lowered = password.lower()
+    candidates: set[str] = set()
+    # Digits with separators (14/03/2007, 2007-03-14, 3.14.07): the separators dropped,
+    # each part padded to two digits.
+    for match in re.finditer(r"\d{1,4}[-/. ]\d{1,2}[-/. ]\d{2,4}", lowered):
+        parts = re.split(r"[-/. ]", match.group(0))
+        candidates.add("".join(part.zfill(2) for part in parts))
+    # Every 6- and 8-digit window of a digit run (horse0019991231 holds 19991231).
+    for run in re.findall(r"\d{6,}", lowered):
+        for width in (6, 8):
+            candidates.update(run[i : i + width] for i in range(len(run) - width + 1))
+    for candidate in candidates:
         for fmt in _DATE_FORMATS:
             try:
-                found.add(datetime.strptime(run, fmt).date().isoformat())
+                found.add(datetime.strptime(candidate, fmt).date().isoformat())
             except ValueError:
                 continue
+    # Month names: 31dec1999, dec 31 1999, 31 december 99.
+    name = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*"
+    for day, month, year in re.findall(rf"(\d{{1,2}})\s*{name}\s*(\d{{2,4}})", lowered):
+        found |= _named(day, month, year)
+    for month, day, year in re.findall(rf"{name}\s*(\d{{1,2}})\D{{0,2}}(\d{{2,4}})", lowered):
+        found |= _named(day, month, year)
     return found
+
+
+def _named(day: str, month: str, year: str) -> set[str]:
+    years = [int(year)] if len(year) == 4 else [1900 + int(year), 2000 + int(year)]
+    out = set()
+    for y in years:
+        try:
+            out.add(datetime(y, _MONTHS[month[:3]], int(day)).date().isoformat())
+        except ValueError:
+            continue
+    return out
 
 
 def weakness(

@@ -385,3 +385,28 @@ def test_forwarded_for_is_ignored_without_a_configured_proxy(
         client.client.environ_base["HTTP_X_FORWARDED_FOR"] = f"203.0.113.{n}"
         codes.append(client.identify(student, user_id="zz22222").status_code)
     assert codes == [400, 400, 429]
+
+
+def test_not_you_start_again_forgets_the_flow(
+    flow: FlowClient, student: StudentDetails, services: Services
+) -> None:
+    from tests.support.flow_client import csrf_token
+
+    flow.identify(student)
+    page = flow.page("policies")
+    assert "Not you, or on a shared computer? Start again" in page.get_data(as_text=True)
+    old_cookie = flow.client.get_cookie("umpass_flow", path="/activate").value
+    response = flow.client.post("/activate/restart", data={"csrf_token": csrf_token(page)})
+    assert response.status_code == 302 and response.location.endswith("/activate/identify")
+    assert flow.client.get_cookie("umpass_flow", path="/activate") is None
+    # The old cookie, copied before, resumes nothing.
+    other = FlowClient(flow.client.application.test_client())
+    other.client.set_cookie("umpass_flow", old_cookie, path="/activate")
+    assert other.client.get("/activate/policies").location.endswith("/activate/identify")
+    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
+
+
+def test_impossible_date_gets_a_plain_message(flow: FlowClient, student: StudentDetails) -> None:
+    response = flow.identify(student, date_of_birth="2007-02-30")
+    assert response.status_code == 400
+    assert "Enter your date of birth as a real date" in response.get_data(as_text=True)
