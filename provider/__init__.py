@@ -57,6 +57,7 @@ def create_app(
         svc.hasher,
         flow_views.STEPS,
         idle=timedelta(minutes=settings.flow_idle_minutes),
+        reads=svc.reads,
     )
     app.jinja_env.add_extension("jinja2.ext.do")
     CSRFProtect(app)

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from provider.config import Settings
 from provider.keycloak import KeycloakGateway
 from provider.keyed_hash import KeyedHasher
-from provider.storage.engine import make_engine
+from provider.storage.engine import make_engine, read_only
 
 _EXTENSION_KEY = "umpass"
 
@@ -21,7 +21,8 @@ class Services:
     settings: Settings
     keycloak: KeycloakGateway
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # for writes (and reads that lead to writes)
+    reads: sessionmaker[Session]  # for transactions that only read
     hasher: KeyedHasher
 
     @classmethod
@@ -32,6 +33,7 @@ class Services:
             keycloak=gateway or KeycloakGateway(settings.keycloak),
             engine=engine,
             sessions=sessionmaker(engine, expire_on_commit=False),
+            reads=sessionmaker(read_only(engine), expire_on_commit=False),
             hasher=KeyedHasher(settings.hmac_key),
         )
 

@@ -56,8 +56,10 @@ class FlowEngine:
         steps: Sequence[str],
         *,
         idle: timedelta = DEFAULT_IDLE,
+        reads: sessionmaker[Session] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._reads = reads or sessions
         self._hasher = hasher
         self.steps = tuple(steps)
         self.idle = idle
@@ -80,7 +82,7 @@ class FlowEngine:
         now = now or datetime.now(UTC)
         expired = False
         if flow_id and len(flow_id) <= 64:
-            with self._sessions() as session:
+            with self._reads() as session:
                 row = session.get(Flow, self._key(flow_id))
                 if row is not None and row.expires_at > now and row.created_at + MAX_LIFETIME > now:
                     return FlowState(

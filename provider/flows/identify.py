@@ -138,7 +138,7 @@ def _compare(
     code_hash = h.digest(Purpose.ACTIVATION_CODE, normalize_activation_code(typed_code) or "")
     dob_hash = h.digest(Purpose.DATE_OF_BIRTH, normalize_date_of_birth(date_of_birth))
     last4_hash = h.digest(Purpose.ID_LAST4, normalize_id_last4(typed_id_last4) or "")
-    with svc.sessions() as session:
+    with svc.reads() as session:
         student = session.get(Student, user_id) if user_id else None
         code = session.scalars(
             select(ActivationCode).where(ActivationCode.code_hash == code_hash)

@@ -282,7 +282,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
 
 def _judge(svc: Services, state: FlowState, password: str, policy: PasswordPolicy) -> str | None:
     """The service's own verdict on a password for this student (None: send it on)."""
-    with svc.sessions() as db:
+    with svc.reads() as db:
         student = db.get(Student, state.user_id)
         code = db.get(ActivationCode, state.data["code_id"])
     return weakness(

@@ -9,6 +9,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option marking connections that only read (see `read_only`).
+READ_ONLY = "umpass_read_only"
 
 
 def make_engine(database_url: str) -> Engine:
@@ -34,14 +36,23 @@ def make_engine(database_url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Any) -> None:
-        # IMMEDIATE: take the write lock up front, so a read-then-write transaction
-        # waits its turn (busy_timeout) instead of failing on a snapshot gone stale.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")  # a snapshot beside the writer (WAL)
+        else:
+            # IMMEDIATE: take the write lock up front, so a read-then-write transaction
+            # waits its turn (busy_timeout) instead of failing on a snapshot gone stale.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
 
+def read_only(engine: Engine) -> Engine:
+    """The same database for transactions that never write: on SQLite they do not queue
+    behind writers for the write lock."""
+    return engine.execution_options(**{READ_ONLY: True})
+
+
 def check(engine: Engine) -> None:
     """Raise unless the database answers a trivial query."""
-    with engine.connect() as conn:
+    with read_only(engine).connect() as conn:
         conn.execute(text("SELECT 1"))
