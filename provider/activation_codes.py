@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from provider import audit
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.proofing import (
     new_activation_code,
@@ -63,6 +64,7 @@ def issue_code(
     *,
     ttl: timedelta = DEFAULT_CODE_TTL,
     now: datetime | None = None,
+    actor: str = audit.SYSTEM,
 ) -> IssuedCode:
     """A new code for an enrolled student; any earlier usable code is revoked."""
     now = now or datetime.now(UTC)
@@ -77,10 +79,13 @@ def issue_code(
         expires_at=now + ttl,
     )
     session.add(record)
+    audit.record(session, actor, "code.issued", user_id, expires_at=record.expires_at.isoformat())
     return IssuedCode(user_id=user_id, code=code, expires_at=record.expires_at)
 
 
-def revoke_codes(session: Session, user_id: str, *, now: datetime | None = None) -> int:
+def revoke_codes(
+    session: Session, user_id: str, *, now: datetime | None = None, actor: str = audit.SYSTEM
+) -> int:
     """Revoke every usable code of the student; returns how many."""
     now = now or datetime.now(UTC)
     result = session.execute(
@@ -92,7 +97,10 @@ def revoke_codes(session: Session, user_id: str, *, now: datetime | None = None)
         )
         .values(revoked_at=now)
     )
-    return int(result.rowcount or 0)
+    count = int(result.rowcount or 0)
+    if count:
+        audit.record(session, actor, "code.revoked", user_id, count=count)
+    return count
 
 
 def usable_code(

@@ -15,6 +15,7 @@ Every failure is one line on stderr that says what to fix, and a non-zero exit.
 from __future__ import annotations
 
 import argparse
+import getpass
 import logging
 import sys
 from collections.abc import Callable
@@ -206,7 +207,7 @@ def cmd_revoke_code(args: argparse.Namespace) -> None:
     if user_id is None:
         raise CommandError(f"{args.user_id!r} is not a user ID")
     with svc.sessions.begin() as session:
-        count = revoke_codes(session, user_id)
+        count = revoke_codes(session, user_id, actor=f"cli:{getpass.getuser()}")
     print(f"{user_id}: {count} code(s) revoked")
 
 

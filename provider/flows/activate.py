@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from provider import audit
 from provider.activation_codes import consume_code
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.keycloak import (
@@ -114,6 +115,13 @@ def activate(
             raise
         with svc.sessions.begin() as session:
             consume_code(session, code_id, now)
+            audit.record(
+                session,
+                audit.STUDENT,
+                "account.activated",
+                state.user_id,
+                recovered=code_claim.ours_before,
+            )
 
     state.data = {k: v for k, v in state.data.items() if k not in _TRANSIENT}
     state.data["activated"] = True

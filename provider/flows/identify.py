@@ -19,6 +19,7 @@ from sqlalchemy import select
 from wtforms import DateField, StringField
 from wtforms.validators import InputRequired, Length
 
+from provider import audit
 from provider.flows import lockout
 from provider.keycloak import PHONE_NUMBER, STATE_PENDING
 from provider.keyed_hash import Purpose
@@ -110,12 +111,15 @@ def identify(
     try:
         locked_until = lockout.begin_attempt(svc.sessions, lock_key, now)
         if locked_until is not None:
+            audit.record_now(svc.sessions, audit.STUDENT, "identify.locked", lock_key)
             raise IdentifyLocked(locked_until, now)
         result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
         if result is None:
             lockout.record_failure(svc.sessions, lock_key, now)
+            audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", lock_key)
             raise IdentifyFailed
         lockout.record_success(svc.sessions, lock_key, now)
+        audit.record_now(svc.sessions, audit.STUDENT, "identify.ok", result.user_id)
         return result
     except (IdentifyFailed, IdentifyLocked):
         remaining = FAILURE_FLOOR_SECONDS - (time.monotonic() - started)

@@ -28,6 +28,7 @@ from flask.typing import ResponseReturnValue
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
 
+from provider import audit
 from provider.flows import activate as activation
 from provider.flows import identify as identify_step
 from provider.flows.contacts import mask_email, mask_phone
@@ -175,7 +176,10 @@ def _identify(state: FlowState) -> ResponseReturnValue:
 @bp.post("/restart")
 def restart() -> ResponseReturnValue:
     """ "Not you? Start again": forget this browser's flow (shared computers)."""
-    engine().finish(_flow())
+    state = _flow()
+    engine().finish(state)
+    if state.user_id:
+        audit.record_now(_svc().sessions, audit.STUDENT, "flow.restarted", state.user_id)
     session.clear()
     flash("We started again. Nothing was changed.")
     response = redirect(url_for("flow.step", name="identify"))

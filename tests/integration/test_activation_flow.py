@@ -101,6 +101,15 @@ def test_whole_flow_activates_and_the_password_signs_in(
     )
     assert result.ok
 
+    # The audit trail tells the story without a secret in it.
+    from provider.storage.models import AuditEvent
+
+    with services.sessions() as db:
+        events = db.query(AuditEvent).filter(AuditEvent.subject == student.user_id).all()
+    assert [e.action for e in events] == ["code.issued", "identify.ok", "account.activated"]
+    trail = repr([(e.actor, e.action, e.detail) for e in events])
+    assert student.code not in trail and "2006-02-28" not in trail and "4567" not in trail
+
     # The code is spent: a replay is the generic failure.
     replay = FlowClient(flow.client.application.test_client()).identify(student)
     assert replay.status_code == 400

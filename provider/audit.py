@@ -1,0 +1,32 @@
+"""Audit events: who did what to whom, when. Never a secret, a code or a proofing value.
+
+Students act as "student" (their user ID is the subject); the service as "system";
+help-desk staff will act under their own SSO username.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider.storage.models import AuditEvent
+
+STUDENT = "student"
+SYSTEM = "system"
+
+
+def record(session: Session, actor: str, action: str, subject: str | None, **detail: Any) -> None:
+    """Add one event to the caller's transaction."""
+    session.add(
+        AuditEvent(at=datetime.now(UTC), actor=actor, action=action, subject=subject, detail=detail)
+    )
+
+
+def record_now(
+    sessions: sessionmaker[Session], actor: str, action: str, subject: str | None, **detail: Any
+) -> None:
+    """One event in a transaction of its own."""
+    with sessions.begin() as session:
+        record(session, actor, action, subject, **detail)
