@@ -123,6 +123,28 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by these processes and their threads."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def _keycloak_pids(group: int) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.getpgid(int(proc.name)) == group:
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
+
+
 def run(students: int, concurrency: int, processes: int = 1) -> int:
     admin_password = secrets.token_urlsafe(16)
     kc_server.stop("test")
@@ -208,6 +230,13 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                     time.sleep(0.1)
 
         per_step: dict[str, list[float]] = defaultdict(list)
+        kc_pids = _keycloak_pids(running.pid)
+        service_pids = [proc.pid for proc in services]
+        cpu_before = {
+            "keycloak": _cpu_seconds(kc_pids),
+            "service": _cpu_seconds(service_pids),
+            "bench client": _cpu_seconds([os.getpid()]),
+        }
         with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
             task = progress.add_task("students activating (web)", total=students)
             started = time.perf_counter()
@@ -219,6 +248,11 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                     per_step[name].append(seconds)
                 progress.advance(task)
             service_seconds = time.perf_counter() - started
+        cpu_used = {
+            "keycloak": _cpu_seconds(kc_pids) - cpu_before["keycloak"],
+            "service": _cpu_seconds(service_pids) - cpu_before["service"],
+            "bench client": _cpu_seconds([os.getpid()]) - cpu_before["bench client"],
+        }
         service_rss = sum(_peak_rss_mb(proc.pid) for proc in services)
 
         gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
@@ -249,6 +283,22 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
         bar = "█" * max(1, int(40 * (p95 / 1000) / widest))
         table.add_row(name, f"{p50:.0f}", f"{p95:.0f}", bar)
     console.print(table)
+    where = Table(
+        "process",
+        "CPU s",
+        "ms per activation",
+        "share",
+        title=f"Where the time goes: {service_seconds:.1f} s wall on {os.cpu_count()} cores",
+    )
+    total_cpu = sum(cpu_used.values()) or 1.0
+    for name, seconds in cpu_used.items():
+        where.add_row(
+            name,
+            f"{seconds:.1f}",
+            f"{1000 * seconds / students:.0f}",
+            "█" * int(30 * seconds / total_cpu),
+        )
+    console.print(where)
     ratio = (service_seconds / students) / (floor_seconds / students)
     print(
         f"service: {students / service_seconds:.2f} activations/s "
