@@ -45,6 +45,7 @@ def create_app(
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage,
         RATELIMIT_HEADERS_ENABLED=True,
         UMPASS_IDENTIFY_LIMIT=settings.identify_limit,
+        UMPASS_SEND_LIMIT=settings.send_limit,
         WTF_CSRF_TIME_LIMIT=None,  # the flow's own expiry bounds a form's life
     )
     if settings.trusted_proxies:

@@ -28,6 +28,22 @@ class KeycloakSettings:
 
 
 @dataclass(frozen=True)
+class DeliverySettings:
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = field(default="", repr=False)
+    mail_from: str = "UMPASS <no-reply@localhost>"
+    sms_gateway: str = "outbox"
+    sms_outbox: str = "var/sms-outbox.jsonl"
+    sms_webhook_url: str = ""
+    sms_webhook_auth: str = field(default="", repr=False)
+    sms_webhook_body: str = '{"to": "$to", "text": "$text"}'
+    phone_country_codes: tuple[int, ...] = (853, 852, 86, 886, 351)
+
+
+@dataclass(frozen=True)
 class Settings:
     keycloak: KeycloakSettings
     database_url: str
@@ -43,6 +59,8 @@ class Settings:
     ratelimit_storage: str = "memory://"
     identify_limit: str = "10 per minute;100 per hour"
     trusted_proxies: int = 0
+    send_limit: str = "20 per hour"
+    delivery: DeliverySettings = field(default_factory=DeliverySettings)
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -119,6 +137,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     log_format = env.get("UMPASS_LOG_FORMAT", "json").strip().lower()
     if log_format not in ("json", "text"):
         raise ConfigError(f"UMPASS_LOG_FORMAT={log_format!r} must be 'json' or 'text'")
+    delivery = _delivery(env)
     return Settings(
         keycloak=keycloak,
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
@@ -136,6 +155,46 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ratelimit_storage=env.get("UMPASS_RATELIMIT_STORAGE", "").strip() or "memory://",
         identify_limit=env.get("UMPASS_IDENTIFY_LIMIT", "").strip() or "10 per minute;100 per hour",
         trusted_proxies=int(_number(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
+        delivery=delivery,
+        send_limit=env.get("UMPASS_SEND_LIMIT", "").strip() or "20 per hour",
         log_format=log_format,
         testing=testing,
+    )
+
+
+def _delivery(env: Mapping[str, str]) -> DeliverySettings:
+    security = env.get("UMPASS_SMTP_SECURITY", "none").strip().lower() or "none"
+    if security not in ("none", "starttls", "tls"):
+        raise ConfigError(f"UMPASS_SMTP_SECURITY={security!r} must be none, starttls or tls")
+    gateway = env.get("UMPASS_SMS_GATEWAY", "outbox").strip().lower() or "outbox"
+    if gateway not in ("outbox", "webhook"):
+        raise ConfigError(f"UMPASS_SMS_GATEWAY={gateway!r} must be outbox or webhook")
+    webhook_url = env.get("UMPASS_SMS_WEBHOOK_URL", "").strip()
+    if gateway == "webhook":
+        webhook_url = _http_url(env, "UMPASS_SMS_WEBHOOK_URL", "")
+    raw_codes = env.get("UMPASS_PHONE_COUNTRIES", "").strip()
+    try:
+        codes = (
+            tuple(int(c) for c in raw_codes.replace(" ", "").split(",") if c)
+            if raw_codes
+            else (853, 852, 86, 886, 351)
+        )
+    except ValueError:
+        raise ConfigError(
+            f"UMPASS_PHONE_COUNTRIES={raw_codes!r} must be country calling codes, e.g. 853,852"
+        ) from None
+    return DeliverySettings(
+        smtp_host=env.get("UMPASS_SMTP_HOST", "127.0.0.1").strip() or "127.0.0.1",
+        smtp_port=int(_number(env, "UMPASS_SMTP_PORT", 25, minimum=1)),
+        smtp_security=security,
+        smtp_username=env.get("UMPASS_SMTP_USER", "").strip(),
+        smtp_password=env.get("UMPASS_SMTP_PASSWORD", ""),
+        mail_from=env.get("UMPASS_MAIL_FROM", "").strip() or "UMPASS <no-reply@localhost>",
+        sms_gateway=gateway,
+        sms_outbox=env.get("UMPASS_SMS_OUTBOX", "").strip() or "var/sms-outbox.jsonl",
+        sms_webhook_url=webhook_url,
+        sms_webhook_auth=env.get("UMPASS_SMS_WEBHOOK_AUTH", ""),
+        sms_webhook_body=env.get("UMPASS_SMS_WEBHOOK_BODY", "").strip()
+        or '{"to": "$to", "text": "$text"}',
+        phone_country_codes=codes,
     )

@@ -16,6 +16,7 @@ class Purpose(StrEnum):
     ACTIVATION_CODE = "activation-code"
     DATE_OF_BIRTH = "date-of-birth"
     ID_LAST4 = "id-last4"
+    CONTACT = "contact"
     CONTACT_CODE = "contact-code"
     FLOW_ID = "flow-id"
 

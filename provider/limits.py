@@ -19,3 +19,16 @@ def identify_limit() -> str:
 
 def not_identify_post() -> bool:
     return not (request.method == "POST" and (request.view_args or {}).get("name") == "identify")
+
+
+def send_limit() -> str:
+    return current_app.config["UMPASS_SEND_LIMIT"]
+
+
+def not_code_send() -> bool:
+    """Only "Send code" posts count against the per-address sending limit."""
+    return not (
+        request.method == "POST"
+        and (request.view_args or {}).get("name") == "contacts"
+        and request.form.get("action", "").startswith("send-")
+    )

@@ -26,6 +26,7 @@ from provider.config import Settings, load_settings
 from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.storage import migrate
+from tests.support.inbox import Inbox, new_mobile
 
 DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
 
@@ -133,13 +134,31 @@ def admin(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest) -> Keycloak
 
 
 @pytest.fixture(scope="session")
+def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
+    """The real SMTP server and the SMS outbox the service delivers to."""
+    box = Inbox(Path(tmp_path_factory.mktemp("sms")) / "outbox.jsonl")
+    box.port = box.start()
+    yield box
+    box.stop()
+
+
+@pytest.fixture(scope="session")
 def settings(
     keycloak_server: KeycloakUnderTest,
     realm: RealmUnderTest,
     tmp_path_factory: pytest.TempPathFactory,
+    inbox: Inbox,
 ) -> Settings:
     db_path = Path(tmp_path_factory.mktemp("db")) / "umpass.db"
-    return load_settings(realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{db_path}"))
+    return load_settings(
+        realm.env(
+            keycloak_server,
+            DATABASE_URL=f"sqlite:///{db_path}",
+            UMPASS_SMTP_PORT=str(inbox.port),
+            UMPASS_SMS_OUTBOX=str(inbox.outbox),
+            UMPASS_SEND_LIMIT="10000 per hour",
+        )
+    )
 
 
 @pytest.fixture(scope="session")
@@ -156,7 +175,7 @@ def pending_user(gateway: KeycloakGateway) -> str:
         email=f"t{suffix}@example.edu",
         first_name="Test",
         last_name="Student",
-        attributes={ACTIVATION_STATE: [STATE_PENDING], "phone_number": ["+85362345678"]},
+        attributes={ACTIVATION_STATE: [STATE_PENDING], "phone_number": [new_mobile()]},
     )
 
 

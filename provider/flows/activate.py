@@ -42,7 +42,7 @@ from provider.storage.models import ActivationCode
 # write at UMPASS_KC_TIMEOUT each), so a live request's claim is never taken over.
 CLAIM_LEASE = timedelta(seconds=120)
 # Flow data that is only needed until the account is active.
-_TRANSIENT = ("claim", "hints", "contacts")
+_TRANSIENT = ("claim", "hints", "on_record", "pending")
 
 
 class ActivationInProgress(Exception):

@@ -21,7 +21,7 @@ from wtforms.validators import InputRequired, Length
 
 from provider import audit
 from provider.flows import lockout
-from provider.keycloak import PHONE_NUMBER, STATE_PENDING
+from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import (
     normalize_activation_code,
@@ -75,6 +75,8 @@ class Identified:
     last_name: str | None = None
     email: str | None = None
     phone: str | None = None
+    email_verified: bool = False
+    phone_verified: bool = False
 
     @property
     def email_local(self) -> str | None:
@@ -169,4 +171,6 @@ def _compare(
         last_name=user.last_name,
         email=user.email,
         phone=user.attribute(PHONE_NUMBER),
+        email_verified=user.email_verified,
+        phone_verified=user.attribute(PHONE_NUMBER_VERIFIED) == "true",
     )

@@ -32,11 +32,18 @@ from provider import audit
 from provider.flows import activate as activation
 from provider.flows import identify as identify_step
 from provider.flows.contacts import mask_email, mask_phone
+from provider.flows.contacts_step import ContactsStep
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
 from provider.flows.password import PasswordForm, strength, weakness
 from provider.flows.policies import accepted_record, current_policies
 from provider.keycloak import PasswordRejected
-from provider.limits import identify_limit, limiter, not_identify_post
+from provider.limits import (
+    identify_limit,
+    limiter,
+    not_code_send,
+    not_identify_post,
+    send_limit,
+)
 from provider.password_policy import PasswordPolicy
 from provider.services import Services, services
 from provider.storage.models import ActivationCode, Student
@@ -90,19 +97,19 @@ def set_flow_cookie(response: Response) -> Response:
     return response
 
 
+def page_context(step: str) -> dict[str, object]:
+    """What every step's template gets: where the student is, and who."""
+    return {
+        "step": step,
+        "step_number": engine().position(step),
+        "step_count": len(STEPS),
+        "title": TITLES[step],
+        "user_id": _flow().user_id,
+    }
+
+
 def _page(step: str, status: int = 200, **context: object) -> ResponseReturnValue:
-    return (
-        render_template(
-            f"flow/{step}.html",
-            step=step,
-            step_number=engine().position(step),
-            step_count=len(STEPS),
-            title=TITLES[step],
-            user_id=_flow().user_id,
-            **context,
-        ),
-        status,
-    )
+    return render_template(f"flow/{step}.html", **page_context(step), **context), status
 
 
 def _to_current(state: FlowState) -> ResponseReturnValue:
@@ -116,6 +123,7 @@ def start() -> ResponseReturnValue:
 
 @bp.route("/<name>", methods=["GET", "POST"])
 @limiter.limit(identify_limit, exempt_when=not_identify_post)
+@limiter.limit(send_limit, exempt_when=not_code_send)
 def step(name: str) -> ResponseReturnValue:
     state = _flow()
     if name not in STEPS or name != state.step:
@@ -165,7 +173,10 @@ def _identify(state: FlowState) -> ResponseReturnValue:
         "keycloak_id": who.keycloak_id,
         # Masked contacts and the words a password must not be built from, so the next
         # steps need no Keycloak reads; dropped again once the account is active.
-        "contacts": {"email": mask_email(who.email), "phone": mask_phone(who.phone)},
+        "on_record": {
+            "email": {"masked": mask_email(who.email), "verified": who.email_verified},
+            "phone": {"masked": mask_phone(who.phone), "verified": who.phone_verified},
+        },
         "hints": [w for w in (who.first_name, who.last_name, who.email_local) if w],
     }
     g.flow = engine().start_identified(state, user_id=who.user_id, step="policies")
@@ -225,17 +236,14 @@ def _policies(state: FlowState) -> ResponseReturnValue:
 
 
 def _contacts(state: FlowState) -> ResponseReturnValue:
-    form = FlaskForm()
-    if request.method == "GET" or not form.validate():
-        contacts = state.data.get("contacts", {})
-        return _page(
-            "contacts",
-            400 if request.method == "POST" else 200,
-            form=form,
-            email=contacts.get("email"),
-            phone=contacts.get("phone"),
-        )
-    return _advance(state)
+    contacts = ContactsStep(_svc(), engine(), state)
+    if request.method == "GET":
+        return contacts.page()
+    try:
+        outcome = contacts.handle()
+    except FlowConflict:
+        return _to_current(engine().load_or_start(state.flow_id))
+    return _advance(state) if outcome is None else outcome
 
 
 # -- step 4 --------------------------------------------------------------------------

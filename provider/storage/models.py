@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -114,3 +123,36 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str | None] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ContactVerification(Base):
+    """Proving one new or unconfirmed contact in one flow: the current code (HMAC, bound
+    to this row) and the wrong tries, which a resend does not reset."""
+
+    __tablename__ = "contact_verifications"
+    __table_args__ = (UniqueConstraint("flow_key", "channel", "contact_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    flow_key: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(8))  # email | phone
+    contact_hash: Mapped[str] = mapped_column(String(64))
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    code_expires_at: Mapped[datetime | None]
+    failures: Mapped[int] = mapped_column(default=0)
+    verified_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ContactSend(Base):
+    """One code sent, for the throttles per contact and per flow."""
+
+    __tablename__ = "contact_sends"
+    __table_args__ = (
+        Index("ix_contact_sends_contact_at", "contact_hash", "at"),
+        Index("ix_contact_sends_flow_at", "flow_key", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    contact_hash: Mapped[str] = mapped_column(String(64))
+    flow_key: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(default=utcnow)

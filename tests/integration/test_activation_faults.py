@@ -24,6 +24,7 @@ from provider.storage.models import ActivationCode, Flow
 from provider.students import NewStudent, create_pending_student
 from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
+from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import sign_in
 
 FIRST = "orbit lantern velvet 1987"
@@ -33,24 +34,18 @@ SECOND = "copper meadow whistle 2031"
 @pytest.fixture
 def student(services: Services) -> StudentDetails:
     user_id = f"f{secrets.token_hex(3)}"
+    phone = new_mobile()
+    email = f"{user_id}@example.edu"
     issued = create_pending_student(
         services,
-        NewStudent(
-            user_id,
-            "Lou",
-            "Ip",
-            f"{user_id}@example.edu",
-            "+85362226666",
-            date(2005, 9, 1),
-            "D7654321",
-        ),
+        NewStudent(user_id, "Lou", "Ip", email, phone, date(2005, 9, 1), "D7654321"),
     )
-    return StudentDetails(user_id, issued.code, date(2005, 9, 1), "4321")
+    return StudentDetails(user_id, issued.code, date(2005, 9, 1), "4321", email, phone)
 
 
 @pytest.fixture
-def at_password(app: Flask, student: StudentDetails) -> FlowClient:
-    flow = FlowClient(app.test_client())
+def at_password(app: Flask, student: StudentDetails, inbox: Inbox) -> FlowClient:
+    flow = FlowClient(app.test_client(), inbox)
     flow.to_password_step(student)
     return flow
 
@@ -216,11 +211,11 @@ def test_twenty_parallel_submits_activate_exactly_once(
 
 
 def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
-    app: Flask, student: StudentDetails, services: Services, admin: KeycloakAdmin
+    app: Flask, student: StudentDetails, services: Services, admin: KeycloakAdmin, inbox: Inbox
 ) -> None:
-    first_tab = FlowClient(app.test_client())
+    first_tab = FlowClient(app.test_client(), inbox)
     first_tab.to_password_step(student)
-    second_tab = FlowClient(app.test_client())
+    second_tab = FlowClient(app.test_client(), inbox)
     second_tab.to_password_step(student)
     realm = services.settings.keycloak.realm
     policy = admin.get_realm(realm)["passwordPolicy"]
@@ -244,8 +239,9 @@ def test_two_tabs_racing_activate_once(
     services: Services,
     gateway: KeycloakGateway,
     monkeypatch: pytest.MonkeyPatch,
+    inbox: Inbox,
 ) -> None:
-    tabs = [FlowClient(app.test_client()) for _ in range(4)]
+    tabs = [FlowClient(app.test_client(), inbox) for _ in range(4)]
     for tab in tabs:
         tab.to_password_step(student)
     writes: list[bool] = []

@@ -17,6 +17,7 @@ from provider.storage.models import ActivationCode, Flow, IdentifyLockout
 from provider.students import NewStudent, create_pending_student
 from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails
+from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import sign_in
 
 PASSWORD = "orbit lantern velvet 1987"
@@ -25,24 +26,18 @@ PASSWORD = "orbit lantern velvet 1987"
 @pytest.fixture
 def student(services: Services) -> StudentDetails:
     user_id = f"a{secrets.token_hex(3)}"
+    phone = new_mobile()
+    email = f"{user_id}@example.edu"
     issued = create_pending_student(
         services,
-        NewStudent(
-            user_id,
-            "Kit",
-            "Wong",
-            f"{user_id}@example.edu",
-            "+85362223333",
-            date(2006, 2, 28),
-            "C123456(7)",
-        ),
+        NewStudent(user_id, "Kit", "Wong", email, phone, date(2006, 2, 28), "C123456(7)"),
     )
-    return StudentDetails(user_id, issued.code, date(2006, 2, 28), "4567")
+    return StudentDetails(user_id, issued.code, date(2006, 2, 28), "4567", email, phone)
 
 
 @pytest.fixture
-def flow(app: Flask) -> FlowClient:
-    return FlowClient(app.test_client())
+def flow(app: Flask, inbox: Inbox) -> FlowClient:
+    return FlowClient(app.test_client(), inbox)
 
 
 def _kc_user(services: Services, user_id: str):
@@ -72,8 +67,10 @@ def test_whole_flow_activates_and_the_password_signs_in(
     assert "Step 2 of 5" in flow.page("policies").get_data(as_text=True)
     assert flow.accept_policies().location.endswith("/activate/contacts")
     contacts = flow.page("contacts").get_data(as_text=True)
-    assert "+853 ••••3333" in contacts and "a•••@example.edu" in contacts
-    assert flow.confirm_contacts().location.endswith("/activate/password")
+    assert f"+853 ••••{student.phone[-4:]}" in contacts and "a•••@example.edu" in contacts
+    assert "(not confirmed yet)" in contacts
+    confirmed = flow.confirm_contacts(email=student.email, phone=student.phone)
+    assert confirmed.location.endswith("/activate/password")
     password_page = flow.page("password").get_data(as_text=True)
     assert "Use at least 12 characters" in password_page  # the realm's policy, read live
 
@@ -132,7 +129,7 @@ def test_every_mismatch_looks_the_same(
             "X",
             "Y",
             f"{secrets.token_hex(3)}@example.edu",
-            "+85362224444",
+            new_mobile(),
             date(2001, 1, 1),
             "Z9999999",
         ),
@@ -145,7 +142,7 @@ def test_every_mismatch_looks_the_same(
             "E",
             "X",
             f"{expired}@example.edu",
-            "+85362225555",
+            new_mobile(),
             student.date_of_birth,
             "C123456(7)",
         ),

@@ -10,6 +10,8 @@ from datetime import date
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from tests.support.inbox import Inbox
+
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
@@ -19,6 +21,8 @@ class StudentDetails:
     code: str
     date_of_birth: date
     id_last4: str
+    email: str = ""
+    phone: str = ""
 
 
 def csrf_token(page: TestResponse) -> str:
@@ -28,8 +32,9 @@ def csrf_token(page: TestResponse) -> str:
 
 
 class FlowClient:
-    def __init__(self, client: FlaskClient) -> None:
+    def __init__(self, client: FlaskClient, inbox: Inbox | None = None) -> None:
         self.client = client
+        self.inbox = inbox
 
     def page(self, step: str) -> TestResponse:
         return self.client.get(f"/activate/{step}")
@@ -59,8 +64,40 @@ class FlowClient:
         assert names, "no policy checkboxes"
         return self.submit("policies", {name: "y" for name in names})
 
-    def confirm_contacts(self) -> TestResponse:
-        return self.submit("contacts", {})
+    def confirm_contacts(
+        self,
+        *,
+        email: str | None = None,
+        phone: str | None = None,
+        new_email: str = "",
+        new_phone: str = "",
+    ) -> TestResponse:
+        """Keep (or change) both contacts and prove each one with the code it receives.
+
+        `email` / `phone`: where the codes go (the contacts on record unless changed).
+        """
+        choose = {
+            "action": "choose",
+            "email_choice": "change" if new_email else "keep",
+            "new_email": new_email,
+            "phone_choice": "change" if new_phone else "keep",
+            "new_phone": new_phone,
+        }
+        response = self.submit("contacts", choose)
+        if response.status_code == 302:
+            return response  # nothing needed proving
+        assert response.status_code == 200, response.get_data(as_text=True)[:600]
+        assert self.inbox is not None, "a FlowClient that proves contacts needs the inbox"
+        for channel, to in (("email", new_email or email), ("phone", new_phone or phone)):
+            assert to, f"where does the {channel} code go?"
+            sent = self.submit("contacts", {"action": f"send-{channel}"})
+            assert sent.status_code == 200, sent.get_data(as_text=True)[:600]
+            code = self.inbox.email_code(to) if channel == "email" else self.inbox.sms_code(to)
+            checked = self.submit(
+                "contacts", {"action": f"verify-{channel}", f"code_{channel}": code}
+            )
+            assert checked.status_code == 200, checked.get_data(as_text=True)[:600]
+        return self.submit("contacts", {"action": "continue"})
 
     def set_password(self, password: str, confirm: str | None = None) -> TestResponse:
         return self.submit(
@@ -68,6 +105,10 @@ class FlowClient:
         )
 
     def to_password_step(self, who: StudentDetails) -> None:
-        for response in (self.identify(who), self.accept_policies(), self.confirm_contacts()):
+        for response in (
+            self.identify(who),
+            self.accept_policies(),
+            self.confirm_contacts(email=who.email, phone=who.phone),
+        ):
             assert response.status_code == 302, response.get_data(as_text=True)[:500]
         assert self.page("password").status_code == 200

@@ -1,0 +1,80 @@
+"""Checking the phone numbers and email addresses students type.
+
+Email: email-validator's syntax rules (no DNS lookups on the request path), and nothing
+that could end up as an extra mail header. Phone: parsed with phonenumbers (default
+region Macau), a mobile number (SMS must reach it), from an allowed country, stored in
+E.164. Each refusal is a sentence the student can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import phonenumbers
+from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneNumberType
+
+DEFAULT_REGION = "MO"
+DEFAULT_COUNTRY_CODES = (853, 852, 86, 886, 351)
+_MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
+class ContactRejected(ValueError):
+    """The value cannot be used; `str(exc)` says why in plain words."""
+
+
+@dataclass(frozen=True)
+class PhonePolicy:
+    region: str = DEFAULT_REGION
+    country_codes: tuple[int, ...] = DEFAULT_COUNTRY_CODES
+
+
+def clean_email(raw: str) -> str:
+    """The normalised address, or `ContactRejected`."""
+    if any(c in raw for c in "\r\n\0"):
+        raise ContactRejected("An email address is one line: remove the line break.")
+    value = raw.strip()
+    if not value:
+        raise ContactRejected("Enter an email address.")
+    if len(value) > 254:
+        raise ContactRejected("That email address is too long.")
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError:
+        raise ContactRejected(
+            "Enter an email address in the right format, like name@example.com."
+        ) from None
+    if any(c in result.normalized for c in ",;<>\"'()[]\\"):
+        raise ContactRejected("Enter one plain email address, like name@example.com.")
+    return result.normalized
+
+
+def clean_phone(raw: str, policy: PhonePolicy | None = None) -> str:
+    """The number in E.164, or `ContactRejected`."""
+    policy = policy or PhonePolicy()
+    value = raw.strip()
+    if not value:
+        raise ContactRejected("Enter a mobile phone number.")
+    if len(value) > 32 or any(c in value for c in "\r\n\0"):
+        raise ContactRejected("Enter a mobile phone number, like +853 6234 5678.")
+    try:
+        number = phonenumbers.parse(value, policy.region)
+    except phonenumbers.NumberParseException:
+        raise ContactRejected("Enter a mobile phone number, like +853 6234 5678.") from None
+    if not phonenumbers.is_valid_number(number):
+        raise ContactRejected("That is not a valid phone number. Check the digits.")
+    if number.country_code not in policy.country_codes:
+        allowed = ", ".join(f"+{c}" for c in policy.country_codes)
+        raise ContactRejected(f"Use a mobile number from one of these places: {allowed}.")
+    if phonenumbers.number_type(number) not in _MOBILE_TYPES:
+        raise ContactRejected("Use a mobile number: we send the code by text message.")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def display_phone(e164: str) -> str:
+    """+853 6234 5678 style, for showing back a number the student typed."""
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)

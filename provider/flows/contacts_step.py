@@ -1,0 +1,286 @@
+"""Step 3: keep or change the phone and email, and prove each new or unconfirmed one.
+
+Two stages on one page: *choose* (keep what is on record, or type a new one), then
+*verify* (for each contact that needs it: "Send code", then "Verify"). "Continue" writes
+the proven contacts to Keycloak (nothing unproven ever is) and sends a notice to a
+contact that was replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf import FlaskForm
+from wtforms import RadioField, SelectChoice, StringField
+from wtforms.validators import Length, Optional
+
+from provider.contact_input import ContactRejected, PhonePolicy, clean_email, clean_phone
+from provider.delivery import DeliveryFailed
+from provider.delivery import messages as texts
+from provider.flows import verification
+from provider.flows.contacts import mask_email, mask_phone
+from provider.flows.engine import FlowEngine, FlowState
+from provider.keycloak import PHONE_NUMBER, Conflict, InvalidValue
+from provider.services import Services
+
+log = logging.getLogger(__name__)
+CHANNELS = ("email", "phone")
+LABELS = {"email": "email address", "phone": "mobile number"}
+
+
+KEEP_OR_CHANGE = [
+    SelectChoice(value="keep", label="Keep it"),
+    SelectChoice(value="change", label="Use a different one"),
+]
+
+
+class ChooseForm(FlaskForm):
+    email_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
+    new_email = StringField("New email address", validators=[Optional(), Length(max=254)])
+    phone_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
+    new_phone = StringField(
+        "New mobile number",
+        validators=[Optional(), Length(max=32)],
+        description="With the country code if not from Macau, for example +852 9123 4567.",
+    )
+
+
+class VerifyForm(FlaskForm):
+    code_email = StringField("Code from the email", validators=[Optional(), Length(max=12)])
+    code_phone = StringField("Code from the text message", validators=[Optional(), Length(max=12)])
+
+
+def on_record(state: FlowState) -> dict[str, dict[str, Any]]:
+    return state.data.get("on_record", {})
+
+
+class ContactsStep:
+    def __init__(self, svc: Services, engine: FlowEngine, state: FlowState) -> None:
+        self.svc = svc
+        self.engine = engine
+        self.state = state
+
+    # -- rendering -------------------------------------------------------------------
+
+    def page(self, status: int = 200, **context: Any) -> ResponseReturnValue:
+        from provider.flows.views import page_context
+
+        pending = self.state.data.get("pending")
+        now = datetime.now(UTC)
+        waits = {}
+        if pending is not None:
+            for channel, item in pending.items():
+                if not item.get("verified"):
+                    waits[channel] = verification.wait_before_resend(
+                        self.svc.reads, self.svc.hasher, channel, self._value(channel), now
+                    )
+        context.setdefault("choose", ChooseForm(formdata=None) if pending is None else None)
+        context.setdefault("verify", VerifyForm(formdata=None) if pending is not None else None)
+        body = render_template(
+            "flow/contacts.html",
+            on_record=on_record(self.state),
+            pending=pending,
+            waits=waits,
+            **page_context("contacts"),
+            **context,
+        )
+        headers = {}
+        if status == 429 and "retry_after" in context:
+            headers["Retry-After"] = str(context["retry_after"])
+        return body, status, headers
+
+    # -- actions ---------------------------------------------------------------------
+
+    def handle(self) -> ResponseReturnValue | None:
+        """None means "go to the next step"."""
+        action = request.form.get("action", "")
+        if action == "choose" or self.state.data.get("pending") is None:
+            return self.choose()
+        if action == "change":
+            self.state.data.pop("pending", None)
+            self.engine.save(self.state)
+            return self.page()
+        if action.startswith("send-") and action[5:] in CHANNELS:
+            return self.send(action[5:])
+        if action.startswith("verify-") and action[7:] in CHANNELS:
+            return self.verify(action[7:])
+        if action == "continue":
+            return self.finish()
+        return self.page()
+
+    def choose(self) -> ResponseReturnValue | None:
+        form = ChooseForm()
+        if not form.validate():
+            return self.page(400, choose=form)
+        record = on_record(self.state)
+        pending: dict[str, dict[str, Any]] = {}
+        policy = PhonePolicy(country_codes=self.svc.settings.delivery.phone_country_codes)
+        for channel, cleaner in (
+            ("email", clean_email),
+            ("phone", lambda v: clean_phone(v, policy)),
+        ):
+            choice = form[f"{channel}_choice"].data
+            field = form[f"new_{channel}"]
+            held = record.get(channel, {})
+            if choice == "change" or not held.get("masked"):
+                try:
+                    value = cleaner(field.data or "")
+                except ContactRejected as exc:
+                    field.errors = [str(exc)]
+                    continue
+                pending[channel] = {
+                    "value": value,
+                    "shown": value,
+                    "replaces": bool(held.get("masked")),
+                }
+            elif not held.get("verified"):
+                pending[channel] = {"value": None, "shown": held["masked"], "replaces": False}
+        if form.errors or any(form[f"new_{c}"].errors for c in CHANNELS):
+            return self.page(400, choose=form)
+        if not pending:
+            return None  # both on record and already proven
+        self.state.data["pending"] = pending
+        self.engine.save(self.state)
+        return self.page()
+
+    def send(self, channel: str) -> ResponseReturnValue:
+        item = self.state.data["pending"].get(channel)
+        if item is None or item.get("verified"):
+            return self.page()
+        value = self._value(channel)
+        now = datetime.now(UTC)
+        try:
+            code, send_id = verification.issue(
+                self.svc.sessions,
+                self.svc.hasher,
+                flow_key=self.engine.key(self.state),
+                channel=channel,
+                value=value,
+                now=now,
+            )
+        except verification.Throttled as wait:
+            return self.page(
+                429,
+                failure=f"You can ask for a new code in {wait.seconds} seconds.",
+                retry_after=wait.seconds,
+            )
+        except verification.TooManyWrong:
+            return self.page(400, failure=self._too_many(channel))
+        minutes = int(verification.CODE_TTL.total_seconds() // 60)
+        try:
+            if channel == "email":
+                link = self.svc.settings.base_url + url_for("flow.step", name="contacts")
+                self.svc.mailer.send(texts.code_email(value, code.code, minutes, link))
+            else:
+                self.svc.sms.send(texts.code_sms(value, code.code, minutes))
+        except DeliveryFailed:
+            verification.forget_send(self.svc.sessions, send_id)
+            log.warning("code not delivered", extra={"action": f"send-{channel}"})
+            return self.page(
+                503,
+                failure=f"We couldn't send the code to your {LABELS[channel]}. Please try again.",
+            )
+        item["sent"] = True
+        self.engine.save(self.state)
+        return self.page(sent=channel)
+
+    def verify(self, channel: str) -> ResponseReturnValue:
+        form = VerifyForm()
+        if not form.validate():
+            return self.page(400, verify=form)
+        field = form[f"code_{channel}"]
+        if not (field.data or "").strip():
+            field.errors = ["Enter the 6-digit code"]
+            return self.page(400, verify=form)
+        try:
+            verification.check(
+                self.svc.sessions,
+                self.svc.hasher,
+                flow_key=self.engine.key(self.state),
+                channel=channel,
+                value=self._value(channel),
+                code=field.data or "",
+                now=datetime.now(UTC),
+            )
+        except verification.CodeWrong as wrong:
+            field.errors = [
+                f"That code is not right. You have {wrong.remaining} "
+                f"{'try' if wrong.remaining == 1 else 'tries'} left."
+            ]
+            return self.page(400, verify=form)
+        except verification.CodeExpired:
+            field.errors = ["That code has expired. Ask for a new one."]
+            return self.page(400, verify=form)
+        except verification.TooManyWrong:
+            field.errors = [self._too_many(channel)]
+            return self.page(400, verify=form)
+        self.state.data["pending"][channel]["verified"] = True
+        self.engine.save(self.state)
+        return self.page()
+
+    def finish(self) -> ResponseReturnValue | None:
+        pending = self.state.data["pending"]
+        waiting = [c for c, item in pending.items() if not item.get("verified")]
+        if waiting:
+            return self.page(400, failure=f"Confirm your {LABELS[waiting[0]]} first.")
+        keycloak_id = self.state.data["keycloak_id"]
+        old = self.svc.keycloak.get_user(keycloak_id)
+        try:
+            for channel in pending:
+                value = self._value(channel)
+                if channel == "email":
+                    self.svc.keycloak.set_email(keycloak_id, value, verified=True)
+                else:
+                    self.svc.keycloak.set_phone(keycloak_id, value, verified=True)
+        except Conflict:
+            return self.page(
+                400, failure="That email address belongs to another account. Use a different one."
+            )
+        except InvalidValue:
+            return self.page(400, failure="Keycloak did not accept that contact. Use another one.")
+        self._notify_replaced(pending, old.email, old.attribute(PHONE_NUMBER))
+        self.state.data["on_record"] = {
+            channel: {
+                "masked": mask_email(self._value(channel))
+                if channel == "email"
+                else mask_phone(self._value(channel)),
+                "verified": True,
+            }
+            for channel in pending
+        } | {c: v for c, v in on_record(self.state).items() if c not in pending}
+        self.state.data.pop("pending", None)
+        return None
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _value(self, channel: str) -> str:
+        """The clear contact a code goes to: the new one typed, or the one on record."""
+        item = self.state.data["pending"][channel]
+        if item.get("value"):
+            return str(item["value"])
+        user = self.svc.keycloak.get_user(self.state.data["keycloak_id"])
+        held = user.email if channel == "email" else user.attribute(PHONE_NUMBER)
+        return held or ""
+
+    @staticmethod
+    def _too_many(channel: str) -> str:
+        return (
+            f"Too many wrong codes for this {LABELS[channel]}. Choose “Not you? Start "
+            "again” below, or ask the IT help desk."
+        )
+
+    def _notify_replaced(
+        self, pending: dict[str, Any], old_email: str | None, old_phone: str | None
+    ) -> None:
+        """Tell the contact that was replaced; a failure here must not stop the student."""
+        try:
+            if pending.get("email", {}).get("replaces") and old_email:
+                self.svc.mailer.send(texts.notice_email(old_email, "email address"))
+            if pending.get("phone", {}).get("replaces") and old_phone:
+                self.svc.sms.send(texts.notice_sms(old_phone))
+        except DeliveryFailed:
+            log.warning("replacement notice not delivered", extra={"action": "notice"})

@@ -1,0 +1,91 @@
+"""Where the service's messages land in tests: a real SMTP server (aiosmtpd on
+loopback) and the SMS outbox file."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiosmtpd.controller import Controller
+from devstack.keycloak import free_port
+
+_CODE = re.compile(r"\b(\d{6})\b")
+
+
+@dataclass
+class ReceivedMail:
+    to: list[str]
+    message: email.message.EmailMessage
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        return part.get_content() if part else ""
+
+    @property
+    def html(self) -> str:
+        part = self.message.get_body(preferencelist=("html",))
+        return part.get_content() if part else ""
+
+
+@dataclass
+class _Handler:
+    mails: list[ReceivedMail] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.lock:
+            self.mails.append(ReceivedMail(list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+class Inbox:
+    def __init__(self, outbox: Path) -> None:
+        self.handler = _Handler()
+        # aiosmtpd connects to its own port to check it is up: port 0 will not do.
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port())
+        self.outbox = outbox
+        self.port = 0
+
+    def start(self) -> int:
+        self.controller.start()
+        return int(self.controller.port)
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def mails_to(self, address: str) -> list[ReceivedMail]:
+        with self.handler.lock:
+            return [m for m in self.handler.mails if address.lower() in (t.lower() for t in m.to)]
+
+    def texts_to(self, number: str) -> list[str]:
+        if not self.outbox.exists():
+            return []
+        lines = self.outbox.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line)["text"] for line in lines if json.loads(line)["to"] == number]
+
+    def email_code(self, address: str) -> str:
+        mails = self.mails_to(address)
+        assert mails, f"no email reached {address}"
+        match = _CODE.search(mails[-1].text)
+        assert match, "no code in the email"
+        return match.group(1)
+
+    def sms_code(self, number: str) -> str:
+        texts = self.texts_to(number)
+        assert texts, f"no text message reached {number}"
+        match = _CODE.search(texts[-1])
+        assert match, "no code in the text message"
+        return match.group(1)
+
+
+def new_mobile() -> str:
+    """A fresh valid Macau mobile number, so per-contact throttles never meet across tests."""
+    return f"+8536{secrets.randbelow(10**7):07d}"
