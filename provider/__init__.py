@@ -43,7 +43,8 @@ def create_app(
     )
     app.config.update(
         RATELIMIT_STORAGE_URI=settings.ratelimit_storage,
-        RATELIMIT_HEADERS_ENABLED=True,
+        # Its X-RateLimit/Retry-After headers on every response would contradict our own.
+        RATELIMIT_HEADERS_ENABLED=False,
         UMPASS_IDENTIFY_LIMIT=settings.identify_limit,
         UMPASS_SEND_LIMIT=settings.send_limit,
         WTF_CSRF_TIME_LIMIT=None,  # the flow's own expiry bounds a form's life
@@ -81,9 +82,14 @@ def create_app(
 
     @app.errorhandler(429)
     def too_many(_exc: Exception) -> ResponseReturnValue:
-        return render_template(
-            "error.html", message="Too many tries from your network. Wait a minute and try again."
-        ), 429
+        return (
+            render_template(
+                "error.html",
+                message="Too many tries from your network. Wait a minute and try again.",
+            ),
+            429,
+            {"Retry-After": "60"},
+        )
 
     @app.errorhandler(IdentityServiceUnavailable)
     def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:

@@ -15,6 +15,8 @@ from pathlib import Path
 from aiosmtpd.controller import Controller
 from devstack.keycloak import free_port
 
+from provider.contact_input import ContactRejected, clean_phone
+
 _CODE = re.compile(r"\b(\d{6})\b")
 
 
@@ -87,5 +89,13 @@ class Inbox:
 
 
 def new_mobile() -> str:
-    """A fresh valid Macau mobile number, so per-contact throttles never meet across tests."""
-    return f"+8536{secrets.randbelow(10**7):07d}"
+    """A fresh valid Macau mobile number, so per-contact throttles never meet across tests.
+
+    Not every 6xxxxxxx is allocated, so draw until phonenumbers agrees it is a mobile.
+    """
+    while True:
+        candidate = f"+8536{secrets.randbelow(10**7):07d}"
+        try:
+            return clean_phone(candidate)
+        except ContactRejected:
+            continue

@@ -1,0 +1,200 @@
+"""The contacts step through the web layer: real SMTP, the SMS outbox, real Keycloak."""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+import threading
+from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+from flask import Flask
+
+from provider.delivery import DeliveryFailed, TextMessage
+from provider.delivery.sms import WebhookGateway, WebhookSettings
+from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
+from provider.services import Services
+from provider.services import services as app_services
+from provider.students import NewStudent, create_pending_student
+from tests.support.flow_client import FlowClient, StudentDetails
+from tests.support.inbox import Inbox, new_mobile
+
+
+@pytest.fixture
+def student(services: Services) -> StudentDetails:
+    user_id = f"k{secrets.token_hex(3)}"
+    phone, email = new_mobile(), f"{user_id}@example.edu"
+    issued = create_pending_student(
+        services, NewStudent(user_id, "Ho", "Ian", email, phone, date(2004, 4, 4), "E1234567")
+    )
+    return StudentDetails(user_id, issued.code, date(2004, 4, 4), "4567", email, phone)
+
+
+@pytest.fixture
+def at_contacts(app: Flask, inbox: Inbox, student: StudentDetails) -> FlowClient:
+    flow = FlowClient(app.test_client(), inbox)
+    assert flow.identify(student).status_code == 302
+    assert flow.accept_policies().status_code == 302
+    return flow
+
+
+def _choose(flow: FlowClient, **fields: str):
+    data = {"action": "choose", "email_choice": "keep", "phone_choice": "keep", **fields}
+    return flow.submit("contacts", data)
+
+
+def test_new_contacts_are_proven_written_and_the_old_ones_told(
+    at_contacts: FlowClient, student: StudentDetails, services: Services, inbox: Inbox
+) -> None:
+    new_email = f"new.{student.user_id}@gmail.com"
+    new_phone = new_mobile()
+    response = at_contacts.confirm_contacts(new_email=new_email, new_phone=new_phone)
+    assert response.location.endswith("/activate/password")
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None
+    assert (user.email, user.email_verified) == (new_email, True)
+    assert user.attributes[PHONE_NUMBER] == [new_phone]
+    assert user.attributes[PHONE_NUMBER_VERIFIED] == ["true"]
+    # The replaced contacts are told; no code ever went to them.
+    old_mail = inbox.mails_to(student.email)
+    assert len(old_mail) == 1 and "changed" in old_mail[0].text
+    assert inbox.texts_to(student.phone) and "replaced" in inbox.texts_to(student.phone)[-1]
+    code_mail = inbox.mails_to(new_email)[-1]
+    assert code_mail.message["Subject"] == "Your UMPASS confirmation code"
+    assert code_mail.html and "http://127.0.0.1:5000/activate/contacts" in code_mail.text
+
+
+def test_resend_is_throttled_before_the_gateway(
+    at_contacts: FlowClient, student: StudentDetails, inbox: Inbox
+) -> None:
+    assert _choose(at_contacts).status_code == 200
+    assert at_contacts.submit("contacts", {"action": "send-email"}).status_code == 200
+    before = len(inbox.mails_to(student.email))
+    again = at_contacts.submit("contacts", {"action": "send-email"})
+    assert again.status_code == 429
+    assert 55 <= int(again.headers["Retry-After"]) <= 60
+    assert "You can ask for a new code in" in again.get_data(as_text=True)
+    assert len(inbox.mails_to(student.email)) == before  # the gateway was never called
+
+
+def test_header_injection_is_refused_and_nothing_sent(
+    at_contacts: FlowClient, inbox: Inbox
+) -> None:
+    before = len(inbox.handler.mails)
+    response = _choose(
+        at_contacts, email_choice="change", new_email="a@example.com\r\nBcc: victim@example.com"
+    )
+    assert response.status_code == 400
+    assert "An email address is one line" in response.get_data(as_text=True)
+    assert len(inbox.handler.mails) == before
+
+
+def test_bad_phone_gets_a_reason(at_contacts: FlowClient) -> None:
+    response = _choose(at_contacts, phone_choice="change", new_phone="+44 7911 123456")
+    assert response.status_code == 400
+    assert "Use a mobile number from one of these places" in response.get_data(as_text=True)
+
+
+def test_continue_needs_every_contact_proven(at_contacts: FlowClient) -> None:
+    assert _choose(at_contacts).status_code == 200
+    response = at_contacts.submit("contacts", {"action": "continue"})
+    assert response.status_code == 400
+    assert "Confirm your email address first." in response.get_data(as_text=True)
+
+
+def test_wrong_code_says_how_many_tries_are_left(
+    at_contacts: FlowClient, student: StudentDetails, inbox: Inbox
+) -> None:
+    _choose(at_contacts)
+    at_contacts.submit("contacts", {"action": "send-phone"})
+    code = inbox.sms_code(student.phone)
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    response = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
+    assert response.status_code == 400
+    assert "You have 4 tries left." in response.get_data(as_text=True)
+
+
+def test_smtp_down_is_a_plain_retry_and_costs_nothing(
+    app: Flask,
+    at_contacts: FlowClient,
+    student: StudentDetails,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _choose(at_contacts)
+    mailer = app_services(app).mailer
+    monkeypatch.setattr(mailer, "settings", type(mailer.settings)(host="127.0.0.1", port=9))
+    failed = at_contacts.submit("contacts", {"action": "send-email"})
+    assert failed.status_code == 503
+    assert "We couldn't send the code to your email address" in html.unescape(
+        failed.get_data(as_text=True)
+    )
+    monkeypatch.undo()
+    retried = at_contacts.submit("contacts", {"action": "send-email"})  # not throttled
+    assert retried.status_code == 200
+    assert inbox.email_code(student.email)
+
+
+def test_an_email_taken_by_another_account_is_refused(
+    at_contacts: FlowClient, student: StudentDetails, services: Services, inbox: Inbox
+) -> None:
+    other = f"taken{secrets.token_hex(3)}"
+    taken = f"{other}@example.edu"
+    services.keycloak.create_user(other, email=taken, first_name="T", last_name="T")
+    _choose(at_contacts, email_choice="change", new_email=taken)
+    at_contacts.submit("contacts", {"action": "send-email"})
+    at_contacts.submit(
+        "contacts", {"action": "verify-email", "code_email": inbox.email_code(taken)}
+    )
+    early = at_contacts.submit("contacts", {"action": "continue"})
+    assert "Confirm your mobile number first." in early.get_data(as_text=True)
+    at_contacts.submit("contacts", {"action": "send-phone"})
+    code = inbox.sms_code(student.phone)
+    at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": code})
+    response = at_contacts.submit("contacts", {"action": "continue"})
+    assert response.status_code == 400
+    assert "That email address belongs to another account." in response.get_data(as_text=True)
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and user.email == student.email  # unchanged
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    received: ClassVar[list[tuple[dict, str]]] = []
+    status = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append((json.loads(body), self.headers.get("X-Api-Key", "")))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_webhook_gateway_posts_the_template_with_auth() -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        gateway = WebhookGateway(
+            WebhookSettings(
+                url=f"http://127.0.0.1:{server.server_port}/sms",
+                auth_header="X-Api-Key: k3y",
+                body_template='{"to": "$to", "message": "$text", "sender": "UMPASS"}',
+            )
+        )
+        gateway.send(TextMessage(to="+85362345678", text='Code "123456"\nbye'))
+        assert _Receiver.received[-1] == (
+            {"to": "+85362345678", "message": 'Code "123456"\nbye', "sender": "UMPASS"},
+            "k3y",
+        )
+        _Receiver.status = 500
+        with pytest.raises(DeliveryFailed):
+            gateway.send(TextMessage(to="+85362345678", text="x"))
+    finally:
+        _Receiver.status = 200
+        server.shutdown()
