@@ -105,7 +105,7 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
     policies = s.get(f"{base}/activate/policies", timeout=120).text
     boxes = set(re.findall(r'name="(accept_[a-z0-9_]+)"', policies))
     step("policies", {b: "y" for b in boxes})
-    step("contacts", {})
+    step("contacts", {"action": "choose", "email_choice": "keep", "phone_choice": "keep"})
     password = PASSWORD.format(n=n)
     step("password", {"password": password, "confirm": password})
     return times
@@ -184,7 +184,14 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
         with _progress() as progress:
             task = progress.add_task("creating students", total=2 * students)
             for n in range(students):
-                issued = create_pending_student(svc, _student(n, "s"))
+                student = _student(n, "s")
+                issued = create_pending_student(svc, student)
+                # Contacts already proven: code delivery is not what this measures.
+                user = svc.keycloak.find_user(issued.user_id)
+                if user is None:
+                    raise RuntimeError(f"{issued.user_id} vanished from Keycloak")
+                svc.keycloak.set_email(user.id, student.email, verified=True)
+                svc.keycloak.set_phone(user.id, student.phone, verified=True)
                 codes.append((issued.user_id, issued.code, n))
                 progress.advance(task)
             for n in range(students):
