@@ -9,15 +9,10 @@ screenshot under artifacts/browser/.
 from __future__ import annotations
 
 import secrets
-import threading
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import pytest
-from flask import Flask
-from playwright.sync_api import Browser, Page, expect, sync_playwright
-from werkzeug.serving import make_server
+from playwright.sync_api import Browser, Page, expect
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
@@ -37,26 +32,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "harbour kettle saffron 2029"
-
-
-@pytest.fixture(scope="module")
-def live_url(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    # Playwright gives every launch a fresh, throw-away profile of its own.
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
 
 
 class Shots:

@@ -1,0 +1,115 @@
+"""axe-core (from npm) on every page of the flow, in Chromium at 360 px: zero violations.
+
+axe is injected as a script, which the pages' own CSP forbids, so this context alone
+runs with `bypass_csp`; the other browser tests keep the CSP enforced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import date
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, expect
+
+from provider.services import Services
+from provider.students import NewStudent, create_pending_student
+from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD
+from tests.support.inbox import Inbox, new_mobile
+
+AXE_JS = os.environ.get("UMPASS_AXE_JS", "")
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+
+
+def _axe(page: Page, name: str, report: dict[str, list[dict]]) -> None:
+    page.add_script_tag(path=AXE_JS)
+    result = page.evaluate(
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+        WCAG_TAGS,
+    )
+    report[name] = [
+        {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
+        for v in result["violations"]
+    ]
+
+
+def test_every_step_has_no_axe_violations(
+    browser: Browser, live_url: str, services: Services, inbox: Inbox
+) -> None:
+    assert Path(AXE_JS).is_file(), "UMPASS_AXE_JS must point at axe.min.js (scripts/test sets it)"
+    user_id = f"x{secrets.token_hex(3)}"
+    phone, email = new_mobile(), f"{user_id}@example.edu"
+    issued = create_pending_student(
+        services, NewStudent(user_id, "Axe", "Check", email, phone, date(2003, 3, 3), "Z7654321")
+    )
+    context = browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
+    page = context.new_page()
+    report: dict[str, list[dict]] = {}
+
+    page.goto(f"{live_url}/")
+    _axe(page, "start", report)
+    page.goto(f"{live_url}/activate/")
+    _axe(page, "identify", report)
+    page.get_by_role("button", name="Continue").click()
+    _axe(page, "identify-errors", report)
+    page.get_by_label("User ID").fill(user_id)
+    page.get_by_label("Activation code").fill(issued.code)
+    page.get_by_label("Date of birth").fill("2003-03-03")
+    page.get_by_label("Last 4 characters of your ID or passport number").fill("4321")
+    page.get_by_role("button", name="Continue").click()
+    _axe(page, "policies", report)
+    page.get_by_role("button", name="Accept and continue").click()
+    _axe(page, "policies-errors", report)
+    for box in page.get_by_role("checkbox").all():
+        box.check()
+    page.get_by_role("button", name="Accept and continue").click()
+    _axe(page, "contacts-choose", report)
+    page.get_by_role("button", name="Continue").click()
+    page.get_by_role("button", name="Send code").first.click()
+    _axe(page, "contacts-verify", report)
+    page.get_by_label("Code from the email").fill(inbox.email_code(email))
+    page.get_by_role("button", name="Verify").click()
+    page.get_by_role("button", name="Send code").click()
+    page.get_by_label("Code from the text message").fill(inbox.sms_code(phone))
+    page.get_by_role("button", name="Verify").click()
+    _axe(page, "contacts-confirmed", report)
+    page.get_by_role("button", name="Continue").click()
+    _axe(page, "password", report)
+    page.get_by_label("New password").fill("short")
+    page.get_by_label("Type it again").fill("short")
+    page.get_by_role("button", name="Activate my account").click()
+    _axe(page, "password-errors", report)
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("Type it again").fill(PASSWORD)
+    page.get_by_role("button", name="Activate my account").click()
+    _axe(page, "done", report)
+    context.close()
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "axe-report.json").write_text(json.dumps(report, indent=2))
+    assert len(report) == 11
+    violations = {page: found for page, found in report.items() if found}
+    assert violations == {}, json.dumps(violations, indent=2)
+
+
+def test_keyboard_only_reaches_and_submits_identify(browser: Browser, live_url: str) -> None:
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    page.goto(f"{live_url}/activate/")
+    page.keyboard.press("Tab")  # the skip link comes first
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+    order: list[str] = []
+    for _ in range(12):  # a date input takes one stop per part (day, month, year)
+        page.keyboard.press("Tab")
+        here = page.evaluate("document.activeElement.id || document.activeElement.type")
+        if not order or order[-1] != here:
+            order.append(here)
+        if here == "submit":
+            break
+    assert order == ["user_id", "activation_code", "date_of_birth", "id_last4", "submit"]
+    page.keyboard.press("Enter")  # on the submit button with every field empty
+    expect(page.locator(".error-summary")).to_be_visible()
+    expect(page.locator(".error-summary")).to_be_focused()  # it takes focus (autofocus)
+    context.close()
