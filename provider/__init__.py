@@ -7,10 +7,11 @@ from datetime import timedelta
 
 from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from provider import security_headers
+from provider import i18n, security_headers
 from provider.config import Settings, load_settings
 from provider.flows import views as flow_views
 from provider.flows.engine import FlowEngine
@@ -62,6 +63,7 @@ def create_app(
         reads=svc.reads,
     )
     app.jinja_env.add_extension("jinja2.ext.do")
+    i18n.install(app)
     CSRFProtect(app)
     limiter.init_app(app)
     security_headers.install(app)
@@ -76,8 +78,10 @@ def create_app(
     def csrf_error(_exc: CSRFError) -> ResponseReturnValue:
         return render_template(
             "error.html",
-            message="This page was open too long or came from somewhere else. "
-            "Go back, reload the page and try again. Nothing was changed.",
+            message=_(
+                "This page was open too long or came from somewhere else. "
+                "Go back, reload the page and try again. Nothing was changed."
+            ),
         ), 400
 
     @app.errorhandler(429)
@@ -85,7 +89,7 @@ def create_app(
         return (
             render_template(
                 "error.html",
-                message="Too many tries from your network. Wait a minute and try again.",
+                message=_("Too many tries from your network. Wait a minute and try again."),
             ),
             429,
             {"Retry-After": "60"},
@@ -101,11 +105,11 @@ def create_app(
         original = getattr(exc, "original_exception", None) or exc
         log.error("unhandled error", extra={"reason": type(original).__name__})
         return render_template(
-            "error.html", message="Nothing has been changed. Please try again in a few minutes."
+            "error.html", message=_("Nothing has been changed. Please try again in a few minutes.")
         ), 500
 
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:
-        return render_template("error.html", message="That request was too large."), 413
+        return render_template("error.html", message=_("That request was too large.")), 413
 
     return app

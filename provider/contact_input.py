@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from flask_babel import gettext as _
 from phonenumbers import PhoneNumberType
 
 DEFAULT_REGION = "MO"
@@ -32,20 +33,20 @@ class PhonePolicy:
 def clean_email(raw: str) -> str:
     """The normalised address, or `ContactRejected`."""
     if any(c in raw for c in "\r\n\0"):
-        raise ContactRejected("An email address is one line: remove the line break.")
+        raise ContactRejected(_("An email address is one line: remove the line break."))
     value = raw.strip()
     if not value:
-        raise ContactRejected("Enter an email address.")
+        raise ContactRejected(_("Enter an email address."))
     if len(value) > 254:
-        raise ContactRejected("That email address is too long.")
+        raise ContactRejected(_("That email address is too long."))
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError:
         raise ContactRejected(
-            "Enter an email address in the right format, like name@example.com."
+            _("Enter an email address in the right format, like name@example.com.")
         ) from None
     if any(c in result.normalized for c in ",;<>\"'()[]\\"):
-        raise ContactRejected("Enter one plain email address, like name@example.com.")
+        raise ContactRejected(_("Enter one plain email address, like name@example.com."))
     return result.normalized
 
 
@@ -54,20 +55,22 @@ def clean_phone(raw: str, policy: PhonePolicy | None = None) -> str:
     policy = policy or PhonePolicy()
     value = raw.strip()
     if not value:
-        raise ContactRejected("Enter a mobile phone number.")
+        raise ContactRejected(_("Enter a mobile phone number."))
     if len(value) > 32 or any(c in value for c in "\r\n\0"):
-        raise ContactRejected("Enter a mobile phone number, like +853 6234 5678.")
+        raise ContactRejected(_("Enter a mobile phone number, like +853 6234 5678."))
     try:
         number = phonenumbers.parse(value, policy.region)
     except phonenumbers.NumberParseException:
-        raise ContactRejected("Enter a mobile phone number, like +853 6234 5678.") from None
+        raise ContactRejected(_("Enter a mobile phone number, like +853 6234 5678.")) from None
     if not phonenumbers.is_valid_number(number):
-        raise ContactRejected("That is not a valid phone number. Check the digits.")
+        raise ContactRejected(_("That is not a valid phone number. Check the digits."))
     if number.country_code not in policy.country_codes:
         allowed = ", ".join(f"+{c}" for c in policy.country_codes)
-        raise ContactRejected(f"Use a mobile number from one of these places: {allowed}.")
+        raise ContactRejected(
+            _("Use a mobile number from one of these places: %(allowed)s.", allowed=allowed)
+        )
     if phonenumbers.number_type(number) not in _MOBILE_TYPES:
-        raise ContactRejected("Use a mobile number: we send the code by text message.")
+        raise ContactRejected(_("Use a mobile number: we send the code by text message."))
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 

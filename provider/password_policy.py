@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from flask_babel import gettext as _
+from flask_babel import ngettext
+
 _RULE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*(?:\(([^)]*)\))?\s*")
 
 
@@ -47,57 +50,77 @@ class PasswordPolicy:
         tips: list[str] = []
         if self.min_length:
             tips.append(
-                f"Use at least {self.min_length} characters. A few unrelated words work well."
+                _(
+                    "Use at least %(n)d characters. A few unrelated words work well.",
+                    n=self.min_length,
+                )
             )
         if self.max_length:
-            tips.append(f"Use no more than {self.max_length} characters.")
+            tips.append(_("Use no more than %(n)d characters.", n=self.max_length))
         counts = {
-            "digits": "digit",
-            "lowerCase": "lower-case letter",
-            "upperCase": "capital letter",
-            "specialChars": "symbol such as ! or #",
+            "digits": lambda n: ngettext(
+                "Include at least %(num)d digit.", "Include at least %(num)d digits.", n
+            ),
+            "lowerCase": lambda n: ngettext(
+                "Include at least %(num)d lower-case letter.",
+                "Include at least %(num)d lower-case letters.",
+                n,
+            ),
+            "upperCase": lambda n: ngettext(
+                "Include at least %(num)d capital letter.",
+                "Include at least %(num)d capital letters.",
+                n,
+            ),
+            "specialChars": lambda n: ngettext(
+                "Include at least %(num)d symbol such as ! or #.",
+                "Include at least %(num)d symbols such as ! or #.",
+                n,
+            ),
         }
-        for rule, noun in counts.items():
+        for rule, sentence in counts.items():
             if rule in self.rules:
-                n = self._int(rule, 1)
-                tips.append(f"Include at least {n} {noun}{'' if n == 1 else 's'}.")
+                tips.append(sentence(self._int(rule, 1)))
         if "notUsername" in self.rules or "notContainsUsername" in self.rules:
-            tips.append("Do not use your user ID.")
+            tips.append(_("Do not use your user ID."))
         if "notEmail" in self.rules:
-            tips.append("Do not use your email address.")
+            tips.append(_("Do not use your email address."))
         if "passwordBlacklist" in self.rules:
-            tips.append("Avoid common passwords: they are refused.")
+            tips.append(_("Avoid common passwords: they are refused."))
         if "passwordHistory" in self.rules:
-            tips.append("Do not reuse a recent password.")
+            tips.append(_("Do not reuse a recent password."))
         return tips
 
     def explain_refusal(self, error_key: str, description: str = "") -> str:
         """Turn Keycloak's refusal into one plain sentence."""
         # Keycloak keys look like invalidPassword<Rule>Message.
         fixed = {
-            "MinLength": (
-                f"Your password is too short: use at least {self.min_length or 8} characters."
+            "MinLength": lambda: _(
+                "Your password is too short: use at least %(n)d characters.",
+                n=self.min_length or 8,
             ),
-            "MaxLength": (
-                f"Your password is too long: use at most {self.max_length or 64} characters."
+            "MaxLength": lambda: _(
+                "Your password is too long: use at most %(n)d characters.",
+                n=self.max_length or 64,
             ),
-            "NotUsername": "Your password cannot be your user ID.",
-            "NotContainsUsername": "Your password cannot contain your user ID.",
-            "NotEmail": "Your password cannot be your email address.",
-            "Blacklisted": ("That password is too common and easy to guess. Choose another one."),
-            "Generic": "That password is too common and easy to guess.",
-            "History": "You used that password recently. Choose a new one.",
-            "MinDigits": "Your password needs more digits.",
-            "MinLowerCaseChars": "Your password needs more lower-case letters.",
-            "MinUpperCaseChars": "Your password needs more capital letters.",
-            "MinSpecialChars": "Your password needs more symbols.",
-            "RegexPattern": "Your password does not follow the required pattern.",
+            "NotUsername": lambda: _("Your password cannot be your user ID."),
+            "NotContainsUsername": lambda: _("Your password cannot contain your user ID."),
+            "NotEmail": lambda: _("Your password cannot be your email address."),
+            "Blacklisted": lambda: _(
+                "That password is too common and easy to guess. Choose another one."
+            ),
+            "Generic": lambda: _("That password is too common and easy to guess."),
+            "History": lambda: _("You used that password recently. Choose a new one."),
+            "MinDigits": lambda: _("Your password needs more digits."),
+            "MinLowerCaseChars": lambda: _("Your password needs more lower-case letters."),
+            "MinUpperCaseChars": lambda: _("Your password needs more capital letters."),
+            "MinSpecialChars": lambda: _("Your password needs more symbols."),
+            "RegexPattern": lambda: _("Your password does not follow the required pattern."),
         }
         rule = error_key.removeprefix("invalidPassword").removesuffix("Message")
         if rule in fixed:
-            return fixed[rule]
+            return fixed[rule]()
         text = re.sub(r"^\s*invalid password:\s*", "", description or "", flags=re.IGNORECASE)
         text = text.strip()
         if not text:
-            return "Keycloak did not accept that password. Choose another one."
+            return _("That password was not accepted. Choose another one.")
         return text[0].upper() + text[1:]

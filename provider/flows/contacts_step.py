@@ -14,6 +14,9 @@ from typing import Any
 
 from flask import render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectChoice, StringField
 from wtforms.validators import Length, Optional
@@ -29,29 +32,32 @@ from provider.services import Services
 
 log = logging.getLogger(__name__)
 CHANNELS = ("email", "phone")
-LABELS = {"email": "email address", "phone": "mobile number"}
+# Each message names the channel; whole sentences per channel translate better than
+# a label dropped into one sentence.
 
 
 KEEP_OR_CHANGE = [
-    SelectChoice(value="keep", label="Keep it"),
-    SelectChoice(value="change", label="Use a different one"),
+    SelectChoice(value="keep", label=_l("Keep it")),
+    SelectChoice(value="change", label=_l("Use a different one")),
 ]
 
 
 class ChooseForm(FlaskForm):
     email_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
-    new_email = StringField("New email address", validators=[Optional(), Length(max=254)])
+    new_email = StringField(_l("New email address"), validators=[Optional(), Length(max=254)])
     phone_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
     new_phone = StringField(
-        "New mobile number",
+        _l("New mobile number"),
         validators=[Optional(), Length(max=32)],
-        description="With the country code if not from Macau, for example +852 9123 4567.",
+        description=_l("With the country code if not from Macau, for example +852 9123 4567."),
     )
 
 
 class VerifyForm(FlaskForm):
-    code_email = StringField("Code from the email", validators=[Optional(), Length(max=12)])
-    code_phone = StringField("Code from the text message", validators=[Optional(), Length(max=12)])
+    code_email = StringField(_l("Code from the email"), validators=[Optional(), Length(max=12)])
+    code_phone = StringField(
+        _l("Code from the text message"), validators=[Optional(), Length(max=12)]
+    )
 
 
 def on_record(state: FlowState) -> dict[str, dict[str, Any]]:
@@ -165,7 +171,11 @@ class ContactsStep:
         except verification.Throttled as wait:
             return self.page(
                 429,
-                failure=f"You can ask for a new code in {wait.seconds} seconds.",
+                failure=ngettext(
+                    "You can ask for a new code in %(num)d second.",
+                    "You can ask for a new code in %(num)d seconds.",
+                    wait.seconds,
+                ),
                 retry_after=wait.seconds,
             )
         except verification.TooManyWrong:
@@ -182,7 +192,9 @@ class ContactsStep:
             log.warning("code not delivered", extra={"action": f"send-{channel}"})
             return self.page(
                 503,
-                failure=f"We couldn't send the code to your {LABELS[channel]}. Please try again.",
+                failure=_("We couldn't send the code to your email address. Please try again.")
+                if channel == "email"
+                else _("We couldn't send the code to your mobile number. Please try again."),
             )
         item["sent"] = True
         self.engine.save(self.state)
@@ -194,7 +206,7 @@ class ContactsStep:
             return self.page(400, verify=form)
         field = form[f"code_{channel}"]
         if not (field.data or "").strip():
-            field.errors = ["Enter the 6-digit code"]
+            field.errors = [_("Enter the 6-digit code")]
             return self.page(400, verify=form)
         try:
             verification.check(
@@ -208,12 +220,15 @@ class ContactsStep:
             )
         except verification.CodeWrong as wrong:
             field.errors = [
-                f"That code is not right. You have {wrong.remaining} "
-                f"{'try' if wrong.remaining == 1 else 'tries'} left."
+                ngettext(
+                    "That code is not right. You have %(num)d try left.",
+                    "That code is not right. You have %(num)d tries left.",
+                    wrong.remaining,
+                )
             ]
             return self.page(400, verify=form)
         except verification.CodeExpired:
-            field.errors = ["That code has expired. Ask for a new one."]
+            field.errors = [_("That code has expired. Ask for a new one.")]
             return self.page(400, verify=form)
         except verification.TooManyWrong:
             field.errors = [self._too_many(channel)]
@@ -226,7 +241,12 @@ class ContactsStep:
         pending = self.state.data["pending"]
         waiting = [c for c, item in pending.items() if not item.get("verified")]
         if waiting:
-            return self.page(400, failure=f"Confirm your {LABELS[waiting[0]]} first.")
+            return self.page(
+                400,
+                failure=_("Confirm your email address first.")
+                if waiting[0] == "email"
+                else _("Confirm your mobile number first."),
+            )
         keycloak_id = self.state.data["keycloak_id"]
         old = self.svc.keycloak.get_user(keycloak_id)
         try:
@@ -238,10 +258,11 @@ class ContactsStep:
                     self.svc.keycloak.set_phone(keycloak_id, value, verified=True)
         except Conflict:
             return self.page(
-                400, failure="That email address belongs to another account. Use a different one."
+                400,
+                failure=_("That email address belongs to another account. Use a different one."),
             )
         except InvalidValue:
-            return self.page(400, failure="Keycloak did not accept that contact. Use another one.")
+            return self.page(400, failure=_("That contact could not be saved. Use another one."))
         self._notify_replaced(pending, old.email, old.attribute(PHONE_NUMBER))
         self.state.data["on_record"] = {
             channel: {
@@ -268,9 +289,14 @@ class ContactsStep:
 
     @staticmethod
     def _too_many(channel: str) -> str:
-        return (
-            f"Too many wrong codes for this {LABELS[channel]}. Choose “Not you? Start "
-            "again” below, or ask the IT help desk."
+        if channel == "email":
+            return _(
+                "Too many wrong codes for this email address. Choose “Start again” "
+                "below, or ask the IT help desk."
+            )
+        return _(
+            "Too many wrong codes for this mobile number. Choose “Start again” below, "
+            "or ask the IT help desk."
         )
 
     def _notify_replaced(
@@ -279,7 +305,7 @@ class ContactsStep:
         """Tell the contact that was replaced; a failure here must not stop the student."""
         try:
             if pending.get("email", {}).get("replaces") and old_email:
-                self.svc.mailer.send(texts.notice_email(old_email, "email address"))
+                self.svc.mailer.send(texts.notice_email(old_email))
             if pending.get("phone", {}).get("replaces") and old_phone:
                 self.svc.sms.send(texts.notice_sms(old_phone))
         except DeliveryFailed:

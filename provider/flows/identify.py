@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import DateField, StringField
@@ -38,31 +40,31 @@ FAILURE_FLOOR_SECONDS = 0.25
 
 class IdentifyForm(FlaskForm):
     user_id = StringField(
-        "User ID",
-        validators=[InputRequired("Enter your user ID"), Length(max=64)],
-        description="The first 7 characters of your student number, for example dc12345.",
+        _l("User ID"),
+        validators=[InputRequired(_l("Enter your user ID")), Length(max=64)],
+        description=_l("The first 7 characters of your student number, for example dc12345."),
     )
     activation_code = StringField(
-        "Activation code",
-        validators=[InputRequired("Enter your activation code"), Length(max=64)],
-        description="From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR.",
+        _l("Activation code"),
+        validators=[InputRequired(_l("Enter your activation code")), Length(max=64)],
+        description=_l("From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR."),
     )
     date_of_birth = DateField(
-        "Date of birth",
-        validators=[InputRequired("Enter your date of birth")],
+        _l("Date of birth"),
+        validators=[InputRequired(_l("Enter your date of birth"))],
         format="%Y-%m-%d",
-        description="As on your ID or passport.",
+        description=_l("As on your ID or passport."),
     )
 
     def validate_date_of_birth(self, field: DateField) -> None:
         # WTForms' own parse error says "Not a valid date value": say it plainly.
         if field.errors or field.data is None:
-            field.errors = ["Enter your date of birth as a real date, for example 14 03 2007"]
+            field.errors = [_("Enter your date of birth as a real date, for example 14 03 2007")]
 
     id_last4 = StringField(
-        "Last 4 characters of your ID or passport number",
-        validators=[InputRequired("Enter the last 4 characters of your ID"), Length(max=64)],
-        description="For 1234567(8) enter 5678.",
+        _l("Last 4 characters of your ID or passport number"),
+        validators=[InputRequired(_l("Enter the last 4 characters of your ID")), Length(max=64)],
+        description=_l("For 1234567(8) enter 5678."),
     )
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import EqualTo, InputRequired, Length
@@ -29,15 +31,15 @@ _DATE_FORMATS = ("%Y%m%d", "%d%m%Y", "%m%d%Y", "%d%m%y", "%m%d%y", "%y%m%d")
 
 class PasswordForm(FlaskForm):
     password = PasswordField(
-        "New password",
-        validators=[InputRequired("Enter a password"), Length(max=1024)],
+        _l("New password"),
+        validators=[InputRequired(_l("Enter a password")), Length(max=1024)],
         render_kw={"autocomplete": "new-password"},
     )
     confirm = PasswordField(
-        "Type it again",
+        _l("Type it again"),
         validators=[
-            InputRequired("Type your password again"),
-            EqualTo("password", "The two passwords are not the same"),
+            InputRequired(_l("Type your password again")),
+            EqualTo("password", _l("The two passwords are not the same")),
         ],
         render_kw={"autocomplete": "new-password"},
     )
@@ -103,25 +105,25 @@ def weakness(
 ) -> str | None:
     """Why this password is refused, as a sentence, or None when it may go to Keycloak."""
     if policy.min_length and len(password) < policy.min_length:
-        return f"Your password is too short: use at least {policy.min_length} characters."
+        return _("Your password is too short: use at least %(n)d characters.", n=policy.min_length)
     if policy.max_length and len(password) > policy.max_length:
-        return f"Your password is too long: use at most {policy.max_length} characters."
+        return _("Your password is too long: use at most %(n)d characters.", n=policy.max_length)
     lowered = password.lower()
     if user_id and user_id.lower() in lowered:
-        return "Your password cannot contain your user ID."
+        return _("Your password cannot contain your user ID.")
     if dob_hash and any(
         hasher.digest(Purpose.DATE_OF_BIRTH, d) == dob_hash for d in _dates_in(password)
     ):
-        return "Your password cannot contain your date of birth."
+        return _("Your password cannot contain your date of birth.")
     compact = re.sub(r"[\s-]+", "", password).upper()
     if code_hash and hasher.digest(Purpose.ACTIVATION_CODE, compact) == code_hash:
-        return "Your password cannot be your activation code."
+        return _("Your password cannot be your activation code.")
     result = zxcvbn(password[:_SCORED_PREFIX], user_inputs=[h for h in hints if h])
     if result["score"] < MIN_SCORE:
-        feedback = result.get("feedback") or {}
-        warning = (feedback.get("warning") or "").rstrip(".")
-        reason = f"{warning}." if warning else "It would be easy to guess."
-        return f"Choose a harder password. {reason} Try a few unrelated words."
+        # zxcvbn's own feedback is English only: one plain sentence of ours instead.
+        return _(
+            "Choose a harder password: this one would be easy to guess. Try a few unrelated words."
+        )
     return None
 
 

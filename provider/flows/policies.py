@@ -9,7 +9,7 @@ activation, onto the Keycloak account.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -25,6 +25,11 @@ class Policy:
     version: str
     title: str
     html: Markup
+    # Titles in other languages, from header lines such as "title.zh_Hant: ...".
+    titles: dict[str, str] = field(default_factory=dict)
+
+    def title_in(self, language: str) -> str:
+        return self.titles.get(language, self.title)
 
     @property
     def field_name(self) -> str:
@@ -39,7 +44,14 @@ def _parse(path: Path) -> Policy:
     renderer = MarkdownIt("commonmark", {"html": False})
     # Headings inside a policy sit below the page's own h1 and the policy's h2.
     html = renderer.render(body).replace("<h2>", "<h3>").replace("</h2>", "</h3>")
-    return Policy(id=meta["id"], version=meta["version"], title=meta["title"], html=Markup(html))  # noqa: S704 - raw HTML is off
+    titles = {k.split(".", 1)[1]: v for k, v in meta.items() if k.startswith("title.")}
+    return Policy(
+        id=meta["id"],
+        version=meta["version"],
+        title=meta["title"],
+        html=Markup(html),  # noqa: S704 - raw HTML is off
+        titles=titles,
+    )
 
 
 @cache

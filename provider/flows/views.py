@@ -25,6 +25,9 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
 from flask_wtf import FlaskForm
 from wtforms import BooleanField
 
@@ -36,6 +39,7 @@ from provider.flows.contacts_step import ContactsStep
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
 from provider.flows.password import PasswordForm, strength, weakness
 from provider.flows.policies import accepted_record, current_policies
+from provider.i18n import select_locale as get_locale_name
 from provider.keycloak import PasswordRejected
 from provider.limits import (
     identify_limit,
@@ -53,11 +57,11 @@ log = logging.getLogger(__name__)
 
 STEPS = ("identify", "policies", "contacts", "password", "done")
 TITLES = {
-    "identify": "Confirm who you are",
-    "policies": "Campus IT policies",
-    "contacts": "Your phone and email",
-    "password": "Choose your password",
-    "done": "Your account is active",
+    "identify": _l("Confirm who you are"),
+    "policies": _l("Campus IT policies"),
+    "contacts": _l("Your phone and email"),
+    "password": _l("Choose your password"),
+    "done": _l("Your account is active"),
 }
 
 
@@ -73,7 +77,7 @@ def _flow() -> FlowState:
     if "flow" not in g:
         state = engine().load_or_start(request.cookies.get(FLOW_COOKIE))
         if state.replaced_expired:
-            flash("Your session timed out, so we started again. Nothing was changed.")
+            flash(_("Your session timed out, so we started again. Nothing was changed."))
         g.flow = state
     return g.flow
 
@@ -156,15 +160,20 @@ def _identify(state: FlowState) -> ResponseReturnValue:
             "identify",
             429,
             form=form,
-            failure=f"Too many attempts for this user ID. Try again in {minutes} "
-            f"minute{'' if minutes == 1 else 's'}, or ask the IT help desk.",
+            failure=ngettext(
+                "Too many attempts for this user ID. Try again in %(num)d minute, "
+                "or ask the IT help desk.",
+                "Too many attempts for this user ID. Try again in %(num)d minutes, "
+                "or ask the IT help desk.",
+                minutes,
+            ),
         )
     except identify_step.IdentifyFailed:
         return _page(
             "identify",
             400,
             form=form,
-            failure="We could not match those details. Check each one and try again.",
+            failure=_("We could not match those details. Check each one and try again."),
         )
     # Identified: a new flow id and a new session, so nothing from before carries over.
     session.clear()
@@ -192,7 +201,7 @@ def restart() -> ResponseReturnValue:
     if state.user_id:
         audit.record_now(_svc().sessions, audit.STUDENT, "flow.restarted", state.user_id)
     session.clear()
-    flash("We started again. Nothing was changed.")
+    flash(_("We started again. Nothing was changed."))
     response = redirect(url_for("flow.step", name="identify"))
     response.delete_cookie(FLOW_COOKIE, path="/activate")
     g.pop("flow", None)
@@ -210,7 +219,13 @@ def _policies_form() -> FlaskForm:
         setattr(
             PoliciesForm,
             policy.field_name,
-            BooleanField(f"I accept “{policy.title}” (version {policy.version})"),
+            BooleanField(
+                _(
+                    "I accept “%(title)s” (version %(version)s)",
+                    title=policy.title_in(get_locale_name()),
+                    version=policy.version,
+                )
+            ),
         )
     return PoliciesForm()
 
@@ -225,7 +240,9 @@ def _policies(state: FlowState) -> ResponseReturnValue:
     missing = [p for p in policies if not form[p.field_name].data]
     if missing:
         for p in missing:
-            form[p.field_name].errors = [f"Accept “{p.title}” to continue"]
+            form[p.field_name].errors = [
+                _("Accept “%(title)s” to continue", title=p.title_in(get_locale_name()))
+            ]
         return _page("policies", 400, form=form, policies=policies)
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     state.data["accepted_policies"] = [accepted_record(p, at) for p in policies]
@@ -250,7 +267,7 @@ def _contacts(state: FlowState) -> ResponseReturnValue:
 
 
 # Rules the service adds to the realm's own, shown with Keycloak's tips.
-SERVICE_TIPS = ["Do not use your date of birth or your activation code."]
+SERVICE_TIPS = [_l("Do not use your date of birth or your activation code.")]
 
 
 def _password(state: FlowState) -> ResponseReturnValue:
@@ -273,8 +290,9 @@ def _password(state: FlowState) -> ResponseReturnValue:
                 409,
                 form=PasswordForm(formdata=None),
                 tips=tips,
-                failure="We are already activating your account. "
-                "Wait a moment, then reload this page.",
+                failure=_(
+                    "We are already activating your account. Wait a moment, then reload this page."
+                ),
             )
         except activation.ActivationImpossible:
             return _page(
@@ -282,8 +300,10 @@ def _password(state: FlowState) -> ResponseReturnValue:
                 409,
                 form=PasswordForm(formdata=None),
                 tips=tips,
-                failure="This activation cannot be completed. Ask the IT help desk "
-                "for a new activation code.",
+                failure=_(
+                    "This activation cannot be completed. Ask the IT help desk for a new "
+                    "activation code."
+                ),
             )
         else:
             log.info("account activated", extra={"flow_step": "password", "outcome": "ok"})

@@ -296,7 +296,7 @@ def test_closing_the_browser_and_coming_back_resumes(
     ("password", "reason"),
     [
         ("short pass", "Your password is too short: use at least 12 characters."),
-        ("passwordpassword", "Choose a harder password."),
+        ("passwordpassword", "Choose a harder password:"),
         ("{user_id} is my password", "Your password cannot contain your user ID."),
         ("born 28/02/2006 in macau", "Your password cannot contain your date of birth."),
         ("{code}", "Your password cannot be your activation code."),
@@ -371,7 +371,7 @@ def test_strength_endpoint_judges_like_the_submit(
     )
     assert weak.status_code == 200
     assert weak.json["score"] < 3
-    assert weak.json["reason"].startswith("Choose a harder password.")
+    assert weak.json["reason"].startswith("Choose a harder password:")
     strong = flow.client.post(
         "/activate/password/strength", data={"csrf_token": token, "password": PASSWORD}
     )

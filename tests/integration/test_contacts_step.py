@@ -60,7 +60,7 @@ def test_new_contacts_are_proven_written_and_the_old_ones_told(
     assert user.attributes[PHONE_NUMBER_VERIFIED] == ["true"]
     # The replaced contacts are told; no code ever went to them.
     old_mail = inbox.mails_to(student.email)
-    assert len(old_mail) == 1 and "changed" in old_mail[0].text
+    assert len(old_mail) == 1 and "was replaced" in old_mail[0].text
     assert inbox.texts_to(student.phone) and "replaced" in inbox.texts_to(student.phone)[-1]
     code_mail = inbox.mails_to(new_email)[-1]
     assert code_mail.message["Subject"] == "Your UMPASS confirmation code"

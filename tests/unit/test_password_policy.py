@@ -41,5 +41,5 @@ def test_refusals_become_sentences() -> None:
     )
     assert policy.explain_refusal("somethingNew", "Invalid password: must rhyme.") == "Must rhyme."
     assert policy.explain_refusal("somethingNew", "") == (
-        "Keycloak did not accept that password. Choose another one."
+        "That password was not accepted. Choose another one."
     )

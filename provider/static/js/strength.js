@@ -9,7 +9,7 @@
   var meter = document.getElementById("strength-meter");
   var label = document.getElementById("strength-text");
   var token = form.querySelector("input[name=csrf_token]");
-  var words = ["Very weak", "Weak", "Fair", "Strong", "Very strong"];
+  var words = JSON.parse(form.getAttribute("data-strength-words"));
   var timer = null;
   meter.hidden = false;
   function update() {

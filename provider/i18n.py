@@ -1,0 +1,96 @@
+"""Languages: English, Traditional Chinese (for Macau) and Portuguese.
+
+The student's choice (the switcher in the page header) is kept in its own cookie, so it
+survives the session being renewed; without one, the browser's Accept-Language decides.
+Catalogues live in provider/translations/<locale>/LC_MESSAGES/messages.po; the .mo files
+are compiled from them (scripts, Dockerfile, or at start-up when stale).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+from flask import Blueprint, Flask, redirect, request
+from flask.typing import ResponseReturnValue
+from flask_babel import Babel
+
+log = logging.getLogger(__name__)
+
+LANGUAGES = {"en": "English", "zh_Hant": "繁體中文", "pt": "Português"}
+HTML_LANG = {"en": "en", "zh_Hant": "zh-Hant", "pt": "pt"}
+LANGUAGE_COOKIE = "umpass_lang"
+TRANSLATIONS = Path(__file__).resolve().parent / "translations"
+
+bp = Blueprint("i18n", __name__)
+
+
+def _from_header(tag: str) -> str | None:
+    tag = tag.lower().replace("_", "-")
+    if tag.startswith("zh"):
+        return "zh_Hant"  # Macau reads Traditional; closer than English for any Chinese reader
+    if tag.startswith("pt"):
+        return "pt"
+    if tag.startswith("en"):
+        return "en"
+    return None
+
+
+def select_locale() -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+    if chosen in LANGUAGES:
+        return chosen
+    for tag, _quality in request.accept_languages:
+        locale = _from_header(tag)
+        if locale:
+            return locale
+    return "en"
+
+
+@bp.get("/language/<code>")
+def choose_language(code: str) -> ResponseReturnValue:
+    """The header's language links: remember the choice, go back where the student was."""
+    target = request.args.get("next", "/")
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        target = "/"  # only our own paths: no open redirect
+    response = redirect(target)
+    if code in LANGUAGES:
+        response.set_cookie(
+            LANGUAGE_COOKIE,
+            code,
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
+    return response
+
+
+def compile_catalogues() -> None:
+    """Write each .mo next to its .po when it is missing or older."""
+    for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
+        mo_path = po_path.with_suffix(".mo")
+        if mo_path.exists() and mo_path.stat().st_mtime >= po_path.stat().st_mtime:
+            continue
+        try:
+            with po_path.open("rb") as po_file:
+                catalog = read_po(po_file)
+            with mo_path.open("wb") as mo_file:
+                write_mo(mo_file, catalog)
+        except OSError:
+            log.warning("translations not compiled", extra={"path": str(mo_path)})
+
+
+def install(app: Flask) -> None:
+    compile_catalogues()
+    app.config.setdefault("BABEL_DEFAULT_LOCALE", "en")
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(TRANSLATIONS)
+    Babel(app, locale_selector=select_locale)
+    app.register_blueprint(bp)
+
+    @app.context_processor
+    def languages() -> dict[str, object]:
+        locale = select_locale()
+        return {"languages": LANGUAGES, "current_language": locale, "html_lang": HTML_LANG[locale]}
