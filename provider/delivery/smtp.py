@@ -34,9 +34,10 @@ class SmtpMailer:
         mail["From"] = s.sender
         mail["To"] = message.to  # checked by contact_input.clean_email: one line, one address
         mail["Subject"] = message.subject
-        mail["Content-Language"] = message.language
         mail.set_content(message.text)
         mail.add_alternative(message.html, subtype="html")
+        # After the content: set_content() drops any Content-* header set before it.
+        mail["Content-Language"] = message.language
         try:
             if s.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -1,0 +1,151 @@
+"""The whole flow, contact proof included, in Traditional Chinese and Portuguese (and
+English), walked in Chromium at 360 px without JavaScript, with screenshots; and axe on
+every page in each language."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import date
+
+import pytest
+from playwright.sync_api import Browser, Page
+
+from provider.keycloak import STATE_ACTIVE
+from provider.services import Services
+from provider.students import NewStudent, create_pending_student
+from tests.browser.test_accessibility import AXE_JS, WCAG_TAGS
+from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
+from tests.support.inbox import Inbox, new_mobile
+
+EXPECTED = {
+    "zh_Hant": {
+        "lang": "zh-Hant",
+        "browser": "zh-MO",
+        "step1": "第 1 步，共 5 步",
+        "done": "您的帳戶已啟用",
+        "email_sent": "電郵中的驗證碼",
+    },
+    "pt": {
+        "lang": "pt",
+        "browser": "pt-PT",
+        "step1": "Passo 1 de 5",
+        "done": "A sua conta está ativa",
+        "email_sent": "Código do email",
+    },
+    "en": {
+        "lang": "en",
+        "browser": "en-GB",
+        "step1": "Step 1 of 5",
+        "done": "Your account is active",
+        "email_sent": "Code from the email",
+    },
+}
+
+
+def _axe(page: Page, found: dict[str, list[str]], name: str) -> None:
+    page.add_script_tag(path=AXE_JS)
+    result = page.evaluate(
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+        WCAG_TAGS,
+    )
+    found[name] = [v["id"] for v in result["violations"]]
+
+
+@pytest.mark.parametrize("language", ["zh_Hant", "pt", "en"])
+def test_flow_in_each_language(
+    browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
+) -> None:
+    expected = EXPECTED[language]
+    user_id = f"l{secrets.token_hex(3)}"
+    phone, email = new_mobile(), f"{user_id}@example.edu"
+    issued = create_pending_student(
+        services, NewStudent(user_id, "Lam", "Sou", email, phone, date(2006, 8, 8), "M1234567")
+    )
+    shots = Shots(ARTIFACTS / language)
+    # No JavaScript, as on the simplest phone; a second context with it runs axe.
+    context = browser.new_context(
+        viewport={"width": 360, "height": 740},
+        java_script_enabled=False,
+        locale=expected["browser"],  # the phone's own language shapes the date picker
+    )
+    page = context.new_page()
+    page.goto(f"{live_url}/language/{language}?next=/activate/")
+    assert page.locator("html").get_attribute("lang") == expected["lang"]
+    assert page.locator(".caption").inner_text() == expected["step1"]
+    shots.take(page, "identify")
+    page.fill("#user_id", user_id)
+    page.fill("#activation_code", issued.code)
+    page.fill("#date_of_birth", "2006-08-08")
+    page.fill("#id_last4", "4567")
+    page.click("button[type=submit]")
+    shots.take(page, "policies")
+    for box in page.locator("input[type=checkbox]").all():
+        box.check()
+    page.click("button[type=submit]")
+    shots.take(page, "contacts")
+    page.click("button[value=choose]")
+    page.click("button[value=send-email]")
+    assert expected["email_sent"] in page.content()
+    page.fill("#code_email", inbox.email_code(email))
+    page.click("button[value=verify-email]")
+    page.click("button[value=send-phone]")
+    page.fill("#code_phone", inbox.sms_code(phone))
+    page.click("button[value=verify-phone]")
+    shots.take(page, "contacts-confirmed")
+    page.click("button[value=continue]")
+    shots.take(page, "password")
+    page.fill("#password", PASSWORD)
+    page.fill("#confirm", PASSWORD)
+    page.click("form[data-strength-url] button[type=submit]")
+    assert expected["done"] in page.content()
+    shots.take(page, "done")
+    context.close()
+    user = services.keycloak.find_user(user_id)
+    assert user is not None and user.activation_state == STATE_ACTIVE
+    # The code email and text came in the student's language.
+    mail = inbox.mails_to(email)[0]
+    assert mail.message["Content-Language"] == expected["lang"]
+    if language != "en":
+        assert "Your UMPASS confirmation code" not in mail.text
+        assert "UMPASS code:" not in inbox.texts_to(phone)[0]
+
+
+@pytest.mark.parametrize("language", ["zh_Hant", "pt"])
+def test_axe_clean_in_each_language(
+    browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
+) -> None:
+    user_id = f"y{secrets.token_hex(3)}"
+    phone, email = new_mobile(), f"{user_id}@example.edu"
+    issued = create_pending_student(
+        services, NewStudent(user_id, "Lam", "Sou", email, phone, date(2006, 8, 8), "M1234567")
+    )
+    context = browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
+    page = context.new_page()
+    found: dict[str, list[str]] = {}
+    page.goto(f"{live_url}/language/{language}?next=/activate/")
+    page.click("button[type=submit]")
+    _axe(page, found, "identify-errors")
+    page.fill("#user_id", user_id)
+    page.fill("#activation_code", issued.code)
+    page.fill("#date_of_birth", "2006-08-08")
+    page.fill("#id_last4", "4567")
+    page.click("button[type=submit]")
+    _axe(page, found, "policies")
+    for box in page.locator("input[type=checkbox]").all():
+        box.check()
+    page.click("button[type=submit]")
+    _axe(page, found, "contacts")
+    page.click("button[value=choose]")
+    page.click("button[value=send-email]")
+    _axe(page, found, "contacts-verify")
+    page.fill("#code_email", inbox.email_code(email))
+    page.click("button[value=verify-email]")
+    page.click("button[value=send-phone]")
+    page.fill("#code_phone", inbox.sms_code(phone))
+    page.click("button[value=verify-phone]")
+    page.click("button[value=continue]")
+    _axe(page, found, "password")
+    context.close()
+    (ARTIFACTS / f"axe-{language}.json").write_text(json.dumps(found, indent=2))
+    assert {k: v for k, v in found.items() if v} == {}
