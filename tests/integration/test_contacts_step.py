@@ -198,3 +198,24 @@ def test_webhook_gateway_posts_the_template_with_auth() -> None:
     finally:
         _Receiver.status = 200
         server.shutdown()
+
+
+def test_code_sends_are_limited_per_client_address(
+    app: Flask, services: Services, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(app.config, "UMPASS_SEND_LIMIT", "2 per hour")
+    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}  # a WSGI value only
+    statuses = []
+    for _ in range(3):  # three students on one network, one send each
+        user_id = f"n{secrets.token_hex(3)}"
+        phone, email = new_mobile(), f"{user_id}@example.edu"
+        issued = create_pending_student(
+            services, NewStudent(user_id, "N", "M", email, phone, date(2004, 4, 4), "E1234567")
+        )
+        flow = FlowClient(app.test_client(), inbox)
+        flow.client.environ_base.update(address)
+        flow.identify(StudentDetails(user_id, issued.code, date(2004, 4, 4), "4567", email, phone))
+        flow.accept_policies()
+        _choose(flow)
+        statuses.append(flow.submit("contacts", {"action": "send-email"}).status_code)
+    assert statuses == [200, 200, 429]
