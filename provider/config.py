@@ -138,6 +138,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if log_format not in ("json", "text"):
         raise ConfigError(f"UMPASS_LOG_FORMAT={log_format!r} must be 'json' or 'text'")
     delivery = _delivery(env)
+    if delivery.sms_gateway == "outbox" and environment == "production" and not testing:
+        raise ConfigError(
+            "UMPASS_SMS_GATEWAY=outbox writes codes to a file: production needs "
+            "UMPASS_SMS_GATEWAY=webhook (or UMPASS_ENV=development on a developer machine)"
+        )
     return Settings(
         keycloak=keycloak,
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",

@@ -9,7 +9,9 @@ are compiled from them (scripts, Dockerfile, or at start-up when stale).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -52,10 +54,7 @@ def select_locale() -> str:
 @bp.get("/language/<code>")
 def choose_language(code: str) -> ResponseReturnValue:
     """The header's language links: remember the choice, go back where the student was."""
-    target = request.args.get("next", "/")
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        target = "/"  # only our own paths: no open redirect
-    response = redirect(target)
+    response = redirect(_own_path(request.args.get("next", "/")))
     if code in LANGUAGES:
         response.set_cookie(
             LANGUAGE_COOKIE,
@@ -68,6 +67,16 @@ def choose_language(code: str) -> ResponseReturnValue:
     return response
 
 
+def _own_path(target: str) -> str:
+    """`target` if it is a path on this site, else "/": never an open redirect."""
+    if any(ord(c) < 0x21 or c in "\\\x7f" for c in target):
+        return "/"  # browsers drop tabs and newlines: "/\t/evil" would become "//evil"
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
 def compile_catalogues() -> None:
     """Write each .mo next to its .po when it is missing or older."""
     for po_path in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po"):
@@ -77,10 +86,13 @@ def compile_catalogues() -> None:
         try:
             with po_path.open("rb") as po_file:
                 catalog = read_po(po_file)
-            with mo_path.open("wb") as mo_file:
+            # Written aside, then renamed: a parallel worker never reads half a file.
+            partial = mo_path.with_suffix(f".mo.{os.getpid()}")
+            with partial.open("wb") as mo_file:
                 write_mo(mo_file, catalog)
-        except OSError:
-            log.warning("translations not compiled", extra={"path": str(mo_path)})
+            os.replace(partial, mo_path)
+        except Exception:  # a broken catalogue must not stop the service: English still works
+            log.exception("translations not compiled", extra={"path": str(mo_path)})
 
 
 def install(app: Flask) -> None:

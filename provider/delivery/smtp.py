@@ -31,13 +31,17 @@ class SmtpMailer:
     def send(self, message: EmailMessage) -> None:
         s = self.settings
         mail = email.message.EmailMessage()
-        mail["From"] = s.sender
-        mail["To"] = message.to  # checked by contact_input.clean_email: one line, one address
-        mail["Subject"] = message.subject
-        mail.set_content(message.text)
-        mail.add_alternative(message.html, subtype="html")
-        # After the content: set_content() drops any Content-* header set before it.
-        mail["Content-Language"] = message.language
+        try:
+            mail["From"] = s.sender
+            mail["To"] = message.to  # typed ones are checked by contact_input.clean_email
+            mail["Subject"] = message.subject
+            mail.set_content(message.text)
+            mail.add_alternative(message.html, subtype="html")
+            # After the content: set_content() drops any Content-* header set before it.
+            mail["Content-Language"] = message.language
+        except ValueError as exc:  # e.g. a line break in an address that came from elsewhere
+            log.warning("email not built", extra={"reason": type(exc).__name__})
+            raise DeliveryFailed("email") from exc
         try:
             if s.security == "tls":
                 client: smtplib.SMTP = smtplib.SMTP_SSL(

@@ -110,9 +110,10 @@ class ContactsStep:
             self.state.data.pop("pending", None)
             self.engine.save(self.state)
             return self.page()
-        if action.startswith("send-") and action[5:] in CHANNELS:
+        pending = self.state.data["pending"]
+        if action.startswith("send-") and action[5:] in pending:
             return self.send(action[5:])
-        if action.startswith("verify-") and action[7:] in CHANNELS:
+        if action.startswith("verify-") and action[7:] in pending:
             return self.verify(action[7:])
         if action == "continue":
             return self.finish()
@@ -241,29 +242,33 @@ class ContactsStep:
         pending = self.state.data["pending"]
         waiting = [c for c, item in pending.items() if not item.get("verified")]
         if waiting:
-            return self.page(
-                400,
-                failure=_("Confirm your email address first.")
-                if waiting[0] == "email"
-                else _("Confirm your mobile number first."),
-            )
+            return self.page(400, failure=self._confirm_first(waiting[0]))
         keycloak_id = self.state.data["keycloak_id"]
         old = self.svc.keycloak.get_user(keycloak_id)
-        try:
-            for channel in pending:
-                value = self._value(channel)
+        flow_key = self.engine.key(self.state)
+        values = {channel: self._value(channel) for channel in pending}
+        for channel, value in values.items():
+            # The code record, not the flow's flag, decides: this exact value was proven.
+            if not verification.is_verified(
+                self.svc.sessions, self.svc.hasher, flow_key, channel, value
+            ):
+                pending[channel]["verified"] = False
+                self.engine.save(self.state)
+                return self.page(400, failure=self._confirm_first(channel))
+        for channel, value in values.items():
+            try:
                 if channel == "email":
                     self.svc.keycloak.set_email(keycloak_id, value, verified=True)
                 else:
                     self.svc.keycloak.set_phone(keycloak_id, value, verified=True)
-        except Conflict:
-            return self.page(
-                400,
-                failure=_("That email address belongs to another account. Use a different one."),
-            )
-        except InvalidValue:
-            return self.page(400, failure=_("That contact could not be saved. Use another one."))
-        self._notify_replaced(pending, old.email, old.attribute(PHONE_NUMBER))
+            except Conflict:
+                return self.page(400, failure=self._taken(channel))
+            except InvalidValue:
+                return self.page(
+                    400, failure=_("That contact could not be saved. Use another one.")
+                )
+            # Told as soon as it is replaced, even if a later write fails.
+            self._notify_replaced(channel, pending[channel], old.email, old.attribute(PHONE_NUMBER))
         self.state.data["on_record"] = {
             channel: {
                 "masked": mask_email(self._value(channel))
@@ -299,14 +304,28 @@ class ContactsStep:
             "or ask the IT help desk."
         )
 
+    @staticmethod
+    def _confirm_first(channel: str) -> str:
+        if channel == "email":
+            return _("Confirm your email address first.")
+        return _("Confirm your mobile number first.")
+
+    @staticmethod
+    def _taken(channel: str) -> str:
+        if channel == "email":
+            return _("That email address belongs to another account. Use a different one.")
+        return _("That contact could not be saved. Use another one.")
+
     def _notify_replaced(
-        self, pending: dict[str, Any], old_email: str | None, old_phone: str | None
+        self, channel: str, item: dict[str, Any], old_email: str | None, old_phone: str | None
     ) -> None:
         """Tell the contact that was replaced; a failure here must not stop the student."""
+        if not item.get("replaces"):
+            return
         try:
-            if pending.get("email", {}).get("replaces") and old_email:
+            if channel == "email" and old_email:
                 self.svc.mailer.send(texts.notice_email(old_email))
-            if pending.get("phone", {}).get("replaces") and old_phone:
+            elif channel == "phone" and old_phone:
                 self.svc.sms.send(texts.notice_sms(old_phone))
         except DeliveryFailed:
             log.warning("replacement notice not delivered", extra={"action": "notice"})

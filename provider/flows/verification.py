@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.keyed_hash import KeyedHasher, Purpose
@@ -64,12 +65,16 @@ def _code_hash(hasher: KeyedHasher, row_id: int, code: str) -> str:
 
 
 def _row(session: Session, flow_key: str, channel: str, contact: str) -> ContactVerification | None:
+    # FOR UPDATE: on PostgreSQL parallel guesses or sends queue on the row (SQLite's
+    # BEGIN IMMEDIATE already serialises writers), so no try or send is counted twice.
     return session.scalars(
-        select(ContactVerification).where(
+        select(ContactVerification)
+        .where(
             ContactVerification.flow_key == flow_key,
             ContactVerification.channel == channel,
             ContactVerification.contact_hash == contact,
         )
+        .with_for_update()
     ).one_or_none()
 
 
@@ -84,6 +89,21 @@ def issue(
 ) -> tuple[NewCode, int]:
     """Check the throttles, then make a new code; returns it and the send's id (to undo
     with `forget_send` when the gateway fails, so a failure costs the student nothing)."""
+    try:
+        return _issue(sessions, hasher, flow_key=flow_key, channel=channel, value=value, now=now)
+    except IntegrityError:  # a parallel first send for this contact created the row
+        raise Throttled(CONTACT_GAP) from None
+
+
+def _issue(
+    sessions: sessionmaker[Session],
+    hasher: KeyedHasher,
+    *,
+    flow_key: str,
+    channel: str,
+    value: str,
+    now: datetime,
+) -> tuple[NewCode, int]:
     contact = contact_hash(hasher, channel, value)
     with sessions.begin() as session:
         last, in_hour, oldest = session.execute(

@@ -219,3 +219,25 @@ def test_code_sends_are_limited_per_client_address(
         _choose(flow)
         statuses.append(flow.submit("contacts", {"action": "send-email"}).status_code)
     assert statuses == [200, 200, 429]
+
+
+def test_only_unproven_contacts_are_asked_for_and_odd_actions_do_no_harm(
+    app: Flask, services: Services, inbox: Inbox, student: StudentDetails
+) -> None:
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None
+    services.keycloak.set_phone(user.id, student.phone, verified=True)  # proven before
+    flow = FlowClient(app.test_client(), inbox)
+    flow.identify(student)
+    flow.accept_policies()
+    page = _choose(flow)
+    body = page.get_data(as_text=True)
+    assert 'value="send-email"' in body and 'value="send-phone"' not in body
+    for odd in (
+        {"action": "verify-phone", "code_phone": "123456"},
+        {"action": "send-phone"},
+        {"action": "nonsense"},
+        {},
+    ):
+        assert flow.submit("contacts", odd).status_code == 200
+    assert not inbox.texts_to(student.phone)

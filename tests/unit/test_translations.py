@@ -99,3 +99,13 @@ def test_the_switcher_choice_wins_and_stays_on_the_page(offline_app: Flask) -> N
     page = client.get("/activate/identify", headers={"Accept-Language": "zh"})
     assert "Confirme quem é" in page.get_data(as_text=True)
     assert client.get("/language/xx?next=https://evil.example/").location == "/"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["https://evil.example/", "//evil.example/", "/\t/evil.example", "/\n/x", "\\\\evil", "/ok\\x"],
+)
+def test_language_switch_never_leaves_the_site(offline_app: Flask, target: str) -> None:
+    response = offline_app.test_client().get("/language/pt", query_string={"next": target})
+    assert response.status_code == 302
+    assert response.location == "/"
