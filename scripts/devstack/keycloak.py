@@ -241,6 +241,10 @@ def start(
     else:
         args = ["start", "--optimized", "--http-enabled=true", "--hostname-strict=false", *common]
     env = _java_env()
+    # The login theme's "Activate your account" link (theme.properties reads it).
+    base_url = os.environ.get("UMPASS_BASE_URL", "").rstrip("/")
+    if base_url and not env.get("UMPASS_ACTIVATION_URL"):
+        env["UMPASS_ACTIVATION_URL"] = f"{base_url}/activate/"
     env["KC_BOOTSTRAP_ADMIN_USERNAME"] = admin_user
     env["KC_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
     log_file = kc_home.parent / "keycloak.log"
