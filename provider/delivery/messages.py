@@ -14,15 +14,22 @@ def _language() -> str:
     return HTML_LANG[select_locale()]
 
 
-def code_email(to: str, code: str, minutes: int, link: str) -> EmailMessage:
+def _email(to: str, subject: str, template: str, **context: object) -> EmailMessage:
+    """Text and HTML bodies from templates/email/<template>.txt|.html, in the student's
+    language."""
     language = _language()
-    context = {"code": code, "minutes": minutes, "link": link, "language": language}
     return EmailMessage(
         to=to,
-        subject=_("Your UMPASS confirmation code"),
-        text=render_template("email/code.txt", **context),
-        html=render_template("email/code.html", **context),
+        subject=subject,
+        text=render_template(f"email/{template}.txt", language=language, **context),
+        html=render_template(f"email/{template}.html", language=language, **context),
         language=language,
+    )
+
+
+def code_email(to: str, code: str, minutes: int, link: str) -> EmailMessage:
+    return _email(
+        to, _("Your UMPASS confirmation code"), "code", code=code, minutes=minutes, link=link
     )
 
 
@@ -38,19 +45,11 @@ def code_sms(to: str, code: str, minutes: int) -> TextMessage:
 
 
 def notice_email(to: str) -> EmailMessage:
-    language = _language()
     message = _(
         "The email address on your UMPASS account was replaced by a new one during "
         "account activation."
     )
-    context = {"message": message, "language": language}
-    return EmailMessage(
-        to=to,
-        subject=_("Your UMPASS contact details were changed"),
-        text=render_template("email/notice.txt", **context),
-        html=render_template("email/notice.html", **context),
-        language=language,
-    )
+    return _email(to, _("Your UMPASS contact details were changed"), "notice", message=message)
 
 
 def notice_sms(to: str) -> TextMessage:

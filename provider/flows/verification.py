@@ -89,59 +89,47 @@ def issue(
 ) -> tuple[NewCode, int]:
     """Check the throttles, then make a new code; returns it and the send's id (to undo
     with `forget_send` when the gateway fails, so a failure costs the student nothing)."""
+    contact = contact_hash(hasher, channel, value)
     try:
-        return _issue(sessions, hasher, flow_key=flow_key, channel=channel, value=value, now=now)
+        with sessions.begin() as session:
+            last, in_hour, oldest = session.execute(
+                select(func.max(ContactSend.at), func.count(), func.min(ContactSend.at)).where(
+                    ContactSend.contact_hash == contact, ContactSend.at > now - HOUR
+                )
+            ).one()
+            if last is not None and now - last < CONTACT_GAP:
+                raise Throttled(CONTACT_GAP - (now - last))
+            if in_hour >= CONTACT_PER_HOUR:
+                raise Throttled(oldest + HOUR - now)
+            flow_oldest, flow_count = session.execute(
+                select(func.min(ContactSend.at), func.count()).where(
+                    ContactSend.flow_key == flow_key, ContactSend.at > now - HOUR
+                )
+            ).one()
+            if flow_count >= FLOW_PER_HOUR:
+                raise Throttled(flow_oldest + HOUR - now)
+            row = _row(session, flow_key, channel, contact)
+            if row is None:
+                row = ContactVerification(
+                    flow_key=flow_key,
+                    channel=channel,
+                    contact_hash=contact,
+                    failures=0,
+                    created_at=now,
+                )
+                session.add(row)
+                session.flush()
+            if row.failures >= MAX_WRONG:
+                raise TooManyWrong
+            code = f"{secrets.randbelow(10**6):06d}"
+            row.code_hash = _code_hash(hasher, row.id, code)
+            row.code_expires_at = now + CODE_TTL
+            send = ContactSend(contact_hash=contact, flow_key=flow_key, at=now)
+            session.add(send)
+            session.flush()
+            return NewCode(code=code, expires_at=now + CODE_TTL), send.id
     except IntegrityError:  # a parallel first send for this contact created the row
         raise Throttled(CONTACT_GAP) from None
-
-
-def _issue(
-    sessions: sessionmaker[Session],
-    hasher: KeyedHasher,
-    *,
-    flow_key: str,
-    channel: str,
-    value: str,
-    now: datetime,
-) -> tuple[NewCode, int]:
-    contact = contact_hash(hasher, channel, value)
-    with sessions.begin() as session:
-        last, in_hour, oldest = session.execute(
-            select(func.max(ContactSend.at), func.count(), func.min(ContactSend.at)).where(
-                ContactSend.contact_hash == contact, ContactSend.at > now - HOUR
-            )
-        ).one()
-        if last is not None and now - last < CONTACT_GAP:
-            raise Throttled(CONTACT_GAP - (now - last))
-        if in_hour >= CONTACT_PER_HOUR:
-            raise Throttled(oldest + HOUR - now)
-        flow_oldest, flow_count = session.execute(
-            select(func.min(ContactSend.at), func.count()).where(
-                ContactSend.flow_key == flow_key, ContactSend.at > now - HOUR
-            )
-        ).one()
-        if flow_count >= FLOW_PER_HOUR:
-            raise Throttled(flow_oldest + HOUR - now)
-        row = _row(session, flow_key, channel, contact)
-        if row is None:
-            row = ContactVerification(
-                flow_key=flow_key,
-                channel=channel,
-                contact_hash=contact,
-                failures=0,
-                created_at=now,
-            )
-            session.add(row)
-            session.flush()
-        if row.failures >= MAX_WRONG:
-            raise TooManyWrong
-        code = f"{secrets.randbelow(10**6):06d}"
-        row.code_hash = _code_hash(hasher, row.id, code)
-        row.code_expires_at = now + CODE_TTL
-        send = ContactSend(contact_hash=contact, flow_key=flow_key, at=now)
-        session.add(send)
-        session.flush()
-        return NewCode(code=code, expires_at=now + CODE_TTL), send.id
 
 
 def forget_send(sessions: sessionmaker[Session], send_id: int) -> None:

@@ -285,29 +285,21 @@ def _password(state: FlowState) -> ResponseReturnValue:
         except PasswordRejected as exc:
             reason = exc.reason
         except activation.ActivationInProgress:
-            return _page(
-                "password",
-                409,
-                form=PasswordForm(formdata=None),
-                tips=tips,
-                failure=_(
-                    "We are already activating your account. Wait a moment, then reload this page."
-                ),
+            failure = _(
+                "We are already activating your account. Wait a moment, then reload this page."
             )
         except activation.ActivationImpossible:
-            return _page(
-                "password",
-                409,
-                form=PasswordForm(formdata=None),
-                tips=tips,
-                failure=_(
-                    "This activation cannot be completed. Ask the IT help desk for a new "
-                    "activation code."
-                ),
+            failure = _(
+                "This activation cannot be completed. Ask the IT help desk for a new "
+                "activation code."
             )
         else:
             log.info("account activated", extra={"flow_step": "password", "outcome": "ok"})
             return _to_current(state)
+        if reason is None:  # in progress, or impossible: the password is not shown again
+            return _page(
+                "password", 409, form=PasswordForm(formdata=None), tips=tips, failure=failure
+            )
     form.password.errors = [reason]
     return _page("password", 400, form=form, tips=tips)
 
