@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from datetime import date
 from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
 from provider.services import Services
-from provider.students import NewStudent, create_pending_student
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD
-from tests.support.inbox import Inbox, new_mobile
+from tests.support.inbox import Inbox
+from tests.support.students import enrol_student
 
 AXE_JS = os.environ.get("UMPASS_AXE_JS", "")
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
 
 
-def _axe(page: Page, name: str, report: dict[str, list[dict]]) -> None:
+def axe_check(page: Page, name: str, report: dict[str, list[dict]]) -> None:
+    """Run axe-core on the page as it is now; record its violations under `name`."""
     page.add_script_tag(path=AXE_JS)
     result = page.evaluate(
         "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
@@ -39,52 +39,56 @@ def test_every_step_has_no_axe_violations(
     browser: Browser, live_url: str, services: Services, inbox: Inbox
 ) -> None:
     assert Path(AXE_JS).is_file(), "UMPASS_AXE_JS must point at axe.min.js (scripts/test sets it)"
-    user_id = f"x{secrets.token_hex(3)}"
-    phone, email = new_mobile(), f"{user_id}@example.edu"
-    issued = create_pending_student(
-        services, NewStudent(user_id, "Axe", "Check", email, phone, date(2003, 3, 3), "Z7654321")
+    student = enrol_student(
+        services,
+        "x",
+        first_name="Axe",
+        last_name="Check",
+        date_of_birth=date(2003, 3, 3),
+        id_number="Z7654321",
     )
+    user_id, phone, email = student.user_id, student.phone, student.email
     context = browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
     page = context.new_page()
     report: dict[str, list[dict]] = {}
 
     page.goto(f"{live_url}/")
-    _axe(page, "start", report)
+    axe_check(page, "start", report)
     page.goto(f"{live_url}/activate/")
-    _axe(page, "identify", report)
+    axe_check(page, "identify", report)
     page.get_by_role("button", name="Continue").click()
-    _axe(page, "identify-errors", report)
+    axe_check(page, "identify-errors", report)
     page.get_by_label("User ID").fill(user_id)
-    page.get_by_label("Activation code").fill(issued.code)
+    page.get_by_label("Activation code").fill(student.code)
     page.get_by_label("Date of birth").fill("2003-03-03")
     page.get_by_label("Last 4 characters of your ID or passport number").fill("4321")
     page.get_by_role("button", name="Continue").click()
-    _axe(page, "policies", report)
+    axe_check(page, "policies", report)
     page.get_by_role("button", name="Accept and continue").click()
-    _axe(page, "policies-errors", report)
+    axe_check(page, "policies-errors", report)
     for box in page.get_by_role("checkbox").all():
         box.check()
     page.get_by_role("button", name="Accept and continue").click()
-    _axe(page, "contacts-choose", report)
+    axe_check(page, "contacts-choose", report)
     page.get_by_role("button", name="Continue").click()
     page.get_by_role("button", name="Send code").first.click()
-    _axe(page, "contacts-verify", report)
+    axe_check(page, "contacts-verify", report)
     page.get_by_label("Code from the email").fill(inbox.email_code(email))
     page.get_by_role("button", name="Verify").click()
     page.get_by_role("button", name="Send code").click()
     page.get_by_label("Code from the text message").fill(inbox.sms_code(phone))
     page.get_by_role("button", name="Verify").click()
-    _axe(page, "contacts-confirmed", report)
+    axe_check(page, "contacts-confirmed", report)
     page.get_by_role("button", name="Continue").click()
-    _axe(page, "password", report)
+    axe_check(page, "password", report)
     page.get_by_label("New password").fill("short")
     page.get_by_label("Type it again").fill("short")
     page.get_by_role("button", name="Activate my account").click()
-    _axe(page, "password-errors", report)
+    axe_check(page, "password-errors", report)
     page.get_by_label("New password").fill(PASSWORD)
     page.get_by_label("Type it again").fill(PASSWORD)
     page.get_by_role("button", name="Activate my account").click()
-    _axe(page, "done", report)
+    axe_check(page, "done", report)
     context.close()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)

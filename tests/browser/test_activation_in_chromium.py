@@ -8,7 +8,6 @@ screenshot under artifacts/browser/.
 
 from __future__ import annotations
 
-import secrets
 from datetime import date
 from pathlib import Path
 
@@ -16,21 +15,10 @@ from playwright.sync_api import Browser, Page, expect
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
-from provider.students import NewStudent, create_pending_student
-from tests.support.inbox import Inbox, new_mobile
+from tests.support.inbox import Inbox
+from tests.support.students import enrol_student
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "harbour kettle saffron 2029"
 
 
@@ -65,20 +53,15 @@ def prove_contacts(page: Page, inbox: Inbox, email: str, phone: str, shots: Shot
 def test_student_activates_without_javascript_then_signs_in(
     browser: Browser, live_url: str, services: Services, inbox: Inbox
 ) -> None:
-    user_id = f"w{secrets.token_hex(3)}"
-    phone = new_mobile()
-    issued = create_pending_student(
+    student = enrol_student(
         services,
-        NewStudent(
-            user_id,
-            "Sam",
-            "Leong",
-            f"{user_id}@example.edu",
-            phone,
-            date(2006, 12, 1),
-            "1234567(8)",
-        ),
+        "w",
+        first_name="Sam",
+        last_name="Leong",
+        date_of_birth=date(2006, 12, 1),
+        id_number="1234567(8)",
     )
+    user_id, phone, email = student.user_id, student.phone, student.email
     shots = Shots(ARTIFACTS)
     context = browser.new_context(viewport={"width": 360, "height": 740}, java_script_enabled=False)
     page = context.new_page()
@@ -90,14 +73,14 @@ def test_student_activates_without_javascript_then_signs_in(
     shots.take(page, "identify")
 
     page.get_by_label("User ID").fill(user_id.upper())
-    page.get_by_label("Activation code").fill(issued.code)
+    page.get_by_label("Activation code").fill(student.code)
     page.get_by_label("Date of birth").fill("2006-12-01")
     page.get_by_label("Last 4 characters of your ID or passport number").fill("0000")
     page.get_by_role("button", name="Continue").click()
     assert "We could not match those details" in page.locator(".error-summary").inner_text()
     shots.take(page, "identify-mismatch")
 
-    page.get_by_label("Activation code").fill(issued.code)
+    page.get_by_label("Activation code").fill(student.code)
     page.get_by_label("Last 4 characters of your ID or passport number").fill("5678")
     page.get_by_role("button", name="Continue").click()
     assert page.locator(".caption").inner_text() == "Step 2 of 5"
@@ -109,7 +92,7 @@ def test_student_activates_without_javascript_then_signs_in(
     assert page.locator(".caption").inner_text() == "Step 3 of 5"
     assert f"+853 ••••{phone[-4:]}" in page.content()
     shots.take(page, "contacts")
-    prove_contacts(page, inbox, f"{user_id}@example.edu", phone, shots)
+    prove_contacts(page, inbox, email, phone, shots)
 
     assert page.locator(".caption").inner_text() == "Step 4 of 5"
     shots.take(page, "password")
@@ -151,20 +134,15 @@ def test_student_activates_without_javascript_then_signs_in(
 def test_live_strength_meter_with_javascript(
     browser: Browser, live_url: str, services: Services, inbox: Inbox
 ) -> None:
-    user_id = f"m{secrets.token_hex(3)}"
-    phone = new_mobile()
-    issued = create_pending_student(
+    student = enrol_student(
         services,
-        NewStudent(
-            user_id,
-            "Ming",
-            "Ho",
-            f"{user_id}@example.edu",
-            phone,
-            date(2005, 1, 2),
-            "A1234567",
-        ),
+        "m",
+        first_name="Ming",
+        last_name="Ho",
+        date_of_birth=date(2005, 1, 2),
+        id_number="A1234567",
     )
+    user_id, phone, email = student.user_id, student.phone, student.email
     context = browser.new_context(viewport={"width": 360, "height": 740})
     page = context.new_page()
     problems: list[str] = []
@@ -173,14 +151,14 @@ def test_live_strength_meter_with_javascript(
     )
     page.goto(f"{live_url}/activate/")
     page.get_by_label("User ID").fill(user_id)
-    page.get_by_label("Activation code").fill(issued.code)
+    page.get_by_label("Activation code").fill(student.code)
     page.get_by_label("Date of birth").fill("2005-01-02")
     page.get_by_label("Last 4 characters of your ID or passport number").fill("4567")
     page.get_by_role("button", name="Continue").click()
     for box in page.get_by_role("checkbox").all():
         box.check()
     page.get_by_role("button", name="Accept and continue").click()
-    prove_contacts(page, inbox, f"{user_id}@example.edu", phone, None)
+    prove_contacts(page, inbox, email, phone, None)
     page.get_by_label("New password").press_sequentially("ming02012005", delay=10)
     # Locator assertions, not page-evaluated script: the page's CSP forbids eval.
     expect(page.locator("#strength-text")).to_contain_text(

@@ -3,7 +3,6 @@ their activation_state, in real Chromium against the real Keycloak."""
 
 from __future__ import annotations
 
-import secrets
 import threading
 from collections.abc import Iterator
 from datetime import date
@@ -15,10 +14,9 @@ from werkzeug.serving import make_server
 
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
-from provider.students import NewStudent, create_pending_student
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
 from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
-from tests.support.inbox import new_mobile
+from tests.support.students import enrol_student
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +36,15 @@ def demo_url(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest) -> Itera
 def test_activated_student_signs_in_to_the_demo_app(
     browser: Browser, demo_url: str, services: Services
 ) -> None:
-    user_id = f"d{secrets.token_hex(3)}"
-    create_pending_student(
+    student = enrol_student(
         services,
-        NewStudent(
-            user_id,
-            "Demo",
-            "Student",
-            f"{user_id}@example.edu",
-            new_mobile(),
-            date(2005, 5, 5),
-            "A7654321",
-        ),
+        "d",
+        first_name="Demo",
+        last_name="Student",
+        date_of_birth=date(2005, 5, 5),
+        id_number="A7654321",
     )
+    user_id = student.user_id
     user = services.keycloak.find_user(user_id)
     assert user is not None
     assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})

@@ -5,18 +5,17 @@ every page in each language."""
 from __future__ import annotations
 
 import json
-import secrets
 from datetime import date
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Browser
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
-from provider.students import NewStudent, create_pending_student
-from tests.browser.test_accessibility import AXE_JS, WCAG_TAGS
+from tests.browser.test_accessibility import axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
-from tests.support.inbox import Inbox, new_mobile
+from tests.support.inbox import Inbox
+from tests.support.students import enrol_student
 
 EXPECTED = {
     "zh_Hant": {
@@ -43,25 +42,20 @@ EXPECTED = {
 }
 
 
-def _axe(page: Page, found: dict[str, list[str]], name: str) -> None:
-    page.add_script_tag(path=AXE_JS)
-    result = page.evaluate(
-        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}})",
-        WCAG_TAGS,
-    )
-    found[name] = [v["id"] for v in result["violations"]]
-
-
 @pytest.mark.parametrize("language", ["zh_Hant", "pt", "en"])
 def test_flow_in_each_language(
     browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
 ) -> None:
     expected = EXPECTED[language]
-    user_id = f"l{secrets.token_hex(3)}"
-    phone, email = new_mobile(), f"{user_id}@example.edu"
-    issued = create_pending_student(
-        services, NewStudent(user_id, "Lam", "Sou", email, phone, date(2006, 8, 8), "M1234567")
+    student = enrol_student(
+        services,
+        "l",
+        first_name="Lam",
+        last_name="Sou",
+        date_of_birth=date(2006, 8, 8),
+        id_number="M1234567",
     )
+    user_id, phone, email = student.user_id, student.phone, student.email
     shots = Shots(ARTIFACTS / language)
     # No JavaScript, as on the simplest phone; a second context with it runs axe.
     context = browser.new_context(
@@ -75,7 +69,7 @@ def test_flow_in_each_language(
     assert page.locator(".caption").inner_text() == expected["step1"]
     shots.take(page, "identify")
     page.fill("#user_id", user_id)
-    page.fill("#activation_code", issued.code)
+    page.fill("#activation_code", student.code)
     page.fill("#date_of_birth", "2006-08-08")
     page.fill("#id_last4", "4567")
     page.click("button[type=submit]")
@@ -115,37 +109,41 @@ def test_flow_in_each_language(
 def test_axe_clean_in_each_language(
     browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
 ) -> None:
-    user_id = f"y{secrets.token_hex(3)}"
-    phone, email = new_mobile(), f"{user_id}@example.edu"
-    issued = create_pending_student(
-        services, NewStudent(user_id, "Lam", "Sou", email, phone, date(2006, 8, 8), "M1234567")
+    student = enrol_student(
+        services,
+        "y",
+        first_name="Lam",
+        last_name="Sou",
+        date_of_birth=date(2006, 8, 8),
+        id_number="M1234567",
     )
+    user_id, phone, email = student.user_id, student.phone, student.email
     context = browser.new_context(viewport={"width": 360, "height": 740}, bypass_csp=True)
     page = context.new_page()
-    found: dict[str, list[str]] = {}
+    found: dict[str, list[dict]] = {}
     page.goto(f"{live_url}/language/{language}?next=/activate/")
     page.click("button[type=submit]")
-    _axe(page, found, "identify-errors")
+    axe_check(page, "identify-errors", found)
     page.fill("#user_id", user_id)
-    page.fill("#activation_code", issued.code)
+    page.fill("#activation_code", student.code)
     page.fill("#date_of_birth", "2006-08-08")
     page.fill("#id_last4", "4567")
     page.click("button[type=submit]")
-    _axe(page, found, "policies")
+    axe_check(page, "policies", found)
     for box in page.locator("input[type=checkbox]").all():
         box.check()
     page.click("button[type=submit]")
-    _axe(page, found, "contacts")
+    axe_check(page, "contacts", found)
     page.click("button[value=choose]")
     page.click("button[value=send-email]")
-    _axe(page, found, "contacts-verify")
+    axe_check(page, "contacts-verify", found)
     page.fill("#code_email", inbox.email_code(email))
     page.click("button[value=verify-email]")
     page.click("button[value=send-phone]")
     page.fill("#code_phone", inbox.sms_code(phone))
     page.click("button[value=verify-phone]")
     page.click("button[value=continue]")
-    _axe(page, found, "password")
+    axe_check(page, "password", found)
     context.close()
     (ARTIFACTS / f"axe-{language}.json").write_text(json.dumps(found, indent=2))
     assert {k: v for k, v in found.items() if v} == {}

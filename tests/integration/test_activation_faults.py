@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import secrets
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
@@ -21,11 +20,11 @@ from provider.keycloak import STATE_ACTIVE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.services import services as app_services
 from provider.storage.models import ActivationCode, Flow
-from provider.students import NewStudent, create_pending_student
 from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
-from tests.support.inbox import Inbox, new_mobile
+from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
+from tests.support.students import enrol_student
 
 FIRST = "orbit lantern velvet 1987"
 SECOND = "copper meadow whistle 2031"
@@ -33,14 +32,30 @@ SECOND = "copper meadow whistle 2031"
 
 @pytest.fixture
 def student(services: Services) -> StudentDetails:
-    user_id = f"f{secrets.token_hex(3)}"
-    phone = new_mobile()
-    email = f"{user_id}@example.edu"
-    issued = create_pending_student(
+    return enrol_student(
         services,
-        NewStudent(user_id, "Lou", "Ip", email, phone, date(2005, 9, 1), "D7654321"),
+        "f",
+        first_name="Lou",
+        last_name="Ip",
+        date_of_birth=date(2005, 9, 1),
+        id_number="D7654321",
     )
-    return StudentDetails(user_id, issued.code, date(2005, 9, 1), "4321", email, phone)
+
+
+@pytest.fixture
+def writes(gateway: KeycloakGateway, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each activation call reached Keycloak with a write (True) or found the
+    account already active (False)."""
+    seen: list[bool] = []
+    original = gateway.activate
+
+    def counting(*args, **kwargs):
+        wrote = original(*args, **kwargs)
+        seen.append(wrote)
+        return wrote
+
+    monkeypatch.setattr(gateway, "activate", counting)
+    return seen
 
 
 @pytest.fixture
@@ -176,18 +191,8 @@ def test_twenty_parallel_submits_activate_exactly_once(
     at_password: FlowClient,
     student: StudentDetails,
     services: Services,
-    gateway: KeycloakGateway,
-    monkeypatch: pytest.MonkeyPatch,
+    writes: list[bool],
 ) -> None:
-    writes: list[bool] = []
-    original = gateway.activate
-
-    def counting(*args, **kwargs):
-        wrote = original(*args, **kwargs)
-        writes.append(wrote)
-        return wrote
-
-    monkeypatch.setattr(gateway, "activate", counting)
     token = csrf_token(at_password.page("password"))
     cookies = {c.key: c.value for c in at_password.client._cookies.values()}
 
@@ -237,22 +242,12 @@ def test_two_tabs_racing_activate_once(
     app: Flask,
     student: StudentDetails,
     services: Services,
-    gateway: KeycloakGateway,
-    monkeypatch: pytest.MonkeyPatch,
+    writes: list[bool],
     inbox: Inbox,
 ) -> None:
     tabs = [FlowClient(app.test_client(), inbox) for _ in range(4)]
     for tab in tabs:
         tab.to_password_step(student)
-    writes: list[bool] = []
-    original = gateway.activate
-
-    def counting(*args, **kwargs):
-        wrote = original(*args, **kwargs)
-        writes.append(wrote)
-        return wrote
-
-    monkeypatch.setattr(gateway, "activate", counting)
     tokens = [csrf_token(tab.page("password")) for tab in tabs]
 
     def submit(index: int) -> int:

@@ -19,20 +19,14 @@ from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import sign_in
+from tests.support.students import enrol_student
 
 PASSWORD = "orbit lantern velvet 1987"
 
 
 @pytest.fixture
 def student(services: Services) -> StudentDetails:
-    user_id = f"a{secrets.token_hex(3)}"
-    phone = new_mobile()
-    email = f"{user_id}@example.edu"
-    issued = create_pending_student(
-        services,
-        NewStudent(user_id, "Kit", "Wong", email, phone, date(2006, 2, 28), "C123456(7)"),
-    )
-    return StudentDetails(user_id, issued.code, date(2006, 2, 28), "4567", email, phone)
+    return enrol_student(services, "a")
 
 
 @pytest.fixture

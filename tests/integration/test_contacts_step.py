@@ -18,19 +18,21 @@ from provider.delivery.sms import WebhookGateway, WebhookSettings
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.services import services as app_services
-from provider.students import NewStudent, create_pending_student
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
+from tests.support.students import enrol_student
 
 
 @pytest.fixture
 def student(services: Services) -> StudentDetails:
-    user_id = f"k{secrets.token_hex(3)}"
-    phone, email = new_mobile(), f"{user_id}@example.edu"
-    issued = create_pending_student(
-        services, NewStudent(user_id, "Ho", "Ian", email, phone, date(2004, 4, 4), "E1234567")
+    return enrol_student(
+        services,
+        "k",
+        first_name="Ho",
+        last_name="Ian",
+        date_of_birth=date(2004, 4, 4),
+        id_number="E1234567",
     )
-    return StudentDetails(user_id, issued.code, date(2004, 4, 4), "4567", email, phone)
 
 
 @pytest.fixture
@@ -207,14 +209,10 @@ def test_code_sends_are_limited_per_client_address(
     address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}  # a WSGI value only
     statuses = []
     for _ in range(3):  # three students on one network, one send each
-        user_id = f"n{secrets.token_hex(3)}"
-        phone, email = new_mobile(), f"{user_id}@example.edu"
-        issued = create_pending_student(
-            services, NewStudent(user_id, "N", "M", email, phone, date(2004, 4, 4), "E1234567")
-        )
+        student = enrol_student(services, "n", date_of_birth=date(2004, 4, 4), id_number="E1234567")
         flow = FlowClient(app.test_client(), inbox)
         flow.client.environ_base.update(address)
-        flow.identify(StudentDetails(user_id, issued.code, date(2004, 4, 4), "4567", email, phone))
+        flow.identify(student)
         flow.accept_policies()
         _choose(flow)
         statuses.append(flow.submit("contacts", {"action": "send-email"}).status_code)

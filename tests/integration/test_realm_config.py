@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 from keycloak import KeycloakAdmin
 
 from keycloak_config.apply import ApplyOptions, apply_realm
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.cli import run_module
 
 
 def test_first_apply_created_everything(realm: RealmUnderTest) -> None:
@@ -73,14 +73,7 @@ def test_extra_role_on_service_account_is_revoked(
 
 
 def _run_apply(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "keycloak_config.apply", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_module("keycloak_config.apply", env, *args)
 
 
 def test_cli_check_passes_on_an_applied_realm(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import subprocess
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from provider.services import Services
 from provider.storage import migrate
 from provider.storage.models import ActivationCode, Student
 from provider.students import NewStudent, create_pending_student
+from tests.support.cli import run_module
 
 
 def _new_student(**changes: object) -> NewStudent:
@@ -101,12 +103,7 @@ def test_short_id_number_is_refused_and_nothing_stored(services: Services) -> No
 def test_cli_creates_a_student_shows_the_code_once_and_revokes_it(
     keycloak_server, realm, settings, services: Services
 ) -> None:
-    import re
-    import subprocess
-    import sys
-
     env = {
-        "PATH": "/usr/bin:/bin",
         **realm.env(keycloak_server, DATABASE_URL=settings.database_url),
         "UMPASS_HMAC_KEY": settings.hmac_key.decode(),
         "COLUMNS": "120",
@@ -114,14 +111,7 @@ def test_cli_creates_a_student_shows_the_code_once_and_revokes_it(
     user_id = f"c{secrets.token_hex(3)}"
 
     def umpass(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "provider.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        return run_module("provider.cli", env, *args)
 
     created = umpass(
         "create-student",

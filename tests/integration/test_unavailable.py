@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import re
 import subprocess
-import sys
 
 import pytest
 import responses
@@ -19,6 +18,7 @@ from provider.keycloak import (
     ServiceCredentialRejected,
 )
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.cli import run_module
 
 
 def _gateway_at(settings: Settings, **changes: object) -> KeycloakGateway:
@@ -74,14 +74,7 @@ def test_readyz_ok_with_real_keycloak(app: Flask) -> None:
 
 
 def _umpass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "provider.cli", *args],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_module("provider.cli", env, *args)
 
 
 def test_cli_check_ok(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, tmp_path) -> None:

@@ -12,7 +12,7 @@ from babel.messages.pofile import read_po
 from flask import Flask
 
 from provider import create_app
-from provider.config import load_settings
+from provider.config import Settings
 from provider.i18n import LANGUAGES, TRANSLATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,15 +61,8 @@ def test_catalogue_is_complete(language: str, current_ids: set) -> None:
 
 
 @pytest.fixture
-def offline_app(tmp_path) -> Flask:
-    settings = load_settings(
-        {
-            "UMPASS_KC_CLIENT_SECRET": "x",
-            "UMPASS_TESTING": "1",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
-        }
-    )
-    return create_app(settings)
+def offline_app(offline_settings: Settings) -> Flask:
+    return create_app(offline_settings)
 
 
 @pytest.mark.parametrize(

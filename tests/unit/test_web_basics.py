@@ -6,7 +6,7 @@ import pytest
 from flask import Flask, request
 
 from provider import create_app
-from provider.config import load_settings
+from provider.config import Settings
 from provider.keycloak import (
     GatewayRequestRefused,
     IdentityServiceUnavailable,
@@ -20,15 +20,8 @@ class _DownGateway(KeycloakGateway):
 
 
 @pytest.fixture
-def offline_app(tmp_path) -> Flask:
-    settings = load_settings(
-        {
-            "UMPASS_KC_CLIENT_SECRET": "x",
-            "UMPASS_TESTING": "1",
-            "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
-        }
-    )
-    app = create_app(settings, gateway=_DownGateway(settings.keycloak))
+def offline_app(offline_settings: Settings) -> Flask:
+    app = create_app(offline_settings, gateway=_DownGateway(offline_settings.keycloak))
 
     @app.post("/echo")
     def echo() -> str:
