@@ -18,6 +18,10 @@ does. Environment:
     UMPASS_KC_CLIENT_SECRET      secret to give the service's client
     UMPASS_KC_PROVISIONER_SECRET secret to give the provisioning client
     UMPASS_DEMO_BASE_URL         where the demo downstream app lives (default: UMPASS_BASE_URL)
+    UMPASS_BASE_URL              where students reach the service (its OIDC issuer is <this>/oidc)
+    UMPASS_BACKCHANNEL_URL       where Keycloak reaches the service (default: UMPASS_BASE_URL)
+    UMPASS_BROKER_CLIENT_ID      the realm's client id at the service (default keycloak-broker)
+    UMPASS_BROKER_CLIENT_SECRET  its secret (the service holds the same value)
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from keycloak.exceptions import (
     KeycloakGetError,
     KeycloakPostError,
 )
+
+from keycloak_config.flows import FlowBuilder, FlowError, desired_flows
 
 CONFIG_DIR = Path(__file__).resolve().parent
 FAST_HASH = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)"
@@ -69,6 +75,7 @@ class ApplyOptions:
                 "KEYCLOAK_ADMIN_PASSWORD",
                 "UMPASS_KC_CLIENT_SECRET",
                 "UMPASS_KC_PROVISIONER_SECRET",
+                "UMPASS_BROKER_CLIENT_SECRET",
             )
             if not env.get(name)
         ]
@@ -76,6 +83,7 @@ class ApplyOptions:
             raise ApplyError(f"{', '.join(missing)} not set: see .env.example")
         realm = env.get("UMPASS_REALM", "umpass") or "umpass"
         base_url = env.get("UMPASS_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
+        backchannel = (env.get("UMPASS_BACKCHANNEL_URL", "") or base_url).rstrip("/")
         return cls(
             url=env.get("UMPASS_KEYCLOAK_URL", "http://127.0.0.1:18080").rstrip("/"),
             admin_user=env["KEYCLOAK_ADMIN_USER"],
@@ -86,6 +94,10 @@ class ApplyOptions:
                 "ACTIVATION_CLIENT_SECRET": env["UMPASS_KC_CLIENT_SECRET"],
                 "PROVISIONER_CLIENT_SECRET": env["UMPASS_KC_PROVISIONER_SECRET"],
                 "DEMO_BASE_URL": env.get("UMPASS_DEMO_BASE_URL", base_url + "/demo").rstrip("/"),
+                "ACTIVATION_ISSUER": base_url + "/oidc",
+                "ACTIVATION_BACKCHANNEL": backchannel + "/oidc",
+                "BROKER_CLIENT_ID": env.get("UMPASS_BROKER_CLIENT_ID", "") or "keycloak-broker",
+                "BROKER_CLIENT_SECRET": env["UMPASS_BROKER_CLIENT_SECRET"],
             },
             fast_hash=fast_hash,
         )
@@ -167,6 +179,7 @@ class RealmApplier:
         self.apply_realm_settings()
         self.apply_user_profile()
         self.apply_clients()
+        self.apply_flows_and_identity_provider()
         self.apply_service_account_roles()
         return self.changes
 
@@ -229,6 +242,56 @@ class RealmApplier:
                 continue
             if not _covers(current, desired) and self._change(f"client {client_id}"):
                 self.admin.update_client(current["id"], desired)
+
+    def apply_flows_and_identity_provider(self) -> None:
+        """Flows first (new copies beside the old), then bindings and the identity
+        provider point at them, and only then are superseded copies deleted."""
+        builder = FlowBuilder(self.admin, self.options.realm)
+        realm = self.admin.get_realm(self.options.realm)
+        resolved: dict[str, str] = {}
+        superseded: list[str] = []
+        for desired in desired_flows():
+            name = desired["alias"]
+            existing = builder.candidates(name)
+            keep = next((a for a in existing if builder.matches(a, desired)), None)
+            if keep is None:
+                keep = builder.build(desired) if self._change(f"build flow {name}") else name
+            resolved[name] = keep
+            superseded += [a for a in existing if a != keep]
+            bind = desired.get("bind")
+            if bind and realm.get(bind) != keep and self._change(f"bind {bind} to {name}"):
+                self.admin.update_realm(self.options.realm, {bind: keep})
+        self.apply_identity_provider(resolved)
+        for alias in superseded:
+            if self._change(f"delete superseded flow {alias}"):
+                builder.delete(alias)
+
+    def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
+        desired = _load("identity-provider.json", self.options.variables)
+        wanted_flow = desired["firstBrokerLoginFlowAlias"]
+        desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
+        path = f"admin/realms/{self.options.realm}/identity-provider/instances"
+        response = self.admin.connection.raw_get(f"{path}/{desired['alias']}")
+        if response.status_code == 404:
+            if self._change(f"create identity provider {desired['alias']}"):
+                self._write(self.admin.connection.raw_post(path, data=json.dumps(desired)))
+            return
+        current = response.json()
+        # Keycloak never shows a stored secret back (it answers "**********"), so a
+        # changed secret alone is not seen as drift: rotate it by changing another key
+        # too, or in the admin console.
+        comparable = {**desired, "config": dict(desired["config"])}
+        comparable["config"].pop("clientSecret", None)
+        if not _covers(current, comparable) and self._change(
+            f"identity provider {desired['alias']}"
+        ):
+            url = f"{path}/{desired['alias']}"
+            self._write(self.admin.connection.raw_put(url, data=json.dumps(desired)))
+
+    @staticmethod
+    def _write(response: Any) -> None:
+        if response.status_code >= 300:
+            raise ApplyError(f"Keycloak refused the identity provider: {response.text[:300]}")
 
     def apply_service_account_roles(self) -> None:
         wanted_by_client: dict[str, list[str]] = _load(
@@ -293,6 +356,8 @@ def apply_realm(options: ApplyOptions, *, dry_run: bool = False) -> list[str]:
         ) from exc
     except KeycloakError as exc:
         raise ApplyError(_refusal(exc)) from exc
+    except FlowError as exc:
+        raise ApplyError(str(exc)) from exc
 
 
 def _refusal(exc: KeycloakError) -> str:

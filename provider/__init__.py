@@ -18,6 +18,9 @@ from provider.flows.engine import FlowEngine
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
 from provider.limits import limiter
 from provider.logging_setup import configure_logging
+from provider.oidc import views as oidc_views
+from provider.oidc.server import make_server
+from provider.oidc.signing_key import load_signing_key
 from provider.services import Services, install
 
 log = logging.getLogger(__name__)
@@ -64,7 +67,7 @@ def create_app(
     )
     app.jinja_env.add_extension("jinja2.ext.do")
     i18n.install(app)
-    CSRFProtect(app)
+    csrf = CSRFProtect(app)
     limiter.init_app(app)
     security_headers.install(app)
 
@@ -73,6 +76,9 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(flow_views.bp)
+    if settings.oidc.enabled:
+        _install_oidc_provider(app, svc)
+        csrf.exempt(oidc_views.bp)  # back-channel calls from Keycloak; authorize is a GET
 
     @app.errorhandler(CSRFError)
     def csrf_error(_exc: CSRFError) -> ResponseReturnValue:
@@ -113,3 +119,13 @@ def create_app(
         return render_template("error.html", message=_("That request was too large.")), 413
 
     return app
+
+
+def _install_oidc_provider(app: Flask, svc: Services) -> None:
+    issuer = svc.settings.base_url + "/oidc"
+    server, resource = make_server(app, svc, issuer)
+    app.extensions["umpass.oidc_server"] = server
+    app.extensions["umpass.oidc_resource"] = resource
+    app.extensions["umpass.oidc_issuer"] = issuer
+    load_signing_key(svc.settings.oidc.signing_key_file)  # created now, not mid-login
+    app.register_blueprint(oidc_views.bp)

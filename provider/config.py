@@ -44,6 +44,20 @@ class DeliverySettings:
 
 
 @dataclass(frozen=True)
+class OidcSettings:
+    """The service as the realm's activation identity provider; off without a secret."""
+
+    broker_client_id: str = "keycloak-broker"
+    broker_client_secret: str = field(default="", repr=False)
+    broker_redirect_uri: str = ""
+    signing_key_file: str = "var/oidc-signing-key.pem"
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.broker_client_secret)
+
+
+@dataclass(frozen=True)
 class Settings:
     keycloak: KeycloakSettings
     database_url: str
@@ -61,6 +75,7 @@ class Settings:
     trusted_proxies: int = 0
     send_limit: str = "20 per hour"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
+    oidc: OidcSettings = field(default_factory=OidcSettings)
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -164,6 +179,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         send_limit=env.get("UMPASS_SEND_LIMIT", "").strip() or "20 per hour",
         log_format=log_format,
         testing=testing,
+        oidc=_oidc(env, keycloak),
+    )
+
+
+def _oidc(env: Mapping[str, str], keycloak: KeycloakSettings) -> OidcSettings:
+    secret = env.get("UMPASS_BROKER_CLIENT_SECRET", "").strip()
+    if secret and len(secret) < 24:
+        raise ConfigError("UMPASS_BROKER_CLIENT_SECRET must be at least 24 characters")
+    alias = env.get("UMPASS_BROKER_ALIAS", "").strip() or "umpass-activation"
+    default_redirect = f"{keycloak.url}/realms/{keycloak.realm}/broker/{alias}/endpoint"
+    return OidcSettings(
+        broker_client_id=env.get("UMPASS_BROKER_CLIENT_ID", "").strip() or "keycloak-broker",
+        broker_client_secret=secret,
+        # Exactly the URI Keycloak sends; set it when browsers reach Keycloak by
+        # another name than UMPASS_KEYCLOAK_URL.
+        broker_redirect_uri=_http_url(env, "UMPASS_BROKER_REDIRECT_URI", default_redirect),
+        signing_key_file=env.get("UMPASS_OIDC_KEY_FILE", "").strip() or "var/oidc-signing-key.pem",
     )
 
 

@@ -19,6 +19,8 @@ class Purpose(StrEnum):
     CONTACT = "contact"
     CONTACT_CODE = "contact-code"
     FLOW_ID = "flow-id"
+    OIDC_CODE = "oidc-code"
+    OIDC_TOKEN = "oidc-token"  # noqa: S105 - a label, not a secret
 
 
 class KeyedHasher:

@@ -49,6 +49,8 @@ class RealmUnderTest:
 
     def env(self, server: KeycloakUnderTest, **extra: str) -> dict[str, str]:
         return {
+            "UMPASS_BASE_URL": self.options.variables["ACTIVATION_ISSUER"].removesuffix("/oidc"),
+            "UMPASS_BROKER_CLIENT_SECRET": self.options.variables["BROKER_CLIENT_SECRET"],
             "UMPASS_KEYCLOAK_URL": server.url,
             "UMPASS_REALM": self.name,
             "UMPASS_KC_CLIENT_ID": "umpass-activation",
@@ -92,7 +94,14 @@ def keycloak_server() -> Iterator[KeycloakUnderTest]:
 
 
 @pytest.fixture(scope="session")
-def realm(keycloak_server: KeycloakUnderTest) -> Iterator[RealmUnderTest]:
+def service_port() -> int:
+    """Where browser tests serve the app: fixed before the realm is applied, because the
+    realm's identity provider points at it."""
+    return kc_server.free_port()
+
+
+@pytest.fixture(scope="session")
+def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[RealmUnderTest]:
     name = f"umpass-t{secrets.token_hex(3)}"
     options = ApplyOptions.from_env(
         {
@@ -103,6 +112,8 @@ def realm(keycloak_server: KeycloakUnderTest) -> Iterator[RealmUnderTest]:
             "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
             "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
+            "UMPASS_BASE_URL": f"http://127.0.0.1:{service_port}",
+            "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
     )
@@ -157,6 +168,7 @@ def settings(
             UMPASS_SMTP_PORT=str(inbox.port),
             UMPASS_SMS_OUTBOX=str(inbox.outbox),
             UMPASS_SEND_LIMIT="10000 per hour",
+            UMPASS_OIDC_KEY_FILE=str(db_path.parent / "oidc-signing-key.pem"),
         )
     )
 

@@ -48,6 +48,8 @@ from provider.limits import (
     not_identify_post,
     send_limit,
 )
+from provider.oidc import handoff
+from provider.oidc.server import Subject
 from provider.password_policy import PasswordPolicy
 from provider.services import Services, services
 from provider.storage.models import ActivationCode, Student
@@ -109,7 +111,12 @@ def page_context(step: str) -> dict[str, object]:
         "step_count": len(STEPS),
         "title": TITLES[step],
         "user_id": _flow().user_id,
+        "sign_in_pending": handoff.pending(_flow()) and _oidc_enabled(),
     }
+
+
+def _oidc_enabled() -> bool:
+    return "umpass.oidc_server" in current_app.extensions
 
 
 def _page(step: str, status: int = 200, **context: object) -> ResponseReturnValue:
@@ -122,7 +129,38 @@ def _to_current(state: FlowState) -> ResponseReturnValue:
 
 @bp.get("/")
 def start() -> ResponseReturnValue:
+    state = _flow()
+    if _oidc_enabled():
+        with contextlib.suppress(FlowConflict):  # a parallel request moved it: look again
+            replaced = handoff.attach(engine(), state)
+            if replaced is not state:
+                g.flow = replaced
+                response = redirect(url_for("flow.step", name=replaced.step))
+                response.delete_cookie(FLOW_COOKIE, path="/activate")
+                return response
     return _to_current(_flow())
+
+
+@bp.post("/cancel")
+def cancel() -> ResponseReturnValue:
+    """ "Return to sign-in": tell Keycloak the student stopped (OAuth access_denied)."""
+    state = _flow()
+    params = _take_sign_in(state)
+    if params is None or not _oidc_enabled():
+        return _to_current(state)
+    return handoff.answer(params, None)
+
+
+def _take_sign_in(state: FlowState) -> dict[str, str] | None:
+    """Remove the waiting sign-in request from this browser, exactly once."""
+    params = state.data.pop(handoff.FLOW_KEY, None)
+    if params is not None:
+        try:
+            engine().save(state)
+        except FlowConflict:
+            return None  # another request took it
+        return params
+    return handoff.take_from_session()
 
 
 @bp.route("/<name>", methods=["GET", "POST"])
@@ -175,7 +213,9 @@ def _identify(state: FlowState) -> ResponseReturnValue:
             form=form,
             failure=_("We could not match those details. Check each one and try again."),
         )
-    # Identified: a new flow id and a new session, so nothing from before carries over.
+    # Identified: a new flow id and a new session, so nothing from before carries over
+    # but a waiting sign-in request (where to answer, never who).
+    sign_in = handoff.take_from_session()
     session.clear()
     state.data = {
         "code_id": who.code_id,
@@ -188,6 +228,8 @@ def _identify(state: FlowState) -> ResponseReturnValue:
         },
         "hints": [w for w in (who.first_name, who.last_name, who.email_local) if w],
     }
+    if sign_in:
+        state.data[handoff.FLOW_KEY] = sign_in
     g.flow = engine().start_identified(state, user_id=who.user_id, step="policies")
     log.info("student identified", extra={"flow_step": "identify", "outcome": "ok"})
     return _to_current(g.flow)
@@ -289,6 +331,9 @@ def _password(state: FlowState) -> ResponseReturnValue:
                 "We are already activating your account. Wait a moment, then reload this page."
             )
         except activation.ActivationImpossible:
+            sign_in = _take_sign_in(state) if _oidc_enabled() else None
+            if sign_in is not None:
+                return handoff.answer(sign_in, None)  # Keycloak tells them what to do
             failure = _(
                 "This activation cannot be completed. Ask the IT help desk for a new "
                 "activation code."
@@ -344,6 +389,14 @@ def password_strength() -> ResponseReturnValue:
 
 
 def _done(state: FlowState) -> ResponseReturnValue:
+    # The one place an identity is asserted: this browser's flow has just activated
+    # its own account, and a sign-in was waiting for it.
+    if _oidc_enabled() and state.data.get("activated") and state.data.get(handoff.FLOW_KEY):
+        params = _take_sign_in(state)
+        if params is not None:
+            subject = Subject(keycloak_id=state.data["keycloak_id"], username=state.user_id or "")
+            audit.record_now(_svc().sessions, audit.STUDENT, "sign_in.asserted", state.user_id)
+            return handoff.answer(params, subject)
     return _page("done", sso_url=_svc().settings.after_activation_url)
 
 

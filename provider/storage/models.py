@@ -156,3 +156,37 @@ class ContactSend(Base):
     contact_hash: Mapped[str] = mapped_column(String(64))
     flow_key: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class OidcAuthorizationCode(Base):
+    """A code this service issued to the realm's broker: single use, short-lived, and
+    stored only as its HMAC."""
+
+    __tablename__ = "oidc_authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    keycloak_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(64))
+    redirect_uri: Mapped[str] = mapped_column(String(512))
+    scope: Mapped[str] = mapped_column(String(256))
+    nonce: Mapped[str | None] = mapped_column(String(256))
+    code_challenge: Mapped[str | None] = mapped_column(String(128))
+    code_challenge_method: Mapped[str | None] = mapped_column(String(16))
+    auth_time: Mapped[int] = mapped_column(Integer)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    used_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class OidcAccessToken(Base):
+    """An access token for the userinfo endpoint, stored only as its HMAC."""
+
+    __tablename__ = "oidc_access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), index=True)  # revoked if it is replayed
+    client_id: Mapped[str] = mapped_column(String(64))
+    keycloak_id: Mapped[str] = mapped_column(String(64))
+    username: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -24,8 +24,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def live_url(app: Flask) -> Iterator[str]:
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+def live_url(app: Flask, service_port: int) -> Iterator[str]:
+    server = make_server("127.0.0.1", service_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -1,0 +1,101 @@
+"""Carrying Keycloak's authorization request through the activation flow and back.
+
+The broker's request is validated at /oidc/authorize and kept in the signed session
+cookie until the student is identified, then in the flow's server-side state. An
+answer naming an account is issued at one point only: the "done" step of a flow whose
+activation has just succeeded, for that flow's account, once (the request is removed
+from the flow with compare-and-set before the code is made). A request that arrives
+after a flow has finished starts a fresh flow: an earlier student's activation on a
+shared computer is never asserted for the next one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from flask import current_app, session
+from flask.typing import ResponseReturnValue
+
+from provider.flows.engine import FlowEngine, FlowState
+from provider.oidc.server import Subject
+
+SESSION_KEY = "umpass_oidc_request"
+FLOW_KEY = "oidc_request"
+# What an authorization request may carry through the flow, and how long each may be.
+PARAMS = {
+    "response_type": 16,
+    "client_id": 64,
+    "redirect_uri": 512,
+    "scope": 256,
+    "state": 2048,
+    "nonce": 256,
+    "code_challenge": 128,
+    "code_challenge_method": 16,
+}
+
+
+class StoredAuthorizationRequest(OAuth2Request):
+    """A validated authorization request, replayed to authlib when it is answered."""
+
+    def __init__(self, params: dict[str, str], issuer: str) -> None:
+        super().__init__("GET", f"{issuer}/authorize?{urlencode(params)}")
+        self.payload = BasicOAuth2Payload(params)
+        self._args = params
+
+    @property
+    def args(self) -> dict[str, str]:
+        return self._args
+
+
+def server() -> AuthorizationServer:
+    return current_app.extensions["umpass.oidc_server"]
+
+
+def issuer() -> str:
+    return current_app.extensions["umpass.oidc_issuer"]
+
+
+def params_of(args: Any) -> dict[str, str]:
+    return {k: str(args[k])[:limit] for k, limit in PARAMS.items() if args.get(k)}
+
+
+def remember(params: dict[str, str]) -> None:
+    """Hold a validated request until the browser reaches the flow (newest wins)."""
+    session[SESSION_KEY] = params
+
+
+def take_from_session() -> dict[str, str] | None:
+    return session.pop(SESSION_KEY, None)
+
+
+def pending(state: FlowState | None) -> bool:
+    """Is a sign-in waiting for this browser's activation?"""
+    return SESSION_KEY in session or bool(state and state.data.get(FLOW_KEY))
+
+
+def attach(engine: FlowEngine, state: FlowState) -> FlowState:
+    """Move a request held in the session into the flow; a finished flow starts over."""
+    if SESSION_KEY not in session:
+        return state
+    if state.step == engine.steps[-1]:
+        engine.finish(state)
+        return engine.load_or_start(None)
+    if state.flow_id is not None:
+        state.data[FLOW_KEY] = take_from_session()
+        engine.save(state)
+    return state
+
+
+def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnValue:
+    """Redirect to the broker: a code for `subject`, or access_denied when None.
+
+    The caller has already removed `params` from where they were kept, so each request
+    is answered once."""
+    request = StoredAuthorizationRequest(params, issuer())
+    auth = server()
+    grant = auth.get_authorization_grant(request)
+    return auth.create_authorization_response(request=request, grant_user=subject, grant=grant)

@@ -1,0 +1,221 @@
+"""The service as the realm's activation identity provider, at the protocol level.
+
+Keycloak's side is in tests/browser/test_first_sign_in.py; here the broker's requests
+are made by hand, so every refusal can be aimed at exactly one rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import stat
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from provider.config import Settings
+from provider.services import Services
+from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
+from tests.support.inbox import Inbox
+from tests.support.students import enrol_student
+
+PASSWORD = "lantern orchard velvet 2031"
+
+
+def _pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
+    return verifier, challenge.rstrip(b"=").decode()
+
+
+class Broker:
+    """Plays Keycloak's broker against the provider: authorize, then token."""
+
+    def __init__(self, client: FlaskClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.verifier, challenge = _pkce()
+        self.params = {
+            "response_type": "code",
+            "client_id": settings.oidc.broker_client_id,
+            "redirect_uri": settings.oidc.broker_redirect_uri,
+            "scope": "openid",
+            "state": secrets.token_urlsafe(16),
+            "nonce": secrets.token_urlsafe(16),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+        }
+
+    def authorize(self, **changes: str | None):  # noqa: ANN201 - a test response
+        params = {k: v for k, v in {**self.params, **changes}.items() if v is not None}
+        return self.client.get("/oidc/authorize", query_string=params)
+
+    def token(self, code: str, **changes: str):  # noqa: ANN201
+        data = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self.settings.oidc.broker_redirect_uri,
+            "client_id": self.settings.oidc.broker_client_id,
+            "client_secret": self.settings.oidc.broker_client_secret,
+            "code_verifier": self.verifier,
+            **changes,
+        }
+        return self.client.post("/oidc/token", data=data)
+
+
+@pytest.fixture
+def student(services: Services) -> StudentDetails:
+    return enrol_student(services, "o")
+
+
+def _activate_with_sign_in_waiting(
+    app: Flask, settings: Settings, inbox: Inbox, who: StudentDetails
+) -> tuple[Broker, FlowClient, str]:
+    """A broker request, then the whole activation; returns the answer's Location."""
+    client = app.test_client()
+    broker = Broker(client, settings)
+    sent = broker.authorize()
+    assert sent.status_code == 302 and sent.headers["Location"].endswith("/activate/")
+    flow = FlowClient(client, inbox)
+    assert flow.page("").status_code == 302  # the request joins this browser
+    flow.to_password_step(who)
+    assert flow.set_password(PASSWORD).headers["Location"].endswith("/activate/done")
+    answer = flow.page("done")
+    assert answer.status_code == 302
+    return broker, flow, answer.headers["Location"]
+
+
+def _code_from(location: str, settings: Settings, state: str) -> str:
+    assert location.startswith(settings.oidc.broker_redirect_uri + "?")
+    query = parse_qs(urlparse(location).query)
+    assert query["state"] == [state]
+    return query["code"][0]
+
+
+def test_discovery_and_a_persisted_signing_key(client: FlaskClient, settings: Settings) -> None:
+    doc = client.get("/oidc/.well-known/openid-configuration").get_json()
+    issuer = settings.base_url + "/oidc"
+    assert doc["issuer"] == issuer
+    assert doc["authorization_endpoint"] == issuer + "/authorize"
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+    keys = client.get("/oidc/jwks").get_json()["keys"]
+    assert len(keys) == 1 and keys[0]["kty"] == "RSA" and "d" not in keys[0]
+    key_file = Path(settings.oidc.signing_key_file)
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_identity_only_after_activation_then_the_code_is_spent(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails, services: Services
+) -> None:
+    broker, flow, location = _activate_with_sign_in_waiting(app, settings, inbox, student)
+    code = _code_from(location, settings, broker.params["state"])
+
+    tokens = broker.token(code)
+    assert tokens.status_code == 200, tokens.get_data(as_text=True)
+    body = tokens.get_json()
+    jwks = KeySet.import_key_set(flow.client.get("/oidc/jwks").get_json())
+    claims = jwt.decode(body["id_token"], jwks, algorithms=["RS256"]).claims
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None
+    assert claims["iss"] == settings.base_url + "/oidc"
+    assert claims["aud"] == [settings.oidc.broker_client_id]
+    assert claims["nonce"] == broker.params["nonce"]
+    assert claims["sub"] == user.id
+    assert claims["preferred_username"] == student.user_id
+    assert "email" not in claims  # Keycloak links by username only
+
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    info = flow.client.get("/oidc/userinfo", headers=bearer)
+    assert info.get_json() == {"sub": user.id, "preferred_username": student.user_id}
+
+    replay = broker.token(code)
+    assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
+    # The replay revoked what the first use bought.
+    assert flow.client.get("/oidc/userinfo", headers=bearer).status_code == 401
+
+    # The done page, reloaded, asserts nothing more.
+    again = flow.page("done")
+    assert again.status_code == 200 and b"Your account is active" in again.data
+
+
+def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    _, flow, _ = _activate_with_sign_in_waiting(app, settings, inbox, student)
+    next_sign_in = Broker(flow.client, settings)
+    assert next_sign_in.authorize().status_code == 302
+    fresh = flow.page("")
+    assert fresh.headers["Location"].endswith("/activate/identify")  # a new flow
+    assert flow.page("done").headers["Location"].endswith("/activate/identify")
+
+
+def test_refused_requests_never_redirect_anywhere_else(
+    client: FlaskClient, settings: Settings
+) -> None:
+    broker = Broker(client, settings)
+    for changes in (
+        {"redirect_uri": "https://evil.example/cb"},
+        {"redirect_uri": settings.oidc.broker_redirect_uri + "/"},
+        {"client_id": "someone-else"},
+        {"state": None},
+    ):
+        response = broker.authorize(**changes)
+        assert response.status_code == 400, changes
+        assert "Location" not in response.headers
+        assert b"This sign-in link is not valid" in response.data
+    # A request that is wrong but names our client and its URI is answered there.
+    wrong_type = broker.authorize(response_type="token")
+    assert wrong_type.headers["Location"].startswith(settings.oidc.broker_redirect_uri)
+    assert "error=unsupported_response_type" in wrong_type.headers["Location"]
+    no_nonce = broker.authorize(nonce=None)
+    assert "error=invalid_request" in no_nonce.headers["Location"]
+
+
+def test_token_endpoint_refusals(
+    app: Flask, settings: Settings, inbox: Inbox, services: Services
+) -> None:
+    forged = Broker(app.test_client(), settings).token(secrets.token_urlsafe(36))
+    assert forged.status_code == 400 and forged.get_json()["error"] == "invalid_grant"
+
+    who = enrol_student(services, "o")
+    broker, _, location = _activate_with_sign_in_waiting(app, settings, inbox, who)
+    code = _code_from(location, settings, broker.params["state"])
+    bad_secret = broker.token(code, client_secret="x" * 32)
+    assert bad_secret.status_code == 401 and bad_secret.get_json()["error"] == "invalid_client"
+    wrong_verifier = broker.token(code, code_verifier=_pkce()[0])
+    assert wrong_verifier.get_json()["error"] == "invalid_grant"
+    # Any failed use spends the code: the right request afterwards is refused too.
+    assert broker.token(code).get_json()["error"] == "invalid_grant"
+
+    who = enrol_student(services, "o")
+    broker, _, location = _activate_with_sign_in_waiting(app, settings, inbox, who)
+    code = _code_from(location, settings, broker.params["state"])
+    elsewhere = broker.token(code, redirect_uri=settings.oidc.broker_redirect_uri + "x")
+    assert elsewhere.get_json()["error"] == "invalid_grant"
+
+
+def test_stop_and_return_answers_access_denied(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    client = app.test_client()
+    broker = Broker(client, settings)
+    broker.authorize()
+    flow = FlowClient(client, inbox)
+    page = client.get("/activate/identify")
+    assert b"Stop and return to the sign-in page" in page.data
+    assert flow.identify(student).status_code == 302
+    token = csrf_token(client.get("/activate/policies"))
+    answer = client.post("/activate/cancel", data={"csrf_token": token})
+    location = answer.headers["Location"]
+    assert location.startswith(settings.oidc.broker_redirect_uri)
+    query = parse_qs(urlparse(location).query)
+    assert query["error"] == ["access_denied"] and query["state"] == [broker.params["state"]]
+    assert "code" not in query
+    # Once answered, the button is gone and the flow carries on on its own.
+    assert b"Stop and return" not in client.get("/activate/policies").data
