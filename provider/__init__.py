@@ -40,6 +40,7 @@ def create_app(
         SECRET_KEY=settings.secret_key,
         TESTING=settings.testing,
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SESSION_COOKIE_NAME="umpass_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=secure,

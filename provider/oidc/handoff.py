@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
-from flask import current_app, session
+from flask import current_app, render_template, session
 from flask.typing import ResponseReturnValue
 
 from provider.flows.engine import FlowEngine, FlowState
@@ -91,11 +91,18 @@ def attach(engine: FlowEngine, state: FlowState) -> FlowState:
 
 
 def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnValue:
-    """Redirect to the broker: a code for `subject`, or access_denied when None.
+    """Send the browser to the broker: a code for `subject`, or access_denied when None.
 
     The caller has already removed `params` from where they were kept, so each request
-    is answered once."""
+    is answered once. The answer is a page that moves on by itself (meta refresh, no
+    script) rather than a redirect: the last form submit would otherwise carry a
+    redirect chain through Keycloak to the campus app, which the pages' CSP
+    `form-action 'self'` rightly stops."""
     request = StoredAuthorizationRequest(params, issuer())
     auth = server()
     grant = auth.get_authorization_grant(request)
-    return auth.create_authorization_response(request=request, grant_user=subject, grant=grant)
+    response = auth.create_authorization_response(request=request, grant_user=subject, grant=grant)
+    location = response.headers.get("Location")
+    if response.status_code != 302 or not location:
+        return response
+    return render_template("flow/return.html", url=location, signed_in=subject is not None)

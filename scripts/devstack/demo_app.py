@@ -37,6 +37,8 @@ dt{font-weight:700}</style></head><body>
 def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Flask:
     app = Flask(__name__)
     app.secret_key = secrets.token_urlsafe(32)
+    # Cookies ignore ports: on one host the service's "session" cookie would replace ours.
+    app.config["SESSION_COOKIE_NAME"] = "umpass_demo_session"
     oauth = OAuth(app)
     oauth.register(
         "umpass",

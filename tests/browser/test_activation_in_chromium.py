@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
+from tests.browser.sso import enter_password, enter_username
 from tests.support.inbox import Inbox
 from tests.support.students import enrol_student
 
@@ -119,9 +120,8 @@ def test_student_activates_without_javascript_then_signs_in(
     page.goto(sso_url)
     page.wait_for_selector("#username")
     shots.take(page, "keycloak-sign-in")
-    page.fill("#username", user_id)
-    page.fill("#password", PASSWORD)
-    page.click("#kc-login")
+    enter_username(page, user_id)
+    enter_password(page, PASSWORD)
     page.wait_for_url(lambda url: "/account" in url and "login-actions" not in url)
     # The account console greets the student by name (in a menu, hidden on phones).
     page.get_by_text("Sam Leong").first.wait_for(state="attached", timeout=30_000)

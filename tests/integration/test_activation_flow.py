@@ -49,14 +49,14 @@ def test_whole_flow_activates_and_the_password_signs_in(
     assert "Step 1 of 5" in page
     # Nothing is stored for an anonymous visitor: no flow cookie yet.
     assert flow.client.get_cookie("umpass_flow", path="/activate") is None
-    session_before = flow.client.get_cookie("session")
+    session_before = flow.client.get_cookie("umpass_session")
     assert session_before is not None
 
     assert flow.identify(student).location.endswith("/activate/policies")
     cookie = flow.client.get_cookie("umpass_flow", path="/activate")
     assert cookie is not None and len(cookie.value) >= 32  # 192 random bits
     assert cookie.http_only and cookie.same_site == "Lax"
-    session_after = flow.client.get_cookie("session")
+    session_after = flow.client.get_cookie("umpass_session")
     assert session_after is None or session_after.value != session_before.value  # renewed
     assert "Step 2 of 5" in flow.page("policies").get_data(as_text=True)
     assert flow.accept_policies().location.endswith("/activate/contacts")

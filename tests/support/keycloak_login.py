@@ -1,7 +1,7 @@
 """A real sign-in at Keycloak's login page, the way a browser does it, without a browser.
 
 Authorization-code flow with PKCE against a public client: load the login form, post
-the username and password to the form's action, and exchange the code. Used to prove
+the username, then the password, to each form's action, and exchange the code. Used to prove
 that a password the gateway set really works (and is not temporary).
 """
 
@@ -26,6 +26,7 @@ class LoginResult:
     tokens: dict | None = None
     page: str = ""
     required_action: bool = False
+    location: str = ""  # where Keycloak sent the browser instead (e.g. to activation)
 
 
 def sign_in(
@@ -53,14 +54,11 @@ def sign_in(
     # 127.0.0.1 as a secure context and send them, requests does not unless told.
     for cookie in session.cookies:
         cookie.secure = False
-    match = _FORM_ACTION.search(page.text)
-    assert match, "Keycloak did not show its login form"
-    answer = session.post(
-        html.unescape(match.group(1)),
-        data={"username": username, "password": password, "credentialId": ""},
-        allow_redirects=False,
-        timeout=30,
-    )
+    # The realm's browser flow asks for the username first, then (for accounts that are
+    # not pending) the password on a page of its own.
+    answer = _post_form(session, page.text, {"username": username})
+    if answer.status_code == 200 and 'name="password"' in answer.text:
+        answer = _post_form(session, answer.text, {"password": password, "credentialId": ""})
     location = answer.headers.get("Location", "")
     if answer.status_code != 302 or not location.startswith(redirect_uri):
         # A 200 is the form again (wrong password) or a required action (e.g. a temporary
@@ -68,7 +66,7 @@ def sign_in(
         required = (
             "login-actions/required-action" in answer.text or "UPDATE_PASSWORD" in answer.text
         )
-        return LoginResult(ok=False, page=answer.text, required_action=required)
+        return LoginResult(ok=False, page=answer.text, required_action=required, location=location)
     code = parse_qs(urlparse(location).query)["code"][0]
     tokens = session.post(
         f"{base}/token",
@@ -83,3 +81,9 @@ def sign_in(
     )
     tokens.raise_for_status()
     return LoginResult(ok=True, tokens=tokens.json())
+
+
+def _post_form(session: requests.Session, page: str, data: dict[str, str]) -> requests.Response:
+    match = _FORM_ACTION.search(page)
+    assert match, "Keycloak did not show its login form"
+    return session.post(html.unescape(match.group(1)), data=data, allow_redirects=False, timeout=30)

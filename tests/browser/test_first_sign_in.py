@@ -1,0 +1,198 @@
+"""First sign-in in real Chromium against the real Keycloak: a pending student who signs
+in to a campus app is sent through activation and comes back signed in as themselves.
+
+Screenshots of every page go to artifacts/browser/first-sign-in/.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from urllib.parse import parse_qs, urlparse
+
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from provider.keycloak import ACCEPTED_POLICIES
+from provider.services import Services
+from tests.browser.sso import enter_password, enter_username
+from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots, prove_contacts
+from tests.support.flow_client import StudentDetails
+from tests.support.inbox import Inbox
+from tests.support.students import enrol_student
+
+BROKER_ENDPOINT = "/broker/umpass-activation/endpoint"
+VIEWPORT = {"width": 360, "height": 740}
+
+
+class Journey:
+    """One browser's trip; remembers every URL it visited and the broker's answer."""
+
+    def __init__(self, context: BrowserContext, shots: Shots) -> None:
+        self.context = context
+        self.page = context.new_page()
+        self.shots = shots
+        self.visited: list[str] = []
+        self.page.on(
+            "request", lambda r: self.visited.append(r.url) if r.is_navigation_request() else None
+        )
+
+    def open_demo(self, demo_url: str) -> Page:
+        self.page.goto(f"{demo_url}/")
+        self.page.get_by_role("link", name="Sign in with UMPASS").click()
+        return self.page
+
+    def broker_answers(self) -> list[str]:
+        return [u for u in self.visited if BROKER_ENDPOINT in u]
+
+    def went_to_activation(self, live_url: str) -> bool:
+        return any(
+            u.startswith(f"{live_url}/activate") or u.startswith(f"{live_url}/oidc")
+            for u in self.visited
+        )
+
+
+def _identify(page: Page, who: StudentDetails) -> None:
+    page.get_by_label("User ID").fill(who.user_id)
+    page.get_by_label("Activation code").fill(who.code)
+    page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+    page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
+    page.get_by_role("button", name="Continue").click()
+
+
+def _activate(page: Page, who: StudentDetails, inbox: Inbox, shots: Shots | None) -> None:
+    """From the identify page to the moment the password is submitted."""
+    _identify(page, who)
+    expect(page.locator(".caption")).to_have_text("Step 2 of 5")
+    if shots:
+        shots.take(page, "policies")
+    for box in page.get_by_role("checkbox").all():
+        box.check()
+    page.get_by_role("button", name="Accept and continue").click()
+    if shots:
+        shots.take(page, "contacts")
+    prove_contacts(page, inbox, who.email, who.phone, shots)
+    if shots:
+        shots.take(page, "password")
+    page.get_by_label("New password").fill(PASSWORD)
+    page.get_by_label("Type it again").fill(PASSWORD)
+    page.get_by_role("button", name="Activate my account").click()
+
+
+def test_pending_student_is_activated_and_lands_signed_in(
+    browser: Browser, demo_url: str, live_url: str, services: Services, inbox: Inbox
+) -> None:
+    who = enrol_student(
+        services, "f", first_name="Mei", last_name="Ho", date_of_birth=date(2007, 1, 9)
+    )
+    shots = Shots(ARTIFACTS / "first-sign-in")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
+    page = trip.open_demo(demo_url)
+    page.wait_for_selector("#username")
+    shots.take(page, "keycloak-username")
+    enter_username(page, who.user_id)
+
+    # Keycloak sends the pending account to activation, never to a password form.
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.get_by_text("Your account is not active yet")).to_be_visible()
+    expect(page.get_by_role("button", name="Stop and return to the sign-in page")).to_be_visible()
+    shots.take(page, "identify-from-sign-in")
+    _activate(page, who, inbox, shots)
+
+    # Back at the demo app, signed in as this student, without typing the password again.
+    page.wait_for_url(f"{demo_url}/**")
+    expect(page.locator("#who")).to_contain_text(who.user_id)
+    expect(page.locator("#state")).to_have_text("active")
+    shots.take(page, "demo-signed-in-after-activation")
+    answers = trip.broker_answers()
+    assert len(answers) == 1 and "code=" in answers[0]
+    trip.context.close()
+
+    # A new browser: username, then the new password; activation is never seen.
+    again = Journey(browser.new_context(viewport=VIEWPORT), shots)
+    page = again.open_demo(demo_url)
+    enter_username(page, who.user_id)
+    page.wait_for_selector("#password")
+    shots.take(page, "keycloak-password")
+    enter_password(page, PASSWORD)
+    expect(page.locator("#who")).to_contain_text(who.user_id)
+    assert not again.went_to_activation(live_url)
+    assert not again.broker_answers()
+
+    # The broker's answer from the first trip, replayed in this browser, is refused,
+    # and so is a forged one; neither signs anybody in.
+    replayed = page.goto(answers[0])
+    assert replayed is not None and replayed.status >= 400
+    shots.take(page, "replayed-code-refused")
+    state = parse_qs(urlparse(answers[0]).query)["state"][0]
+    base = answers[0].split("?")[0]
+    forged = page.goto(f"{base}?code=forged-{who.user_id}&state={state}")
+    assert forged is not None and forged.status >= 400
+    again.context.close()
+
+
+def test_active_student_is_never_sent_to_activation(
+    browser: Browser, demo_url: str, live_url: str, services: Services
+) -> None:
+    who = enrol_student(services, "g")
+    user = services.keycloak.find_user(who.user_id)
+    assert user is not None
+    assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    trip = Journey(browser.new_context(viewport=VIEWPORT), Shots(ARTIFACTS / "first-sign-in"))
+    page = trip.open_demo(demo_url)
+    enter_username(page, who.user_id)
+    enter_password(page, PASSWORD)
+    expect(page.locator("#who")).to_contain_text(who.user_id)
+    assert not trip.went_to_activation(live_url)
+    trip.context.close()
+
+
+def test_activation_of_a_never_ends_signed_in_as_b(
+    browser: Browser, demo_url: str, live_url: str, services: Services, inbox: Inbox
+) -> None:
+    a = enrol_student(services, "a")
+    b = enrol_student(services, "b")
+    shots = Shots(ARTIFACTS / "first-sign-in-a-b")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
+
+    # B's username at Keycloak, then A's own details at activation: the session is A's,
+    # the one who proved who they are, and B is left untouched.
+    page = trip.open_demo(demo_url)
+    enter_username(page, b.user_id)
+    page.wait_for_url(f"{live_url}/activate/identify")
+    _activate(page, a, inbox, None)
+    page.wait_for_url(f"{demo_url}/**")
+    expect(page.locator("#who")).to_contain_text(a.user_id)
+    assert b.user_id not in page.locator("#who").inner_text()
+    b_user = services.keycloak.find_user(b.user_id)
+    assert b_user is not None and b_user.activation_state == "pending"
+
+    # Same browser, signed out of Keycloak and the app (a shared computer): B tries to
+    # sign in. A's finished activation flow is still there, but it is not asserted
+    # again: B gets a fresh start.
+    service_cookies = ("umpass_session", "umpass_flow")
+    keep = [c for c in trip.context.cookies() if c["name"] in service_cookies]
+    assert any(c["name"] == "umpass_flow" for c in keep)
+    trip.context.clear_cookies()
+    trip.context.add_cookies(keep)  # type: ignore[arg-type]
+    page = trip.open_demo(demo_url)
+    enter_username(page, b.user_id)
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.locator(".caption")).to_have_text("Step 1 of 5")
+    shots.take(page, "next-student-starts-afresh")
+    assert len(trip.broker_answers()) == 1  # only A's
+    trip.context.close()
+
+
+def test_stop_and_return_shows_keycloak_guidance(
+    browser: Browser, demo_url: str, live_url: str, services: Services
+) -> None:
+    who = enrol_student(services, "s")
+    shots = Shots(ARTIFACTS / "first-sign-in-stop")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
+    page = trip.open_demo(demo_url)
+    enter_username(page, who.user_id)
+    page.wait_for_url(f"{live_url}/activate/identify")
+    page.get_by_role("button", name="Stop and return to the sign-in page").click()
+    page.wait_for_url(lambda url: url.startswith(demo_url) is False and "/realms/" in url)
+    shots.take(page, "keycloak-after-stop")
+    assert "error=access_denied" in trip.broker_answers()[0]
+    trip.context.close()
