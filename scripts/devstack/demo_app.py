@@ -12,7 +12,7 @@ import os
 import secrets
 import sys
 
-from authlib.integrations.flask_client import OAuth
+from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Blueprint, Flask, redirect, render_template_string, session, url_for
 from flask.typing import ResponseReturnValue
 
@@ -22,6 +22,7 @@ PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 a.button{display:inline-block;background:#1d4f91;color:#fff;padding:10px 18px;text-decoration:none}
 dt{font-weight:700}</style></head><body>
 <h1>Campus demo app</h1>
+{% if failed %}<p id="failed" role="alert">Sign-in did not complete. Try again.</p>{% endif %}
 {% if user %}
   <p id="who">Signed in as <strong>{{ user.preferred_username }}</strong></p>
   <dl><dt>Name</dt><dd>{{ user.name }}</dd><dt>Email</dt><dd>{{ user.email }}</dd>
@@ -62,7 +63,10 @@ def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Fla
 
     @bp.get("/callback")
     def callback() -> ResponseReturnValue:
-        token = oauth.umpass.authorize_access_token()
+        try:
+            token = oauth.umpass.authorize_access_token()
+        except OAuthError:  # an error from Keycloak, or a state that is not ours
+            return render_template_string(PAGE, user=None, failed=True), 400
         session["user"] = dict(token["userinfo"])
         return redirect(url_for("demo.home"))
 

@@ -66,7 +66,7 @@ def test_new_contacts_are_proven_written_and_the_old_ones_told(
     assert inbox.texts_to(student.phone) and "replaced" in inbox.texts_to(student.phone)[-1]
     code_mail = inbox.mails_to(new_email)[-1]
     assert code_mail.message["Subject"] == "Your UMPASS confirmation code"
-    assert code_mail.html and "http://127.0.0.1:5000/activate/contacts" in code_mail.text
+    assert code_mail.html and f"{services.settings.base_url}/activate/contacts" in code_mail.text
 
 
 def test_resend_is_throttled_before_the_gateway(

@@ -110,7 +110,7 @@ def test_cli_missing_credentials_is_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD, UMPASS_KC_CLIENT_SECRET, "
-        "UMPASS_KC_PROVISIONER_SECRET not set: see .env.example"
+        "UMPASS_KC_PROVISIONER_SECRET, UMPASS_BROKER_CLIENT_SECRET not set: see .env.example"
     )
 
 
@@ -121,10 +121,13 @@ def test_options_from_env_defaults_realm_name() -> None:
             "KEYCLOAK_ADMIN_PASSWORD": "b",
             "UMPASS_KC_CLIENT_SECRET": "c",
             "UMPASS_KC_PROVISIONER_SECRET": "d",
+            "UMPASS_BROKER_CLIENT_SECRET": "e",
         }
     )
     assert options.realm == "umpass"
     assert options.variables["DEMO_BASE_URL"] == "http://127.0.0.1:5000/demo"
+    assert options.variables["ACTIVATION_ISSUER"] == "http://127.0.0.1:5000/oidc"
+    assert options.variables["ACTIVATION_BACKCHANNEL"] == "http://127.0.0.1:5000/oidc"
 
 
 def test_roles_through_groups_or_realm_roles_are_removed(

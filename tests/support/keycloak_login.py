@@ -27,6 +27,7 @@ class LoginResult:
     page: str = ""
     required_action: bool = False
     location: str = ""  # where Keycloak sent the browser instead (e.g. to activation)
+    session: requests.Session | None = None  # its cookies, to follow `location`
 
 
 def sign_in(
@@ -66,7 +67,9 @@ def sign_in(
         required = (
             "login-actions/required-action" in answer.text or "UPDATE_PASSWORD" in answer.text
         )
-        return LoginResult(ok=False, page=answer.text, required_action=required, location=location)
+        return LoginResult(
+            ok=False, page=answer.text, required_action=required, location=location, session=session
+        )
     code = parse_qs(urlparse(location).query)["code"][0]
     tokens = session.post(
         f"{base}/token",

@@ -1,0 +1,149 @@
+"""The realm's browser flow and first-broker-login flow, as applied from keycloak_config/.
+
+Pending accounts go to activation and never see a password form, even when the
+identity provider is disabled; a hand edit of a flow is drift that the next apply
+repairs by building a fresh copy and swapping it in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from keycloak import KeycloakAdmin
+
+from keycloak_config.apply import apply_realm
+from keycloak_config.flows import FlowBuilder
+from provider.config import Settings
+from provider.keycloak import ACCEPTED_POLICIES
+from provider.services import Services
+from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
+from tests.support.keycloak_login import LoginResult, sign_in
+from tests.support.students import enrol_student
+
+PASSWORD = "meadow quartz lantern 2032"
+IDP = "umpass-activation"
+
+
+def _sign_in(server: KeycloakUnderTest, realm: RealmUnderTest, username: str) -> LoginResult:
+    return sign_in(
+        server.url, realm.name, "umpass-demo", f"{DEMO_REDIRECT_BASE}/callback", username, PASSWORD
+    )
+
+
+def _bound_browser_flow(admin: KeycloakAdmin, realm: RealmUnderTest) -> str:
+    return admin.get_realm(realm.name)["browserFlow"]
+
+
+def test_flows_and_identity_provider_are_applied(
+    realm: RealmUnderTest, admin: KeycloakAdmin, settings: Settings
+) -> None:
+    assert "build flow umpass browser" in realm.first_apply
+    assert f"create identity provider {IDP}" in realm.first_apply
+    assert _bound_browser_flow(admin, realm).startswith("umpass browser ")
+    idp = admin.get_idp(IDP)
+    assert idp["hideOnLogin"] is True and idp["trustEmail"] is False
+    assert idp["firstBrokerLoginFlowAlias"].startswith("umpass first broker login ")
+    config = idp["config"]
+    assert config["syncMode"] == "IMPORT"
+    assert config["pkceEnabled"] == "true" and config["validateSignature"] == "true"
+    assert config["issuer"] == settings.base_url + "/oidc"
+    builder = FlowBuilder(admin, realm.name)
+    first_broker = builder.tree(idp["firstBrokerLoginFlowAlias"])
+    assert [n["authenticator"] for n in first_broker] == [
+        "idp-detect-existing-broker-user",
+        "idp-auto-link",
+    ]
+    assert {n["requirement"] for n in first_broker} == {"REQUIRED"}
+
+
+def test_pending_student_is_sent_to_activation_with_a_full_request(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, services: Services
+) -> None:
+    who = enrol_student(services, "p")
+    result = _sign_in(keycloak_server, realm, who.user_id)
+    assert not result.ok and 'name="password"' not in result.page
+    # Keycloak's broker login, which goes on to the service's authorize endpoint.
+    assert f"/broker/{IDP}/login" in result.location
+
+
+def test_active_student_gets_the_password_form(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, services: Services
+) -> None:
+    who = enrol_student(services, "p")
+    user = services.keycloak.find_user(who.user_id)
+    assert user is not None
+    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    assert _sign_in(keycloak_server, realm, who.user_id).ok
+
+
+def test_broker_sends_what_the_provider_requires(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, services: Services
+) -> None:
+    who = enrol_student(services, "p")
+    result = _sign_in(keycloak_server, realm, who.user_id)
+    assert result.session is not None
+    hop = result.session.get(result.location, allow_redirects=False, timeout=30)
+    target = urlparse(hop.headers["Location"])
+    assert target.path == "/oidc/authorize"
+    query = {k: v[0] for k, v in parse_qs(target.query).items()}
+    assert query["client_id"] == services.settings.oidc.broker_client_id
+    assert query["redirect_uri"] == services.settings.oidc.broker_redirect_uri
+    assert query["response_type"] == "code" and "openid" in query["scope"].split()
+    assert query["state"] and query["nonce"]
+    assert query["code_challenge_method"] == "S256" and query["code_challenge"]
+
+
+@pytest.fixture
+def idp_disabled(admin: KeycloakAdmin) -> Iterator[None]:
+    rep = admin.get_idp(IDP)
+    admin.connection.raw_put(
+        f"admin/realms/{admin.connection.realm_name}/identity-provider/instances/{IDP}",
+        data=json.dumps({**rep, "enabled": False}),
+    )
+    try:
+        yield
+    finally:
+        admin.connection.raw_put(
+            f"admin/realms/{admin.connection.realm_name}/identity-provider/instances/{IDP}",
+            data=json.dumps({**rep, "enabled": True}),
+        )
+
+
+def test_disabled_identity_provider_never_lets_a_pending_account_through(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    idp_disabled: None,
+) -> None:
+    who = enrol_student(services, "p")
+    user = services.keycloak.find_user(who.user_id)
+    assert user is not None
+    # Even with a password set behind the service's back, a pending account cannot
+    # sign in: the password form is only behind "not pending".
+    services.keycloak.set_password(user.id, PASSWORD)
+    result = _sign_in(keycloak_server, realm, who.user_id)
+    assert not result.ok
+    assert 'name="password"' not in result.page
+    assert "Your account is not active yet" in result.page
+
+
+def test_hand_edited_flow_is_drift_and_is_replaced_whole(
+    realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    before = _bound_browser_flow(admin, realm)
+    flat = admin.get_authentication_flow_executions(before)
+    password_form = next(e for e in flat if e.get("providerId") == "auth-password-form")
+    admin.update_authentication_flow_executions(
+        {**password_form, "requirement": "DISABLED"}, flow_alias=before
+    )
+    assert "build flow umpass browser" in apply_realm(realm.options, dry_run=True)
+    changes = apply_realm(realm.options)
+    after = _bound_browser_flow(admin, realm)
+    assert after != before
+    assert f"delete superseded flow {before}" in changes
+    assert apply_realm(realm.options) == []
+    aliases = {f["alias"] for f in admin.get_authentication_flows()}
+    assert before not in aliases and after in aliases
