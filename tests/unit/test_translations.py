@@ -102,3 +102,26 @@ def test_language_switch_never_leaves_the_site(offline_app: Flask, target: str) 
     response = offline_app.test_client().get("/language/pt", query_string={"next": target})
     assert response.status_code == 302
     assert response.location == "/"
+
+
+THEME_MESSAGES = Path(__file__).resolve().parents[2] / "provider/themes/umpass/login/messages"
+
+
+def _properties(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text("ascii").splitlines() if "=" in line)
+    return {key.strip(): value.encode().decode("unicode_escape") for key, value in pairs}
+
+
+def test_login_theme_says_the_same_things_in_every_language() -> None:
+    files = {p.stem.removeprefix("messages_"): _properties(p) for p in THEME_MESSAGES.glob("*")}
+    assert set(files) == {"en", "zh_TW", "pt"}
+    keys = set(files["en"])
+    assert {"umpassActivationUnavailable", "identityProviderUnexpectedErrorMessage"} <= keys
+    for language, messages in files.items():
+        assert set(messages) == keys, language
+        assert all(v.strip() for v in messages.values()), language
+        # MessageFormat: a lone apostrophe would swallow the rest of the sentence.
+        assert not any("'" in v for v in messages.values()), language
+    assert (
+        files["zh_TW"]["umpassActivationUnavailable"] != files["en"]["umpassActivationUnavailable"]
+    )
