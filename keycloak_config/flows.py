@@ -82,6 +82,8 @@ class FlowBuilder:
 
     def build(self, desired: dict[str, Any]) -> str:
         """A complete new copy of `desired`; returns its alias."""
+        if len(desired.get("description", "")) > 255:  # Keycloak answers a bare 500
+            raise FlowError(f"the description of flow {desired['alias']!r} is over 255 characters")
         top = f"{desired['alias']} {secrets.token_hex(3)}"
         self._post(
             f"{self.base}/flows",

@@ -40,7 +40,7 @@ from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowSta
 from provider.flows.password import PasswordForm, strength, weakness
 from provider.flows.policies import accepted_record, current_policies
 from provider.i18n import select_locale as get_locale_name
-from provider.keycloak import PasswordRejected
+from provider.keycloak import STATE_ACTIVE, PasswordRejected
 from provider.limits import (
     identify_limit,
     limiter,
@@ -394,9 +394,13 @@ def _done(state: FlowState) -> ResponseReturnValue:
     if _oidc_enabled() and state.data.get("activated") and state.data.get(handoff.FLOW_KEY):
         params = _take_sign_in(state)
         if params is not None:
-            subject = Subject(keycloak_id=state.data["keycloak_id"], username=state.user_id or "")
+            # Keycloak links by username: assert the account's name as it is now, and
+            # only while it is active.
+            user = _svc().keycloak.get_user(state.data["keycloak_id"])
+            if user.activation_state != STATE_ACTIVE:
+                return handoff.answer(params, None)
             audit.record_now(_svc().sessions, audit.STUDENT, "sign_in.asserted", state.user_id)
-            return handoff.answer(params, subject)
+            return handoff.answer(params, Subject(keycloak_id=user.id, username=user.username))
     return _page("done", sso_url=_svc().settings.after_activation_url)
 
 

@@ -5,8 +5,8 @@ cookie until the student is identified, then in the flow's server-side state. An
 answer naming an account is issued at one point only: the "done" step of a flow whose
 activation has just succeeded, for that flow's account, once (the request is removed
 from the flow with compare-and-set before the code is made). A request that arrives
-after a flow has finished starts a fresh flow: an earlier student's activation on a
-shared computer is never asserted for the next one.
+while the browser holds an identified flow, finished or not, starts a fresh one: an
+earlier student's flow on a shared computer is never asserted for the next one.
 """
 
 from __future__ import annotations
@@ -19,11 +19,15 @@ from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import current_app, render_template, session
 from flask.typing import ResponseReturnValue
+from flask_babel import lazy_gettext as _l
 
 from provider.flows.engine import FlowEngine, FlowState
 from provider.oidc.server import Subject
 
 SESSION_KEY = "umpass_oidc_request"
+INVALID_SIGN_IN = _l(
+    "This sign-in link is not valid. Go back to the page you were signing in to and try again."
+)
 FLOW_KEY = "oidc_request"
 # What an authorization request may carry through the flow, and how long each may be.
 PARAMS = {
@@ -78,15 +82,13 @@ def pending(state: FlowState | None) -> bool:
 
 
 def attach(engine: FlowEngine, state: FlowState) -> FlowState:
-    """Move a request held in the session into the flow; a finished flow starts over."""
-    if SESSION_KEY not in session:
-        return state
-    if state.step == engine.steps[-1]:
+    """A sign-in request arriving while this browser holds an identified flow (finished
+    or not) ends that flow: on a shared computer the flow may be someone else's, and
+    only the student who identifies next may be asserted. The request waits in the
+    session until identify moves it into the new flow."""
+    if SESSION_KEY in session and state.flow_id is not None:
         engine.finish(state)
         return engine.load_or_start(None)
-    if state.flow_id is not None:
-        state.data[FLOW_KEY] = take_from_session()
-        engine.save(state)
     return state
 
 
@@ -104,5 +106,7 @@ def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnVal
     response = auth.create_authorization_response(request=request, grant_user=subject, grant=grant)
     location = response.headers.get("Location")
     if response.status_code != 302 or not location:
-        return response
+        # No longer a valid request (e.g. its nonce was used meanwhile): say so plainly,
+        # never authlib's JSON.
+        return render_template("error.html", message=INVALID_SIGN_IN), 400
     return render_template("flow/return.html", url=location, signed_in=subject is not None)

@@ -121,7 +121,7 @@ class ActivationCodeGrant(AuthorizationCodeGrant):
                     keycloak_id=subject.keycloak_id,
                     username=subject.username,
                     redirect_uri=data.get("redirect_uri") or "",
-                    scope=request.scope or "openid",
+                    scope=request.scope or "",
                     nonce=data.get("nonce"),
                     code_challenge=data.get("code_challenge"),
                     code_challenge_method=data.get("code_challenge_method"),

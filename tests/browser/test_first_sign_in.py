@@ -6,21 +6,29 @@ Screenshots of every page go to artifacts/browser/first-sign-in/.
 
 from __future__ import annotations
 
+import html
 import re
+import secrets
 from datetime import date
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode, urlparse
 
+from flask import Flask
+from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from provider.config import Settings
 from provider.keycloak import ACCEPTED_POLICIES
+from provider.oidc import handoff
+from provider.oidc.server import Subject
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots, prove_contacts
+from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
+from tests.support.keycloak_login import sign_in
 from tests.support.students import enrol_student
 
 BROKER_ENDPOINT = "/broker/umpass-activation/endpoint"
@@ -224,6 +232,8 @@ def test_sign_in_pages_have_no_axe_violations(
         "scope": "openid",
         "state": "axe-state",
         "nonce": "axe-nonce",
+        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+        "code_challenge_method": "S256",
     }
     page.goto(f"{live_url}/oidc/authorize?{urlencode(params)}")
     expect(page.get_by_text("Your account is not active yet")).to_be_visible()
@@ -233,3 +243,73 @@ def test_sign_in_pages_have_no_axe_violations(
     axe_check(page, "return-to-sign-in", report)
     context.close()
     assert report == {"identify-from-sign-in": [], "return-to-sign-in": []}
+
+
+def test_bad_authorization_requests_get_our_page_not_a_redirect(
+    browser: Browser, live_url: str, settings: Settings
+) -> None:
+    shots = Shots(ARTIFACTS / "first-sign-in-refused")
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    good = {
+        "response_type": "code",
+        "client_id": settings.oidc.broker_client_id,
+        "redirect_uri": settings.oidc.broker_redirect_uri,
+        "scope": "openid",
+        "state": "s",
+        "nonce": "n",
+    }
+    for name, changes in (
+        ("wrong-redirect-uri", {"redirect_uri": "https://attacker.example/cb"}),
+        ("missing-state", {"state": ""}),
+    ):
+        response = page.goto(f"{live_url}/oidc/authorize?{urlencode({**good, **changes})}")
+        assert response is not None and response.status == 400
+        assert page.url.startswith(live_url)
+        expect(page.get_by_text("This sign-in link is not valid")).to_be_visible()
+        shots.take(page, name)
+    context.close()
+
+
+def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
+    app: Flask,
+    live_url: str,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    admin: KeycloakAdmin,
+) -> None:
+    """Defence in depth: if the service (or its key) were ever made to assert a staff
+    account, the realm's broker flows still refuse it and link nothing."""
+    staff = f"staff{secrets.token_hex(3)}"
+    staff_id = admin.create_user(
+        {
+            "username": staff,
+            "enabled": True,
+            "email": f"{staff}@example.edu",
+            "firstName": "Staff",
+            "lastName": "Member",
+        }
+    )
+    who = enrol_student(services, "t")
+    start = sign_in(
+        keycloak_server.url,
+        realm.name,
+        "umpass-demo",
+        f"{DEMO_REDIRECT_BASE}/callback",
+        who.user_id,
+        PASSWORD,
+    )
+    assert start.session is not None and start.location
+    to_service = start.session.get(start.location, allow_redirects=False, timeout=30)
+    authorize = urlparse(to_service.headers["Location"])
+    assert authorize.path == "/oidc/authorize"
+    params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
+    # The service misbehaving: an answer naming the staff account, not the student.
+    with app.test_request_context():
+        page = handoff.answer(params, Subject(keycloak_id=staff_id, username=staff))
+    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    back = start.session.get(url, timeout=30)
+    assert "We could not finish signing you in" in html.unescape(back.text)
+    assert admin.get_user_social_logins(staff_id) == []  # nothing linked
+    assert not urlparse(back.url).path.startswith("/demo")

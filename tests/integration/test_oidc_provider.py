@@ -166,6 +166,17 @@ def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(
     assert flow.page("done").headers["Location"].endswith("/activate/identify")
 
 
+def test_a_sign_in_arriving_mid_flow_starts_afresh(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    client = app.test_client()
+    flow = FlowClient(client, inbox)
+    assert flow.identify(student).status_code == 302  # someone's flow, left open
+    assert Broker(client, settings).authorize().status_code == 302
+    assert flow.page("").headers["Location"].endswith("/activate/identify")
+    assert flow.page("policies").headers["Location"].endswith("/activate/identify")
+
+
 def test_refused_requests_never_redirect_anywhere_else(
     client: FlaskClient, settings: Settings
 ) -> None:
@@ -184,8 +195,17 @@ def test_refused_requests_never_redirect_anywhere_else(
     wrong_type = broker.authorize(response_type="token")
     assert wrong_type.headers["Location"].startswith(settings.oidc.broker_redirect_uri)
     assert "error=unsupported_response_type" in wrong_type.headers["Location"]
-    no_nonce = broker.authorize(nonce=None)
-    assert "error=invalid_request" in no_nonce.headers["Location"]
+    for changes in (
+        {"nonce": None},
+        {"scope": "profile"},
+        {"code_challenge": None, "code_challenge_method": None},
+        {"code_challenge_method": "plain"},
+    ):
+        refused = broker.authorize(**changes)
+        location = refused.headers["Location"]
+        assert location.startswith(settings.oidc.broker_redirect_uri + "?"), changes
+        assert "error=invalid_request" in location and "code=" not in location
+        assert f"state={broker.params['state']}" in location
 
 
 def test_token_endpoint_refusals(

@@ -52,11 +52,12 @@ def test_flows_and_identity_provider_are_applied(
     assert config["issuer"] == settings.base_url + "/oidc"
     builder = FlowBuilder(admin, realm.name)
     first_broker = builder.tree(idp["firstBrokerLoginFlowAlias"])
-    assert [n["authenticator"] for n in first_broker] == [
+    assert [n.get("authenticator", n.get("flow")) for n in first_broker] == [
         "idp-detect-existing-broker-user",
         "idp-auto-link",
+        "only active accounts",
     ]
-    assert {n["requirement"] for n in first_broker} == {"REQUIRED"}
+    assert [n["requirement"] for n in first_broker] == ["REQUIRED", "REQUIRED", "CONDITIONAL"]
 
 
 def test_pending_student_is_sent_to_activation_with_a_full_request(
