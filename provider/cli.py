@@ -8,6 +8,8 @@
                               revoke the student's usable activation codes
     umpass seed-demo [--count N]
                               the same for a few demo students (development)
+    umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
+    umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -28,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provider.activation_codes import EnrolmentError, IssuedCode, revoke_codes
 from provider.config import ConfigError, Settings, load_settings
+from provider.intake import commands as intake
 from provider.keycloak import (
     GatewayError,
     IdentityServiceUnavailable,
@@ -250,12 +253,17 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("--user-id", required=True)
     seed = sub.add_parser("seed-demo", help="create pending demo students")
     seed.add_argument("--count", type=int, default=len(DEMO_STUDENTS))
+    intake_commands: dict[str, Callable] = {}
+    intake.add_commands(sub, intake_commands)
     args = parser.parse_args(argv)
     # The commands print their own one-line errors; `serve` installs real logging.
     logging.getLogger().addHandler(logging.NullHandler())
     try:
-        COMMANDS[args.command](args)
-    except CommandError as exc:
+        if args.command in intake_commands:
+            intake_commands[args.command](args, Services.assemble(_settings()))
+        else:
+            COMMANDS[args.command](args)
+    except (CommandError, intake.IntakeCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except GatewayError as exc:

@@ -60,6 +60,7 @@ class Student(Base):
     dob_hash: Mapped[str] = mapped_column(String(64))
     id_last4_hash: Mapped[str] = mapped_column(String(64))
     intake: Mapped[str | None] = mapped_column(String(64), index=True)
+    language: Mapped[str | None] = mapped_column(String(8), default=None)  # for letters
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

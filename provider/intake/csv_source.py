@@ -1,0 +1,79 @@
+"""Reading a Registry CSV: header names mapped in configuration, UTF-8 only.
+
+    UMPASS_INTAKE_CSV_COLUMNS="user_id=Student Number,first_name=Given Name,..."
+
+Fields the mapping leaves out keep the default header names below. A file that is not
+UTF-8, or lacks a required column, is refused as a whole with one sentence that says
+what to fix.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Mapping
+from pathlib import Path
+
+from provider.intake.records import FIELDS, REQUIRED, IntakeSourceError, RawRecord
+
+DEFAULT_COLUMNS = {
+    "user_id": "Student Number",
+    "first_name": "Given Name",
+    "last_name": "Family Name",
+    "email": "Email",
+    "phone": "Mobile",
+    "date_of_birth": "Date of Birth",
+    "id_number": "ID Number",
+    "programme": "Programme",
+    "language": "Language",
+}
+
+
+def columns_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    raw = env.get("UMPASS_INTAKE_CSV_COLUMNS", "").strip()
+    columns = dict(DEFAULT_COLUMNS)
+    for pair in filter(None, (p.strip() for p in raw.split(","))):
+        field, _, header = pair.partition("=")
+        if field.strip() not in FIELDS or not header.strip():
+            raise IntakeSourceError(
+                f"UMPASS_INTAKE_CSV_COLUMNS: {pair!r} is not <field>=<header> with a field "
+                f"among {', '.join(FIELDS)}"
+            )
+        columns[field.strip()] = header.strip()
+    return columns
+
+
+def read_csv(path: Path, columns: Mapping[str, str]) -> list[RawRecord]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IntakeSourceError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise IntakeSourceError(
+            f"{path.name} is not UTF-8 text (first bad byte on line {line}): "
+            "save it as “CSV UTF-8” and import again"
+        ) from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    headers = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = headers  # " Email" and "Email" are one column to people
+    missing = [columns[f] for f in REQUIRED if columns[f] not in headers]
+    if missing:
+        raise IntakeSourceError(
+            f"{path.name} has no column {', '.join(repr(m) for m in missing)} "
+            f"(it has {', '.join(repr(h) for h in headers) or 'no header line'}); "
+            "rename the columns or set UMPASS_INTAKE_CSV_COLUMNS"
+        )
+    records = []
+    for row in reader:
+        values = {
+            field: (row.get(header) or "") for field, header in columns.items() if header in headers
+        }
+        if not any(v.strip() for v in values.values()):
+            continue  # blank lines at the end of spreadsheets
+        records.append(RawRecord(where=f"line {reader.line_num}", values=values))
+    if not records:
+        raise IntakeSourceError(f"{path.name} has a header line but no students")
+    return records

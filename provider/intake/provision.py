@@ -1,0 +1,252 @@
+"""Importing a validated intake: pending Keycloak accounts in bulk, proofing hashes, codes.
+
+Keycloak first, then the database, both idempotent, so a crash or an outage anywhere
+leaves an intake that the same command completes when run again:
+
+1. The accounts that are already active are read once (one paged query) and left out:
+   an active student is never touched.
+2. The others go to Keycloak's partial import in batches, with `ifResourceExists: SKIP`:
+   new accounts are created pending with no password; existing ones are left exactly as
+   they are. The provisioning credential (`umpass-provisioner`, which alone holds
+   `manage-realm`) does this, never the running service's.
+3. Proofing hashes are stored for every student of the intake who has none yet.
+
+Codes are a separate step (`issue_intake_codes`): shown once, stored as HMACs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakConnectionError, KeycloakError
+from sqlalchemy import select
+
+from provider import audit
+from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode, issue_code
+from provider.config import KeycloakSettings
+from provider.intake.records import IntakeRecord
+from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
+from provider.keyed_hash import Purpose
+from provider.proofing import normalize_date_of_birth, normalize_id_last4
+from provider.services import Services
+from provider.storage.models import ActivationCode, Student
+
+BATCH_SIZE = 500
+PROGRAMME = "programme"
+Progress = Callable[[int], None]  # called with how many records a step just finished
+
+
+class ProvisioningError(Exception):
+    """Keycloak refused or could not be reached; what was done so far is kept, and running
+    the same import again completes it."""
+
+
+@dataclass
+class ImportReport:
+    intake: str
+    created: list[str] = field(default_factory=list)
+    existing_pending: list[str] = field(default_factory=list)
+    already_active: list[str] = field(default_factory=list)
+    enrolled: int = 0  # proofing hashes stored by this run
+
+    @property
+    def changed_anything(self) -> bool:
+        return bool(self.created or self.enrolled)
+
+
+class Provisioner:
+    """The bulk path into Keycloak, through the separate provisioning credential."""
+
+    def __init__(self, settings: KeycloakSettings, client_id: str, client_secret: str) -> None:
+        self.realm = settings.realm
+        self.admin = KeycloakAdmin(
+            connection=KeycloakOpenIDConnection(
+                server_url=settings.url + "/",
+                realm_name=settings.realm,
+                user_realm_name=settings.realm,
+                client_id=client_id,
+                client_secret_key=client_secret,
+                timeout=max(settings.timeout_seconds, 120),  # a batch takes seconds
+            )
+        )
+
+    def active_usernames(self) -> set[str]:
+        found: set[str] = set()
+        first = 0
+        while True:
+            page = self._get(
+                f"admin/realms/{self.realm}/users",
+                q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}",
+                briefRepresentation="true",
+                first=str(first),
+                max="1000",
+            )
+            found.update(u["username"] for u in page)
+            if len(page) < 1000:
+                return found
+            first += len(page)
+
+    def import_users(self, users: Sequence[dict[str, Any]]) -> dict[str, str]:
+        """username -> ADDED or SKIPPED, for one batch."""
+        body = {"ifResourceExists": "SKIP", "users": list(users)}
+        try:
+            response = self.admin.connection.raw_post(
+                f"admin/realms/{self.realm}/partialImport", data=json.dumps(body)
+            )
+        except KeycloakConnectionError as exc:
+            raise ProvisioningError("cannot reach Keycloak for the partial import") from exc
+        if response.status_code >= 300:
+            raise ProvisioningError(
+                f"Keycloak refused the partial import (HTTP {response.status_code}): "
+                f"{response.text[:200]}"
+            )
+        return {
+            r["resourceName"]: r["action"]
+            for r in response.json().get("results", [])
+            if r.get("resourceType") == "USER"
+        }
+
+    def _get(self, path: str, **params: str) -> Any:
+        try:
+            response = self.admin.connection.raw_get(path, **params)
+        except (KeycloakConnectionError, KeycloakError) as exc:
+            raise ProvisioningError(
+                "cannot reach Keycloak with the provisioning credential"
+            ) from exc
+        if response.status_code >= 300:
+            raise ProvisioningError(
+                f"Keycloak refused the provisioning credential (HTTP {response.status_code})"
+            )
+        return response.json()
+
+
+def user_representation(record: IntakeRecord) -> dict[str, Any]:
+    attributes = {ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [record.phone]}
+    return {
+        "username": record.user_id,
+        "enabled": True,
+        "email": record.email,
+        "emailVerified": False,
+        "firstName": record.first_name,
+        "lastName": record.last_name,
+        "attributes": attributes,
+    }
+
+
+def import_intake(
+    svc: Services,
+    provisioner: Provisioner,
+    records: Sequence[IntakeRecord],
+    intake: str,
+    *,
+    progress: Progress | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> ImportReport:
+    report = ImportReport(intake=intake)
+    active = provisioner.active_usernames()
+    todo = [r for r in records if r.user_id not in active]
+    report.already_active = sorted(r.user_id for r in records if r.user_id in active)
+    for batch in _batches(todo, batch_size):
+        results = provisioner.import_users([user_representation(r) for r in batch])
+        for record in batch:
+            if results.get(record.user_id) == "ADDED":
+                report.created.append(record.user_id)
+            else:
+                report.existing_pending.append(record.user_id)
+        if progress:
+            progress(len(batch))
+    report.enrolled = _enrol_missing(svc, todo, intake)
+    with svc.sessions.begin() as session:
+        audit.record(
+            session,
+            audit.SYSTEM,
+            "intake.imported",
+            None,
+            intake=intake,
+            created=len(report.created),
+            enrolled=report.enrolled,
+            already_active=len(report.already_active),
+        )
+    return report
+
+
+def _enrol_missing(svc: Services, records: Sequence[IntakeRecord], intake: str) -> int:
+    """Proofing hashes for the students that have none; existing rows are left alone."""
+    added = 0
+    with svc.sessions.begin() as session:
+        for batch in _batches(records, 900):  # under SQLite's bound-parameter limit
+            ids = [r.user_id for r in batch]
+            known = set(session.scalars(select(Student.user_id).where(Student.user_id.in_(ids))))
+            for record in batch:
+                if record.user_id in known:
+                    continue
+                session.add(
+                    Student(
+                        user_id=record.user_id,
+                        dob_hash=svc.hasher.digest(
+                            Purpose.DATE_OF_BIRTH, normalize_date_of_birth(record.date_of_birth)
+                        ),
+                        id_last4_hash=svc.hasher.digest(
+                            Purpose.ID_LAST4, normalize_id_last4(record.id_number) or ""
+                        ),
+                        intake=intake,
+                        language=record.language,
+                    )
+                )
+                added += 1
+    return added
+
+
+def issue_intake_codes(
+    svc: Services,
+    user_ids: Iterable[str],
+    *,
+    ttl: timedelta = DEFAULT_CODE_TTL,
+    reissue: bool = False,
+    actor: str = audit.SYSTEM,
+    progress: Progress | None = None,
+) -> list[IssuedCode]:
+    """A code for each student who has no usable one (every student with `reissue`,
+    which revokes the previous codes). Active students never get one."""
+    now = datetime.now(UTC)
+    issued: list[IssuedCode] = []
+    with svc.sessions.begin() as session:
+        for batch in _batches(list(user_ids), 900):
+            holding = set()
+            if not reissue:
+                holding = set(
+                    session.scalars(
+                        select(ActivationCode.user_id).where(
+                            ActivationCode.user_id.in_(batch),
+                            ActivationCode.used_at.is_(None),
+                            ActivationCode.revoked_at.is_(None),
+                            ActivationCode.expires_at > now,
+                        )
+                    )
+                )
+            used = set(
+                session.scalars(
+                    select(ActivationCode.user_id).where(
+                        ActivationCode.user_id.in_(batch), ActivationCode.used_at.is_not(None)
+                    )
+                )
+            )
+            for user_id in batch:
+                if user_id in holding or user_id in used:
+                    continue  # has one already, or has activated with one
+                issued.append(
+                    issue_code(session, svc.hasher, user_id, ttl=ttl, now=now, actor=actor)
+                )
+            if progress:
+                progress(len(batch))
+    return issued
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

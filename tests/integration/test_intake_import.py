@@ -1,0 +1,204 @@
+"""Importing an intake from a Registry CSV into the real Keycloak with the provisioning
+credential: all or nothing, idempotent, never touching an active student; codes shown
+once in a mail-merge CSV and printable letters, and they work at identify."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+import stat
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+
+from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
+from provider.services import Services
+from provider.storage.models import ActivationCode, AuditEvent, Student
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.cli import run_module
+from tests.support.flow_client import FlowClient, StudentDetails
+from tests.support.inbox import new_mobile
+
+HEADER = (
+    "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
+)
+
+
+class Intake:
+    """A generated intake and the `umpass` command pointed at the test realm."""
+
+    def __init__(self, env: dict[str, str], folder: Path, size: int = 3) -> None:
+        self.env = env
+        self.folder = folder
+        self.name = f"intake-{secrets.token_hex(3)}"
+        languages = ["en", "zh_Hant", "pt"]
+        self.rows = [
+            {
+                "user_id": f"i{secrets.token_hex(3)}",
+                "first": ["Ana", "偉文", "João"][i % 3],
+                "last": ["Lei", "陳", "Sousa"][i % 3],
+                "phone": new_mobile(),
+                "dob": date(2006, 1 + i % 12, 1 + i % 28),
+                "id": f"A{secrets.randbelow(10**7):07d}",
+                "language": languages[i % 3],
+            }
+            for i in range(size)
+        ]
+        self.csv = folder / f"{self.name}.csv"
+        self.csv.write_text(
+            "\n".join(
+                [HEADER]
+                + [
+                    f"{r['user_id']}01,{r['first']},{r['last']},{r['user_id']}@example.edu,"
+                    f"{r['phone']},{r['dob'].isoformat()},{r['id']},BSc,{r['language']}"
+                    for r in self.rows
+                ]
+            )
+            + "\n",
+            encoding="utf-8",
+        )
+
+    def umpass(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_module("provider.cli", self.env, *args)
+
+    def run_import(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.umpass("import-intake", "--intake", self.name, "--csv", str(self.csv), *extra)
+
+
+@pytest.fixture
+def intake(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, settings, tmp_path: Path
+) -> Intake:
+    env = {
+        **realm.env(keycloak_server, DATABASE_URL=settings.database_url),
+        "UMPASS_HMAC_KEY": settings.hmac_key.decode(),
+        "COLUMNS": "120",
+    }
+    return Intake(env, tmp_path)
+
+
+def _codes(path: Path) -> dict[str, dict[str, str]]:
+    return {row["user_id"]: row for row in csv.DictReader(io.StringIO(path.read_text()))}
+
+
+def test_import_creates_pending_accounts_and_codes_that_work(
+    intake: Intake, services: Services, app: Flask
+) -> None:
+    codes, letters = intake.folder / "codes.csv", intake.folder / "letters.html"
+    done = intake.run_import("--codes-out", str(codes), "--letters-out", str(letters))
+    assert done.returncode == 0, done.stderr
+    assert "created 3, already there 0, already active (left as they are) 0" in done.stderr
+    for row in intake.rows:
+        user = services.keycloak.find_user(row["user_id"])
+        assert user is not None and user.activation_state == STATE_PENDING
+        assert user.attribute("phone_number") == row["phone"]
+    with services.reads() as session:
+        students = session.scalars(select(Student).where(Student.intake == intake.name)).all()
+        assert {s.user_id for s in students} == {r["user_id"] for r in intake.rows}
+        stored = " ".join(f"{s.dob_hash} {s.id_last4_hash}" for s in students)
+    for row in intake.rows:  # hashes only
+        assert row["id"][-4:] not in stored and row["dob"].isoformat() not in stored
+
+    # Codes: shown once, in files only the importing user can read.
+    issued = _codes(codes)
+    assert set(issued) == {r["user_id"] for r in intake.rows}
+    for path in (codes, letters):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    page = letters.read_text()
+    assert page.count('class="letter"') == 3
+    assert "Activate your UMPASS account" in page and "啟用" in page and "Ative" in page
+    with services.reads() as session:
+        hashes = " ".join(session.scalars(select(ActivationCode.code_hash)))
+    assert all(c["activation_code"].replace("-", "") not in hashes for c in issued.values())
+
+    # A code from the letter works at identify.
+    first = intake.rows[0]
+    flow = FlowClient(app.test_client())
+    who = StudentDetails(
+        first["user_id"],
+        issued[first["user_id"]]["activation_code"],
+        first["dob"],
+        first["id"][-4:],
+    )
+    assert flow.identify(who).headers["Location"].endswith("/activate/policies")
+
+
+def test_running_the_same_import_again_changes_nothing(intake: Intake, services: Services) -> None:
+    assert intake.run_import().returncode == 0
+    with services.reads() as session:
+        before = session.scalars(select(Student).where(Student.intake == intake.name)).all()
+    again = intake.run_import()
+    assert again.returncode == 0, again.stderr
+    assert "created 0, already there 3" in again.stderr
+    assert "proofing data stored 0" in again.stderr
+    with services.reads() as session:
+        after = session.scalars(select(Student).where(Student.intake == intake.name)).all()
+    assert [(s.user_id, s.dob_hash) for s in before] == [(s.user_id, s.dob_hash) for s in after]
+
+
+def test_an_active_student_is_never_reset(intake: Intake, services: Services) -> None:
+    assert intake.run_import().returncode == 0
+    first = intake.rows[0]["user_id"]
+    user = services.keycloak.find_user(first)
+    assert user is not None
+    assert services.keycloak.activate(
+        user.id, "cobalt meadow lantern 77", attributes={ACCEPTED_POLICIES: []}
+    )
+    codes = intake.folder / "codes.csv"
+    again = intake.run_import("--codes-out", str(codes))
+    assert again.returncode == 0, again.stderr
+    assert "already active (left as they are) 1" in again.stderr
+    after = services.keycloak.find_user(first)
+    assert after is not None and after.activation_state == "active"
+    assert first not in _codes(codes)  # no code for an active student
+
+
+def test_a_bad_row_imports_nothing(intake: Intake, services: Services) -> None:
+    text = intake.csv.read_text().splitlines()
+    text[2] = text[2].replace(intake.rows[1]["dob"].isoformat(), "2006-02-31")
+    intake.csv.write_text("\n".join(text) + "\n")
+    refused = intake.run_import()
+    assert refused.returncode == 2
+    assert "line 3: date of birth '2006-02-31' is not a real date" in refused.stderr
+    assert "nothing was imported" in refused.stderr
+    for row in intake.rows:
+        assert services.keycloak.find_user(row["user_id"]) is None
+
+
+def test_reissue_revokes_the_previous_code_and_codes_files_are_never_overwritten(
+    intake: Intake, services: Services
+) -> None:
+    first_codes = intake.folder / "first.csv"
+    assert intake.run_import("--codes-out", str(first_codes)).returncode == 0
+    user_id = intake.rows[0]["user_id"]
+    again = intake.umpass("issue-codes", "--user-id", user_id, "--codes-out", str(first_codes))
+    assert again.returncode == 2 and "exists already" in again.stderr
+    second = intake.folder / "second.csv"
+    held = intake.umpass("issue-codes", "--user-id", user_id, "--codes-out", str(second))
+    assert held.returncode == 0 and "already hold a usable code" in held.stderr
+    third = intake.folder / "third.csv"
+    re = intake.umpass("issue-codes", "--user-id", user_id, "--reissue", "--codes-out", str(third))
+    assert re.returncode == 0, re.stderr
+    with services.reads() as session:
+        rows = session.scalars(
+            select(ActivationCode)
+            .where(ActivationCode.user_id == user_id)
+            .order_by(ActivationCode.id)
+        ).all()
+        actors = set(session.scalars(select(AuditEvent.actor).where(AuditEvent.subject == user_id)))
+    assert len(rows) == 2 and rows[0].revoked_at is not None and rows[1].revoked_at is None
+    assert any(a.startswith("cli:") for a in actors)
+
+
+def test_without_the_provisioning_secret_nothing_happens(intake: Intake) -> None:
+    env = {k: v for k, v in intake.env.items() if k != "UMPASS_KC_PROVISIONER_SECRET"}
+    result = run_module(
+        "provider.cli", env, "import-intake", "--intake", intake.name, "--csv", str(intake.csv)
+    )
+    assert result.returncode == 2
+    assert "UMPASS_KC_PROVISIONER_SECRET is not set" in result.stderr
