@@ -22,6 +22,7 @@ does. Environment:
     UMPASS_BACKCHANNEL_URL       where Keycloak reaches the service (default: UMPASS_BASE_URL)
     UMPASS_BROKER_CLIENT_ID      the realm's client id at the service (default keycloak-broker)
     UMPASS_BROKER_CLIENT_SECRET  its secret (the service holds the same value)
+    UMPASS_HELPDESK_CLIENT_SECRET  secret of the help-desk console's client
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ class ApplyOptions:
                 "UMPASS_KC_CLIENT_SECRET",
                 "UMPASS_KC_PROVISIONER_SECRET",
                 "UMPASS_BROKER_CLIENT_SECRET",
+                "UMPASS_HELPDESK_CLIENT_SECRET",
             )
             if not env.get(name)
         ]
@@ -98,6 +100,8 @@ class ApplyOptions:
                 "ACTIVATION_BACKCHANNEL": backchannel + "/oidc",
                 "BROKER_CLIENT_ID": env.get("UMPASS_BROKER_CLIENT_ID", "") or "keycloak-broker",
                 "BROKER_CLIENT_SECRET": env["UMPASS_BROKER_CLIENT_SECRET"],
+                "HELPDESK_CLIENT_SECRET": env["UMPASS_HELPDESK_CLIENT_SECRET"],
+                "SERVICE_BASE_URL": base_url,
             },
             fast_hash=fast_hash,
         )
@@ -178,6 +182,7 @@ class RealmApplier:
         self.admin.change_current_realm(self.options.realm)
         self.apply_realm_settings()
         self.apply_user_profile()
+        self.apply_realm_roles()
         self.apply_clients()
         self.apply_flows_and_identity_provider()
         self.apply_service_account_roles()
@@ -229,6 +234,20 @@ class RealmApplier:
             response = self.admin.connection.raw_put(path, data=json.dumps(desired))
             if response.status_code >= 300:
                 raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
+
+    def apply_realm_roles(self) -> None:
+        """The roles staff need in the help-desk console; never removes other roles."""
+        wanted = _load("realm-roles.json", self.options.variables)
+        existing = {r["name"]: r for r in self.admin.get_realm_roles(brief_representation=False)}
+        for role in wanted:
+            current = existing.get(role["name"])
+            if current is None:
+                if self._change(f"create realm role {role['name']}"):
+                    self.admin.create_realm_role(role, skip_exists=True)
+            elif current.get("description") != role["description"] and self._change(
+                f"realm role {role['name']}"
+            ):
+                self.admin.update_realm_role(role["name"], {**current, **role})
 
     def apply_clients(self) -> None:
         existing = {c["clientId"]: c for c in self.admin.get_clients()}

@@ -77,6 +77,23 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(flow_views.bp)
+    if settings.helpdesk_client_secret:
+        from provider.helpdesk import auth as helpdesk_auth
+        from provider.helpdesk import views as helpdesk_views
+
+        helpdesk_auth.install(
+            app,
+            settings.keycloak.url,
+            settings.keycloak.realm,
+            settings.helpdesk_client_id,
+            settings.helpdesk_client_secret,
+        )
+        app.register_blueprint(helpdesk_views.bp)
+    if settings.metrics_token:
+        from provider.helpdesk import views as helpdesk_views
+
+        app.config["UMPASS_METRICS_TOKEN"] = settings.metrics_token
+        app.register_blueprint(helpdesk_views.metrics_bp)
     if settings.oidc.enabled:
         _install_oidc_provider(app, svc)
         csrf.exempt(oidc_views.bp)  # back-channel calls from Keycloak; authorize is a GET

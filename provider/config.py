@@ -76,6 +76,9 @@ class Settings:
     send_limit: str = "20 per hour"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     oidc: OidcSettings = field(default_factory=OidcSettings)
+    helpdesk_client_id: str = "umpass-helpdesk"
+    helpdesk_client_secret: str = field(default="", repr=False)  # empty: console off
+    metrics_token: str = field(default="", repr=False)  # empty: /metrics off
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -180,6 +183,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         log_format=log_format,
         testing=testing,
         oidc=_oidc(env, keycloak),
+        helpdesk_client_id=env.get("UMPASS_HELPDESK_CLIENT_ID", "").strip() or "umpass-helpdesk",
+        helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
+        metrics_token=env.get("UMPASS_METRICS_TOKEN", "").strip(),
     )
 
 

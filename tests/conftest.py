@@ -29,6 +29,7 @@ from provider.storage import migrate
 from tests.support.inbox import Inbox, new_mobile
 
 DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
+METRICS_TOKEN = "metrics-" + "m" * 24
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class RealmUnderTest:
         return {
             "UMPASS_BASE_URL": self.options.variables["ACTIVATION_ISSUER"].removesuffix("/oidc"),
             "UMPASS_BROKER_CLIENT_SECRET": self.options.variables["BROKER_CLIENT_SECRET"],
+            "UMPASS_HELPDESK_CLIENT_SECRET": self.options.variables["HELPDESK_CLIENT_SECRET"],
             "UMPASS_KEYCLOAK_URL": server.url,
             "UMPASS_REALM": self.name,
             "UMPASS_KC_CLIENT_ID": "umpass-activation",
@@ -114,6 +116,7 @@ def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[Rea
             "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
             "UMPASS_BASE_URL": f"http://127.0.0.1:{service_port}",
             "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
     )
@@ -169,6 +172,7 @@ def settings(
             UMPASS_SMS_OUTBOX=str(inbox.outbox),
             UMPASS_SEND_LIMIT="10000 per hour",
             UMPASS_OIDC_KEY_FILE=str(db_path.parent / "oidc-signing-key.pem"),
+            UMPASS_METRICS_TOKEN=METRICS_TOKEN,
         )
     )
 

@@ -407,6 +407,8 @@ def _done(state: FlowState) -> ResponseReturnValue:
 def _advance(state: FlowState) -> ResponseReturnValue:
     with contextlib.suppress(FlowConflict):  # a parallel submit moved it on
         engine().advance(state)
+        # For the activation funnel: who got how far (the step just reached).
+        audit.record_now(_svc().sessions, audit.STUDENT, f"step.{state.step}", state.user_id)
     return _to_current(engine().load_or_start(state.flow_id))
 
 

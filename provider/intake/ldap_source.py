@@ -4,6 +4,8 @@ filter becomes a `RawRecord` (its DN as `where`), ready for `records.validate`.
 Environment (`ldap_settings_from_env`):
 
     UMPASS_LDAP_URL            ldap://host:389 or ldaps://host:636 (certificates checked)
+    UMPASS_LDAP_CA_FILE        the CA that signed an ldaps:// server's certificate (PEM),
+                               when it is not among the system's trusted ones
     UMPASS_LDAP_BIND_DN        who reads (read access to the attributes below is enough)
     UMPASS_LDAP_BIND_PASSWORD  its password
     UMPASS_LDAP_BASE_DN        where the intake's entries live, e.g. ou=students,dc=...
@@ -42,8 +44,9 @@ from ldap3.core.exceptions import (
 )
 from ldap3.core.results import RESULT_SIZE_LIMIT_EXCEEDED, RESULT_TIME_LIMIT_EXCEEDED
 
-from provider.config import ConfigError
-from provider.intake.records import FIELDS, RawRecord
+# One error for every source (records.py), so the import command reports them all alike;
+# its message is one plain sentence without secrets.
+from provider.intake.records import FIELDS, IntakeSourceError, RawRecord
 
 DEFAULT_FILTER = "(objectClass=inetOrgPerson)"
 DEFAULT_ATTRIBUTES: dict[str, str] = {
@@ -64,10 +67,6 @@ RECEIVE_TIMEOUT_SECONDS = 10
 _ATTRIBUTE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9-]*|\d+(?:\.\d+)+)$")
 
 
-class IntakeSourceError(Exception):
-    """The intake could not be read; the message is one plain sentence without secrets."""
-
-
 @dataclass(frozen=True)
 class LdapSourceSettings:
     url: str
@@ -76,6 +75,7 @@ class LdapSourceSettings:
     base_dn: str
     search_filter: str = DEFAULT_FILTER
     attributes: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_ATTRIBUTES))
+    ca_file: str = ""  # for ldaps:// with a private CA; default: the system's trusted CAs
 
 
 def _parse_attributes(text: str) -> dict[str, str]:
@@ -83,12 +83,14 @@ def _parse_attributes(text: str) -> dict[str, str]:
     for pair in filter(None, (p.strip() for p in text.split(","))):
         name, sep, attribute = (s.strip() for s in pair.partition("="))
         if not sep or name not in FIELDS:
-            raise ConfigError(
+            raise IntakeSourceError(
                 f"UMPASS_LDAP_ATTRIBUTES: {pair!r} is not field=attribute with a field out of "
                 f"{', '.join(FIELDS)}"
             )
         if attribute and not _ATTRIBUTE.match(attribute):
-            raise ConfigError(f"UMPASS_LDAP_ATTRIBUTES: {attribute!r} is not an attribute name")
+            raise IntakeSourceError(
+                f"UMPASS_LDAP_ATTRIBUTES: {attribute!r} is not an attribute name"
+            )
         if attribute:
             mapping[name] = attribute
         else:
@@ -97,7 +99,7 @@ def _parse_attributes(text: str) -> dict[str, str]:
 
 
 def ldap_settings_from_env(env: Mapping[str, str]) -> LdapSourceSettings:
-    """The LDAP intake settings, or `ConfigError` naming the variable to fix."""
+    """The LDAP intake settings, or `IntakeSourceError` naming the variable to fix."""
     missing = [
         name
         for name in (
@@ -109,10 +111,10 @@ def ldap_settings_from_env(env: Mapping[str, str]) -> LdapSourceSettings:
         if not env.get(name, "").strip()
     ]
     if missing:
-        raise ConfigError(f"{', '.join(missing)} not set: the LDAP intake needs them")
+        raise IntakeSourceError(f"{', '.join(missing)} not set: the LDAP intake needs them")
     url = env["UMPASS_LDAP_URL"].strip()
     if not url.lower().startswith(("ldap://", "ldaps://")):
-        raise ConfigError(f"UMPASS_LDAP_URL={url!r} must start with ldap:// or ldaps://")
+        raise IntakeSourceError(f"UMPASS_LDAP_URL={url!r} must start with ldap:// or ldaps://")
     return LdapSourceSettings(
         url=url,
         bind_dn=env["UMPASS_LDAP_BIND_DN"].strip(),
@@ -120,6 +122,7 @@ def ldap_settings_from_env(env: Mapping[str, str]) -> LdapSourceSettings:
         base_dn=env["UMPASS_LDAP_BASE_DN"].strip(),
         search_filter=env.get("UMPASS_LDAP_FILTER", "").strip() or DEFAULT_FILTER,
         attributes=_parse_attributes(env.get("UMPASS_LDAP_ATTRIBUTES", "")),
+        ca_file=env.get("UMPASS_LDAP_CA_FILE", "").strip(),
     )
 
 
@@ -132,7 +135,7 @@ def read_ldap(settings: LdapSourceSettings) -> list[RawRecord]:
         url,
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
         get_info=SCHEMA,  # to name a mistyped attribute instead of reporting it empty
-        tls=Tls(validate=ssl.CERT_REQUIRED),
+        tls=Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_file or None),
     )
     conn = Connection(
         server,
@@ -169,6 +172,11 @@ def _bind(conn: Connection, settings: LdapSourceSettings) -> None:
         conn.bind()
     except (LDAPSocketOpenError, LDAPResponseTimeoutError) as exc:
         message = f"cannot reach the LDAP server at {settings.url}: is it running?"
+        if "certificate" in str(exc).lower():  # ldap3 says so only in its text
+            message = (
+                f"the LDAP server at {settings.url} presented a certificate that is not "
+                "trusted here or not for that host: set UMPASS_LDAP_CA_FILE to its CA"
+            )
         raise IntakeSourceError(message) from exc
     except (
         LDAPInvalidCredentialsResult,
@@ -183,7 +191,8 @@ def _bind(conn: Connection, settings: LdapSourceSettings) -> None:
         # A port that is not LDAP (HTTP, or ldaps:// spoken as ldap://) hangs up, times out
         # or answers bytes ldap3's decoder fails on with a bare KeyError.
         raise IntakeSourceError(
-            f"the server at {settings.url} does not answer as an LDAP server: check UMPASS_LDAP_URL"
+            f"the server at {settings.url} does not answer as an LDAP server: "
+            "check UMPASS_LDAP_URL (ldap:// or ldaps://, host and port)"
         ) from exc
 
 

@@ -168,6 +168,8 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
             "UMPASS_REALM": realm,
             "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
             "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
             "DATABASE_URL": f"sqlite:///{workdir}/bench.db",

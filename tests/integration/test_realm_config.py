@@ -110,7 +110,8 @@ def test_cli_missing_credentials_is_one_line() -> None:
     assert result.returncode == 2
     assert result.stderr.strip() == (
         "error: KEYCLOAK_ADMIN_USER, KEYCLOAK_ADMIN_PASSWORD, UMPASS_KC_CLIENT_SECRET, "
-        "UMPASS_KC_PROVISIONER_SECRET, UMPASS_BROKER_CLIENT_SECRET not set: see .env.example"
+        "UMPASS_KC_PROVISIONER_SECRET, UMPASS_BROKER_CLIENT_SECRET, "
+        "UMPASS_HELPDESK_CLIENT_SECRET not set: see .env.example"
     )
 
 
@@ -122,6 +123,7 @@ def test_options_from_env_defaults_realm_name() -> None:
             "UMPASS_KC_CLIENT_SECRET": "c",
             "UMPASS_KC_PROVISIONER_SECRET": "d",
             "UMPASS_BROKER_CLIENT_SECRET": "e",
+            "UMPASS_HELPDESK_CLIENT_SECRET": "f",
         }
     )
     assert options.realm == "umpass"

@@ -148,3 +148,23 @@ def test_hand_edited_flow_is_drift_and_is_replaced_whole(
     assert apply_realm(realm.options) == []
     aliases = {f["alias"] for f in admin.get_authentication_flows()}
     assert before not in aliases and after in aliases
+
+
+def test_password_grant_refuses_a_pending_account(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, services: Services
+) -> None:
+    """admin-cli allows password grants in every realm; the realm's direct-grant flow
+    refuses pending accounts even with a password set behind the service's back."""
+    import requests
+
+    who = enrol_student(services, "d")
+    user = services.keycloak.find_user(who.user_id)
+    assert user is not None
+    services.keycloak.set_password(user.id, PASSWORD)
+    token_url = f"{keycloak_server.url}/realms/{realm.name}/protocol/openid-connect/token"
+    grant = {"grant_type": "password", "client_id": "admin-cli", "username": who.user_id}
+    refused = requests.post(token_url, data={**grant, "password": PASSWORD}, timeout=30)
+    assert refused.status_code in (400, 401) and "access_token" not in refused.text
+    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    allowed = requests.post(token_url, data={**grant, "password": PASSWORD}, timeout=30)
+    assert allowed.status_code == 200 and "access_token" in allowed.json()

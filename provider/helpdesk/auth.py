@@ -1,0 +1,120 @@
+"""Staff sign-in through the realm, and the role checks every console route makes.
+
+The realm's `umpass-helpdesk` client puts the staff member's realm roles in the ID
+token (`roles`). Nothing else is trusted: the session holds the username and the roles
+of that token, for at most `STAFF_SESSION` and never across a browser restart.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from authlib.integrations.flask_client import OAuth, OAuthError
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+
+HELPDESK = "activation-helpdesk"
+ADMIN = "activation-admin"
+STAFF_KEY = "umpass_staff"
+STAFF_SESSION = 8 * 3600
+F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
+
+bp = Blueprint("helpdesk_auth", __name__, url_prefix="/helpdesk")
+
+
+def install(app: Flask, keycloak_url: str, realm: str, client_id: str, secret: str) -> None:
+    oauth = OAuth(app)
+    oauth.register(
+        "realm",
+        client_id=client_id,
+        client_secret=secret,
+        server_metadata_url=f"{keycloak_url}/realms/{realm}/.well-known/openid-configuration",
+        client_kwargs={"scope": "openid", "code_challenge_method": "S256"},
+    )
+    app.extensions["umpass.helpdesk_oauth"] = oauth
+    app.register_blueprint(bp)
+
+
+def _client() -> Any:
+    return current_app.extensions["umpass.helpdesk_oauth"].realm
+
+
+def staff() -> dict[str, Any] | None:
+    who = session.get(STAFF_KEY)
+    if not who or who.get("until", 0) < time.time():
+        return None
+    return who
+
+
+def requires(*roles: str) -> Callable[[F], F]:
+    """Only a signed-in staff member holding one of `roles` gets through."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def checked(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+            who = staff()
+            if who is None:
+                session["umpass_staff_next"] = (
+                    request.full_path if request.method == "GET" else None
+                )
+                return redirect(url_for("helpdesk_auth.login"))
+            if not set(roles) & set(who["roles"]):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
+
+
+@bp.get("/login")
+def login() -> ResponseReturnValue:
+    return _client().authorize_redirect(
+        url_for("helpdesk_auth.callback", _external=True), nonce=secrets.token_urlsafe(16)
+    )
+
+
+@bp.get("/callback")
+def callback() -> ResponseReturnValue:
+    try:
+        token = _client().authorize_access_token()
+    except OAuthError:
+        return render_template("error.html", message=_("Sign-in did not complete. Try again.")), 400
+    claims = token.get("userinfo") or {}
+    roles = [r for r in claims.get("roles", []) if r in (HELPDESK, ADMIN)]
+    next_path = session.pop("umpass_staff_next", None)
+    session.clear()  # nothing from before sign-in carries over
+    if not roles:
+        return render_template(
+            "error.html",
+            message=_("Your account has no help-desk role. Ask an IT admin to grant one."),
+        ), 403
+    session[STAFF_KEY] = {
+        "username": claims.get("preferred_username", ""),
+        "roles": roles,
+        "until": time.time() + STAFF_SESSION,
+    }
+    if next_path and next_path.startswith("/helpdesk/") and not next_path.startswith("//"):
+        return redirect(next_path)
+    return redirect(url_for("helpdesk.home"))
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    session.pop(STAFF_KEY, None)
+    return redirect(url_for("helpdesk.home"))

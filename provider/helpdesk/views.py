@@ -1,0 +1,177 @@
+"""The console's pages. Every route checks the staff member's role; every action, and
+every look at a student's record, is audited under the staff member's username."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from sqlalchemy import select
+
+from provider import audit
+from provider.helpdesk import funnel as funnel_data
+from provider.helpdesk import student as students
+from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
+from provider.proofing import normalize_user_id
+from provider.services import Services, services
+from provider.storage.models import AuditEvent
+
+bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
+metrics_bp = Blueprint("metrics", __name__)
+
+
+def _svc() -> Services:
+    return services(current_app)
+
+
+def _me() -> str:
+    who = staff()
+    return who["username"] if who else "?"
+
+
+@bp.context_processor
+def console_context() -> dict[str, object]:
+    who = staff()
+    return {"staff": who, "is_admin": bool(who and ADMIN in who["roles"])}
+
+
+@bp.get("/")
+@requires(HELPDESK, ADMIN)
+def home() -> ResponseReturnValue:
+    typed = (request.args.get("user_id") or "").strip()
+    if typed:
+        user_id = normalize_user_id(typed, _svc().settings.user_id_length)
+        if user_id is None:
+            flash(_("That is not a user ID. A user ID looks like dc12345."))
+        else:
+            return redirect(url_for("helpdesk.student", user_id=user_id))
+    return render_template("helpdesk/home.html", typed=typed)
+
+
+@bp.get("/students/<user_id>")
+@requires(HELPDESK, ADMIN)
+def student(user_id: str, new_code: object = None) -> ResponseReturnValue:
+    svc = _svc()
+    view = students.look_up(svc, user_id)
+    if view.enrolled is None and view.account is None:
+        return render_template("helpdesk/not_found.html", user_id=user_id), 404
+    audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
+    timeline = [students.describe(e) for e in view.events]
+    response = render_template(
+        "helpdesk/student.html", view=view, timeline=timeline, new_code=new_code
+    )
+    return response, 200, {"Cache-Control": "no-store"}
+
+
+def _enrolled_or_404(user_id: str) -> students.StudentView:
+    # Only students this service enrolled: the console never touches staff accounts.
+    view = students.look_up(_svc(), user_id)
+    if view.enrolled is None:
+        abort(404)
+    return view
+
+
+@bp.post("/students/<user_id>/code")
+@requires(HELPDESK, ADMIN)
+def reissue_code(user_id: str) -> ResponseReturnValue:
+    view = _enrolled_or_404(user_id)
+    if view.account is not None and view.account.activation_state == "active":
+        flash(_("This account is active already: it needs no activation code."))
+        return redirect(url_for("helpdesk.student", user_id=user_id))
+    issued = students.reissue(_svc(), user_id, _me())
+    # Shown once, on this response only (no-store): it is never stored or logged.
+    return student(user_id, new_code=issued)
+
+
+@bp.post("/students/<user_id>/unlock")
+@requires(HELPDESK, ADMIN)
+def unlock(user_id: str) -> ResponseReturnValue:
+    view = _enrolled_or_404(user_id)
+    students.clear_lockouts(_svc(), view, _me())
+    flash(_("Both lockouts are cleared: the student can try again now."))
+    return redirect(url_for("helpdesk.student", user_id=user_id))
+
+
+@bp.get("/audit.csv")
+@requires(ADMIN)
+def audit_export() -> ResponseReturnValue:
+    svc = _svc()
+    since_text = request.args.get("since", "")
+    try:
+        since = datetime.fromisoformat(since_text).replace(tzinfo=UTC) if since_text else None
+    except ValueError:
+        abort(400)
+    query = select(AuditEvent).order_by(AuditEvent.id)
+    if since is not None:
+        query = query.where(AuditEvent.at >= since)
+    with svc.reads() as session:
+        rows = [students.describe(e) for e in session.scalars(query)]
+    audit.record_now(
+        svc.sessions, f"staff:{_me()}", "helpdesk.audit_exported", None, since=since_text
+    )
+    return _csv("umpass-audit.csv", rows, ["at", "actor", "action", "subject", "detail"])
+
+
+@bp.get("/funnel")
+@requires(ADMIN)
+def funnel() -> ResponseReturnValue:
+    rows = funnel_data.funnels(_svc())
+    return render_template("helpdesk/funnel.html", rows=rows, stages=funnel_data.ORDER)
+
+
+@bp.get("/funnel.csv")
+@requires(ADMIN)
+def funnel_csv() -> ResponseReturnValue:
+    text = funnel_data.as_csv(funnel_data.funnels(_svc()))
+    return Response(
+        text,
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="umpass-funnel.csv"'},
+    )
+
+
+def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
+    import csv
+    import io
+
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        # A cell starting with = + - @ is a formula to a spreadsheet: quote it.
+        writer.writerow({k: ("'" + v if v[:1] in "=+-@" else v) for k, v in row.items()})
+    return Response(
+        out.getvalue(),
+        mimetype="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@metrics_bp.get("/metrics")
+def metrics() -> ResponseReturnValue:
+    """Prometheus scrape: the funnel as gauges, behind a bearer token."""
+    token = current_app.config.get("UMPASS_METRICS_TOKEN") or ""
+    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not token or not hmac.compare_digest(token.encode(), sent.encode()):
+        abort(404)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(funnel_data.FunnelCollector(_svc()))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,250 @@
+"""Benchmark: import a generated intake of N students (with codes) against a floor.
+
+    scripts/bench provisioning [--students 10000]
+
+Starts its own Keycloak (test instance, free ports), applies the realm, writes a Registry
+CSV of N generated students, then, after a small warm-up import:
+
+* floor: Keycloak's bare partial import of the same N users (other usernames), in the
+  same batches, straight from this process: no validation, no hashes, no codes;
+* ours:  `umpass import-intake --csv … --codes-out …` as a real process: validation of
+  every row, the partial import, proofing hashes and a code per student.
+
+Prints seconds, students per second, peak RSS, a chart, and last
+`RESULT provisioning_ratio=<ours / floor> seconds=<ours> …`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date, timedelta
+from pathlib import Path
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from devstack import keycloak as kc_server
+from keycloak_config.apply import ApplyOptions, apply_realm
+from provider.config import load_settings
+from provider.intake.provision import BATCH_SIZE
+from provider.services import Services
+from provider.storage import migrate
+
+console = Console(stderr=True)
+HEADER = (
+    "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
+)
+
+
+def _rows(count: int, prefix: str) -> list[dict[str, str]]:
+    languages = ("en", "zh_Hant", "pt")
+    born = date(2005, 1, 1)
+    return [
+        {
+            "user_id": f"{prefix}{n:06d}",
+            "first": f"Given{n}",
+            "last": f"Family{n}",
+            "email": f"{prefix}{n:06d}@bench.example.edu",
+            # Macau mobiles: 62, 63, 65 and 66 followed by six digits.
+            "phone": f"+853{(62, 63, 65, 66)[n % 4]}{n % 1_000_000:06d}",
+            "dob": (born + timedelta(days=n % 3000)).isoformat(),
+            "id": f"A{n:07d}",
+            "language": languages[n % 3],
+        }
+        for n in range(count)
+    ]
+
+
+def _csv(rows: list[dict[str, str]], path: Path) -> None:
+    lines = [HEADER] + [
+        f"{r['user_id']}01,{r['first']},{r['last']},{r['email']},{r['phone']},{r['dob']},"
+        f"{r['id']},BSc,{r['language']}"
+        for r in rows
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _bare_import(
+    admin: KeycloakAdmin,
+    realm: str,
+    rows: list[dict[str, str]],
+    progress: Progress,
+    task: TaskID,
+) -> None:
+    for start in range(0, len(rows), BATCH_SIZE):
+        batch = rows[start : start + BATCH_SIZE]
+        users = [
+            {
+                "username": r["user_id"],
+                "enabled": True,
+                "email": r["email"],
+                "firstName": r["first"],
+                "lastName": r["last"],
+                "attributes": {"activation_state": ["pending"], "phone_number": [r["phone"]]},
+            }
+            for r in batch
+        ]
+        response = admin.connection.raw_post(
+            f"admin/realms/{realm}/partialImport",
+            data=json.dumps({"ifResourceExists": "SKIP", "users": users}),
+        )
+        if response.status_code >= 300:
+            raise RuntimeError(f"partial import refused: {response.text[:200]}")
+        progress.advance(task, len(batch))
+
+
+def _keycloak_rss_mb(group: int) -> float:
+    total = 0.0
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.getpgid(int(proc.name)) != group:
+                    continue
+                for line in (proc / "status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        total = max(total, int(line.split()[1]) / 1024)
+            except OSError:
+                continue
+    return total
+
+
+def run(students: int) -> int:
+    admin_password = secrets.token_urlsafe(16)
+    kc_server.stop("test")
+    console.print("[bold]starting Keycloak[/]")
+    running = kc_server.start(
+        "test",
+        http_port=kc_server.free_port(),
+        management_port=kc_server.free_port(),
+        admin_user="admin",
+        admin_password=admin_password,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
+    try:
+        realm = "umpass-bench"
+        env = {
+            **os.environ,
+            "UMPASS_KEYCLOAK_URL": running.url,
+            "KEYCLOAK_ADMIN_USER": "admin",
+            "KEYCLOAK_ADMIN_PASSWORD": admin_password,
+            "UMPASS_REALM": realm,
+            "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
+            "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
+            "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+            "UMPASS_LOG_LEVEL": "WARNING",
+            "UMPASS_ENV": "development",
+            "COLUMNS": "100",
+        }
+        apply_realm(ApplyOptions.from_env(env))
+        migrate.upgrade(Services.assemble(load_settings(env)).engine)
+        admin = KeycloakAdmin(
+            connection=KeycloakOpenIDConnection(
+                server_url=running.url + "/",
+                username="admin",
+                password=admin_password,
+                realm_name="master",
+                user_realm_name="master",
+                client_id="admin-cli",
+                timeout=300,
+            )
+        )
+        ours_csv, warm_csv = workdir / "intake.csv", workdir / "warmup.csv"
+        _csv(_rows(students, "s"), ours_csv)
+        _csv(_rows(300, "w"), warm_csv)
+
+        def umpass(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "provider.cli", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+
+        console.print("warming up (300 students through the real command)")
+        warm = umpass("import-intake", "--intake", "warmup", "--csv", str(warm_csv))
+        if warm.returncode:
+            raise RuntimeError(warm.stderr)
+
+        with Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeRemainingColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("floor: bare partial import", total=students)
+            started = time.perf_counter()
+            _bare_import(admin, realm, _rows(students, "f"), progress, task)
+            floor_seconds = time.perf_counter() - started
+            task = progress.add_task("ours: import-intake", total=None)
+            started = time.perf_counter()
+            ours = umpass(
+                "import-intake",
+                "--intake",
+                "bench",
+                "--csv",
+                str(ours_csv),
+                "--codes-out",
+                str(workdir / "codes.csv"),
+            )
+            ours_seconds = time.perf_counter() - started
+            progress.update(task, total=1, completed=1)
+        if ours.returncode:
+            raise RuntimeError(ours.stderr)
+        ours_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        codes = sum(1 for _ in (workdir / "codes.csv").open()) - 1
+        keycloak_rss = _keycloak_rss_mb(running.pid)
+    finally:
+        kc_server.stop("test")
+
+    console.print(ours.stderr.strip().splitlines()[-2:])
+    table = Table("run", "seconds", "students/s", "chart", title=f"{students} students")
+    widest = max(ours_seconds, floor_seconds)
+    for name, seconds in (
+        ("floor: bare partial import", floor_seconds),
+        ("ours: import-intake", ours_seconds),
+    ):
+        table.add_row(
+            name, f"{seconds:.1f}", f"{students / seconds:.0f}", "█" * int(40 * seconds / widest)
+        )
+    console.print(table)
+    print(
+        f"ours:  {ours_seconds:.1f} s, {students / ours_seconds:.0f} students/s, "
+        f"{codes} codes, peak RSS {ours_rss:.0f} MB"
+    )
+    print(
+        f"floor: {floor_seconds:.1f} s, {students / floor_seconds:.0f} students/s; "
+        f"Keycloak peak RSS {keycloak_rss:.0f} MB"
+    )
+    print(
+        f"RESULT provisioning_ratio={ours_seconds / floor_seconds:.2f} seconds={ours_seconds:.1f} "
+        f"floor_seconds={floor_seconds:.1f} students={students} codes={codes} "
+        f"peak_rss_mb={ours_rss:.0f}"
+    )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench provisioning")
+    parser.add_argument("--students", type=int, default=10_000)
+    args = parser.parse_args(argv)
+    return run(args.students)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

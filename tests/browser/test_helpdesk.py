@@ -1,0 +1,238 @@
+"""The help-desk console in Chromium: staff sign in through the realm; roles are checked
+on every route; re-issued codes are shown once and work; both lockouts clear; every
+action is audited and exported; the funnel is a chart, a CSV and Prometheus metrics."""
+
+from __future__ import annotations
+
+import csv
+import io
+import secrets
+from collections.abc import Iterator
+
+import pytest
+import requests
+from flask import Flask
+from keycloak import KeycloakAdmin
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+
+from provider.keycloak import ACCEPTED_POLICIES
+from provider.services import Services
+from tests.browser.sso import enter_password, enter_username
+from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
+from tests.conftest import DEMO_REDIRECT_BASE, METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
+from tests.support.flow_client import FlowClient
+from tests.support.keycloak_login import sign_in
+from tests.support.students import enrol_student
+
+STAFF_PASSWORD = "staff harbour lantern 2033"
+VIEWPORT = {"width": 1024, "height": 900}
+
+
+def _staff(admin: KeycloakAdmin, *roles: str) -> str:
+    username = f"staff{secrets.token_hex(3)}"
+    user_id = admin.create_user(
+        {
+            "username": username,
+            "enabled": True,
+            "email": f"{username}@example.edu",
+            "firstName": "Help",
+            "lastName": "Desk",
+            "credentials": [{"type": "password", "value": STAFF_PASSWORD, "temporary": False}],
+        }
+    )
+    if roles:
+        admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
+    return username
+
+
+def _signed_in(browser: Browser, live_url: str, username: str) -> tuple[BrowserContext, Page]:
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(f"{live_url}/helpdesk/")
+    enter_username(page, username)
+    enter_password(page, STAFF_PASSWORD)
+    page.wait_for_url(f"{live_url}/helpdesk/**")
+    return context, page
+
+
+@pytest.fixture(scope="module")
+def helpdesk_staff(admin: KeycloakAdmin) -> str:
+    return _staff(admin, "activation-helpdesk")
+
+
+@pytest.fixture(scope="module")
+def admin_staff(admin: KeycloakAdmin) -> str:
+    return _staff(admin, "activation-admin")
+
+
+@pytest.fixture
+def shots() -> Iterator[Shots]:
+    yield Shots(ARTIFACTS / "helpdesk")
+
+
+def test_help_desk_reissues_a_code_shown_once_that_works(
+    browser: Browser,
+    live_url: str,
+    helpdesk_staff: str,
+    services: Services,
+    app: Flask,
+    shots: Shots,
+) -> None:
+    who = enrol_student(services, "h")
+    context, page = _signed_in(browser, live_url, helpdesk_staff)
+    shots.take(page, "find")
+    page.get_by_label("User ID").fill(who.user_id.upper())
+    page.get_by_role("button", name="Find").click()
+    expect(page.get_by_role("heading", name=who.user_id)).to_be_visible()
+    expect(page.locator("#account-state")).to_have_text("pending")
+    body = page.content()
+    assert who.email not in body and who.phone not in body  # masked only
+    assert who.code not in body
+    page.get_by_role("button", name="Issue a new code").click()
+    new_code = page.locator("#new-code .code").inner_text()
+    shots.take(page, "code-reissued")
+    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
+    expect(page.locator("#new-code")).to_have_count(0)  # shown once
+    assert new_code not in page.content()
+
+    flow = FlowClient(app.test_client())
+    old = flow.identify(who)
+    assert old.status_code == 400  # the previous code no longer works
+    who.code = new_code
+    assert flow.identify(who).headers["Location"].endswith("/activate/policies")
+    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
+    expect(page.locator(".timeline")).to_contain_text("helpdesk.code_reissued")
+    expect(page.locator(".timeline")).to_contain_text(f"staff:{helpdesk_staff}")
+    shots.take(page, "timeline")
+    context.close()
+
+
+def test_clearing_both_lockouts(
+    browser: Browser,
+    live_url: str,
+    helpdesk_staff: str,
+    services: Services,
+    app: Flask,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+) -> None:
+    # A pending student locked out of identify here ...
+    pending = enrol_student(services, "l")
+    flow = FlowClient(app.test_client())
+    for _ in range(5):
+        flow.identify(pending, id_last4="0000")
+    assert flow.identify(pending).status_code == 429
+    # ... and an activated one locked by Keycloak after five wrong passwords.
+    active = enrol_student(services, "k")
+    user = services.keycloak.find_user(active.user_id)
+    assert user is not None
+    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+
+    def sign_in_as(password: str) -> bool:
+        return sign_in(
+            keycloak_server.url,
+            realm.name,
+            "umpass-demo",
+            f"{DEMO_REDIRECT_BASE}/callback",
+            active.user_id,
+            password,
+        ).ok
+
+    for _ in range(5):
+        assert not sign_in_as("wrong " + PASSWORD)
+    assert services.keycloak.lockout_status(user.id).get("disabled") is True
+
+    context, page = _signed_in(browser, live_url, helpdesk_staff)
+    page.goto(f"{live_url}/helpdesk/students/{pending.user_id}")
+    expect(page.locator("#service-lock")).to_contain_text("until")
+    page.get_by_role("button", name="Clear both lockouts").click()
+    expect(page.get_by_text("Both lockouts are cleared")).to_be_visible()
+    expect(page.locator("#service-lock")).to_contain_text("no")
+    assert flow.identify(pending).headers["Location"].endswith("/activate/policies")
+
+    page.goto(f"{live_url}/helpdesk/students/{active.user_id}")
+    expect(page.locator("#keycloak-lock")).to_have_text("yes")
+    page.get_by_role("button", name="Clear both lockouts").click()
+    expect(page.locator("#keycloak-lock")).to_have_text("no")
+    assert sign_in_as(PASSWORD)
+    context.close()
+
+
+def test_roles_are_checked_on_every_route(
+    browser: Browser, live_url: str, admin: KeycloakAdmin, helpdesk_staff: str, services: Services
+) -> None:
+    who = enrol_student(services, "r")
+    routes = [
+        "/helpdesk/",
+        f"/helpdesk/students/{who.user_id}",
+        "/helpdesk/funnel",
+        "/helpdesk/funnel.csv",
+        "/helpdesk/audit.csv",
+    ]
+    # Nobody signed in: every route sends to the realm's sign-in.
+    for route in routes:
+        answer = requests.get(live_url + route, allow_redirects=False, timeout=30)
+        assert answer.status_code == 302 and answer.headers["Location"].endswith("/helpdesk/login")
+    for route in (
+        f"/helpdesk/students/{who.user_id}/code",
+        f"/helpdesk/students/{who.user_id}/unlock",
+    ):
+        assert requests.post(live_url + route, timeout=30).status_code == 400  # CSRF first
+
+    # Signed in without a help-desk role: refused at sign-in.
+    nobody = _staff(admin)
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(f"{live_url}/helpdesk/")
+    enter_username(page, nobody)
+    enter_password(page, STAFF_PASSWORD)
+    expect(page.get_by_text("Your account has no help-desk role")).to_be_visible()
+    page.goto(f"{live_url}/helpdesk/")  # still signed in to the realm: refused again
+    expect(page.get_by_text("Your account has no help-desk role")).to_be_visible()
+    expect(page.get_by_text("Find a student")).to_have_count(0)
+    context.close()
+
+    # The help-desk role: students yes, admin pages no; a POST without CSRF is refused.
+    context, page = _signed_in(browser, live_url, helpdesk_staff)
+    for route in ("/helpdesk/funnel", "/helpdesk/funnel.csv", "/helpdesk/audit.csv"):
+        assert page.request.get(live_url + route).status == 403
+    refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code")
+    assert refused.status == 400
+    context.close()
+
+
+def test_admin_exports_the_audit_and_sees_the_funnel(
+    browser: Browser,
+    live_url: str,
+    admin_staff: str,
+    helpdesk_staff: str,
+    services: Services,
+    app: Flask,
+    shots: Shots,
+) -> None:
+    who = enrol_student(services, "a")
+    flow = FlowClient(app.test_client())
+    flow.identify(who)
+    context, page = _signed_in(browser, live_url, admin_staff)
+    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
+    export = page.request.get(f"{live_url}/helpdesk/audit.csv")
+    assert export.status == 200
+    rows = list(csv.DictReader(io.StringIO(export.text())))
+    mine = [r for r in rows if r["subject"] == who.user_id]
+    assert {"code.issued", "identify.ok", "helpdesk.viewed"} <= {r["action"] for r in mine}
+    assert any(r["actor"] == f"staff:{admin_staff}" for r in mine)
+    assert who.code not in export.text()
+
+    page.goto(f"{live_url}/helpdesk/funnel")
+    expect(page.locator("svg[role=img]").first).to_be_visible()
+    shots.take(page, "funnel")
+    numbers = page.request.get(f"{live_url}/helpdesk/funnel.csv").text()
+    assert numbers.splitlines()[0].startswith("intake,imported,started")
+    context.close()
+
+    metrics = requests.get(
+        f"{live_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    )
+    assert metrics.status_code == 200
+    assert "umpass_activation_funnel_students{intake=" in metrics.text
+    assert requests.get(f"{live_url}/metrics", timeout=30).status_code == 404
