@@ -384,14 +384,46 @@ def _refusal(exc: KeycloakError) -> str:
     return f"Keycloak refused a change (HTTP {exc.response_code}): {body}"
 
 
+def _apply_ldap_federation(options: ApplyOptions) -> list[str]:
+    """The realm profile for universities whose accounts live in a directory."""
+    from keycloak_config.ldap_federation import LdapFederationSettings, apply_ldap_federation
+
+    missing = [
+        n
+        for n in ("UMPASS_LDAP_URL", "UMPASS_LDAP_BIND_DN", "UMPASS_LDAP_BIND_PASSWORD")
+        if not os.environ.get(n)
+    ]
+    users_dn = os.environ.get("UMPASS_LDAP_USERS_DN") or os.environ.get("UMPASS_LDAP_BASE_DN")
+    if missing or not users_dn:
+        raise ApplyError(
+            f"{', '.join(missing) or 'UMPASS_LDAP_USERS_DN'} not set: --ldap-federation needs "
+            "the directory's URL, bind DN and password, and where the accounts live"
+        )
+    settings = LdapFederationSettings(
+        connection_url=os.environ["UMPASS_LDAP_URL"],
+        bind_dn=os.environ["UMPASS_LDAP_BIND_DN"],
+        bind_credential=os.environ["UMPASS_LDAP_BIND_PASSWORD"],
+        users_dn=users_dn,
+    )
+    applier = RealmApplier(options)
+    return apply_ldap_federation(applier.admin, options.realm, settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="report drift, change nothing")
     parser.add_argument("--fast-hash", action="store_true", help="cheap hashing, tests only")
+    parser.add_argument(
+        "--ldap-federation",
+        action="store_true",
+        help="also federate the realm with the LDAP directory in UMPASS_LDAP_* (writable)",
+    )
     args = parser.parse_args(argv)
     try:
         options = ApplyOptions.from_env(os.environ, fast_hash=args.fast_hash)
         changes = apply_realm(options, dry_run=args.check)
+        if args.ldap_federation and not args.check:
+            changes += _apply_ldap_federation(options)
     except ApplyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -130,28 +130,36 @@ def cmd_import_intake(args: argparse.Namespace, svc: Services) -> None:
         return
     _check_outputs(args)
     provisioner = _provisioner(svc)
+    sheet = letter_files.CodeSheet(args.codes_out) if args.codes_out else None
+    by_id = {r.user_id: r for r in records}
     try:
         with _progress() as progress:
-            task = progress.add_task("creating accounts", total=len(records))
+            task = progress.add_task("importing", total=len(records))
             report = import_intake(
                 svc,
                 provisioner,
                 records,
                 args.intake,
                 progress=lambda n: progress.advance(task, n),
+                after_batch=(
+                    (lambda batch: _issue(svc, args, sheet, [r.user_id for r in batch], by_id.get))
+                    if sheet
+                    else None
+                ),
             )
     except ProvisioningError as exc:
         raise IntakeCommandError(f"{exc} (run the same import again to complete it)") from None
+    finally:
+        if sheet:
+            sheet.close()
     print(
         f"created {len(report.created)}, already there {len(report.existing_pending)}, "
         f"already active (left as they are) {len(report.already_active)}, "
         f"proofing data stored {report.enrolled}",
         file=sys.stderr,
     )
-    if args.codes_out:
-        by_id = {r.user_id: r for r in records}
-        pending = [r.user_id for r in records if r.user_id not in set(report.already_active)]
-        _issue_and_write(svc, args, pending, lambda uid: by_id[uid])
+    if sheet:
+        _finish_sheet(svc, args, sheet, len(records) - len(report.already_active))
 
 
 def cmd_issue_codes(args: argparse.Namespace, svc: Services) -> None:
@@ -185,7 +193,12 @@ def cmd_issue_codes(args: argparse.Namespace, svc: Services) -> None:
             language=students[user_id].language or "en",
         )
 
-    _issue_and_write(svc, args, sorted(students), person)
+    sheet = letter_files.CodeSheet(args.codes_out)
+    try:
+        _issue(svc, args, sheet, sorted(students), person)
+    finally:
+        sheet.close()
+    _finish_sheet(svc, args, sheet, len(students))
 
 
 def _pending_people(provisioner: Provisioner) -> dict[str, tuple[str, str, str]]:
@@ -218,46 +231,49 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise IntakeCommandError("--letters-out needs --codes-out too (the mail-merge file)")
 
 
-def _issue_and_write(
+def _issue(
     svc: Services,
     args: argparse.Namespace,
+    sheet: letter_files.CodeSheet,
     user_ids: Sequence[str],
-    person: Callable[[str], IntakeRecord],
+    person: Callable[[str], IntakeRecord | None],
 ) -> None:
-    with _progress() as progress:
-        task = progress.add_task("issuing codes", total=len(user_ids))
-        issued = issue_intake_codes(
-            svc,
-            user_ids,
-            ttl=timedelta(days=args.expires_days),
-            reissue=getattr(args, "reissue", False),
-            actor=f"cli:{getpass.getuser()}",
-            progress=lambda n: progress.advance(task, n),
-        )
+    issued = issue_intake_codes(
+        svc,
+        user_ids,
+        ttl=timedelta(days=args.expires_days),
+        reissue=getattr(args, "reissue", False),
+        actor=f"cli:{getpass.getuser()}",
+    )
     letters = []
     for code in issued:
         who = person(code.user_id)
         letters.append(
             letter_files.Letter(
                 user_id=code.user_id,
-                first_name=who.first_name,
-                last_name=who.last_name,
-                email=who.email,
-                language=who.language,
+                first_name=who.first_name if who else "",
+                last_name=who.last_name if who else "",
+                email=who.email if who else "",
+                language=who.language if who else "en",
                 code=code.code,
                 expires_at=code.expires_at,
             )
         )
-    letter_files.write_once(args.codes_out, letter_files.codes_csv(letters))
+    sheet.add(letters)
+
+
+def _finish_sheet(
+    svc: Services, args: argparse.Namespace, sheet: letter_files.CodeSheet, asked: int
+) -> None:
     if args.letters_out is not None:
         from provider import create_app
 
         app = create_app(svc.settings, gateway=svc.keycloak)
-        html = letter_files.letters_html(app, letters, svc.settings.base_url + "/activate/")
+        html = letter_files.letters_html(app, sheet.letters, svc.settings.base_url + "/activate/")
         letter_files.write_once(args.letters_out, html)
-    skipped = len(user_ids) - len(issued)
+    skipped = asked - len(sheet.letters)
     print(
-        f"{len(issued)} code(s) written to {args.codes_out}"
+        f"{len(sheet.letters)} code(s) written to {args.codes_out}"
         + (f" and {args.letters_out}" if args.letters_out else "")
         + (f"; {skipped} student(s) already hold a usable code (use --reissue)" if skipped else ""),
         file=sys.stderr,

@@ -7,12 +7,12 @@ user can read, and never kept by the service.
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TextIO
 
 from flask import Flask, render_template
 from flask_babel import force_locale
@@ -29,25 +29,47 @@ class Letter:
     expires_at: datetime
 
 
-def codes_csv(letters: Sequence[Letter]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(
-        ["user_id", "first_name", "last_name", "email", "language", "activation_code", "expires"]
-    )
-    for letter in letters:
-        writer.writerow(
-            [
-                letter.user_id,
-                letter.first_name,
-                letter.last_name,
-                letter.email,
-                letter.language,
-                letter.code,
-                letter.expires_at.strftime("%Y-%m-%d"),
-            ]
-        )
-    return out.getvalue()
+CSV_HEADER = [
+    "user_id",
+    "first_name",
+    "last_name",
+    "email",
+    "language",
+    "activation_code",
+    "expires",
+]
+
+
+class CodeSheet:
+    """The mail-merge CSV, written as codes are issued (a crash leaves exactly the codes
+    that were issued so far on paper), then the letters at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.letters: list[Letter] = []
+        self._file = _create_private(path)
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(CSV_HEADER)
+
+    def add(self, letters: Sequence[Letter]) -> None:
+        for letter in letters:
+            self._writer.writerow(
+                [
+                    letter.user_id,
+                    letter.first_name,
+                    letter.last_name,
+                    letter.email,
+                    letter.language,
+                    letter.code,
+                    letter.expires_at.strftime("%Y-%m-%d"),
+                ]
+            )
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self.letters.extend(letters)
+
+    def close(self) -> None:
+        self._file.close()
 
 
 def letters_html(app: Flask, letters: Sequence[Letter], activation_url: str) -> str:
@@ -63,12 +85,16 @@ def letters_html(app: Flask, letters: Sequence[Letter], activation_url: str) -> 
 
 
 def write_once(path: Path, text: str) -> None:
-    """Create `path` (mode 0600); an existing file is never overwritten."""
+    """Create `path` (mode 0600) with `text`; an existing file is never overwritten."""
+    with _create_private(path) as out:
+        out.write(text)
+
+
+def _create_private(path: Path) -> TextIO:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise FileExistsError(
             f"{path} exists already: codes are written to new files only"
         ) from None
-    with os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-        out.write(text)
+    return os.fdopen(fd, "w", encoding="utf-8", newline="")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -146,21 +147,40 @@ def import_intake(
     *,
     progress: Progress | None = None,
     batch_size: int = BATCH_SIZE,
+    after_batch: Callable[[Sequence[IntakeRecord]], None] | None = None,
 ) -> ImportReport:
+    """`after_batch` runs once a batch's accounts exist and its proofing data is stored
+    (e.g. to issue its codes). The database work on one batch overlaps Keycloak's import
+    of the next (one worker thread talks to Keycloak), so the import takes about as long
+    as Keycloak's own partial import."""
     report = ImportReport(intake=intake)
     active = provisioner.active_usernames()
     todo = [r for r in records if r.user_id not in active]
     report.already_active = sorted(r.user_id for r in records if r.user_id in active)
-    for batch in _batches(todo, batch_size):
-        results = provisioner.import_users([user_representation(r) for r in batch])
+
+    def finish(batch: Sequence[IntakeRecord], results: dict[str, str]) -> None:
         for record in batch:
             if results.get(record.user_id) == "ADDED":
                 report.created.append(record.user_id)
             else:
                 report.existing_pending.append(record.user_id)
+        report.enrolled += _enrol_missing(svc, batch, intake)
+        if after_batch:
+            after_batch(batch)
         if progress:
             progress(len(batch))
-    report.enrolled = _enrol_missing(svc, todo, intake)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="partial-import") as keycloak:
+        previous: tuple[Sequence[IntakeRecord], Future[dict[str, str]]] | None = None
+        for batch in _batches(todo, batch_size):
+            running = keycloak.submit(
+                provisioner.import_users, [user_representation(r) for r in batch]
+            )
+            if previous is not None:
+                finish(previous[0], previous[1].result())
+            previous = (batch, running)
+        if previous is not None:
+            finish(previous[0], previous[1].result())
     with svc.sessions.begin() as session:
         audit.record(
             session,

@@ -97,7 +97,13 @@ def test_whole_flow_activates_and_the_password_signs_in(
 
     with services.sessions() as db:
         events = db.query(AuditEvent).filter(AuditEvent.subject == student.user_id).all()
-    assert [e.action for e in events] == ["code.issued", "identify.ok", "account.activated"]
+    assert [e.action for e in events] == [
+        "code.issued",
+        "identify.ok",
+        "step.contacts",  # steps reached, for the activation funnel
+        "step.password",
+        "account.activated",
+    ]
     trail = repr([(e.actor, e.action, e.detail) for e in events])
     assert student.code not in trail and "2006-02-28" not in trail and "4567" not in trail
 

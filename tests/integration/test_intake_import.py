@@ -13,6 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+from devstack import slapd
 from flask import Flask
 from sqlalchemy import select
 
@@ -23,6 +24,7 @@ from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.cli import run_module
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import new_mobile
+from tests.support.ldap_server import seed_students
 
 HEADER = (
     "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
@@ -202,3 +204,34 @@ def test_without_the_provisioning_secret_nothing_happens(intake: Intake) -> None
     )
     assert result.returncode == 2
     assert "UMPASS_KC_PROVISIONER_SECRET is not set" in result.stderr
+
+
+def test_import_from_ldap_through_the_command(
+    intake: Intake, slapd_server: slapd.SlapdServer, services: Services
+) -> None:
+    seeded = seed_students(slapd_server, 4)
+    env = {
+        **intake.env,
+        "UMPASS_LDAP_URL": slapd_server.url,
+        "UMPASS_LDAP_BIND_DN": slapd_server.admin_dn,
+        "UMPASS_LDAP_BIND_PASSWORD": slapd_server.admin_password,
+        "UMPASS_LDAP_BASE_DN": seeded.base_dn,
+    }
+    done = run_module("provider.cli", env, "import-intake", "--intake", intake.name, "--ldap")
+    assert done.returncode == 0, done.stderr
+    assert "created 4" in done.stderr
+    user_ids = [dn.split(",")[0].removeprefix("uid=") for dn in seeded.dns]
+    for user_id in user_ids:
+        user = services.keycloak.find_user(user_id[:7])
+        assert user is not None and user.activation_state == STATE_PENDING
+
+    # The directory down, or the bind refused: one sentence, and nothing changes.
+    for changes, message in (
+        ({"UMPASS_LDAP_URL": "ldap://127.0.0.1:9"}, "cannot reach the LDAP server"),
+        ({"UMPASS_LDAP_BIND_PASSWORD": "wrong"}, "refused the bind"),
+    ):
+        refused = run_module(
+            "provider.cli", {**env, **changes}, "import-intake", "--intake", "x", "--ldap"
+        )
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+        assert "wrong" not in refused.stderr  # never the password
