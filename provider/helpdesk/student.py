@@ -110,7 +110,7 @@ def clear_lockouts(svc: Services, view: StudentView, staff: str) -> None:
 def describe(event: AuditEvent) -> dict[str, Any]:
     """An audit event as a row of the timeline or the export (details never hold secrets)."""
     return {
-        "at": event.at.isoformat(timespec="seconds"),
+        "at": event.at.strftime("%Y-%m-%d %H:%M:%S"),
         "actor": event.actor,
         "action": event.action,
         "subject": event.subject or "",

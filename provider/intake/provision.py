@@ -17,6 +17,9 @@ Codes are a separate step (`issue_intake_codes`): shown once, stored as HMACs.
 from __future__ import annotations
 
 import json
+import os
+import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,19 +28,22 @@ from typing import Any
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from provider import audit
-from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode, issue_code
+from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode
 from provider.config import KeycloakSettings
 from provider.intake.records import IntakeRecord
 from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
 from provider.keyed_hash import Purpose
-from provider.proofing import normalize_date_of_birth, normalize_id_last4
+from provider.proofing import new_activation_code, normalize_date_of_birth, normalize_id_last4
 from provider.services import Services
-from provider.storage.models import ActivationCode, Student
+from provider.storage.models import ActivationCode, AuditEvent, Student
 
 BATCH_SIZE = 500
+# Batches Keycloak imports at once: on two cores, two keep Keycloak busy while the
+# database work on finished batches runs beside them.
+PARALLEL_BATCHES = int(os.environ.get("UMPASS_IMPORT_PARALLEL", "2"))
 PROGRAMME = "programme"
 Progress = Callable[[int], None]  # called with how many records a step just finished
 
@@ -65,16 +71,25 @@ class Provisioner:
 
     def __init__(self, settings: KeycloakSettings, client_id: str, client_secret: str) -> None:
         self.realm = settings.realm
-        self.admin = KeycloakAdmin(
-            connection=KeycloakOpenIDConnection(
-                server_url=settings.url + "/",
-                realm_name=settings.realm,
-                user_realm_name=settings.realm,
-                client_id=client_id,
-                client_secret_key=client_secret,
-                timeout=max(settings.timeout_seconds, 120),  # a batch takes seconds
+        self._settings = settings
+        self._client = (client_id, client_secret)
+        self._local = threading.local()  # python-keycloak is not thread-safe: one per thread
+
+    @property
+    def admin(self) -> KeycloakAdmin:
+        admin = getattr(self._local, "admin", None)
+        if admin is None:
+            admin = self._local.admin = KeycloakAdmin(
+                connection=KeycloakOpenIDConnection(
+                    server_url=self._settings.url + "/",
+                    realm_name=self.realm,
+                    user_realm_name=self.realm,
+                    client_id=self._client[0],
+                    client_secret_key=self._client[1],
+                    timeout=max(self._settings.timeout_seconds, 120),  # a batch takes seconds
+                )
             )
-        )
+        return admin
 
     def active_usernames(self) -> set[str]:
         found: set[str] = set()
@@ -170,17 +185,17 @@ def import_intake(
         if progress:
             progress(len(batch))
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="partial-import") as keycloak:
-        previous: tuple[Sequence[IntakeRecord], Future[dict[str, str]]] | None = None
+    in_flight: deque[tuple[Sequence[IntakeRecord], Future[dict[str, str]]]] = deque()
+    with ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="import") as pool:
         for batch in _batches(todo, batch_size):
-            running = keycloak.submit(
-                provisioner.import_users, [user_representation(r) for r in batch]
-            )
-            if previous is not None:
-                finish(previous[0], previous[1].result())
-            previous = (batch, running)
-        if previous is not None:
-            finish(previous[0], previous[1].result())
+            if len(in_flight) == PARALLEL_BATCHES:
+                done, running = in_flight.popleft()
+                finish(done, running.result())
+            reps = [user_representation(r) for r in batch]
+            in_flight.append((batch, pool.submit(provisioner.import_users, reps)))
+        while in_flight:
+            done, running = in_flight.popleft()
+            finish(done, running.result())
     with svc.sessions.begin() as session:
         audit.record(
             session,
@@ -198,27 +213,30 @@ def import_intake(
 def _enrol_missing(svc: Services, records: Sequence[IntakeRecord], intake: str) -> int:
     """Proofing hashes for the students that have none; existing rows are left alone."""
     added = 0
+    now = datetime.now(UTC)
     with svc.sessions.begin() as session:
         for batch in _batches(records, 900):  # under SQLite's bound-parameter limit
             ids = [r.user_id for r in batch]
             known = set(session.scalars(select(Student.user_id).where(Student.user_id.in_(ids))))
-            for record in batch:
-                if record.user_id in known:
-                    continue
-                session.add(
-                    Student(
-                        user_id=record.user_id,
-                        dob_hash=svc.hasher.digest(
-                            Purpose.DATE_OF_BIRTH, normalize_date_of_birth(record.date_of_birth)
-                        ),
-                        id_last4_hash=svc.hasher.digest(
-                            Purpose.ID_LAST4, normalize_id_last4(record.id_number) or ""
-                        ),
-                        intake=intake,
-                        language=record.language,
-                    )
-                )
-                added += 1
+            rows = [
+                {
+                    "user_id": record.user_id,
+                    "dob_hash": svc.hasher.digest(
+                        Purpose.DATE_OF_BIRTH, normalize_date_of_birth(record.date_of_birth)
+                    ),
+                    "id_last4_hash": svc.hasher.digest(
+                        Purpose.ID_LAST4, normalize_id_last4(record.id_number) or ""
+                    ),
+                    "intake": intake,
+                    "language": record.language,
+                    "created_at": now,
+                }
+                for record in batch
+                if record.user_id not in known
+            ]
+            if rows:
+                session.execute(insert(Student), rows)  # one statement, many rows
+            added += len(rows)
     return added
 
 
@@ -231,24 +249,37 @@ def issue_intake_codes(
     actor: str = audit.SYSTEM,
     progress: Progress | None = None,
 ) -> list[IssuedCode]:
-    """A code for each student who has no usable one (every student with `reissue`,
-    which revokes the previous codes). Active students never get one."""
+    """A code for each enrolled student who has no usable one (every one with `reissue`,
+    which revokes the previous codes); never for a student who has used a code.
+
+    The same rows and audit events as `activation_codes.issue_code`, written a batch
+    at a time (one statement per kind of row), since an intake is thousands."""
     now = datetime.now(UTC)
     issued: list[IssuedCode] = []
     with svc.sessions.begin() as session:
         for batch in _batches(list(user_ids), 900):
-            holding = set()
-            if not reissue:
-                holding = set(
-                    session.scalars(
-                        select(ActivationCode.user_id).where(
-                            ActivationCode.user_id.in_(batch),
-                            ActivationCode.used_at.is_(None),
-                            ActivationCode.revoked_at.is_(None),
-                            ActivationCode.expires_at > now,
-                        )
+            enrolled = set(
+                session.scalars(select(Student.user_id).where(Student.user_id.in_(batch)))
+            )
+            usable = set(
+                session.scalars(
+                    select(ActivationCode.user_id).where(
+                        ActivationCode.user_id.in_(batch),
+                        ActivationCode.used_at.is_(None),
+                        ActivationCode.revoked_at.is_(None),
                     )
                 )
+            )
+            live = set(
+                session.scalars(
+                    select(ActivationCode.user_id).where(
+                        ActivationCode.user_id.in_(batch),
+                        ActivationCode.used_at.is_(None),
+                        ActivationCode.revoked_at.is_(None),
+                        ActivationCode.expires_at > now,
+                    )
+                )
+            )
             used = set(
                 session.scalars(
                     select(ActivationCode.user_id).where(
@@ -256,12 +287,58 @@ def issue_intake_codes(
                     )
                 )
             )
-            for user_id in batch:
-                if user_id in holding or user_id in used:
-                    continue  # has one already, or has activated with one
-                issued.append(
-                    issue_code(session, svc.hasher, user_id, ttl=ttl, now=now, actor=actor)
+            chosen = [
+                u for u in batch if u in enrolled and u not in used and (reissue or u not in live)
+            ]
+            to_revoke = [u for u in chosen if u in usable]
+            if to_revoke:
+                session.execute(
+                    update(ActivationCode)
+                    .where(
+                        ActivationCode.user_id.in_(to_revoke),
+                        ActivationCode.used_at.is_(None),
+                        ActivationCode.revoked_at.is_(None),
+                    )
+                    .values(revoked_at=now)
                 )
+            expires = now + ttl
+            codes = {u: new_activation_code() for u in chosen}
+            if chosen:
+                session.execute(
+                    insert(ActivationCode),
+                    [
+                        {
+                            "user_id": u,
+                            "code_hash": svc.hasher.digest(
+                                Purpose.ACTIVATION_CODE, codes[u].replace("-", "")
+                            ),
+                            "issued_at": now,
+                            "expires_at": expires,
+                        }
+                        for u in chosen
+                    ],
+                )
+                events = [
+                    {
+                        "at": now,
+                        "actor": actor,
+                        "action": "code.revoked",
+                        "subject": u,
+                        "detail": {"count": 1},
+                    }
+                    for u in to_revoke
+                ] + [
+                    {
+                        "at": now,
+                        "actor": actor,
+                        "action": "code.issued",
+                        "subject": u,
+                        "detail": {"expires_at": expires.isoformat()},
+                    }
+                    for u in chosen
+                ]
+                session.execute(insert(AuditEvent), events)
+            issued += [IssuedCode(user_id=u, code=codes[u], expires_at=expires) for u in chosen]
             if progress:
                 progress(len(batch))
     return issued

@@ -235,3 +235,44 @@ def test_import_from_ldap_through_the_command(
         )
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
         assert "wrong" not in refused.stderr  # never the password
+
+
+def test_many_batches_in_flight_all_arrive_once(services: Services, realm: RealmUnderTest) -> None:
+    """Small batches, two at a time: every student created once, enrolled once, and the
+    after-batch hook sees each student exactly once, in batches that exist in Keycloak."""
+    from provider.intake.provision import Provisioner, import_intake
+    from provider.intake.records import RawRecord, validate
+
+    raw = [
+        RawRecord(
+            f"line {n + 2}",
+            {
+                "user_id": f"b{secrets.token_hex(3)}",
+                "first_name": "Bo",
+                "last_name": f"Batch{n}",
+                "email": f"b{n}.{secrets.token_hex(3)}@example.edu",
+                "phone": new_mobile(),
+                "date_of_birth": "2006-06-06",
+                "id_number": f"B{n:07d}",
+            },
+        )
+        for n in range(7)
+    ]
+    records = validate(raw, user_id_length=7)
+    seen: list[str] = []
+
+    def after(batch):
+        for record in batch:
+            assert services.keycloak.find_user(record.user_id) is not None
+        seen.extend(r.user_id for r in batch)
+
+    provisioner = Provisioner(
+        services.settings.keycloak,
+        "umpass-provisioner",
+        realm.options.variables["PROVISIONER_CLIENT_SECRET"],
+    )
+    report = import_intake(
+        services, provisioner, records, "batches", batch_size=2, after_batch=after
+    )
+    assert sorted(report.created) == sorted(seen) == sorted(r.user_id for r in records)
+    assert report.enrolled == 7
