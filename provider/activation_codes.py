@@ -70,7 +70,7 @@ def issue_code(
     now = now or datetime.now(UTC)
     if session.get(Student, user_id) is None:
         raise EnrolmentError("no proofing data for that user ID: enrol the student first")
-    revoke_codes(session, user_id, now=now)
+    revoke_codes(session, user_id, now=now, actor=actor)
     code = new_activation_code()
     record = ActivationCode(
         user_id=user_id,

@@ -185,8 +185,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         oidc=_oidc(env, keycloak),
         helpdesk_client_id=env.get("UMPASS_HELPDESK_CLIENT_ID", "").strip() or "umpass-helpdesk",
         helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
-        metrics_token=env.get("UMPASS_METRICS_TOKEN", "").strip(),
+        metrics_token=_metrics_token(env),
     )
+
+
+def _metrics_token(env: Mapping[str, str]) -> str:
+    token = env.get("UMPASS_METRICS_TOKEN", "").strip()
+    if token and len(token) < 24:
+        raise ConfigError("UMPASS_METRICS_TOKEN must be at least 24 characters of random text")
+    return token
 
 
 def _oidc(env: Mapping[str, str], keycloak: KeycloakSettings) -> OidcSettings:

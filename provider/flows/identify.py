@@ -109,18 +109,20 @@ def identify(
     """Check the four details; raise `IdentifyFailed` or `IdentifyLocked` otherwise."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
-    lock_key = lockout.lock_key(
-        normalize_user_id(typed_user_id, svc.settings.user_id_length) or typed_user_id
-    )
+    user_id = normalize_user_id(typed_user_id, svc.settings.user_id_length)
+    lock_key = lockout.lock_key(user_id or typed_user_id)
+    # The audit log names a user ID, never raw typing (which may be a code or an ID
+    # number typed into the wrong box).
+    subject = user_id or "(malformed)"
     try:
         locked_until = lockout.begin_attempt(svc.sessions, lock_key, now)
         if locked_until is not None:
-            audit.record_now(svc.sessions, audit.STUDENT, "identify.locked", lock_key)
+            audit.record_now(svc.sessions, audit.STUDENT, "identify.locked", subject)
             raise IdentifyLocked(locked_until, now)
         result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
         if result is None:
             lockout.record_failure(svc.sessions, lock_key, now)
-            audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", lock_key)
+            audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", subject)
             raise IdentifyFailed
         lockout.record_success(svc.sessions, lock_key, now)
         audit.record_now(svc.sessions, audit.STUDENT, "identify.ok", result.user_id)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import (
@@ -31,7 +32,7 @@ from flask_babel import gettext as _
 HELPDESK = "activation-helpdesk"
 ADMIN = "activation-admin"
 STAFF_KEY = "umpass_staff"
-STAFF_SESSION = 8 * 3600
+STAFF_SESSION = 2 * 3600  # then sign in again (roles are re-read from a fresh token)
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
 
 bp = Blueprint("helpdesk_auth", __name__, url_prefix="/helpdesk")
@@ -109,6 +110,7 @@ def callback() -> ResponseReturnValue:
         "roles": roles,
         "until": time.time() + STAFF_SESSION,
     }
+    session["umpass_staff_id_token"] = token.get("id_token", "")
     if next_path and next_path.startswith("/helpdesk/") and not next_path.startswith("//"):
         return redirect(next_path)
     return redirect(url_for("helpdesk.home"))
@@ -116,5 +118,20 @@ def callback() -> ResponseReturnValue:
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
+    """Out of the console AND out of the realm: on a shared help-desk PC the next person
+    must not be signed straight back in by Keycloak's SSO session."""
+    id_token = session.pop("umpass_staff_id_token", "")
     session.pop(STAFF_KEY, None)
-    return redirect(url_for("helpdesk.home"))
+    end_session = _client().load_server_metadata().get("end_session_endpoint")
+    if not end_session:
+        return redirect(url_for("helpdesk.signed_out"))
+    query = urlencode(
+        {
+            "client_id": _client().client_id,
+            "post_logout_redirect_uri": url_for("helpdesk.signed_out", _external=True),
+            **({"id_token_hint": id_token} if id_token else {}),
+        }
+    )
+    # A page that moves on by itself, not a redirect: the pages' CSP `form-action 'self'`
+    # stops a form's redirect chain into Keycloak.
+    return render_template("helpdesk/leaving.html", url=f"{end_session}?{query}")

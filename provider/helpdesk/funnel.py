@@ -18,6 +18,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import and_, func, select
 
 from provider.services import Services
+from provider.spreadsheet import safe_cell
 from provider.storage.models import ActivationCode, AuditEvent, Student
 
 # (stage, the audit action that marks it)
@@ -84,7 +85,7 @@ def as_csv(rows: list[IntakeFunnel]) -> str:
     writer = csv.writer(out)
     writer.writerow(["intake", *ORDER])
     for row in rows:
-        writer.writerow([row.intake, *(row.counts[s] for s in ORDER)])
+        writer.writerow([safe_cell(row.intake), *(row.counts[s] for s in ORDER)])
     return out.getvalue()
 
 

@@ -27,8 +27,10 @@ from provider import audit
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import student as students
 from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
+from provider.keycloak import STATE_PENDING
 from provider.proofing import normalize_user_id
 from provider.services import Services, services
+from provider.spreadsheet import safe_cell
 from provider.storage.models import AuditEvent
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
@@ -50,6 +52,11 @@ def console_context() -> dict[str, object]:
     return {"staff": who, "is_admin": bool(who and ADMIN in who["roles"])}
 
 
+@bp.get("/signed-out")
+def signed_out() -> ResponseReturnValue:
+    return render_template("helpdesk/signed_out.html")
+
+
 @bp.get("/")
 @requires(HELPDESK, ADMIN)
 def home() -> ResponseReturnValue:
@@ -68,7 +75,7 @@ def home() -> ResponseReturnValue:
 def student(user_id: str, new_code: object = None) -> ResponseReturnValue:
     svc = _svc()
     view = students.look_up(svc, user_id)
-    if view.enrolled is None and view.account is None:
+    if view.enrolled is None:  # only students this service enrolled, never staff accounts
         return render_template("helpdesk/not_found.html", user_id=user_id), 404
     audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
     timeline = [students.describe(e) for e in view.events]
@@ -90,7 +97,7 @@ def _enrolled_or_404(user_id: str) -> students.StudentView:
 @requires(HELPDESK, ADMIN)
 def reissue_code(user_id: str) -> ResponseReturnValue:
     view = _enrolled_or_404(user_id)
-    if view.account is not None and view.account.activation_state == "active":
+    if view.account is None or view.account.activation_state != STATE_PENDING:
         flash(_("This account is active already: it needs no activation code."))
         return redirect(url_for("helpdesk.student", user_id=user_id))
     issued = students.reissue(_svc(), user_id, _me())
@@ -154,7 +161,7 @@ def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
     writer.writeheader()
     for row in rows:
         # A cell starting with = + - @ is a formula to a spreadsheet: quote it.
-        writer.writerow({k: ("'" + v if v[:1] in "=+-@" else v) for k, v in row.items()})
+        writer.writerow({k: safe_cell(v) for k, v in row.items()})
     return Response(
         out.getvalue(),
         mimetype="text/csv",

@@ -102,15 +102,19 @@ def read_records(args: argparse.Namespace, svc_settings: Settings) -> list[Intak
     except IntakeSourceError as exc:
         raise IntakeCommandError(str(exc)) from None
     except IntakeInvalid as invalid:
-        shown = invalid.problems[:MAX_PROBLEMS_SHOWN]
-        for problem in shown:
-            print(f"  {problem}", file=sys.stderr)
-        more = len(invalid.problems) - len(shown)
-        if more:
-            print(f"  … and {more} more", file=sys.stderr)
-        raise IntakeCommandError(
-            f"{len(invalid.problems)} problem(s) in the intake: nothing was imported"
-        ) from None
+        raise _problems(invalid) from None
+
+
+def _problems(invalid: IntakeInvalid) -> IntakeCommandError:
+    shown = invalid.problems[:MAX_PROBLEMS_SHOWN]
+    for problem in shown:
+        print(f"  {problem}", file=sys.stderr)
+    more = len(invalid.problems) - len(shown)
+    if more:
+        print(f"  … and {more} more", file=sys.stderr)
+    return IntakeCommandError(
+        f"{len(invalid.problems)} problem(s) in the intake: nothing was imported"
+    )
 
 
 def _provisioner(svc: Services) -> Provisioner:
@@ -147,11 +151,15 @@ def cmd_import_intake(args: argparse.Namespace, svc: Services) -> None:
                     else None
                 ),
             )
+    except IntakeInvalid as invalid:  # conflicts with accounts already in Keycloak
+        raise _problems(invalid) from None
     except ProvisioningError as exc:
         raise IntakeCommandError(f"{exc} (run the same import again to complete it)") from None
     finally:
         if sheet:
             sheet.close()
+            if not sheet.letters:  # nothing issued: leave no empty file behind
+                sheet.path.unlink(missing_ok=True)
     print(
         f"created {len(report.created)}, already there {len(report.existing_pending)}, "
         f"already active (left as they are) {len(report.already_active)}, "

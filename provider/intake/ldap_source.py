@@ -27,6 +27,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from urllib.parse import urlparse
 
 from ldap3 import SCHEMA, SUBTREE, Connection, Server, Tls
 from ldap3.core.exceptions import (
@@ -115,6 +116,13 @@ def ldap_settings_from_env(env: Mapping[str, str]) -> LdapSourceSettings:
     url = env["UMPASS_LDAP_URL"].strip()
     if not url.lower().startswith(("ldap://", "ldaps://")):
         raise IntakeSourceError(f"UMPASS_LDAP_URL={url!r} must start with ldap:// or ldaps://")
+    host = urlparse(url).hostname or ""
+    if url.lower().startswith("ldap://") and host not in ("127.0.0.1", "::1", "localhost"):
+        # The bind password, dates of birth and ID numbers would cross the network in clear.
+        raise IntakeSourceError(
+            f"UMPASS_LDAP_URL={url!r} is unencrypted: use ldaps:// (plain ldap:// is only "
+            "for a directory on this machine)"
+        )
     return LdapSourceSettings(
         url=url,
         bind_dn=env["UMPASS_LDAP_BIND_DN"].strip(),

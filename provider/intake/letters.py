@@ -17,6 +17,8 @@ from typing import TextIO
 from flask import Flask, render_template
 from flask_babel import force_locale
 
+from provider.spreadsheet import safe_cell
+
 
 @dataclass(frozen=True)
 class Letter:
@@ -56,9 +58,9 @@ class CodeSheet:
             self._writer.writerow(
                 [
                     letter.user_id,
-                    letter.first_name,
-                    letter.last_name,
-                    letter.email,
+                    safe_cell(letter.first_name),
+                    safe_cell(letter.last_name),
+                    safe_cell(letter.email),
                     letter.language,
                     letter.code,
                     letter.expires_at.strftime("%Y-%m-%d"),

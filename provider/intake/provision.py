@@ -33,7 +33,7 @@ from sqlalchemy import insert, select, update
 from provider import audit
 from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode
 from provider.config import KeycloakSettings
-from provider.intake.records import IntakeRecord
+from provider.intake.records import IntakeInvalid, IntakeRecord, Problem
 from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import new_activation_code, normalize_date_of_birth, normalize_id_last4
@@ -66,6 +66,52 @@ class ImportReport:
         return bool(self.created or self.enrolled)
 
 
+@dataclass(frozen=True)
+class RealmAccounts:
+    email_of: dict[str, str]  # username -> email (lower case), every account
+    pending: set[str]
+    active: set[str]
+
+    def problems(self, records: Sequence[IntakeRecord]) -> list[Problem]:
+        """Rows that would touch an account that is not theirs; checked before any write.
+
+        Keycloak's partial import skips a user whose username *or email* exists, so
+        without this a Registry row could be attached to a staff account, to another
+        student's account, or to nothing at all."""
+        owner = {email: user for user, email in self.email_of.items() if email}
+        found = []
+        for r in records:
+            existing = self.email_of.get(r.user_id)
+            if existing is not None:
+                if r.user_id in self.active:
+                    continue  # left as it is, reported as already active
+                if r.user_id not in self.pending:
+                    found.append(
+                        Problem(
+                            r.where,
+                            f"{r.user_id} is an account that is not a pending student: "
+                            "nothing of it is changed",
+                        )
+                    )
+                elif existing != r.email.lower():
+                    found.append(
+                        Problem(
+                            r.where,
+                            f"{r.user_id} is already in Keycloak with another email: "
+                            "correct the row or the account",
+                        )
+                    )
+            elif owner.get(r.email.lower(), r.user_id) != r.user_id:
+                found.append(
+                    Problem(
+                        r.where,
+                        f"the email of {r.user_id} belongs to another account "
+                        f"({owner[r.email.lower()]})",
+                    )
+                )
+        return found
+
+
 class Provisioner:
     """The bulk path into Keycloak, through the separate provisioning credential."""
 
@@ -92,20 +138,33 @@ class Provisioner:
         return admin
 
     def active_usernames(self) -> set[str]:
-        found: set[str] = set()
-        first = 0
+        return {u["username"] for u in self._all_users(q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}")}
+
+    def accounts(self) -> RealmAccounts:
+        """Who is in the realm already: usernames with their email, and who is pending
+        or active (three paged reads, brief representations)."""
+        every = self._all_users()
+        return RealmAccounts(
+            email_of={u["username"]: (u.get("email") or "").lower() for u in every},
+            pending={
+                u["username"] for u in self._all_users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}")
+            },
+            active=self.active_usernames(),
+        )
+
+    def _all_users(self, **query: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
         while True:
             page = self._get(
                 f"admin/realms/{self.realm}/users",
-                q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}",
                 briefRepresentation="true",
-                first=str(first),
+                first=str(len(found)),
                 max="1000",
+                **query,
             )
-            found.update(u["username"] for u in page)
+            found.extend(page)
             if len(page) < 1000:
                 return found
-            first += len(page)
 
     def import_users(self, users: Sequence[dict[str, Any]]) -> dict[str, str]:
         """username -> ADDED or SKIPPED, for one batch."""
@@ -169,7 +228,11 @@ def import_intake(
     of the next (one worker thread talks to Keycloak), so the import takes about as long
     as Keycloak's own partial import."""
     report = ImportReport(intake=intake)
-    active = provisioner.active_usernames()
+    accounts = provisioner.accounts()
+    conflicts = accounts.problems(records)
+    if conflicts:
+        raise IntakeInvalid(conflicts)
+    active = accounts.active
     todo = [r for r in records if r.user_id not in active]
     report.already_active = sorted(r.user_id for r in records if r.user_id in active)
 

@@ -42,6 +42,7 @@ LANGUAGES = {
     "pt-pt": "pt",
     "pt_pt": "pt",
 }
+MAX_TEXT = 255
 _USER_ID = re.compile(r"^[a-z0-9]+$")
 _DATE_FORMATS = (
     re.compile(r"^(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})$"),
@@ -149,6 +150,11 @@ def _check(
     for name in REQUIRED:
         if not v[name]:
             problem(f"{name.replace('_', ' ')} is empty")
+    for name in ("first_name", "last_name", "programme", "id_number"):
+        # Keycloak's user profile allows 255; the partial import would refuse a whole
+        # batch half-way through an intake, so longer values stop it here instead.
+        if len(v[name]) > MAX_TEXT:
+            problem(f"{name.replace('_', ' ')} is longer than {MAX_TEXT} characters")
     user_id = v["user_id"][:user_id_length].lower()
     if v["user_id"] and (len(user_id) != user_id_length or not _USER_ID.match(user_id)):
         problem(
@@ -157,9 +163,9 @@ def _check(
         )
     born = parse_date(v["date_of_birth"]) if v["date_of_birth"] else None
     if v["date_of_birth"] and born is None:
-        problem(f"date of birth {v['date_of_birth']!r} is not a real date (use YYYY-MM-DD)")
+        problem("date of birth is not a real date (use YYYY-MM-DD)")
     elif born is not None and not (date(1900, 1, 1) <= born <= today):
-        problem(f"date of birth {born.isoformat()} is impossible")
+        problem("date of birth is impossible (in the future, or before 1900)")
     if v["id_number"] and normalize_id_last4(v["id_number"]) is None:
         problem("ID/passport number has fewer than 4 letters or digits")
     email = phone = ""
@@ -167,12 +173,12 @@ def _check(
         try:
             email = clean_email(v["email"])
         except ContactRejected:
-            problem(f"email {v['email']!r} is not one valid address")
+            problem("email is not one valid address")
     if v["phone"]:
         try:
             phone = clean_phone(v["phone"], phone_policy)
         except ContactRejected:
-            problem(f"phone {v['phone']!r} is not a mobile number we can text")
+            problem("phone is not a mobile number we can text")
     language = LANGUAGES.get(v["language"].lower()) if v["language"] else "en"
     if language is None:
         problem(f"language {v['language']!r} is not en, zh_Hant or pt")

@@ -166,7 +166,7 @@ def test_a_bad_row_imports_nothing(intake: Intake, services: Services) -> None:
     intake.csv.write_text("\n".join(text) + "\n")
     refused = intake.run_import()
     assert refused.returncode == 2
-    assert "line 3: date of birth '2006-02-31' is not a real date" in refused.stderr
+    assert "line 3: date of birth is not a real date" in refused.stderr
     assert "nothing was imported" in refused.stderr
     for row in intake.rows:
         assert services.keycloak.find_user(row["user_id"]) is None
@@ -276,3 +276,26 @@ def test_many_batches_in_flight_all_arrive_once(services: Services, realm: Realm
     )
     assert sorted(report.created) == sorted(seen) == sorted(r.user_id for r in records)
     assert report.enrolled == 7
+
+
+def test_rows_that_would_touch_someone_elses_account_import_nothing(
+    intake: Intake, services: Services, admin
+) -> None:
+    staff = intake.rows[0]["user_id"]
+    admin.create_user({"username": staff, "enabled": True, "email": f"{staff}@staff.example.edu"})
+    taken = intake.rows[1]
+    other = f"o{secrets.token_hex(3)}"
+    admin.create_user(
+        {"username": other, "enabled": True, "email": f"{taken['user_id']}@example.edu"}
+    )
+    refused = intake.run_import("--codes-out", str(intake.folder / "codes.csv"))
+    assert refused.returncode == 2
+    assert f"line 2: {staff} is an account that is not a pending student" in refused.stderr
+    assert (
+        f"line 3: the email of {taken['user_id']} belongs to another account ({other})"
+        in refused.stderr
+    )
+    assert not (intake.folder / "codes.csv").exists()
+    assert services.keycloak.find_user(intake.rows[2]["user_id"]) is None  # nothing at all
+    with services.reads() as session:
+        assert session.scalars(select(Student).where(Student.intake == intake.name)).all() == []

@@ -47,13 +47,16 @@ def test_every_problem_is_reported_by_line(tmp_path: Path) -> None:
         _validate(read_csv(_write(tmp_path, "\n".join([HEADER, *rows]) + "\n"), DEFAULT_COLUMNS))
     text = "\n".join(str(p) for p in caught.value.problems)
     assert "line 3: student dc12345 appears twice (also line 2)" in text
-    assert "line 4: email 'not-an-email' is not one valid address" in text
-    assert "line 4: date of birth '2007-02-30' is not a real date" in text
+    assert "line 4: email is not one valid address" in text
+    assert "line 4: date of birth is not a real date" in text
     assert "line 4: ID/passport number has fewer than 4 letters or digits" in text
     assert "line 4: language 'xx' is not en, zh_Hant or pt" in text
     assert "line 5: first name is empty" in text
-    assert "line 5: date of birth 2030-01-01 is impossible" in text
-    assert "line 5: phone '12' is not a mobile number we can text" in text
+    assert "line 5: date of birth is impossible" in text
+    assert "line 5: phone is not a mobile number we can text" in text
+    # No personal value is repeated back (messages end up in terminals and cron mails).
+    for value in ("not-an-email", "2007-02-30", "2030-01-01", "AB1"):
+        assert value not in text
 
 
 def test_wrong_encoding_is_one_sentence(tmp_path: Path) -> None:
