@@ -36,7 +36,6 @@ from provider.intake.provision import (
     issue_intake_codes,
 )
 from provider.intake.records import IntakeInvalid, IntakeRecord, IntakeSourceError, validate
-from provider.keycloak import ACTIVATION_STATE, STATE_PENDING
 from provider.proofing import normalize_user_id
 from provider.services import Services
 from provider.storage.models import Student
@@ -210,25 +209,10 @@ def cmd_issue_codes(args: argparse.Namespace, svc: Services) -> None:
 
 
 def _pending_people(provisioner: Provisioner) -> dict[str, tuple[str, str, str]]:
-    people: dict[str, tuple[str, str, str]] = {}
-    first = 0
-    while True:
-        page = provisioner._get(
-            f"admin/realms/{provisioner.realm}/users",
-            q=f"{ACTIVATION_STATE}:{STATE_PENDING}",
-            briefRepresentation="true",
-            first=str(first),
-            max="1000",
-        )
-        for u in page:
-            people[u["username"]] = (
-                u.get("firstName", ""),
-                u.get("lastName", ""),
-                u.get("email", ""),
-            )
-        if len(page) < 1000:
-            return people
-        first += len(page)
+    return {
+        u["username"]: (u.get("firstName", ""), u.get("lastName", ""), u.get("email", ""))
+        for u in provisioner.pending_users()
+    }
 
 
 def _check_outputs(args: argparse.Namespace) -> None:

@@ -140,15 +140,16 @@ class Provisioner:
     def active_usernames(self) -> set[str]:
         return {u["username"] for u in self._all_users(q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}")}
 
+    def pending_users(self) -> list[dict[str, Any]]:
+        return self._all_users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}")
+
     def accounts(self) -> RealmAccounts:
         """Who is in the realm already: usernames with their email, and who is pending
         or active (three paged reads, brief representations)."""
         every = self._all_users()
         return RealmAccounts(
             email_of={u["username"]: (u.get("email") or "").lower() for u in every},
-            pending={
-                u["username"] for u in self._all_users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}")
-            },
+            pending={u["username"] for u in self.pending_users()},
             active=self.active_usernames(),
         )
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -68,6 +69,17 @@ class ActivationCode(Base):
     """One issued activation code (its HMAC), valid until used, revoked or expired."""
 
     __tablename__ = "activation_codes"
+    # At most one code per student that is neither used nor revoked: two issuers racing
+    # (help desk and a batch) cannot both leave a live code; the second one fails.
+    __table_args__ = (
+        Index(
+            "ux_activation_codes_one_open",
+            "user_id",
+            unique=True,
+            sqlite_where=text("used_at IS NULL AND revoked_at IS NULL"),
+            postgresql_where=text("used_at IS NULL AND revoked_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     user_id: Mapped[str] = mapped_column(ForeignKey("students.user_id"), index=True)

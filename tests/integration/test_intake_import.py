@@ -102,9 +102,11 @@ def test_import_creates_pending_accounts_and_codes_that_work(
     with services.reads() as session:
         students = session.scalars(select(Student).where(Student.intake == intake.name)).all()
         assert {s.user_id for s in students} == {r["user_id"] for r in intake.rows}
-        stored = " ".join(f"{s.dob_hash} {s.id_last4_hash}" for s in students)
-    for row in intake.rows:  # hashes only
-        assert row["id"][-4:] not in stored and row["dob"].isoformat() not in stored
+        stored = [value for s in students for value in (s.dob_hash, s.id_last4_hash)]
+    # Keyed hashes only: 64 hex digits each, none of them a plain value.
+    assert all(len(v) == 64 and set(v) <= set("0123456789abcdef") for v in stored)
+    plain = {r["id"][-4:] for r in intake.rows} | {r["dob"].isoformat() for r in intake.rows}
+    assert not plain & set(stored)
 
     # Codes: shown once, in files only the importing user can read.
     issued = _codes(codes)
