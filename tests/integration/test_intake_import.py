@@ -301,3 +301,22 @@ def test_rows_that_would_touch_someone_elses_account_import_nothing(
     assert services.keycloak.find_user(intake.rows[2]["user_id"]) is None  # nothing at all
     with services.reads() as session:
         assert session.scalars(select(Student).where(Student.intake == intake.name)).all() == []
+
+
+def test_a_student_never_holds_two_open_codes(intake: Intake, services: Services) -> None:
+    """Two issuers racing (help desk and a batch) cannot both leave a live code: the
+    database refuses the second."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.exc import IntegrityError
+
+    codes = intake.folder / "codes.csv"
+    assert intake.run_import("--codes-out", str(codes)).returncode == 0
+    user_id = intake.rows[0]["user_id"]
+    now = datetime.now(UTC)
+    with pytest.raises(IntegrityError), services.sessions.begin() as session:
+        session.add(
+            ActivationCode(
+                user_id=user_id, code_hash="f" * 64, issued_at=now, expires_at=now + timedelta(1)
+            )
+        )
