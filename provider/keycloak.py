@@ -289,6 +289,12 @@ class KeycloakGateway:
             return Conflict(action)
         body = _error_body(exc)
         key = str(body.get("error") or body.get("errorMessage") or "")
+        text = " ".join(str(v) for v in body.values()).lower()
+        if status == 400 and "storage provider" in text and "unavailable" in text:
+            # A federated directory (LDAP) that is down: Keycloak says 400, but for the
+            # student it is an outage ("try again later"), not a refusal.
+            log.warning("user directory unavailable", extra={"action": action})
+            return IdentityServiceUnavailable("the user directory behind Keycloak is down")
         log.warning(
             "keycloak refused a request",
             extra={"action": action, "status": status, "error_key": key},

@@ -32,7 +32,7 @@ from provider.keycloak import (
     ACTIVATION_STATE,
     STATE_ACTIVE,
     STATE_PENDING,
-    GatewayError,
+    IdentityServiceUnavailable,
     KeycloakGateway,
     PasswordRejected,
 )
@@ -269,8 +269,9 @@ def test_directory_outage_leaves_the_account_pending(ldap_realm: LdapRealm) -> N
         slapd.stop(own)
 
         # Keycloak answers HTTP 400 "The user is read-only. The user storage provider
-        # 'ldap-outage' is currently unavailable", not a 5xx.
-        with pytest.raises(GatewayError):
+        # 'ldap-outage' is currently unavailable", not a 5xx: the gateway calls it what it
+        # is for the student, an outage ("try again later").
+        with pytest.raises(IdentityServiceUnavailable):
             ldap_realm.gateway.activate(user.id, good_password(), attributes={})
         assert ldap_realm.gateway.get_user(user.id).activation_state == STATE_PENDING
     finally:
