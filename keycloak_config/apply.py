@@ -184,6 +184,7 @@ class RealmApplier:
         self.apply_user_profile()
         self.apply_realm_roles()
         self.apply_clients()
+        self.apply_client_role_scopes()
         self.apply_flows_and_identity_provider()
         self.apply_service_account_roles()
         return self.changes
@@ -248,6 +249,28 @@ class RealmApplier:
                 f"realm role {role['name']}"
             ):
                 self.admin.update_realm_role(role["name"], {**current, **role})
+
+    def apply_client_role_scopes(self) -> None:
+        """The realm roles a client without full scope may put in its tokens: exactly
+        these (the help-desk console sees its two roles, not every role of a staff member)."""
+        wanted_by_client: dict[str, list[str]] = _load(
+            "client-role-scopes.json", self.options.variables
+        )
+        clients = {c["clientId"]: c for c in self.admin.get_clients()}
+        for client_id, wanted in wanted_by_client.items():
+            if client_id not in clients:  # created in a dry run only
+                continue
+            client_uuid = clients[client_id]["id"]
+            path = f"admin/realms/{self.options.realm}/clients/{client_uuid}/scope-mappings/realm"
+            held = {r["name"]: r for r in self.admin.connection.raw_get(path).json()}
+            roles = {r: self.admin.get_realm_role(r) for r in wanted if r not in held}
+            extra = [r for name, r in held.items() if name not in wanted]
+            if roles and self._change(f"scope {client_id} to roles {', '.join(sorted(roles))}"):
+                self.admin.connection.raw_post(path, data=json.dumps(list(roles.values())))
+            if extra and self._change(
+                f"unscope {client_id} from {', '.join(r['name'] for r in extra)}"
+            ):
+                self.admin.connection.raw_delete(path, data=json.dumps(extra))
 
     def apply_clients(self) -> None:
         existing = {c["clientId"]: c for c in self.admin.get_clients()}

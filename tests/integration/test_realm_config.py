@@ -150,3 +150,14 @@ def test_roles_through_groups_or_realm_roles_are_removed(
     effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
     assert "realm-admin" not in effective
     assert apply_realm(realm.options) == []
+
+
+def test_helpdesk_client_carries_only_the_console_roles(
+    realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    client = admin.get_client(admin.get_client_id("umpass-helpdesk"))
+    assert client["fullScopeAllowed"] is False
+    response = admin.connection.raw_get(
+        f"admin/realms/{realm.name}/clients/{client['id']}/scope-mappings/realm"
+    )
+    assert {r["name"] for r in response.json()} == {"activation-helpdesk", "activation-admin"}
