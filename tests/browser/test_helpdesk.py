@@ -104,6 +104,7 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
     assert flow.identify(who).headers["Location"].endswith("/activate/policies")
     page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
     expect(page.locator(".timeline")).to_contain_text("helpdesk.code_reissued")
+    expect(page.locator(".timeline")).to_contain_text("student.imported")
     expect(page.locator(".timeline")).to_contain_text(f"staff:{helpdesk_staff}")
     shots.take(page, "timeline")
 
