@@ -24,7 +24,6 @@ from collections.abc import Callable
 from datetime import date
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -37,6 +36,7 @@ from provider.keycloak import (
     KeycloakGateway,
     ServiceCredentialRejected,
 )
+from provider.progress import progress_bar
 from provider.proofing import normalize_user_id
 from provider.services import Services
 from provider.storage import engine as db
@@ -159,13 +159,7 @@ def _create(students: list[NewStudent]) -> list[IssuedCode]:
     gateway = check_services(settings)
     svc = Services.assemble(settings, gateway=gateway)
     issued: list[IssuedCode] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        transient=True,
-    ) as progress:
+    with progress_bar() as progress:
         task = progress.add_task("creating students", total=len(students))
         for student in students:
             try:

@@ -80,15 +80,8 @@ def keycloak_server() -> Iterator[KeycloakUnderTest]:
             os.environ["KEYCLOAK_ADMIN_PASSWORD"],
         )
         return
-    kc_server.stop("test")  # a server left behind by an interrupted run
     admin_password = secrets.token_urlsafe(16)
-    running = kc_server.start(
-        "test",
-        http_port=kc_server.free_port(),
-        management_port=kc_server.free_port(),
-        admin_user="admin",
-        admin_password=admin_password,
-    )
+    running = kc_server.start_throwaway(admin_password)
     try:
         yield KeycloakUnderTest(running.url, "admin", admin_password)
     finally:

@@ -22,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from sqlalchemy import select
 
 from provider.config import Settings
@@ -36,6 +36,7 @@ from provider.intake.provision import (
     issue_intake_codes,
 )
 from provider.intake.records import IntakeInvalid, IntakeRecord, IntakeSourceError, validate
+from provider.progress import progress_bar
 from provider.proofing import normalize_user_id
 from provider.services import Services
 from provider.storage.models import Student
@@ -72,14 +73,7 @@ def _code_options(parser: argparse.ArgumentParser, *, required: bool = False) ->
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        transient=True,
-        console=Console(stderr=True),
-    )
+    return progress_bar(console=Console(stderr=True))
 
 
 def read_records(args: argparse.Namespace, svc_settings: Settings) -> list[IntakeRecord]:

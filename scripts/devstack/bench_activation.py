@@ -20,10 +20,8 @@ import argparse
 import dataclasses
 import os
 import re
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -32,13 +30,15 @@ from pathlib import Path
 
 import requests
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 from rich.table import Table
 
 from devstack import keycloak as kc_server
+from devstack.bench_stack import bench_stack, peak_rss_mb, process_group
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
 from provider.keycloak import ACCEPTED_POLICIES, KeycloakGateway
+from provider.progress import progress_bar
 from provider.services import Services
 from provider.storage import migrate
 from provider.students import NewStudent, create_pending_student
@@ -50,13 +50,7 @@ DOB = date(2006, 6, 6)
 
 
 def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeRemainingColumn(),
-        console=console,
-    )
+    return progress_bar(console=console, transient=False, label_width=28)
 
 
 def _student(n: int, prefix: str) -> NewStudent:
@@ -116,13 +110,6 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def _cpu_seconds(pids: list[int]) -> float:
     """User + system CPU time used so far by these processes and their threads."""
     ticks = os.sysconf("SC_CLK_TCK")
@@ -133,160 +120,123 @@ def _cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def _keycloak_pids(group: int) -> list[int]:
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.getpgid(int(proc.name)) == group:
-                    pids.append(int(proc.name))
-            except OSError:
-                continue
-    return pids
-
-
 def run(students: int, concurrency: int, processes: int = 1) -> int:
-    admin_password = secrets.token_urlsafe(16)
-    kc_server.stop("test")
     console.print("[bold]starting Keycloak[/] (production hashing)")
-    running = kc_server.start(
-        "test",
-        http_port=kc_server.free_port(),
-        management_port=kc_server.free_port(),
-        admin_user="admin",
-        admin_password=admin_password,
-    )
-    workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
     services: list[subprocess.Popen[bytes]] = []
-    try:
-        realm = "umpass-bench"
-        env = {
-            **os.environ,
-            "UMPASS_KEYCLOAK_URL": running.url,
-            "KEYCLOAK_ADMIN_USER": "admin",
-            "KEYCLOAK_ADMIN_PASSWORD": admin_password,
-            "UMPASS_REALM": realm,
-            "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
-            "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
-            "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
-            "UMPASS_IDENTIFY_LIMIT": "100000 per minute",  # all students share 127.0.0.1
-            "UMPASS_LOG_LEVEL": "WARNING",
-        }
-        apply_realm(ApplyOptions.from_env(env))  # production hashing: no --fast-hash
-        settings = load_settings(env)
-        svc = Services.assemble(settings)
-        migrate.upgrade(svc.engine)
+    # All students share 127.0.0.1: the per-address identify limit would stop them.
+    with bench_stack(UMPASS_IDENTIFY_LIMIT="100000 per minute") as stack:
+        running, env, workdir = stack.keycloak, stack.env, stack.workdir
+        try:
+            apply_realm(ApplyOptions.from_env(env))  # production hashing: no --fast-hash
+            settings = load_settings(env)
+            svc = Services.assemble(settings)
+            migrate.upgrade(svc.engine)
 
-        codes: list[tuple[str, str, int]] = []
-        floor_ids: list[str] = []
-        with _progress() as progress:
-            task = progress.add_task("creating students", total=2 * students)
-            for n in range(students):
-                student = _student(n, "s")
-                issued = create_pending_student(svc, student)
-                # Contacts already proven: code delivery is not what this measures.
-                user = svc.keycloak.find_user(issued.user_id)
-                if user is None:
-                    raise RuntimeError(f"{issued.user_id} vanished from Keycloak")
-                svc.keycloak.set_email(user.id, student.email, verified=True)
-                svc.keycloak.set_phone(user.id, student.phone, verified=True)
-                codes.append((issued.user_id, issued.code, n))
-                progress.advance(task)
-            for n in range(students):
-                floor_ids.append(
-                    svc.keycloak.create_user(
-                        f"f{n:05d}",
-                        email=f"f{n:05d}@bench.example.edu",
-                        first_name="Floor",
-                        last_name=f"Student{n}",
-                        attributes={"activation_state": ["pending"]},
+            codes: list[tuple[str, str, int]] = []
+            floor_ids: list[str] = []
+            with _progress() as progress:
+                task = progress.add_task("creating students", total=2 * students)
+                for n in range(students):
+                    student = _student(n, "s")
+                    issued = create_pending_student(svc, student)
+                    # Contacts already proven: code delivery is not what this measures.
+                    user = svc.keycloak.find_user(issued.user_id)
+                    if user is None:
+                        raise RuntimeError(f"{issued.user_id} vanished from Keycloak")
+                    svc.keycloak.set_email(user.id, student.email, verified=True)
+                    svc.keycloak.set_phone(user.id, student.phone, verified=True)
+                    codes.append((issued.user_id, issued.code, n))
+                    progress.advance(task)
+                for n in range(students):
+                    floor_ids.append(
+                        svc.keycloak.create_user(
+                            f"f{n:05d}",
+                            email=f"f{n:05d}@bench.example.edu",
+                            first_name="Floor",
+                            last_name=f"Student{n}",
+                            attributes={"activation_state": ["pending"]},
+                        )
+                    )
+                    progress.advance(task)
+
+            bases: list[str] = []
+            for index in range(processes):
+                port = kc_server.free_port()
+                log = (workdir / f"service-{index}.log").open("wb")
+                services.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "provider.cli",
+                            "serve",
+                            "--port",
+                            str(port),
+                            "--threads",
+                            str(max(8, concurrency // processes)),
+                        ],
+                        env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
                     )
                 )
-                progress.advance(task)
+                bases.append(f"http://127.0.0.1:{port}")
+            for base in bases:
+                for _ in range(300):
+                    try:
+                        if requests.get(f"{base}/healthz", timeout=1).ok:
+                            break
+                    except requests.ConnectionError:
+                        time.sleep(0.1)
 
-        bases: list[str] = []
-        for index in range(processes):
-            port = kc_server.free_port()
-            log = (workdir / f"service-{index}.log").open("wb")
-            services.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "provider.cli",
-                        "serve",
-                        "--port",
-                        str(port),
-                        "--threads",
-                        str(max(8, concurrency // processes)),
-                    ],
-                    env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
-                    stdout=subprocess.DEVNULL,
-                    stderr=log,
-                )
-            )
-            bases.append(f"http://127.0.0.1:{port}")
-        for base in bases:
-            for _ in range(300):
-                try:
-                    if requests.get(f"{base}/healthz", timeout=1).ok:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
+            per_step: dict[str, list[float]] = defaultdict(list)
+            kc_pids = process_group(running.pid)
+            service_pids = [proc.pid for proc in services]
+            cpu_before = {
+                "keycloak": _cpu_seconds(kc_pids),
+                "service": _cpu_seconds(service_pids),
+                "bench client": _cpu_seconds([os.getpid()]),
+            }
+            with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+                task = progress.add_task("students activating (web)", total=students)
+                started = time.perf_counter()
+                # Flows live in the shared database: any process serves any request, as
+                # behind a load balancer without affinity; students are spread round-robin.
+                futures = [pool.submit(_walk, bases[n % len(bases)], u, c, n) for u, c, n in codes]
+                for future in futures:
+                    for name, seconds in future.result().items():
+                        per_step[name].append(seconds)
+                    progress.advance(task)
+                service_seconds = time.perf_counter() - started
+            cpu_used = {
+                "keycloak": _cpu_seconds(kc_pids) - cpu_before["keycloak"],
+                "service": _cpu_seconds(service_pids) - cpu_before["service"],
+                "bench client": _cpu_seconds([os.getpid()]) - cpu_before["bench client"],
+            }
+            service_rss = sum(peak_rss_mb(proc.pid) for proc in services)
 
-        per_step: dict[str, list[float]] = defaultdict(list)
-        kc_pids = _keycloak_pids(running.pid)
-        service_pids = [proc.pid for proc in services]
-        cpu_before = {
-            "keycloak": _cpu_seconds(kc_pids),
-            "service": _cpu_seconds(service_pids),
-            "bench client": _cpu_seconds([os.getpid()]),
-        }
-        with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-            task = progress.add_task("students activating (web)", total=students)
-            started = time.perf_counter()
-            # Flows live in the shared database: any process serves any request, as
-            # behind a load balancer without affinity; students are spread round-robin.
-            futures = [pool.submit(_walk, bases[n % len(bases)], u, c, n) for u, c, n in codes]
-            for future in futures:
-                for name, seconds in future.result().items():
-                    per_step[name].append(seconds)
-                progress.advance(task)
-            service_seconds = time.perf_counter() - started
-        cpu_used = {
-            "keycloak": _cpu_seconds(kc_pids) - cpu_before["keycloak"],
-            "service": _cpu_seconds(service_pids) - cpu_before["service"],
-            "bench client": _cpu_seconds([os.getpid()]) - cpu_before["bench client"],
-        }
-        service_rss = sum(_peak_rss_mb(proc.pid) for proc in services)
+            gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
+            accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
+            with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+                task = progress.add_task("floor: admin API directly", total=students)
+                started = time.perf_counter()
 
-        gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
-        accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
-        with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-            task = progress.add_task("floor: admin API directly", total=students)
-            started = time.perf_counter()
+                def floor_one(index: int, uid: str) -> float:
+                    began = time.perf_counter()
+                    if not gateway.activate(uid, PASSWORD.format(n=index), attributes=accepted):
+                        raise RuntimeError("floor activation wrote nothing")
+                    return time.perf_counter() - began
 
-            def floor_one(index: int, uid: str) -> float:
-                began = time.perf_counter()
-                if not gateway.activate(uid, PASSWORD.format(n=index), attributes=accepted):
-                    raise RuntimeError("floor activation wrote nothing")
-                return time.perf_counter() - began
-
-            futures = [pool.submit(floor_one, i, uid) for i, uid in enumerate(floor_ids)]
-            floor_latency = []
-            for future in futures:
-                floor_latency.append(future.result())
-                progress.advance(task)
-            floor_seconds = time.perf_counter() - started
-    finally:
-        for proc in services:
-            proc.terminate()
-            proc.wait(timeout=30)
-        kc_server.stop("test")
+                futures = [pool.submit(floor_one, i, uid) for i, uid in enumerate(floor_ids)]
+                floor_latency = []
+                for future in futures:
+                    floor_latency.append(future.result())
+                    progress.advance(task)
+                floor_seconds = time.perf_counter() - started
+        finally:
+            for proc in services:
+                proc.terminate()
+                proc.wait(timeout=30)
 
     table = Table("step", "p50 ms", "p95 ms", "chart (p95)", title=f"{students} students")
     widest = max(_percentile(v, 0.95) for v in per_step.values())

@@ -20,12 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
-import secrets
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, timedelta
@@ -33,13 +30,15 @@ from pathlib import Path
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from devstack import keycloak as kc_server
+from devstack.bench_stack import bench_stack, peak_rss_mb, process_group
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
-from provider.intake.provision import BATCH_SIZE, PARALLEL_BATCHES
+from provider.intake.provision import BATCH_SIZE, PARALLEL_BATCHES, user_representation
+from provider.intake.records import IntakeRecord
+from provider.progress import progress_bar
 from provider.services import Services
 from provider.storage import migrate
 
@@ -68,6 +67,20 @@ def _rows(count: int, prefix: str) -> list[dict[str, str]]:
     ]
 
 
+def _record(row: dict[str, str]) -> IntakeRecord:
+    return IntakeRecord(
+        where="",
+        user_id=row["user_id"],
+        first_name=row["first"],
+        last_name=row["last"],
+        email=row["email"],
+        phone=row["phone"],
+        date_of_birth=date.fromisoformat(row["dob"]),
+        id_number=row["id"],
+        language=row["language"],
+    )
+
+
 def _csv(rows: list[dict[str, str]], path: Path) -> None:
     lines = [HEADER] + [
         f"{r['user_id']}01,{r['first']},{r['last']},{r['email']},{r['phone']},{r['dob']},"
@@ -87,17 +100,8 @@ def _bare_import(
     """Keycloak's partial import alone, in batches, `len(admins)` requests at a time."""
 
     def one(index: int, batch: list[dict[str, str]]) -> int:
-        users = [
-            {
-                "username": r["user_id"],
-                "enabled": True,
-                "email": r["email"],
-                "firstName": r["first"],
-                "lastName": r["last"],
-                "attributes": {"activation_state": ["pending"], "phone_number": [r["phone"]]},
-            }
-            for r in batch
-        ]
+        # Exactly the accounts ours sends: only the work around them differs.
+        users = [user_representation(_record(r)) for r in batch]
         response = admins[index % len(admins)].connection.raw_post(
             f"admin/realms/{realm}/partialImport",
             data=json.dumps({"ifResourceExists": "SKIP", "users": users}),
@@ -114,52 +118,11 @@ def _bare_import(
             progress.advance(task, future.result())
 
 
-def _keycloak_rss_mb(group: int) -> float:
-    total = 0.0
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.getpgid(int(proc.name)) != group:
-                    continue
-                for line in (proc / "status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        total = max(total, int(line.split()[1]) / 1024)
-            except OSError:
-                continue
-    return total
-
-
 def run(students: int) -> int:
-    admin_password = secrets.token_urlsafe(16)
-    kc_server.stop("test")
     console.print("[bold]starting Keycloak[/]")
-    running = kc_server.start(
-        "test",
-        http_port=kc_server.free_port(),
-        management_port=kc_server.free_port(),
-        admin_user="admin",
-        admin_password=admin_password,
-    )
-    workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
-    try:
-        realm = "umpass-bench"
-        env = {
-            **os.environ,
-            "UMPASS_KEYCLOAK_URL": running.url,
-            "KEYCLOAK_ADMIN_USER": "admin",
-            "KEYCLOAK_ADMIN_PASSWORD": admin_password,
-            "UMPASS_REALM": realm,
-            "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
-            "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
-            "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
-            "UMPASS_LOG_LEVEL": "WARNING",
-            "UMPASS_ENV": "development",
-            "COLUMNS": "100",
-        }
+    with bench_stack(COLUMNS="100") as stack:
+        running, env, workdir = stack.keycloak, stack.env, stack.workdir
+        admin_password = stack.admin_password
         apply_realm(ApplyOptions.from_env(env))
         migrate.upgrade(Services.assemble(load_settings(env)).engine)
         admins = [
@@ -198,13 +161,7 @@ def run(students: int) -> int:
         if warm.returncode:
             raise RuntimeError(warm.stderr)
 
-        with Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn(),
-            console=console,
-        ) as progress:
+        with progress_bar(console=console, transient=False, label_width=24) as progress:
             # Two floors: batches one after another, and as many at once as ours sends.
             # The ratio is taken against the faster one.
             floors: dict[str, float] = {}
@@ -234,9 +191,7 @@ def run(students: int) -> int:
             raise RuntimeError(ours.stderr)
         ours_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         codes = sum(1 for _ in (workdir / "codes.csv").open()) - 1
-        keycloak_rss = _keycloak_rss_mb(running.pid)
-    finally:
-        kc_server.stop("test")
+        keycloak_rss = max(peak_rss_mb(pid) for pid in process_group(running.pid))
 
     console.print(ours.stderr.strip().splitlines()[-2:])
     table = Table("run", "seconds", "students/s", "chart", title=f"{students} students")

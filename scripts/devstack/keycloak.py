@@ -194,6 +194,18 @@ def _link_assets(kc_home: Path, instance: str) -> None:
     shutil.copyfile(BLOCKLIST, blocklists / BLOCKLIST.name)
 
 
+def start_throwaway(admin_password: str, admin_user: str = "admin") -> RunningKeycloak:
+    """The test instance on free loopback ports, replacing one an interrupted run left."""
+    stop("test")
+    return start(
+        "test",
+        http_port=free_port(),
+        management_port=free_port(),
+        admin_user=admin_user,
+        admin_password=admin_password,
+    )
+
+
 def start(
     instance: str = "dev",
     *,

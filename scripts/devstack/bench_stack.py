@@ -1,0 +1,75 @@
+"""What every benchmark starts from: a throwaway Keycloak, a work folder, an environment
+with fresh secrets for the realm and the service, and ways to read what processes used."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack import keycloak as kc_server
+
+ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class BenchStack:
+    keycloak: kc_server.RunningKeycloak
+    admin_password: str
+    workdir: Path
+    env: dict[str, str]  # the realm's and the service's settings, on top of os.environ
+
+
+@contextmanager
+def bench_stack(realm: str = "umpass-bench", **extra_env: str) -> Iterator[BenchStack]:
+    """Keycloak (the test instance, free ports) for the benchmark's lifetime."""
+    admin_password = secrets.token_urlsafe(16)
+    running = kc_server.start_throwaway(admin_password)
+    workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
+    env = {
+        **os.environ,
+        "UMPASS_KEYCLOAK_URL": running.url,
+        "KEYCLOAK_ADMIN_USER": ADMIN_USER,
+        "KEYCLOAK_ADMIN_PASSWORD": admin_password,
+        "UMPASS_REALM": realm,
+        "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_SECRET_KEY": secrets.token_urlsafe(32),
+        "UMPASS_HMAC_KEY": secrets.token_urlsafe(32),
+        "DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+        "UMPASS_LOG_LEVEL": "WARNING",
+        # A developer's machine: random keys allowed, text messages to a file.
+        "UMPASS_ENV": "development",
+        "UMPASS_SMS_OUTBOX": f"{workdir}/sms-outbox.jsonl",
+        **extra_env,
+    }
+    try:
+        yield BenchStack(running, admin_password, workdir, env)
+    finally:
+        kc_server.stop("test")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def process_group(group: int) -> list[int]:
+    """Every process in the group (Keycloak's launcher script and its JVM)."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.getpgid(int(proc.name)) == group:
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+    return pids
