@@ -325,32 +325,24 @@ def issue_intake_codes(
             enrolled = set(
                 session.scalars(select(Student.user_id).where(Student.user_id.in_(batch)))
             )
-            usable = set(
-                session.scalars(
-                    select(ActivationCode.user_id).where(
-                        ActivationCode.user_id.in_(batch),
-                        ActivationCode.used_at.is_(None),
-                        ActivationCode.revoked_at.is_(None),
-                    )
-                )
-            )
-            live = set(
-                session.scalars(
-                    select(ActivationCode.user_id).where(
-                        ActivationCode.user_id.in_(batch),
-                        ActivationCode.used_at.is_(None),
-                        ActivationCode.revoked_at.is_(None),
-                        ActivationCode.expires_at > now,
-                    )
-                )
-            )
-            used = set(
-                session.scalars(
-                    select(ActivationCode.user_id).where(
-                        ActivationCode.user_id.in_(batch), ActivationCode.used_at.is_not(None)
-                    )
-                )
-            )
+            # One read of the batch's codes; what each student holds follows from it.
+            usable: set[str] = set()  # neither used nor revoked (expired or not)
+            live: set[str] = set()  # usable and not expired
+            used: set[str] = set()
+            for user_id, used_at, revoked_at, expires_at in session.execute(
+                select(
+                    ActivationCode.user_id,
+                    ActivationCode.used_at,
+                    ActivationCode.revoked_at,
+                    ActivationCode.expires_at,
+                ).where(ActivationCode.user_id.in_(batch))
+            ):
+                if used_at is not None:
+                    used.add(user_id)
+                elif revoked_at is None:
+                    usable.add(user_id)
+                    if expires_at > now:
+                        live.add(user_id)
             chosen = [
                 u for u in batch if u in enrolled and u not in used and (reissue or u not in live)
             ]
