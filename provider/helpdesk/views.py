@@ -3,7 +3,9 @@ every look at a student's record, is audited under the staff member's username."
 
 from __future__ import annotations
 
+import csv
 import hmac
+import io
 from datetime import UTC, datetime
 
 from flask import (
@@ -153,9 +155,6 @@ def funnel_csv() -> ResponseReturnValue:
 
 
 def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
-    import csv
-    import io
-
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=columns)
     writer.writeheader()
