@@ -27,8 +27,8 @@ from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.storage import migrate
 from tests.support.inbox import Inbox, new_mobile
+from tests.support.keycloak_login import DEMO_REDIRECT_BASE
 
-DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
 METRICS_TOKEN = "metrics-" + "m" * 24
 
 

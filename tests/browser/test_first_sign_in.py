@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import html
 import re
-import secrets
 from datetime import date
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -25,10 +24,11 @@ from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots, prove_contacts
-from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
+from tests.support.staff import create_staff
 from tests.support.students import enrol_student
 
 BROKER_ENDPOINT = "/broker/umpass-activation/endpoint"
@@ -281,25 +281,9 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
 ) -> None:
     """Defence in depth: if the service (or its key) were ever made to assert a staff
     account, the realm's broker flows still refuse it and link nothing."""
-    staff = f"staff{secrets.token_hex(3)}"
-    staff_id = admin.create_user(
-        {
-            "username": staff,
-            "enabled": True,
-            "email": f"{staff}@example.edu",
-            "firstName": "Staff",
-            "lastName": "Member",
-        }
-    )
+    staff = create_staff(admin)
     who = enrol_student(services, "t")
-    start = sign_in(
-        keycloak_server.url,
-        realm.name,
-        "umpass-demo",
-        f"{DEMO_REDIRECT_BASE}/callback",
-        who.user_id,
-        PASSWORD,
-    )
+    start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
     assert start.session is not None and start.location
     to_service = start.session.get(start.location, allow_redirects=False, timeout=30)
     authorize = urlparse(to_service.headers["Location"])
@@ -307,9 +291,9 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
     params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
     # The service misbehaving: an answer naming the staff account, not the student.
     with app.test_request_context():
-        page = handoff.answer(params, Subject(keycloak_id=staff_id, username=staff))
+        page = handoff.answer(params, Subject(keycloak_id=staff.id, username=staff.username))
     url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     back = start.session.get(url, timeout=30)
     assert "We could not finish signing you in" in html.unescape(back.text)
-    assert admin.get_user_social_logins(staff_id) == []  # nothing linked
+    assert admin.get_user_social_logins(staff.id) == []  # nothing linked
     assert not urlparse(back.url).path.startswith("/demo")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,30 +20,13 @@ from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
-from tests.conftest import DEMO_REDIRECT_BASE, METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
+from tests.conftest import METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import FlowClient
 from tests.support.keycloak_login import sign_in
+from tests.support.staff import STAFF_PASSWORD, create_staff
 from tests.support.students import enrol_student
 
-STAFF_PASSWORD = "staff harbour lantern 2033"
 VIEWPORT = {"width": 1024, "height": 900}
-
-
-def _staff(admin: KeycloakAdmin, *roles: str) -> str:
-    username = f"staff{secrets.token_hex(3)}"
-    user_id = admin.create_user(
-        {
-            "username": username,
-            "enabled": True,
-            "email": f"{username}@example.edu",
-            "firstName": "Help",
-            "lastName": "Desk",
-            "credentials": [{"type": "password", "value": STAFF_PASSWORD, "temporary": False}],
-        }
-    )
-    if roles:
-        admin.assign_realm_roles(user_id, [admin.get_realm_role(r) for r in roles])
-    return username
 
 
 def _signed_in(browser: Browser, live_url: str, username: str) -> tuple[BrowserContext, Page]:
@@ -59,12 +41,12 @@ def _signed_in(browser: Browser, live_url: str, username: str) -> tuple[BrowserC
 
 @pytest.fixture(scope="module")
 def helpdesk_staff(admin: KeycloakAdmin) -> str:
-    return _staff(admin, "activation-helpdesk")
+    return create_staff(admin, "activation-helpdesk").username
 
 
 @pytest.fixture(scope="module")
 def admin_staff(admin: KeycloakAdmin) -> str:
-    return _staff(admin, "activation-admin")
+    return create_staff(admin, "activation-admin").username
 
 
 @pytest.fixture
@@ -138,14 +120,7 @@ def test_clearing_both_lockouts(
     services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
 
     def sign_in_as(password: str) -> bool:
-        return sign_in(
-            keycloak_server.url,
-            realm.name,
-            "umpass-demo",
-            f"{DEMO_REDIRECT_BASE}/callback",
-            active.user_id,
-            password,
-        ).ok
+        return sign_in(keycloak_server.url, realm.name, active.user_id, password).ok
 
     for _ in range(5):
         assert not sign_in_as("wrong " + PASSWORD)
@@ -189,7 +164,7 @@ def test_roles_are_checked_on_every_route(
         assert requests.post(live_url + route, timeout=30).status_code == 400  # CSRF first
 
     # Signed in without a help-desk role: refused at sign-in.
-    nobody = _staff(admin)
+    nobody = create_staff(admin).username
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.goto(f"{live_url}/helpdesk/")

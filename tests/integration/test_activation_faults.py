@@ -20,7 +20,6 @@ from provider.keycloak import STATE_ACTIVE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.services import services as app_services
 from provider.storage.models import ActivationCode, Flow
-from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
@@ -77,9 +76,7 @@ def _state(services: Services, user_id: str) -> tuple[str, bool]:
 
 def _signs_in(services: Services, user_id: str, password: str) -> bool:
     kc = services.settings.keycloak
-    return sign_in(
-        kc.url, kc.realm, "umpass-demo", f"{DEMO_REDIRECT_BASE}/cb", user_id, password
-    ).ok
+    return sign_in(kc.url, kc.realm, user_id, password).ok
 
 
 def _expire_claim(services: Services, user_id: str) -> None:

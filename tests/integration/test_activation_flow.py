@@ -15,7 +15,6 @@ from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
 from provider.students import NewStudent, create_pending_student
-from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import sign_in
@@ -83,12 +82,7 @@ def test_whole_flow_activates_and_the_password_signs_in(
     assert any(a.startswith("it-acceptable-use@2026-09:") for a in accepted)
     assert admin.get_user(user.id)["requiredActions"] == []
     result = sign_in(
-        services.settings.keycloak.url,
-        services.settings.keycloak.realm,
-        "umpass-demo",
-        f"{DEMO_REDIRECT_BASE}/cb",
-        student.user_id,
-        PASSWORD,
+        services.settings.keycloak.url, services.settings.keycloak.realm, student.user_id, PASSWORD
     )
     assert result.ok
 

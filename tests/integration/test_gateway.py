@@ -22,21 +22,13 @@ from provider.keycloak import (
     PasswordRejected,
     UserNotFound,
 )
-from tests.conftest import DEMO_REDIRECT_BASE
 from tests.support.keycloak_login import sign_in
 
 GOOD_PASSWORD = "orbit lantern velvet 1987"
 
 
 def _sign_in(settings: Settings, username: str, password: str):
-    return sign_in(
-        settings.keycloak.url,
-        settings.keycloak.realm,
-        "umpass-demo",
-        f"{DEMO_REDIRECT_BASE}/callback",
-        username,
-        password,
-    )
+    return sign_in(settings.keycloak.url, settings.keycloak.realm, username, password)
 
 
 def _mark_active(admin: KeycloakAdmin, user_id: str) -> None:

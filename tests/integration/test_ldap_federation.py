@@ -36,7 +36,7 @@ from provider.keycloak import (
     KeycloakGateway,
     PasswordRejected,
 )
-from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest, master_admin
+from tests.conftest import KeycloakUnderTest, RealmUnderTest, master_admin
 from tests.support.keycloak_login import sign_in
 from tests.support.ldap_server import admin_connection, seed_students, student
 
@@ -209,9 +209,8 @@ def test_directory_student_is_activated_and_signs_in(
     assert "userPassword" not in entry
 
     url = ldap_realm.url
-    redirect = f"{DEMO_REDIRECT_BASE}/callback"
     password = good_password()
-    before = sign_in(url, ldap_realm.name, "umpass-demo", redirect, ana["user_id"], password)
+    before = sign_in(url, ldap_realm.name, ana["user_id"], password)
     assert not before.ok
     assert f"/broker/{IDP}/login" in before.location  # pending: to activation, no password form
 
@@ -224,7 +223,7 @@ def test_directory_student_is_activated_and_signs_in(
     conn.unbind()
     assert stored.startswith(b"{SSHA}")
     # (b) a real sign-in through the realm's browser flow.
-    after = sign_in(url, ldap_realm.name, "umpass-demo", redirect, ana["user_id"], password)
+    after = sign_in(url, ldap_realm.name, ana["user_id"], password)
     assert after.ok, after.page[:500]
     active = gateway.get_user(user.id)
     assert active.activation_state == STATE_ACTIVE

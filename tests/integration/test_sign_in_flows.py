@@ -19,7 +19,7 @@ from keycloak_config.flows import FlowBuilder
 from provider.config import Settings
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
-from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.keycloak_login import LoginResult, sign_in
 from tests.support.students import enrol_student
 
@@ -28,9 +28,7 @@ IDP = "umpass-activation"
 
 
 def _sign_in(server: KeycloakUnderTest, realm: RealmUnderTest, username: str) -> LoginResult:
-    return sign_in(
-        server.url, realm.name, "umpass-demo", f"{DEMO_REDIRECT_BASE}/callback", username, PASSWORD
-    )
+    return sign_in(server.url, realm.name, username, PASSWORD)
 
 
 def _bound_browser_flow(admin: KeycloakAdmin, realm: RealmUnderTest) -> str:

@@ -30,8 +30,19 @@ class LoginResult:
     session: requests.Session | None = None  # its cookies, to follow `location`
 
 
+# The realm's demo client (keycloak_config/clients/umpass-demo.json) allows this base.
+DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
+DEMO_CALLBACK = f"{DEMO_REDIRECT_BASE}/callback"
+
+
 def sign_in(
-    server_url: str, realm: str, client_id: str, redirect_uri: str, username: str, password: str
+    server_url: str,
+    realm: str,
+    username: str,
+    password: str,
+    *,
+    client_id: str = "umpass-demo",
+    redirect_uri: str = DEMO_CALLBACK,
 ) -> LoginResult:
     session = requests.Session()
     verifier = secrets.token_urlsafe(48)
