@@ -8,19 +8,19 @@ from datetime import timedelta
 from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from flask_wtf.csrf import CSRFError, CSRFProtect
-from werkzeug.middleware.proxy_fix import ProxyFix
+from flask_wtf.csrf import CSRFError
 
-from provider import i18n, security_headers
+from provider import i18n, limits, security_headers
 from provider.config import Settings, load_settings
+from provider.csrf import OriginCheckedCSRF
 from provider.flows import views as flow_views
 from provider.flows.engine import FlowEngine
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
-from provider.limits import limiter
 from provider.logging_setup import configure_logging
 from provider.oidc import views as oidc_views
 from provider.oidc.server import make_server
 from provider.oidc.signing_key import load_signing_key
+from provider.proxy import TrustedProxies
 from provider.services import Services, install
 
 log = logging.getLogger(__name__)
@@ -47,16 +47,13 @@ def create_app(
         PREFERRED_URL_SCHEME="https" if secure else "http",
     )
     app.config.update(
-        RATELIMIT_STORAGE_URI=settings.ratelimit_storage,
-        # Its X-RateLimit/Retry-After headers on every response would contradict our own.
-        RATELIMIT_HEADERS_ENABLED=False,
-        UMPASS_IDENTIFY_LIMIT=settings.identify_limit,
-        UMPASS_SEND_LIMIT=settings.send_limit,
+        UMPASS_BASE_URL=settings.base_url,
         WTF_CSRF_TIME_LIMIT=None,  # the flow's own expiry bounds a form's life
     )
     if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0)  # type: ignore[method-assign]
+        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+            app.wsgi_app, settings.trusted_proxies, https=secure
+        )
     svc = Services.assemble(settings, gateway=gateway)
     install(app, svc)
     app.extensions["umpass.flow_engine"] = FlowEngine(
@@ -68,8 +65,8 @@ def create_app(
     )
     app.jinja_env.add_extension("jinja2.ext.do")
     i18n.install(app)
-    csrf = CSRFProtect(app)
-    limiter.init_app(app)
+    csrf = OriginCheckedCSRF(app)
+    limits.install(app, settings)
     security_headers.install(app)
 
     from provider import health, pages
@@ -118,6 +115,12 @@ def create_app(
             429,
             {"Retry-After": "60"},
         )
+
+    @app.errorhandler(limits.STORAGE_ERROR)
+    def limit_store_unavailable(exc: Exception) -> ResponseReturnValue:
+        # Fail closed: a limited action waits until its limit can be counted again.
+        log.error("rate-limit store unavailable", extra={"reason": type(exc).__name__})
+        return render_template("unavailable.html"), 503
 
     @app.errorhandler(IdentityServiceUnavailable)
     def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:

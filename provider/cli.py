@@ -1,7 +1,8 @@
 """The `umpass` command: run the service and look after it.
 
     umpass check              configuration valid, Keycloak and the database reachable
-    umpass serve [--port N]   run the service (waitress) after the same checks
+    umpass serve [--port N] [--workers N] [--threads N]
+                              run the service (gunicorn) after the same checks
     umpass db-upgrade         create or migrate the service's database (Alembic)
     umpass create-student ... a pending student with proofing data; prints its code once
     umpass revoke-code --user-id ID
@@ -91,7 +92,7 @@ def _settings() -> Settings:
 
 
 def check_services(settings: Settings) -> KeycloakGateway:
-    """The gateway, once Keycloak and the database are known to answer."""
+    """The gateway, once Keycloak, the database and the limit store are known to answer."""
     gateway = KeycloakGateway(settings.keycloak)
     try:
         gateway.ping()
@@ -106,13 +107,61 @@ def check_services(settings: Settings) -> KeycloakGateway:
             f"cannot use Keycloak at {settings.keycloak.url} ({exc}): "
             "is it running? (scripts/keycloak start) Is UMPASS_KEYCLOAK_URL right?"
         ) from exc
+    _check_keycloak_hostname(settings, gateway)
     try:
         db.check(db.make_engine(settings.database_url))
     except SQLAlchemyError as exc:
         raise CommandError(
-            f"cannot open the database ({type(exc).__name__}): check DATABASE_URL"
+            f"cannot open the database at {_where(settings.database_url)} "
+            f"({type(exc).__name__}): is it running? Check DATABASE_URL"
         ) from exc
+    _check_limit_store(settings)
     return gateway
+
+
+def _where(url: str) -> str:
+    """A database or Redis URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # only ever used in an error message
+        return "(unparsable URL)"
+
+
+def _check_keycloak_hostname(settings: Settings, gateway: KeycloakGateway) -> None:
+    """Keycloak must call itself by the address browsers are sent to, or every sign-in
+    through it fails on redirect URIs and issuers."""
+    public = settings.oidc.broker_redirect_uri.split("/realms/", 1)[0]
+    expected = f"{public}/realms/{settings.keycloak.realm}"
+    try:
+        actual = gateway.issuer()
+    except IdentityServiceUnavailable as exc:
+        raise CommandError(f"{exc}: is UMPASS_KEYCLOAK_URL right?") from exc
+    if actual != expected:
+        raise CommandError(
+            f"Keycloak names its realm {actual} but browsers are sent to {expected}: set "
+            "Keycloak's --hostname to the address browsers use, or UMPASS_KEYCLOAK_URL "
+            "(or UMPASS_BROKER_REDIRECT_URI when the service reaches Keycloak by another name)"
+        )
+
+
+def _check_limit_store(settings: Settings) -> None:
+    if settings.ratelimit_storage.startswith("memory"):
+        return
+    from limits.storage import storage_from_string
+
+    try:
+        reachable = storage_from_string(
+            settings.ratelimit_storage, socket_connect_timeout=2, socket_timeout=2
+        ).check()
+    except Exception:  # any failure to connect means the same thing here
+        reachable = False
+    if not reachable:
+        raise CommandError(
+            f"the rate-limit store at {_where(settings.ratelimit_storage)} does not answer: "
+            "is Redis running? Check UMPASS_RATELIMIT_STORAGE"
+        )
 
 
 def cmd_check(_args: argparse.Namespace) -> None:
@@ -124,11 +173,16 @@ def cmd_check(_args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import socket
 
-    from waitress import serve
-
-    from provider import create_app
+    from provider import wsgi_server
+    from provider.oidc.signing_key import load_signing_key
 
     settings = _settings()
+    if args.workers > 1 and settings.ratelimit_storage.startswith("memory"):
+        raise CommandError(
+            "UMPASS_RATELIMIT_STORAGE=memory:// counts in each process: with --workers "
+            f"{args.workers} every limit would be {args.workers} times as loose; use Redis "
+            "or --workers 1"
+        )
     check_services(settings)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
@@ -138,9 +192,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
                 f"cannot listen on {args.host}:{args.port} ({exc.strerror}): "
                 "stop what uses it or pass --port"
             ) from exc
-    app = create_app(settings)
-    print(f"UMPASS Activation on http://{args.host}:{args.port}/", file=sys.stderr, flush=True)
-    serve(app, host=args.host, port=args.port, threads=args.threads, ident="umpass")
+    if settings.oidc.enabled:
+        load_signing_key(settings.oidc.signing_key_file)  # once, before workers race for it
+    print(
+        f"UMPASS Activation on http://{args.host}:{args.port}/ for {settings.base_url}/ "
+        f"({args.workers} worker(s) x {args.threads} threads)",
+        file=sys.stderr,
+        flush=True,
+    )
+    wsgi_server.run(
+        settings, host=args.host, port=args.port, workers=args.workers, threads=args.threads
+    )
 
 
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
@@ -229,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument("--workers", type=int, default=2, help="processes (gunicorn)")
+    serve.add_argument("--threads", type=int, default=8, help="threads per process")
     sub.add_parser("db-upgrade", help="create or migrate the database")
     create = sub.add_parser("create-student", help="create a pending student with a code")
     for name in (

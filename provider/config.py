@@ -74,6 +74,8 @@ class Settings:
     identify_limit: str = "10 per minute;100 per hour"
     trusted_proxies: int = 0
     send_limit: str = "20 per hour"
+    sign_in_limit: str = "300 per minute"
+    strength_limit: str = "60 per minute"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
     oidc: OidcSettings = field(default_factory=OidcSettings)
     helpdesk_client_id: str = "umpass-helpdesk"
@@ -161,12 +163,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "UMPASS_SMS_GATEWAY=outbox writes codes to a file: production needs "
             "UMPASS_SMS_GATEWAY=webhook (or UMPASS_ENV=development on a developer machine)"
         )
+    base_url = _http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000")
+    if environment == "production" and not testing and not _https_or_loopback(base_url):
+        raise ConfigError(
+            f"UMPASS_BASE_URL={base_url!r} must start with https:// in production: it is the "
+            "address students' browsers use (set UMPASS_ENV=development on a developer machine)"
+        )
     return Settings(
         keycloak=keycloak,
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
         secret_key=secret_key,
         hmac_key=hmac_key.encode(),
-        base_url=_http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000"),
+        base_url=base_url,
         log_level=log_level,
         user_id_length=int(_number(env, "UMPASS_USER_ID_LENGTH", 7, minimum=3)),
         flow_idle_minutes=_number(env, "UMPASS_FLOW_IDLE_MINUTES", 30, minimum=1),
@@ -175,11 +183,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "UMPASS_AFTER_ACTIVATION_URL",
             f"{keycloak.url}/realms/{keycloak.realm}/account",
         ),
-        ratelimit_storage=env.get("UMPASS_RATELIMIT_STORAGE", "").strip() or "memory://",
-        identify_limit=env.get("UMPASS_IDENTIFY_LIMIT", "").strip() or "10 per minute;100 per hour",
+        ratelimit_storage=_ratelimit_storage(env, production=environment == "production"),
+        identify_limit=_limit(env, "UMPASS_IDENTIFY_LIMIT", "10 per minute;100 per hour"),
         trusted_proxies=int(_number(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
         delivery=delivery,
-        send_limit=env.get("UMPASS_SEND_LIMIT", "").strip() or "20 per hour",
+        send_limit=_limit(env, "UMPASS_SEND_LIMIT", "20 per hour"),
+        sign_in_limit=_limit(env, "UMPASS_SIGN_IN_LIMIT", "300 per minute"),
+        strength_limit=_limit(env, "UMPASS_STRENGTH_LIMIT", "60 per minute"),
         log_format=log_format,
         testing=testing,
         oidc=_oidc(env, keycloak),
@@ -187,6 +197,45 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
         metrics_token=_metrics_token(env),
     )
+
+
+def _https_or_loopback(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme == "https" or parsed.hostname in ("127.0.0.1", "localhost", "::1")
+
+
+def _limit(env: Mapping[str, str], name: str, default: str) -> str:
+    """A Flask-Limiter rate string such as "10 per minute;100 per hour"."""
+    from limits import parse_many
+
+    value = env.get(name, "").strip() or default
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name}={value!r} is not a rate limit, e.g. '10 per minute;100 per hour'"
+        ) from None
+    return value
+
+
+def _ratelimit_storage(env: Mapping[str, str], *, production: bool) -> str:
+    """Where every per-address limit is counted: one budget across replicas needs Redis."""
+    value = env.get("UMPASS_RATELIMIT_STORAGE", "").strip()
+    if not value:
+        if production and env.get("UMPASS_TESTING", "") != "1":
+            raise ConfigError(
+                "UMPASS_RATELIMIT_STORAGE is not set: production needs a shared store such as "
+                "redis://redis.internal:6379/0 so that limits hold across replicas "
+                "(memory:// only for a single process)"
+            )
+        return "memory://"
+    scheme = urlparse(value).scheme
+    if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
+        raise ConfigError(
+            f"UMPASS_RATELIMIT_STORAGE must be a redis:// (or rediss://) URL or memory://, "
+            f"not {scheme or value!r}"
+        )
+    return value
 
 
 def _metrics_token(env: Mapping[str, str]) -> str:

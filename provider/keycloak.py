@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+import requests
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
@@ -319,6 +320,17 @@ class KeycloakGateway:
     def ping(self) -> None:
         """Raise `IdentityServiceUnavailable` unless the admin API answers us."""
         self._call("ping", lambda a: a.users_count())
+
+    def issuer(self) -> str:
+        """The realm's issuer as Keycloak names it (from its `--hostname`), for the start-up
+        check that browsers and the service mean the same Keycloak."""
+        url = f"{self._settings.url}/realms/{self._settings.realm}/.well-known/openid-configuration"
+        try:
+            response = requests.get(url, timeout=self._settings.timeout_seconds)
+            response.raise_for_status()
+            return str(response.json()["issuer"])
+        except (requests.RequestException, ValueError, KeyError) as exc:
+            raise IdentityServiceUnavailable(f"no OpenID discovery at {url}") from exc
 
     def find_user(self, username: str) -> KeycloakUser | None:
         """The user with exactly this username (Keycloak lower-cases usernames)."""

@@ -1,20 +1,69 @@
-"""Per-client-address request limits (Flask-Limiter).
+"""Per-client-address request limits (Flask-Limiter), every one a setting.
 
 The client address is the socket's peer unless UMPASS_TRUSTED_PROXIES says how many
-proxies in front of the service may set X-Forwarded-For (werkzeug's ProxyFix).
+proxies in front of the service append to X-Forwarded-For (werkzeug's ProxyFix takes the
+entry that many hops from the right, so whatever a client wrote itself is ignored).
+
+The counts live in UMPASS_RATELIMIT_STORAGE: Redis in production, so that a limit is one
+budget across replicas. When Redis does not answer, limited requests fail closed with the
+calm 503 page (`STORAGE_ERROR`), never silently unlimited.
 """
 
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
+from redis.exceptions import RedisError
+
+from provider.config import Settings
 
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+# What a limited request raises when the shared store is down (Flask-Limiter re-raises it).
+STORAGE_ERROR = RedisError
+# A request must not hang on a dead Redis: fail within a couple of seconds.
+REDIS_TIMEOUT_SECONDS = 2.0
+
+
+def install(app: Flask, settings: Settings) -> None:
+    app.config.update(
+        RATELIMIT_STORAGE_URI=settings.ratelimit_storage,
+        # Its X-RateLimit/Retry-After headers on every response would contradict our own.
+        RATELIMIT_HEADERS_ENABLED=False,
+        RATELIMIT_SWALLOW_ERRORS=False,  # fail closed
+        RATELIMIT_IN_MEMORY_FALLBACK_ENABLED=False,  # a per-replica budget is no budget
+        UMPASS_IDENTIFY_LIMIT=settings.identify_limit,
+        UMPASS_SEND_LIMIT=settings.send_limit,
+        UMPASS_SIGN_IN_LIMIT=settings.sign_in_limit,
+        UMPASS_STRENGTH_LIMIT=settings.strength_limit,
+    )
+    if settings.ratelimit_storage.startswith("redis"):
+        app.config["RATELIMIT_STORAGE_OPTIONS"] = {
+            "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+            "socket_timeout": REDIS_TIMEOUT_SECONDS,
+        }
+    limiter.init_app(app)
+
+
+def check_storage() -> None:
+    """Raise STORAGE_ERROR unless the limit store answers."""
+    storage = limiter.storage
+    if not storage.check():
+        raise RedisError("the rate-limit store did not answer")
 
 
 def identify_limit() -> str:
     return current_app.config["UMPASS_IDENTIFY_LIMIT"]
+
+
+def sign_in_limit() -> str:
+    """First sign-ins arriving from Keycloak: a lab behind one NAT starts many at once."""
+    return current_app.config["UMPASS_SIGN_IN_LIMIT"]
+
+
+def strength_limit() -> str:
+    return current_app.config["UMPASS_STRENGTH_LIMIT"]
 
 
 def not_identify_post() -> bool:

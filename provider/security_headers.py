@@ -16,7 +16,8 @@ def install(app: Flask) -> None:
         headers = response.headers
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # same-origin: our own form posts keep their Origin (see provider/csrf.py).
+        headers.setdefault("Referrer-Policy", "same-origin")
         headers.setdefault("X-Frame-Options", "DENY")
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         if request.is_secure:

@@ -47,6 +47,7 @@ from provider.limits import (
     not_code_send,
     not_identify_post,
     send_limit,
+    strength_limit,
 )
 from provider.oidc import handoff
 from provider.oidc.server import Subject
@@ -370,7 +371,7 @@ def _hints(state: FlowState) -> list[str]:
 
 
 @bp.post("/password/strength")
-@limiter.limit("60 per minute")
+@limiter.limit(strength_limit)
 def password_strength() -> ResponseReturnValue:
     """The meter's live verdict, for the page's optional script (CSRF-checked like a form).
 

@@ -15,7 +15,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, MissingAuthorizationErro
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from provider.limits import limiter
+from provider.limits import limiter, sign_in_limit
 from provider.oidc import handoff
 from provider.oidc.server import AUTH_METHODS, SCOPES, Subject, user_info
 from provider.oidc.signing_key import load_signing_key, public_jwks
@@ -52,7 +52,7 @@ def jwks() -> ResponseReturnValue:
 
 
 @bp.get("/authorize")
-@limiter.limit("30 per minute")
+@limiter.limit(sign_in_limit)
 def authorize() -> ResponseReturnValue:
     try:
         grant = handoff.server().get_consent_grant(end_user=None)

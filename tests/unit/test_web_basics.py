@@ -53,7 +53,7 @@ def test_security_headers(offline_app: Flask) -> None:
         assert directive in csp
     assert "unsafe-inline" not in csp
     assert response.headers["X-Content-Type-Options"] == "nosniff"
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert "Strict-Transport-Security" not in response.headers  # plain HTTP here
 
 
