@@ -3,6 +3,15 @@ import pytest
 from provider.config import ConfigError, load_settings
 
 BASE = {"UMPASS_KC_CLIENT_SECRET": "very-secret-value", "UMPASS_ENV": "development"}
+PRODUCTION = {
+    "UMPASS_KC_CLIENT_SECRET": "very-secret-value",
+    "UMPASS_SECRET_KEY": "s" * 40,
+    "UMPASS_HMAC_KEY": "h" * 40,
+    "UMPASS_SMS_GATEWAY": "webhook",
+    "UMPASS_SMS_WEBHOOK_URL": "https://sms.example.com/send",
+    "UMPASS_BASE_URL": "https://activate.example.edu",
+    "UMPASS_RATELIMIT_STORAGE": "redis://redis.internal:6379/0",
+}
 
 
 def test_defaults() -> None:
@@ -27,6 +36,11 @@ def test_defaults() -> None:
         ({"UMPASS_KC_CLIENT_SECRET": "x"}, "UMPASS_SECRET_KEY is not set"),  # production default
         ({**BASE, "UMPASS_ENV": "staging"}, "must be 'production' or 'development'"),
         ({**BASE, "UMPASS_LOG_LEVEL": "chatty"}, "UMPASS_LOG_LEVEL='CHATTY' must be"),
+        ({**PRODUCTION, "UMPASS_BASE_URL": "http://activate.example.edu"}, "must start with https"),
+        ({**PRODUCTION, "UMPASS_RATELIMIT_STORAGE": ""}, "UMPASS_RATELIMIT_STORAGE is not set"),
+        ({**BASE, "UMPASS_RATELIMIT_STORAGE": "memcached://x"}, "must be a redis://"),
+        ({**BASE, "UMPASS_SIGN_IN_LIMIT": "lots"}, "UMPASS_SIGN_IN_LIMIT='lots' is not a rate"),
+        ({**BASE, "UMPASS_IDENTIFY_LIMIT": "10 per fortnight"}, "is not a rate limit"),
     ],
 )
 def test_bad_configuration_says_what_to_fix(env: dict[str, str], message: str) -> None:
@@ -36,3 +50,14 @@ def test_bad_configuration_says_what_to_fix(env: dict[str, str], message: str) -
 
 def test_secret_key_kept_when_given() -> None:
     assert load_settings({**BASE, "UMPASS_SECRET_KEY": "k" * 32}).secret_key == "k" * 32
+
+
+def test_production_settings_with_every_limit_documented() -> None:
+    settings = load_settings(PRODUCTION)
+    assert settings.ratelimit_storage == "redis://redis.internal:6379/0"
+    assert settings.sign_in_limit == "300 per minute"
+    assert settings.identify_limit == "10 per minute;100 per hour"
+    assert settings.send_limit == "20 per hour"
+    assert settings.strength_limit == "60 per minute"
+    tuned = load_settings({**PRODUCTION, "UMPASS_SIGN_IN_LIMIT": "1000 per minute"})
+    assert tuned.sign_in_limit == "1000 per minute"
