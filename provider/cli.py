@@ -11,6 +11,7 @@
                               the same for a few demo students (development)
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
+    umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -274,6 +275,31 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
     _print_codes(_create(DEMO_STUDENTS[: args.count]))
 
 
+def cmd_purge(args: argparse.Namespace) -> None:
+    from provider import purge
+
+    settings = _settings()
+    try:
+        retention = purge.Retention.from_env()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    try:
+        report = purge.purge(make_engine(settings.database_url), retention, dry_run=args.dry_run)
+    except purge.PurgeBusy:
+        print("another purge is running: nothing to do here")
+        return
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot purge the database ({type(exc).__name__}): is it running, "
+            "is DATABASE_URL right, has `umpass db-upgrade` run?"
+        ) from exc
+    title = "Would delete (dry run)" if report.dry_run else "Deleted"
+    table = Table("kind", "rows", "goes when", title=title)
+    for kind, count in report.counts.items():
+        table.add_row(kind, str(count), report.rules[kind])
+    Console().print(table)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "check": cmd_check,
     "serve": cmd_serve,
@@ -281,6 +307,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "db-upgrade": cmd_db_upgrade,
     "create-student": cmd_create_student,
     "revoke-code": cmd_revoke_code,
+    "purge": cmd_purge,
 }
 
 
@@ -310,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     revoke.add_argument("--user-id", required=True)
     seed = sub.add_parser("seed-demo", help="create pending demo students")
     seed.add_argument("--count", type=int, default=len(DEMO_STUDENTS))
+    purge = sub.add_parser("purge", help="delete rows past their retention (cron-safe)")
+    purge.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
     intake_commands: dict[str, Callable] = {}
     intake.add_commands(sub, intake_commands)
     args = parser.parse_args(argv)

@@ -1,0 +1,302 @@
+"""`umpass purge`: delete what the service no longer reads, keep what it still does.
+
+Each kind of row has one rule, stated against the code that reads it:
+
+* flows: past their idle expiry or `MAX_LIFETIME` (the engine will never resume them);
+* contact verifications: their flow is gone or purgeable (a code proves nothing outside it);
+* contact sends: older than the send throttles look back (`verification.HOUR`);
+* OIDC codes: expired, and every ID token that carries their nonce expired too;
+* OIDC access tokens: expired (a replayed code revokes tokens by the code's hash, so the
+  code row is not needed for that);
+* identify lockouts: not locked, and untouched for the reset period (the lock doubling
+  counts past locks; a row with nothing counted goes at once);
+* activation codes: only a code that stopped working (revoked or expired, never used)
+  longer ago than the code retention *and* has a newer code of the same student; the
+  newest code and every used code stay, so the funnel and the help desk read the same;
+* audit events: older than the audit retention (0: kept forever).
+
+The short-lived kinds get `grace` on top, for clocks that differ between replicas.
+Rows go in batches of `batch_size`, each its own short transaction; the delete repeats
+the rule, so a row a live request changed meanwhile (a flow touched, a lockout counted)
+is re-checked and kept. On PostgreSQL one replica purges at a time (an advisory lock);
+the others return at once. Students (proofing hashes) are never purged here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or_, select, text
+from sqlalchemy.orm import aliased
+
+from provider.config import ConfigError
+from provider.flows import verification
+from provider.flows.engine import MAX_LIFETIME
+from provider.oidc.server import ID_TOKEN_SECONDS, TOKEN_LIFETIME
+from provider.storage.engine import read_only
+from provider.storage.models import (
+    ActivationCode,
+    AuditEvent,
+    Base,
+    ContactSend,
+    ContactVerification,
+    Flow,
+    IdentifyLockout,
+    OidcAccessToken,
+    OidcAuthorizationCode,
+)
+
+# pg_try_advisory_lock key: "umpurge" in ASCII, so it is recognisable in pg_locks.
+ADVISORY_LOCK_KEY = 0x756D7075726765
+
+
+class PurgeBusy(Exception):
+    """Another purge holds the lock (PostgreSQL): this one has nothing to do."""
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long rows stay once the code no longer needs them (see `.env.example`)."""
+
+    # Two years: a dispute about an activation (or a complaint to the privacy office)
+    # can come a full academic year later and take months to settle.
+    audit_days: int = 730
+    # A superseded code stays visible to the help desk for a semester after it stopped
+    # working ("I used the code in my first letter"); 0 keeps codes forever.
+    code_days: int = 180
+    # A lockout row forgets its doubling history after this long untouched: longer than
+    # any lock (1 day at most), so a guesser must go quiet for a month to get 15 min back.
+    lockout_reset_days: int = 30
+    # Clock difference between replicas that a just-expired row is kept for.
+    grace: timedelta = timedelta(minutes=15)
+    batch_size: int = 1000
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Retention:
+        env = os.environ if env is None else env
+        return cls(
+            audit_days=_whole(env, "UMPASS_AUDIT_RETENTION_DAYS", cls.audit_days, minimum=0),
+            code_days=_whole(env, "UMPASS_CODE_RETENTION_DAYS", cls.code_days, minimum=0),
+            lockout_reset_days=_whole(
+                env, "UMPASS_LOCKOUT_RESET_DAYS", cls.lockout_reset_days, minimum=1
+            ),
+            grace=timedelta(
+                minutes=_whole(env, "UMPASS_PURGE_GRACE_MINUTES", 15, minimum=0),
+            ),
+            batch_size=_whole(env, "UMPASS_PURGE_BATCH", cls.batch_size, minimum=1),
+        )
+
+
+def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigError(f"{name}={raw!r} must be a whole number of at least {minimum}")
+    return int(raw)
+
+
+Rule = Callable[[datetime, Retention], ColumnElement[bool] | None]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    model: type[Base]
+    key: str  # the primary key column's attribute
+    rule: Rule  # None: keep everything of this kind
+    describe: Callable[[Retention], str]
+
+
+def _flow_gone(now: datetime, r: Retention, flow: Any = Flow) -> ColumnElement[bool]:
+    # FlowEngine.load_or_start resumes a flow only while both of these are in the future.
+    return or_(flow.expires_at <= now - r.grace, flow.created_at <= now - MAX_LIFETIME - r.grace)
+
+
+def _verification_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    # Keyed by its flow's key and read only through that flow; "or purgeable" makes the
+    # dry run's count the real one.
+    live = aliased(Flow)
+    return ~(
+        select(live.id_hash)
+        .where(live.id_hash == ContactVerification.flow_key, ~_flow_gone(now, r, live))
+        .exists()
+    )
+
+
+# The furthest back any send throttle (per contact, per flow, the resend gap) looks.
+SENDS_COUNTED = max(verification.HOUR, verification.CONTACT_GAP)
+
+
+def _send_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return ContactSend.at <= now - SENDS_COUNTED - r.grace
+
+
+# `exists_nonce` refuses a nonce it has seen: keep it while an ID token carrying it lives.
+NONCE_KEPT = max(timedelta(seconds=ID_TOKEN_SECONDS), TOKEN_LIFETIME)
+
+
+def _oidc_code_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return OidcAuthorizationCode.expires_at <= now - NONCE_KEPT - r.grace
+
+
+def _oidc_token_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return OidcAccessToken.expires_at <= now - r.grace
+
+
+def _lockout_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    row = IdentifyLockout
+    unlocked = or_(row.locked_until.is_(None), row.locked_until <= now)
+    blank = and_(row.failures == 0, row.lock_count == 0)  # the same as no row at all
+    return and_(unlocked, or_(blank, row.updated_at <= now - timedelta(days=r.lockout_reset_days)))
+
+
+def _code_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
+    if r.code_days == 0:
+        return None
+    cutoff = now - timedelta(days=r.code_days)
+    newer = aliased(ActivationCode)
+    superseded = (
+        select(newer.id)
+        .where(newer.user_id == ActivationCode.user_id, newer.id > ActivationCode.id)
+        .exists()
+    )
+    stopped = or_(ActivationCode.revoked_at <= cutoff, ActivationCode.expires_at <= cutoff)
+    return and_(ActivationCode.used_at.is_(None), stopped, superseded)
+
+
+def _audit_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
+    return None if r.audit_days == 0 else AuditEvent.at <= now - timedelta(days=r.audit_days)
+
+
+def _minutes(r: Retention) -> str:
+    return f"{int(r.grace.total_seconds() // 60)} min"
+
+
+KINDS: tuple[Kind, ...] = (
+    Kind("flows", Flow, "id_hash", _flow_gone, lambda r: f"expired + {_minutes(r)}"),
+    Kind(
+        "contact verifications",
+        ContactVerification,
+        "id",
+        _verification_gone,
+        lambda r: "their flow gone",
+    ),
+    Kind(
+        "contact sends",
+        ContactSend,
+        "id",
+        _send_gone,
+        lambda r: f"{SENDS_COUNTED.seconds // 60} min + {_minutes(r)}",
+    ),
+    Kind(
+        "OIDC codes",
+        OidcAuthorizationCode,
+        "code_hash",
+        _oidc_code_gone,
+        lambda r: f"expired + {NONCE_KEPT.seconds // 60} min + {_minutes(r)}",
+    ),
+    Kind(
+        "OIDC access tokens",
+        OidcAccessToken,
+        "token_hash",
+        _oidc_token_gone,
+        lambda r: f"expired + {_minutes(r)}",
+    ),
+    Kind(
+        "identify lockouts",
+        IdentifyLockout,
+        "user_id",
+        _lockout_gone,
+        lambda r: f"idle {r.lockout_reset_days} d",
+    ),
+    Kind(
+        "activation codes",
+        ActivationCode,
+        "id",
+        _code_gone,
+        lambda r: f"superseded, {r.code_days} d" if r.code_days else "forever",
+    ),
+    Kind(
+        "audit events",
+        AuditEvent,
+        "id",
+        _audit_gone,
+        lambda r: f"{r.audit_days} d" if r.audit_days else "forever",
+    ),
+)
+
+
+@dataclass
+class PurgeReport:
+    dry_run: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+
+
+def purge(
+    engine: Engine,
+    retention: Retention,
+    *,
+    dry_run: bool = False,
+    now: datetime | None = None,
+) -> PurgeReport:
+    """Delete (or, dry, count) every row past its rule; raises `PurgeBusy` on PostgreSQL
+    when another purge runs."""
+    now = now or datetime.now(UTC)
+    report = PurgeReport(dry_run, rules={k.name: k.describe(retention) for k in KINDS})
+    if dry_run:
+        with read_only(engine).connect() as conn:
+            for kind in KINDS:
+                rule = kind.rule(now, retention)
+                report.counts[kind.name] = (
+                    0
+                    if rule is None
+                    else int(conn.scalar(select(func.count()).select_from(kind.model).where(rule)))
+                )
+        return report
+    with engine.connect() as conn:
+        postgres = conn.dialect.name == "postgresql"
+        if postgres:
+            _lock(conn)
+        try:
+            for kind in KINDS:
+                rule = kind.rule(now, retention)
+                report.counts[kind.name] = (
+                    0 if rule is None else _delete(conn, kind, rule, retention.batch_size)
+                )
+        finally:
+            if postgres:
+                conn.rollback()  # a failed batch leaves the connection in an aborted transaction
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+                conn.commit()
+    return report
+
+
+def _lock(conn: Connection) -> None:
+    # Session-level, so it spans the batches' transactions; unlocked in `purge`, and
+    # released by the server if this process dies.
+    got = conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    conn.commit()
+    if not got:
+        raise PurgeBusy
+
+
+def _delete(conn: Connection, kind: Kind, rule: ColumnElement[bool], batch_size: int) -> int:
+    key = getattr(kind.model, kind.key)
+    picked = select(key).where(rule).limit(batch_size).correlate(None)
+    if conn.dialect.name == "postgresql":
+        # A row a live request holds is left for the next run instead of waited for.
+        picked = picked.with_for_update(skip_locked=True)
+    statement = delete(kind.model).where(key.in_(picked), rule)
+    total = 0
+    while True:
+        with conn.begin():
+            deleted = int(conn.execute(statement).rowcount or 0)
+        total += deleted
+        if deleted < batch_size:
+            return total

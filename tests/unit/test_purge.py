@@ -1,0 +1,467 @@
+"""`umpass purge` on SQLite: each kind's boundary, what must stay, idempotence, dry runs,
+batches, two purges at once, the settings and the command."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider import cli
+from provider.config import ConfigError
+from provider.flows import verification
+from provider.flows.engine import MAX_LIFETIME, FlowEngine, FlowState
+from provider.helpdesk.funnel import funnels
+from provider.keyed_hash import KeyedHasher
+from provider.purge import KINDS, Retention, purge
+from provider.storage import migrate
+from provider.storage.engine import make_engine
+from provider.storage.models import (
+    ActivationCode,
+    AuditEvent,
+    Base,
+    ContactSend,
+    ContactVerification,
+    Flow,
+    IdentifyLockout,
+    OidcAccessToken,
+    OidcAuthorizationCode,
+    Student,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+GRACE = Retention().grace
+SECOND = timedelta(seconds=1)
+DAY = timedelta(days=1)
+
+
+@pytest.fixture
+def db(tmp_path) -> Engine:
+    engine = make_engine(f"sqlite:///{tmp_path}/purge.db")
+    migrate.upgrade(engine)
+    return engine
+
+
+@pytest.fixture
+def sessions(db: Engine) -> sessionmaker[Session]:
+    return sessionmaker(db, expire_on_commit=False)
+
+
+def _add(sessions: sessionmaker[Session], *rows: Base) -> None:
+    with sessions.begin() as session:
+        session.add_all(rows)
+
+
+def _ids(sessions: sessionmaker[Session], column) -> set:
+    with sessions() as session:
+        return set(session.scalars(select(column)))
+
+
+def _flow(key: str, *, created: datetime, expires: datetime) -> Flow:
+    return Flow(
+        id_hash=key,
+        user_id="dc12345",
+        step="policies",
+        state={"first_name": "Ana"},
+        created_at=created,
+        updated_at=created,
+        expires_at=expires,
+    )
+
+
+# -- flows ---------------------------------------------------------------------------------
+
+
+def test_flows_go_once_expired_past_the_grace(db, sessions) -> None:
+    _add(
+        sessions,
+        _flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
+        _flow("idle-in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
+        _flow("idle-gone", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
+        _flow(
+            "old-in-grace",
+            created=NOW - MAX_LIFETIME - GRACE + SECOND,
+            expires=NOW + timedelta(minutes=20),
+        ),
+        _flow("old-gone", created=NOW - MAX_LIFETIME - GRACE, expires=NOW + timedelta(minutes=20)),
+    )
+    assert purge(db, Retention(), now=NOW).counts["flows"] == 2
+    assert _ids(sessions, Flow.id_hash) == {"live", "idle-in-grace", "old-in-grace"}
+
+
+def test_no_flow_the_engine_would_resume_is_deleted(db, sessions) -> None:
+    # Without grace, the purge deletes exactly the flows FlowEngine no longer resumes.
+    hasher = KeyedHasher(b"unit-test-key-" + b"x" * 32)
+    engine = FlowEngine(sessions, hasher, ("identify", "policies", "done"))
+    minutes = (-200, -121, -120, -119, -60, -1, 0, 1, 30)
+    cookies = {}
+    for created in minutes:
+        for expires in minutes:
+            if expires >= created:
+                cookie = f"c{created}_{expires}"
+                cookies[cookie] = engine.key(FlowState(flow_id=cookie, step="policies"))
+                _add(
+                    sessions,
+                    _flow(
+                        cookies[cookie],
+                        created=NOW + timedelta(minutes=created),
+                        expires=NOW + timedelta(minutes=expires),
+                    ),
+                )
+    resumable = {c for c in cookies if engine.load_or_start(c, NOW).flow_id is not None}
+    assert resumable and len(resumable) < len(cookies)
+    purge(db, Retention(grace=timedelta(0)), now=NOW)
+    assert _ids(sessions, Flow.id_hash) == {cookies[c] for c in resumable}
+
+
+# -- contact verifications and sends ---------------------------------------------------------
+
+
+def _verification(flow_key: str) -> ContactVerification:
+    return ContactVerification(
+        flow_key=flow_key,
+        channel="phone",
+        contact_hash=f"contact-of-{flow_key}",
+        failures=2,
+        created_at=NOW - timedelta(hours=1),
+    )
+
+
+def test_verifications_go_with_their_flow(db, sessions) -> None:
+    _add(
+        sessions,
+        _flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
+        _flow("in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
+        _flow("expired", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
+        _verification("live"),
+        _verification("in-grace"),
+        _verification("expired"),
+        _verification("finished"),  # its flow was deleted ("Start again")
+    )
+    report = purge(db, Retention(), now=NOW)
+    assert report.counts["contact verifications"] == 2
+    assert _ids(sessions, ContactVerification.flow_key) == {"live", "in-grace"}
+
+
+def test_sends_stay_while_a_throttle_counts_them(db, sessions) -> None:
+    hasher = KeyedHasher(b"unit-test-key-" + b"x" * 32)
+    phone = "+85362345678"
+    contact = verification.contact_hash(hasher, "phone", phone)
+    window = verification.HOUR
+    _add(
+        sessions,
+        # Five sends in the last hour: the per-contact throttle refuses a sixth.
+        *(
+            ContactSend(contact_hash=contact, flow_key="f", at=NOW - window + SECOND * (i + 1))
+            for i in range(verification.CONTACT_PER_HOUR)
+        ),
+        ContactSend(contact_hash=contact, flow_key="f", at=NOW - window - GRACE + SECOND),
+        ContactSend(contact_hash=contact, flow_key="f", at=NOW - window - GRACE),
+        ContactSend(contact_hash="other", flow_key="g", at=NOW - DAY),
+    )
+    assert purge(db, Retention(), now=NOW).counts["contact sends"] == 2
+    assert purge(db, Retention(grace=timedelta(0)), now=NOW).counts["contact sends"] == 1
+    with pytest.raises(verification.Throttled):
+        verification.issue(sessions, hasher, flow_key="f2", channel="phone", value=phone, now=NOW)
+
+
+# -- OIDC ----------------------------------------------------------------------------------------
+
+
+def _oidc_code(key: str, expires: datetime) -> OidcAuthorizationCode:
+    return OidcAuthorizationCode(
+        code_hash=key,
+        client_id="keycloak-broker",
+        keycloak_id="kc",
+        username="dc12345",
+        redirect_uri="https://sso.example.edu/cb",
+        scope="openid",
+        nonce=f"nonce-{key}",
+        auth_time=0,
+        expires_at=expires,
+    )
+
+
+def _token(key: str, expires: datetime) -> OidcAccessToken:
+    return OidcAccessToken(
+        token_hash=key,
+        code_hash="c",
+        client_id="keycloak-broker",
+        keycloak_id="kc",
+        username="dc12345",
+        scope="openid",
+        expires_at=expires,
+    )
+
+
+def test_oidc_codes_and_tokens_go_after_expiry(db, sessions) -> None:
+    id_token_lives = timedelta(minutes=5)
+    _add(
+        sessions,
+        _oidc_code("live", NOW + timedelta(seconds=30)),
+        _oidc_code("nonce-kept", NOW - id_token_lives - GRACE + SECOND),
+        _oidc_code("gone", NOW - id_token_lives - GRACE),
+        _token("live", NOW + timedelta(minutes=4)),
+        _token("in-grace", NOW - GRACE + SECOND),
+        _token("gone", NOW - GRACE),
+    )
+    counts = purge(db, Retention(), now=NOW).counts
+    assert (counts["OIDC codes"], counts["OIDC access tokens"]) == (1, 1)
+    assert _ids(sessions, OidcAuthorizationCode.code_hash) == {"live", "nonce-kept"}
+    assert _ids(sessions, OidcAccessToken.token_hash) == {"live", "in-grace"}
+
+
+# -- identify lockouts ---------------------------------------------------------------------------
+
+
+def _lockout(
+    key: str, *, updated: datetime, failures: int = 0, locks: int = 0, until: datetime | None = None
+) -> IdentifyLockout:
+    return IdentifyLockout(
+        user_id=key, failures=failures, lock_count=locks, locked_until=until, updated_at=updated
+    )
+
+
+def test_lockouts_keep_their_doubling_for_the_reset_period(db, sessions) -> None:
+    reset = timedelta(days=Retention().lockout_reset_days)
+    _add(
+        sessions,
+        _lockout("locked", updated=NOW - 2 * reset, locks=5, until=NOW + timedelta(hours=8)),
+        _lockout("history", updated=NOW - reset + SECOND, locks=3, until=NOW - reset + SECOND),
+        _lockout("forgotten", updated=NOW - reset, locks=3, until=NOW - reset),
+        _lockout("counting", updated=NOW - timedelta(hours=1), failures=2),
+        _lockout("blank", updated=NOW),  # after a success: the same as no row
+    )
+    assert purge(db, Retention(), now=NOW).counts["identify lockouts"] == 2
+    assert _ids(sessions, IdentifyLockout.user_id) == {"locked", "history", "counting"}
+
+
+# -- activation codes ----------------------------------------------------------------------------
+
+
+def _code(user: str, n: int, *, issued: datetime, **status: datetime) -> ActivationCode:
+    return ActivationCode(
+        user_id=user,
+        code_hash=f"{user}-{n}",
+        issued_at=issued,
+        expires_at=status.pop("expires", issued + timedelta(days=30)),
+        **{f"{k}_at": v for k, v in status.items()},
+    )
+
+
+def _student(user: str) -> Student:
+    return Student(user_id=user, dob_hash="d", id_last4_hash="i", intake="2026-fall")
+
+
+def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sessions) -> None:
+    keep = timedelta(days=Retention().code_days)
+    long_ago = NOW - keep - timedelta(days=40)
+    _add(sessions, *(_student(u) for u in ("pending", "reissued", "active", "recent", "thrice")))
+    _add(
+        sessions,
+        # Never activated, the only code long expired: the funnel counts it as expired.
+        _code("pending", 1, issued=long_ago),
+        # Re-issued: the revoked first code goes, the live one stays.
+        _code("reissued", 1, issued=long_ago, revoked=NOW - keep),
+        _code("reissued", 2, issued=NOW - DAY),
+        # Activated: the used code stays (activation's proof), the revoked one goes.
+        _code("active", 1, issued=long_ago, revoked=NOW - keep),
+        _code("active", 2, issued=NOW - keep, used=NOW - keep + DAY),
+        # Revoked less than the retention ago (and not yet expired then): the help desk
+        # still shows it.
+        _code("recent", 1, issued=NOW - keep - 10 * DAY, revoked=NOW - keep + SECOND),
+        _code("recent", 2, issued=NOW - DAY),
+        # Two dead codes superseded by a third dead one: only the newest stays.
+        _code("thrice", 1, issued=long_ago, revoked=long_ago + DAY),
+        _code("thrice", 2, issued=long_ago + DAY, revoked=long_ago + DAY),
+        _code("thrice", 3, issued=long_ago + DAY),
+    )
+    before = funnels(SimpleNamespace(reads=sessions), now=NOW)
+    assert purge(db, Retention(code_days=0), now=NOW).counts["activation codes"] == 0  # forever
+    assert purge(db, Retention(), now=NOW).counts["activation codes"] == 4
+    assert _ids(sessions, ActivationCode.code_hash) == {
+        "pending-1",
+        "reissued-2",
+        "active-2",
+        "recent-1",
+        "recent-2",
+        "thrice-3",
+    }
+    after = funnels(SimpleNamespace(reads=sessions), now=NOW)
+    assert after == before and after[0].counts["expired"] == 2
+    assert _ids(sessions, Student.user_id) == {"pending", "reissued", "active", "recent", "thrice"}
+
+
+# -- audit events --------------------------------------------------------------------------------
+
+
+def test_audit_events_go_after_the_retention_and_0_keeps_them(db, sessions) -> None:
+    keep = timedelta(days=Retention().audit_days)
+    _add(
+        sessions,
+        AuditEvent(at=NOW - keep, actor="student", action="identify.ok", subject="a"),
+        AuditEvent(at=NOW - keep + SECOND, actor="student", action="identify.ok", subject="b"),
+    )
+    assert purge(db, Retention(audit_days=0), now=NOW).counts["audit events"] == 0
+    assert purge(db, Retention(), now=NOW).counts["audit events"] == 1
+    assert _ids(sessions, AuditEvent.subject) == {"b"}
+
+
+# -- the run as a whole ----------------------------------------------------------------------------
+
+
+def _arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
+    old = NOW - timedelta(days=1000)
+    for i in range(n):
+        _add(
+            sessions,
+            _flow(f"gone{i}", created=old, expires=old),
+            _flow(f"live{i}", created=NOW, expires=NOW + timedelta(minutes=30)),
+            _verification(f"gone{i}"),
+            _verification(f"live{i}"),
+            ContactSend(contact_hash=f"c{i}", flow_key="f", at=old),
+            ContactSend(contact_hash=f"c{i}", flow_key="f", at=NOW),
+            _oidc_code(f"gone{i}", old),
+            _oidc_code(f"live{i}", NOW + timedelta(seconds=60)),
+            _token(f"gone{i}", old),
+            _token(f"live{i}", NOW + timedelta(minutes=5)),
+            _lockout(f"gone{i}", updated=old, locks=2),
+            _lockout(f"kept{i}", updated=NOW, failures=1),
+            _student(f"s{i}"),
+        )
+        _add(
+            sessions,
+            _code(f"s{i}", 1, issued=old, revoked=old),
+            _code(f"s{i}", 2, issued=NOW),
+            AuditEvent(at=old, actor="system", action="code.issued", subject=f"s{i}"),
+            AuditEvent(at=NOW, actor="system", action="code.issued", subject=f"s{i}"),
+        )
+
+
+def _row_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        return {
+            k.name: session.scalar(select(func.count()).select_from(k.model)) or 0 for k in KINDS
+        }
+
+
+def test_dry_run_counts_what_a_run_deletes_and_deletes_nothing(db, sessions) -> None:
+    _arrange_everything(sessions, n=3)
+    rows = _row_counts(sessions)
+    dry = purge(db, Retention(), dry_run=True, now=NOW)
+    assert dry.dry_run and _row_counts(sessions) == rows
+    assert dry.counts == {k.name: 3 for k in KINDS}
+    real = purge(db, Retention(), now=NOW)
+    assert real.counts == dry.counts
+    assert _row_counts(sessions) == {k: rows[k] - 3 for k in rows}
+
+
+def test_a_second_run_deletes_nothing(db, sessions) -> None:
+    _arrange_everything(sessions, n=2)
+    assert sum(purge(db, Retention(), now=NOW).counts.values()) == 2 * len(KINDS)
+    kept = _row_counts(sessions)
+    assert purge(db, Retention(), now=NOW).counts == {k.name: 0 for k in KINDS}
+    assert _row_counts(sessions) == kept
+
+
+def test_batches_delete_everything_due(db, sessions) -> None:
+    _arrange_everything(sessions, n=10)
+    counts = purge(db, Retention(batch_size=3), now=NOW).counts
+    assert counts == {k.name: 10 for k in KINDS}
+    assert _row_counts(sessions) == {k.name: 10 for k in KINDS}
+
+
+def test_two_purges_at_once_both_finish_with_the_right_end_state(tmp_path, db, sessions) -> None:
+    _arrange_everything(sessions, n=60)
+    url = f"sqlite:///{tmp_path}/purge.db"
+    results: list[dict[str, int]] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:  # each its own engine, as two replicas would have
+            results.append(purge(make_engine(url), Retention(batch_size=7), now=NOW).counts)
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not errors and len(results) == 2
+    for kind in KINDS:
+        assert results[0][kind.name] + results[1][kind.name] == 60
+    assert _row_counts(sessions) == {k.name: 60 for k in KINDS}
+
+
+# -- settings and the command --------------------------------------------------------------------
+
+
+def test_retention_settings_defaults_and_errors() -> None:
+    assert Retention.from_env({}) == Retention(
+        audit_days=730,
+        code_days=180,
+        lockout_reset_days=30,
+        grace=timedelta(minutes=15),
+        batch_size=1000,
+    )
+    custom = Retention.from_env(
+        {
+            "UMPASS_AUDIT_RETENTION_DAYS": "0",
+            "UMPASS_CODE_RETENTION_DAYS": "90",
+            "UMPASS_LOCKOUT_RESET_DAYS": "7",
+            "UMPASS_PURGE_GRACE_MINUTES": "0",
+            "UMPASS_PURGE_BATCH": "500",
+        }
+    )
+    assert (custom.audit_days, custom.code_days, custom.lockout_reset_days) == (0, 90, 7)
+    assert (custom.grace, custom.batch_size) == (timedelta(0), 500)
+    for name, value in (
+        ("UMPASS_AUDIT_RETENTION_DAYS", "two years"),
+        ("UMPASS_LOCKOUT_RESET_DAYS", "0"),
+        ("UMPASS_PURGE_BATCH", "-5"),
+    ):
+        with pytest.raises(ConfigError, match=name):
+            Retention.from_env({name: value})
+
+
+@pytest.fixture
+def command_env(monkeypatch, tmp_path) -> str:
+    url = f"sqlite:///{tmp_path}/purge.db"
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("UMPASS_KC_CLIENT_SECRET", "x")
+    monkeypatch.setenv("UMPASS_TESTING", "1")
+    for name in ("UMPASS_AUDIT_RETENTION_DAYS", "UMPASS_PURGE_GRACE_MINUTES"):
+        monkeypatch.delenv(name, raising=False)
+    return url
+
+
+def test_command_prints_counts_per_kind(command_env, db, sessions, capsys) -> None:
+    _arrange_everything(sessions, n=2)  # "now" is the real time: everything old is due
+    rows = _row_counts(sessions)
+    assert cli.main(["purge", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Would delete (dry run)" in out and "audit events" in out
+    assert _row_counts(sessions) == rows
+    assert cli.main(["purge"]) == 0
+    out = capsys.readouterr().out
+    assert "Deleted" in out and "identify lockouts" in out
+    assert _row_counts(sessions) != rows
+
+
+def test_command_says_in_one_line_when_the_database_is_down(command_env, monkeypatch, capsys):
+    monkeypatch.setenv("DATABASE_URL", "postgresql+psycopg://umpass@127.0.0.1:9/umpass")
+    assert cli.main(["purge"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot purge the database (OperationalError)")
+    assert err.count("\n") == 1
+
+
+def test_command_refuses_a_bad_setting(command_env, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("UMPASS_PURGE_GRACE_MINUTES", "soon")
+    assert cli.main(["purge"]) == 2
+    assert "UMPASS_PURGE_GRACE_MINUTES" in capsys.readouterr().err
