@@ -9,6 +9,7 @@ from flask import Flask, render_template
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from provider import i18n, limits, security_headers
 from provider.config import Settings, load_settings
@@ -120,6 +121,14 @@ def create_app(
     def limit_store_unavailable(exc: Exception) -> ResponseReturnValue:
         # Fail closed: a limited action waits until its limit can be counted again.
         log.error("rate-limit store unavailable", extra={"reason": type(exc).__name__})
+        return render_template("unavailable.html"), 503
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(InterfaceError)
+    def database_unavailable(exc: Exception) -> ResponseReturnValue:
+        # The database is down or restarting: every write is a transaction, so nothing
+        # half-done stays behind; the student tries again in a moment.
+        log.error("database unavailable", extra={"reason": type(exc).__name__})
         return render_template("unavailable.html"), 503
 
     @app.errorhandler(IdentityServiceUnavailable)

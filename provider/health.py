@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 from sqlalchemy.exc import SQLAlchemyError
 
+from provider import limits
 from provider.keycloak import GatewayError
 from provider.services import services
 from provider.storage import engine as db
@@ -26,7 +27,8 @@ def healthz() -> ResponseReturnValue:
 
 @bp.get("/readyz")
 def readyz() -> ResponseReturnValue:
-    """Ready when Keycloak's admin API and the database both answer.
+    """Ready when Keycloak's admin API, the database and the rate-limit store answer;
+    `checks` names the one that does not.
 
     The answer is cached for a few seconds: anyone can call this, and it must not
     become a way to load Keycloak or take the connections students need.
@@ -64,4 +66,10 @@ def _run_checks() -> dict[str, str]:
     except SQLAlchemyError:
         log.warning("database unavailable")
         checks["database"] = "unavailable"
+    try:
+        limits.check_storage()
+        checks["rate_limits"] = "ok"
+    except limits.STORAGE_ERROR:
+        log.warning("rate-limit store unavailable")
+        checks["rate_limits"] = "unavailable"
     return checks
