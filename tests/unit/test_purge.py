@@ -260,7 +260,10 @@ def _student(user: str) -> Student:
 def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sessions) -> None:
     keep = timedelta(days=Retention().code_days)
     long_ago = NOW - keep - timedelta(days=40)
-    _add(sessions, *(_student(u) for u in ("pending", "reissued", "active", "recent", "thrice")))
+    _add(
+        sessions,
+        *(_student(u) for u in ("pending", "reissued", "active", "recent", "thrice", "used")),
+    )
     _add(
         sessions,
         # Never activated, the only code long expired: the funnel counts it as expired.
@@ -275,6 +278,9 @@ def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sess
         # still shows it.
         _code("recent", 1, issued=NOW - keep - 10 * DAY, revoked=NOW - keep + SECOND),
         _code("recent", 2, issued=NOW - DAY),
+        # Used, then re-issued by mistake: the used code stays even though superseded.
+        _code("used", 1, issued=long_ago, used=long_ago + DAY),
+        _code("used", 2, issued=long_ago + DAY, revoked=long_ago + 2 * DAY),
         # Two dead codes superseded by a third dead one: only the newest stays.
         _code("thrice", 1, issued=long_ago, revoked=long_ago + DAY),
         _code("thrice", 2, issued=long_ago + DAY, revoked=long_ago + DAY),
@@ -290,10 +296,12 @@ def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sess
         "recent-1",
         "recent-2",
         "thrice-3",
+        "used-1",
+        "used-2",
     }
     after = funnels(SimpleNamespace(reads=sessions), now=NOW)
     assert after == before and after[0].counts["expired"] == 2
-    assert _ids(sessions, Student.user_id) == {"pending", "reissued", "active", "recent", "thrice"}
+    assert len(_ids(sessions, Student.user_id)) == 6
 
 
 # -- audit events --------------------------------------------------------------------------------
