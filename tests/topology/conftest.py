@@ -1,0 +1,98 @@
+"""The production-like topology, brought up once for these tests (scripts/devstack/stack.py):
+nginx with TLS, two service replicas under gunicorn, two Keycloak nodes in production mode
+clustered on PostgreSQL, Redis for the limits. Everything is reached as deployed: HTTPS
+through nginx, with the throwaway CA as the only trusted root.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import date
+
+import pytest
+from devstack.stack import Stack
+from devstack.student_walk import CodeReader, Student, StudentBrowser
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+
+from provider.config import load_settings
+from provider.proofing import normalize_id_last4
+from provider.services import Services
+from provider.students import NewStudent, create_pending_student
+from tests.support.inbox import new_mobile
+
+# Each student (and each limit test) comes from an address of its own, as on a campus:
+# the per-address limits must count the address nginx saw, not the proxy's.
+_addresses = (f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), range(2, 250)))
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with Stack.up(tmp_path_factory.mktemp("stack"), fast_hash=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack_services(stack: Stack) -> Services:
+    """The service's own objects on the stack's database and realm (for arranging)."""
+    return Services.assemble(load_settings(stack.env))
+
+
+@pytest.fixture(scope="session")
+def stack_admin(stack: Stack) -> KeycloakAdmin:
+    return KeycloakAdmin(
+        connection=KeycloakOpenIDConnection(
+            server_url=stack.keycloak_url + "/",
+            username=stack.admin_user,
+            password=stack.admin_password,
+            realm_name=stack.realm,
+            user_realm_name="master",
+            client_id="admin-cli",
+            verify=str(stack.ca_file),
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def codes(stack: Stack) -> CodeReader:
+    return CodeReader(stack.maildir, stack.sms_log)
+
+
+@pytest.fixture
+def new_address() -> Callable[[], str]:
+    return lambda: next(_addresses)
+
+
+@pytest.fixture
+def enrol(stack_services: Services) -> Callable[[], Student]:
+    def make() -> Student:
+        user_id = f"p{secrets.token_hex(3)}"
+        id_number = f"T{secrets.randbelow(10**7):07d}"
+        student = NewStudent(
+            user_id,
+            "Lou",
+            "Chan",
+            f"{user_id}@example.edu",
+            new_mobile(),
+            date(2006, 5, 17),
+            id_number,
+        )
+        issued = create_pending_student(stack_services, student)
+        return Student(
+            user_id,
+            issued.code,
+            student.date_of_birth,
+            normalize_id_last4(id_number) or "",
+            student.email,
+            student.phone,
+        )
+
+    return make
+
+
+@pytest.fixture
+def browser_for(
+    stack: Stack, codes: CodeReader, new_address: Callable[[], str]
+) -> Callable[[], StudentBrowser]:
+    return lambda: StudentBrowser(stack.service_url, stack.ca_file, new_address(), codes)

@@ -1,0 +1,251 @@
+"""The service as a university deploys it, and the faults it must survive.
+
+Every request goes through nginx over HTTPS to any of the two replicas (no sticky
+sessions). After every fault an account is either untouched (pending, no password, code
+unused) or fully done (active, password, code used): never anything in between.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from collections.abc import Callable
+
+import pytest
+import requests
+from devstack.stack import Stack
+from devstack.student_walk import Student, StudentBrowser, https_session
+from keycloak import KeycloakAdmin
+from sqlalchemy import select
+
+from provider.services import Services
+from provider.storage.models import ActivationCode
+
+PASSWORD = "harbour lantern {} orbit"
+UNAVAILABLE = "Sorry, we cannot activate accounts right now"
+_CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+pytestmark = pytest.mark.topology
+
+
+def account(admin: KeycloakAdmin, svc: Services, user_id: str) -> tuple[str, bool, bool]:
+    """(activation_state, has a password, latest code used) for the student."""
+    [user] = admin.get_users({"username": user_id, "exact": True})
+    state = user["attributes"]["activation_state"][0]
+    has_password = any(c["type"] == "password" for c in admin.get_credentials(user["id"]))
+    with svc.reads() as session:
+        used = session.scalar(
+            select(ActivationCode.used_at)
+            .where(ActivationCode.user_id == user_id)
+            .order_by(ActivationCode.id.desc())
+            .limit(1)
+        )
+    return state, has_password, used is not None
+
+
+def assert_untouched(admin: KeycloakAdmin, svc: Services, who: Student) -> None:
+    assert account(admin, svc, who.user_id) == ("pending", False, False)
+
+
+def assert_activated(admin: KeycloakAdmin, svc: Services, who: Student) -> None:
+    assert account(admin, svc, who.user_id) == ("active", True, True)
+
+
+def served_by(stack: Stack, source: str) -> set[str]:
+    """The upstream replicas nginx sent this client address's requests to."""
+    log = (stack.nginx.logs / "nginx-access.log").read_text().splitlines()
+    upstreams: set[str] = set()
+    for line in log:
+        if line.startswith(source + " "):
+            upstreams.update(re.findall(r"127\.0\.0\.1:(\d+)", line.split("upstream=", 1)[1]))
+    return upstreams
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+# -- HTTPS end to end -------------------------------------------------------------------
+
+
+def test_every_step_posts_over_https_and_any_replica_serves_any_request(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    who, student = enrol(), browser_for()
+    student.activate(who, PASSWORD.format(1))  # identify, policies, contacts + codes, password
+    assert_activated(stack_admin, stack_services, who)
+    replica_ports = {str(r.port) for r in stack.replicas}
+    assert served_by(stack, student.source or "") == replica_ports  # both, round-robin
+    done = student.get("done")
+    assert done.status_code == 200
+    assert done.url.startswith("https://")
+    hsts = done.headers["Strict-Transport-Security"]
+    assert hsts.startswith("max-age=") and "," not in hsts  # one header, not two
+    assert all(c.secure for c in student.session.cookies)
+    # The language switch (a link) and a page in the chosen language, over HTTPS.
+    chosen = student.session.get(f"{stack.service_url}/language/pt", timeout=30)
+    assert chosen.status_code == 200 and 'lang="pt"' in chosen.text
+
+
+def test_a_post_from_another_origin_is_refused_through_the_proxy(
+    stack: Stack, browser_for: Callable[[], StudentBrowser]
+) -> None:
+    student = browser_for()
+    token = _CSRF.search(student.get("identify").text)
+    assert token
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": ""}):
+        answer = student.post("/activate/restart", {"csrf_token": token.group(1)}, **headers)
+        assert answer.status_code == 400
+        assert "came from somewhere else" in answer.text
+    ok = student.post("/activate/restart", {"csrf_token": token.group(1)})
+    assert ok.status_code == 302
+
+
+def test_plain_http_is_not_offered_to_browsers(stack: Stack) -> None:
+    with pytest.raises(requests.ConnectionError):
+        requests.get(
+            stack.service_url.replace("https://", "http://") + "/activate/", timeout=5
+        ).raise_for_status()
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(stack.service_url + "/healthz", timeout=5)  # an untrusted CA: refused
+
+
+# -- limits: the forwarded address, one budget across replicas --------------------------
+
+
+def _identify_attempt(student: StudentBrowser, **headers: str) -> int:
+    page = student.get("identify")
+    token = _CSRF.search(page.text)
+    assert token, page.status_code
+    return student.post(
+        "/activate/identify",
+        {
+            "csrf_token": token.group(1),
+            "user_id": f"n{secrets.token_hex(3)}",  # unknown IDs: no per-ID lockout in play
+            "activation_code": "WRONG-CODE",
+            "date_of_birth": "2006-01-01",
+            "id_last4": "0000",
+        },
+        **headers,
+    ).status_code
+
+
+def test_identify_limit_counts_the_forwarded_address_once_across_replicas(
+    stack: Stack, browser_for: Callable[[], StudentBrowser]
+) -> None:
+    allowed = int(stack.env.get("UMPASS_IDENTIFY_LIMIT", "10 per minute").split()[0])
+    lab, other = browser_for(), browser_for()
+    # Each attempt claims to come from somewhere else: the header a client writes itself
+    # is not believed, and the attempts alternate between the two replicas.
+    statuses = [
+        _identify_attempt(lab, **{"X-Forwarded-For": f"198.51.100.{n}"}) for n in range(allowed + 1)
+    ]
+    assert 429 not in statuses[:allowed], statuses
+    assert statuses[allowed] == 429, statuses
+    assert len(served_by(stack, lab.source or "")) == 2  # both replicas, one budget
+    assert _identify_attempt(other) != 429  # another address has its own budget
+
+
+# -- faults -----------------------------------------------------------------------------
+
+
+def test_a_replica_killed_mid_flow_and_the_student_finishes_on_the_other(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    who, student = enrol(), browser_for()
+    student.identify(who)
+    student.accept_policies()
+    stack.replicas[0].kill()
+    try:
+        student.confirm_contacts(who)
+        student.set_password(PASSWORD.format(2))
+        assert_activated(stack_admin, stack_services, who)
+    finally:
+        stack.replicas[0].start()
+
+
+def test_redis_down_fails_closed_with_a_calm_page_then_recovers(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    who, student = enrol(), browser_for()
+    stack.redis.stop()
+    try:
+        refused = student.identify(who, expect=503)  # a limited action, not counted: refused
+        assert UNAVAILABLE in refused.text
+        ready = student.session.get(f"{stack.service_url}/readyz", timeout=30)
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["rate_limits"] == "unavailable"
+        assert_untouched(stack_admin, stack_services, who)
+    finally:
+        stack.redis.start()
+    student.activate(who, PASSWORD.format(3))
+    assert_activated(stack_admin, stack_services, who)
+
+
+def test_postgresql_restarted_mid_flow_gives_a_calm_page_then_the_student_finishes(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    who, student = enrol(), browser_for()
+    student.identify(who)
+    student.accept_policies()
+    stack.postgres.stop()
+    try:
+        down = student.get("contacts")
+        assert down.status_code == 503
+        assert UNAVAILABLE in down.text
+    finally:
+        stack.postgres.start()
+    wait_until(
+        lambda: stack_session(stack).get(f"{stack.service_url}/readyz", timeout=30).ok,
+        "the replicas and Keycloak to see PostgreSQL again",
+    )
+    assert_untouched(stack_admin, stack_services, who)
+    student.confirm_contacts(who)
+    student.set_password(PASSWORD.format(4))
+    assert_activated(stack_admin, stack_services, who)
+
+
+def stack_session(stack: Stack) -> requests.Session:
+    return https_session(stack.ca_file)
+
+
+def test_a_keycloak_node_killed_mid_flow_and_the_flow_finishes_on_the_other(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    assert stack.cluster_formed()
+    who, student = enrol(), browser_for()
+    student.identify(who)
+    stack.keycloak_nodes[0].kill()
+    try:
+        student.accept_policies()
+        student.confirm_contacts(who)
+        student.set_password(PASSWORD.format(5))
+        assert_activated(stack_admin, stack_services, who)
+    finally:
+        stack.keycloak_nodes[0].start()
+    assert stack.cluster_formed()
