@@ -62,7 +62,7 @@ def test_readyz_reports_keycloak_down(settings: Settings) -> None:
     assert response.status_code == 503
     assert response.json == {
         "status": "unavailable",
-        "checks": {"keycloak": "unavailable", "database": "ok"},
+        "checks": {"keycloak": "unavailable", "database": "ok", "rate_limits": "ok"},
     }
     assert client.get("/healthz").status_code == 200
 
