@@ -248,4 +248,4 @@ def test_a_keycloak_node_killed_mid_flow_and_the_flow_finishes_on_the_other(
         assert_activated(stack_admin, stack_services, who)
     finally:
         stack.keycloak_nodes[0].start()
-    assert stack.cluster_formed()
+    wait_until(stack.cluster_formed, "node 1 to rejoin the cluster", timeout=120)

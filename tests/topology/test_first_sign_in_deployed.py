@@ -1,0 +1,101 @@
+"""First SSO sign-in in real Chromium through the deployed topology: the browser trusts
+only the stack's throwaway CA (an NSS database of its own, no certificate errors ignored),
+reaches the demo app, Keycloak and the service only through nginx over HTTPS, and a
+Keycloak node dies half-way through the sign-in.
+
+Screenshots go to artifacts/browser/topology/.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from devstack.stack import Stack
+from devstack.student_walk import CodeReader, Student
+from keycloak import KeycloakAdmin
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from provider.services import Services
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.sso import enter_username
+from tests.browser.test_activation_in_chromium import ARTIFACTS, Shots, prove_contacts
+from tests.topology.test_deployed import assert_activated
+
+PASSWORD = "quiet harbour lantern 2031"
+
+pytestmark = pytest.mark.topology
+
+
+@pytest.fixture(scope="module")
+def trusting_browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """Chromium whose only extra trusted root is the stack's CA (NSS db under its HOME)."""
+    home = tmp_path_factory.mktemp("chromium-home")
+    nssdb = home / ".pki" / "nssdb"
+    nssdb.mkdir(parents=True)
+    subprocess.run(
+        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True
+    )
+    subprocess.run(
+        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "umpass-stack-ca"]
+        + ["-i", str(stack.ca_file)],
+        check=True,
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={"HOME": str(home)}
+        )
+        yield browser
+        browser.close()
+
+
+def test_first_sign_in_completes_while_a_keycloak_node_dies(
+    stack: Stack,
+    trusting_browser: Browser,
+    enrol: Callable[[], Student],
+    codes: CodeReader,
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    who = enrol()
+    shots = Shots(Path(ARTIFACTS) / "topology")
+    context = trusting_browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    page.goto(f"{stack.demo_url}/")
+    page.get_by_role("link", name="Sign in with UMPASS").click()
+    page.wait_for_selector("#username")
+    assert page.url.startswith(stack.keycloak_url + "/")
+    shots.take(page, "keycloak-username-over-https")
+
+    # Half-way: the Keycloak sign-in session was made on one node; take a node away. The
+    # cluster's distributed caches carry it to the other.
+    stack.keycloak_nodes[0].kill()
+    try:
+        enter_username(page, who.user_id)
+        page.wait_for_url(f"{stack.service_url}/activate/identify")
+        shots.take(page, "identify-over-https")
+        page.get_by_label("User ID").fill(who.user_id)
+        page.get_by_label("Activation code").fill(who.code)
+        page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+        page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
+        page.get_by_role("button", name="Continue").click()
+        expect(page.locator(".caption")).to_have_text("Step 2 of 5")
+        for box in page.get_by_role("checkbox").all():
+            box.check()
+        page.get_by_role("button", name="Accept and continue").click()
+        prove_contacts(page, codes, who.email, who.phone, None)
+        page.get_by_label("New password").fill(PASSWORD)
+        page.get_by_label("Type it again").fill(PASSWORD)
+        page.get_by_role("button", name="Activate my account").click()
+
+        # Back at the demo app through nginx, signed in as this student.
+        page.wait_for_url(f"{stack.demo_url}/**")
+        expect(page.locator("#who")).to_contain_text(who.user_id)
+        expect(page.locator("#state")).to_have_text("active")
+        shots.take(page, "demo-signed-in-over-https")
+        assert_activated(stack_admin, stack_services, who)
+    finally:
+        context.close()
+        stack.keycloak_nodes[0].start()
