@@ -35,14 +35,10 @@ def trusting_browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
     home = tmp_path_factory.mktemp("chromium-home")
     nssdb = home / ".pki" / "nssdb"
     nssdb.mkdir(parents=True)
-    subprocess.run(
-        ["certutil", "-d", f"sql:{nssdb}", "-N", "--empty-password"], check=True
-    )
-    subprocess.run(
-        ["certutil", "-d", f"sql:{nssdb}", "-A", "-t", "C,,", "-n", "umpass-stack-ca"]
-        + ["-i", str(stack.ca_file)],
-        check=True,
-    )
+    certutil = ["/usr/bin/certutil", "-d", f"sql:{nssdb}"]
+    subprocess.run([*certutil, "-N", "--empty-password"], check=True)
+    trust_ca = ["-A", "-t", "C,,", "-n", "umpass-stack-ca", "-i", str(stack.ca_file)]
+    subprocess.run([*certutil, *trust_ca], check=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={"HOME": str(home)}
