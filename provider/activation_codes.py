@@ -68,7 +68,9 @@ def issue_code(
 ) -> IssuedCode:
     """A new code for an enrolled student; any earlier usable code is revoked."""
     now = now or datetime.now(UTC)
-    if session.get(Student, user_id) is None:
+    # The student's row lock makes parallel issuers take turns (PostgreSQL; SQLite has one
+    # writer anyway): each revokes the code before it, none trips the one-open-code index.
+    if session.get(Student, user_id, with_for_update=True) is None:
         raise EnrolmentError("no proofing data for that user ID: enrol the student first")
     revoke_codes(session, user_id, now=now, actor=actor)
     code = new_activation_code()

@@ -1,9 +1,15 @@
-"""Shared fixtures: one real Keycloak per test run, one freshly applied realm, the app.
+"""Shared fixtures: one real Keycloak and one real PostgreSQL per test run, one freshly
+applied realm, the app.
 
 The Keycloak is the project's own (scripts/devstack), started on free loopback ports
 once per session and stopped at the end. Set UMPASS_TEST_KEYCLOAK_URL (with
 KEYCLOAK_ADMIN_USER / KEYCLOAK_ADMIN_PASSWORD) to run against one you already have:
 each run creates its own uniquely named realm and deletes it afterwards.
+
+The integration and browser tests keep the service's data in PostgreSQL, what a
+university deploys: a throwaway cluster (devstack.postgres) and a fresh database per
+run. `UMPASS_TEST_DATABASE=sqlite` runs them on SQLite instead (the embedded default,
+which the unit tests cover anyway).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from devstack import keycloak as kc_server
+from devstack import postgres as pg_server
 from flask import Flask
 from flask.testing import FlaskClient
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
@@ -150,21 +157,41 @@ def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[pg_server.RunningPostgres]:
+    """The run's PostgreSQL server (tests that restart it must leave it running)."""
+    server = pg_server.start_throwaway()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture(scope="session")
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A fresh, empty database for the service under test."""
+    if os.environ.get("UMPASS_TEST_DATABASE", "postgresql") == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'umpass.db'}"
+    server: pg_server.RunningPostgres = request.getfixturevalue("postgres")
+    return server.create_database(f"umpass_{secrets.token_hex(4)}")
+
+
+@pytest.fixture(scope="session")
 def settings(
     keycloak_server: KeycloakUnderTest,
     realm: RealmUnderTest,
     tmp_path_factory: pytest.TempPathFactory,
     inbox: Inbox,
+    database_url: str,
 ) -> Settings:
-    db_path = Path(tmp_path_factory.mktemp("db")) / "umpass.db"
+    key_dir = Path(tmp_path_factory.mktemp("keys"))
     return load_settings(
         realm.env(
             keycloak_server,
-            DATABASE_URL=f"sqlite:///{db_path}",
+            DATABASE_URL=database_url,
             UMPASS_SMTP_PORT=str(inbox.port),
             UMPASS_SMS_OUTBOX=str(inbox.outbox),
             UMPASS_SEND_LIMIT="10000 per hour",
-            UMPASS_OIDC_KEY_FILE=str(db_path.parent / "oidc-signing-key.pem"),
+            UMPASS_OIDC_KEY_FILE=str(key_dir / "oidc-signing-key.pem"),
             UMPASS_METRICS_TOKEN=METRICS_TOKEN,
         )
     )

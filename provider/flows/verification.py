@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.keyed_hash import KeyedHasher, Purpose
+from provider.storage.locks import serialise
 from provider.storage.models import ContactSend, ContactVerification
 
 CODE_TTL = timedelta(minutes=10)
@@ -92,6 +93,10 @@ def issue(
     contact = contact_hash(hasher, channel, value)
     try:
         with sessions.begin() as session:
+            # Count-then-insert: parallel sends for this contact or this flow take turns
+            # (PostgreSQL), so each sees the ones before it and a throttle cannot be
+            # passed twice on the same count.
+            serialise(session, f"contact-send:{contact}", f"flow-send:{flow_key}")
             last, in_hour, oldest = session.execute(
                 select(func.max(ContactSend.at), func.count(), func.min(ContactSend.at)).where(
                     ContactSend.contact_hash == contact, ContactSend.at > now - HOUR

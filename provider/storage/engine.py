@@ -9,6 +9,15 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# A server database (PostgreSQL): each worker process keeps a small pool. A request holds
+# a connection only for one short transaction at a time, so a pool below a threaded
+# worker's thread count still serves it; beyond the overflow a request waits
+# POOL_TIMEOUT, then fails (503) rather than hanging. A dead server is noticed within
+# CONNECT_TIMEOUT, and pre-ping replaces connections a database restart cut.
+POOL_SIZE = 8
+MAX_OVERFLOW = 16
+POOL_TIMEOUT = 10
+CONNECT_TIMEOUT = 5
 # Execution option marking connections that only read (see `read_only`).
 READ_ONLY = "umpass_read_only"
 
@@ -16,7 +25,14 @@ READ_ONLY = "umpass_read_only"
 def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=POOL_SIZE,
+            max_overflow=MAX_OVERFLOW,
+            pool_timeout=POOL_TIMEOUT,
+            connect_args={"connect_timeout": CONNECT_TIMEOUT},
+        )
     if url.database and url.database != ":memory:":
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, pool_pre_ping=True)
