@@ -4,11 +4,11 @@ batches, two purges at once, the settings and the command."""
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import cli
@@ -23,7 +23,6 @@ from provider.storage.engine import make_engine
 from provider.storage.models import (
     ActivationCode,
     AuditEvent,
-    Base,
     ContactSend,
     ContactVerification,
     Flow,
@@ -32,8 +31,9 @@ from provider.storage.models import (
     OidcAuthorizationCode,
     Student,
 )
+from tests.support import purge_rows as rows
+from tests.support.purge_rows import NOW
 
-NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 GRACE = Retention().grace
 SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)
@@ -51,46 +51,26 @@ def sessions(db: Engine) -> sessionmaker[Session]:
     return sessionmaker(db, expire_on_commit=False)
 
 
-def _add(sessions: sessionmaker[Session], *rows: Base) -> None:
-    with sessions.begin() as session:
-        session.add_all(rows)
-
-
-def _ids(sessions: sessionmaker[Session], column) -> set:
-    with sessions() as session:
-        return set(session.scalars(select(column)))
-
-
-def _flow(key: str, *, created: datetime, expires: datetime) -> Flow:
-    return Flow(
-        id_hash=key,
-        user_id="dc12345",
-        step="policies",
-        state={"first_name": "Ana"},
-        created_at=created,
-        updated_at=created,
-        expires_at=expires,
-    )
-
-
 # -- flows ---------------------------------------------------------------------------------
 
 
 def test_flows_go_once_expired_past_the_grace(db, sessions) -> None:
-    _add(
+    rows.add(
         sessions,
-        _flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
-        _flow("idle-in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
-        _flow("idle-gone", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
-        _flow(
+        rows.flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
+        rows.flow("idle-in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
+        rows.flow("idle-gone", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
+        rows.flow(
             "old-in-grace",
             created=NOW - MAX_LIFETIME - GRACE + SECOND,
             expires=NOW + timedelta(minutes=20),
         ),
-        _flow("old-gone", created=NOW - MAX_LIFETIME - GRACE, expires=NOW + timedelta(minutes=20)),
+        rows.flow(
+            "old-gone", created=NOW - MAX_LIFETIME - GRACE, expires=NOW + timedelta(minutes=20)
+        ),
     )
     assert purge(db, Retention(), now=NOW).counts["flows"] == 2
-    assert _ids(sessions, Flow.id_hash) == {"live", "idle-in-grace", "old-in-grace"}
+    assert rows.ids(sessions, Flow.id_hash) == {"live", "idle-in-grace", "old-in-grace"}
 
 
 def test_no_flow_the_engine_would_resume_is_deleted(db, sessions) -> None:
@@ -104,9 +84,9 @@ def test_no_flow_the_engine_would_resume_is_deleted(db, sessions) -> None:
             if expires >= created:
                 cookie = f"c{created}_{expires}"
                 cookies[cookie] = engine.key(FlowState(flow_id=cookie, step="policies"))
-                _add(
+                rows.add(
                     sessions,
-                    _flow(
+                    rows.flow(
                         cookies[cookie],
                         created=NOW + timedelta(minutes=created),
                         expires=NOW + timedelta(minutes=expires),
@@ -115,36 +95,26 @@ def test_no_flow_the_engine_would_resume_is_deleted(db, sessions) -> None:
     resumable = {c for c in cookies if engine.load_or_start(c, NOW).flow_id is not None}
     assert resumable and len(resumable) < len(cookies)
     purge(db, Retention(grace=timedelta(0)), now=NOW)
-    assert _ids(sessions, Flow.id_hash) == {cookies[c] for c in resumable}
+    assert rows.ids(sessions, Flow.id_hash) == {cookies[c] for c in resumable}
 
 
 # -- contact verifications and sends ---------------------------------------------------------
 
 
-def _verification(flow_key: str) -> ContactVerification:
-    return ContactVerification(
-        flow_key=flow_key,
-        channel="phone",
-        contact_hash=f"contact-of-{flow_key}",
-        failures=2,
-        created_at=NOW - timedelta(hours=1),
-    )
-
-
 def test_verifications_go_with_their_flow(db, sessions) -> None:
-    _add(
+    rows.add(
         sessions,
-        _flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
-        _flow("in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
-        _flow("expired", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
-        _verification("live"),
-        _verification("in-grace"),
-        _verification("expired"),
-        _verification("finished"),  # its flow was deleted ("Start again")
+        rows.flow("live", created=NOW - timedelta(minutes=10), expires=NOW + timedelta(minutes=20)),
+        rows.flow("in-grace", created=NOW - timedelta(hours=1), expires=NOW - GRACE + SECOND),
+        rows.flow("expired", created=NOW - timedelta(hours=1), expires=NOW - GRACE),
+        rows.verification("live"),
+        rows.verification("in-grace"),
+        rows.verification("expired"),
+        rows.verification("finished"),  # its flow was deleted ("Start again")
     )
     report = purge(db, Retention(), now=NOW)
     assert report.counts["contact verifications"] == 2
-    assert _ids(sessions, ContactVerification.flow_key) == {"live", "in-grace"}
+    assert rows.ids(sessions, ContactVerification.flow_key) == {"live", "in-grace"}
 
 
 def test_sends_stay_while_a_throttle_counts_them(db, sessions) -> None:
@@ -152,7 +122,7 @@ def test_sends_stay_while_a_throttle_counts_them(db, sessions) -> None:
     phone = "+85362345678"
     contact = verification.contact_hash(hasher, "phone", phone)
     window = verification.HOUR
-    _add(
+    rows.add(
         sessions,
         # Five sends in the last hour: the per-contact throttle refuses a sixth.
         *(
@@ -172,124 +142,76 @@ def test_sends_stay_while_a_throttle_counts_them(db, sessions) -> None:
 # -- OIDC ----------------------------------------------------------------------------------------
 
 
-def _oidc_code(key: str, expires: datetime) -> OidcAuthorizationCode:
-    return OidcAuthorizationCode(
-        code_hash=key,
-        client_id="keycloak-broker",
-        keycloak_id="kc",
-        username="dc12345",
-        redirect_uri="https://sso.example.edu/cb",
-        scope="openid",
-        nonce=f"nonce-{key}",
-        auth_time=0,
-        expires_at=expires,
-    )
-
-
-def _token(key: str, expires: datetime) -> OidcAccessToken:
-    return OidcAccessToken(
-        token_hash=key,
-        code_hash="c",
-        client_id="keycloak-broker",
-        keycloak_id="kc",
-        username="dc12345",
-        scope="openid",
-        expires_at=expires,
-    )
-
-
 def test_oidc_codes_and_tokens_go_after_expiry(db, sessions) -> None:
     id_token_lives = timedelta(minutes=5)
-    _add(
+    rows.add(
         sessions,
-        _oidc_code("live", NOW + timedelta(seconds=30)),
-        _oidc_code("nonce-kept", NOW - id_token_lives - GRACE + SECOND),
-        _oidc_code("gone", NOW - id_token_lives - GRACE),
-        _token("live", NOW + timedelta(minutes=4)),
-        _token("in-grace", NOW - GRACE + SECOND),
-        _token("gone", NOW - GRACE),
+        rows.oidc_code("live", NOW + timedelta(seconds=30)),
+        rows.oidc_code("nonce-kept", NOW - id_token_lives - GRACE + SECOND),
+        rows.oidc_code("gone", NOW - id_token_lives - GRACE),
+        rows.token("live", NOW + timedelta(minutes=4)),
+        rows.token("in-grace", NOW - GRACE + SECOND),
+        rows.token("gone", NOW - GRACE),
     )
     counts = purge(db, Retention(), now=NOW).counts
     assert (counts["OIDC codes"], counts["OIDC access tokens"]) == (1, 1)
-    assert _ids(sessions, OidcAuthorizationCode.code_hash) == {"live", "nonce-kept"}
-    assert _ids(sessions, OidcAccessToken.token_hash) == {"live", "in-grace"}
+    assert rows.ids(sessions, OidcAuthorizationCode.code_hash) == {"live", "nonce-kept"}
+    assert rows.ids(sessions, OidcAccessToken.token_hash) == {"live", "in-grace"}
 
 
 # -- identify lockouts ---------------------------------------------------------------------------
 
 
-def _lockout(
-    key: str, *, updated: datetime, failures: int = 0, locks: int = 0, until: datetime | None = None
-) -> IdentifyLockout:
-    return IdentifyLockout(
-        user_id=key, failures=failures, lock_count=locks, locked_until=until, updated_at=updated
-    )
-
-
 def test_lockouts_keep_their_doubling_for_the_reset_period(db, sessions) -> None:
     reset = timedelta(days=Retention().lockout_reset_days)
-    _add(
+    rows.add(
         sessions,
-        _lockout("locked", updated=NOW - 2 * reset, locks=5, until=NOW + timedelta(hours=8)),
-        _lockout("history", updated=NOW - reset + SECOND, locks=3, until=NOW - reset + SECOND),
-        _lockout("forgotten", updated=NOW - reset, locks=3, until=NOW - reset),
-        _lockout("counting", updated=NOW - timedelta(hours=1), failures=2),
-        _lockout("blank", updated=NOW),  # after a success: the same as no row
+        rows.lockout("locked", updated=NOW - 2 * reset, locks=5, until=NOW + timedelta(hours=8)),
+        rows.lockout("history", updated=NOW - reset + SECOND, locks=3, until=NOW - reset + SECOND),
+        rows.lockout("forgotten", updated=NOW - reset, locks=3, until=NOW - reset),
+        rows.lockout("counting", updated=NOW - timedelta(hours=1), failures=2),
+        rows.lockout("blank", updated=NOW),  # after a success: the same as no row
     )
     assert purge(db, Retention(), now=NOW).counts["identify lockouts"] == 2
-    assert _ids(sessions, IdentifyLockout.user_id) == {"locked", "history", "counting"}
+    assert rows.ids(sessions, IdentifyLockout.user_id) == {"locked", "history", "counting"}
 
 
 # -- activation codes ----------------------------------------------------------------------------
 
 
-def _code(user: str, n: int, *, issued: datetime, **status: datetime) -> ActivationCode:
-    return ActivationCode(
-        user_id=user,
-        code_hash=f"{user}-{n}",
-        issued_at=issued,
-        expires_at=status.pop("expires", issued + timedelta(days=30)),
-        **{f"{k}_at": v for k, v in status.items()},
-    )
-
-
-def _student(user: str) -> Student:
-    return Student(user_id=user, dob_hash="d", id_last4_hash="i", intake="2026-fall")
-
-
 def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sessions) -> None:
     keep = timedelta(days=Retention().code_days)
     long_ago = NOW - keep - timedelta(days=40)
-    _add(
+    rows.add(
         sessions,
-        *(_student(u) for u in ("pending", "reissued", "active", "recent", "thrice", "used")),
+        *(rows.student(u) for u in ("pending", "reissued", "active", "recent", "thrice", "used")),
     )
-    _add(
+    rows.add(
         sessions,
         # Never activated, the only code long expired: the funnel counts it as expired.
-        _code("pending", 1, issued=long_ago),
+        rows.code("pending", 1, issued=long_ago),
         # Re-issued: the revoked first code goes, the live one stays.
-        _code("reissued", 1, issued=long_ago, revoked=NOW - keep),
-        _code("reissued", 2, issued=NOW - DAY),
+        rows.code("reissued", 1, issued=long_ago, revoked=NOW - keep),
+        rows.code("reissued", 2, issued=NOW - DAY),
         # Activated: the used code stays (activation's proof), the revoked one goes.
-        _code("active", 1, issued=long_ago, revoked=NOW - keep),
-        _code("active", 2, issued=NOW - keep, used=NOW - keep + DAY),
+        rows.code("active", 1, issued=long_ago, revoked=NOW - keep),
+        rows.code("active", 2, issued=NOW - keep, used=NOW - keep + DAY),
         # Revoked less than the retention ago (and not yet expired then): the help desk
         # still shows it.
-        _code("recent", 1, issued=NOW - keep - 10 * DAY, revoked=NOW - keep + SECOND),
-        _code("recent", 2, issued=NOW - DAY),
+        rows.code("recent", 1, issued=NOW - keep - 10 * DAY, revoked=NOW - keep + SECOND),
+        rows.code("recent", 2, issued=NOW - DAY),
         # Used, then re-issued by mistake: the used code stays even though superseded.
-        _code("used", 1, issued=long_ago, used=long_ago + DAY),
-        _code("used", 2, issued=long_ago + DAY, revoked=long_ago + 2 * DAY),
+        rows.code("used", 1, issued=long_ago, used=long_ago + DAY),
+        rows.code("used", 2, issued=long_ago + DAY, revoked=long_ago + 2 * DAY),
         # Two dead codes superseded by a third dead one: only the newest stays.
-        _code("thrice", 1, issued=long_ago, revoked=long_ago + DAY),
-        _code("thrice", 2, issued=long_ago + DAY, revoked=long_ago + DAY),
-        _code("thrice", 3, issued=long_ago + DAY),
+        rows.code("thrice", 1, issued=long_ago, revoked=long_ago + DAY),
+        rows.code("thrice", 2, issued=long_ago + DAY, revoked=long_ago + DAY),
+        rows.code("thrice", 3, issued=long_ago + DAY),
     )
     before = funnels(SimpleNamespace(reads=sessions), now=NOW)
     assert purge(db, Retention(code_days=0), now=NOW).counts["activation codes"] == 0  # forever
     assert purge(db, Retention(), now=NOW).counts["activation codes"] == 4
-    assert _ids(sessions, ActivationCode.code_hash) == {
+    assert rows.ids(sessions, ActivationCode.code_hash) == {
         "pending-1",
         "reissued-2",
         "active-2",
@@ -301,7 +223,7 @@ def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sess
     }
     after = funnels(SimpleNamespace(reads=sessions), now=NOW)
     assert after == before and after[0].counts["expired"] == 2
-    assert len(_ids(sessions, Student.user_id)) == 6
+    assert len(rows.ids(sessions, Student.user_id)) == 6
 
 
 # -- audit events --------------------------------------------------------------------------------
@@ -309,82 +231,47 @@ def test_only_superseded_codes_long_dead_go_and_the_funnel_is_unchanged(db, sess
 
 def test_audit_events_go_after_the_retention_and_0_keeps_them(db, sessions) -> None:
     keep = timedelta(days=Retention().audit_days)
-    _add(
+    rows.add(
         sessions,
         AuditEvent(at=NOW - keep, actor="student", action="identify.ok", subject="a"),
         AuditEvent(at=NOW - keep + SECOND, actor="student", action="identify.ok", subject="b"),
     )
     assert purge(db, Retention(audit_days=0), now=NOW).counts["audit events"] == 0
     assert purge(db, Retention(), now=NOW).counts["audit events"] == 1
-    assert _ids(sessions, AuditEvent.subject) == {"b"}
+    assert rows.ids(sessions, AuditEvent.subject) == {"b"}
 
 
 # -- the run as a whole ----------------------------------------------------------------------------
 
 
-def _arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
-    old = NOW - timedelta(days=1000)
-    for i in range(n):
-        _add(
-            sessions,
-            _flow(f"gone{i}", created=old, expires=old),
-            _flow(f"live{i}", created=NOW, expires=NOW + timedelta(minutes=30)),
-            _verification(f"gone{i}"),
-            _verification(f"live{i}"),
-            ContactSend(contact_hash=f"c{i}", flow_key="f", at=old),
-            ContactSend(contact_hash=f"c{i}", flow_key="f", at=NOW),
-            _oidc_code(f"gone{i}", old),
-            _oidc_code(f"live{i}", NOW + timedelta(seconds=60)),
-            _token(f"gone{i}", old),
-            _token(f"live{i}", NOW + timedelta(minutes=5)),
-            _lockout(f"gone{i}", updated=old, locks=2),
-            _lockout(f"kept{i}", updated=NOW, failures=1),
-            _student(f"s{i}"),
-        )
-        _add(
-            sessions,
-            _code(f"s{i}", 1, issued=old, revoked=old),
-            _code(f"s{i}", 2, issued=NOW),
-            AuditEvent(at=old, actor="system", action="code.issued", subject=f"s{i}"),
-            AuditEvent(at=NOW, actor="system", action="code.issued", subject=f"s{i}"),
-        )
-
-
-def _row_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
-    with sessions() as session:
-        return {
-            k.name: session.scalar(select(func.count()).select_from(k.model)) or 0 for k in KINDS
-        }
-
-
 def test_dry_run_counts_what_a_run_deletes_and_deletes_nothing(db, sessions) -> None:
-    _arrange_everything(sessions, n=3)
-    rows = _row_counts(sessions)
+    rows.arrange_everything(sessions, n=3)
+    before = rows.row_counts(sessions)
     dry = purge(db, Retention(), dry_run=True, now=NOW)
-    assert dry.dry_run and _row_counts(sessions) == rows
+    assert dry.dry_run and rows.row_counts(sessions) == before
     assert dry.counts == {k.name: 3 for k in KINDS}
     real = purge(db, Retention(), now=NOW)
     assert real.counts == dry.counts
-    assert _row_counts(sessions) == {k: rows[k] - 3 for k in rows}
+    assert rows.row_counts(sessions) == {k: before[k] - 3 for k in before}
 
 
 def test_a_second_run_deletes_nothing(db, sessions) -> None:
-    _arrange_everything(sessions, n=2)
+    rows.arrange_everything(sessions, n=2)
     assert sum(purge(db, Retention(), now=NOW).counts.values()) == 2 * len(KINDS)
-    kept = _row_counts(sessions)
+    kept = rows.row_counts(sessions)
     assert purge(db, Retention(), now=NOW).counts == {k.name: 0 for k in KINDS}
-    assert _row_counts(sessions) == kept
+    assert rows.row_counts(sessions) == kept
 
 
 def test_batches_delete_everything_due(db, sessions) -> None:
-    _arrange_everything(sessions, n=10)
+    rows.arrange_everything(sessions, n=10)
     counts = purge(db, Retention(batch_size=3), now=NOW).counts
     assert counts == {k.name: 10 for k in KINDS}
-    assert _row_counts(sessions) == {k.name: 10 for k in KINDS}
+    assert rows.row_counts(sessions) == {k.name: 10 for k in KINDS}
 
 
 def test_two_purges_at_once_both_finish_with_the_right_end_state(tmp_path, db, sessions) -> None:
-    _arrange_everything(sessions, n=60)
+    rows.arrange_everything(sessions, n=60)
     url = f"sqlite:///{tmp_path}/purge.db"
     results: list[dict[str, int]] = []
     errors: list[BaseException] = []
@@ -403,7 +290,7 @@ def test_two_purges_at_once_both_finish_with_the_right_end_state(tmp_path, db, s
     assert not errors and len(results) == 2
     for kind in KINDS:
         assert results[0][kind.name] + results[1][kind.name] == 60
-    assert _row_counts(sessions) == {k.name: 60 for k in KINDS}
+    assert rows.row_counts(sessions) == {k.name: 60 for k in KINDS}
 
 
 # -- settings and the command --------------------------------------------------------------------
@@ -449,16 +336,16 @@ def command_env(monkeypatch, tmp_path) -> str:
 
 
 def test_command_prints_counts_per_kind(command_env, db, sessions, capsys) -> None:
-    _arrange_everything(sessions, n=2)  # "now" is the real time: everything old is due
-    rows = _row_counts(sessions)
+    rows.arrange_everything(sessions, n=2)  # "now" is the real time: everything old is due
+    before = rows.row_counts(sessions)
     assert cli.main(["purge", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "Would delete (dry run)" in out and "audit events" in out
-    assert _row_counts(sessions) == rows
+    assert rows.row_counts(sessions) == before
     assert cli.main(["purge"]) == 0
     out = capsys.readouterr().out
     assert "Deleted" in out and "identify lockouts" in out
-    assert _row_counts(sessions) != rows
+    assert rows.row_counts(sessions) != before
 
 
 def test_command_says_in_one_line_when_the_database_is_down(command_env, monkeypatch, capsys):

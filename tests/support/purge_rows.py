@@ -1,0 +1,140 @@
+"""Rows of every kind `umpass purge` looks at, for its SQLite and PostgreSQL tests."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider.purge import KINDS
+from provider.storage.models import (
+    ActivationCode,
+    AuditEvent,
+    Base,
+    ContactSend,
+    ContactVerification,
+    Flow,
+    IdentifyLockout,
+    OidcAccessToken,
+    OidcAuthorizationCode,
+    Student,
+)
+
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+
+
+def add(sessions: sessionmaker[Session], *rows: Base) -> None:
+    with sessions.begin() as session:
+        session.add_all(rows)
+
+
+def ids(sessions: sessionmaker[Session], column: Any) -> set[Any]:
+    with sessions() as session:
+        return set(session.scalars(select(column)))
+
+
+def flow(key: str, *, created: datetime, expires: datetime) -> Flow:
+    return Flow(
+        id_hash=key,
+        user_id="dc12345",
+        step="policies",
+        state={"first_name": "Ana"},
+        created_at=created,
+        updated_at=created,
+        expires_at=expires,
+    )
+
+
+def verification(flow_key: str) -> ContactVerification:
+    return ContactVerification(
+        flow_key=flow_key,
+        channel="phone",
+        contact_hash=f"contact-of-{flow_key}",
+        failures=2,
+        created_at=NOW - timedelta(hours=1),
+    )
+
+
+def oidc_code(key: str, expires: datetime) -> OidcAuthorizationCode:
+    return OidcAuthorizationCode(
+        code_hash=key,
+        client_id="keycloak-broker",
+        keycloak_id="kc",
+        username="dc12345",
+        redirect_uri="https://sso.example.edu/cb",
+        scope="openid",
+        nonce=f"nonce-{key}",
+        auth_time=0,
+        expires_at=expires,
+    )
+
+
+def token(key: str, expires: datetime) -> OidcAccessToken:
+    return OidcAccessToken(
+        token_hash=key,
+        code_hash="c",
+        client_id="keycloak-broker",
+        keycloak_id="kc",
+        username="dc12345",
+        scope="openid",
+        expires_at=expires,
+    )
+
+
+def lockout(
+    key: str, *, updated: datetime, failures: int = 0, locks: int = 0, until: datetime | None = None
+) -> IdentifyLockout:
+    return IdentifyLockout(
+        user_id=key, failures=failures, lock_count=locks, locked_until=until, updated_at=updated
+    )
+
+
+def code(user: str, n: int, *, issued: datetime, **status: datetime) -> ActivationCode:
+    return ActivationCode(
+        user_id=user,
+        code_hash=f"{user}-{n}",
+        issued_at=issued,
+        expires_at=status.pop("expires", issued + timedelta(days=30)),
+        **{f"{k}_at": v for k, v in status.items()},
+    )
+
+
+def student(user: str) -> Student:
+    return Student(user_id=user, dob_hash="d", id_last4_hash="i", intake="2026-fall")
+
+
+def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
+    old = NOW - timedelta(days=1000)
+    for i in range(n):
+        add(
+            sessions,
+            flow(f"gone{i}", created=old, expires=old),
+            flow(f"live{i}", created=NOW, expires=NOW + timedelta(minutes=30)),
+            verification(f"gone{i}"),
+            verification(f"live{i}"),
+            ContactSend(contact_hash=f"c{i}", flow_key="f", at=old),
+            ContactSend(contact_hash=f"c{i}", flow_key="f", at=NOW),
+            oidc_code(f"gone{i}", old),
+            oidc_code(f"live{i}", NOW + timedelta(seconds=60)),
+            token(f"gone{i}", old),
+            token(f"live{i}", NOW + timedelta(minutes=5)),
+            lockout(f"gone{i}", updated=old, locks=2),
+            lockout(f"kept{i}", updated=NOW, failures=1),
+            student(f"s{i}"),
+        )
+        add(
+            sessions,
+            code(f"s{i}", 1, issued=old, revoked=old),
+            code(f"s{i}", 2, issued=NOW),
+            AuditEvent(at=old, actor="system", action="code.issued", subject=f"s{i}"),
+            AuditEvent(at=NOW, actor="system", action="code.issued", subject=f"s{i}"),
+        )
+
+
+def row_counts(sessions: sessionmaker[Session]) -> dict[str, int]:
+    with sessions() as session:
+        return {
+            k.name: session.scalar(select(func.count()).select_from(k.model)) or 0 for k in KINDS
+        }
