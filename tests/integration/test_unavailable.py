@@ -70,7 +70,10 @@ def test_readyz_reports_keycloak_down(settings: Settings) -> None:
 def test_readyz_ok_with_real_keycloak(app: Flask) -> None:
     response = app.test_client().get("/readyz")
     assert response.status_code == 200
-    assert response.json == {"status": "ok", "checks": {"keycloak": "ok", "database": "ok", "rate_limits": "ok"}}
+    assert response.json == {
+        "status": "ok",
+        "checks": {"keycloak": "ok", "database": "ok", "rate_limits": "ok"},
+    }
 
 
 def _umpass(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
