@@ -68,9 +68,9 @@ def sign_in(
         cookie.secure = False
     # The realm's browser flow asks for the username first, then (for accounts that are
     # not pending) the password on a page of its own.
-    answer = _post_form(session, page.text, {"username": username})
+    answer = post_login_form(session, page.text, {"username": username})
     if answer.status_code == 200 and 'name="password"' in answer.text:
-        answer = _post_form(session, answer.text, {"password": password, "credentialId": ""})
+        answer = post_login_form(session, answer.text, {"password": password, "credentialId": ""})
     location = answer.headers.get("Location", "")
     if answer.status_code != 302 or not location.startswith(redirect_uri):
         # A 200 is the form again (wrong password) or a required action (e.g. a temporary
@@ -97,7 +97,9 @@ def sign_in(
     return LoginResult(ok=True, tokens=tokens.json())
 
 
-def _post_form(session: requests.Session, page: str, data: dict[str, str]) -> requests.Response:
+def post_login_form(
+    session: requests.Session, page: str, data: dict[str, str]
+) -> requests.Response:
     match = _FORM_ACTION.search(page)
     assert match, "Keycloak did not show its login form"
     return session.post(html.unescape(match.group(1)), data=data, allow_redirects=False, timeout=30)

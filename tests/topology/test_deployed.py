@@ -7,6 +7,7 @@ unused) or fully done (active, password, code used): never anything in between.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import secrets
 import time
@@ -21,6 +22,8 @@ from sqlalchemy import select
 
 from provider.services import Services
 from provider.storage.models import ActivationCode
+from tests.support.keycloak_login import post_login_form
+from tests.support.staff import STAFF_PASSWORD, create_staff
 
 PASSWORD = "harbour lantern {} orbit"
 UNAVAILABLE = "Sorry, we cannot activate accounts right now"
@@ -249,3 +252,42 @@ def test_a_keycloak_node_killed_mid_flow_and_the_flow_finishes_on_the_other(
     finally:
         stack.keycloak_nodes[0].start()
     wait_until(stack.cluster_formed, "node 1 to rejoin the cluster", timeout=120)
+
+
+# -- the help-desk console, signed in through Keycloak, over HTTPS -----------------------
+
+
+def test_help_desk_console_signs_in_and_posts_over_https(
+    stack: Stack,
+    enrol: Callable[[], Student],
+    browser_for: Callable[[], StudentBrowser],
+    stack_admin: KeycloakAdmin,
+    stack_services: Services,
+) -> None:
+    staff = create_staff(stack_admin, "activation-helpdesk")
+    who = enrol()
+    desk = browser_for()
+    login = desk.session.get(f"{stack.service_url}/helpdesk/login", timeout=60)
+    assert login.url.startswith(stack.keycloak_url + "/")  # Keycloak's page, through nginx
+    answer = post_login_form(desk.session, login.text, {"username": staff.username})
+    answer = post_login_form(
+        desk.session, answer.text, {"password": STAFF_PASSWORD, "credentialId": ""}
+    )
+    assert answer.headers["Location"].startswith(f"{stack.service_url}/helpdesk/callback")
+    desk.session.get(answer.headers["Location"], timeout=60).raise_for_status()
+
+    page = desk.session.get(f"{stack.service_url}/helpdesk/students/{who.user_id}", timeout=60)
+    assert page.status_code == 200
+    token = _CSRF.search(page.text)
+    assert token
+    issued = desk.post(f"/helpdesk/students/{who.user_id}/code", {"csrf_token": token.group(1)})
+    assert issued.status_code == 200
+    new_code = re.search(r'<p class="code">([^<]+)</p>', issued.text)
+    assert new_code
+    assert_untouched(stack_admin, stack_services, who)
+
+    # The old code is dead, the new one works: the student activates with it.
+    student = browser_for()
+    student.identify(who, expect=200)  # the generic "could not match" page, not a step on
+    student.activate(dataclasses.replace(who, code=new_code.group(1)), PASSWORD.format(6))
+    assert_activated(stack_admin, stack_services, who)
