@@ -178,7 +178,10 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from provider.oidc.signing_key import load_signing_key
 
     settings = _settings()
-    if args.workers > 1 and settings.ratelimit_storage.startswith("memory"):
+    in_memory = settings.ratelimit_storage.startswith("memory")
+    if args.workers is None:
+        args.workers = 1 if in_memory else 2
+    if args.workers > 1 and in_memory:
         raise CommandError(
             "UMPASS_RATELIMIT_STORAGE=memory:// counts in each process: with --workers "
             f"{args.workers} every limit would be {args.workers} times as loose; use Redis "
@@ -318,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=5000)
-    serve.add_argument("--workers", type=int, default=2, help="processes (gunicorn)")
+    serve.add_argument(
+        "--workers", type=int, help="processes (gunicorn); default 2, or 1 with memory:// limits"
+    )
     serve.add_argument("--threads", type=int, default=8, help="threads per process")
     sub.add_parser("db-upgrade", help="create or migrate the database")
     create = sub.add_parser("create-student", help="create a pending student with a code")

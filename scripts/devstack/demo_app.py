@@ -82,6 +82,8 @@ def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Fla
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="demo_app")
     parser.add_argument("--port", type=int, default=5001)
+    # Behind a TLS proxy (scripts/stack): the callback URL it sends must say https.
+    parser.add_argument("--url-scheme", choices=["http", "https"], default="http")
     args = parser.parse_args(argv)
     from waitress import serve
 
@@ -90,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.get("UMPASS_REALM", "umpass"),
     )
     print(f"demo app on http://127.0.0.1:{args.port}/demo/", file=sys.stderr, flush=True)
-    serve(app, host="127.0.0.1", port=args.port, threads=4, ident="demo")
+    serve(
+        app, host="127.0.0.1", port=args.port, threads=4, ident="demo", url_scheme=args.url_scheme
+    )
     return 0
 
 

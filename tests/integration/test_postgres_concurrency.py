@@ -1,4 +1,5 @@
-"""Every concurrency guarantee, proven on PostgreSQL with real parallel connections.
+"""Every concurrency guarantee, proven on PostgreSQL with real parallel connections
+(and, as the embedded default, on SQLite).
 
 SQLite (the embedded default) runs one writer at a time (BEGIN IMMEDIATE); PostgreSQL runs
 writers side by side under READ COMMITTED, where a select-then-insert or a
@@ -40,10 +41,17 @@ from provider.storage.models import (
 PARALLEL = 12
 
 
-@pytest.fixture(scope="module")
-def engine(postgres: RunningPostgres) -> Iterator[Engine]:
-    """A database of its own, with the service's own engine settings."""
-    url = postgres.create_database(f"race_{secrets.token_hex(4)}")
+@pytest.fixture(scope="module", params=["postgresql", "sqlite"])
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """A database of its own, with the service's own engine settings; the same races on
+    SQLite show the fixes keep the embedded default right."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('race') / 'race.db'}"
+    else:
+        postgres: RunningPostgres = request.getfixturevalue("postgres")
+        url = postgres.create_database(f"race_{secrets.token_hex(4)}")
     engine = make_engine(url)
     migrate.upgrade(engine)
     yield engine

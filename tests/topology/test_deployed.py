@@ -288,6 +288,6 @@ def test_help_desk_console_signs_in_and_posts_over_https(
 
     # The old code is dead, the new one works: the student activates with it.
     student = browser_for()
-    student.identify(who, expect=200)  # the generic "could not match" page, not a step on
+    student.identify(who, expect=400)  # the generic "could not match" page
     student.activate(dataclasses.replace(who, code=new_code.group(1)), PASSWORD.format(6))
     assert_activated(stack_admin, stack_services, who)
