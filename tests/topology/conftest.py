@@ -29,7 +29,13 @@ _addresses = (f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), ran
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    with Stack.up(tmp_path_factory.mktemp("stack"), fast_hash=True) as running:
+    # This process arranges students through the stack's Keycloak (HTTPS via nginx), as
+    # the replicas do: it trusts the throwaway CA the same way (requests reads the variable).
+    with (
+        Stack.up(tmp_path_factory.mktemp("stack"), fast_hash=True) as running,
+        pytest.MonkeyPatch.context() as patch,
+    ):
+        patch.setenv("REQUESTS_CA_BUNDLE", str(running.ca_file))
         yield running
 
 
