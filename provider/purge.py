@@ -16,14 +16,18 @@ Each kind of row has one rule, stated against the code that reads it:
 * audit events: older than the audit retention (0: kept forever).
 
 The short-lived kinds get `grace` on top, for clocks that differ between replicas.
-Rows go in batches of `batch_size`, each its own short transaction; the delete repeats
-the rule, so a row a live request changed meanwhile (a flow touched, a lockout counted)
-is re-checked and kept. On PostgreSQL one replica purges at a time (an advisory lock);
-the others return at once. Students (proofing hashes) are never purged here.
+Rows go in batches of `batch_size`, each its own short transaction, so no lock is held
+for long. A row a live request is changing (a flow touched, a lockout counted) is never
+deleted on a stale read: on PostgreSQL the batch skips rows another transaction holds
+(SKIP LOCKED), and the delete repeats the rule, which PostgreSQL re-checks on a row that
+changed meanwhile; SQLite runs one writer at a time anyway. On PostgreSQL one replica
+purges at a time (an advisory lock); the others return at once. Students (proofing
+hashes) are never purged here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or_, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from provider.config import ConfigError
@@ -85,7 +90,7 @@ class Retention:
                 env, "UMPASS_LOCKOUT_RESET_DAYS", cls.lockout_reset_days, minimum=1
             ),
             grace=timedelta(
-                minutes=_whole(env, "UMPASS_PURGE_GRACE_MINUTES", 15, minimum=0),
+                minutes=_whole(env, "UMPASS_PURGE_GRACE_MINUTES", _minutes(cls.grace), minimum=0)
             ),
             batch_size=_whole(env, "UMPASS_PURGE_BATCH", cls.batch_size, minimum=1),
         )
@@ -173,12 +178,16 @@ def _audit_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
     return None if r.audit_days == 0 else AuditEvent.at <= now - timedelta(days=r.audit_days)
 
 
-def _minutes(r: Retention) -> str:
-    return f"{int(r.grace.total_seconds() // 60)} min"
+def _minutes(span: timedelta) -> int:
+    return int(span.total_seconds() // 60)
+
+
+def _grace(r: Retention) -> str:
+    return f"{_minutes(r.grace)} min"
 
 
 KINDS: tuple[Kind, ...] = (
-    Kind("flows", Flow, "id_hash", _flow_gone, lambda r: f"expired + {_minutes(r)}"),
+    Kind("flows", Flow, "id_hash", _flow_gone, lambda r: f"expired + {_grace(r)}"),
     Kind(
         "contact verifications",
         ContactVerification,
@@ -191,21 +200,21 @@ KINDS: tuple[Kind, ...] = (
         ContactSend,
         "id",
         _send_gone,
-        lambda r: f"{SENDS_COUNTED.seconds // 60} min + {_minutes(r)}",
+        lambda r: f"{_minutes(SENDS_COUNTED)} min + {_grace(r)}",
     ),
     Kind(
         "OIDC codes",
         OidcAuthorizationCode,
         "code_hash",
         _oidc_code_gone,
-        lambda r: f"expired + {NONCE_KEPT.seconds // 60} min + {_minutes(r)}",
+        lambda r: f"expired + {_minutes(NONCE_KEPT)} min + {_grace(r)}",
     ),
     Kind(
         "OIDC access tokens",
         OidcAccessToken,
         "token_hash",
         _oidc_token_gone,
-        lambda r: f"expired + {_minutes(r)}",
+        lambda r: f"expired + {_grace(r)}",
     ),
     Kind(
         "identify lockouts",
@@ -271,9 +280,7 @@ def purge(
                 )
         finally:
             if postgres:
-                conn.rollback()  # a failed batch leaves the connection in an aborted transaction
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
-                conn.commit()
+                _unlock(conn)
     return report
 
 
@@ -286,11 +293,19 @@ def _lock(conn: Connection) -> None:
         raise PurgeBusy
 
 
+def _unlock(conn: Connection) -> None:
+    # A database that went away took the lock with it; its error is the one to report.
+    with contextlib.suppress(SQLAlchemyError):
+        conn.rollback()
+        conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        conn.commit()
+
+
 def _delete(conn: Connection, kind: Kind, rule: ColumnElement[bool], batch_size: int) -> int:
     key = getattr(kind.model, kind.key)
     picked = select(key).where(rule).limit(batch_size).correlate(None)
     if conn.dialect.name == "postgresql":
-        # A row a live request holds is left for the next run instead of waited for.
+        # A row a live request holds is left for the next run, not waited for.
         picked = picked.with_for_update(skip_locked=True)
     statement = delete(kind.model).where(key.in_(picked), rule)
     total = 0
