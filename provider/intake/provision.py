@@ -322,8 +322,15 @@ def issue_intake_codes(
     issued: list[IssuedCode] = []
     with svc.sessions.begin() as session:
         for batch in _batches(list(user_ids), 900):
+            # Locked (in one order): a help-desk re-issue for one of these students
+            # waits for the batch instead of colliding with it on PostgreSQL.
             enrolled = set(
-                session.scalars(select(Student.user_id).where(Student.user_id.in_(batch)))
+                session.scalars(
+                    select(Student.user_id)
+                    .where(Student.user_id.in_(batch))
+                    .order_by(Student.user_id)
+                    .with_for_update()
+                )
             )
             # One read of the batch's codes; what each student holds follows from it.
             usable: set[str] = set()  # neither used nor revoked (expired or not)

@@ -26,6 +26,7 @@ from provider.activation_codes import consume_code, enrol, issue_code
 from provider.flows import lockout, verification
 from provider.flows.activate import ActivationInProgress, _claim_code, activate
 from provider.flows.engine import FlowConflict, FlowEngine
+from provider.intake.provision import issue_intake_codes
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.oidc.server import ActivationCodeGrant
 from provider.storage import migrate
@@ -162,6 +163,35 @@ def test_at_most_one_open_code_per_student(
     # The open one is the last issued: it matches one of the codes handed out.
     digests = {hasher.digest(Purpose.ACTIVATION_CODE, c.replace("-", "")) for c in issued}
     assert open_codes[0].code_hash in digests
+
+
+def test_batch_and_single_issuers_leave_one_open_code(
+    sessions: sessionmaker[Session], hasher: KeyedHasher
+) -> None:
+    """An intake batch re-issuing while the help desk re-issues the same students."""
+    students = [_student(sessions, hasher) for _ in range(3)]
+    svc = _svc(sessions, hasher)
+
+    def reissue(i: int) -> int:
+        if i % 2:
+            with sessions.begin() as session:
+                issue_code(session, hasher, students[i % len(students)])
+            return 1
+        return len(issue_intake_codes(svc, students, reissue=True))
+
+    outcomes = race(reissue)
+    assert not [r for r in outcomes if isinstance(r, Exception)], outcomes
+    with sessions() as session:
+        open_per_student = session.execute(
+            select(ActivationCode.user_id, func.count())
+            .where(
+                ActivationCode.user_id.in_(students),
+                ActivationCode.used_at.is_(None),
+                ActivationCode.revoked_at.is_(None),
+            )
+            .group_by(ActivationCode.user_id)
+        ).all()
+    assert sorted(open_per_student) == sorted((s, 1) for s in students)
 
 
 # -- identify lockout ---------------------------------------------------------------------
