@@ -195,6 +195,7 @@ def _report(runs: list[Run], rss_two: list[float], rss_one: list[float]) -> None
 
 def run(count: int) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-load-"))
+    workdir.chmod(0o711)  # PostgreSQL runs as `postgres` and must pass through
     console.print("[bold]starting the topology[/] (production hashing)")
     with Stack.up(workdir / "stack", fast_hash=False, console=console) as stack:
         console.print(f"topology up in {stack.timings.get('total', 0):.0f} s")

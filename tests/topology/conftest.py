@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import itertools
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import date
+from pathlib import Path
 
 import pytest
 from devstack.stack import Stack
@@ -28,11 +30,15 @@ _addresses = (f"127.0.{a}.{b}" for a, b in itertools.product(range(10, 250), ran
 
 
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
     # This process arranges students through the stack's Keycloak (HTTPS via nginx), as
     # the replicas do: it trusts the throwaway CA the same way (requests reads the variable).
+    # Not under pytest's tmp_path: that is closed to other users, and PostgreSQL runs as
+    # `postgres` (it refuses root); the work dir only needs to be passable (0711).
+    workdir = Path(tempfile.mkdtemp(prefix="umpass-topology-"))
+    workdir.chmod(0o711)
     with (
-        Stack.up(tmp_path_factory.mktemp("stack"), fast_hash=True) as running,
+        Stack.up(workdir, fast_hash=True) as running,
         pytest.MonkeyPatch.context() as patch,
     ):
         patch.setenv("REQUESTS_CA_BUNDLE", str(running.ca_file))
