@@ -19,6 +19,8 @@ from provider.storage.models import IdentifyLockout
 MAX_FAILURES = 5
 BASE_LOCK = timedelta(minutes=15)
 MAX_LOCK = timedelta(days=1)
+# begin_attempt retries while parallel attempts keep changing the row under it.
+_MAX_ROUNDS = 20
 
 
 def lock_key(typed_user_id: str) -> str:
@@ -32,29 +34,38 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
     The count and the check are one UPDATE, so parallel attempts cannot slip past the
     limit: once `MAX_FAILURES` are counted (even still in flight), the next is refused.
     """
-    with sessions.begin() as session:
-        counted = session.execute(
-            update(IdentifyLockout)
-            .where(
-                IdentifyLockout.user_id == key,
-                or_(IdentifyLockout.locked_until.is_(None), IdentifyLockout.locked_until <= now),
-                IdentifyLockout.failures < MAX_FAILURES,
-            )
-            .values(failures=IdentifyLockout.failures + 1, updated_at=now)
-        ).rowcount
-        if counted:
-            return None
-        row = session.get(IdentifyLockout, key)
-        if row is not None:
-            if row.locked_until is not None and row.locked_until > now:
-                return row.locked_until
-            return now + BASE_LOCK  # the limit is reached by attempts still in flight
-    try:
+    for _ in range(_MAX_ROUNDS):
         with sessions.begin() as session:
-            session.add(IdentifyLockout(user_id=key, failures=1, lock_count=0, updated_at=now))
-    except IntegrityError:  # a parallel first attempt created it: count on that row
-        return begin_attempt(sessions, key, now)
-    return None
+            counted = session.execute(
+                update(IdentifyLockout)
+                .where(
+                    IdentifyLockout.user_id == key,
+                    or_(
+                        IdentifyLockout.locked_until.is_(None),
+                        IdentifyLockout.locked_until <= now,
+                    ),
+                    IdentifyLockout.failures < MAX_FAILURES,
+                )
+                .values(failures=IdentifyLockout.failures + 1, updated_at=now)
+            ).rowcount
+            if counted:
+                return None
+            row = session.get(IdentifyLockout, key)
+            if row is not None:
+                if row.locked_until is not None and row.locked_until > now:
+                    return row.locked_until
+                if row.failures >= MAX_FAILURES:
+                    return now + BASE_LOCK  # the limit is reached by attempts in flight
+                # Neither locked nor full: the row appeared (or was reset) after the
+                # UPDATE looked, which PostgreSQL's READ COMMITTED allows. Count again.
+                continue
+        try:
+            with sessions.begin() as session:
+                session.add(IdentifyLockout(user_id=key, failures=1, lock_count=0, updated_at=now))
+        except IntegrityError:  # a parallel first attempt created it: count on that row
+            continue
+        return None
+    return now + BASE_LOCK  # never seen: fail closed rather than count nothing
 
 
 def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
