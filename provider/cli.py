@@ -189,6 +189,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
         )
     check_services(settings)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As gunicorn binds: connections a killed predecessor left in TIME_WAIT don't count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((args.host, args.port))
         except OSError as exc:
