@@ -1,0 +1,354 @@
+"""Keycloak in production mode: nodes of one cluster behind the stack's TLS proxy.
+
+One distribution is unpacked and built once per cache (`kc.sh build --db=postgres
+--health-enabled=true`, under `$UMPASS_CACHE_DIR/keycloak-<version>/stack`). Each node
+gets its own home: a hard-linked copy of the built one (jars are only read) with its own
+`data/` and `conf/`, since a node writes temporary files and transaction logs there.
+
+Nodes run `kc.sh start --optimized` with `--hostname` pinned to the public HTTPS URL,
+X-Forwarded-* believed from 127.0.0.1 only, plain HTTP on loopback (TLS ends at nginx),
+and the default `ispn` caches over the `jdbc-ping` stack: nodes on one database find each
+other through it. Each node needs its own HTTP, management and cluster port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import urllib.parse
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from devstack import keycloak as kc
+from devstack.background import exited, find_group_leader, group_alive, live_cmdline
+from devstack.postgres import BIN_DIR as PG_BIN
+from devstack.postgres import RunningPostgres
+
+BUILD_OPTIONS = ["--db=postgres", "--health-enabled=true"]
+# What tells Keycloak its schema is current: Liquibase's change log and lock, and the
+# model version (no realm data).
+SCHEMA_RECORDS = ("databasechangelog", "databasechangeloglock", "migration_model")
+START_TIMEOUT = 300.0
+# Infinispan logs each new membership: "ISPN000094: Received new cluster view for channel
+# ISPN: [node-a|1] (2) [node-a, node-b]", or ISPN000093 "..., MERGED cluster view ...:
+# MergeView::[node-a|2] (2) [...]" when two nodes that started alone find each other.
+_VIEW = re.compile(
+    rb"ISPN00009[34]: Received new(?:, MERGED)? cluster view for channel \S+: "
+    rb"(?:MergeView::)?\[[^\]]*\] \((\d+)\)"
+)
+
+
+def built_home() -> Path:
+    """The distribution built for PostgreSQL, once per cache (about 30 s the first time)."""
+    home = kc.install("stack")
+    stamp = home / ".umpass-build"
+    wanted = " ".join(BUILD_OPTIONS)
+    if stamp.exists() and stamp.read_text() == wanted:
+        return home
+    result = subprocess.run(
+        [str(home / "bin" / "kc.sh"), "build", *BUILD_OPTIONS],
+        env=kc._java_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise kc.KeycloakStartError(
+            "kc.sh build failed: " + result.stdout[-500:] + result.stderr[-500:]
+        )
+    stamp.write_text(wanted)
+    return home
+
+
+def _schema_cache() -> Path:
+    return kc.cache_dir() / f"keycloak-{kc.KEYCLOAK_VERSION}" / "stack-schema.sql"
+
+
+def restore_schema(pg: RunningPostgres, database: str) -> bool:
+    """Load the schema Keycloak made on an earlier first start into an empty `database`.
+
+    Creating it (Liquibase, some 200 change sets) is most of a first start: a minute or
+    more on two busy cores. Only the tables and Liquibase's own records are kept, never
+    a realm: the nodes still create the master realm and the bootstrap admin themselves.
+    False when there is nothing cached yet.
+    """
+    cached = _schema_cache()
+    if not cached.exists():
+        return False
+    _pg_tool(["psql", "-v", "ON_ERROR_STOP=1", "-q", "-d", database, "-f", str(cached)], pg)
+    return True
+
+
+def save_schema(pg: RunningPostgres, database: str) -> None:
+    """Keep the schema (and the records that say it is current) for the next start."""
+    schema = _pg_tool(["pg_dump", "--schema-only", "--no-owner", database], pg)
+    tables = [f"--table={name}" for name in SCHEMA_RECORDS]
+    records = _pg_tool(["pg_dump", "--data-only", "--no-owner", *tables, database], pg)
+    cached = _schema_cache()
+    temp = cached.with_suffix(".partial")
+    temp.write_text(schema + records)
+    temp.replace(cached)
+
+
+def _pg_tool(argv: list[str], pg: RunningPostgres) -> str:
+    result = subprocess.run(
+        [str(PG_BIN / argv[0]), "-h", "127.0.0.1", "-p", str(pg.port), "-U", pg.user, *argv[1:]],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    if result.returncode != 0:
+        raise kc.KeycloakStartError(f"{argv[0]} failed: {result.stderr.strip()[-300:]}")
+    return result.stdout
+
+
+def make_node_home(built: Path, target: Path) -> Path:
+    """A node's own home: the built distribution hard-linked, `data` and `conf` copied."""
+    shutil.rmtree(target, ignore_errors=True)
+
+    def link(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:  # another filesystem
+            shutil.copy2(src, dst)
+
+    for entry in built.iterdir():
+        if entry.name == "data":
+            continue
+        if entry.name in ("conf", "themes") or entry.is_file():
+            copy = shutil.copytree if entry.is_dir() else shutil.copy2
+            copy(entry, target / entry.name)
+        else:
+            shutil.copytree(entry, target / entry.name, copy_function=link, symlinks=True)
+    (target / "data").mkdir()
+    # A restarted PostgreSQL leaves every pooled connection dead, and each would fail one
+    # request (HTTP 500) before the pool noticed: check a connection as it is taken.
+    (target / "conf" / "quarkus.properties").write_text(
+        "quarkus.datasource.jdbc.validate-on-borrow=true\n"
+    )
+    # The realm's theme and the password blocklist its policy names, as the test server has.
+    kc._link_assets(target, "stack")
+    return target
+
+
+@dataclass
+class KeycloakNode:
+    """One node; `start()` / `kill()` may be repeated (fault tests)."""
+
+    index: int
+    home: Path
+    http_port: int
+    management_port: int
+    cluster_port: int
+    log_file: Path
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict, repr=False)  # on top of os.environ
+    pid: int | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def direct_url(self) -> str:
+        """The node itself, bypassing nginx (tests only: browsers never come here)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def management_url(self) -> str:
+        return f"http://127.0.0.1:{self.management_port}"
+
+    def configure(
+        self,
+        *,
+        public_url: str,
+        jdbc_url: str,
+        db_user: str,
+        ca_file: Path,
+        admin_user: str,
+        admin_password: str,
+        activation_url: str,
+    ) -> None:
+        self.argv = [
+            str(self.home / "bin" / "kc.sh"),
+            "start",
+            "--optimized",
+            f"--hostname={public_url}",
+            "--proxy-headers=xforwarded",
+            "--proxy-trusted-addresses=127.0.0.1",
+            "--http-enabled=true",
+            "--http-host=127.0.0.1",
+            f"--http-port={self.http_port}",
+            f"--http-management-port={self.management_port}",
+            "--cache-embedded-network-bind-address=127.0.0.1",
+            f"--cache-embedded-network-bind-port={self.cluster_port}",
+            f"--db-url={jdbc_url}",
+            f"--db-username={db_user}",
+            # Keycloak calls the service's OIDC endpoints over HTTPS through nginx.
+            f"--truststore-paths={ca_file}",
+        ]
+        self.env = {
+            "JAVA_OPTS_KC_HEAP": kc.HEAP,
+            "KC_BOOTSTRAP_ADMIN_USERNAME": admin_user,
+            "KC_BOOTSTRAP_ADMIN_PASSWORD": admin_password,
+            # The login theme's "Activate your account" link (theme.properties reads it).
+            "UMPASS_ACTIVATION_URL": activation_url,
+        }
+
+    def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT) -> None:
+        """Start the node (again, on the same ports) in its own process group."""
+        if not self.is_ours():
+            env = {**kc._java_env(), **self.env}
+            with self.log_file.open("ab") as log:
+                process = subprocess.Popen(
+                    self.argv,
+                    env=env,
+                    cwd=self.home,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self.pid = process.pid
+            self.process = process
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while not kc.is_ready(self.management_url):
+            if exited(self.process, self.is_ours):
+                raise kc.KeycloakStartError(
+                    f"Keycloak node {self.index + 1} exited while starting: {self._tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise kc.KeycloakStartError(
+                    f"Keycloak node {self.index + 1} was not ready after {timeout:.0f} s; "
+                    f"see {self.log_file}"
+                )
+            time.sleep(0.5)  # each probe of a node still starting is a line in its log
+
+    def is_ready(self) -> bool:
+        return self.is_ours() and kc.is_ready(self.management_url)
+
+    def is_ours(self) -> bool:
+        """True while this node's kc.sh runs; one restarted by another process sharing the
+        state file is found, and adopted, by its command line."""
+        if self.pid is not None:
+            cmdline = live_cmdline(self.pid)
+            if cmdline is not None and self._matches(cmdline):
+                return True
+        found = find_group_leader(self._matches)
+        if found is not None:
+            self.pid, self.process = found, None
+        return found is not None
+
+    def _matches(self, cmdline: list[bytes]) -> bool:
+        return str(self.home / "bin" / "kc.sh").encode() in cmdline
+
+    def kill(self) -> None:
+        """SIGKILL the whole node at once, as a crash would."""
+        if self.is_ours() and self.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            _reap(self.pid, 10.0)
+
+    def stop(self, grace: float = 30.0) -> None:
+        """A clean shutdown (SIGTERM: the node leaves the cluster), SIGKILL after `grace`."""
+        if not self.is_ours() or self.pid is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.pid, signal.SIGTERM)
+        if not _reap(self.pid, grace):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, signal.SIGKILL)
+            _reap(self.pid, 10.0)
+
+    def cluster_size(self) -> int:
+        """Members in the last cluster view this node logged (0 before the first)."""
+        try:
+            views = _VIEW.findall(self.log_file.read_bytes())
+        except OSError:
+            return 0
+        return int(views[-1]) if views else 0
+
+    def to_state(self) -> dict[str, Any]:
+        state = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "process"}
+        return {**state, "home": str(self.home), "log_file": str(self.log_file)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> KeycloakNode:
+        return cls(**{**state, "home": Path(state["home"]), "log_file": Path(state["log_file"])})
+
+    def _tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return ""
+        return " | ".join(lines[-5:])
+
+
+def _reap(pid: int, timeout: float) -> bool:
+    """Wait until the node's whole process group (kc.sh and its java) has ended."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap kc.sh when it is our child
+        if not group_alive(pid):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def sign_in_handed_over(
+    start: KeycloakNode, finish: KeycloakNode, *, public_url: str, username: str, password: str
+) -> bool:
+    """Open the master realm's sign-in form on `start` and submit it to `finish`.
+
+    A sign-in in progress lives only in the cluster's distributed cache (not in the
+    database), so `finish` issues a code only when the two nodes share that cache.
+    """
+    query = urllib.parse.urlencode(
+        {
+            "client_id": "security-admin-console",
+            "redirect_uri": f"{public_url}/admin/master/console/",
+            "response_type": "code",
+            "scope": "openid",
+            "code_challenge_method": "S256",
+            "code_challenge": secrets.token_urlsafe(32),
+        }
+    )
+    form = requests.get(
+        f"{start.direct_url}/realms/master/protocol/openid-connect/auth?{query}", timeout=30
+    )
+    action = re.search(r'action="([^"]+)"', form.text)
+    if form.status_code != 200 or action is None:
+        return False
+    # The form posts to the public URL; send it to the other node instead.
+    path = html.unescape(action.group(1)).removeprefix(public_url)
+    cookies = "; ".join(f"{c.name}={c.value}" for c in form.cookies)
+    answer = requests.post(
+        finish.direct_url + path,
+        data={"username": username, "password": password},
+        headers={"Cookie": cookies},
+        allow_redirects=False,
+        timeout=30,
+    )
+    return answer.status_code == 302 and "code=" in answer.headers.get("Location", "")
+
+
+def cluster_formed(nodes: list[KeycloakNode]) -> bool:
+    """True when every running node's latest cluster view holds all the running nodes."""
+    running = [node for node in nodes if node.is_ours()]
+    return bool(running) and all(node.cluster_size() == len(running) for node in running)
