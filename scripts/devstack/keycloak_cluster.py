@@ -329,22 +329,25 @@ def sign_in_handed_over(
             "code_challenge": secrets.token_urlsafe(32),
         }
     )
-    form = requests.get(
-        f"{start.direct_url}/realms/master/protocol/openid-connect/auth?{query}", timeout=30
-    )
-    action = re.search(r'action="([^"]+)"', form.text)
-    if form.status_code != 200 or action is None:
+    try:
+        form = requests.get(
+            f"{start.direct_url}/realms/master/protocol/openid-connect/auth?{query}", timeout=30
+        )
+        action = re.search(r'action="([^"]+)"', form.text)
+        if form.status_code != 200 or action is None:
+            return False
+        # The form posts to the public URL; send it to the other node instead.
+        path = html.unescape(action.group(1)).removeprefix(public_url)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in form.cookies)
+        answer = requests.post(
+            finish.direct_url + path,
+            data={"username": username, "password": password},
+            headers={"Cookie": cookies},
+            allow_redirects=False,
+            timeout=30,
+        )
+    except requests.RequestException:
         return False
-    # The form posts to the public URL; send it to the other node instead.
-    path = html.unescape(action.group(1)).removeprefix(public_url)
-    cookies = "; ".join(f"{c.name}={c.value}" for c in form.cookies)
-    answer = requests.post(
-        finish.direct_url + path,
-        data={"username": username, "password": password},
-        headers={"Cookie": cookies},
-        allow_redirects=False,
-        timeout=30,
-    )
     return answer.status_code == 302 and "code=" in answer.headers.get("Location", "")
 
 

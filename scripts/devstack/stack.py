@@ -322,8 +322,10 @@ class Stack:
                     "keycloak",
                 )
             self.save()
-            progress.timed("keycloak cluster", self._wait_cluster)
-            progress.timed("realm applied", self._apply_realm, fast_hash)
+            # The proof signs in to the master realm; the realm as code touches only ours.
+            proof = pool.submit(progress.timed, "keycloak cluster", self._wait_cluster)
+            progress.timed("realm as code", self._apply_realm, fast_hash)
+            _result(proof)
             # Both replicas read one OIDC signing key: made once, before either starts.
             from provider.oidc.signing_key import load_signing_key
 
