@@ -97,12 +97,27 @@ def test_cli_check_ok(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest,
         ),
         ({"UMPASS_KC_CLIENT_SECRET": ""}, "UMPASS_KC_CLIENT_SECRET is not set"),
         ({"UMPASS_KEYCLOAK_URL": "keycloak.local"}, "is not an http(s) URL"),
+        # Bad deployment: each a line that says what to fix, no password echoed.
+        (
+            {"UMPASS_RATELIMIT_STORAGE": "redis://:wrong@127.0.0.1:9/0"},
+            "the rate-limit store at redis://:***@127.0.0.1:9/0 does not answer",
+        ),
+        (
+            {"DATABASE_URL": "postgresql+psycopg://umpass:wrong@127.0.0.1:9/umpass"},
+            "cannot open the database at postgresql+psycopg://umpass:***@127.0.0.1:9/umpass",
+        ),
+        (
+            {
+                "UMPASS_BROKER_REDIRECT_URI": "https://sso.example.edu/realms/x/broker/a/endpoint",
+            },
+            "but browsers are sent to https://sso.example.edu/realms/",
+        ),
     ],
 )
 def test_cli_bad_configuration_is_one_line(
     keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, tmp_path, override, expected
 ) -> None:
-    env = realm.env(keycloak_server, DATABASE_URL=f"sqlite:///{tmp_path}/x.db", **override)
+    env = realm.env(keycloak_server, **{"DATABASE_URL": f"sqlite:///{tmp_path}/x.db", **override})
     result = _umpass(env, "check")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1, result.stderr
