@@ -548,7 +548,7 @@ class Stack:
     def down(self, *, keep_data: bool = False) -> None:
         """Stop every part this stack started (and only those: pids are checked first).
 
-        The logs stay in `logs/`; the databases and Keycloak homes go unless `keep_data`.
+        The logs stay in `logs/`; the databases, Keycloak homes and keys go unless `keep_data`.
         """
         with ThreadPoolExecutor(max_workers=4) as pool:
             front = [pool.submit(p.stop, 15.0) for p in [self.demo, *self.replicas]]
@@ -563,8 +563,10 @@ class Stack:
         self.postgres.stop()
         (self.workdir / STATE_FILE).unlink(missing_ok=True)
         if not keep_data:
-            for part in ("postgres", "redis", "keycloak"):
+            # Data and private keys go; logs, mail and the nginx config stay to read.
+            for part in ("postgres", "redis", "keycloak", "tls"):
                 shutil.rmtree(self.workdir / part, ignore_errors=True)
+            Path(self.env["UMPASS_OIDC_KEY_FILE"]).unlink(missing_ok=True)
 
     def __enter__(self) -> Stack:
         return self
