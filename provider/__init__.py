@@ -10,6 +10,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from provider import i18n, limits, security_headers
 from provider.config import Settings, load_settings
@@ -51,10 +52,9 @@ def create_app(
         UMPASS_BASE_URL=settings.base_url,
         WTF_CSRF_TIME_LIMIT=None,  # the flow's own expiry bounds a form's life
     )
-    if settings.trusted_proxies:
-        app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
-            app.wsgi_app, settings.trusted_proxies, https=secure
-        )
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.trusted_proxies, https=secure
+    )
     svc = Services.assemble(settings, gateway=gateway)
     install(app, svc)
     app.extensions["umpass.flow_engine"] = FlowEngine(
@@ -117,23 +117,21 @@ def create_app(
             {"Retry-After": "60"},
         )
 
-    @app.errorhandler(limits.STORAGE_ERROR)
-    def limit_store_unavailable(exc: Exception) -> ResponseReturnValue:
-        # Fail closed: a limited action waits until its limit can be counted again.
-        log.error("rate-limit store unavailable", extra={"reason": type(exc).__name__})
+    def unavailable(exc: Exception) -> ResponseReturnValue:
+        # Keycloak, the database (down, restarting, or no free connection) or the limit
+        # store: nothing half-done stays behind (each write is one transaction, limited
+        # actions fail closed), and the student tries again in a moment.
+        log.error("dependency unavailable", extra={"reason": type(exc).__name__})
         return render_template("unavailable.html"), 503
 
-    @app.errorhandler(OperationalError)
-    @app.errorhandler(InterfaceError)
-    def database_unavailable(exc: Exception) -> ResponseReturnValue:
-        # The database is down or restarting: every write is a transaction, so nothing
-        # half-done stays behind; the student tries again in a moment.
-        log.error("database unavailable", extra={"reason": type(exc).__name__})
-        return render_template("unavailable.html"), 503
-
-    @app.errorhandler(IdentityServiceUnavailable)
-    def identity_service_unavailable(_exc: IdentityServiceUnavailable) -> ResponseReturnValue:
-        return render_template("unavailable.html"), 503
+    for dependency_down in (
+        IdentityServiceUnavailable,
+        OperationalError,
+        InterfaceError,
+        SQLAlchemyTimeoutError,
+        limits.STORAGE_ERROR,
+    ):
+        app.register_error_handler(dependency_down, unavailable)
 
     @app.errorhandler(500)
     def internal_error(exc: Exception) -> ResponseReturnValue:

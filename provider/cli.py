@@ -24,6 +24,7 @@ import logging
 import sys
 from collections.abc import Callable
 from datetime import date
+from urllib.parse import urlsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -31,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from provider.activation_codes import EnrolmentError, IssuedCode, revoke_codes
 from provider.config import ConfigError, Settings, load_settings
+from provider.csrf import origin_of
 from provider.intake import commands as intake
 from provider.keycloak import (
     GatewayError,
@@ -121,13 +123,14 @@ def check_services(settings: Settings) -> KeycloakGateway:
 
 
 def _where(url: str) -> str:
-    """A database or Redis URL without its password, for messages."""
-    from sqlalchemy.engine import make_url
-
+    """A database or Redis URL as scheme://host:port/name only: user names, passwords and
+    query options (which may carry a password too) never reach a message."""
+    parts = urlsplit(url)
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # only ever used in an error message
-        return "(unparsable URL)"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        port = ""
+    return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"
 
 
 def _check_keycloak_hostname(settings: Settings, gateway: KeycloakGateway) -> None:
@@ -139,12 +142,19 @@ def _check_keycloak_hostname(settings: Settings, gateway: KeycloakGateway) -> No
         actual = gateway.issuer()
     except IdentityServiceUnavailable as exc:
         raise CommandError(f"{exc}: is UMPASS_KEYCLOAK_URL right?") from exc
-    if actual != expected:
+    if not _same_address(actual, expected):
         raise CommandError(
             f"Keycloak names its realm {actual} but browsers are sent to {expected}: set "
             "Keycloak's --hostname to the address browsers use, or UMPASS_KEYCLOAK_URL "
             "(or UMPASS_BROKER_REDIRECT_URI when the service reaches Keycloak by another name)"
         )
+
+
+def _same_address(a: str, b: str) -> bool:
+    """Equal as browsers see them: case of scheme and host, default ports, trailing slash."""
+    return origin_of(a) == origin_of(b) and urlsplit(a).path.rstrip("/") == urlsplit(b).path.rstrip(
+        "/"
+    )
 
 
 def _check_limit_store(settings: Settings) -> None:

@@ -232,8 +232,8 @@ def _ratelimit_storage(env: Mapping[str, str], *, production: bool) -> str:
     scheme = urlparse(value).scheme
     if scheme not in ("memory", "redis", "rediss", "redis+sentinel", "redis+cluster"):
         raise ConfigError(
-            f"UMPASS_RATELIMIT_STORAGE must be a redis:// (or rediss://) URL or memory://, "
-            f"not {scheme or value!r}"
+            "UMPASS_RATELIMIT_STORAGE must be a redis:// (or rediss://) URL or memory://"
+            + (f", not {scheme}://…" if scheme else "")
         )
     return value
 

@@ -19,12 +19,18 @@ from flask_wtf.csrf import CSRFProtect
 
 
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
+    """`scheme://host[:port]`, lower-cased, default port dropped; "" for anything else."""
+    try:
+        parts = urlsplit(url)
+        port_number = parts.port  # raises on a port that is not a number or out of range
+    except ValueError:
         return ""
-    default_port = {"http": 80, "https": 443}.get(parts.scheme)
-    port = f":{parts.port}" if parts.port and parts.port != default_port else ""
-    return f"{parts.scheme}://{(parts.hostname or '').lower()}{port}"
+    if not parts.scheme or not parts.hostname:
+        return ""
+    scheme = parts.scheme.lower()
+    default_port = {"http": 80, "https": 443}.get(scheme)
+    port = f":{port_number}" if port_number and port_number != default_port else ""
+    return f"{scheme}://{parts.hostname.lower()}{port}"
 
 
 class OriginCheckedCSRF(CSRFProtect):
@@ -48,7 +54,9 @@ class OriginCheckedCSRF(CSRFProtect):
             if origin_of(request.referrer) != ours:
                 self._error_response("The referrer is another origin.")
             return
-        # Neither header: no browser posts a form like that over HTTPS. Plain HTTP stays
-        # open to clients that send neither (development, scripts on loopback).
-        if request.is_secure:
+        # Neither header: no browser posts a form like that to an HTTPS service. A plain-HTTP
+        # one (development, scripts on loopback) stays open to clients that send neither.
+        # Decided by the configured address, not by how the request arrived, so that a
+        # proxy left untrusted cannot turn the check off.
+        if ours.startswith("https://"):
             self._error_response("The request did not say where it came from.")

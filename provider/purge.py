@@ -40,7 +40,7 @@ from sqlalchemy.orm import aliased
 
 from provider.config import ConfigError
 from provider.flows import verification
-from provider.flows.engine import MAX_LIFETIME
+from provider.flows.engine import flow_expired
 from provider.oidc.server import ID_TOKEN_SECONDS, TOKEN_LIFETIME
 from provider.storage.engine import read_only
 from provider.storage.models import (
@@ -118,8 +118,7 @@ class Kind:
 
 
 def _flow_gone(now: datetime, r: Retention, flow: Any = Flow) -> ColumnElement[bool]:
-    # FlowEngine.load_or_start resumes a flow only while both of these are in the future.
-    return or_(flow.expires_at <= now - r.grace, flow.created_at <= now - MAX_LIFETIME - r.grace)
+    return flow_expired(now - r.grace, flow)  # the engine's own rule, a grace later
 
 
 def _verification_gone(now: datetime, r: Retention) -> ColumnElement[bool]:

@@ -64,6 +64,9 @@ def test_a_form_posted_over_https_from_our_origin_is_accepted(proxied_app: Flask
         {"Origin": "http://activate.example.edu"},  # the same host over plain HTTP
         {"Origin": "https://activate.example.edu:8443"},
         {"Referer": "https://evil.example/activate/identify"},
+        {"Origin": "null"},  # what a no-referrer page or a sandboxed frame sends
+        {"Origin": "null", "Referer": "https://evil.example/"},
+        {"Origin": "https://activate.example.edu:abc"},  # unparsable: refused, not a 500
         {},  # neither: no browser posts a form so over HTTPS
     ],
 )
@@ -108,3 +111,39 @@ def test_a_proxy_that_forwards_no_address_is_named_once(
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1
     assert "X-Forwarded-For" in warnings[0]
+
+
+@pytest.fixture
+def untrusting_app(tmp_path) -> Flask:
+    """An HTTPS service told to trust no proxy (UMPASS_TRUSTED_PROXIES left at 0)."""
+    return create_app(
+        load_settings(
+            {
+                "UMPASS_KC_CLIENT_SECRET": "x",
+                "UMPASS_TESTING": "1",
+                "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
+                "UMPASS_BASE_URL": PUBLIC,
+            }
+        )
+    )
+
+
+def test_a_proxy_left_untrusted_is_named_once(
+    untrusting_app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = untrusting_app.test_client()
+    with caplog.at_level(logging.WARNING, logger="provider.proxy"):
+        client.get("/activate/identify")  # straight from a browser: nothing to say
+        assert not caplog.records
+        for _ in range(2):
+            client.get("/activate/identify", headers={"X-Forwarded-For": "203.0.113.7"})
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "UMPASS_TRUSTED_PROXIES=0" in warnings[0]
+    # Untrusted, the forwarded scheme changes nothing: an HTTPS service still wants an
+    # Origin on every post.
+    page = client.get("/activate/identify")
+    token = _CSRF.search(page.text)
+    assert token
+    refused = client.post("/activate/restart", data={"csrf_token": token.group(1)})
+    assert refused.status_code == 400
