@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -21,8 +22,7 @@ PUBLIC = "https://activate.example.edu"
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
-@pytest.fixture
-def proxied_app(tmp_path) -> Flask:
+def _https_app(tmp_path: Path, trusted_proxies: str) -> Flask:
     return create_app(
         load_settings(
             {
@@ -30,10 +30,16 @@ def proxied_app(tmp_path) -> Flask:
                 "UMPASS_TESTING": "1",
                 "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
                 "UMPASS_BASE_URL": PUBLIC,
-                "UMPASS_TRUSTED_PROXIES": "1",
+                "UMPASS_TRUSTED_PROXIES": trusted_proxies,
             }
         )
     )
+
+
+@pytest.fixture
+def proxied_app(tmp_path: Path) -> Flask:
+    """Behind one trusted proxy."""
+    return _https_app(tmp_path, "1")
 
 
 def _via_proxy(**headers: str) -> dict[str, str]:
@@ -114,18 +120,9 @@ def test_a_proxy_that_forwards_no_address_is_named_once(
 
 
 @pytest.fixture
-def untrusting_app(tmp_path) -> Flask:
-    """An HTTPS service told to trust no proxy (UMPASS_TRUSTED_PROXIES left at 0)."""
-    return create_app(
-        load_settings(
-            {
-                "UMPASS_KC_CLIENT_SECRET": "x",
-                "UMPASS_TESTING": "1",
-                "DATABASE_URL": f"sqlite:///{tmp_path}/t.db",
-                "UMPASS_BASE_URL": PUBLIC,
-            }
-        )
-    )
+def untrusting_app(tmp_path: Path) -> Flask:
+    """Told to trust no proxy (UMPASS_TRUSTED_PROXIES=0)."""
+    return _https_app(tmp_path, "0")
 
 
 def test_a_proxy_left_untrusted_is_named_once(
