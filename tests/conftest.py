@@ -26,6 +26,7 @@ from devstack import postgres as pg_server
 from flask import Flask
 from flask.testing import FlaskClient
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from playwright.sync_api import Playwright, sync_playwright
 
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider import create_app
@@ -75,6 +76,14 @@ class RealmUnderTest:
             "UMPASS_LOG_FORMAT": "json",
             **extra,
         }
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    """One Playwright per run (its sync API allows only one at a time), for every browser
+    the browser and topology tests launch."""
+    with sync_playwright() as running:
+        yield running
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from devstack.demo_app import create_demo_app
 from flask import Flask
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Playwright
 from werkzeug.serving import make_server
 
 from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
@@ -38,12 +38,11 @@ def live_url(app: Flask, service_port: int) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+def browser(playwright: Playwright) -> Iterator[Browser]:
     # Playwright gives every launch a fresh, throw-away profile of its own.
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+    launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield launched
+    launched.close()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ import pytest
 from devstack.stack import Stack
 from devstack.student_walk import CodeReader, Student
 from keycloak import KeycloakAdmin
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, Playwright, expect
 
 from provider.services import Services
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -30,7 +30,9 @@ pytestmark = pytest.mark.topology
 
 
 @pytest.fixture(scope="module")
-def trusting_browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+def trusting_browser(
+    playwright: Playwright, stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Browser]:
     """Chromium whose only extra trusted root is the stack's CA (NSS db under its HOME)."""
     home = tmp_path_factory.mktemp("chromium-home")
     nssdb = home / ".pki" / "nssdb"
@@ -39,12 +41,11 @@ def trusting_browser(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> 
     subprocess.run([*certutil, "-N", "--empty-password"], check=True)
     trust_ca = ["-A", "-t", "C,,", "-n", "umpass-stack-ca", "-i", str(stack.ca_file)]
     subprocess.run([*certutil, *trust_ca], check=True)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={"HOME": str(home)}
-        )
-        yield browser
-        browser.close()
+    browser = playwright.chromium.launch(
+        executable_path=CHROMIUM, args=CHROMIUM_ARGS, env={"HOME": str(home)}
+    )
+    yield browser
+    browser.close()
 
 
 def test_first_sign_in_completes_while_a_keycloak_node_dies(
