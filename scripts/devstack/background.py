@@ -6,17 +6,17 @@ so a recorded pid that now belongs to someone else is never touched.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devstack.processes import exited, find_ours, group_ended, log_tail, send, spawn, wait_until
 
 START_TIMEOUT = 60.0
 
@@ -47,15 +47,7 @@ class Background:
         """Start it (again, on the same port) unless it runs; by default wait until ready."""
         if not self.is_ours():
             self.log_file.parent.mkdir(parents=True, exist_ok=True)
-            with self.log_file.open("ab") as log:
-                process = subprocess.Popen(
-                    self.argv,
-                    env={**os.environ, **self.env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            process = spawn(self.argv, {**os.environ, **self.env}, self.log_file)
             self.pid = process.pid
             self.process = process
         if wait:
@@ -76,25 +68,22 @@ class Background:
             return False
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if exited(self.process, self.is_ours):
-                raise BackgroundError(f"{self.name} exited while starting: {self.tail()}")
-            if time.monotonic() > deadline:
-                raise BackgroundError(
-                    f"{self.name} did not answer within {timeout:.0f} s; see {self.log_file}"
-                )
-            time.sleep(0.1)
+        def ended() -> bool:
+            return exited(self.process, self.is_ours)
+
+        if wait_until(self.answers, timeout, poll=0.1, give_up=ended):
+            return
+        if ended():
+            raise BackgroundError(f"{self.name} exited while starting: {self.tail()}")
+        raise BackgroundError(
+            f"{self.name} did not answer within {timeout:.0f} s; see {self.log_file}"
+        )
 
     def is_ours(self) -> bool:
         """True while our process runs; one restarted by another process that shares the
         state file (which may be older) is found, and adopted, by its command line."""
-        if self.pid is not None:
-            cmdline = live_cmdline(self.pid)
-            if cmdline is not None and self._matches(cmdline):
-                return True
-        found = find_group_leader(self._matches)
-        if found is not None:
+        found = find_ours(self.pid, self._matches)
+        if found is not None and found != self.pid:
             self.pid, self.process = found, None
         return found is not None
 
@@ -116,23 +105,12 @@ class Background:
     def _signal_and_wait(self, sig: signal.Signals, timeout: float) -> bool:
         if not self.is_ours() or self.pid is None:
             return True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, sig)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(self.pid, os.WNOHANG)  # reap it when it is our child
-            if not self.is_ours() and not group_alive(self.pid):
-                return True
-            time.sleep(0.05)
-        return False
+        group = self.pid
+        send(group, sig, group=True)
+        return wait_until(lambda: group_ended(group) and not self.is_ours(), timeout, poll=0.05)
 
     def tail(self, lines: int = 5) -> str:
-        try:
-            text = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(text[-lines:])
+        return log_tail(self.log_file, lines)
 
     def to_state(self) -> dict[str, object]:
         return {
@@ -156,55 +134,3 @@ class Background:
             env=dict(state.get("env") or {}),  # type: ignore[call-overload]
             pid=state.get("pid"),  # type: ignore[arg-type]
         )
-
-
-def exited(process: subprocess.Popen[bytes] | None, is_ours: Callable[[], bool]) -> bool:
-    """Whether a process we may have started has ended (by its exit status when it is our
-    child, else by its command line)."""
-    if process is not None:
-        return process.poll() is not None
-    return not is_ours()
-
-
-def live_cmdline(pid: int) -> list[bytes] | None:
-    """The command line of `pid` while it runs (None once it ended, zombies included)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return None
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return None
-    return raw.removesuffix(b"\0").split(b"\0")
-
-
-def find_group_leader(matches: Callable[[list[bytes]], bool]) -> int | None:
-    """A live process group leader whose command line `matches`."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) != int(proc.name):
-            continue
-        cmdline = live_cmdline(int(proc.name))
-        if cmdline is not None and matches(cmdline):
-            return int(proc.name)
-    return None
-
-
-def group_alive(group: int) -> bool:
-    """True while any live process is left in the group (gunicorn's workers)."""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == group:  # state, ppid, pgrp
-            return True
-    return False

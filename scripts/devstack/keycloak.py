@@ -22,16 +22,24 @@ import contextlib
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack.processes import (
+    command_line,
+    free_port,
+    log_tail,
+    port_in_use,
+    spawn,
+    tail,
+    terminate,
+    wait_until,
+)
 
 KEYCLOAK_VERSION = os.environ.get("UMPASS_KEYCLOAK_VERSION", "26.7.3")
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
@@ -80,8 +88,9 @@ def fetch() -> Path:
         check=False,
     )
     if result.returncode != 0 or not target.exists():
-        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
-        raise KeycloakStartError(f"Maven could not fetch {ARTIFACT}: {' | '.join(tail)}")
+        raise KeycloakStartError(
+            f"Maven could not fetch {ARTIFACT}: {tail(result.stdout + result.stderr, 3)}"
+        )
     return target
 
 
@@ -136,22 +145,6 @@ def _build_test_instance(kc_home: Path) -> None:
             "kc.sh build failed: " + result.stdout[-500:] + result.stderr[-500:]
         )
     stamp.write_text(wanted)
-
-
-def port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -261,15 +254,7 @@ def start(
     env["KC_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
     log_file = kc_home.parent / "keycloak.log"
     _say(f"starting the {instance} server on http://127.0.0.1:{http_port} (log: {log_file})")
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [str(kc_home / "bin" / "kc.sh"), *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+    process = spawn([str(kc_home / "bin" / "kc.sh"), *args], env, log_file, append=False)
     running = RunningKeycloak(
         instance=instance,
         pid=process.pid,
@@ -277,17 +262,15 @@ def start(
         management_url=f"http://127.0.0.1:{management_port}",
         log_file=log_file,
     )
-    deadline = time.monotonic() + timeout
-    while not is_ready(running.management_url):
-        if process.poll() is not None:
-            tail = log_file.read_text(errors="replace").strip().splitlines()[-5:]
-            raise KeycloakStartError("Keycloak exited while starting: " + " | ".join(tail))
-        if time.monotonic() > deadline:
-            _kill_group(process.pid)
-            raise KeycloakStartError(
-                f"Keycloak was not ready after {timeout:.0f} s; see {log_file}"
-            )
-        time.sleep(0.25)
+
+    def ended() -> bool:
+        return process.poll() is not None
+
+    if not wait_until(lambda: is_ready(running.management_url), timeout, poll=0.25, give_up=ended):
+        if ended():
+            raise KeycloakStartError("Keycloak exited while starting: " + log_tail(log_file))
+        _kill_group(process.pid)
+        raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
     state_path(instance).write_text(json.dumps({**running.__dict__, "log_file": str(log_file)}))
     return running
 
@@ -316,21 +299,13 @@ def _alive(pid: int) -> bool:
 
 
 def _kill_group(pid: int, grace: float = 30.0) -> None:
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
+    def finished() -> bool:  # kc.sh: reaped when it is our child, else no longer there
         try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
+            return os.waitpid(pid, os.WNOHANG)[0] != 0
         except ChildProcessError:
-            finished = pid if not _alive(pid) else 0
-        if finished:
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
+            return not _alive(pid)
+
+    terminate(pid, grace, gone=finished, group=True, poll=0.2)
 
 
 def peak_memory_mb(group: int) -> float:
@@ -366,10 +341,7 @@ def stop(instance: str) -> bool:
 
 
 def _is_our_server(pid: int, instance: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
+    cmdline = command_line(pid).replace(b"\0", b" ")
     # kc.sh (test: still the shell) or the java it exec'd (dev: -Dkc.home.dir=...).
     return str(home(instance) / "bin").encode() in cmdline
 

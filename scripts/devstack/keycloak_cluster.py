@@ -13,7 +13,6 @@ other through it. Each node needs its own HTTP, management and cluster port.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import os
 import re
@@ -21,7 +20,6 @@ import secrets
 import shutil
 import signal
 import subprocess
-import time
 import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -30,9 +28,19 @@ from typing import Any
 import requests
 
 from devstack import keycloak as kc
-from devstack.background import exited, find_group_leader, group_alive, live_cmdline
 from devstack.postgres import BIN_DIR as PG_BIN
 from devstack.postgres import RunningPostgres
+from devstack.processes import (
+    exited,
+    find_ours,
+    group_ended,
+    log_tail,
+    reap_group,
+    send,
+    spawn,
+    terminate,
+    wait_until,
+)
 
 BUILD_OPTIONS = ["--db=postgres", "--health-enabled=true"]
 # What tells Keycloak its schema is current: Liquibase's change log and lock, and the
@@ -208,35 +216,27 @@ class KeycloakNode:
     def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT) -> None:
         """Start the node (again, on the same ports) in its own process group."""
         if not self.is_ours():
-            env = {**kc._java_env(), **self.env}
-            with self.log_file.open("ab") as log:
-                process = subprocess.Popen(
-                    self.argv,
-                    env=env,
-                    cwd=self.home,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
+            process = spawn(self.argv, {**kc._java_env(), **self.env}, self.log_file, cwd=self.home)
             self.pid = process.pid
             self.process = process
         if wait:
             self.wait_ready(timeout)
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while not kc.is_ready(self.management_url):
-            if exited(self.process, self.is_ours):
-                raise kc.KeycloakStartError(
-                    f"Keycloak node {self.index + 1} exited while starting: {self._tail()}"
-                )
-            if time.monotonic() > deadline:
-                raise kc.KeycloakStartError(
-                    f"Keycloak node {self.index + 1} was not ready after {timeout:.0f} s; "
-                    f"see {self.log_file}"
-                )
-            time.sleep(0.5)  # each probe of a node still starting is a line in its log
+        def ended() -> bool:
+            return exited(self.process, self.is_ours)
+
+        # Each probe of a node still starting is a line in its log: one every 0.5 s.
+        if wait_until(lambda: kc.is_ready(self.management_url), timeout, poll=0.5, give_up=ended):
+            return
+        if ended():
+            raise kc.KeycloakStartError(
+                f"Keycloak node {self.index + 1} exited while starting: {log_tail(self.log_file)}"
+            )
+        raise kc.KeycloakStartError(
+            f"Keycloak node {self.index + 1} was not ready after {timeout:.0f} s; "
+            f"see {self.log_file}"
+        )
 
     def is_ready(self) -> bool:
         return self.is_ours() and kc.is_ready(self.management_url)
@@ -244,12 +244,8 @@ class KeycloakNode:
     def is_ours(self) -> bool:
         """True while this node's kc.sh runs; one restarted by another process sharing the
         state file is found, and adopted, by its command line."""
-        if self.pid is not None:
-            cmdline = live_cmdline(self.pid)
-            if cmdline is not None and self._matches(cmdline):
-                return True
-        found = find_group_leader(self._matches)
-        if found is not None:
+        found = find_ours(self.pid, self._matches)
+        if found is not None and found != self.pid:
             self.pid, self.process = found, None
         return found is not None
 
@@ -259,20 +255,17 @@ class KeycloakNode:
     def kill(self) -> None:
         """SIGKILL the whole node at once, as a crash would."""
         if self.is_ours() and self.pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            _reap(self.pid, 10.0)
+            send(self.pid, signal.SIGKILL, group=True)
+            reap_group(self.pid, 10.0)
 
     def stop(self, grace: float = 30.0) -> None:
         """A clean shutdown (SIGTERM: the node leaves the cluster), SIGKILL after `grace`."""
         if not self.is_ours() or self.pid is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.pid, signal.SIGTERM)
-        if not _reap(self.pid, grace):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, signal.SIGKILL)
-            _reap(self.pid, 10.0)
+        # The node's whole process group (kc.sh and its java) must end.
+        group = self.pid
+        if not terminate(group, grace, gone=lambda: group_ended(group), group=True, poll=0.05):
+            reap_group(group, 10.0)
 
     def cluster_size(self) -> int:
         """Members in the last cluster view this node logged (0 before the first)."""
@@ -289,26 +282,6 @@ class KeycloakNode:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> KeycloakNode:
         return cls(**{**state, "home": Path(state["home"]), "log_file": Path(state["log_file"])})
-
-    def _tail(self) -> str:
-        try:
-            lines = self.log_file.read_text(errors="replace").strip().splitlines()
-        except OSError:
-            return ""
-        return " | ".join(lines[-5:])
-
-
-def _reap(pid: int, timeout: float) -> bool:
-    """Wait until the node's whole process group (kc.sh and its java) has ended."""
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap kc.sh when it is our child
-        if not group_alive(pid):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
 
 
 def sign_in_handed_over(

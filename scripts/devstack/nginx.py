@@ -16,16 +16,14 @@ service's calm answer while its database or Redis is down, not a dead replica).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devstack.processes import children, command_line, read_pidfile, terminate, wait_until
 from devstack.tls import Certificates
 
 START_TIMEOUT = 10.0
@@ -236,12 +234,7 @@ http {{
 
     def pid(self) -> int | None:
         """The master's pid while it runs from our config."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if str(self.conf).encode() in cmdline else None
+        return read_pidfile(self.pidfile, lambda pid: str(self.conf).encode() in command_line(pid))
 
     def start(self) -> None:
         """Write the config and start the master (it daemonizes once listening)."""
@@ -249,11 +242,8 @@ http {{
             return
         self.write()
         self._run()
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.pid() is None:
-            if time.monotonic() > deadline:
-                raise NginxError(f"nginx did not start; see {self.logs}/nginx-error.log")
-            time.sleep(0.02)
+        if not wait_until(lambda: self.pid() is not None, START_TIMEOUT):
+            raise NginxError(f"nginx did not start; see {self.logs}/nginx-error.log")
 
     def set_upstreams(
         self, *, service: list[int] | None = None, keycloak: list[int] | None = None
@@ -267,40 +257,19 @@ http {{
         self.write()
         if master is None:
             return
-        old = _children(master)
+        old = children(master)
         self._run("-s", "reload")
-        # The reload is done once the old workers have handed over and gone.
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            now = _children(master)
-            if now and not (now & old):
-                return
-            time.sleep(0.02)
+
+        def handed_over() -> bool:  # the old workers have handed over and gone
+            now = children(master)
+            return bool(now) and not (now & old)
+
+        wait_until(handed_over, START_TIMEOUT)
 
     def stop(self) -> bool:
         """Fast shutdown (SIGTERM); True when it was running."""
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + START_TIMEOUT
-        while self.pid() is not None and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if self.pid() is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        terminate(pid, START_TIMEOUT, gone=lambda: self.pid() is None)
         return True
-
-
-def _children(pid: int) -> set[int]:
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                stat = (proc / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.add(int(proc.name))
-    return found

@@ -28,15 +28,24 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from devstack.processes import (
+    command_line,
+    log_tail,
+    on_free_port,
+    read_pidfile,
+    running,
+    tail,
+    terminate,
+    wait_gone,
+)
 
 BIN_DIR = Path(os.environ.get("UMPASS_PG_BIN", "/usr/lib/postgresql/15/bin"))
 SUPERUSER = "umpass"
@@ -54,12 +63,6 @@ _DATABASE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 class PostgresError(Exception):
     """PostgreSQL could not be set up, started or stopped; the message says what to fix."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _binary(name: str) -> str:
@@ -103,10 +106,6 @@ def _give_to_server_user(path: Path) -> None:
             f"the postgres user cannot reach {path} (a parent directory is closed to "
             "other users): give a work directory under /tmp, or none for a fresh one"
         )
-
-
-def _tail(text: str, lines: int = 3) -> str:
-    return " | ".join(text.strip().splitlines()[-lines:])
 
 
 @dataclass
@@ -156,11 +155,9 @@ class RunningPostgres:
 
     def pid(self) -> int | None:
         """The postmaster's pid while it runs from this data directory."""
-        try:
-            pid = int((self.datadir / "postmaster.pid").read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return None
-        return pid if _is_postmaster_of(pid, self.datadir) else None
+        return read_pidfile(
+            self.datadir / "postmaster.pid", lambda pid: _is_postmaster_of(pid, self.datadir)
+        )
 
     def is_running(self) -> bool:
         return self.pid() is not None
@@ -193,7 +190,7 @@ class RunningPostgres:
         if result.returncode != 0:
             raise PostgresError(
                 f"PostgreSQL did not start on 127.0.0.1:{self.port} "
-                f"(exit {result.returncode}): {_tail(self._log())}"
+                f"(exit {result.returncode}): {log_tail(self.logfile, 3)}"
             )
 
     def stop(self) -> bool:
@@ -217,13 +214,11 @@ class RunningPostgres:
                 ],
                 timeout=STOP_TIMEOUT + 5,
             )
-        if _wait_gone(pid, 1.0):
+        if wait_gone(pid, 1.0):
             return True
         # SIGQUIT is PostgreSQL's immediate shutdown: it takes its children with it.
-        _signal(pid, signal.SIGQUIT)
-        if not _wait_gone(pid, 5.0):
-            _signal(pid, signal.SIGKILL)
-            _wait_gone(pid, 5.0)
+        if not terminate(pid, 5.0, sig=signal.SIGQUIT):
+            wait_gone(pid, 5.0)
         return True
 
     def restart(self) -> None:
@@ -235,41 +230,12 @@ class RunningPostgres:
         self.stop()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def _log(self) -> str:
-        try:
-            return self.logfile.read_text(errors="replace")
-        except OSError:
-            return ""
-
 
 def _is_postmaster_of(pid: int, datadir: Path) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    if stat.rsplit(")", 1)[1].split()[0] == "Z":
-        return False  # exited, not yet reaped
-    return bool(cmdline) and cmdline[0].endswith(b"postgres") and str(datadir).encode() in cmdline
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, sig)
-
-
-def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            return True
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.02)
+    if not running(pid):
+        return False  # gone, or exited and not yet reaped
+    cmdline = command_line(pid).split(b"\0")
+    return cmdline[0].endswith(b"postgres") and str(datadir).encode() in cmdline
 
 
 def init_cluster(workdir: Path) -> None:
@@ -294,7 +260,7 @@ def init_cluster(workdir: Path) -> None:
         timeout=120,
     )
     if result.returncode != 0:
-        raise PostgresError(f"initdb failed (exit {result.returncode}): {_tail(result.stderr)}")
+        raise PostgresError(f"initdb failed (exit {result.returncode}): {tail(result.stderr, 3)}")
 
 
 def start_throwaway(workdir: Path | None = None, port: int | None = None) -> RunningPostgres:
@@ -310,15 +276,13 @@ def start_throwaway(workdir: Path | None = None, port: int | None = None) -> Run
         raise PostgresError(f"{home / 'data'} exists: give an empty work directory")
     _give_to_server_user(home)
     init_cluster(home)
-    for attempt in range(3):
-        server = RunningPostgres(port or free_port(), home)
-        try:
-            server.start()
-            break
-        except PostgresError:
-            # A free port may be taken between choosing and binding; choose again.
-            if port is not None or attempt == 2:
-                raise
+
+    def start(chosen: int) -> RunningPostgres:
+        server = RunningPostgres(chosen, home)
+        server.start()
+        return server
+
+    server = on_free_port(start, port, PostgresError)
     server.create_database(DEFAULT_DATABASE)
     return server
 

@@ -8,15 +8,20 @@ away and bring it back where the replicas expect it.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
 import socket
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack.processes import (
+    command_line,
+    on_free_port,
+    read_pidfile,
+    running,
+    terminate,
+    wait_until,
+)
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -25,12 +30,6 @@ INSTALL_HINT = "apt-get install -y redis-server (scripts/stack installs it when 
 
 class RedisError(Exception):
     """Redis could not be started; the message says what to fix."""
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ping(port: int, timeout: float = 1.0) -> bool:
@@ -62,12 +61,11 @@ class RunningRedis:
 
     def pid(self) -> int | None:
         """The server's pid while it is a redis-server of ours on our port."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if b"redis-server" in cmdline and f":{self.port}".encode() in cmdline else None
+        return read_pidfile(self.pidfile, self._runs)
+
+    def _runs(self, pid: int) -> bool:
+        cmdline = command_line(pid)
+        return b"redis-server" in cmdline and f":{self.port}".encode() in cmdline
 
     def ping(self) -> bool:
         return ping(self.port)
@@ -110,53 +108,29 @@ class RunningRedis:
             raise RedisError(
                 f"redis-server did not start: {(result.stderr or result.stdout)[-300:]}"
             )
-        deadline = time.monotonic() + START_TIMEOUT
-        while not self.ping():
-            if time.monotonic() > deadline:
-                raise RedisError(
-                    f"Redis did not answer on 127.0.0.1:{self.port} within "
-                    f"{START_TIMEOUT:.0f} s; see {self.logfile}"
-                )
-            time.sleep(0.05)
+        if not wait_until(self.ping, START_TIMEOUT, poll=0.05):
+            raise RedisError(
+                f"Redis did not answer on 127.0.0.1:{self.port} within "
+                f"{START_TIMEOUT:.0f} s; see {self.logfile}"
+            )
 
     def stop(self) -> bool:
         """Stop it (SIGTERM, then SIGKILL); True when it was running."""
         pid = self.pid()
         if pid is None:
             return False
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self.pid() == pid and _running(pid):
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                break
-            time.sleep(0.02)
+        terminate(pid, STOP_TIMEOUT, gone=lambda: self.pid() != pid or not running(pid))
         # Until the port is free a start on it would fail.
-        deadline = time.monotonic() + STOP_TIMEOUT
-        while self.ping() and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_until(lambda: not self.ping(), STOP_TIMEOUT)
         return True
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has stopped
 
 
 def start_throwaway(directory: Path, port: int | None = None) -> RunningRedis:
     """A fresh Redis on `port` (a free one when None), its files in `directory`."""
-    for attempt in range(3):
-        server = RunningRedis(port or free_port(), directory)
-        try:
-            server.start()
-            return server
-        except RedisError:
-            # A free port may be taken between choosing and binding; choose again.
-            if port is not None or attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def start(chosen: int) -> RunningRedis:
+        server = RunningRedis(chosen, directory)
+        server.start()
+        return server
+
+    return on_free_port(start, port, RedisError)

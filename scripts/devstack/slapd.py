@@ -25,17 +25,23 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ldap3 import NONE, Connection, Server
 from ldap3.core.exceptions import LDAPException
+
+from devstack.processes import (
+    command_line,
+    free_port,
+    log_tail,
+    read_pidfile,
+    terminate,
+    wait_until,
+)
 
 BASE_DN = "dc=example,dc=edu"
 ADMIN_DN = f"cn=admin,{BASE_DN}"
@@ -43,6 +49,7 @@ SCHEMA_DIR = Path("/etc/ldap/schema")
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 MODULE_DIR = Path("/usr/lib/ldap")
 START_TIMEOUT = 15.0
+STOP_TIMEOUT = 10.0
 INSTALL_HINT = "apt-get install -y slapd ldap-utils (scripts/test installs them when missing)"
 
 
@@ -58,12 +65,6 @@ class SlapdServer:
     admin_password: str = field(repr=False)
     pid: int
     directory: Path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _slapd_binary() -> str:
@@ -133,18 +134,11 @@ def _add_base(url: str, admin_password: str) -> bool:
 
 
 def _read_pid(directory: Path) -> int | None:
-    try:
-        return int((directory / "slapd.pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return read_pidfile(directory / "slapd.pid")
 
 
 def _log_tail(directory: Path) -> str:
-    try:
-        lines = (directory / "slapd.log").read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(lines[-3:])
+    return log_tail(directory / "slapd.log", 3)
 
 
 def start(
@@ -171,17 +165,21 @@ def start(
         )
     if result.returncode != 0:
         raise SlapdError(f"slapd did not start (exit {result.returncode}): {_log_tail(home)}")
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
+    pid: int | None = None
+
+    def ready() -> bool:
+        nonlocal pid
         pid = _read_pid(home)
-        if pid is not None and _add_base(url, password):
-            return SlapdServer(url, BASE_DN, ADMIN_DN, password, pid, home)
-        if pid is not None and not _is_ours(pid, home):
-            break  # it started and died (e.g. the port was taken meanwhile)
-        time.sleep(0.05)
+        return pid is not None and _add_base(url, password)
+
+    def died() -> bool:  # it started and died (e.g. the port was taken meanwhile)
+        return pid is not None and not _is_ours(pid, home)
+
+    if wait_until(ready, START_TIMEOUT, poll=0.05, give_up=died) and pid is not None:
+        return SlapdServer(url, BASE_DN, ADMIN_DN, password, pid, home)
     pid = _read_pid(home)
     if pid is not None and _is_ours(pid, home):
-        _terminate(pid)
+        terminate(pid, STOP_TIMEOUT)
     raise SlapdError(
         f"slapd did not accept a bind at {url} within {START_TIMEOUT:.0f} s: {_log_tail(home)}"
     )
@@ -189,33 +187,7 @@ def start(
 
 def _is_ours(pid: int, directory: Path) -> bool:
     """True while `pid` is a slapd running from `directory`'s configuration."""
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return str(directory / "slapd.conf").encode() in cmdline
-
-
-def _running(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    # A detached slapd's parent is init, which may take a second to reap it: a zombie
-    # has stopped all the same.
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _terminate(pid: int, timeout: float = 10.0) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _running(pid):
-            return
-        time.sleep(0.02)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    return str(directory / "slapd.conf").encode() in command_line(pid).split(b"\0")
 
 
 def stop(server: SlapdServer, *, remove: bool = True) -> bool:
@@ -225,7 +197,7 @@ def stop(server: SlapdServer, *, remove: bool = True) -> bool:
     """
     running = _is_ours(server.pid, server.directory)
     if running:
-        _terminate(server.pid)
+        terminate(server.pid, STOP_TIMEOUT)
     if remove:
         shutil.rmtree(server.directory, ignore_errors=True)
     return running

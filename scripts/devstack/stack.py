@@ -48,6 +48,7 @@ from devstack import postgres as pg
 from devstack import redis_server
 from devstack.background import Background, BackgroundError
 from devstack.nginx import Nginx, NginxError
+from devstack.processes import free_port, port_in_use, tail, wait_until
 from devstack.tls import Certificates, make_certificates
 from provider.progress import progress_bar
 
@@ -79,10 +80,10 @@ class _Ports:
 
     def take(self, *, with_offset: int = 0) -> int:
         while True:
-            port = kc.free_port()
+            port = free_port()
             if port in self.taken or port + with_offset in self.taken:
                 continue
-            if with_offset and (port + with_offset > 65535 or kc.port_in_use(port + with_offset)):
+            if with_offset and (port + with_offset > 65535 or port_in_use(port + with_offset)):
                 continue
             self.taken.update({port, port + with_offset})
             return port
@@ -376,15 +377,12 @@ class Stack:
         _run([str(Path(sys.executable).with_name("umpass")), "db-upgrade"], self.env, "db-upgrade")
 
     def _wait_cluster(self) -> None:
-        deadline = time.monotonic() + CLUSTER_TIMEOUT
-        while not self.cluster_formed():
-            if time.monotonic() > deadline:
-                sizes = [n.cluster_size() for n in self.keycloak_nodes]
-                raise StackError(
-                    f"the Keycloak nodes did not form one cluster within {CLUSTER_TIMEOUT:.0f} s "
-                    f"(views: {sizes}); see {self.logs}/keycloak-*.log"
-                )
-            time.sleep(0.5)
+        if not wait_until(self.cluster_formed, CLUSTER_TIMEOUT, poll=0.5):
+            sizes = [n.cluster_size() for n in self.keycloak_nodes]
+            raise StackError(
+                f"the Keycloak nodes did not form one cluster within {CLUSTER_TIMEOUT:.0f} s "
+                f"(views: {sizes}); see {self.logs}/keycloak-*.log"
+            )
         if not self.prove_cluster():
             raise StackError(
                 "a sign-in begun on one Keycloak node was unknown to the other: the nodes "
@@ -612,8 +610,8 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> None:
         timeout=300,
     )
     if result.returncode != 0:
-        tail = " | ".join((result.stdout + result.stderr).strip().splitlines()[-3:])
-        raise StackError(f"{what} failed (exit {result.returncode}): {tail}")
+        output = tail(result.stdout + result.stderr, 3)
+        raise StackError(f"{what} failed (exit {result.returncode}): {output}")
 
 
 def _https_status(url: str, ca_file: Path) -> int:
