@@ -125,7 +125,8 @@ def test_student_activates_without_javascript_then_signs_in(
     page.wait_for_url(lambda url: "/account" in url and "login-actions" not in url)
     # The account console greets the student by name (in a menu, hidden on phones).
     page.get_by_text("Sam Leong").first.wait_for(state="attached", timeout=30_000)
-    page.wait_for_load_state("networkidle")
+    # What the student sees once the console has drawn: its first heading.
+    page.locator("h1").first.wait_for(state="visible", timeout=30_000)
     shots.take(page, "signed-in")
     sso.close()
     assert shots.count == 12

@@ -70,7 +70,7 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) 
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(0.2)  # ok: a poll interval under the deadline above
 
 
 # -- HTTPS end to end -------------------------------------------------------------------
