@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from provider import limits
 from provider.activation_codes import EnrolmentError, IssuedCode, revoke_codes
 from provider.config import ConfigError, Settings, load_settings
 from provider.csrf import origin_of
@@ -160,15 +161,7 @@ def _same_address(a: str, b: str) -> bool:
 def _check_limit_store(settings: Settings) -> None:
     if settings.ratelimit_storage.startswith("memory"):
         return
-    from limits.storage import storage_from_string
-
-    try:
-        reachable = storage_from_string(
-            settings.ratelimit_storage, socket_connect_timeout=2, socket_timeout=2
-        ).check()
-    except Exception:  # any failure to connect means the same thing here
-        reachable = False
-    if not reachable:
+    if not limits.store_answers(settings.ratelimit_storage):
         raise CommandError(
             f"the rate-limit store at {_where(settings.ratelimit_storage)} does not answer: "
             "is Redis running? Check UMPASS_RATELIMIT_STORAGE"

@@ -46,6 +46,22 @@ def install(app: Flask, settings: Settings) -> None:
     limiter.init_app(app)
 
 
+def store_answers(uri: str) -> bool:
+    """Whether the limit store at `uri` answers now (start-up checks, before any app)."""
+    from limits.storage import storage_from_string
+
+    try:
+        return bool(
+            storage_from_string(
+                uri,
+                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                socket_timeout=REDIS_TIMEOUT_SECONDS,
+            ).check()
+        )
+    except Exception:  # any failure to connect means the same thing here
+        return False
+
+
 def check_storage() -> None:
     """Raise STORAGE_ERROR unless the limit store answers."""
     storage = limiter.storage
