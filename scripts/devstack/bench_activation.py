@@ -34,14 +34,19 @@ from rich.progress import Progress
 from rich.table import Table
 
 from devstack import keycloak as kc_server
-from devstack.bench_stack import bench_stack, peak_rss_mb, process_group
+from devstack.bench_stack import (
+    bench_stack,
+    enrol_with_proven_contacts,
+    peak_rss_mb,
+    process_group,
+)
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
 from provider.keycloak import ACCEPTED_POLICIES, KeycloakGateway
 from provider.progress import progress_bar
 from provider.services import Services
 from provider.storage import migrate
-from provider.students import NewStudent, create_pending_student
+from provider.students import NewStudent
 
 console = Console(stderr=True)
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -138,13 +143,7 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                 task = progress.add_task("creating students", total=2 * students)
                 for n in range(students):
                     student = _student(n, "s")
-                    issued = create_pending_student(svc, student)
-                    # Contacts already proven: code delivery is not what this measures.
-                    user = svc.keycloak.find_user(issued.user_id)
-                    if user is None:
-                        raise RuntimeError(f"{issued.user_id} vanished from Keycloak")
-                    svc.keycloak.set_email(user.id, student.email, verified=True)
-                    svc.keycloak.set_phone(user.id, student.phone, verified=True)
+                    issued = enrol_with_proven_contacts(svc, student)
                     codes.append((issued.user_id, issued.code, n))
                     progress.advance(task)
                 for n in range(students):
