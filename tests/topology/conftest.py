@@ -10,6 +10,7 @@ import itertools
 import secrets
 import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import pytest
 from devstack.stack import Stack
 from devstack.student_walk import CodeReader, Student, StudentBrowser
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from sqlalchemy import select
 
 from provider.config import load_settings
 from provider.proofing import normalize_id_last4
 from provider.services import Services
+from provider.storage.models import ActivationCode
 from provider.students import NewStudent, create_pending_student
 from tests.support.inbox import new_mobile
 
@@ -64,6 +67,40 @@ def stack_admin(stack: Stack) -> KeycloakAdmin:
             verify=str(stack.ca_file),
         )
     )
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """What Keycloak and the database say of a student after a fault: either untouched
+    (pending, no password, code unused) or fully done (active, password, code used)."""
+
+    admin: KeycloakAdmin
+    services: Services
+
+    def state(self, user_id: str) -> tuple[str, bool, bool]:
+        """(activation_state, has a password, latest code used)."""
+        [user] = self.admin.get_users({"username": user_id, "exact": True})
+        state = user["attributes"]["activation_state"][0]
+        credentials = self.admin.get_credentials(user["id"])
+        with self.services.reads() as session:
+            used = session.scalar(
+                select(ActivationCode.used_at)
+                .where(ActivationCode.user_id == user_id)
+                .order_by(ActivationCode.id.desc())
+                .limit(1)
+            )
+        return state, any(c["type"] == "password" for c in credentials), used is not None
+
+    def assert_untouched(self, who: Student) -> None:
+        assert self.state(who.user_id) == ("pending", False, False)
+
+    def assert_activated(self, who: Student) -> None:
+        assert self.state(who.user_id) == ("active", True, True)
+
+
+@pytest.fixture(scope="session")
+def accounts(stack_admin: KeycloakAdmin, stack_services: Services) -> Accounts:
+    return Accounts(stack_admin, stack_services)
 
 
 @pytest.fixture(scope="session")

@@ -17,42 +17,16 @@ import pytest
 import requests
 from devstack.stack import Stack
 from devstack.student_walk import Student, StudentBrowser, https_session
-from keycloak import KeycloakAdmin
-from sqlalchemy import select
 
-from provider.services import Services
-from provider.storage.models import ActivationCode
 from tests.support.keycloak_login import post_login_form
 from tests.support.staff import STAFF_PASSWORD, create_staff
+from tests.topology.conftest import Accounts
 
 PASSWORD = "harbour lantern {} orbit"
 UNAVAILABLE = "Sorry, we cannot activate accounts right now"
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 pytestmark = pytest.mark.topology
-
-
-def account(admin: KeycloakAdmin, svc: Services, user_id: str) -> tuple[str, bool, bool]:
-    """(activation_state, has a password, latest code used) for the student."""
-    [user] = admin.get_users({"username": user_id, "exact": True})
-    state = user["attributes"]["activation_state"][0]
-    has_password = any(c["type"] == "password" for c in admin.get_credentials(user["id"]))
-    with svc.reads() as session:
-        used = session.scalar(
-            select(ActivationCode.used_at)
-            .where(ActivationCode.user_id == user_id)
-            .order_by(ActivationCode.id.desc())
-            .limit(1)
-        )
-    return state, has_password, used is not None
-
-
-def assert_untouched(admin: KeycloakAdmin, svc: Services, who: Student) -> None:
-    assert account(admin, svc, who.user_id) == ("pending", False, False)
-
-
-def assert_activated(admin: KeycloakAdmin, svc: Services, who: Student) -> None:
-    assert account(admin, svc, who.user_id) == ("active", True, True)
 
 
 def served_by(stack: Stack, source: str) -> set[str]:
@@ -80,12 +54,11 @@ def test_every_step_posts_over_https_and_any_replica_serves_any_request(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     who, student = enrol(), browser_for()
     student.activate(who, PASSWORD.format(1))  # identify, policies, contacts + codes, password
-    assert_activated(stack_admin, stack_services, who)
+    accounts.assert_activated(who)
     replica_ports = {str(r.port) for r in stack.replicas}
     assert served_by(stack, student.source or "") == replica_ports  # both, round-robin
     done = student.get("done")
@@ -175,8 +148,7 @@ def test_a_replica_killed_mid_flow_and_the_student_finishes_on_the_other(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     who, student = enrol(), browser_for()
     student.identify(who)
@@ -185,7 +157,7 @@ def test_a_replica_killed_mid_flow_and_the_student_finishes_on_the_other(
     try:
         student.confirm_contacts(who)
         student.set_password(PASSWORD.format(2))
-        assert_activated(stack_admin, stack_services, who)
+        accounts.assert_activated(who)
     finally:
         stack.replicas[0].start()
 
@@ -194,8 +166,7 @@ def test_redis_down_fails_closed_with_a_calm_page_then_recovers(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     who, student = enrol(), browser_for()
     stack.redis.stop()
@@ -205,19 +176,18 @@ def test_redis_down_fails_closed_with_a_calm_page_then_recovers(
         ready = student.session.get(f"{stack.service_url}/readyz", timeout=30)
         assert ready.status_code == 503
         assert ready.json()["checks"]["rate_limits"] == "unavailable"
-        assert_untouched(stack_admin, stack_services, who)
+        accounts.assert_untouched(who)
     finally:
         stack.redis.start()
     student.activate(who, PASSWORD.format(3))
-    assert_activated(stack_admin, stack_services, who)
+    accounts.assert_activated(who)
 
 
 def test_postgresql_restarted_mid_flow_gives_a_calm_page_then_the_student_finishes(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     who, student = enrol(), browser_for()
     student.identify(who)
@@ -233,10 +203,10 @@ def test_postgresql_restarted_mid_flow_gives_a_calm_page_then_the_student_finish
         lambda: stack_session(stack).get(f"{stack.service_url}/readyz", timeout=30).ok,
         "the replicas and Keycloak to see PostgreSQL again",
     )
-    assert_untouched(stack_admin, stack_services, who)
+    accounts.assert_untouched(who)
     student.confirm_contacts(who)
     student.set_password(PASSWORD.format(4))
-    assert_activated(stack_admin, stack_services, who)
+    accounts.assert_activated(who)
 
 
 def stack_session(stack: Stack) -> requests.Session:
@@ -247,8 +217,7 @@ def test_a_keycloak_node_killed_mid_flow_and_the_flow_finishes_on_the_other(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     assert stack.cluster_formed()
     who, student = enrol(), browser_for()
@@ -258,7 +227,7 @@ def test_a_keycloak_node_killed_mid_flow_and_the_flow_finishes_on_the_other(
         student.accept_policies()
         student.confirm_contacts(who)
         student.set_password(PASSWORD.format(5))
-        assert_activated(stack_admin, stack_services, who)
+        accounts.assert_activated(who)
     finally:
         stack.keycloak_nodes[0].start()
     wait_until(stack.cluster_formed, "node 1 to rejoin the cluster", timeout=120)
@@ -271,10 +240,9 @@ def test_help_desk_console_signs_in_and_posts_over_https(
     stack: Stack,
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
-    staff = create_staff(stack_admin, "activation-helpdesk")
+    staff = create_staff(accounts.admin, "activation-helpdesk")
     who = enrol()
     desk = browser_for()
     login = desk.session.get(f"{stack.service_url}/helpdesk/login", timeout=60)
@@ -294,10 +262,10 @@ def test_help_desk_console_signs_in_and_posts_over_https(
     assert issued.status_code == 200
     new_code = re.search(r'<p class="code">([^<]+)</p>', issued.text)
     assert new_code
-    assert_untouched(stack_admin, stack_services, who)
+    accounts.assert_untouched(who)
 
     # The old code is dead, the new one works: the student activates with it.
     student = browser_for()
     student.identify(who, expect=400)  # the generic "could not match" page
     student.activate(dataclasses.replace(who, code=new_code.group(1)), PASSWORD.format(6))
-    assert_activated(stack_admin, stack_services, who)
+    accounts.assert_activated(who)

@@ -15,14 +15,12 @@ from pathlib import Path
 import pytest
 from devstack.stack import Stack
 from devstack.student_walk import CodeReader, Student
-from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, Playwright, expect
 
-from provider.services import Services
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.sso import enter_username
 from tests.browser.test_activation_in_chromium import ARTIFACTS, Shots, prove_contacts
-from tests.topology.test_deployed import assert_activated
+from tests.topology.conftest import Accounts
 
 PASSWORD = "quiet harbour lantern 2031"
 
@@ -53,8 +51,7 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
     trusting_browser: Browser,
     enrol: Callable[[], Student],
     codes: CodeReader,
-    stack_admin: KeycloakAdmin,
-    stack_services: Services,
+    accounts: Accounts,
 ) -> None:
     who = enrol()
     shots = Shots(Path(ARTIFACTS) / "topology")
@@ -92,7 +89,7 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
         expect(page.locator("#who")).to_contain_text(who.user_id)
         expect(page.locator("#state")).to_have_text("active")
         shots.take(page, "demo-signed-in-over-https")
-        assert_activated(stack_admin, stack_services, who)
+        accounts.assert_activated(who)
     finally:
         context.close()
         stack.keycloak_nodes[0].start()
