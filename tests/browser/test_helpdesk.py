@@ -92,6 +92,9 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
 
     # Signing out ends the realm's session too: the next person at this PC must sign in.
     page.get_by_role("button", name="Sign out").click()
+    # The page in between also says "Signed out" while it moves on to Keycloak's logout:
+    # wait until Keycloak has sent the browser back, or the realm session may outlive us.
+    page.wait_for_url(f"{live_url}/helpdesk/signed-out")
     expect(page.get_by_role("heading", name="Signed out")).to_be_visible()
     page.goto(f"{live_url}/helpdesk/")
     page.wait_for_selector("#username")  # Keycloak asks who it is
