@@ -1,12 +1,24 @@
-"""Apply the realm as code to a Keycloak server, idempotently.
+"""Add the extension to a Keycloak realm, or take it out, by plan first.
 
-    python -m keycloak_config.apply [--check] [--fast-hash]
+    python -m keycloak_config.apply [--plan | --check | --uninstall] [--yes]
+                                    [--theme] [--with-demo] [--fast-hash]
+                                    [--remove-activation-data] [--ldap-federation]
 
 Reads the JSON files beside this module, fills in `{{NAME}}` placeholders from the
-environment, compares each part with what the server holds and writes only what
-differs. A second run reports no change. `--check` writes nothing and exits 1 when the
-server has drifted from the code. `--fast-hash` adds a cheap password hash to the
-password policy: for test realms only.
+environment and merges them into the realm the university already runs: what the
+extension needs is added, settings are raised to the extension's floors (never lowered),
+the realm's own flows are kept inside the extension's, and everything else is left
+alone. Every run first works out a plan, grouped as add / raise / change / remove /
+leave alone. `--plan` prints it and writes nothing; `--check` prints only the writes and
+exits 1 when there are any (drift); a plain run prints the plan and, on a terminal, asks
+before writing (`--yes` skips the question; off a terminal `--yes` is required). What the
+extension created or changed is recorded in the realm, so `--uninstall` (with its own
+plan) removes what it created and restores what it changed.
+
+`--theme` makes the realm's login theme `umpass`; `--with-demo` adds the demo downstream
+client (development and tests only); `--fast-hash` adds a cheap password hash to the
+password policy (test realms only); `--remove-activation-data` (with `--uninstall`) also
+removes the activation attributes from every account.
 
 This uses a privileged credential (a master-realm admin); the running service never
 does. Environment:
@@ -28,16 +40,10 @@ does. Environment:
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
@@ -46,342 +52,33 @@ from keycloak.exceptions import (
     KeycloakPostError,
 )
 
-from keycloak_config.flows import FlowBuilder, FlowError, desired_flows
+from keycloak_config.applier import RealmApplier
+from keycloak_config.flows import FlowError
+from keycloak_config.options import ApplyError, ApplyOptions
+from keycloak_config.plan import Plan
+from keycloak_config.uninstall import RealmUninstaller
 
-CONFIG_DIR = Path(__file__).resolve().parent
-FAST_HASH = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)"
-BLOCKLIST_FILE = "umpass-common-passwords.txt"
-_PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
-
-
-class ApplyError(Exception):
-    """The configuration could not be applied; the message says what to fix."""
+__all__ = ["ApplyError", "ApplyOptions", "apply_realm", "main", "uninstall_realm"]
 
 
-@dataclass
-class ApplyOptions:
-    url: str
-    admin_user: str
-    admin_password: str = field(repr=False)
-    realm: str = "umpass"
-    variables: dict[str, str] = field(default_factory=dict, repr=False)
-    fast_hash: bool = False
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], *, fast_hash: bool = False) -> ApplyOptions:
-        missing = [
-            name
-            for name in (
-                "KEYCLOAK_ADMIN_USER",
-                "KEYCLOAK_ADMIN_PASSWORD",
-                "UMPASS_KC_CLIENT_SECRET",
-                "UMPASS_KC_PROVISIONER_SECRET",
-                "UMPASS_BROKER_CLIENT_SECRET",
-                "UMPASS_HELPDESK_CLIENT_SECRET",
-            )
-            if not env.get(name)
-        ]
-        if missing:
-            raise ApplyError(f"{', '.join(missing)} not set: see .env.example")
-        realm = env.get("UMPASS_REALM", "umpass") or "umpass"
-        base_url = env.get("UMPASS_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
-        backchannel = (env.get("UMPASS_BACKCHANNEL_URL", "") or base_url).rstrip("/")
-        return cls(
-            url=env.get("UMPASS_KEYCLOAK_URL", "http://127.0.0.1:18080").rstrip("/"),
-            admin_user=env["KEYCLOAK_ADMIN_USER"],
-            admin_password=env["KEYCLOAK_ADMIN_PASSWORD"],
-            realm=realm,
-            variables={
-                "REALM": realm,
-                "ACTIVATION_CLIENT_SECRET": env["UMPASS_KC_CLIENT_SECRET"],
-                "PROVISIONER_CLIENT_SECRET": env["UMPASS_KC_PROVISIONER_SECRET"],
-                "DEMO_BASE_URL": env.get("UMPASS_DEMO_BASE_URL", base_url + "/demo").rstrip("/"),
-                "ACTIVATION_ISSUER": base_url + "/oidc",
-                "ACTIVATION_BACKCHANNEL": backchannel + "/oidc",
-                "BROKER_CLIENT_ID": env.get("UMPASS_BROKER_CLIENT_ID", "") or "keycloak-broker",
-                "BROKER_CLIENT_SECRET": env["UMPASS_BROKER_CLIENT_SECRET"],
-                "HELPDESK_CLIENT_SECRET": env["UMPASS_HELPDESK_CLIENT_SECRET"],
-                "SERVICE_BASE_URL": base_url,
-            },
-            fast_hash=fast_hash,
-        )
+def apply_realm(options: ApplyOptions, *, dry_run: bool = False) -> Plan:
+    """Apply (or with dry_run, only plan) the extension; errors become `ApplyError`."""
+    return _translated(options, lambda: RealmApplier(options, dry_run=dry_run).apply())
 
 
-def _load(name: str, variables: Mapping[str, str]) -> Any:
-    """Read one JSON file, filling `{{NAME}}` placeholders (Keycloak owns `${...}`)."""
-    text = (CONFIG_DIR / name).read_text(encoding="utf-8")
-
-    def fill(match: re.Match[str]) -> str:
-        key = match.group(1)
-        if key not in variables:
-            raise ApplyError(f"keycloak_config/{name} uses {{{{{key}}}}}, which has no value")
-        # Substitute inside JSON strings safely: json.dumps escapes quotes and backslashes.
-        return json.dumps(variables[key])[1:-1]
-
-    return json.loads(_PLACEHOLDER.sub(fill, text))
+def uninstall_realm(
+    options: ApplyOptions, *, dry_run: bool = False, remove_data: bool = False
+) -> Plan:
+    """Take the extension out of the realm (or with dry_run, only plan it)."""
+    return _translated(
+        options,
+        lambda: RealmUninstaller(options, dry_run=dry_run, remove_data=remove_data).uninstall(),
+    )
 
 
-def _covers(current: Any, desired: Any) -> bool:
-    """True when `current` already holds everything `desired` states.
-
-    Keycloak adds defaults and ids to what it returns, so dicts compare as a subset.
-    Lists of plain values are sets to Keycloak (locales, redirect URIs) and come back
-    in any order; lists of objects (user-profile attributes) keep their order.
-    """
-    if isinstance(desired, dict):
-        return isinstance(current, dict) and all(
-            k in current and _covers(current[k], v) for k, v in desired.items()
-        )
-    if isinstance(desired, list) and all(isinstance(d, str | int | bool) for d in desired):
-        return isinstance(current, list) and sorted(map(str, current)) == sorted(map(str, desired))
-    if isinstance(desired, list):
-        return (
-            isinstance(current, list)
-            and len(current) == len(desired)
-            and all(_covers(c, d) for c, d in zip(current, desired, strict=True))
-        )
-    return current == desired
-
-
-def _policy_rules(policy: str | None) -> list[str]:
-    return sorted(p.strip() for p in (policy or "").split(" and ") if p.strip())
-
-
-class RealmApplier:
-    """Brings one realm in line with keycloak_config/; each step returns what it changed."""
-
-    def __init__(self, options: ApplyOptions, *, dry_run: bool = False) -> None:
-        self.options = options
-        self.dry_run = dry_run
-        self.changes: list[str] = []
-        connection = KeycloakOpenIDConnection(
-            server_url=options.url + "/",  # keeps a path prefix such as /auth
-            username=options.admin_user,
-            password=options.admin_password,
-            realm_name="master",
-            user_realm_name="master",
-            client_id="admin-cli",
-            timeout=30,
-        )
-        self.admin = KeycloakAdmin(connection=connection)
-
-    def _change(self, what: str) -> bool:
-        self.changes.append(what)
-        return not self.dry_run
-
-    def desired_realm(self) -> dict[str, Any]:
-        realm = _load("realm.json", self.options.variables)
-        if self.options.fast_hash:
-            realm["passwordPolicy"] = f"{realm['passwordPolicy']} and {FAST_HASH}"
-        return realm
-
-    def apply(self) -> list[str]:
-        self.ensure_realm()
-        if self.dry_run and self.changes:
-            return self.changes  # nothing further can be compared in a missing realm
-        self.admin.change_current_realm(self.options.realm)
-        self.apply_realm_settings()
-        self.apply_user_profile()
-        self.apply_realm_roles()
-        self.apply_clients()
-        self.apply_client_role_scopes()
-        self.apply_flows_and_identity_provider()
-        self.apply_service_account_roles()
-        return self.changes
-
-    def ensure_realm(self) -> None:
-        names = {r["realm"] for r in self.admin.get_realms()}
-        if self.options.realm not in names and self._change(f"create realm {self.options.realm}"):
-            self.admin.create_realm(
-                {"realm": self.options.realm, "enabled": True}, skip_exists=True
-            )
-
-    def apply_realm_settings(self) -> None:
-        desired = self.desired_realm()
-        current = self.admin.get_realm(self.options.realm)
-        differing = {
-            k: v
-            for k, v in desired.items()
-            if k != "passwordPolicy" and not _covers(current.get(k), v)
-        }
-        if _policy_rules(current.get("passwordPolicy")) != _policy_rules(desired["passwordPolicy"]):
-            differing["passwordPolicy"] = desired["passwordPolicy"]
-        if differing and self._change("realm settings: " + ", ".join(sorted(differing))):
-            try:
-                self.admin.update_realm(self.options.realm, differing)
-            except KeycloakError as exc:
-                body = (exc.response_body or b"").decode("utf-8", "replace")
-                if "blacklist" in body.lower():
-                    raise ApplyError(
-                        f"Keycloak cannot find the password blocklist: copy "
-                        f"keycloak_config/{BLOCKLIST_FILE} into data/password-blacklists/ "
-                        "of the Keycloak installation (scripts/keycloak start does this)"
-                    ) from exc
-                raise
-
-    def apply_user_profile(self) -> None:
-        desired = _load("user-profile.json", self.options.variables)
-        path = f"admin/realms/{self.options.realm}/users/profile"
-        response = self.admin.connection.raw_get(path)
-        try:
-            current = response.json()
-        except ValueError:
-            raise ApplyError(
-                f"Keycloak answered the user profile with HTTP {response.status_code}, not JSON"
-            ) from None
-        # Keys only Keycloak adds (unmanagedAttributePolicy) must not be there unasked.
-        extra_keys = set(current) - set(desired) - {"groups", "attributes"}
-        if (extra_keys or not _covers(current, desired)) and self._change("user profile"):
-            response = self.admin.connection.raw_put(path, data=json.dumps(desired))
-            if response.status_code >= 300:
-                raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
-
-    def apply_realm_roles(self) -> None:
-        """The roles staff need in the help-desk console; never removes other roles."""
-        wanted = _load("realm-roles.json", self.options.variables)
-        existing = {r["name"]: r for r in self.admin.get_realm_roles(brief_representation=False)}
-        for role in wanted:
-            current = existing.get(role["name"])
-            if current is None:
-                if self._change(f"create realm role {role['name']}"):
-                    self.admin.create_realm_role(role, skip_exists=True)
-            elif current.get("description") != role["description"] and self._change(
-                f"realm role {role['name']}"
-            ):
-                self.admin.update_realm_role(role["name"], {**current, **role})
-
-    def apply_client_role_scopes(self) -> None:
-        """The realm roles a client without full scope may put in its tokens: exactly
-        these (the help-desk console sees its two roles, not every role of a staff member)."""
-        wanted_by_client: dict[str, list[str]] = _load(
-            "client-role-scopes.json", self.options.variables
-        )
-        clients = {c["clientId"]: c for c in self.admin.get_clients()}
-        for client_id, wanted in wanted_by_client.items():
-            if client_id not in clients:  # created in a dry run only
-                continue
-            client_uuid = clients[client_id]["id"]
-            path = f"admin/realms/{self.options.realm}/clients/{client_uuid}/scope-mappings/realm"
-            held = {r["name"]: r for r in self.admin.connection.raw_get(path).json()}
-            roles = {r: self.admin.get_realm_role(r) for r in wanted if r not in held}
-            extra = [r for name, r in held.items() if name not in wanted]
-            if roles and self._change(f"scope {client_id} to roles {', '.join(sorted(roles))}"):
-                self.admin.connection.raw_post(path, data=json.dumps(list(roles.values())))
-            if extra and self._change(
-                f"unscope {client_id} from {', '.join(r['name'] for r in extra)}"
-            ):
-                self.admin.connection.raw_delete(path, data=json.dumps(extra))
-
-    def apply_clients(self) -> None:
-        existing = {c["clientId"]: c for c in self.admin.get_clients()}
-        for path in sorted((CONFIG_DIR / "clients").glob("*.json")):
-            desired = _load(f"clients/{path.name}", self.options.variables)
-            client_id = desired["clientId"]
-            current = existing.get(client_id)
-            if current is None:
-                if self._change(f"create client {client_id}"):
-                    self.admin.create_client(desired, skip_exists=True)
-                continue
-            if not _covers(current, desired) and self._change(f"client {client_id}"):
-                self.admin.update_client(current["id"], desired)
-
-    def apply_flows_and_identity_provider(self) -> None:
-        """Flows first (new copies beside the old), then bindings and the identity
-        provider point at them, and only then are superseded copies deleted."""
-        builder = FlowBuilder(self.admin, self.options.realm)
-        realm = self.admin.get_realm(self.options.realm)
-        resolved: dict[str, str] = {}
-        superseded: list[str] = []
-        for desired in desired_flows():
-            name = desired["alias"]
-            existing = builder.candidates(name)
-            keep = next((a for a in existing if builder.matches(a, desired)), None)
-            if keep is None:
-                keep = builder.build(desired) if self._change(f"build flow {name}") else name
-            resolved[name] = keep
-            superseded += [a for a in existing if a != keep]
-            bind = desired.get("bind")
-            if bind and realm.get(bind) != keep and self._change(f"bind {bind} to {name}"):
-                self.admin.update_realm(self.options.realm, {bind: keep})
-        self.apply_identity_provider(resolved)
-        for alias in superseded:
-            if self._change(f"delete superseded flow {alias}"):
-                builder.delete(alias)
-
-    def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
-        desired = _load("identity-provider.json", self.options.variables)
-        wanted_flow = desired["firstBrokerLoginFlowAlias"]
-        desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
-        path = f"admin/realms/{self.options.realm}/identity-provider/instances"
-        response = self.admin.connection.raw_get(f"{path}/{desired['alias']}")
-        if response.status_code == 404:
-            if self._change(f"create identity provider {desired['alias']}"):
-                self._write(self.admin.connection.raw_post(path, data=json.dumps(desired)))
-            return
-        current = response.json()
-        # Keycloak never shows a stored secret back (it answers "**********"), so a
-        # changed secret alone is not seen as drift: rotate it by changing another key
-        # too, or in the admin console.
-        comparable = {**desired, "config": dict(desired["config"])}
-        comparable["config"].pop("clientSecret", None)
-        if not _covers(current, comparable) and self._change(
-            f"identity provider {desired['alias']}"
-        ):
-            url = f"{path}/{desired['alias']}"
-            self._write(self.admin.connection.raw_put(url, data=json.dumps(desired)))
-
-    @staticmethod
-    def _write(response: Any) -> None:
-        if response.status_code >= 300:
-            raise ApplyError(f"Keycloak refused the identity provider: {response.text[:300]}")
-
-    def apply_service_account_roles(self) -> None:
-        wanted_by_client: dict[str, list[str]] = _load(
-            "service-accounts.json", self.options.variables
-        )
-        clients = {c["clientId"]: c for c in self.admin.get_clients()}
-        rm = clients["realm-management"]
-        available = {r["name"]: r for r in self.admin.get_client_roles(rm["id"])}
-        unknown = sorted({n for names in wanted_by_client.values() for n in names} - set(available))
-        if unknown:
-            raise ApplyError(
-                f"keycloak_config/service-accounts.json names roles realm-management does not "
-                f"have: {', '.join(unknown)}"
-            )
-        default_role = f"default-roles-{self.options.realm}"
-        for client_id, wanted in wanted_by_client.items():
-            if client_id not in clients:  # created in a dry run only
-                self._change(f"roles of {client_id}: {', '.join(sorted(wanted))}")
-                continue
-            user = self.admin.get_client_service_account_user(clients[client_id]["id"])
-            # Roles can also come through groups or realm roles: a service account
-            # holds none of those beyond the realm's default role.
-            for group in self.admin.get_user_groups(user["id"]):
-                if self._change(f"remove {client_id} from group {group['name']}"):
-                    self.admin.group_user_remove(user["id"], group["id"])
-            extra_realm = [
-                r
-                for r in self.admin.get_realm_roles_of_user(user["id"])
-                if r["name"] != default_role
-            ]
-            names = ", ".join(sorted(r["name"] for r in extra_realm))
-            if extra_realm and self._change(f"revoke {client_id} realm roles: {names}"):
-                self.admin.delete_realm_roles_of_user(user["id"], extra_realm)
-            held = {r["name"] for r in self.admin.get_client_roles_of_user(user["id"], rm["id"])}
-            to_add = sorted(set(wanted) - held)
-            to_remove = sorted(held - set(wanted))
-            if to_add and self._change(f"grant {client_id}: {', '.join(to_add)}"):
-                self.admin.assign_client_role(user["id"], rm["id"], [available[n] for n in to_add])
-            if to_remove and self._change(f"revoke {client_id}: {', '.join(to_remove)}"):
-                self.admin.delete_client_roles_of_user(
-                    user["id"], rm["id"], [available[n] for n in to_remove]
-                )
-
-
-def apply_realm(options: ApplyOptions, *, dry_run: bool = False) -> list[str]:
-    """Apply (or with dry_run, only list) the changes; errors become `ApplyError`."""
+def _translated(options: ApplyOptions, run: Callable[[], Plan]) -> Plan:
     try:
-        return RealmApplier(options, dry_run=dry_run).apply()
+        return run()
     except KeycloakConnectionError as exc:
         raise ApplyError(
             f"cannot reach Keycloak at {options.url}: is it running? (scripts/keycloak start)"
@@ -428,14 +125,35 @@ def _apply_ldap_federation(options: ApplyOptions) -> list[str]:
         bind_credential=os.environ["UMPASS_LDAP_BIND_PASSWORD"],
         users_dn=users_dn,
     )
-    applier = RealmApplier(options)
-    return apply_ldap_federation(applier.admin, options.realm, settings)
+    return apply_ldap_federation(options.admin(), options.realm, settings)
+
+
+def _confirmed(question: str, *, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise ApplyError(
+            "not a terminal, so the plan cannot be confirmed: "
+            "read it with --plan, then run with --yes"
+        )
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="report drift, change nothing")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--plan", action="store_true", help="print what would change, write nothing")
+    mode.add_argument("--check", action="store_true", help="report drift (exit 1), write nothing")
+    mode.add_argument("--uninstall", action="store_true", help="remove what the extension added")
+    parser.add_argument("--yes", action="store_true", help="apply without asking")
+    parser.add_argument("--theme", action="store_true", help="make the login theme umpass")
+    parser.add_argument("--with-demo", action="store_true", help="add the demo client (dev only)")
     parser.add_argument("--fast-hash", action="store_true", help="cheap hashing, tests only")
+    parser.add_argument(
+        "--remove-activation-data",
+        action="store_true",
+        help="with --uninstall: also remove the activation attributes from every account",
+    )
     parser.add_argument(
         "--ldap-federation",
         action="store_true",
@@ -443,21 +161,47 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        options = ApplyOptions.from_env(os.environ, fast_hash=args.fast_hash)
-        changes = apply_realm(options, dry_run=args.check)
-        if args.ldap_federation and not args.check:
-            changes += _apply_ldap_federation(options)
+        options = ApplyOptions.from_env(
+            os.environ, fast_hash=args.fast_hash, theme=args.theme, with_demo=args.with_demo
+        )
+        if args.uninstall:
+            return _run(
+                "Uninstall plan",
+                lambda dry: uninstall_realm(
+                    options, dry_run=dry, remove_data=args.remove_activation_data
+                ),
+                yes=args.yes,
+            )
+        if args.plan or args.check:
+            plan = apply_realm(options, dry_run=True)
+            if args.check:
+                for line in plan.lines():
+                    print(f"  - {line}")
+                print(f"realm {options.realm}: {'drifted' if plan.writes() else 'up to date'}")
+                return 1 if plan.writes() else 0
+            print(plan.render("Plan"))
+            return 0
+        status = _run("Plan", lambda dry: apply_realm(options, dry_run=dry), yes=args.yes)
+        if status == 0 and args.ldap_federation:
+            for change in _apply_ldap_federation(options):
+                print(f"  - {change}")
+        return status
     except ApplyError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    verb = "would change" if args.check else "changed"
-    if not changes:
-        print(f"realm {options.realm}: up to date")
+
+
+def _run(title: str, run: Callable[[bool], Plan], *, yes: bool) -> int:
+    plan = run(True)
+    print(plan.render(title))
+    if not plan.writes():
         return 0
-    print(f"realm {options.realm}: {verb} {len(changes)}")
-    for change in changes:
-        print(f"  - {change}")
-    return 1 if args.check else 0
+    if not _confirmed(f"Make these {len(plan.writes())} changes to realm {plan.realm}?", yes=yes):
+        print("nothing changed")
+        return 1
+    done = run(False)
+    print(f"realm {done.realm}: done, {len(done.writes())} changes")
+    return 0
 
 
 if __name__ == "__main__":

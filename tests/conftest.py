@@ -128,8 +128,10 @@ def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[Rea
             "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
+        theme=True,
+        with_demo=True,
     )
-    first = apply_realm(options)
+    first = apply_realm(options).lines()
     yield RealmUnderTest(options, first)
     if os.environ.get("UMPASS_TEST_KEYCLOAK_URL"):
         master_admin(keycloak_server).delete_realm(name)

@@ -123,7 +123,7 @@ def run(students: int) -> int:
     with bench_stack(COLUMNS="100") as stack:
         running, env, workdir = stack.keycloak, stack.env, stack.workdir
         admin_password = stack.admin_password
-        apply_realm(ApplyOptions.from_env(env))
+        apply_realm(ApplyOptions.from_env(env, theme=True, with_demo=True))
         migrate.upgrade(Services.assemble(load_settings(env)).engine)
         admins = [
             KeycloakAdmin(

@@ -395,7 +395,7 @@ class Stack:
             "KEYCLOAK_ADMIN_USER": self.admin_user,
             "KEYCLOAK_ADMIN_PASSWORD": self.admin_password,
         }
-        argv = [sys.executable, "-m", "keycloak_config.apply"]
+        argv = [sys.executable, "-m", "keycloak_config.apply", "--yes", "--theme", "--with-demo"]
         _run(argv + (["--fast-hash"] if fast_hash else []), env, "the realm as code")
 
     def _check_through_nginx(self) -> None:

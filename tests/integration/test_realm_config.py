@@ -13,16 +13,16 @@ from tests.support.cli import run_module
 
 def test_first_apply_created_everything(realm: RealmUnderTest) -> None:
     changes = realm.first_apply
-    assert f"create realm {realm.name}" in changes
+    assert changes[0] == f"add realm {realm.name} — new: everything the extension needs"
     for client in ("umpass-activation", "umpass-provisioner", "umpass-demo"):
-        assert f"create client {client}" in changes
-    assert "user profile" in changes
+        assert any(line.startswith(f"add client {client}") for line in changes), client
+    assert "add user-profile attribute activation_state — admin-only" in changes
 
 
 def test_second_apply_changes_nothing(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
     before = admin.get_realm(realm.name)
-    assert apply_realm(realm.options) == []
-    assert apply_realm(realm.options, dry_run=True) == []
+    assert apply_realm(realm.options).writes() == []
+    assert apply_realm(realm.options, dry_run=True).writes() == []
     after = admin.get_realm(realm.name)
     assert before == after
 
@@ -52,12 +52,14 @@ def test_user_profile_declares_admin_only_attributes(
 
 def test_drift_is_reported_then_repaired(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
     admin.update_realm(realm.name, {"failureFactor": 30, "registrationAllowed": True})
-    drift = apply_realm(realm.options, dry_run=True)
-    assert drift == ["realm settings: failureFactor, registrationAllowed"]
+    drift = apply_realm(realm.options, dry_run=True).lines()
+    # registrationAllowed is the realm's choice: not drift.
+    assert drift == ["raise failureFactor: 30 → 5 — failed sign-ins before a lockout"]
     assert admin.get_realm(realm.name)["failureFactor"] == 30  # a dry run writes nothing
-    assert apply_realm(realm.options) == drift
+    assert apply_realm(realm.options).lines() == drift
     assert admin.get_realm(realm.name)["failureFactor"] == 5
-    assert apply_realm(realm.options) == []
+    assert apply_realm(realm.options).writes() == []
+    admin.update_realm(realm.name, {"registrationAllowed": False})
 
 
 def test_extra_role_on_service_account_is_revoked(
@@ -67,7 +69,9 @@ def test_extra_role_on_service_account_is_revoked(
     rm = clients["realm-management"]["id"]
     account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
     admin.assign_client_role(account["id"], rm, [admin.get_client_role(rm, "manage-clients")])
-    assert apply_realm(realm.options) == ["revoke umpass-activation: manage-clients"]
+    assert apply_realm(realm.options).lines() == [
+        "remove roles of umpass-activation: manage-clients"
+    ]
     held = {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
     assert held == {"view-users", "manage-users", "view-realm"}
 
@@ -79,7 +83,9 @@ def _run_apply(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
 def test_cli_check_passes_on_an_applied_realm(
     keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
 ) -> None:
-    result = _run_apply(realm.env(keycloak_server), "--check", "--fast-hash")
+    result = _run_apply(
+        realm.env(keycloak_server), "--check", "--fast-hash", "--theme", "--with-demo"
+    )
     assert result.returncode == 0, result.stderr
     assert "up to date" in result.stdout
 
@@ -143,13 +149,13 @@ def test_roles_through_groups_or_realm_roles_are_removed(
     admin.group_user_add(account["id"], group_id)
     admin.create_realm_role({"name": "sneaky-role"}, skip_exists=True)
     admin.assign_realm_roles(account["id"], [admin.get_realm_role("sneaky-role")])
-    assert sorted(apply_realm(realm.options)) == [
+    assert sorted(apply_realm(realm.options).lines()) == [
         "remove umpass-activation from group sneaky-admins",
-        "revoke umpass-activation realm roles: sneaky-role",
+        "remove umpass-activation realm roles: sneaky-role",
     ]
     effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
     assert "realm-admin" not in effective
-    assert apply_realm(realm.options) == []
+    assert apply_realm(realm.options).writes() == []
 
 
 def test_helpdesk_client_carries_only_the_console_roles(

@@ -1,4 +1,5 @@
-from keycloak_config.apply import _covers, _load, _policy_rules
+from keycloak_config.merge import _covers, same_policy
+from keycloak_config.options import load as _load
 
 
 def test_dicts_compare_as_subset() -> None:
@@ -15,7 +16,7 @@ def test_scalar_lists_are_sets_object_lists_are_ordered() -> None:
 
 
 def test_policy_rules_ignore_order() -> None:
-    assert _policy_rules("a(1) and b") == _policy_rules("b and a(1)")
+    assert same_policy("a(1) and b", "b and a(1)")
 
 
 def test_placeholders_are_filled_and_escaped() -> None:
@@ -24,5 +25,5 @@ def test_placeholders_are_filled_and_escaped() -> None:
         {"ACTIVATION_CLIENT_SECRET": 'we"ird\\secret'},
     )
     assert client["secret"] == 'we"ird\\secret'
-    profile = _load("user-profile.json", {})
-    assert profile["attributes"][0]["displayName"] == "${username}"  # Keycloak's own syntax kept
+    theme = _load("realm.json", {"REALM": "r"})["new_realm"]
+    assert theme["realm"] == "r"

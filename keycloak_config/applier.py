@@ -1,0 +1,495 @@
+"""Adds the extension to a realm by merging, never replacing; records what it did.
+
+Each step reads what the realm holds, works out what the extension needs on top of it
+(`merge`, `flow_merge`), adds one `Change` per write (and a "keep" line for what it
+leaves alone), and writes only when not planning. Before a write that changes or creates
+something, the install record (`ownership`) is saved with it, so `--uninstall` can undo
+exactly what the extension did.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from keycloak import KeycloakAdmin
+from keycloak.exceptions import KeycloakError
+
+from keycloak_config import flow_merge
+from keycloak_config.flows import FlowBuilder, desired_flows
+from keycloak_config.merge import (
+    Setting,
+    _covers,
+    merge_policy,
+    merge_profile,
+    merged_locales,
+    merged_value,
+    rule_words,
+    same_policy,
+)
+from keycloak_config.options import (
+    BLOCKLIST_FILE,
+    CONFIG_DIR,
+    FAST_HASH,
+    ApplyError,
+    ApplyOptions,
+    load,
+)
+from keycloak_config.ownership import InstallRecord
+from keycloak_config.plan import Change, Plan
+
+DEMO_CLIENT = "umpass-demo"
+IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
+ATTRIBUTE_KIND, GROUP_KIND = "profile attribute", "profile group"
+
+_DERIVED_DESCRIPTIONS = {
+    "browserFlow": "UMPASS: the realm's browser flow, username first; pending accounts go to "
+    "activation and never reach a password form; other accounts sign in as before.",
+    "directGrantFlow": "UMPASS: the realm's direct grant flow; a pending account is refused "
+    "after the password check.",
+    "resetCredentialsFlow": "UMPASS: the realm's reset credentials flow; a pending account is "
+    "refused after the email link.",
+    "firstBrokerLoginFlow": "UMPASS: the realm's first broker login flow (other identity "
+    "providers); a pending account is refused.",
+}
+
+
+def is_ours(alias: str | None, logical: str) -> bool:
+    """True for a copy of the extension's flow `logical` (`<logical> <tag>`)."""
+    return bool(alias) and str(alias).startswith(logical + " ")
+
+
+class RealmApplier:
+    """Brings one realm in line with keycloak_config/; `apply()` returns the plan."""
+
+    def __init__(self, options: ApplyOptions, *, dry_run: bool = False) -> None:
+        self.options = options
+        self.dry_run = dry_run
+        self.plan = Plan(options.realm)
+        self.record = InstallRecord()
+        self.admin: KeycloakAdmin = options.admin()
+        self.realm = options.realm
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _write(self, change: Change) -> bool:
+        self.plan.changes.append(change)
+        return not self.dry_run
+
+    def _keep(self, subject: str, why: str = "") -> None:
+        self.plan.changes.append(Change("keep", subject, why=why))
+
+    def _save_record(self) -> None:
+        if not self.dry_run:
+            self.record.save(self.admin, self.realm)
+
+    # -- the steps -------------------------------------------------------------------
+
+    def apply(self) -> Plan:
+        if self.ensure_realm() and self.dry_run:
+            return self.plan  # nothing further can be compared in a missing realm
+        self.admin.change_current_realm(self.realm)
+        self.record = InstallRecord.load(self.admin, self.realm)
+        self.apply_realm_settings()
+        self.apply_user_profile()
+        self.apply_realm_roles()
+        self.apply_clients()
+        self.apply_client_role_scopes()
+        self.apply_flows_and_identity_provider()
+        self.apply_service_account_roles()
+        return self.plan
+
+    def ensure_realm(self) -> bool:
+        names = {r["realm"] for r in self.admin.get_realms()}
+        if self.realm in names:
+            return False
+        spec = load("realm.json", self.options.variables)
+        if self._write(
+            Change("add", f"realm {self.realm}", why="new: everything the extension needs")
+        ):
+            self.admin.create_realm(spec["new_realm"], skip_exists=True)
+        return True
+
+    def apply_realm_settings(self) -> None:
+        spec = load("realm.json", self.options.variables)
+        current = self.admin.get_realm(self.realm)
+        update: dict[str, Any] = {}
+        for raw in spec["settings"]:
+            setting = Setting(raw["key"], raw["rule"], raw["value"], raw["why"])
+            old = current.get(setting.key)
+            new = merged_value(setting, old)
+            if new == old:
+                self._keep(f"{setting.key} {_show(old)}", f"meets {rule_words(setting)}")
+                continue
+            action = (
+                "raise" if setting.rule in ("at_most", "at_least", "one_of_at_least") else "change"
+            )
+            self._write(Change(action, setting.key, _show(old), _show(new), setting.why))
+            update[setting.key] = new
+
+        ours = spec["password_policy"] + (f" and {FAST_HASH}" if self.options.fast_hash else "")
+        policy = merge_policy(current.get("passwordPolicy"), ours)
+        if not same_policy(current.get("passwordPolicy"), policy.policy):
+            kept = f"; kept: {', '.join(policy.kept)}" if policy.kept else ""
+            self._write(
+                Change(
+                    "raise",
+                    "password policy",
+                    _show(current.get("passwordPolicy")),
+                    policy.policy,
+                    f"{'; '.join(policy.raised)}{kept}",
+                )
+            )
+            update["passwordPolicy"] = policy.policy
+        else:
+            self._keep(f"password policy {policy.policy}", "meets every rule of the extension")
+
+        locales = merged_locales(current.get("supportedLocales"), spec["locales"])
+        if sorted(locales) != sorted(current.get("supportedLocales") or []):
+            added = [x for x in locales if x not in (current.get("supportedLocales") or [])]
+            self._write(
+                Change(
+                    "add",
+                    f"locales {', '.join(added)}",
+                    why="the realm's own locales stay",
+                )
+            )
+            update["supportedLocales"] = locales
+
+        theme = spec["login_theme"]
+        if self.options.theme and current.get("loginTheme") != theme:
+            self._write(
+                Change("change", "loginTheme", _show(current.get("loginTheme")), theme, "--theme")
+            )
+            update["loginTheme"] = theme
+        elif not self.options.theme and current.get("loginTheme") != theme:
+            self._keep(
+                f"loginTheme {_show(current.get('loginTheme'))}",
+                "the realm's brand; --theme switches it to umpass",
+            )
+        for key, why in spec["left_alone"]:
+            self._keep(f"{key} {_show(current.get(key))}", why)
+
+        if not update or self.dry_run:
+            return
+        for key, value in update.items():
+            self.record.note_changed(f"realm.{key}", current.get(key), value)
+        self._save_record()
+        try:
+            self.admin.update_realm(self.realm, update)
+        except KeycloakError as exc:
+            body = (exc.response_body or b"").decode("utf-8", "replace")
+            if "blacklist" in body.lower():
+                raise ApplyError(
+                    f"Keycloak cannot find the password blocklist: copy "
+                    f"keycloak_config/{BLOCKLIST_FILE} into data/password-blacklists/ "
+                    "of every Keycloak node (scripts/keycloak start does this)"
+                ) from exc
+            raise
+
+    def apply_user_profile(self) -> None:
+        ours = load("user-profile.json", self.options.variables)
+        path = f"admin/realms/{self.realm}/users/profile"
+        response = self.admin.connection.raw_get(path)
+        try:
+            current = response.json()
+        except ValueError:
+            raise ApplyError(
+                f"Keycloak answered the user profile with HTTP {response.status_code}, not JSON"
+            ) from None
+        merged = merge_profile(current, ours)
+        writes = False
+        for name in merged.added_attributes:
+            writes |= self._write(Change("add", f"user-profile attribute {name}", why="admin-only"))
+        for name in merged.changed_attributes:
+            writes |= self._write(
+                Change(
+                    "change",
+                    f"user-profile attribute {name}",
+                    why="the realm declared it; the extension needs it admin-only and validated",
+                )
+            )
+        for name in merged.added_groups:
+            writes |= self._write(Change("add", f"user-profile group {name}"))
+        if merged.kept_attributes:
+            self._keep(f"user-profile attributes {', '.join(merged.kept_attributes)}")
+        if "unmanagedAttributePolicy" in current:
+            self._keep(f"unmanagedAttributePolicy {current['unmanagedAttributePolicy']}")
+        if not writes:
+            return
+        for name in merged.added_attributes:
+            self.record.note_created(ATTRIBUTE_KIND, name)
+        for name, before in merged.changed_attributes.items():
+            after = next(a for a in merged.profile["attributes"] if a["name"] == name)
+            self.record.note_changed(f"profile.{name}", before, after)
+        for name in merged.added_groups:
+            self.record.note_created(GROUP_KIND, name)
+        self._save_record()
+        response = self.admin.connection.raw_put(path, data=json.dumps(merged.profile))
+        if response.status_code >= 300:
+            raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
+
+    def apply_realm_roles(self) -> None:
+        """The roles staff need in the help-desk console; never touches other roles."""
+        wanted = load("realm-roles.json", self.options.variables)
+        existing = {r["name"]: r for r in self.admin.get_realm_roles(brief_representation=False)}
+        for role in wanted:
+            current = existing.get(role["name"])
+            if current is None:
+                if self._write(Change("add", f"realm role {role['name']}")):
+                    self.record.note_created(ROLE_KIND, role["name"])
+                    self._save_record()
+                    self.admin.create_realm_role(role, skip_exists=True)
+            elif current.get("description") != role["description"] and self._write(
+                Change("change", f"realm role {role['name']}", why="description")
+            ):
+                self.admin.update_realm_role(role["name"], {**current, **role})
+
+    def _client_files(self) -> list[str]:
+        return [p.name for p in sorted((CONFIG_DIR / "clients").glob("*.json"))]
+
+    def apply_clients(self) -> None:
+        existing = {c["clientId"]: c for c in self.admin.get_clients()}
+        for name in self._client_files():
+            desired = load(f"clients/{name}", self.options.variables)
+            client_id = desired["clientId"]
+            current = existing.get(client_id)
+            if client_id == DEMO_CLIENT and not self.options.with_demo:
+                self._drop_demo_client(current)
+                continue
+            if current is None:
+                if self._write(
+                    Change("add", f"client {client_id}", why=desired.get("description", ""))
+                ):
+                    self.record.note_created(CLIENT_KIND, client_id)
+                    self._save_record()
+                    self.admin.create_client(desired, skip_exists=True)
+                continue
+            if not _covers(current, desired) and self._write(
+                Change("change", f"client {client_id}")
+            ):
+                # Clients named umpass-* are the extension's: one an earlier version made
+                # without a record is adopted, so that uninstall removes it too.
+                self.record.note_created(CLIENT_KIND, client_id)
+                self._save_record()
+                self.admin.update_client(current["id"], desired)
+
+    def _drop_demo_client(self, current: Mapping[str, Any] | None) -> None:
+        if current is None:
+            return
+        if not self.record.created_by_us(CLIENT_KIND, DEMO_CLIENT):
+            self._keep(f"client {DEMO_CLIENT}", "not created by the extension")
+        elif self._write(Change("remove", f"client {DEMO_CLIENT}", why="only with --with-demo")):
+            self.admin.delete_client(current["id"])
+            self.record.forget_created(CLIENT_KIND, DEMO_CLIENT)
+            self._save_record()
+
+    def apply_client_role_scopes(self) -> None:
+        """The realm roles a client without full scope may put in its tokens: exactly
+        these (the help-desk console sees its two roles, not every role of a staff member)."""
+        wanted_by_client: dict[str, list[str]] = load(
+            "client-role-scopes.json", self.options.variables
+        )
+        clients = {c["clientId"]: c for c in self.admin.get_clients()}
+        for client_id, wanted in wanted_by_client.items():
+            if client_id not in clients:  # created in a dry run only
+                continue
+            client_uuid = clients[client_id]["id"]
+            path = f"admin/realms/{self.realm}/clients/{client_uuid}/scope-mappings/realm"
+            held = {r["name"]: r for r in self.admin.connection.raw_get(path).json()}
+            roles = {r: self.admin.get_realm_role(r) for r in wanted if r not in held}
+            extra = [r for name, r in held.items() if name not in wanted]
+            if roles and self._write(
+                Change("add", f"scope of {client_id}: roles {', '.join(sorted(roles))}")
+            ):
+                self.admin.connection.raw_post(path, data=json.dumps(list(roles.values())))
+            if extra and self._write(
+                Change(
+                    "remove", f"scope of {client_id}: roles {', '.join(r['name'] for r in extra)}"
+                )
+            ):
+                self.admin.connection.raw_delete(path, data=json.dumps(extra))
+
+    # -- flows -----------------------------------------------------------------------
+
+    def _source_flow(self, binding: str, logical: str, builtin: str, current: str | None) -> str:
+        """The realm's own flow to build ours from: the one bound before the extension
+        (recorded), else the one bound now, else Keycloak's built-in."""
+        aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
+        before = self.record.previous.get(f"binding.{binding}")
+        if before and before in aliases:
+            return str(before)
+        if current and not is_ours(current, logical) and current in aliases:
+            return current
+        return builtin
+
+    def _ensure_flow(
+        self, builder: FlowBuilder, desired: dict[str, Any], why: str
+    ) -> tuple[str, list[str]]:
+        """The alias of a copy matching `desired` (built when none does) and the others."""
+        name = desired["alias"]
+        existing = builder.candidates(name)
+        keep = next((a for a in existing if builder.matches(a, desired)), None)
+        if keep is None:
+            action = "change" if existing else "add"
+            if self._write(Change(action, f"flow {name}", why=why)):
+                self.record.note_created(FLOW_KIND, name)
+                self._save_record()
+                keep = builder.build(desired)
+            else:
+                keep = name
+        return keep, [a for a in existing if a != keep]
+
+    def apply_flows_and_identity_provider(self) -> None:
+        """Flows first (new copies beside the old), then bindings and the identity
+        provider point at them, and only then are superseded copies deleted."""
+        builder = FlowBuilder(self.admin, self.realm)
+        realm = self.admin.get_realm(self.realm)
+        resolved: dict[str, str] = {}
+        superseded: list[str] = []
+        for desired in desired_flows():
+            keep, old = self._ensure_flow(builder, desired, "used only by the activation provider")
+            resolved[desired["alias"]] = keep
+            superseded += old
+        for binding, (logical, transform, builtin) in flow_merge.DERIVED.items():
+            current = realm.get(binding)
+            source = self._source_flow(binding, logical, builtin, current)
+            source_tree = builder.tree(source)
+            try:
+                tree = transform(source_tree, source)
+            except flow_merge.FlowMergeError as exc:
+                raise ApplyError(str(exc)) from None
+            desired = {
+                "alias": logical,
+                "description": _DERIVED_DESCRIPTIONS[binding],
+                "executions": tree,
+            }
+            keep, old = self._ensure_flow(
+                builder, desired, f"built from {source!r}, keeping {_summary(source_tree)}"
+            )
+            superseded += old
+            if current != keep and self._write(
+                Change("change", f"{binding} binding", _show(current), logical, f"was {current!r}")
+            ):
+                if not is_ours(current, logical):
+                    self.record.note_changed(f"binding.{binding}", current, logical)
+                    self._save_record()
+                self.admin.update_realm(self.realm, {binding: keep})
+        self.apply_identity_provider(resolved)
+        for alias in superseded:
+            if self._write(Change("remove", f"flow {alias}", why="superseded")):
+                builder.delete(alias)
+
+    def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
+        desired = load("identity-provider.json", self.options.variables)
+        wanted_flow = desired["firstBrokerLoginFlowAlias"]
+        desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
+        alias = desired["alias"]
+        path = f"admin/realms/{self.realm}/identity-provider/instances"
+        response = self.admin.connection.raw_get(f"{path}/{alias}")
+        if response.status_code == 404:
+            if self._write(
+                Change("add", f"identity provider {alias}", why="the activation service")
+            ):
+                self.record.note_created(IDP_KIND, alias)
+                self._save_record()
+                _check(self.admin.connection.raw_post(path, data=json.dumps(desired)))
+            return
+        current = response.json()
+        # Keycloak never shows a stored secret back (it answers "**********"), so a
+        # changed secret alone is not seen as drift: rotate it by changing another key
+        # too, or in the admin console.
+        comparable = {**desired, "config": dict(desired["config"])}
+        comparable["config"].pop("clientSecret", None)
+        if not _covers(current, comparable) and self._write(
+            Change("change", f"identity provider {alias}")
+        ):
+            self.record.note_created(IDP_KIND, alias)
+            self._save_record()
+            _check(self.admin.connection.raw_put(f"{path}/{alias}", data=json.dumps(desired)))
+
+    # -- service accounts ------------------------------------------------------------
+
+    def apply_service_account_roles(self) -> None:
+        wanted_by_client: dict[str, list[str]] = load(
+            "service-accounts.json", self.options.variables
+        )
+        clients = {c["clientId"]: c for c in self.admin.get_clients()}
+        rm = clients["realm-management"]
+        available = {r["name"]: r for r in self.admin.get_client_roles(rm["id"])}
+        unknown = sorted({n for names in wanted_by_client.values() for n in names} - set(available))
+        if unknown:
+            raise ApplyError(
+                f"keycloak_config/service-accounts.json names roles realm-management does not "
+                f"have: {', '.join(unknown)}"
+            )
+        default_role = f"default-roles-{self.realm}"
+        for client_id, wanted in wanted_by_client.items():
+            if client_id not in clients:  # created in a dry run only
+                self._write(Change("add", f"roles of {client_id}: {', '.join(sorted(wanted))}"))
+                continue
+            user = self.admin.get_client_service_account_user(clients[client_id]["id"])
+            # Roles can also come through groups or realm roles: a service account
+            # holds none of those beyond the realm's default role.
+            for group in self.admin.get_user_groups(user["id"]):
+                if self._write(Change("remove", f"{client_id} from group {group['name']}")):
+                    self.admin.group_user_remove(user["id"], group["id"])
+            extra_realm = [
+                r
+                for r in self.admin.get_realm_roles_of_user(user["id"])
+                if r["name"] != default_role
+            ]
+            names = ", ".join(sorted(r["name"] for r in extra_realm))
+            if extra_realm and self._write(Change("remove", f"{client_id} realm roles: {names}")):
+                self.admin.delete_realm_roles_of_user(user["id"], extra_realm)
+            held = {r["name"] for r in self.admin.get_client_roles_of_user(user["id"], rm["id"])}
+            to_add = sorted(set(wanted) - held)
+            to_remove = sorted(held - set(wanted))
+            if to_add and self._write(Change("add", f"roles of {client_id}: {', '.join(to_add)}")):
+                self.admin.assign_client_role(user["id"], rm["id"], [available[n] for n in to_add])
+            if to_remove and self._write(
+                Change("remove", f"roles of {client_id}: {', '.join(to_remove)}")
+            ):
+                self.admin.delete_client_roles_of_user(
+                    user["id"], rm["id"], [available[n] for n in to_remove]
+                )
+
+
+def _check(response: Any) -> None:
+    if response.status_code >= 300:
+        raise ApplyError(f"Keycloak refused the identity provider: {response.text[:300]}")
+
+
+def _show(value: Any) -> str:
+    if value is None or value == "":
+        return "(none)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(value)
+
+
+_CONDITIONS = {
+    "conditional-user-configured",
+    "conditional-user-attribute",
+    "conditional-credential",
+}
+
+
+def _summary(tree: list[dict[str, Any]]) -> str:
+    """The realm's enabled steps, in order, without the conditions."""
+    seen: list[str] = []
+
+    def walk(nodes: list[dict[str, Any]]) -> None:
+        for node in nodes:
+            if node["requirement"] == "DISABLED":
+                continue
+            step = node.get("authenticator")
+            if step and step not in _CONDITIONS and step not in seen:
+                seen.append(step)
+            walk(node.get("executions", []))
+
+    walk(tree)
+    return ", ".join(seen) or "no steps"

@@ -1,0 +1,59 @@
+"""What `apply` (or `--uninstall`) would do to a realm, in plain words, grouped."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Action = Literal["add", "change", "raise", "remove", "restore", "keep"]
+
+# Group headings, in the order the plan prints them.
+HEADINGS: dict[Action, str] = {
+    "add": "Add",
+    "raise": "Raise to the extension's floor (the realm is weaker)",
+    "change": "Change",
+    "restore": "Restore",
+    "remove": "Remove",
+    "keep": "Leave alone",
+}
+
+
+@dataclass(frozen=True)
+class Change:
+    action: Action
+    subject: str
+    old: str | None = None
+    new: str | None = None
+    why: str = ""
+
+    def line(self) -> str:
+        text = self.subject
+        if self.old is not None or self.new is not None:
+            text += f": {self.old if self.old is not None else '(none)'} → {self.new}"
+        if self.why:
+            text += f" — {self.why}"
+        return text
+
+
+@dataclass
+class Plan:
+    realm: str
+    changes: list[Change] = field(default_factory=list)
+
+    def writes(self) -> list[Change]:
+        return [c for c in self.changes if c.action != "keep"]
+
+    def lines(self) -> list[str]:
+        """One line per write, for logs and tests."""
+        return [f"{c.action} {c.line()}" for c in self.writes()]
+
+    def render(self, title: str) -> str:
+        out = [f"{title} (realm {self.realm})"]
+        for action, heading in HEADINGS.items():
+            items = [c for c in self.changes if c.action == action]
+            if items:
+                out.append(f"\n{heading} ({len(items)}):")
+                out += [f"  - {c.line()}" for c in items]
+        if not self.writes():
+            out.append("\nNothing to do: the realm is up to date.")
+        return "\n".join(out)

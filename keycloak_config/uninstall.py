@@ -1,0 +1,224 @@
+"""Takes the extension out of a realm: what it created goes, what it changed comes back.
+
+Driven by the install record (`ownership`): bindings go back to the realm's own flows
+first (so sign-in never meets a missing flow), then the identity provider, the
+extension's flows, clients and roles are deleted, and each realm setting the extension
+changed returns to its earlier value, unless an admin has changed it since (then it is
+theirs and stays). Accounts are never deleted; the activation attributes on them stay,
+with their user-profile declarations, unless `remove_data` asks to remove them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from keycloak import KeycloakAdmin
+
+from keycloak_config import flow_merge
+from keycloak_config.applier import (
+    ATTRIBUTE_KIND,
+    CLIENT_KIND,
+    FLOW_KIND,
+    GROUP_KIND,
+    IDP_KIND,
+    ROLE_KIND,
+    _show,
+    is_ours,
+)
+from keycloak_config.flows import FlowBuilder
+from keycloak_config.merge import _covers, same_policy
+from keycloak_config.options import ApplyError, ApplyOptions
+from keycloak_config.ownership import InstallRecord
+from keycloak_config.plan import Change, Plan
+
+_PAGE = 200
+
+
+class RealmUninstaller:
+    def __init__(
+        self, options: ApplyOptions, *, dry_run: bool = False, remove_data: bool = False
+    ) -> None:
+        self.options = options
+        self.realm = options.realm
+        self.dry_run = dry_run
+        self.remove_data = remove_data
+        self.plan = Plan(options.realm)
+        self.admin: KeycloakAdmin = options.admin()
+        self.record = InstallRecord()
+
+    def _write(self, change: Change) -> bool:
+        self.plan.changes.append(change)
+        return not self.dry_run
+
+    def _keep(self, subject: str, why: str = "") -> None:
+        self.plan.changes.append(Change("keep", subject, why=why))
+
+    def uninstall(self) -> Plan:
+        if self.realm not in {r["realm"] for r in self.admin.get_realms()}:
+            self._keep(f"realm {self.realm}", "it does not exist")
+            return self.plan
+        self.admin.change_current_realm(self.realm)
+        self.record = InstallRecord.load(self.admin, self.realm)
+        if self.record.is_empty():
+            self._keep(f"realm {self.realm}", "it holds no record of the extension")
+            return self.plan
+        self.restore_bindings()
+        self.remove_identity_providers()
+        self.remove_flows()
+        self.remove_clients_and_roles()
+        self.restore_realm_settings()
+        self.restore_user_profile()
+        self._keep("every account", "users, credentials and sessions are never touched")
+        if not self.dry_run:
+            self._finish_record()
+        return self.plan
+
+    def restore_bindings(self) -> None:
+        realm = self.admin.get_realm(self.realm)
+        aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
+        for binding, (logical, _, builtin) in flow_merge.DERIVED.items():
+            current = realm.get(binding)
+            if not is_ours(current, logical):
+                self._keep(f"{binding} {_show(current)}", "not the extension's flow")
+                continue
+            before = self.record.previous.get(f"binding.{binding}")
+            target = before if before in aliases else builtin
+            if self._write(Change("restore", f"{binding} binding", current, target)):
+                self.admin.update_realm(self.realm, {binding: target})
+
+    def remove_identity_providers(self) -> None:
+        base = f"admin/realms/{self.realm}/identity-provider/instances"
+        for alias in self.record.created.get(IDP_KIND, []):
+            if self.admin.connection.raw_get(f"{base}/{alias}").status_code == 404:
+                continue
+            if self._write(
+                Change("remove", f"identity provider {alias}", why="and the links to it")
+            ):
+                response = self.admin.connection.raw_delete(f"{base}/{alias}")
+                if response.status_code >= 300:
+                    raise ApplyError(
+                        f"Keycloak kept identity provider {alias}: {response.text[:200]}"
+                    )
+
+    def remove_flows(self) -> None:
+        builder = FlowBuilder(self.admin, self.realm)
+        for logical in self.record.created.get(FLOW_KIND, []):
+            for alias in builder.candidates(logical):
+                if self._write(Change("remove", f"flow {alias}")):
+                    builder.delete(alias)
+
+    def remove_clients_and_roles(self) -> None:
+        clients = {c["clientId"]: c for c in self.admin.get_clients()}
+        for client_id in self.record.created.get(CLIENT_KIND, []):
+            if client_id in clients and self._write(Change("remove", f"client {client_id}")):
+                self.admin.delete_client(clients[client_id]["id"])
+        roles = {r["name"] for r in self.admin.get_realm_roles()}
+        for role in self.record.created.get(ROLE_KIND, []):
+            if role in roles and self._write(
+                Change("remove", f"realm role {role}", why="and its grants to staff")
+            ):
+                self.admin.delete_realm_role(role)
+
+    def restore_realm_settings(self) -> None:
+        current = self.admin.get_realm(self.realm)
+        update: dict[str, Any] = {}
+        for key, before in self.record.previous.items():
+            if not key.startswith("realm."):
+                continue
+            name = key.removeprefix("realm.")
+            now, ours = current.get(name), self.record.applied.get(key)
+            if _same(name, now, before):
+                continue
+            if not _same(name, now, ours):
+                self._keep(f"{name} {_show(now)}", "changed since the extension set it")
+                continue
+            if self._write(Change("restore", name, _show(now), _show(before))):
+                update[name] = before if before is not None else _unset(name)
+        if update:
+            self.admin.update_realm(self.realm, update)
+
+    def restore_user_profile(self) -> None:
+        path = f"admin/realms/{self.realm}/users/profile"
+        profile = self.admin.connection.raw_get(path).json()
+        attributes = profile.get("attributes", [])
+        changed = False
+        for key, before in list(self.record.previous.items()):
+            if not key.startswith("profile."):
+                continue
+            name = key.removeprefix("profile.")
+            at = next((i for i, a in enumerate(attributes) if a["name"] == name), None)
+            if at is None or not _covers(attributes[at], self.record.applied.get(key)):
+                self._keep(f"user-profile attribute {name}", "changed since the extension set it")
+                continue
+            if self._write(Change("restore", f"user-profile attribute {name}")):
+                attributes[at] = before
+                changed = True
+        ours = self.record.created.get(ATTRIBUTE_KIND, [])
+        groups = self.record.created.get(GROUP_KIND, [])
+        if ours and not self.remove_data:
+            self._keep(
+                f"user-profile attributes {', '.join(ours)} and the values on accounts",
+                "they hold students' data: --remove-activation-data removes them",
+            )
+        elif ours and self._write(
+            Change(
+                "remove",
+                f"user-profile attributes {', '.join(ours)}",
+                why="and their values on every account",
+            )
+        ):
+            self._strip_attributes(set(ours))
+            profile["attributes"] = [a for a in attributes if a["name"] not in ours]
+            profile["groups"] = [g for g in profile.get("groups", []) if g["name"] not in groups]
+            changed = True
+        if changed:
+            response = self.admin.connection.raw_put(path, data=json.dumps(profile))
+            if response.status_code >= 300:
+                raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
+
+    def _strip_attributes(self, names: set[str]) -> None:
+        """Remove the activation attributes from every account holding them, while they
+        are still declared (a PUT sends the whole attribute map back, minus ours)."""
+        first = 0
+        while True:
+            users = self.admin.get_users(
+                {"first": first, "max": _PAGE, "briefRepresentation": False}
+            )
+            for user in users:
+                attributes = user.get("attributes") or {}
+                if names & set(attributes):
+                    kept = {k: v for k, v in attributes.items() if k not in names}
+                    self.admin.update_user(user["id"], {**user, "attributes": kept})
+            if len(users) < _PAGE:
+                return
+            first += _PAGE
+
+    def _finish_record(self) -> None:
+        """Forget what is undone; keep only the attributes left on accounts."""
+        if self.remove_data or not self.record.created.get(ATTRIBUTE_KIND):
+            InstallRecord.erase(self.admin, self.realm)
+            return
+        left = InstallRecord(
+            created={
+                kind: names
+                for kind, names in self.record.created.items()
+                if kind in (ATTRIBUTE_KIND, GROUP_KIND)
+            }
+        )
+        left.save(self.admin, self.realm)
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if name == "passwordPolicy":
+        return same_policy(a, b)
+    if name == "supportedLocales":
+        return sorted(a or []) == sorted(b or [])
+    if a in (None, "") and b in (None, ""):
+        return True
+    return bool(a == b)
+
+
+def _unset(name: str) -> Any:
+    """What clears a setting Keycloak had no value for (JSON null would be ignored)."""
+    return [] if name == "supportedLocales" else ""
