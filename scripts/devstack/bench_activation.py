@@ -132,7 +132,8 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
     with bench_stack(UMPASS_IDENTIFY_LIMIT="100000 per minute") as stack:
         running, env, workdir = stack.keycloak, stack.env, stack.workdir
         try:
-            apply_realm(ApplyOptions.from_env(env, theme=True, with_demo=True))  # production hashing: no --fast-hash
+            # Production hashing: no fast_hash.
+            apply_realm(ApplyOptions.from_env(env, theme=True, with_demo=True))
             settings = load_settings(env)
             svc = Services.assemble(settings)
             migrate.upgrade(svc.engine)
