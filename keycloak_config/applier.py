@@ -98,7 +98,27 @@ class RealmApplier:
         self.apply_client_role_scopes()
         self.apply_flows_and_identity_provider()
         self.apply_service_account_roles()
+        self.note_left_alone()
         return self.plan
+
+    def note_left_alone(self) -> None:
+        """Name what the realm holds besides the extension's: the plan says it stays."""
+        clients = sorted(
+            c["clientId"]
+            for c in self.admin.get_clients()
+            if not c["clientId"].startswith("umpass-")
+        )
+        self._keep(f"clients {', '.join(clients)}", "not the extension's")
+        roles = load("realm-roles.json", self.options.variables)
+        ours = {r["name"] for r in roles}
+        others = sorted(r["name"] for r in self.admin.get_realm_roles() if r["name"] not in ours)
+        self._keep(f"realm roles {', '.join(others)}", "not the extension's")
+        providers = sorted(
+            p["alias"] for p in self.admin.get_idps() if p["alias"] != "umpass-activation"
+        )
+        if providers:
+            self._keep(f"identity providers {', '.join(providers)}", "not the extension's")
+        self._keep("every account and its attributes", "apply never writes to accounts")
 
     def ensure_realm(self) -> bool:
         names = {r["realm"] for r in self.admin.get_realms()}
@@ -120,7 +140,9 @@ class RealmApplier:
             old = current.get(setting.key)
             new = merged_value(setting, old)
             if new == old:
-                self._keep(f"{setting.key} {_show(old)}", f"meets {rule_words(setting)}")
+                self._keep(
+                    f"{setting.key} {_show(old)}", f"the extension needs {rule_words(setting)}"
+                )
                 continue
             action = (
                 "raise" if setting.rule in ("at_most", "at_least", "one_of_at_least") else "change"

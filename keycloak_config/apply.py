@@ -144,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--plan", action="store_true", help="print what would change, write nothing")
     mode.add_argument("--check", action="store_true", help="report drift (exit 1), write nothing")
-    mode.add_argument("--uninstall", action="store_true", help="remove what the extension added")
+    parser.add_argument(
+        "--uninstall", action="store_true", help="remove what the extension added (--plan: show)"
+    )
     parser.add_argument("--yes", action="store_true", help="apply without asking")
     parser.add_argument("--theme", action="store_true", help="make the login theme umpass")
     parser.add_argument("--with-demo", action="store_true", help="add the demo client (dev only)")
@@ -164,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
         options = ApplyOptions.from_env(
             os.environ, fast_hash=args.fast_hash, theme=args.theme, with_demo=args.with_demo
         )
+        if args.uninstall and args.check:
+            raise ApplyError(
+                "--check judges an installed extension; --uninstall --plan shows an uninstall"
+            )
+        if args.uninstall and args.plan:
+            plan = uninstall_realm(options, dry_run=True, remove_data=args.remove_activation_data)
+            print(plan.render("Uninstall plan"))
+            return 0
         if args.uninstall:
             return _run(
                 "Uninstall plan",

@@ -49,12 +49,15 @@ def merged_value(setting: Setting, current: Any) -> Any:
 
 def rule_words(setting: Setting) -> str:
     """The merge rule in plain words, for the plan and the README."""
+    value = setting.value
+    if isinstance(value, bool):
+        value = "on" if value else "off"
     return {
-        "required": f"must be {setting.value}",
+        "required": f"must be {value}",
         "at_most": f"at most {setting.value} (a lower value is kept)",
         "at_least": f"at least {setting.value} (a higher value is kept)",
-        "one_of_at_least": f"at least {setting.value!r} (stricter is kept)",
-        "fill_empty": f"set to {setting.value!r} only when empty",
+        "one_of_at_least": f"at least {setting.value!r} (a stricter value is kept)",
+        "fill_empty": f"{setting.value!r} only when empty",
     }[setting.rule]
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 from keycloak import KeycloakAdmin
 
+from keycloak_config.options import ApplyError
+
 ATTRIBUTE = "umpass.install"
 VERSION = 1
 
@@ -32,7 +34,16 @@ class InstallRecord:
         raw = attributes.get(ATTRIBUTE)
         if not raw:
             return cls()
-        data = json.loads(raw)
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("version") != VERSION:
+                raise ValueError("not a record of this version")
+        except ValueError:
+            raise ApplyError(
+                f"the realm attribute {ATTRIBUTE} of realm {realm} is not an install record "
+                "this version wrote: compare it with an older export of the realm before "
+                "removing it"
+            ) from None
         return cls(data.get("created", {}), data.get("previous", {}), data.get("applied", {}))
 
     def save(self, admin: KeycloakAdmin, realm: str) -> None:

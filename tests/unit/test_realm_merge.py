@@ -1,0 +1,194 @@
+"""The merge rules: the extension's settings are floors, the realm's stricter values stay,
+and the realm's own sign-in steps survive inside the extension's flows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from keycloak_config import flow_merge
+from keycloak_config.merge import (
+    Setting,
+    merge_policy,
+    merge_profile,
+    merged_locales,
+    merged_value,
+)
+
+OURS = (
+    "length(12) and maxLength(128) and notUsername(undefined) and notEmail(undefined) "
+    "and passwordBlacklist(umpass-common-passwords.txt)"
+)
+
+
+def test_a_stricter_realm_policy_keeps_its_rules_and_gains_ours() -> None:
+    merged = merge_policy("length(14) and passwordHistory(5)", OURS)
+    assert merged.policy == (
+        "length(14) and passwordHistory(5) and maxLength(128) and notUsername(undefined) "
+        "and notEmail(undefined) and passwordBlacklist(umpass-common-passwords.txt)"
+    )
+    assert merged.kept == ["length(14)", "passwordHistory(5)"]
+
+
+def test_a_weaker_rule_is_raised_and_the_realm_blocklist_stays() -> None:
+    merged = merge_policy("length(8) and maxLength(256) and passwordBlacklist(uni.txt)", OURS)
+    assert "length(12)" in merged.policy and "maxLength(128)" in merged.policy
+    assert "passwordBlacklist(uni.txt)" in merged.policy  # Keycloak allows one blocklist
+    assert "umpass-common-passwords.txt" not in merged.policy
+    assert "length(8) → length(12)" in merged.raised
+
+
+def test_merging_twice_changes_nothing() -> None:
+    once = merge_policy("length(14) and digits(2)", OURS).policy
+    assert merge_policy(once, OURS).policy == once
+    assert merge_policy(once, OURS).raised == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "floor", "current", "expected"),
+    [
+        ("at_most", 5, 3, 3),  # fewer failures before a lockout is stricter: kept
+        ("at_most", 5, 30, 5),
+        ("at_least", 900, 1800, 1800),
+        ("at_least", 900, 60, 900),
+        ("one_of_at_least", "external", "all", "all"),
+        ("one_of_at_least", "external", "none", "external"),
+        ("required", True, False, True),
+        ("fill_empty", "en", "de", "de"),
+        ("fill_empty", "en", None, "en"),
+    ],
+)
+def test_setting_floors(rule: str, floor: Any, current: Any, expected: Any) -> None:
+    assert merged_value(Setting("k", rule, floor, ""), current) == expected
+
+
+def test_locales_are_added_never_replaced() -> None:
+    assert merged_locales(["en", "de"], ["en", "zh-TW", "pt"]) == ["en", "de", "zh-TW", "pt"]
+
+
+def test_profile_keeps_the_realm_attributes_groups_and_policy() -> None:
+    department = {
+        "name": "department",
+        "validations": {"length": {"max": 64}},
+        "annotations": {"inputHelperTextBefore": "Your department"},
+        "group": "staff-data",
+    }
+    current = {
+        "attributes": [{"name": "username"}, department],
+        "groups": [{"name": "staff-data"}],
+        "unmanagedAttributePolicy": "ADMIN_EDIT",
+    }
+    ours = {
+        "attributes": [{"name": "activation_state", "permissions": {"edit": ["admin"]}}],
+        "groups": [{"name": "umpass"}],
+    }
+    merged = merge_profile(current, ours)
+    assert merged.profile["unmanagedAttributePolicy"] == "ADMIN_EDIT"
+    assert [a["name"] for a in merged.profile["attributes"]] == [
+        "username",
+        "department",
+        "activation_state",
+    ]
+    assert merged.profile["attributes"][1] == department
+    assert [g["name"] for g in merged.profile["groups"]] == ["staff-data", "umpass"]
+    assert merge_profile(merged.profile, ours).added_attributes == []
+
+
+def test_an_attribute_the_realm_declared_is_tightened_and_remembered() -> None:
+    theirs = {"name": "phone_number", "permissions": {"edit": ["admin", "user"]}}
+    ours = {"attributes": [{"name": "phone_number", "permissions": {"edit": ["admin"]}}]}
+    merged = merge_profile({"attributes": [theirs]}, ours)
+    assert merged.changed_attributes == {"phone_number": theirs}
+    assert merged.profile["attributes"][0]["permissions"]["edit"] == ["admin"]
+
+
+def _builtin_browser() -> list[dict[str, Any]]:
+    return [
+        {"authenticator": "auth-cookie", "requirement": "ALTERNATIVE"},
+        {"authenticator": "auth-spnego", "requirement": "ALTERNATIVE"},
+        {"authenticator": "identity-provider-redirector", "requirement": "ALTERNATIVE"},
+        {
+            "flow": "forms",
+            "requirement": "ALTERNATIVE",
+            "executions": [
+                {"authenticator": "auth-username-password-form", "requirement": "REQUIRED"},
+                {
+                    "flow": "2FA",
+                    "requirement": "CONDITIONAL",
+                    "executions": [
+                        {"authenticator": "conditional-user-configured", "requirement": "REQUIRED"},
+                        {"authenticator": "auth-otp-form", "requirement": "ALTERNATIVE"},
+                        {"authenticator": "webauthn-authenticator", "requirement": "ALTERNATIVE"},
+                    ],
+                },
+            ],
+        },
+    ]
+
+
+def _steps(nodes: list[dict[str, Any]]) -> list[str]:
+    return [n.get("authenticator") or f"[{n['flow']}]" for n in nodes]
+
+
+def test_browser_flow_keeps_every_way_in_and_every_second_factor() -> None:
+    source = _builtin_browser()
+    tree = flow_merge.browser(source, "uni browser")
+    assert _steps(tree) == ["[sign in]", "[pending: refused]"]
+    sign_in = tree[0]["executions"]
+    assert _steps(sign_in) == [
+        "auth-cookie",
+        "auth-spnego",
+        "identity-provider-redirector",
+        "[forms]",
+    ]
+    forms = sign_in[3]["executions"]
+    assert _steps(forms) == [
+        "auth-username-form",
+        "[pending: to activation]",
+        "[not pending: sign in]",
+    ]
+    not_pending = forms[2]["executions"]
+    assert _steps(not_pending) == ["conditional-user-attribute", "auth-password-form", "[2FA]"]
+    assert not_pending[2] == source[3]["executions"][1]  # the realm's 2FA, whole
+    assert source == _builtin_browser()  # the realm's tree itself is untouched
+
+
+def test_a_pending_account_never_reaches_a_password_form() -> None:
+    forms = flow_merge.browser(_builtin_browser(), "b")[0]["executions"][3]["executions"]
+    pending = forms[1]["executions"]
+    assert _steps(pending) == [
+        "conditional-user-attribute",
+        "identity-provider-redirector",
+        "[pending: activation unavailable]",
+    ]
+    assert pending[0]["config"]["not"] == "false"
+    assert pending[2]["executions"][0]["authenticator"] == "deny-access-authenticator"
+
+
+def test_a_browser_flow_without_a_username_form_is_refused_with_what_to_do() -> None:
+    only_kerberos = [{"authenticator": "auth-spnego", "requirement": "REQUIRED"}]
+    with pytest.raises(flow_merge.FlowMergeError, match="bind a browser flow with a username"):
+        flow_merge.browser(only_kerberos, "kerberos only")
+
+
+def test_guards_go_after_the_step_that_proves_who_it_is() -> None:
+    direct = [
+        {"authenticator": "direct-grant-validate-username", "requirement": "REQUIRED"},
+        {"authenticator": "direct-grant-validate-password", "requirement": "REQUIRED"},
+        {"flow": "otp", "requirement": "CONDITIONAL", "executions": []},
+    ]
+    assert _steps(flow_merge.direct_grant(direct, "d")) == [
+        "direct-grant-validate-username",
+        "direct-grant-validate-password",
+        "[pending: refused]",
+        "[otp]",
+    ]
+    reset = [
+        {"authenticator": "reset-credentials-choose-user", "requirement": "REQUIRED"},
+        {"authenticator": "reset-credential-email", "requirement": "REQUIRED"},
+        {"authenticator": "reset-password", "requirement": "REQUIRED"},
+    ]
+    assert _steps(flow_merge.reset_credentials(reset, "r"))[2] == "[pending: refused]"
+    with pytest.raises(flow_merge.FlowMergeError, match="no enabled password check"):
+        flow_merge.direct_grant(direct[:1], "d")
