@@ -42,6 +42,8 @@ from keycloak_config.plan import Change, Plan
 DEMO_CLIENT = "umpass-demo"
 IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
 ATTRIBUTE_KIND, GROUP_KIND = "profile attribute", "profile group"
+TEXT_KIND = "localization text"  # names are "<locale>/<key>"
+LOCALE_KIND = "localization locale"  # a locale that had no realm texts before
 
 _DERIVED_DESCRIPTIONS = {
     "browserFlow": "UMPASS: the realm's browser flow, username first; pending accounts go to "
@@ -70,6 +72,7 @@ class RealmApplier:
         self.record = InstallRecord()
         self.admin: KeycloakAdmin = options.admin()
         self.realm = options.realm
+        self._derived: dict[str, tuple[str, str, list[Any], list[Any]]] | None = None
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -91,8 +94,10 @@ class RealmApplier:
             return self.plan  # nothing further can be compared in a missing realm
         self.admin.change_current_realm(self.realm)
         self.record = InstallRecord.load(self.admin, self.realm)
+        self.derived_flows()
         self.apply_realm_settings()
         self.apply_user_profile()
+        self.apply_localization_texts()
         self.apply_realm_roles()
         self.apply_clients()
         self.apply_client_role_scopes()
@@ -252,6 +257,55 @@ class RealmApplier:
         if response.status_code >= 300:
             raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
 
+    def apply_localization_texts(self) -> None:
+        """The texts of the pages the extension's flows can show (a pending account
+        refused), as realm texts that any login theme shows. With the umpass theme they
+        come from the theme instead, so the extension's realm texts are removed."""
+        spec = load("realm.json", self.options.variables)
+        theme = (
+            self.options.theme
+            or self.admin.get_realm(self.realm).get("loginTheme") == spec["login_theme"]
+        )
+        base = f"admin/realms/{self.realm}/localization"
+        texts: dict[str, dict[str, str]] = load("messages.json", self.options.variables)
+        for key, by_locale in texts.items():
+            for locale, text in by_locale.items():
+                name = f"{locale}/{key}"
+                ours = self.record.created_by_us(TEXT_KIND, name)
+                current = self.admin.connection.raw_get(f"{base}/{locale}").json().get(key)
+                if theme:
+                    if ours and self._write(
+                        Change("remove", f"realm text {name}", why="the umpass theme has it")
+                    ):
+                        self.admin.connection.raw_delete(f"{base}/{locale}/{key}")
+                        self.record.forget_created(TEXT_KIND, name)
+                        self._save_record()
+                    continue
+                if current is not None and not ours:
+                    self._keep(f"realm text {name}", "the realm's own")
+                    continue
+                if current == text:
+                    continue
+                if self._write(
+                    Change(
+                        "add" if current is None else "change",
+                        f"realm text {name}",
+                        why="shown when a pending account is refused",
+                    )
+                ):
+                    self.record.note_created(TEXT_KIND, name)
+                    if locale not in self.admin.connection.raw_get(base).json():
+                        self.record.note_created(LOCALE_KIND, locale)
+                    self._save_record()
+                    # POST of a JSON map adds or updates just these keys (PUT takes text/plain).
+                    response = self.admin.connection.raw_post(
+                        f"{base}/{locale}", data=json.dumps({key: text})
+                    )
+                    if response.status_code >= 300:
+                        raise ApplyError(
+                            f"Keycloak refused realm text {name}: {response.text[:200]}"
+                        )
+
     def apply_realm_roles(self) -> None:
         """The roles staff need in the help-desk console; never touches other roles."""
         wanted = load("realm-roles.json", self.options.variables)
@@ -363,6 +417,24 @@ class RealmApplier:
                 keep = name
         return keep, [a for a in existing if a != keep]
 
+    def derived_flows(self) -> dict[str, tuple[str, str, list[Any], list[Any]]]:
+        """For each binding: our flow's name, the realm's flow it is built from, that
+        flow's tree and ours. Worked out before anything is written, so that a realm
+        flow the extension cannot carry stops `apply` with the realm untouched."""
+        if self._derived is None:
+            builder = FlowBuilder(self.admin, self.realm)
+            realm = self.admin.get_realm(self.realm)
+            self._derived = {}
+            for binding, (logical, transform, builtin) in flow_merge.DERIVED.items():
+                source = self._source_flow(binding, logical, builtin, realm.get(binding))
+                source_tree = builder.tree(source)
+                try:
+                    tree = transform(source_tree, source)
+                except flow_merge.FlowMergeError as exc:
+                    raise ApplyError(str(exc)) from None
+                self._derived[binding] = (logical, source, source_tree, tree)
+        return self._derived
+
     def apply_flows_and_identity_provider(self) -> None:
         """Flows first (new copies beside the old), then bindings and the identity
         provider point at them, and only then are superseded copies deleted."""
@@ -374,14 +446,8 @@ class RealmApplier:
             keep, old = self._ensure_flow(builder, desired, "used only by the activation provider")
             resolved[desired["alias"]] = keep
             superseded += old
-        for binding, (logical, transform, builtin) in flow_merge.DERIVED.items():
+        for binding, (logical, source, source_tree, tree) in self.derived_flows().items():
             current = realm.get(binding)
-            source = self._source_flow(binding, logical, builtin, current)
-            source_tree = builder.tree(source)
-            try:
-                tree = transform(source_tree, source)
-            except flow_merge.FlowMergeError as exc:
-                raise ApplyError(str(exc)) from None
             desired = {
                 "alias": logical,
                 "description": _DERIVED_DESCRIPTIONS[binding],

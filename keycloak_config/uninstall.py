@@ -22,7 +22,9 @@ from keycloak_config.applier import (
     FLOW_KIND,
     GROUP_KIND,
     IDP_KIND,
+    LOCALE_KIND,
     ROLE_KIND,
+    TEXT_KIND,
     _show,
     is_ours,
 )
@@ -67,6 +69,7 @@ class RealmUninstaller:
         self.remove_identity_providers()
         self.remove_flows()
         self.remove_clients_and_roles()
+        self.remove_texts()
         self.restore_realm_settings()
         self.restore_user_profile()
         self._keep("every account", "users, credentials and sessions are never touched")
@@ -119,6 +122,19 @@ class RealmUninstaller:
                 Change("remove", f"realm role {role}", why="and its grants to staff")
             ):
                 self.admin.delete_realm_role(role)
+
+    def remove_texts(self) -> None:
+        base = f"admin/realms/{self.realm}/localization"
+        for name in self.record.created.get(TEXT_KIND, []):
+            locale, key = name.split("/", 1)
+            if key not in self.admin.connection.raw_get(f"{base}/{locale}").json():
+                continue
+            if self._write(Change("remove", f"realm text {name}")):
+                self.admin.connection.raw_delete(f"{base}/{locale}/{key}")
+        # Keycloak keeps a locale's entry when its last text goes: drop the ones we began.
+        for locale in self.record.created.get(LOCALE_KIND, []):
+            if not self.dry_run and not self.admin.connection.raw_get(f"{base}/{locale}").json():
+                self.admin.connection.raw_delete(f"{base}/{locale}")
 
     def restore_realm_settings(self) -> None:
         current = self.admin.get_realm(self.realm)
