@@ -370,6 +370,9 @@ class RealmApplier:
         clients = {c["clientId"]: c for c in self.admin.get_clients()}
         for client_id, wanted in wanted_by_client.items():
             if client_id not in clients:  # created in a dry run only
+                self._write(
+                    Change("add", f"scope of {client_id}: roles {', '.join(sorted(wanted))}")
+                )
                 continue
             client_uuid = clients[client_id]["id"]
             path = f"admin/realms/{self.realm}/clients/{client_uuid}/scope-mappings/realm"

@@ -53,11 +53,11 @@ class InstallRecord:
             "previous": self.previous,
             "applied": self.applied,
         }
-        admin.update_realm(realm, {"attributes": {ATTRIBUTE: json.dumps(data, sort_keys=True)}})
+        _put_attribute(admin, realm, json.dumps(data, sort_keys=True))
 
     @staticmethod
     def erase(admin: KeycloakAdmin, realm: str) -> None:
-        admin.update_realm(realm, {"attributes": {ATTRIBUTE: None}})
+        _put_attribute(admin, realm, None)
 
     def is_empty(self) -> bool:
         return not (self.created or self.previous)
@@ -84,3 +84,10 @@ class InstallRecord:
     def forget_changed(self, key: str) -> None:
         self.previous.pop(key, None)
         self.applied.pop(key, None)
+
+
+def _put_attribute(admin: KeycloakAdmin, realm: str, value: str | None) -> None:
+    """Write our attribute with every other one as it is: Keycloak drops some realm
+    attributes (such as `realmReusableOtpCode`) that a partial map leaves out."""
+    attributes = dict(admin.get_realm(realm).get("attributes") or {})
+    admin.update_realm(realm, {"attributes": {**attributes, ATTRIBUTE: value}})

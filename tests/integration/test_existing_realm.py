@@ -1,0 +1,336 @@
+"""Adding activation to a realm a university already runs, and taking it out again.
+
+The realm (tests.support.university_realm) has its own profile attribute holding data,
+an unmanaged attribute, a stricter password policy with history, stricter brute force,
+forgotten-password on, its own browser flow with conditional OTP, a second identity
+provider, other clients and roles, and a staff account with OTP. The extension's plan
+must name exactly what it will do; after `apply` everything of the university's still
+works and is unchanged; `--uninstall` brings the realm back, setting by setting.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from keycloak import KeycloakAdmin
+
+from keycloak_config.apply import ApplyError, ApplyOptions, apply_realm, uninstall_realm
+from keycloak_config.ownership import ATTRIBUTE
+from keycloak_config.plan import Plan
+from tests.conftest import KeycloakUnderTest, master_admin
+from tests.support.cli import run_module
+from tests.support.university_realm import (
+    UniversityRealm,
+    build_university_realm,
+    realm_snapshot,
+    sign_in_with_password_and_otp,
+    snapshot_diff,
+)
+
+SERVICE = "https://activate.university.example.edu"
+STUDENT_PASSWORD = "quartz meadow lantern 2041"
+
+
+def _env(server: KeycloakUnderTest, realm: str) -> dict[str, str]:
+    return {
+        "UMPASS_KEYCLOAK_URL": server.url,
+        "KEYCLOAK_ADMIN_USER": server.admin_user,
+        "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
+        "UMPASS_REALM": realm,
+        "UMPASS_BASE_URL": SERVICE,
+        "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
+        "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
+    }
+
+
+@dataclass
+class Installed:
+    uni: UniversityRealm
+    env: dict[str, str]
+    options: ApplyOptions
+    before: dict[str, Any]
+    plan: Plan
+    after_plan: dict[str, Any]
+    applied: Plan
+    after_apply: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def kc(keycloak_server: KeycloakUnderTest) -> KeycloakAdmin:
+    return master_admin(keycloak_server)
+
+
+@pytest.fixture(scope="module")
+def installed(keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin) -> Iterator[Installed]:
+    uni = build_university_realm(kc, keycloak_server.url, f"uni-{secrets.token_hex(3)}")
+    try:
+        env = _env(keycloak_server, uni.name)
+        options = ApplyOptions.from_env(env)
+        before = realm_snapshot(kc, uni.name)
+        plan = apply_realm(options, dry_run=True)
+        after_plan = realm_snapshot(kc, uni.name)
+        applied = apply_realm(options)
+        after_apply = realm_snapshot(kc, uni.name)
+        yield Installed(uni, env, options, before, plan, after_plan, applied, after_apply)
+    finally:
+        uni.delete(kc)
+
+
+@pytest.fixture(scope="module")
+def uni_admin(keycloak_server: KeycloakUnderTest, installed: Installed) -> KeycloakAdmin:
+    admin = master_admin(keycloak_server)
+    admin.change_current_realm(installed.uni.name)
+    return admin
+
+
+def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None:
+    lines = [line.split(" — ")[0] for line in installed.plan.lines()]
+    assert lines == [
+        "raise password policy: length(14) and passwordHistory(5) → length(14) and "
+        "passwordHistory(5) and maxLength(128) and notUsername(undefined) and "
+        "notEmail(undefined) and passwordBlacklist(umpass-common-passwords.txt)",
+        "add locales zh-TW, pt",
+        "add user-profile attribute activation_state",
+        "add user-profile attribute activated_at",
+        "add user-profile attribute phone_number",
+        "add user-profile attribute phone_number_verified",
+        "add user-profile attribute accepted_policies",
+        "add user-profile group umpass",
+        "add realm text en/umpassActivationUnavailable",
+        "add realm text zh-TW/umpassActivationUnavailable",
+        "add realm text pt/umpassActivationUnavailable",
+        "add realm role activation-helpdesk",
+        "add realm role activation-admin",
+        "add client umpass-activation",
+        "add client umpass-helpdesk",
+        "add client umpass-provisioner",
+        "add scope of umpass-helpdesk: roles activation-admin, activation-helpdesk",
+        "add flow umpass first broker login",
+        "add flow umpass browser",
+        "change browserFlow binding: uni browser → umpass browser",
+        "add flow umpass direct grant",
+        "change directGrantFlow binding: uni direct grant → umpass direct grant",
+        "add flow umpass reset credentials",
+        "change resetCredentialsFlow binding: reset credentials → umpass reset credentials",
+        "add flow umpass other providers first login",
+        "change firstBrokerLoginFlow binding: first broker login → "
+        "umpass other providers first login",
+        "add identity provider umpass-activation",
+        "add roles of umpass-activation: manage-users, view-realm, view-users",
+        "add roles of umpass-provisioner: manage-realm, manage-users, view-realm, view-users",
+    ]
+    # The realm is stricter than every brute-force floor: nothing of it is lowered.
+    kept = [c.subject for c in installed.plan.changes if c.action == "keep"]
+    for subject in (
+        "failureFactor 3",
+        "maxFailureWaitSeconds 1800",
+        "waitIncrementSeconds 120",
+        "resetPasswordAllowed on",
+        "loginTheme keycloak.v2",
+        "unmanagedAttributePolicy ADMIN_EDIT",
+        "identity providers partner",
+    ):
+        assert subject in kept, subject
+    assert any(s.startswith("user-profile attributes ") and "department" in s for s in kept)
+    assert any(s.startswith("clients ") and "uni-portal, uni-reports" in s for s in kept)
+    browser = next(c for c in installed.plan.changes if c.subject == "flow umpass browser")
+    assert browser.why.startswith("built from 'uni browser', keeping auth-cookie")
+    assert "auth-otp-form" in browser.why
+    text = installed.plan.render("Plan")
+    assert "Leave alone (" in text and "Raise to the extension's floor" in text
+
+
+def test_the_plan_wrote_nothing_and_apply_did_what_it_said(installed: Installed) -> None:
+    assert snapshot_diff(installed.before, installed.after_plan) == []
+    assert installed.applied.lines() == installed.plan.lines()
+
+
+def test_only_what_the_extension_manages_changed(installed: Installed) -> None:
+    ours = ("activation_state", "activated_at", "phone_number", "accepted_policies")
+    allowed = (
+        "realm.passwordPolicy: ",
+        "realm.supportedLocales: ",
+        f'realm.attributes["{ATTRIBUTE}"]: added ',
+        "bindings.",
+        *(f"userProfile.attributes.{name}" for name in ours),  # added, never changed
+        "userProfile.attributeOrder: ",
+        "userProfile.groups.umpass: added ",
+        "userProfile.groupOrder: ",
+        'flows["umpass ',
+        "clients.umpass-",
+        "clientRoles.umpass-",
+        "roles.activation-",
+        "identityProviders.umpass-activation: added ",
+        "localization.",
+    )
+    changed = snapshot_diff(installed.before, installed.after_apply)
+    assert [line for line in changed if not line.startswith(allowed)] == []
+    assert not [line for line in changed if ": removed" in line]
+    assert not [line for line in changed if "department" in line and "Order" not in line]
+    # The realm's own attribute order is kept; ours come after it.
+    order = next(line for line in changed if line.startswith("userProfile.attributeOrder"))
+    assert '→ "username, email, firstName, lastName, department, activation_state' in order
+    assert installed.after_apply["users"] == installed.before["users"]
+
+
+def test_staff_attributes_stay_visible_and_unchanged(
+    installed: Installed, uni_admin: KeycloakAdmin
+) -> None:
+    staff = uni_admin.get_users({"username": installed.uni.staff_username, "exact": True})[0]
+    attributes = uni_admin.get_user(staff["id"])["attributes"]
+    assert attributes["department"] == ["Physics"]
+    assert attributes["legacy_id"] == ["L-0042"]  # unmanaged: the realm's policy still shows it
+
+
+def test_the_stricter_password_policy_and_brute_force_stay(
+    installed: Installed, uni_admin: KeycloakAdmin
+) -> None:
+    realm = uni_admin.get_realm(installed.uni.name)
+    policy = realm["passwordPolicy"]
+    assert policy.startswith("length(14) and passwordHistory(5) and ")
+    assert "length(12)" not in policy
+    assert (realm["failureFactor"], realm["waitIncrementSeconds"]) == (3, 120)
+    assert (realm["maxFailureWaitSeconds"], realm["maxDeltaTimeSeconds"]) == (1800, 86400)
+    assert realm["resetPasswordAllowed"] is True
+    assert realm["loginTheme"] == "keycloak.v2"
+    assert set(realm["supportedLocales"]) == {"en", "de", "zh-TW", "pt"}
+
+
+def test_staff_still_signs_in_with_password_then_otp(installed: Installed) -> None:
+    result = installed.uni.sign_in_staff()
+    assert result.ok, result.error
+    # Username first now, then the realm's own password and OTP steps.
+    assert result.pages == ["username", "password", "otp"]
+
+
+def test_the_other_identity_provider_still_works(installed: Installed) -> None:
+    result = installed.uni.sign_in_partner_user()
+    assert result.ok, result.error
+
+
+def _pending_student(admin: KeycloakAdmin, user_id: str) -> str:
+    return admin.create_user(
+        {
+            "username": user_id,
+            "enabled": True,
+            "email": f"{user_id}@students.example.edu",
+            "firstName": "New",
+            "lastName": "Student",
+            "attributes": {"activation_state": ["pending"], "phone_number": ["+85361234567"]},
+        }
+    )
+
+
+def test_a_pending_student_is_sent_to_activation(
+    installed: Installed, uni_admin: KeycloakAdmin
+) -> None:
+    user_id = f"s{secrets.token_hex(3)}"
+    _pending_student(uni_admin, user_id)
+    result = sign_in_with_password_and_otp(
+        installed.uni.server_url,
+        installed.uni.name,
+        user_id,
+        "no password: never asked",
+        None,
+        client_id=installed.uni.portal_client_id,
+        redirect_uri=installed.uni.portal_redirect_uri,
+    )
+    assert not result.ok
+    assert "password" not in result.pages
+    assert result.location.startswith(f"{SERVICE}/oidc/authorize?"), result.location
+
+
+def test_a_pending_student_gets_no_token_by_password_grant(
+    installed: Installed, uni_admin: KeycloakAdmin, keycloak_server: KeycloakUnderTest
+) -> None:
+    user_id = f"s{secrets.token_hex(3)}"
+    uuid = _pending_student(uni_admin, user_id)
+    uni_admin.set_user_password(uuid, STUDENT_PASSWORD, temporary=False)
+    token_url = f"{keycloak_server.url}/realms/{installed.uni.name}/protocol/openid-connect/token"
+    grant = {
+        "grant_type": "password",
+        "client_id": "admin-cli",
+        "username": user_id,
+        "password": STUDENT_PASSWORD,
+    }
+    refused = requests.post(token_url, data=grant, timeout=30)
+    assert refused.status_code in (400, 401) and "access_token" not in refused.text
+    account = uni_admin.get_user(uuid)  # a PUT replaces every attribute: send them all
+    account["attributes"]["activation_state"] = ["active"]
+    uni_admin.update_user(uuid, account)
+    allowed = requests.post(token_url, data=grant, timeout=30)
+    assert allowed.status_code == 200, allowed.text  # the refusal was the pending check
+
+
+def test_a_second_apply_changes_nothing(
+    installed: Installed, keycloak_server: KeycloakUnderTest
+) -> None:
+    assert apply_realm(installed.options).writes() == []
+    result = run_module("keycloak_config.apply", installed.env, "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_uninstall_returns_the_realm_to_what_it_was(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    uni = build_university_realm(kc, keycloak_server.url, f"uni-{secrets.token_hex(3)}")
+    try:
+        before = realm_snapshot(kc, uni.name)
+        options = ApplyOptions.from_env(_env(keycloak_server, uni.name))
+        apply_realm(options)
+        admin = master_admin(keycloak_server)
+        admin.change_current_realm(uni.name)
+        student = _pending_student(admin, f"s{secrets.token_hex(3)}")
+
+        planned = uninstall_realm(options, dry_run=True)
+        assert realm_snapshot(kc, uni.name) != before  # planning undid nothing
+        done = uninstall_realm(options)
+        assert done.lines() == planned.lines()
+        # Kept by default: the activation attributes and the values on accounts.
+        left = snapshot_diff(before, realm_snapshot(kc, uni.name))
+        assert left and all(
+            line.startswith(("userProfile.", f'realm.attributes["{ATTRIBUTE}"]')) for line in left
+        ), left
+        assert admin.get_user(student)["attributes"]["activation_state"] == ["pending"]
+
+        uninstall_realm(options, remove_data=True)
+        assert snapshot_diff(before, realm_snapshot(kc, uni.name)) == []
+        account = admin.get_user(student)
+        assert account["enabled"] is True and "activation_state" not in (
+            account.get("attributes") or {}
+        )
+        result = uni.sign_in_staff()
+        assert result.ok and result.pages == ["username-password", "otp"], result.error
+    finally:
+        uni.delete(kc)
+
+
+def test_a_browser_flow_the_extension_cannot_carry_is_refused_untouched(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    name = f"kerb-{secrets.token_hex(3)}"
+    kc.create_realm({"realm": name, "enabled": True})
+    try:
+        admin = master_admin(keycloak_server)
+        admin.change_current_realm(name)
+        admin.create_authentication_flow(
+            {"alias": "kerberos only", "providerId": "basic-flow", "topLevel": True}
+        )
+        admin.create_authentication_flow_execution({"provider": "auth-spnego"}, "kerberos only")
+        admin.update_realm(name, {"browserFlow": "kerberos only"})
+        before = realm_snapshot(kc, name, users=())
+        options = ApplyOptions.from_env(_env(keycloak_server, name))
+        with pytest.raises(ApplyError, match="has no username form") as refused:
+            apply_realm(options)
+        assert "\n" not in str(refused.value)
+        assert snapshot_diff(before, realm_snapshot(kc, name, users=())) == []
+    finally:
+        kc.delete_realm(name)
