@@ -145,9 +145,7 @@ class RealmApplier:
             old = current.get(setting.key)
             new = merged_value(setting, old)
             if new == old:
-                self._keep(
-                    f"{setting.key} {_show(old)}", f"the extension needs {rule_words(setting)}"
-                )
+                self._keep(f"{setting.key} {_show(old)}", rule_words(setting))
                 continue
             action = (
                 "raise" if setting.rule in ("at_most", "at_least", "one_of_at_least") else "change"
