@@ -206,7 +206,9 @@ def _run(title: str, run: Callable[[bool], Plan], *, yes: bool) -> int:
     print(plan.render(title))
     if not plan.writes():
         return 0
-    if not _confirmed(f"Make these {len(plan.writes())} changes to realm {plan.realm}?", yes=yes):
+    count = len(plan.writes())
+    question = f"Apply the plan above to realm {plan.realm} ({count} change{'s' * (count != 1)})?"
+    if not _confirmed(question, yes=yes):
         print("nothing changed")
         return 1
     done = run(False)

@@ -10,7 +10,10 @@ works and is unchanged; `--uninstall` brings the realm back, setting by setting.
 
 from __future__ import annotations
 
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -334,3 +337,56 @@ def test_a_browser_flow_the_extension_cannot_carry_is_refused_untouched(
         assert snapshot_diff(before, realm_snapshot(kc, name, users=())) == []
     finally:
         kc.delete_realm(name)
+
+
+def _apply_on_a_terminal(env: dict[str, str], answer: str) -> tuple[int, str]:
+    """`apply` with its stdin on a pseudo-terminal, as an admin at a shell runs it."""
+    controller, terminal = os.openpty()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "keycloak_config.apply"],
+            env={"PATH": "/usr/bin:/bin", **env},
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        os.write(controller, answer.encode() + b"\n")
+        output, _ = process.communicate(timeout=120)
+        return process.returncode, output
+    finally:
+        os.close(controller)
+        os.close(terminal)
+
+
+def test_apply_asks_on_a_terminal_and_needs_yes_elsewhere(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    name = f"ask-{secrets.token_hex(3)}"
+    env = _env(keycloak_server, name)
+    try:
+        _refused_without_a_yes(env, name, kc)
+    finally:
+        if name in {r["realm"] for r in kc.get_realms()}:
+            kc.delete_realm(name)
+
+
+def _refused_without_a_yes(env: dict[str, str], name: str, kc: KeycloakAdmin) -> None:
+    status, output = _apply_on_a_terminal(env, "n")
+    assert status == 1, output
+    assert f"Apply the plan above to realm {name} (1 change)? [y/N]" in output
+    assert "nothing changed" in output
+    assert name not in {r["realm"] for r in kc.get_realms()}
+
+    piped = run_module("keycloak_config.apply", env)
+    assert piped.returncode == 2
+    assert piped.stderr.strip() == (
+        "error: not a terminal, so the plan cannot be confirmed: "
+        "read it with --plan, then run with --yes"
+    )
+    assert name not in {r["realm"] for r in kc.get_realms()}
+
+    planned = run_module("keycloak_config.apply", env, "--plan")
+    assert planned.returncode == 0 and f"add realm {name}" not in planned.stdout
+    assert f"  - realm {name} — new: everything the extension needs" in planned.stdout
+    assert name not in {r["realm"] for r in kc.get_realms()}
