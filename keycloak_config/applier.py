@@ -37,7 +37,7 @@ from keycloak_config.options import (
     load,
 )
 from keycloak_config.ownership import InstallRecord
-from keycloak_config.plan import Change, Plan
+from keycloak_config.plan import Change, Plan, Planner
 
 DEMO_CLIENT = "umpass-demo"
 IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
@@ -62,26 +62,18 @@ def is_ours(alias: str | None, logical: str) -> bool:
     return bool(alias) and str(alias).startswith(logical + " ")
 
 
-class RealmApplier:
+class RealmApplier(Planner):
     """Brings one realm in line with keycloak_config/; `apply()` returns the plan."""
 
     def __init__(self, options: ApplyOptions, *, dry_run: bool = False) -> None:
+        super().__init__(options.realm, dry_run=dry_run)
         self.options = options
-        self.dry_run = dry_run
-        self.plan = Plan(options.realm)
         self.record = InstallRecord()
         self.admin: KeycloakAdmin = options.admin()
         self.realm = options.realm
         self._derived: dict[str, tuple[str, str, list[Any], list[Any]]] | None = None
 
     # -- bookkeeping -----------------------------------------------------------------
-
-    def _write(self, change: Change) -> bool:
-        self.plan.changes.append(change)
-        return not self.dry_run
-
-    def _keep(self, subject: str, why: str = "") -> None:
-        self.plan.changes.append(Change("keep", subject, why=why))
 
     def _save_record(self) -> None:
         if not self.dry_run:

@@ -145,34 +145,24 @@ def browser(source: list[Node], source_alias: str) -> list[Node]:
     ]
 
 
-def _insert_after(source: list[Node], authenticator: str) -> list[Node] | None:
+def _guarded_after(source: list[Node], source_alias: str, step: str, flow: str) -> list[Node]:
+    """The realm's flow with the pending check right after its top-level `step`."""
     tree = copy.deepcopy(source)
     for i, node in enumerate(tree):
-        if node.get("authenticator") == authenticator and node["requirement"] != "DISABLED":
+        if node.get("authenticator") == step and node["requirement"] != "DISABLED":
             return [*tree[: i + 1], pending_refused(), *tree[i + 1 :]]
-    return None
+    raise FlowMergeError(
+        f"the realm's {flow} flow {source_alias!r} has no enabled {step} step at its top "
+        f"level: add it, or bind Keycloak's built-in '{flow}', then run apply again"
+    )
 
 
 def direct_grant(source: list[Node], source_alias: str) -> list[Node]:
-    tree = _insert_after(source, "direct-grant-validate-password")
-    if tree is None:
-        raise FlowMergeError(
-            f"the realm's direct grant flow {source_alias!r} has no enabled password check "
-            "at its top level (direct-grant-validate-password): add it, or bind Keycloak's "
-            "built-in 'direct grant', then run apply again"
-        )
-    return tree
+    return _guarded_after(source, source_alias, "direct-grant-validate-password", "direct grant")
 
 
 def reset_credentials(source: list[Node], source_alias: str) -> list[Node]:
-    tree = _insert_after(source, "reset-credential-email")
-    if tree is None:
-        raise FlowMergeError(
-            f"the realm's reset credentials flow {source_alias!r} has no enabled email "
-            "step at its top level (reset-credential-email): add it, or bind Keycloak's "
-            "built-in 'reset credentials', then run apply again"
-        )
-    return tree
+    return _guarded_after(source, source_alias, "reset-credential-email", "reset credentials")
 
 
 def first_broker_login(source: list[Node], source_alias: str) -> list[Node]:

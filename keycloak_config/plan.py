@@ -57,3 +57,19 @@ class Plan:
         if not self.writes():
             out.append("\nNothing to do: the realm is up to date.")
         return "\n".join(out)
+
+
+class Planner:
+    """What the applier and the uninstaller share: each write is a line of the plan,
+    carried out only when not planning."""
+
+    def __init__(self, realm: str, *, dry_run: bool) -> None:
+        self.plan = Plan(realm)
+        self.dry_run = dry_run
+
+    def _write(self, change: Change) -> bool:
+        self.plan.changes.append(change)
+        return not self.dry_run
+
+    def _keep(self, subject: str, why: str = "") -> None:
+        self.plan.changes.append(Change("keep", subject, why=why))

@@ -32,29 +32,21 @@ from keycloak_config.flows import FlowBuilder
 from keycloak_config.merge import _covers, same_policy
 from keycloak_config.options import ApplyError, ApplyOptions
 from keycloak_config.ownership import InstallRecord
-from keycloak_config.plan import Change, Plan
+from keycloak_config.plan import Change, Plan, Planner
 
 _PAGE = 200
 
 
-class RealmUninstaller:
+class RealmUninstaller(Planner):
     def __init__(
         self, options: ApplyOptions, *, dry_run: bool = False, remove_data: bool = False
     ) -> None:
+        super().__init__(options.realm, dry_run=dry_run)
         self.options = options
         self.realm = options.realm
-        self.dry_run = dry_run
         self.remove_data = remove_data
-        self.plan = Plan(options.realm)
         self.admin: KeycloakAdmin = options.admin()
         self.record = InstallRecord()
-
-    def _write(self, change: Change) -> bool:
-        self.plan.changes.append(change)
-        return not self.dry_run
-
-    def _keep(self, subject: str, why: str = "") -> None:
-        self.plan.changes.append(Change("keep", subject, why=why))
 
     def uninstall(self) -> Plan:
         if self.realm not in {r["realm"] for r in self.admin.get_realms()}:

@@ -66,11 +66,6 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def kc(keycloak_server: KeycloakUnderTest) -> KeycloakAdmin:
-    return master_admin(keycloak_server)
-
-
-@pytest.fixture(scope="module")
 def installed(keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin) -> Iterator[Installed]:
     uni = build_university_realm(kc, keycloak_server.url, f"uni-{secrets.token_hex(3)}")
     try:

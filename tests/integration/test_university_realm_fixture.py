@@ -31,11 +31,6 @@ from tests.support.university_realm import (
 
 
 @pytest.fixture(scope="module")
-def kc(keycloak_server: KeycloakUnderTest) -> KeycloakAdmin:
-    return master_admin(keycloak_server)
-
-
-@pytest.fixture(scope="module")
 def uni(keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin) -> Iterator[UniversityRealm]:
     built = build_university_realm(kc, keycloak_server.url, f"uni-{secrets.token_hex(3)}")
     yield built

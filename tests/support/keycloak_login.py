@@ -35,6 +35,22 @@ DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
 DEMO_CALLBACK = f"{DEMO_REDIRECT_BASE}/callback"
 
 
+def authorization_request(client_id: str, redirect_uri: str) -> tuple[dict[str, str], str]:
+    """The query of an authorization-code request with PKCE (S256), and its verifier."""
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    params = {
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": "openid",
+        "state": secrets.token_urlsafe(8),
+        "code_challenge": challenge.decode(),
+        "code_challenge_method": "S256",
+    }
+    return params, verifier
+
+
 def sign_in(
     server_url: str,
     realm: str,
@@ -45,22 +61,9 @@ def sign_in(
     redirect_uri: str = DEMO_CALLBACK,
 ) -> LoginResult:
     session = requests.Session()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    params, verifier = authorization_request(client_id, redirect_uri)
     base = f"{server_url}/realms/{realm}/protocol/openid-connect"
-    page = session.get(
-        f"{base}/auth",
-        params={
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "scope": "openid",
-            "state": secrets.token_urlsafe(8),
-            "code_challenge": challenge.decode(),
-            "code_challenge_method": "S256",
-        },
-        timeout=30,
-    )
+    page = session.get(f"{base}/auth", params=params, timeout=30)
     page.raise_for_status()
     # Keycloak marks its login cookies Secure even on plain-HTTP loopback; browsers treat
     # 127.0.0.1 as a secure context and send them, requests does not unless told.

@@ -11,8 +11,6 @@ Keycloak's login pages over plain HTTP, the way a browser would, without one.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import re
 import secrets
@@ -29,6 +27,7 @@ from urllib.parse import parse_qs, quote, urlparse
 import requests
 from keycloak import KeycloakAdmin
 
+from tests.support.keycloak_login import authorization_request
 from tests.support.totp import totp
 
 PORTAL_CLIENT = "uni-portal"
@@ -875,24 +874,9 @@ def _sign_in(
 ) -> SignInResult:
     server_url = server_url.rstrip("/")
     session = requests.Session()
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    params, verifier = authorization_request(client_id, redirect_uri)
     endpoints = f"{server_url}/realms/{realm}/protocol/openid-connect"
-    response = _send(
-        session,
-        "GET",
-        f"{endpoints}/auth",
-        params={
-            "client_id": client_id,
-            "redirect_uri": redirect_uri,
-            "response_type": "code",
-            "scope": "openid",
-            "state": secrets.token_urlsafe(8),
-            "code_challenge": challenge.decode(),
-            "code_challenge_method": "S256",
-            **extra,
-        },
-    )
+    response = _send(session, "GET", f"{endpoints}/auth", params={**params, **extra})
     result = SignInResult(ok=False, session=session)
     for _ in range(_MAX_STEPS):
         if response.is_redirect:

@@ -190,5 +190,7 @@ def test_guards_go_after_the_step_that_proves_who_it_is() -> None:
         {"authenticator": "reset-password", "requirement": "REQUIRED"},
     ]
     assert _steps(flow_merge.reset_credentials(reset, "r"))[2] == "[pending: refused]"
-    with pytest.raises(flow_merge.FlowMergeError, match="no enabled password check"):
+    with pytest.raises(
+        flow_merge.FlowMergeError, match="has no enabled direct-grant-validate-password step"
+    ):
         flow_merge.direct_grant(direct[:1], "d")
