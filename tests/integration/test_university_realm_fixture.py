@@ -18,10 +18,13 @@ import pytest
 from keycloak import KeycloakAdmin
 
 from tests.conftest import KeycloakUnderTest, master_admin
+from tests.support import university_realm
 from tests.support.totp import hotp, totp, totp_from_base32
 from tests.support.university_realm import (
     PASSWORD_POLICY,
     UniversityRealm,
+    _fresh_totp,
+    _keycloak_style_secret,
     build_university_realm,
     realm_snapshot,
     sign_in_through_partner,
@@ -66,6 +69,23 @@ def test_totp_matches_the_rfc_test_vectors() -> None:
     # What an authenticator app scans is the same key, base32-encoded.
     encoded = base64.b32encode(b"12345678901234567890").decode().rstrip("=")
     assert totp_from_base32(encoded, at=59, digits=8) == "94287082"
+
+
+def test_an_otp_is_the_current_or_the_next_periods_never_one_sent_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One second before a rollover: the previous period's code would expire before the
+    # POST could arrive, so only the current and the next one are handed out, once each.
+    secret, realm = _keycloak_style_secret(), f"offline-{secrets.token_hex(3)}"
+    edge = 1_800_000_029.0  # period 60_000_000, its last second
+    monkeypatch.setattr(university_realm.time, "time", lambda: edge)
+    current, following = (totp(secret, at=edge + d) for d in (0, 30))
+    assert [_fresh_totp(realm, secret), _fresh_totp(realm, secret)] == [current, following]
+    with pytest.raises(RuntimeError, match="current and the next TOTP code"):
+        _fresh_totp(realm, secret)
+    # After the rollover the period after that is free; the one sent already is not reused.
+    monkeypatch.setattr(university_realm.time, "time", lambda: edge + 1)
+    assert _fresh_totp(realm, secret) == totp(secret, at=edge + 31)
 
 
 def test_snapshot_diff_names_each_difference_readably() -> None:

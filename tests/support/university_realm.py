@@ -787,21 +787,34 @@ class SignInResult:
         return "otp" in self.pages
 
 
-# TOTP codes this process has sent, per realm and secret: Keycloak refuses a code used
-# once (otpPolicyCodeReusable false) but accepts the neighbouring periods' codes too
-# (look-around window 1), so up to three sign-ins per 30 s need no waiting.
-_USED_CODES: set[tuple[str, str, int]] = set()
+# TOTP codes this process has sent, per realm and secret. Keycloak refuses a code that was
+# used once (otpPolicyCodeReusable false): it remembers the code itself, per credential,
+# for period * (2 * look-around + 1) seconds, so a code is remembered here, not a period.
+_USED_CODES: set[tuple[str, str, str]] = set()
 
 
 def _fresh_totp(realm: str, secret: str, period: int = 30) -> str:
+    """A code for `secret` that Keycloak still accepts when it arrives after a rollover.
+
+    Keycloak checks against the previous, current and next period (look-around window 1,
+    on its own clock, the same as ours). Only the current and the next period's codes are
+    used: the current one stays accepted until the end of the next period, the next one
+    until the end of the period after that, so either survives a rollover between here
+    and the POST. The previous period's code is refused as soon as the period rolls
+    over, so it is never handed out. With both codes of this moment sent already, this
+    raises rather than waiting: two sign-ins of one account per 30-second period.
+    """
     now = int(time.time() // period)
-    for counter in (now, now + 1, now - 1):
-        if (realm, secret, counter) not in _USED_CODES:
-            _USED_CODES.add((realm, secret, counter))
-            return totp(secret, at=counter * period + period / 2, period=period)
+    for counter in (now, now + 1):
+        code = totp(secret, at=counter * period + period / 2, period=period)
+        if (realm, secret, code) not in _USED_CODES:
+            _USED_CODES.add((realm, secret, code))
+            return code
     raise RuntimeError(
-        "every TOTP code Keycloak would accept now was used by an earlier sign-in of this "
-        "run (Keycloak refuses a code twice); sign this account in less often"
+        f"the current and the next TOTP code for realm {realm!r} were both sent by earlier "
+        "sign-ins of this run, and Keycloak refuses a code twice (the previous period's "
+        "code is never used: it may expire before the form is posted); sign this account "
+        "in at most twice within one 30-second period"
     )
 
 
