@@ -17,7 +17,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
-from keycloak_config.flows import FlowBuilder, desired_flows
+from keycloak_config.flows import FlowBuilder, desired_flows, is_copy_of
 from keycloak_config.merge import (
     Setting,
     _covers,
@@ -52,14 +52,10 @@ _DERIVED_DESCRIPTIONS = {
     "after the password check.",
     "resetCredentialsFlow": "UMPASS: the realm's reset credentials flow; a pending account is "
     "refused after the email link.",
-    "firstBrokerLoginFlow": "UMPASS: the realm's first broker login flow (other identity "
-    "providers); a pending account is refused.",
 }
 
 
-def is_ours(alias: str | None, logical: str) -> bool:
-    """True for a copy of the extension's flow `logical` (`<logical> <tag>`)."""
-    return bool(alias) and str(alias).startswith(logical + " ")
+is_ours = is_copy_of
 
 
 class RealmApplier(Planner):
@@ -75,6 +71,13 @@ class RealmApplier(Planner):
 
     # -- bookkeeping -----------------------------------------------------------------
 
+    def _adopt(self, kind: str, name: str) -> None:
+        """An object of the extension's (by its name in keycloak_config/) that an earlier
+        version made without a record becomes recorded, so that uninstall removes it."""
+        if not self.dry_run and not self.record.created_by_us(kind, name):
+            self.record.note_created(kind, name)
+            self._save_record()
+
     def _save_record(self) -> None:
         if not self.dry_run:
             self.record.save(self.admin, self.realm)
@@ -87,6 +90,7 @@ class RealmApplier(Planner):
         self.admin.change_current_realm(self.realm)
         self.record = InstallRecord.load(self.admin, self.realm)
         self.derived_flows()
+        self._refuse_undeclared_values()
         self.apply_realm_settings()
         self.apply_user_profile()
         self.apply_localization_texts()
@@ -146,7 +150,10 @@ class RealmApplier(Planner):
             update[setting.key] = new
 
         ours = spec["password_policy"] + (f" and {FAST_HASH}" if self.options.fast_hash else "")
-        policy = merge_policy(current.get("passwordPolicy"), ours)
+        try:
+            policy = merge_policy(current.get("passwordPolicy"), ours)
+        except ValueError as exc:
+            raise ApplyError(f"the realm's password policy cannot be read: {exc}") from None
         if not same_policy(current.get("passwordPolicy"), policy.policy):
             kept = f"; kept: {', '.join(policy.kept)}" if policy.kept else ""
             self._write(
@@ -204,6 +211,36 @@ class RealmApplier(Planner):
                     "of every Keycloak node (scripts/keycloak start does this)"
                 ) from exc
             raise
+
+    def _refuse_undeclared_values(self) -> None:
+        """Accounts that already hold a value under a name the extension would declare
+        (an unmanaged attribute) would have it validated, and removed by an uninstall
+        with --remove-activation-data: stop before anything is written."""
+        ours = load("user-profile.json", self.options.variables)
+        profile = self.admin.connection.raw_get(f"admin/realms/{self.realm}/users/profile").json()
+        declared = {a["name"] for a in profile.get("attributes", [])}
+        adding = {a["name"] for a in ours["attributes"]} - declared
+        if not adding:
+            return
+        holders: dict[str, int] = {}
+        first = 0
+        while True:
+            page = self.admin.get_users({"first": first, "max": 200, "briefRepresentation": False})
+            for user in page:
+                for name in adding & set(user.get("attributes") or {}):
+                    holders[name] = holders.get(name, 0) + 1
+            if len(page) < 200:
+                break
+            first += 200
+        if holders:
+            held = ", ".join(
+                f"{name} ({count} accounts)" for name, count in sorted(holders.items())
+            )
+            raise ApplyError(
+                f"accounts already hold attributes the extension would declare: {held}; "
+                "rename or remove them (they are the realm's data, not the extension's), "
+                "then run apply again"
+            )
 
     def apply_user_profile(self) -> None:
         ours = load("user-profile.json", self.options.variables)
@@ -332,13 +369,10 @@ class RealmApplier(Planner):
                     self._save_record()
                     self.admin.create_client(desired, skip_exists=True)
                 continue
+            self._adopt(CLIENT_KIND, client_id)
             if not _covers(current, desired) and self._write(
                 Change("change", f"client {client_id}")
             ):
-                # Clients named umpass-* are the extension's: one an earlier version made
-                # without a record is adopted, so that uninstall removes it too.
-                self.record.note_created(CLIENT_KIND, client_id)
-                self._save_record()
                 self.admin.update_client(current["id"], desired)
 
     def _drop_demo_client(self, current: Mapping[str, Any] | None) -> None:
@@ -383,15 +417,22 @@ class RealmApplier(Planner):
     # -- flows -----------------------------------------------------------------------
 
     def _source_flow(self, binding: str, logical: str, builtin: str, current: str | None) -> str:
-        """The realm's own flow to build ours from: the one bound before the extension
-        (recorded), else the one bound now, else Keycloak's built-in."""
+        """The realm's own flow to build ours from: the one bound now when it is not ours
+        (an admin may have bound another since), else the one bound before the extension
+        (recorded). Keycloak's built-in flow only for a realm an earlier version of the
+        extension set up without a record."""
         aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
-        before = self.record.previous.get(f"binding.{binding}")
-        if before and before in aliases:
-            return str(before)
-        if current and not is_ours(current, logical) and current in aliases:
+        if current and not is_ours(current, logical):
             return current
-        return builtin
+        before = self.record.previous.get(f"binding.{binding}")
+        if before in aliases:
+            return str(before)
+        if before is None and f"binding.{binding}" not in self.record.previous:
+            return builtin
+        raise ApplyError(
+            f"the flow {before!r} the realm had under {binding} before the extension is gone: "
+            f"bind the flow you want there, then run apply again"
+        )
 
     def _ensure_flow(
         self, builder: FlowBuilder, desired: dict[str, Any], why: str
@@ -426,7 +467,26 @@ class RealmApplier(Planner):
                 except flow_merge.FlowMergeError as exc:
                     raise ApplyError(str(exc)) from None
                 self._derived[binding] = (logical, source, source_tree, tree)
+            self._refuse_client_overrides(builder)
         return self._derived
+
+    def _refuse_client_overrides(self, builder: FlowBuilder) -> None:
+        """A client that overrides the browser or direct grant flow with one of the
+        realm's own would let pending accounts sign in there."""
+        names = {f["id"]: f["alias"] for f in builder.top_level()}
+        ours = [logical for logical, _, _ in flow_merge.DERIVED.values()]
+        found = []
+        for client in self.admin.get_clients():
+            for kind, flow_id in (client.get("authenticationFlowBindingOverrides") or {}).items():
+                alias = names.get(flow_id, flow_id)
+                if kind in ("browser", "direct_grant") and not any(is_ours(alias, n) for n in ours):
+                    found.append(f"{client['clientId']} ({kind}: {alias!r})")
+        if found:
+            raise ApplyError(
+                f"client{'s' * (len(found) > 1)} {', '.join(found)} override the realm's sign-in "
+                "flow, where a pending account would not be stopped: remove the override "
+                "(client, Advanced, Authentication flow overrides), then run apply again"
+            )
 
     def apply_flows_and_identity_provider(self) -> None:
         """Flows first (new copies beside the old), then bindings and the identity
@@ -454,13 +514,63 @@ class RealmApplier(Planner):
                 Change("change", f"{binding} binding", _show(current), logical, f"was {current!r}")
             ):
                 if not is_ours(current, logical):
+                    # Uninstall puts back what was bound just before ours.
+                    self.record.forget_changed(f"binding.{binding}")
                     self.record.note_changed(f"binding.{binding}", current, logical)
                     self._save_record()
                 self.admin.update_realm(self.realm, {binding: keep})
         self.apply_identity_provider(resolved)
+        superseded += self.apply_other_providers(builder)
         for alias in superseded:
             if self._write(Change("remove", f"flow {alias}", why="superseded")):
                 builder.delete(alias)
+
+    def apply_other_providers(self, builder: FlowBuilder) -> list[str]:
+        """Every other identity provider gets a post-login flow that refuses a pending
+        account (its own post-login steps kept); returns superseded copies."""
+        base = f"admin/realms/{self.realm}/identity-provider/instances"
+        superseded: list[str] = []
+        for provider in self.admin.get_idps():
+            alias = provider["alias"]
+            if alias == flow_merge.ACTIVATION_PROVIDER:
+                continue
+            key = f"idp.{alias}.postBrokerLoginFlowAlias"
+            current = provider.get("postBrokerLoginFlowAlias") or None
+            mine = current is not None and current.startswith(flow_merge.POST_BROKER_NAME)
+            source = self.record.previous.get(key) if mine else current
+            logical = flow_merge.post_broker_name(source)
+            tree = flow_merge.post_broker_login(builder.tree(source) if source else None)
+            desired = {
+                "alias": logical,
+                "description": "UMPASS: after another identity provider, a pending account "
+                "is refused.",
+                "executions": tree,
+            }
+            keep, old = self._ensure_flow(
+                builder, desired, f"after {source!r}" if source else "for other providers"
+            )
+            superseded += old
+            if current == keep or not self._write(
+                Change(
+                    "change",
+                    f"identity provider {alias}: post-login flow",
+                    _show(current),
+                    logical,
+                    "a pending account signing in through it is refused",
+                )
+            ):
+                continue
+            if not mine:
+                self.record.forget_changed(key)
+                self.record.note_changed(key, current, logical)
+                self._save_record()
+            full = self.admin.connection.raw_get(f"{base}/{alias}").json()
+            _check(
+                self.admin.connection.raw_put(
+                    f"{base}/{alias}", data=json.dumps({**full, "postBrokerLoginFlowAlias": keep})
+                )
+            )
+        return superseded
 
     def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
         desired = load("identity-provider.json", self.options.variables)
@@ -478,6 +588,7 @@ class RealmApplier(Planner):
                 _check(self.admin.connection.raw_post(path, data=json.dumps(desired)))
             return
         current = response.json()
+        self._adopt(IDP_KIND, alias)
         # Keycloak never shows a stored secret back (it answers "**********"), so a
         # changed secret alone is not seen as drift: rotate it by changing another key
         # too, or in the admin console.
@@ -486,8 +597,6 @@ class RealmApplier(Planner):
         if not _covers(current, comparable) and self._write(
             Change("change", f"identity provider {alias}")
         ):
-            self.record.note_created(IDP_KIND, alias)
-            self._save_record()
             _check(self.admin.connection.raw_put(f"{path}/{alias}", data=json.dumps(desired)))
 
     # -- service accounts ------------------------------------------------------------

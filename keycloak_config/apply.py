@@ -211,6 +211,10 @@ def _run(title: str, run: Callable[[bool], Plan], *, yes: bool) -> int:
     if not _confirmed(question, yes=yes):
         print("nothing changed")
         return 1
+    if run(True).lines() != plan.lines():
+        raise ApplyError(
+            "the realm changed since the plan was made: nothing was written; read the new plan"
+        )
     done = run(False)
     print(f"realm {done.realm}: done, {len(done.writes())} changes")
     return 0

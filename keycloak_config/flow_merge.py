@@ -13,8 +13,8 @@ and returns the tree of the flow the extension binds in its place:
   does not say who is pending); the rest stays.
 - reset credentials: a pending account is refused after the email link is followed
   (only the mailbox's owner learns the state); the rest stays.
-- first broker login (the realm's default, used by its other identity providers): a
-  pending account linked through another provider is refused at the end.
+- after another identity provider (its post-login flow): a pending account that signs
+  in through it, linked before or linked now, is refused.
 
 Where a flow lacks the step the extension needs, `FlowMergeError` says what to do.
 """
@@ -92,45 +92,41 @@ _USERNAME = "auth-username-form"
 _PASSWORD = "auth-password-form"  # noqa: S105 (a step name)
 
 
-def _find_forms(nodes: list[Node]) -> Node | None:
-    """The sub-flow whose own steps include the username (and password) form."""
-    for node in nodes:
-        if "flow" not in node or node["requirement"] == "DISABLED":
-            continue
-        steps = [n.get("authenticator") for n in node["executions"]]
-        if _USERNAME_PASSWORD in steps or _USERNAME in steps:
-            return node
-        found = _find_forms(node["executions"])
-        if found is not None:
-            return found
+_FORMS = (_USERNAME_PASSWORD, _USERNAME)
+_CONDITIONS = (
+    "conditional-user-configured",
+    "conditional-user-attribute",
+    "conditional-credential",
+)
+
+
+def _enabled(node: Node) -> bool:
+    return bool(node["requirement"] != "DISABLED")
+
+
+def _form_at(steps: list[Node]) -> int | None:
+    return next(
+        (i for i, n in enumerate(steps) if _enabled(n) and n.get("authenticator") in _FORMS),
+        None,
+    )
+
+
+def _find_forms(node: Node) -> tuple[Node, int] | None:
+    """The first enabled (sub-)flow whose own steps hold an enabled username form, and
+    where in it the form is."""
+    at = _form_at(node["executions"])
+    if at is not None:
+        return node, at
+    for child in node["executions"]:
+        if "flow" in child and _enabled(child):
+            found = _find_forms(child)
+            if found is not None:
+                return found
     return None
 
 
-def browser(source: list[Node], source_alias: str) -> list[Node]:
-    tree = copy.deepcopy(source)
-    forms = _find_forms(tree)
-    if forms is None:
-        raise FlowMergeError(
-            f"the realm's browser flow {source_alias!r} has no username form inside a "
-            "sub-flow, so pending accounts cannot be told apart before a password is asked: "
-            "bind a browser flow with a username-password form (Keycloak's built-in "
-            "'browser' has one), then run apply again"
-        )
-    steps = forms["executions"]
-    at = next(
-        i for i, n in enumerate(steps) if n.get("authenticator") in (_USERNAME_PASSWORD, _USERNAME)
-    )
-    after = steps[at + 1 :]
-    if steps[at]["authenticator"] == _USERNAME_PASSWORD:
-        after = [{"authenticator": _PASSWORD, "requirement": "REQUIRED"}, *after]
-    if not any(n.get("requirement") in ("REQUIRED", "ALTERNATIVE", "CONDITIONAL") for n in after):
-        raise FlowMergeError(
-            f"the realm's browser flow {source_alias!r} asks nothing after the username "
-            "form, so an active account would sign in without a password: add the "
-            "password step after it, then run apply again"
-        )
-    forms["executions"] = [
-        *steps[:at],
+def _username_first(after: list[Node]) -> list[Node]:
+    return [
         {"authenticator": _USERNAME, "requirement": "REQUIRED"},
         _to_activation(),
         {
@@ -139,10 +135,50 @@ def browser(source: list[Node], source_alias: str) -> list[Node]:
             "executions": [_is_pending(negate=True), *after],
         },
     ]
-    return [
-        {"flow": "sign in", "requirement": "REQUIRED", "executions": tree},
-        pending_refused(),
-    ]
+
+
+def browser(source: list[Node], source_alias: str) -> list[Node]:
+    root: Node = {"flow": "sign in", "requirement": "REQUIRED", "executions": copy.deepcopy(source)}
+    found = _find_forms(root)
+    if found is None:
+        raise FlowMergeError(
+            f"the realm's browser flow {source_alias!r} has no enabled username form, so "
+            "pending accounts cannot be told apart before a password is asked: bind a "
+            "browser flow with a username-password form (Keycloak's built-in 'browser' has "
+            "one), then run apply again"
+        )
+    forms, at = found
+    steps = forms["executions"]
+    form = steps[at]
+    password = [{"authenticator": _PASSWORD, "requirement": "REQUIRED"}]
+    if form["requirement"] == "REQUIRED":
+        # What follows a required form (a second factor) is for accounts that are not
+        # pending: it moves into that branch.
+        after = steps[at + 1 :]
+        if form["authenticator"] == _USERNAME_PASSWORD:
+            after = [*password, *after]
+        if not any(_enabled(n) and n.get("authenticator") not in _CONDITIONS for n in after):
+            raise FlowMergeError(
+                f"the realm's browser flow {source_alias!r} asks nothing after the username "
+                "form, so an active account would sign in without a password: add the "
+                "password step after it, then run apply again"
+            )
+        forms["executions"] = [*steps[:at], *_username_first(after)]
+    elif form["requirement"] == "ALTERNATIVE" and form["authenticator"] == _USERNAME_PASSWORD:
+        # One way in among others (X.509, a passkey): only this one is split; the others
+        # stay beside it, and the final check refuses a pending account they let in.
+        steps[at] = {
+            "flow": "username first",
+            "requirement": "ALTERNATIVE",
+            "executions": _username_first(password),
+        }
+    else:
+        raise FlowMergeError(
+            f"the realm's browser flow {source_alias!r} has its username form as "
+            f"{form['requirement']}, which the extension cannot split safely: make it "
+            "REQUIRED in its sub-flow, then run apply again"
+        )
+    return [root, pending_refused()]
 
 
 def _guarded_after(source: list[Node], source_alias: str, step: str, flow: str) -> list[Node]:
@@ -165,9 +201,21 @@ def reset_credentials(source: list[Node], source_alias: str) -> list[Node]:
     return _guarded_after(source, source_alias, "reset-credential-email", "reset credentials")
 
 
-def first_broker_login(source: list[Node], source_alias: str) -> list[Node]:
-    del source_alias  # every first-broker-login flow ends with a known user
-    return [*copy.deepcopy(source), pending_refused()]
+def post_broker_login(source: list[Node] | None) -> list[Node]:
+    """After any sign-in through another identity provider (first or later): the
+    provider's own post-login steps, then a pending account is refused. Keycloak never
+    runs the browser flow again after a broker callback, so this is where it is checked."""
+    # A flow in which nothing but an unmet condition ran counts as failed ("Invalid
+    # username or password"): an always-successful last step lets everyone else through.
+    allow = {"authenticator": "allow-access-authenticator", "requirement": "REQUIRED"}
+    return [*copy.deepcopy(source or []), pending_refused(), allow]
+
+
+POST_BROKER_NAME = "umpass after other providers"
+
+
+def post_broker_name(source_alias: str | None) -> str:
+    return POST_BROKER_NAME if not source_alias else f"{POST_BROKER_NAME} ({source_alias})"
 
 
 # The realm bindings the extension takes over, with what builds its flow and the
@@ -176,9 +224,4 @@ DERIVED = {
     "browserFlow": ("umpass browser", browser, "browser"),
     "directGrantFlow": ("umpass direct grant", direct_grant, "direct grant"),
     "resetCredentialsFlow": ("umpass reset credentials", reset_credentials, "reset credentials"),
-    "firstBrokerLoginFlow": (
-        "umpass other providers first login",
-        first_broker_login,
-        "first broker login",
-    ),
 }

@@ -23,6 +23,13 @@ FLOWS_DIR = Path(__file__).resolve().parent / "flows"
 _SUB = " :: "  # sub-flow aliases are "<top alias> :: <name>", unique in the realm
 
 
+def is_copy_of(alias: str | None, logical: str) -> bool:
+    """True for a copy this module built of the flow `logical`: `<logical> <6 hex>`."""
+    return (
+        bool(alias) and re.fullmatch(re.escape(logical) + r" [0-9a-f]{6}", str(alias)) is not None
+    )
+
+
 class FlowError(Exception):
     """Keycloak refused part of a flow; the message says which."""
 
@@ -45,11 +52,7 @@ class FlowBuilder:
 
     def candidates(self, alias: str) -> list[str]:
         """Copies of the logical flow `alias` in the realm, built by this module."""
-        return [
-            f["alias"]
-            for f in self.top_level()
-            if f["alias"].startswith(alias + " ") and not f.get("builtIn")
-        ]
+        return [f["alias"] for f in self.top_level() if is_copy_of(f["alias"], alias)]
 
     def tree(self, top_alias: str) -> list[dict[str, Any]]:
         """The flow as the same kind of tree the JSON files hold."""

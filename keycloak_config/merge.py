@@ -73,7 +73,7 @@ def parse_policy(policy: str | None) -> list[tuple[str, str | None]]:
         match = _RULE.match(part)
         if match is None:
             raise ValueError(f"cannot read password-policy rule {part!r}")
-        rules.append((match.group(1), match.group(2)))
+        rules.append((match.group(1), match.group(2) or None))  # `length()` is `length`
     return rules
 
 
@@ -92,6 +92,10 @@ POLICY_MERGE = {
     "hashAlgorithm": "ours",  # only for --fast-hash test realms
     "hashIterations": "ours",
 }
+
+
+# What Keycloak uses for a rule written without a number (`length` is length(8)).
+KEYCLOAK_DEFAULTS = {"length": "8", "maxLength": "64"}
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,10 @@ def merge_policy(current: str | None, ours: str) -> PolicyMerge:
         theirs = merged[at][1]
         chosen = theirs
         how = POLICY_MERGE.get(name, "present")
-        if how in ("max", "min") and theirs is not None and arg is not None:
-            chosen = str((max if how == "max" else min)(int(theirs), int(arg)))
+        if how in ("max", "min") and arg is not None:
+            effective = theirs if theirs is not None else KEYCLOAK_DEFAULTS[name]
+            picked = str((max if how == "max" else min)(int(effective), int(arg)))
+            chosen = theirs if picked == effective else picked
         elif how == "ours":
             chosen = arg
         if chosen != theirs:
@@ -127,6 +133,20 @@ def merge_policy(current: str | None, ours: str) -> PolicyMerge:
             raised.append(f"{format_policy([(name, theirs)])} → {format_policy([(name, chosen)])}")
     kept = [format_policy([rule]) for rule in parse_policy(current) if rule in merged]
     return PolicyMerge(format_policy(merged), raised, kept)
+
+
+def unmerge_policy(current: str | None, before: str | None, applied: str | None) -> str:
+    """Undo, rule by rule, what the extension added or tightened (`before` → `applied`),
+    where the realm still holds the extension's value; a rule changed since stays."""
+    was = dict(parse_policy(before))
+    ours = {rule for rule in parse_policy(applied) if rule not in parse_policy(before)}
+    result: list[tuple[str, str | None]] = []
+    for name, arg in parse_policy(current):
+        if (name, arg) not in ours:
+            result.append((name, arg))
+        elif name in was:
+            result.append((name, was[name]))
+    return format_policy(result)
 
 
 def same_policy(a: str | None, b: str | None) -> bool:
@@ -170,6 +190,19 @@ def _covers(current: Any, desired: Any) -> bool:
     return current == desired
 
 
+# What the extension relies on in an attribute the realm already declares; its display
+# name, group and annotations stay the realm's.
+_NEEDED = ("permissions", "validations", "multivalued")
+
+
+def _tightened(theirs: Mapping[str, Any], needed: Mapping[str, Any]) -> dict[str, Any]:
+    """The realm's definition with our permissions and our validators added to its own."""
+    result = {**theirs, **needed}
+    if "validations" in needed:
+        result["validations"] = {**(theirs.get("validations") or {}), **needed["validations"]}
+    return result
+
+
 def merge_profile(current: Mapping[str, Any], ours: Mapping[str, Any]) -> ProfileMerge:
     """The realm's user profile plus the extension's attributes and groups.
 
@@ -189,9 +222,12 @@ def merge_profile(current: Mapping[str, Any], ours: Mapping[str, Any]) -> Profil
         if name not in by_name:
             attributes.append(dict(attribute))
             added.append(name)
-        elif not _covers(attributes[by_name[name]], attribute):
-            changed[name] = attributes[by_name[name]]
-            attributes[by_name[name]] = {**attributes[by_name[name]], **attribute}
+            continue
+        theirs = attributes[by_name[name]]
+        needed = {k: attribute[k] for k in _NEEDED if k in attribute}
+        if not _covers(theirs, needed):
+            changed[name] = theirs
+            attributes[by_name[name]] = _tightened(theirs, needed)
     group_names = {g["name"] for g in groups}
     added_groups = [g["name"] for g in ours.get("groups", []) if g["name"] not in group_names]
     groups += [dict(g) for g in ours.get("groups", []) if g["name"] in added_groups]

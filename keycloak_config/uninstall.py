@@ -14,6 +14,7 @@ import json
 from typing import Any
 
 from keycloak import KeycloakAdmin
+from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
 from keycloak_config.applier import (
@@ -28,9 +29,9 @@ from keycloak_config.applier import (
     _show,
     is_ours,
 )
-from keycloak_config.flows import FlowBuilder
-from keycloak_config.merge import _covers, same_policy
-from keycloak_config.options import ApplyError, ApplyOptions
+from keycloak_config.flows import FlowBuilder, FlowError, desired_flows
+from keycloak_config.merge import _covers, same_policy, unmerge_policy
+from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.plan import Change, Plan, Planner
 
@@ -57,7 +58,9 @@ class RealmUninstaller(Planner):
         if self.record.is_empty():
             self._keep(f"realm {self.realm}", "it holds no record of the extension")
             return self.plan
+        self._only_what_the_config_names()
         self.restore_bindings()
+        self.restore_other_providers()
         self.remove_identity_providers()
         self.remove_flows()
         self.remove_clients_and_roles()
@@ -65,6 +68,13 @@ class RealmUninstaller(Planner):
         self.restore_realm_settings()
         self.restore_user_profile()
         self._keep("every account", "users, credentials and sessions are never touched")
+        pending = self.admin.get_users({"q": "activation_state:pending", "max": 1000})
+        if pending:
+            self._keep(
+                f"{len(pending)}{'+' * (len(pending) == 1000)} accounts still pending",
+                "without the extension nothing stops one with a password from signing in: "
+                "disable them, or activate them first",
+            )
         if not self.dry_run:
             self._finish_record()
         return self.plan
@@ -96,12 +106,74 @@ class RealmUninstaller(Planner):
                         f"Keycloak kept identity provider {alias}: {response.text[:200]}"
                     )
 
+    def _only_what_the_config_names(self) -> None:
+        """The record lives in the realm, where anyone with manage-realm can edit it:
+        only names keycloak_config/ itself defines are ever deleted."""
+        variables = self.options.variables
+        clients = {
+            load(f"clients/{p.name}", variables)["clientId"]
+            for p in (CONFIG_DIR / "clients").glob("*.json")
+        }
+        allowed = {
+            CLIENT_KIND: clients,
+            ROLE_KIND: {r["name"] for r in load("realm-roles.json", variables)},
+            IDP_KIND: {load("identity-provider.json", variables)["alias"]},
+            ATTRIBUTE_KIND: {a["name"] for a in load("user-profile.json", variables)["attributes"]},
+            GROUP_KIND: {g["name"] for g in load("user-profile.json", variables)["groups"]},
+            TEXT_KIND: {
+                f"{locale}/{key}"
+                for key, texts in load("messages.json", variables).items()
+                for locale in texts
+            },
+        }
+        flows = {logical for logical, _, _ in flow_merge.DERIVED.values()}
+        flows |= {f["alias"] for f in desired_flows()}
+        for kind, names in list(self.record.created.items()):
+            keep = [
+                n
+                for n in names
+                if (n in allowed[kind] if kind in allowed else kind != FLOW_KIND)
+                or (kind == FLOW_KIND and (n in flows or n.startswith(flow_merge.POST_BROKER_NAME)))
+            ]
+            for name in sorted(set(names) - set(keep)):
+                self._keep(f"{kind} {name}", "named in the install record, not by keycloak_config/")
+            self.record.created[kind] = keep
+
+    def restore_other_providers(self) -> None:
+        base = f"admin/realms/{self.realm}/identity-provider/instances"
+        providers = {p["alias"]: p for p in self.admin.get_idps()}
+        for key, before in self.record.previous.items():
+            if not (key.startswith("idp.") and key.endswith(".postBrokerLoginFlowAlias")):
+                continue
+            alias = key.removeprefix("idp.").removesuffix(".postBrokerLoginFlowAlias")
+            current = (providers.get(alias) or {}).get("postBrokerLoginFlowAlias") or ""
+            if not current.startswith(flow_merge.POST_BROKER_NAME):
+                continue
+            if self._write(
+                Change(
+                    "restore", f"identity provider {alias}: post-login flow", current, _show(before)
+                )
+            ):
+                full = self.admin.connection.raw_get(f"{base}/{alias}").json()
+                response = self.admin.connection.raw_put(
+                    f"{base}/{alias}",
+                    data=json.dumps({**full, "postBrokerLoginFlowAlias": before or ""}),
+                )
+                if response.status_code >= 300:
+                    raise ApplyError(
+                        f"Keycloak refused identity provider {alias}: {response.text[:200]}"
+                    )
+
     def remove_flows(self) -> None:
         builder = FlowBuilder(self.admin, self.realm)
         for logical in self.record.created.get(FLOW_KIND, []):
             for alias in builder.candidates(logical):
-                if self._write(Change("remove", f"flow {alias}")):
+                if not self._write(Change("remove", f"flow {alias}")):
+                    continue
+                try:
                     builder.delete(alias)
+                except FlowError as exc:  # still bound somewhere, e.g. a client's override
+                    self._keep(f"flow {alias}", str(exc))
 
     def remove_clients_and_roles(self) -> None:
         clients = {c["clientId"]: c for c in self.admin.get_clients()}
@@ -136,6 +208,10 @@ class RealmUninstaller(Planner):
                 continue
             name = key.removeprefix("realm.")
             now, ours = current.get(name), self.record.applied.get(key)
+            if name == "passwordPolicy":
+                # Rule by rule: a rule an admin added or changed since stays.
+                before = unmerge_policy(now, before, ours)
+                ours = now
             if _same(name, now, before):
                 continue
             if not _same(name, now, ours):
@@ -176,18 +252,30 @@ class RealmUninstaller(Planner):
                 why="and their values on every account",
             )
         ):
-            self._strip_attributes(set(ours))
-            profile["attributes"] = [a for a in attributes if a["name"] not in ours]
-            profile["groups"] = [g for g in profile.get("groups", []) if g["name"] not in groups]
-            changed = True
+            refused = self._strip_attributes(set(ours))
+            if refused:
+                # Declarations and the record stay, so a later run can finish the job.
+                self.remove_data = False
+                self._keep(
+                    f"activation attributes on {len(refused)} accounts: {', '.join(refused[:5])}",
+                    "Keycloak refused the update; fix them and run --uninstall again",
+                )
+            else:
+                profile["attributes"] = [a for a in attributes if a["name"] not in ours]
+                profile["groups"] = [
+                    g for g in profile.get("groups", []) if g["name"] not in groups
+                ]
+                changed = True
         if changed:
             response = self.admin.connection.raw_put(path, data=json.dumps(profile))
             if response.status_code >= 300:
                 raise ApplyError(f"Keycloak refused the user profile: {response.text[:300]}")
 
-    def _strip_attributes(self, names: set[str]) -> None:
+    def _strip_attributes(self, names: set[str]) -> list[str]:
         """Remove the activation attributes from every account holding them, while they
-        are still declared (a PUT sends the whole attribute map back, minus ours)."""
+        are still declared (a PUT sends the whole attribute map back, minus ours).
+        Returns the accounts Keycloak refused (e.g. one missing a required attribute)."""
+        refused: list[str] = []
         first = 0
         while True:
             users = self.admin.get_users(
@@ -197,9 +285,12 @@ class RealmUninstaller(Planner):
                 attributes = user.get("attributes") or {}
                 if names & set(attributes):
                     kept = {k: v for k, v in attributes.items() if k not in names}
-                    self.admin.update_user(user["id"], {**user, "attributes": kept})
+                    try:
+                        self.admin.update_user(user["id"], {**user, "attributes": kept})
+                    except KeycloakError as exc:
+                        refused.append(f"{user['username']} (HTTP {exc.response_code})")
             if len(users) < _PAGE:
-                return
+                return refused
             first += _PAGE
 
     def _finish_record(self) -> None:

@@ -10,6 +10,7 @@ works and is unchanged; `--uninstall` brings the realm back, setting by setting.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -27,10 +28,12 @@ from keycloak_config.ownership import ATTRIBUTE
 from keycloak_config.plan import Plan
 from tests.conftest import KeycloakUnderTest, master_admin
 from tests.support.cli import run_module
+from tests.support.keycloak_login import authorization_request
 from tests.support.university_realm import (
     UniversityRealm,
     build_university_realm,
     realm_snapshot,
+    sign_in_through_partner,
     sign_in_with_password_and_otp,
     snapshot_diff,
 )
@@ -117,10 +120,9 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "change directGrantFlow binding: uni direct grant → umpass direct grant",
         "add flow umpass reset credentials",
         "change resetCredentialsFlow binding: reset credentials → umpass reset credentials",
-        "add flow umpass other providers first login",
-        "change firstBrokerLoginFlow binding: first broker login → "
-        "umpass other providers first login",
         "add identity provider umpass-activation",
+        "add flow umpass after other providers",
+        "change identity provider partner: post-login flow: (none) → umpass after other providers",
         "add roles of umpass-activation: manage-users, view-realm, view-users",
         "add roles of umpass-provisioner: manage-realm, manage-users, view-realm, view-users",
     ]
@@ -166,6 +168,7 @@ def test_only_what_the_extension_manages_changed(installed: Installed) -> None:
         "clientRoles.umpass-",
         "roles.activation-",
         "identityProviders.umpass-activation: added ",
+        'identityProviders.partner.postBrokerLoginFlowAlias: added "umpass after other providers ',
         "localization.",
     )
     changed = snapshot_diff(installed.before, installed.after_apply)
@@ -260,11 +263,94 @@ def test_a_pending_student_gets_no_token_by_password_grant(
     }
     refused = requests.post(token_url, data=grant, timeout=30)
     assert refused.status_code in (400, 401) and "access_token" not in refused.text
-    account = uni_admin.get_user(uuid)  # a PUT replaces every attribute: send them all
-    account["attributes"]["activation_state"] = ["active"]
-    uni_admin.update_user(uuid, account)
+    _set_state(uni_admin, uuid, "active")
     allowed = requests.post(token_url, data=grant, timeout=30)
     assert allowed.status_code == 200, allowed.text  # the refusal was the pending check
+
+
+def _set_state(admin: KeycloakAdmin, uuid: str, state: str) -> None:
+    account = admin.get_user(uuid)  # a PUT replaces every attribute: send them all
+    account["attributes"]["activation_state"] = [state]
+    admin.update_user(uuid, account)
+
+
+def test_a_pending_account_linked_to_another_provider_is_refused_there(
+    installed: Installed, uni_admin: KeycloakAdmin, keycloak_server: KeycloakUnderTest
+) -> None:
+    """Keycloak runs no browser flow after a broker callback: the other provider's
+    post-login flow is where a pending account is stopped."""
+    uni = installed.uni
+    partner = master_admin(keycloak_server)
+    partner.change_current_realm(uni.partner_realm)
+    username, password = f"p{secrets.token_hex(3)}", "partner " + secrets.token_urlsafe(12)
+    partner_id = partner.create_user(
+        {
+            "username": username,
+            "enabled": True,
+            "email": f"{username}@partner.example.org",
+            "emailVerified": True,
+            "firstName": "Linked",
+            "lastName": "Student",
+            "credentials": [{"type": "password", "value": password, "temporary": False}],
+        }
+    )
+    student = _pending_student(uni_admin, f"s{secrets.token_hex(3)}")
+    link = {"identityProvider": uni.partner_idp_alias, "userId": partner_id, "userName": username}
+    response = uni_admin.connection.raw_post(
+        f"admin/realms/{uni.name}/users/{student}/federated-identity/{uni.partner_idp_alias}",
+        data=json.dumps(link),
+    )
+    assert response.status_code < 300, response.text
+
+    def through_partner() -> Any:
+        return sign_in_through_partner(
+            uni.server_url,
+            uni.name,
+            username,
+            password,
+            client_id=uni.portal_client_id,
+            redirect_uri=uni.portal_redirect_uri,
+            idp_alias=uni.partner_idp_alias,
+        )
+
+    refused = through_partner()
+    assert not refused.ok and refused.tokens is None
+    assert "Your account is not active yet" in refused.page  # the realm text, any theme
+    _set_state(uni_admin, student, "active")
+    assert through_partner().ok  # the refusal was the pending check
+
+
+def test_a_session_of_an_account_set_back_to_pending_is_refused(
+    installed: Installed, uni_admin: KeycloakAdmin
+) -> None:
+    """The final check of the browser flow: a session cookie is a way in that asks for
+    no username, so a pending account arriving with one is stopped there."""
+    uni = installed.uni
+    user_id = f"s{secrets.token_hex(3)}"
+    student = _pending_student(uni_admin, user_id)
+    uni_admin.set_user_password(student, STUDENT_PASSWORD, temporary=False)
+    _set_state(uni_admin, student, "active")
+    first = sign_in_with_password_and_otp(
+        uni.server_url,
+        uni.name,
+        user_id,
+        STUDENT_PASSWORD,
+        None,
+        client_id=uni.portal_client_id,
+        redirect_uri=uni.portal_redirect_uri,
+    )
+    assert first.ok and first.session is not None, first.error
+    _set_state(uni_admin, student, "pending")
+    params, _ = authorization_request(uni.portal_client_id, uni.portal_redirect_uri)
+    again = first.session.get(
+        f"{uni.server_url}/realms/{uni.name}/protocol/openid-connect/auth",
+        params=params,
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert not again.is_redirect, again.headers.get("Location")
+    assert "Your account is not active yet" in again.text
+    assert 'name="password"' not in again.text
 
 
 def test_a_second_apply_changes_nothing(
@@ -314,22 +400,15 @@ def test_uninstall_returns_the_realm_to_what_it_was(
 def test_a_browser_flow_the_extension_cannot_carry_is_refused_untouched(
     keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
 ) -> None:
-    name = f"kerb-{secrets.token_hex(3)}"
-    kc.create_realm({"realm": name, "enabled": True})
+    admin = _small_realm(kc, keycloak_server, "kerb")
+    name = admin.connection.realm_name
     try:
-        admin = master_admin(keycloak_server)
-        admin.change_current_realm(name)
         admin.create_authentication_flow(
             {"alias": "kerberos only", "providerId": "basic-flow", "topLevel": True}
         )
         admin.create_authentication_flow_execution({"provider": "auth-spnego"}, "kerberos only")
         admin.update_realm(name, {"browserFlow": "kerberos only"})
-        before = realm_snapshot(kc, name, users=())
-        options = ApplyOptions.from_env(_env(keycloak_server, name))
-        with pytest.raises(ApplyError, match="has no username form") as refused:
-            apply_realm(options)
-        assert "\n" not in str(refused.value)
-        assert snapshot_diff(before, realm_snapshot(kc, name, users=())) == []
+        _refused_untouched(keycloak_server, kc, name, "has no enabled username form")
     finally:
         kc.delete_realm(name)
 
@@ -385,3 +464,59 @@ def _refused_without_a_yes(env: dict[str, str], name: str, kc: KeycloakAdmin) ->
     assert planned.returncode == 0 and f"add realm {name}" not in planned.stdout
     assert f"  - realm {name} — new: everything the extension needs" in planned.stdout
     assert name not in {r["realm"] for r in kc.get_realms()}
+
+
+def _small_realm(kc: KeycloakAdmin, server: KeycloakUnderTest, prefix: str) -> KeycloakAdmin:
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    kc.create_realm({"realm": name, "enabled": True})
+    admin = master_admin(server)
+    admin.change_current_realm(name)
+    return admin
+
+
+def _refused_untouched(server: KeycloakUnderTest, kc: KeycloakAdmin, name: str, match: str) -> None:
+    before = realm_snapshot(kc, name, users=())
+    with pytest.raises(ApplyError, match=match) as refused:
+        apply_realm(ApplyOptions.from_env(_env(server, name)))
+    assert "\n" not in str(refused.value)
+    assert snapshot_diff(before, realm_snapshot(kc, name, users=())) == []
+
+
+def test_a_client_overriding_the_sign_in_flow_is_refused_untouched(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    admin = _small_realm(kc, keycloak_server, "override")
+    name = admin.connection.realm_name
+    try:
+        browser = next(f for f in admin.get_authentication_flows() if f["alias"] == "browser")
+        admin.create_client(
+            {
+                "clientId": "legacy-portal",
+                "publicClient": True,
+                "redirectUris": ["http://127.0.0.1:5998/*"],
+                "authenticationFlowBindingOverrides": {"browser": browser["id"]},
+            }
+        )
+        _refused_untouched(
+            keycloak_server, kc, name, r"legacy-portal \(browser: 'browser'\) override"
+        )
+    finally:
+        kc.delete_realm(name)
+
+
+def test_accounts_holding_an_attribute_the_extension_would_declare_are_refused(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    admin = _small_realm(kc, keycloak_server, "held")
+    name = admin.connection.realm_name
+    try:
+        path = f"admin/realms/{name}/users/profile"
+        profile = admin.connection.raw_get(path).json()
+        profile["unmanagedAttributePolicy"] = "ENABLED"
+        admin.connection.raw_put(path, data=json.dumps(profile))
+        admin.create_user(
+            {"username": "legacy", "enabled": True, "attributes": {"phone_number": ["0800 1"]}}
+        )
+        _refused_untouched(keycloak_server, kc, name, r"phone_number \(1 accounts\)")
+    finally:
+        kc.delete_realm(name)

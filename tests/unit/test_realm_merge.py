@@ -14,6 +14,7 @@ from keycloak_config.merge import (
     merge_profile,
     merged_locales,
     merged_value,
+    unmerge_policy,
 )
 
 OURS = (
@@ -96,11 +97,26 @@ def test_profile_keeps_the_realm_attributes_groups_and_policy() -> None:
 
 
 def test_an_attribute_the_realm_declared_is_tightened_and_remembered() -> None:
-    theirs = {"name": "phone_number", "permissions": {"edit": ["admin", "user"]}}
-    ours = {"attributes": [{"name": "phone_number", "permissions": {"edit": ["admin"]}}]}
-    merged = merge_profile({"attributes": [theirs]}, ours)
+    theirs = {
+        "name": "phone_number",
+        "permissions": {"edit": ["admin", "user"]},
+        "validations": {"length": {"max": 20}},
+        "group": "contact",
+        "annotations": {"inputType": "html5-tel"},
+    }
+    mine = {
+        "name": "phone_number",
+        "permissions": {"edit": ["admin"]},
+        "validations": {"pattern": {"pattern": "^\\+"}},
+        "group": "umpass",
+    }
+    merged = merge_profile({"attributes": [theirs]}, {"attributes": [mine]})
     assert merged.changed_attributes == {"phone_number": theirs}
-    assert merged.profile["attributes"][0]["permissions"]["edit"] == ["admin"]
+    result = merged.profile["attributes"][0]
+    assert result["permissions"]["edit"] == ["admin"]
+    assert result["validations"] == {"length": {"max": 20}, "pattern": {"pattern": "^\\+"}}
+    assert (result["group"], result["annotations"]) == ("contact", {"inputType": "html5-tel"})
+    assert merge_profile(merged.profile, {"attributes": [mine]}).changed_attributes == {}
 
 
 def _builtin_browser() -> list[dict[str, Any]]:
@@ -194,3 +210,76 @@ def test_guards_go_after_the_step_that_proves_who_it_is() -> None:
         flow_merge.FlowMergeError, match="has no enabled direct-grant-validate-password step"
     ):
         flow_merge.direct_grant(direct[:1], "d")
+
+
+def test_a_disabled_form_is_not_the_one_split() -> None:
+    forms = [
+        {"authenticator": "auth-username-password-form", "requirement": "DISABLED"},
+        {"authenticator": "auth-username-form", "requirement": "REQUIRED"},
+        {"authenticator": "webauthn-authenticator-passwordless", "requirement": "REQUIRED"},
+    ]
+    source = [{"flow": "forms", "requirement": "ALTERNATIVE", "executions": forms}]
+    split = flow_merge.browser(source, "passkeys")[0]["executions"][0]["executions"]
+    assert _steps(split) == [
+        "auth-username-password-form",  # still there, still disabled
+        "auth-username-form",
+        "[pending: to activation]",
+        "[not pending: sign in]",
+    ]
+    assert split[0]["requirement"] == "DISABLED"
+    not_pending = split[3]["executions"]
+    assert _steps(not_pending) == [
+        "conditional-user-attribute",
+        "webauthn-authenticator-passwordless",  # no password step is invented
+    ]
+
+
+def test_an_alternative_form_is_split_in_place_beside_the_other_ways_in() -> None:
+    forms = [
+        {"authenticator": "auth-x509-client-username-form", "requirement": "ALTERNATIVE"},
+        {"authenticator": "auth-username-password-form", "requirement": "ALTERNATIVE"},
+    ]
+    source = [{"flow": "forms", "requirement": "REQUIRED", "executions": forms}]
+    split = flow_merge.browser(source, "x509")[0]["executions"][0]["executions"]
+    assert _steps(split) == ["auth-x509-client-username-form", "[username first]"]
+    assert split[1]["requirement"] == "ALTERNATIVE"
+    assert _steps(split[1]["executions"]) == [
+        "auth-username-form",
+        "[pending: to activation]",
+        "[not pending: sign in]",
+    ]
+
+
+def test_a_username_form_with_nothing_after_it_is_refused() -> None:
+    forms = [{"authenticator": "auth-username-form", "requirement": "REQUIRED"}]
+    source = [{"flow": "forms", "requirement": "ALTERNATIVE", "executions": forms}]
+    with pytest.raises(flow_merge.FlowMergeError, match="asks nothing after the username"):
+        flow_merge.browser(source, "username only")
+
+
+def test_after_another_provider_everyone_but_pending_gets_through() -> None:
+    tree = flow_merge.post_broker_login(None)
+    assert _steps(tree) == ["[pending: refused]", "allow-access-authenticator"]
+
+
+def test_rules_without_a_number_mean_keycloak_defaults() -> None:
+    merged = merge_policy("length and passwordHistory(5)", OURS)
+    assert merged.policy.startswith("length(12) and passwordHistory(5)")  # bare length is 8
+    assert merge_policy("length()", OURS).policy.startswith("length(12)")
+    with pytest.raises(ValueError, match="cannot read"):
+        merge_policy("length(12) and (", OURS)
+
+
+def test_uninstall_undoes_only_the_extension_rules() -> None:
+    before = "length(14) and passwordHistory(5)"
+    applied = merge_policy(before, OURS).policy
+    # An admin added digits(2) since: it stays; our additions go.
+    assert unmerge_policy(f"{applied} and digits(2)", before, applied) == (
+        "length(14) and passwordHistory(5) and digits(2)"
+    )
+    raised = merge_policy("length(8)", OURS).policy
+    assert unmerge_policy(raised, "length(8)", raised) == "length(8)"
+    # A rule an admin changed after the extension set it is theirs.
+    assert unmerge_policy(raised.replace("length(12)", "length(16)"), "length(8)", raised) == (
+        "length(16)"
+    )
