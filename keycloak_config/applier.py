@@ -118,7 +118,10 @@ class RealmApplier(Planner):
             p["alias"] for p in self.admin.get_idps() if p["alias"] != "umpass-activation"
         )
         if providers:
-            self._keep(f"identity providers {', '.join(providers)}", "not the extension's")
+            self._keep(
+                f"identity providers {', '.join(providers)}",
+                "not the extension's; only their post-login flow gains the pending check",
+            )
         self._keep("every account and its attributes", "apply never writes to accounts")
 
     def ensure_realm(self) -> bool:
