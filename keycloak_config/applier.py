@@ -17,6 +17,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
+from keycloak_config.accounts import every_account
 from keycloak_config.flows import FlowBuilder, desired_flows, is_copy_of
 from keycloak_config.merge import (
     Setting,
@@ -53,9 +54,6 @@ _DERIVED_DESCRIPTIONS = {
     "resetCredentialsFlow": "UMPASS: the realm's reset credentials flow; a pending account is "
     "refused after the email link.",
 }
-
-
-is_ours = is_copy_of
 
 
 class RealmApplier(Planner):
@@ -226,15 +224,9 @@ class RealmApplier(Planner):
         if not adding:
             return
         holders: dict[str, int] = {}
-        first = 0
-        while True:
-            page = self.admin.get_users({"first": first, "max": 200, "briefRepresentation": False})
-            for user in page:
-                for name in adding & set(user.get("attributes") or {}):
-                    holders[name] = holders.get(name, 0) + 1
-            if len(page) < 200:
-                break
-            first += 200
+        for user in every_account(self.admin):
+            for name in adding & set(user.get("attributes") or {}):
+                holders[name] = holders.get(name, 0) + 1
         if holders:
             held = ", ".join(
                 f"{name} ({count} accounts)" for name, count in sorted(holders.items())
@@ -425,7 +417,7 @@ class RealmApplier(Planner):
         (recorded). Keycloak's built-in flow only for a realm an earlier version of the
         extension set up without a record."""
         aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
-        if current and not is_ours(current, logical):
+        if current and not is_copy_of(current, logical):
             return current
         before = self.record.previous.get(f"binding.{binding}")
         if before in aliases:
@@ -482,7 +474,9 @@ class RealmApplier(Planner):
         for client in self.admin.get_clients():
             for kind, flow_id in (client.get("authenticationFlowBindingOverrides") or {}).items():
                 alias = names.get(flow_id, flow_id)
-                if kind in ("browser", "direct_grant") and not any(is_ours(alias, n) for n in ours):
+                if kind in ("browser", "direct_grant") and not any(
+                    is_copy_of(alias, n) for n in ours
+                ):
                     found.append(f"{client['clientId']} ({kind}: {alias!r})")
         if found:
             raise ApplyError(
@@ -516,7 +510,7 @@ class RealmApplier(Planner):
             if current != keep and self._write(
                 Change("change", f"{binding} binding", _show(current), logical, f"was {current!r}")
             ):
-                if not is_ours(current, logical):
+                if not is_copy_of(current, logical):
                     # Uninstall puts back what was bound just before ours.
                     self.record.forget_changed(f"binding.{binding}")
                     self.record.note_changed(f"binding.{binding}", current, logical)

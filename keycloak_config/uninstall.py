@@ -17,6 +17,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
+from keycloak_config.accounts import every_account
 from keycloak_config.applier import (
     ATTRIBUTE_KIND,
     CLIENT_KIND,
@@ -27,15 +28,12 @@ from keycloak_config.applier import (
     ROLE_KIND,
     TEXT_KIND,
     _show,
-    is_ours,
 )
-from keycloak_config.flows import FlowBuilder, FlowError, desired_flows
+from keycloak_config.flows import FlowBuilder, FlowError, desired_flows, is_copy_of
 from keycloak_config.merge import _covers, same_policy, unmerge_policy
 from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.plan import Change, Plan, Planner
-
-_PAGE = 200
 
 
 class RealmUninstaller(Planner):
@@ -84,7 +82,7 @@ class RealmUninstaller(Planner):
         aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
         for binding, (logical, _, builtin) in flow_merge.DERIVED.items():
             current = realm.get(binding)
-            if not is_ours(current, logical):
+            if not is_copy_of(current, logical):
                 self._keep(f"{binding} {_show(current)}", "not the extension's flow")
                 continue
             before = self.record.previous.get(f"binding.{binding}")
@@ -276,22 +274,15 @@ class RealmUninstaller(Planner):
         are still declared (a PUT sends the whole attribute map back, minus ours).
         Returns the accounts Keycloak refused (e.g. one missing a required attribute)."""
         refused: list[str] = []
-        first = 0
-        while True:
-            users = self.admin.get_users(
-                {"first": first, "max": _PAGE, "briefRepresentation": False}
-            )
-            for user in users:
-                attributes = user.get("attributes") or {}
-                if names & set(attributes):
-                    kept = {k: v for k, v in attributes.items() if k not in names}
-                    try:
-                        self.admin.update_user(user["id"], {**user, "attributes": kept})
-                    except KeycloakError as exc:
-                        refused.append(f"{user['username']} (HTTP {exc.response_code})")
-            if len(users) < _PAGE:
-                return refused
-            first += _PAGE
+        for user in every_account(self.admin):
+            attributes = user.get("attributes") or {}
+            if names & set(attributes):
+                kept = {k: v for k, v in attributes.items() if k not in names}
+                try:
+                    self.admin.update_user(user["id"], {**user, "attributes": kept})
+                except KeycloakError as exc:
+                    refused.append(f"{user['username']} (HTTP {exc.response_code})")
+        return refused
 
     def _finish_record(self) -> None:
         """Forget what is undone; keep only the attributes left on accounts."""
