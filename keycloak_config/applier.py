@@ -17,7 +17,6 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
-from keycloak_config.accounts import every_account
 from keycloak_config.flows import FlowBuilder, desired_flows, is_copy_of
 from keycloak_config.merge import (
     Setting,
@@ -38,6 +37,7 @@ from keycloak_config.options import (
     load,
 )
 from keycloak_config.ownership import InstallRecord
+from keycloak_config.paging import every_account, every_identity_provider
 from keycloak_config.plan import Change, Plan, Planner
 
 DEMO_CLIENT = "umpass-demo"
@@ -66,6 +66,7 @@ class RealmApplier(Planner):
         self.admin: KeycloakAdmin = options.admin()
         self.realm = options.realm
         self._derived: dict[str, tuple[str, str, list[Any], list[Any]]] | None = None
+        self._providers: list[tuple[str, str | None, str, str, list[Any]]] | None = None
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -88,6 +89,7 @@ class RealmApplier(Planner):
         self.admin.change_current_realm(self.realm)
         self.record = InstallRecord.load(self.admin, self.realm)
         self.derived_flows()
+        self.derived_providers()
         self._refuse_undeclared_values()
         self.apply_realm_settings()
         self.apply_user_profile()
@@ -113,7 +115,9 @@ class RealmApplier(Planner):
         others = sorted(r["name"] for r in self.admin.get_realm_roles() if r["name"] not in ours)
         self._keep(f"realm roles {', '.join(others)}", "not the extension's")
         providers = sorted(
-            p["alias"] for p in self.admin.get_idps() if p["alias"] != "umpass-activation"
+            p["alias"]
+            for p in every_identity_provider(self.admin, self.realm)
+            if p["alias"] != flow_merge.ACTIVATION_PROVIDER
         )
         if providers:
             self._keep(
@@ -199,7 +203,11 @@ class RealmApplier(Planner):
         if not update or self.dry_run:
             return
         for key, value in update.items():
-            self.record.note_changed(f"realm.{key}", current.get(key), value)
+            if key != "passwordPolicy":
+                self.record.note_changed(f"realm.{key}", current.get(key), value)
+        # The policy is recorded rule by rule, so that uninstall takes back only ours.
+        for rule, (had, before, after) in policy.changes.items():
+            self.record.note_changed(f"policy.{rule}", [had, before], after)
         self._save_record()
         try:
             self.admin.update_realm(self.realm, update)
@@ -522,31 +530,52 @@ class RealmApplier(Planner):
             if self._write(Change("remove", f"flow {alias}", why="superseded")):
                 builder.delete(alias)
 
-    def apply_other_providers(self, builder: FlowBuilder) -> list[str]:
-        """Every other identity provider gets a post-login flow that refuses a pending
-        account (its own post-login steps kept); returns superseded copies."""
-        base = f"admin/realms/{self.realm}/identity-provider/instances"
-        superseded: list[str] = []
-        for provider in self.admin.get_idps():
+    def derived_providers(self) -> list[tuple[str, str | None, str, str, list[Any]]]:
+        """For every other identity provider: its alias, its post-login flow now, what
+        ours is built from (in words), our flow's name and tree. Worked out before any
+        write, like `derived_flows`."""
+        if self._providers is not None:
+            return self._providers
+        builder = FlowBuilder(self.admin, self.realm)
+        aliases = {f["alias"] for f in builder.top_level()}
+        self._providers = []
+        for provider in every_identity_provider(self.admin, self.realm):
             alias = provider["alias"]
             if alias == flow_merge.ACTIVATION_PROVIDER:
                 continue
             key = f"idp.{alias}.postBrokerLoginFlowAlias"
             current = provider.get("postBrokerLoginFlowAlias") or None
-            mine = current is not None and current.startswith(flow_merge.POST_BROKER_NAME)
-            source = self.record.previous.get(key) if mine else current
-            logical = flow_merge.post_broker_name(source)
+            source = current
+            if flow_merge.is_post_broker_copy(current):
+                if key not in self.record.previous:
+                    raise ApplyError(
+                        f"identity provider {alias} has the extension's post-login flow, but "
+                        "the install record does not say what it had before: set its "
+                        "post-login flow (or none) in the console, then run apply again"
+                    )
+                source = self.record.previous[key]
+            why = f"after its own {source!r}" if source else "the check alone"
+            if source and source not in aliases:
+                why = f"the check alone: its earlier post-login flow {source!r} is gone"
+                source = None
             tree = flow_merge.post_broker_login(builder.tree(source) if source else None)
+            self._providers.append((alias, current, why, flow_merge.post_broker_name(source), tree))
+        return self._providers
+
+    def apply_other_providers(self, builder: FlowBuilder) -> list[str]:
+        """Every other identity provider gets a post-login flow that refuses a pending
+        account (its own post-login steps kept); returns superseded copies."""
+        base = f"admin/realms/{self.realm}/identity-provider/instances"
+        superseded: list[str] = []
+        for alias, current, why, logical, tree in self.derived_providers():
             desired = {
                 "alias": logical,
                 "description": "UMPASS: after another identity provider, a pending account "
                 "is refused.",
                 "executions": tree,
             }
-            keep, old = self._ensure_flow(
-                builder, desired, f"after {source!r}" if source else "for other providers"
-            )
-            superseded += old
+            keep, old = self._ensure_flow(builder, desired, why)
+            superseded += [a for a in old if a not in superseded]
             if current == keep or not self._write(
                 Change(
                     "change",
@@ -557,7 +586,8 @@ class RealmApplier(Planner):
                 )
             ):
                 continue
-            if not mine:
+            if not flow_merge.is_post_broker_copy(current):
+                key = f"idp.{alias}.postBrokerLoginFlowAlias"
                 self.record.forget_changed(key)
                 self.record.note_changed(key, current, logical)
                 self._save_record()

@@ -22,6 +22,7 @@ Where a flow lacks the step the extension needs, `FlowMergeError` says what to d
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 Node = dict[str, Any]
@@ -202,20 +203,34 @@ def reset_credentials(source: list[Node], source_alias: str) -> list[Node]:
 
 
 def post_broker_login(source: list[Node] | None) -> list[Node]:
-    """After any sign-in through another identity provider (first or later): the
-    provider's own post-login steps, then a pending account is refused. Keycloak never
-    runs the browser flow again after a broker callback, so this is where it is checked."""
+    """After any sign-in through another identity provider (first or later): a pending
+    account is refused before anything else, then the provider's own post-login steps
+    run as they did (in a sub-flow of their own, so their ALTERNATIVE steps keep their
+    meaning). Keycloak never runs the browser flow after a broker callback, so this is
+    where a pending account is checked."""
     # A flow in which nothing but an unmet condition ran counts as failed ("Invalid
     # username or password"): an always-successful last step lets everyone else through.
     allow = {"authenticator": "allow-access-authenticator", "requirement": "REQUIRED"}
-    return [*copy.deepcopy(source or []), pending_refused(), allow]
+    if not source:
+        return [pending_refused(), allow]
+    own = {"flow": "the provider's own steps", "requirement": "REQUIRED", "executions": source}
+    return [pending_refused(), copy.deepcopy(own), allow]
 
 
 POST_BROKER_NAME = "umpass after other providers"
+_SAFE = r"[A-Za-z0-9 ._'-]"  # what Keycloak accepts in a flow alias
+_POST_BROKER_COPY = re.compile(re.escape(POST_BROKER_NAME) + f"( after {_SAFE}+)? [0-9a-f]{{6}}")
 
 
 def post_broker_name(source_alias: str | None) -> str:
-    return POST_BROKER_NAME if not source_alias else f"{POST_BROKER_NAME} ({source_alias})"
+    """One flow per provider flow it wraps; named only with characters Keycloak allows."""
+    if not source_alias:
+        return POST_BROKER_NAME
+    return f"{POST_BROKER_NAME} after {re.sub(f'[^{_SAFE[1:-1]}]+', '-', source_alias)}"
+
+
+def is_post_broker_copy(alias: str | None) -> bool:
+    return bool(alias) and _POST_BROKER_COPY.fullmatch(str(alias)) is not None
 
 
 # The realm bindings the extension takes over, with what builds its flow and the

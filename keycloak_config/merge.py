@@ -103,6 +103,8 @@ class PolicyMerge:
     policy: str
     raised: list[str]  # rules added or made stricter, in words
     kept: list[str]  # the realm's rules kept as they were
+    # rule -> (the realm had it, its argument before, the argument now) for each change
+    changes: dict[str, tuple[bool, str | None, str | None]]
 
 
 def merge_policy(current: str | None, ours: str) -> PolicyMerge:
@@ -113,11 +115,13 @@ def merge_policy(current: str | None, ours: str) -> PolicyMerge:
     """
     merged = parse_policy(current)
     raised: list[str] = []
+    changes: dict[str, tuple[bool, str | None, str | None]] = {}
     for name, arg in parse_policy(ours):
         at = next((i for i, (n, _) in enumerate(merged) if n == name), None)
         if at is None:
             merged.append((name, arg))
             raised.append(f"add {format_policy([(name, arg)])}")
+            changes[name] = (False, None, arg)
             continue
         theirs = merged[at][1]
         chosen = theirs
@@ -131,21 +135,25 @@ def merge_policy(current: str | None, ours: str) -> PolicyMerge:
         if chosen != theirs:
             merged[at] = (name, chosen)
             raised.append(f"{format_policy([(name, theirs)])} → {format_policy([(name, chosen)])}")
+            changes[name] = (True, theirs, chosen)
     kept = [format_policy([rule]) for rule in parse_policy(current) if rule in merged]
-    return PolicyMerge(format_policy(merged), raised, kept)
+    return PolicyMerge(format_policy(merged), raised, kept, changes)
 
 
-def unmerge_policy(current: str | None, before: str | None, applied: str | None) -> str:
-    """Undo, rule by rule, what the extension added or tightened (`before` → `applied`),
-    where the realm still holds the extension's value; a rule changed since stays."""
-    was = dict(parse_policy(before))
-    ours = {rule for rule in parse_policy(applied) if rule not in parse_policy(before)}
+def unmerge_policy(
+    current: str | None, changes: Mapping[str, tuple[bool, str | None, str | None]]
+) -> str:
+    """Undo, rule by rule, what the extension added or raised (`changes`, as recorded
+    when it did), where the realm still holds the extension's value: a rule an admin has
+    changed or added since stays."""
     result: list[tuple[str, str | None]] = []
     for name, arg in parse_policy(current):
-        if (name, arg) not in ours:
-            result.append((name, arg))
-        elif name in was:
-            result.append((name, was[name]))
+        if name in changes and arg == changes[name][2]:
+            had, before, _ = changes[name]
+            if had:
+                result.append((name, before))
+            continue
+        result.append((name, arg))
     return format_policy(result)
 
 

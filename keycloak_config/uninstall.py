@@ -17,7 +17,6 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
-from keycloak_config.accounts import every_account
 from keycloak_config.applier import (
     ATTRIBUTE_KIND,
     CLIENT_KIND,
@@ -33,6 +32,7 @@ from keycloak_config.flows import FlowBuilder, FlowError, desired_flows, is_copy
 from keycloak_config.merge import _covers, same_policy, unmerge_policy
 from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
 from keycloak_config.ownership import InstallRecord
+from keycloak_config.paging import every_account, every_identity_provider
 from keycloak_config.plan import Change, Plan, Planner
 
 
@@ -139,23 +139,30 @@ class RealmUninstaller(Planner):
 
     def restore_other_providers(self) -> None:
         base = f"admin/realms/{self.realm}/identity-provider/instances"
-        providers = {p["alias"]: p for p in self.admin.get_idps()}
+        providers = {p["alias"]: p for p in every_identity_provider(self.admin, self.realm)}
+        aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
         for key, before in self.record.previous.items():
             if not (key.startswith("idp.") and key.endswith(".postBrokerLoginFlowAlias")):
                 continue
             alias = key.removeprefix("idp.").removesuffix(".postBrokerLoginFlowAlias")
-            current = (providers.get(alias) or {}).get("postBrokerLoginFlowAlias") or ""
-            if not current.startswith(flow_merge.POST_BROKER_NAME):
+            current = (providers.get(alias) or {}).get("postBrokerLoginFlowAlias")
+            if not flow_merge.is_post_broker_copy(current):
                 continue
+            target, why = before or "", ""
+            if before and before not in aliases:
+                target, why = "", f"its earlier post-login flow {before!r} is gone"
             if self._write(
                 Change(
-                    "restore", f"identity provider {alias}: post-login flow", current, _show(before)
+                    "restore",
+                    f"identity provider {alias}: post-login flow",
+                    current,
+                    _show(target),
+                    why,
                 )
             ):
                 full = self.admin.connection.raw_get(f"{base}/{alias}").json()
                 response = self.admin.connection.raw_put(
-                    f"{base}/{alias}",
-                    data=json.dumps({**full, "postBrokerLoginFlowAlias": before or ""}),
+                    f"{base}/{alias}", data=json.dumps({**full, "postBrokerLoginFlowAlias": target})
                 )
                 if response.status_code >= 300:
                     raise ApplyError(
@@ -206,10 +213,6 @@ class RealmUninstaller(Planner):
                 continue
             name = key.removeprefix("realm.")
             now, ours = current.get(name), self.record.applied.get(key)
-            if name == "passwordPolicy":
-                # Rule by rule: a rule an admin added or changed since stays.
-                before = unmerge_policy(now, before, ours)
-                ours = now
             if _same(name, now, before):
                 continue
             if not _same(name, now, ours):
@@ -217,6 +220,17 @@ class RealmUninstaller(Planner):
                 continue
             if self._write(Change("restore", name, _show(now), _show(before))):
                 update[name] = before if before is not None else _unset(name)
+        rules = {
+            key.removeprefix("policy."): (*before, self.record.applied.get(key))
+            for key, before in self.record.previous.items()
+            if key.startswith("policy.")
+        }
+        policy = current.get("passwordPolicy") or ""
+        restored = unmerge_policy(policy, rules)
+        if restored != policy and self._write(
+            Change("restore", "password policy", policy, _show(restored), "rule by rule")
+        ):
+            update["passwordPolicy"] = restored
         if update:
             self.admin.update_realm(self.realm, update)
 

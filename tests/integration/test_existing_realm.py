@@ -520,3 +520,61 @@ def test_accounts_holding_an_attribute_the_extension_would_declare_are_refused(
         _refused_untouched(keycloak_server, kc, name, r"phone_number \(1 accounts\)")
     finally:
         kc.delete_realm(name)
+
+
+def test_every_other_provider_of_a_federation_gets_the_check_and_gets_it_back(
+    keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
+) -> None:
+    """Keycloak lists at most 100 identity providers a page; a SAML federation has more."""
+    admin = _small_realm(kc, keycloak_server, "federation")
+    name = admin.connection.realm_name
+    try:
+        admin.create_authentication_flow(
+            {"alias": "their post-login", "providerId": "basic-flow", "topLevel": True}
+        )
+        admin.create_authentication_flow_execution(
+            {"provider": "allow-access-authenticator"}, "their post-login"
+        )
+        config = {
+            "authorizationUrl": "https://idp.example.org/a",
+            "tokenUrl": "https://idp.example.org/t",
+            "clientId": "c",
+            "clientSecret": "s",
+        }
+        for n in range(101):
+            provider = {
+                "alias": f"p{n:03}",
+                "providerId": "oidc",
+                "enabled": True,
+                "config": config,
+            }
+            if n == 42:
+                provider["postBrokerLoginFlowAlias"] = "their post-login"
+            admin.create_idp(provider)
+        options = ApplyOptions.from_env(_env(keycloak_server, name))
+        planned = apply_realm(options).lines()
+        post = [line for line in planned if ": post-login flow" in line]
+        assert len(post) == 101
+        assert (
+            "change identity provider p042: post-login flow: their post-login → "
+            "umpass after other providers after their post-login — a pending account "
+            "signing in through it is refused"
+        ) in post
+        assert apply_realm(options).writes() == []
+        ours = admin.get_idp("p042")["postBrokerLoginFlowAlias"]
+        steps = [
+            e.get("providerId") or e["displayName"].split(" :: ")[-1]
+            for e in admin.get_authentication_flow_executions(ours)
+            if e["level"] == 0
+        ]
+        assert steps == [
+            "pending: refused",
+            "the provider's own steps",
+            "allow-access-authenticator",
+        ]
+
+        uninstall_realm(options, remove_data=True)
+        assert admin.get_idp("p042")["postBrokerLoginFlowAlias"] == "their post-login"
+        assert not admin.get_idp("p100").get("postBrokerLoginFlowAlias")
+    finally:
+        kc.delete_realm(name)

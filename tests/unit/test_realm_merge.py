@@ -271,15 +271,33 @@ def test_rules_without_a_number_mean_keycloak_defaults() -> None:
 
 
 def test_uninstall_undoes_only_the_extension_rules() -> None:
-    before = "length(14) and passwordHistory(5)"
-    applied = merge_policy(before, OURS).policy
-    # An admin added digits(2) since: it stays; our additions go.
-    assert unmerge_policy(f"{applied} and digits(2)", before, applied) == (
-        "length(14) and passwordHistory(5) and digits(2)"
+    merged = merge_policy("length(8) and passwordHistory(5)", OURS)
+    assert merged.changes["length"] == (True, "8", "12")
+    assert merged.changes["maxLength"] == (False, None, "128")
+    # Nothing changed since: the realm's own policy comes back.
+    assert unmerge_policy(merged.policy, merged.changes) == "length(8) and passwordHistory(5)"
+    # An admin raised length to 16 and added digits(2) since: both are theirs and stay.
+    since = merged.policy.replace("length(12)", "length(16)") + " and digits(2)"
+    assert unmerge_policy(since, merged.changes) == (
+        "length(16) and passwordHistory(5) and digits(2)"
     )
-    raised = merge_policy("length(8)", OURS).policy
-    assert unmerge_policy(raised, "length(8)", raised) == "length(8)"
-    # A rule an admin changed after the extension set it is theirs.
-    assert unmerge_policy(raised.replace("length(12)", "length(16)"), "length(8)", raised) == (
-        "length(16)"
-    )
+
+
+def test_a_provider_own_post_login_steps_keep_their_meaning() -> None:
+    own = [
+        {"authenticator": "auth-otp-form", "requirement": "ALTERNATIVE"},
+        {"authenticator": "webauthn-authenticator", "requirement": "ALTERNATIVE"},
+    ]
+    tree = flow_merge.post_broker_login(own)
+    # The pending check first (no password form of theirs before it); their alternatives
+    # inside a sub-flow of their own, not beside a REQUIRED step that would void them.
+    assert _steps(tree) == [
+        "[pending: refused]",
+        "[the provider's own steps]",
+        "allow-access-authenticator",
+    ]
+    assert tree[1]["executions"] == own
+    name = flow_merge.post_broker_name("post (v2): a/b")
+    assert name == "umpass after other providers after post -v2- a-b"
+    assert flow_merge.is_post_broker_copy(f"{name} 0a1b2c")
+    assert not flow_merge.is_post_broker_copy("umpass after other providers")
