@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -400,17 +401,13 @@ def test_uninstall_returns_the_realm_to_what_it_was(
 def test_a_browser_flow_the_extension_cannot_carry_is_refused_untouched(
     keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
 ) -> None:
-    admin = _small_realm(kc, keycloak_server, "kerb")
-    name = admin.connection.realm_name
-    try:
+    with _small_realm(kc, keycloak_server, "kerb") as (admin, name):
         admin.create_authentication_flow(
             {"alias": "kerberos only", "providerId": "basic-flow", "topLevel": True}
         )
         admin.create_authentication_flow_execution({"provider": "auth-spnego"}, "kerberos only")
         admin.update_realm(name, {"browserFlow": "kerberos only"})
         _refused_untouched(keycloak_server, kc, name, "has no enabled username form")
-    finally:
-        kc.delete_realm(name)
 
 
 def _apply_on_a_terminal(env: dict[str, str], answer: str) -> tuple[int, str]:
@@ -466,12 +463,19 @@ def _refused_without_a_yes(env: dict[str, str], name: str, kc: KeycloakAdmin) ->
     assert name not in {r["realm"] for r in kc.get_realms()}
 
 
-def _small_realm(kc: KeycloakAdmin, server: KeycloakUnderTest, prefix: str) -> KeycloakAdmin:
+@contextmanager
+def _small_realm(
+    kc: KeycloakAdmin, server: KeycloakUnderTest, prefix: str
+) -> Iterator[tuple[KeycloakAdmin, str]]:
+    """A bare realm of the test's own, deleted afterwards; an admin working in it."""
     name = f"{prefix}-{secrets.token_hex(3)}"
     kc.create_realm({"realm": name, "enabled": True})
-    admin = master_admin(server)
-    admin.change_current_realm(name)
-    return admin
+    try:
+        admin = master_admin(server)
+        admin.change_current_realm(name)
+        yield admin, name
+    finally:
+        kc.delete_realm(name)
 
 
 def _refused_untouched(server: KeycloakUnderTest, kc: KeycloakAdmin, name: str, match: str) -> None:
@@ -485,9 +489,7 @@ def _refused_untouched(server: KeycloakUnderTest, kc: KeycloakAdmin, name: str, 
 def test_a_client_overriding_the_sign_in_flow_is_refused_untouched(
     keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
 ) -> None:
-    admin = _small_realm(kc, keycloak_server, "override")
-    name = admin.connection.realm_name
-    try:
+    with _small_realm(kc, keycloak_server, "override") as (admin, name):
         browser = next(f for f in admin.get_authentication_flows() if f["alias"] == "browser")
         admin.create_client(
             {
@@ -500,16 +502,12 @@ def test_a_client_overriding_the_sign_in_flow_is_refused_untouched(
         _refused_untouched(
             keycloak_server, kc, name, r"legacy-portal \(browser: 'browser'\) override"
         )
-    finally:
-        kc.delete_realm(name)
 
 
 def test_accounts_holding_an_attribute_the_extension_would_declare_are_refused(
     keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
 ) -> None:
-    admin = _small_realm(kc, keycloak_server, "held")
-    name = admin.connection.realm_name
-    try:
+    with _small_realm(kc, keycloak_server, "held") as (admin, name):
         path = f"admin/realms/{name}/users/profile"
         profile = admin.connection.raw_get(path).json()
         profile["unmanagedAttributePolicy"] = "ENABLED"
@@ -518,17 +516,13 @@ def test_accounts_holding_an_attribute_the_extension_would_declare_are_refused(
             {"username": "legacy", "enabled": True, "attributes": {"phone_number": ["0800 1"]}}
         )
         _refused_untouched(keycloak_server, kc, name, r"phone_number \(1 accounts\)")
-    finally:
-        kc.delete_realm(name)
 
 
 def test_every_other_provider_of_a_federation_gets_the_check_and_gets_it_back(
     keycloak_server: KeycloakUnderTest, kc: KeycloakAdmin
 ) -> None:
     """Keycloak lists at most 100 identity providers a page; a SAML federation has more."""
-    admin = _small_realm(kc, keycloak_server, "federation")
-    name = admin.connection.realm_name
-    try:
+    with _small_realm(kc, keycloak_server, "federation") as (admin, name):
         admin.create_authentication_flow(
             {"alias": "their post-login", "providerId": "basic-flow", "topLevel": True}
         )
@@ -576,5 +570,3 @@ def test_every_other_provider_of_a_federation_gets_the_check_and_gets_it_back(
         uninstall_realm(options, remove_data=True)
         assert admin.get_idp("p042")["postBrokerLoginFlowAlias"] == "their post-login"
         assert not admin.get_idp("p100").get("postBrokerLoginFlowAlias")
-    finally:
-        kc.delete_realm(name)
