@@ -317,6 +317,7 @@ def test_a_pending_account_linked_to_another_provider_is_refused_there(
     refused = through_partner()
     assert not refused.ok and refused.tokens is None
     assert "Your account is not active yet" in refused.page  # the realm text, any theme
+    assert f'href="{SERVICE}/activate/"' in refused.page  # a link the theme keeps
     _set_state(uni_admin, student, "active")
     assert through_partner().ok  # the refusal was the pending check
 
