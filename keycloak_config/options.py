@@ -11,10 +11,20 @@ from typing import Any
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
 
+from provider.secret_strength import refusal
+
 CONFIG_DIR = Path(__file__).resolve().parent
 FAST_HASH = "hashAlgorithm(pbkdf2-sha256) and hashIterations(1)"
 BLOCKLIST_FILE = "umpass-common-passwords.txt"
 _PLACEHOLDER = re.compile(r"\{\{([A-Z_]+)\}\}")
+
+
+CLIENT_SECRETS = (
+    "UMPASS_KC_CLIENT_SECRET",
+    "UMPASS_KC_PROVISIONER_SECRET",
+    "UMPASS_BROKER_CLIENT_SECRET",
+    "UMPASS_HELPDESK_CLIENT_SECRET",
+)
 
 
 class ApplyError(Exception):
@@ -55,6 +65,12 @@ class ApplyOptions:
         ]
         if missing:
             raise ApplyError(f"{', '.join(missing)} not set: see .env.example")
+        if env.get("UMPASS_ENV", "production").strip().lower() != "development":
+            # The secrets apply gives the realm's clients: a placeholder would be public.
+            for name in CLIENT_SECRETS:
+                message = refusal(name, env[name])
+                if message:
+                    raise ApplyError(message)
         realm = env.get("UMPASS_REALM", "umpass") or "umpass"
         base_url = env.get("UMPASS_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
         backchannel = (env.get("UMPASS_BACKCHANNEL_URL", "") or base_url).rstrip("/")

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
+from provider.secret_strength import refusal
+
 
 class ConfigError(Exception):
     """The service cannot start with the configuration it was given."""
@@ -163,6 +165,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "UMPASS_SMS_GATEWAY=outbox writes codes to a file: production needs "
             "UMPASS_SMS_GATEWAY=webhook (or UMPASS_ENV=development on a developer machine)"
         )
+    if environment == "production" and not testing:
+        _refuse_weak_secrets(env, {"UMPASS_SECRET_KEY": secret_key, "UMPASS_HMAC_KEY": hmac_key})
     base_url = _http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000")
     if environment == "production" and not testing and not _https_or_loopback(base_url):
         raise ConfigError(
@@ -197,6 +201,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
         metrics_token=_metrics_token(env),
     )
+
+
+# Secrets checked in production, besides the two keys above (each only when set).
+PRODUCTION_SECRETS = (
+    "UMPASS_KC_CLIENT_SECRET",
+    "UMPASS_BROKER_CLIENT_SECRET",
+    "UMPASS_HELPDESK_CLIENT_SECRET",
+    "UMPASS_METRICS_TOKEN",
+)
+
+
+def _refuse_weak_secrets(env: Mapping[str, str], keys: Mapping[str, str]) -> None:
+    given = {name: env.get(name, "").strip() for name in PRODUCTION_SECRETS}
+    for name, value in {**keys, **given}.items():
+        message = refusal(name, value) if value else None
+        if message:
+            raise ConfigError(message)
 
 
 def _https_or_loopback(url: str) -> bool:

@@ -130,6 +130,7 @@ def test_options_from_env_defaults_realm_name() -> None:
             "UMPASS_KC_PROVISIONER_SECRET": "d",
             "UMPASS_BROKER_CLIENT_SECRET": "e",
             "UMPASS_HELPDESK_CLIENT_SECRET": "f",
+            "UMPASS_ENV": "development",
         }
     )
     assert options.realm == "umpass"
@@ -167,3 +168,15 @@ def test_helpdesk_client_carries_only_the_console_roles(
         f"admin/realms/{realm.name}/clients/{client['id']}/scope-mappings/realm"
     )
     assert {r["name"] for r in response.json()} == {"activation-helpdesk", "activation-admin"}
+
+
+def test_cli_refuses_a_placeholder_client_secret_outside_development(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
+) -> None:
+    env = realm.env(keycloak_server, UMPASS_KC_PROVISIONER_SECRET="change-me")
+    result = _run_apply(env, "--plan")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: UMPASS_KC_PROVISIONER_SECRET is a placeholder: ")
+    assert result.stderr.strip().count("\n") == 0
+    development = _run_apply({**env, "UMPASS_ENV": "development"}, "--plan")
+    assert development.returncode == 0, development.stderr

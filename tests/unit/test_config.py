@@ -1,12 +1,16 @@
+from pathlib import Path
+
 import pytest
 
 from provider.config import ConfigError, load_settings
 
 BASE = {"UMPASS_KC_CLIENT_SECRET": "very-secret-value", "UMPASS_ENV": "development"}
+# Fixed stand-ins for secrets.token_urlsafe(32): long and varied enough for production.
+STRONG = "Qh7vN2pX9kLmR4tW8yZc3bF6gJ1dS5aE"
 PRODUCTION = {
-    "UMPASS_KC_CLIENT_SECRET": "very-secret-value",
-    "UMPASS_SECRET_KEY": "s" * 40,
-    "UMPASS_HMAC_KEY": "h" * 40,
+    "UMPASS_KC_CLIENT_SECRET": STRONG + "kc",
+    "UMPASS_SECRET_KEY": STRONG + "sk",
+    "UMPASS_HMAC_KEY": STRONG + "hm",
     "UMPASS_SMS_GATEWAY": "webhook",
     "UMPASS_SMS_WEBHOOK_URL": "https://sms.example.com/send",
     "UMPASS_BASE_URL": "https://activate.example.edu",
@@ -61,3 +65,58 @@ def test_production_settings_with_every_limit_documented() -> None:
     assert settings.strength_limit == "60 per minute"
     tuned = load_settings({**PRODUCTION, "UMPASS_SIGN_IN_LIMIT": "1000 per minute"})
     assert tuned.sign_in_limit == "1000 per minute"
+
+
+def _example_values() -> dict[str, str]:
+    """Every NAME=value of .env.example, commented-out ones included."""
+    values = {}
+    for line in Path(".env.example").read_text(encoding="utf-8").splitlines():
+        name, _, value = line.lstrip("#").partition("=")
+        if name.strip().isupper() and value:
+            values[name.strip()] = value.strip()
+    return values
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "UMPASS_SECRET_KEY",
+        "UMPASS_HMAC_KEY",
+        "UMPASS_KC_CLIENT_SECRET",
+        "UMPASS_BROKER_CLIENT_SECRET",
+        "UMPASS_HELPDESK_CLIENT_SECRET",
+        "UMPASS_METRICS_TOKEN",
+    ],
+)
+def test_placeholders_from_env_example_are_refused_in_production(name: str) -> None:
+    placeholder = _example_values()[name]
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**PRODUCTION, name: placeholder})
+    message = str(refused.value)
+    assert message.startswith(f"{name} ") and "\n" not in message
+    assert placeholder not in message  # the value itself is never echoed
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("Qh7vN2pX9kLmR4tW8yZc3bF6gJ1", "shorter than 32 characters"),
+        ("ab" * 20, "not random"),
+        ("my-example-secret-" + STRONG, "placeholder"),
+    ],
+)
+def test_weak_secrets_are_refused_in_production(value: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"UMPASS_SECRET_KEY .*{why}"):
+        load_settings({**PRODUCTION, "UMPASS_SECRET_KEY": value})
+
+
+def test_development_keeps_working_with_the_example_values() -> None:
+    example = _example_values()
+    settings = load_settings(
+        {
+            **BASE,
+            "UMPASS_SECRET_KEY": example["UMPASS_SECRET_KEY"],
+            "UMPASS_BROKER_CLIENT_SECRET": example["UMPASS_BROKER_CLIENT_SECRET"],
+        }
+    )
+    assert settings.secret_key == example["UMPASS_SECRET_KEY"]
