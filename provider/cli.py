@@ -47,7 +47,7 @@ from provider.services import Services
 from provider.storage import engine as db
 from provider.storage import migrate
 from provider.storage.engine import make_engine
-from provider.students import NewStudent, StudentAlreadyActive, create_pending_student
+from provider.students import NewStudent, NotAPendingStudent, create_pending_student
 
 
 class CommandError(Exception):
@@ -235,8 +235,12 @@ def _create(students: list[NewStudent]) -> list[IssuedCode]:
         for student in students:
             try:
                 issued.append(create_pending_student(svc, student))
-            except StudentAlreadyActive:
-                print(f"  {student.user_id}: already active, left as it is", file=sys.stderr)
+            except NotAPendingStudent:
+                print(
+                    f"  {student.user_id}: an account that is not pending (active or staff) "
+                    "exists, left as it is; no code issued",
+                    file=sys.stderr,
+                )
             except (ValueError, EnrolmentError) as exc:
                 raise CommandError(f"{student.user_id}: {exc}") from exc
             progress.advance(task)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from provider.activation_codes import EnrolmentError, IssuedCode, enrol, issue_code
-from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
+from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_PENDING
 from provider.proofing import normalize_id_last4, normalize_user_id
 from provider.services import Services
 
@@ -27,8 +27,9 @@ class NewStudent:
     intake: str | None = None
 
 
-class StudentAlreadyActive(Exception):
-    """The account is active: nothing of it is reset."""
+class NotAPendingStudent(Exception):
+    """The account exists and is not pending (active, or staff with no activation state):
+    nothing of it is reset, and no code is issued for it."""
 
 
 def create_pending_student(svc: Services, student: NewStudent) -> IssuedCode:
@@ -45,8 +46,11 @@ def create_pending_student(svc: Services, student: NewStudent) -> IssuedCode:
         last_name=student.last_name,
         attributes={ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]},
     )
-    if svc.keycloak.get_user(keycloak_id).activation_state == STATE_ACTIVE:
-        raise StudentAlreadyActive(user_id)
+    # An existing account with this username and email is only ever a student waiting
+    # for activation: a code for an active or a staff account would let its holder set
+    # that account's password.
+    if svc.keycloak.get_user(keycloak_id).activation_state != STATE_PENDING:
+        raise NotAPendingStudent(user_id)
     with svc.sessions.begin() as session:
         enrol(
             session,

@@ -16,7 +16,7 @@ from provider.keycloak import PHONE_NUMBER, STATE_PENDING
 from provider.services import Services
 from provider.storage import migrate
 from provider.storage.models import ActivationCode, Base, Student
-from provider.students import NewStudent, create_pending_student
+from provider.students import NewStudent, NotAPendingStudent, create_pending_student
 from tests.support.cli import run_module
 
 
@@ -159,3 +159,17 @@ def test_cli_creates_a_student_shows_the_code_once_and_revokes_it(
     )
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: --date-of-birth must be YYYY-MM-DD"
+
+
+def test_an_existing_account_that_is_not_pending_gets_no_code(services: Services) -> None:
+    """A staff account (no activation state) with the same user ID and email: enrolling
+    it would hand out a code that sets its password."""
+    student = _new_student()
+    staff_id = services.keycloak.create_user(
+        student.user_id, email=student.email, first_name="Staff", last_name="Member"
+    )
+    with pytest.raises(NotAPendingStudent):
+        create_pending_student(services, student)
+    assert services.keycloak.get_user(staff_id).activation_state is None
+    with services.sessions() as session:
+        assert session.get(Student, student.user_id) is None
