@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
+
+from flask import has_request_context, request
 
 # Context keys that are written as they are. Every other key is "[redacted]": a new
 # field has to be judged safe here before it shows in a log, never the other way round.
@@ -45,14 +48,34 @@ def _context(record: logging.LogRecord) -> dict[str, object]:
     return context
 
 
+# Flask's own line for an unhandled exception quotes the request path, which can hold a
+# user ID (/helpdesk/students/<user_id>): it is written as a constant message with the
+# route's rule instead.
+_FLASK_EXCEPTION = re.compile(r"Exception on \S* \[[A-Z]+\]")
+
+
+def _message(record: logging.LogRecord) -> tuple[str, dict[str, object]]:
+    message = record.getMessage()
+    if not _FLASK_EXCEPTION.fullmatch(message):
+        return message, {}
+    where: dict[str, object] = {}
+    if has_request_context():
+        where["method"] = request.method
+        if request.url_rule is not None:
+            where["endpoint"] = request.url_rule.rule
+    return "unhandled exception in a request", where
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        message, where = _message(record)
         entry: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": message,
             **_context(record),
+            **where,
         }
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: exception messages can quote the request that failed.
@@ -62,8 +85,9 @@ class JsonFormatter(logging.Formatter):
 
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        context = " ".join(f"{k}={v}" for k, v in _context(record).items())
-        line = f"{record.levelname:<7} {record.name}: {record.getMessage()}"
+        message, where = _message(record)
+        context = " ".join(f"{k}={v}" for k, v in {**_context(record), **where}.items())
+        line = f"{record.levelname:<7} {record.name}: {message}"
         return f"{line} {context}".rstrip()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,11 @@ def make_engine(database_url: str) -> Engine:
             connect_args={"connect_timeout": CONNECT_TIMEOUT},
         )
     if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+        path = Path(url.database)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Proofing hashes and audit trails live here: readable by the service's user only
+        # (SQLite gives its -wal and -shm files the database file's permissions).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
     engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "connect")

@@ -70,3 +70,29 @@ def test_gateway_user_repr_carries_no_personal_data() -> None:
     text = repr(user)
     for value in ("s123456", "ana@example.edu", "Ana", "+85362345678"):
         assert value not in text
+
+
+def test_flask_exception_lines_carry_no_path() -> None:
+    """Flask logs "Exception on <path> [GET]" itself; a path can hold a user ID."""
+    import io
+
+    from flask import Flask
+
+    from provider.logging_setup import JsonFormatter as Json
+
+    app = Flask("t")
+
+    @app.get("/helpdesk/students/<user_id>")
+    def boom(user_id: str) -> str:
+        raise RuntimeError(user_id)
+
+    for formatter in (Json(), TextFormatter()):
+        out = io.StringIO()
+        handler = logging.StreamHandler(out)
+        handler.setFormatter(formatter)
+        app.logger.handlers[:] = [handler]
+        assert app.test_client().get("/helpdesk/students/s7654321").status_code == 500
+        line = out.getvalue()
+        assert "s7654321" not in line
+        assert "unhandled exception in a request" in line
+        assert "/helpdesk/students/<user_id>" in line

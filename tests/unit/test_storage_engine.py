@@ -29,3 +29,13 @@ def test_writers_see_each_others_commits_across_connections(tmp_path) -> None:
             conn.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
     with read_only(engine).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 3
+
+
+def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path) -> None:
+    path = tmp_path / "data" / "umpass.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.execute(text("create table t (x integer)"))
+    assert path.stat().st_mode & 0o777 == 0o600
+    wal = path.with_name(path.name + "-wal")
+    assert not wal.exists() or wal.stat().st_mode & 0o777 == 0o600
