@@ -167,6 +167,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
     if environment == "production" and not testing:
         _refuse_weak_secrets(env, {"UMPASS_SECRET_KEY": secret_key, "UMPASS_HMAC_KEY": hmac_key})
+        _refuse_plain_transport(delivery)
     base_url = _http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000")
     if environment == "production" and not testing and not _https_or_loopback(base_url):
         raise ConfigError(
@@ -220,9 +221,27 @@ def _refuse_weak_secrets(env: Mapping[str, str], keys: Mapping[str, str]) -> Non
             raise ConfigError(message)
 
 
+def _refuse_plain_transport(delivery: DeliverySettings) -> None:
+    """Codes travel to the SMS provider and the mail server: over TLS unless on this host."""
+    if delivery.sms_gateway == "webhook" and not delivery.sms_webhook_url.startswith("https://"):
+        raise ConfigError(
+            "UMPASS_SMS_WEBHOOK_URL must start with https:// in production: the codes and the "
+            "gateway's credential travel in it"
+        )
+    if delivery.smtp_security == "none" and not _is_loopback(delivery.smtp_host):
+        raise ConfigError(
+            f"UMPASS_SMTP_SECURITY=none sends codes in the clear to {delivery.smtp_host}: "
+            "production needs starttls or tls for a mail server that is not on this host"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "127.0.0.1", "::1") or host.startswith("127.")
+
+
 def _https_or_loopback(url: str) -> bool:
     parsed = urlparse(url)
-    return parsed.scheme == "https" or parsed.hostname in ("127.0.0.1", "localhost", "::1")
+    return parsed.scheme == "https" or _is_loopback(parsed.hostname or "")
 
 
 def _limit(env: Mapping[str, str], name: str, default: str) -> str:

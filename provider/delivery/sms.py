@@ -71,8 +71,10 @@ class WebhookGateway:
             name, value = s.auth_header.split(":", 1)
             headers[name.strip()] = value.strip()
         try:
+            # Never follow a redirect: requests would resend a custom auth header (and the
+            # message) to wherever the answer points.
             response = self._session.post(
-                s.url, data=body.encode(), headers=headers, timeout=s.timeout
+                s.url, data=body.encode(), headers=headers, timeout=s.timeout, allow_redirects=False
             )
         except requests.RequestException as exc:
             log.warning("sms gateway unreachable", extra={"reason": type(exc).__name__})

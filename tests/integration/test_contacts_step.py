@@ -202,6 +202,47 @@ def test_webhook_gateway_posts_the_template_with_auth() -> None:
         server.shutdown()
 
 
+def test_webhook_gateway_never_follows_a_redirect_with_its_credential() -> None:
+    """A 307 from the gateway (or whoever answers at its address) must not carry the
+    message and the auth header to another server."""
+    elsewhere = HTTPServer(("127.0.0.1", 0), _Receiver)
+    redirecting = HTTPServer(("127.0.0.1", 0), _Redirector)
+    _Redirector.location = f"http://127.0.0.1:{elsewhere.server_port}/sms"
+    threads = [
+        threading.Thread(target=s.serve_forever, daemon=True) for s in (elsewhere, redirecting)
+    ]
+    for thread in threads:
+        thread.start()
+    received = len(_Receiver.received)
+    try:
+        gateway = WebhookGateway(
+            WebhookSettings(
+                url=f"http://127.0.0.1:{redirecting.server_port}/sms",
+                auth_header="X-Api-Key: k3y",
+                body_template='{"to": "$to", "text": "$text"}',
+            )
+        )
+        with pytest.raises(DeliveryFailed):
+            gateway.send(TextMessage(to="+85362345678", text="Code 123456"))
+        assert len(_Receiver.received) == received  # nothing reached the other server
+    finally:
+        elsewhere.shutdown()
+        redirecting.shutdown()
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    location = ""
+
+    def do_POST(self) -> None:
+        self.send_response(307)
+        self.send_header("Location", self.location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
 def test_code_sends_are_limited_per_client_address(
     app: Flask, services: Services, inbox: Inbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:

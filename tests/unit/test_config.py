@@ -45,6 +45,14 @@ def test_defaults() -> None:
         ({**BASE, "UMPASS_RATELIMIT_STORAGE": "memcached://x"}, "must be a redis://"),
         ({**BASE, "UMPASS_SIGN_IN_LIMIT": "lots"}, "UMPASS_SIGN_IN_LIMIT='lots' is not a rate"),
         ({**BASE, "UMPASS_IDENTIFY_LIMIT": "10 per fortnight"}, "is not a rate limit"),
+        (
+            {**PRODUCTION, "UMPASS_SMS_WEBHOOK_URL": "http://sms.example.com/send"},
+            "UMPASS_SMS_WEBHOOK_URL must start with https:// in production",
+        ),
+        (
+            {**PRODUCTION, "UMPASS_SMTP_HOST": "mail.example.edu"},
+            "UMPASS_SMTP_SECURITY=none sends codes in the clear to mail.example.edu",
+        ),
     ],
 )
 def test_bad_configuration_says_what_to_fix(env: dict[str, str], message: str) -> None:
@@ -120,3 +128,14 @@ def test_development_keeps_working_with_the_example_values() -> None:
         }
     )
     assert settings.secret_key == example["UMPASS_SECRET_KEY"]
+
+
+def test_mail_over_tls_or_on_this_host_is_accepted_in_production() -> None:
+    tls = load_settings(
+        {**PRODUCTION, "UMPASS_SMTP_HOST": "mail.example.edu", "UMPASS_SMTP_SECURITY": "starttls"}
+    )
+    assert tls.delivery.smtp_security == "starttls"
+    assert (
+        load_settings({**PRODUCTION, "UMPASS_SMTP_HOST": "127.0.0.1"}).delivery.smtp_host
+        == "127.0.0.1"
+    )
