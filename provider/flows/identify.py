@@ -119,7 +119,13 @@ def identify(
         if locked_until is not None:
             audit.record_now(svc.sessions, audit.STUDENT, "identify.locked", subject)
             raise IdentifyLocked(locked_until, now)
-        result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
+        try:
+            result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
+        except Exception:
+            # No answer was given (Keycloak or the database failed): not a failure of
+            # the student's. Uncounted, it cannot strand the ID without a lock's end.
+            lockout.release_attempt(svc.sessions, lock_key)
+            raise
         if result is None:
             lockout.record_failure(svc.sessions, lock_key, now)
             audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", subject)

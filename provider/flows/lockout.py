@@ -1,9 +1,10 @@
 """Consecutive identify failures per typed user ID, and the lock they lead to.
 
 The counter is raised *before* the details are compared, so a request cut short after
-the comparison still counts. After `MAX_FAILURES` in a row the ID is locked for
-`BASE_LOCK`, doubling with each further lock. Rows exist for IDs that do not exist too:
-a lock looks the same either way.
+the comparison still counts; an attempt the service itself could not answer is released,
+and a count full of attempts that never came back ends like a lock. After
+`MAX_FAILURES` in a row the ID is locked for `BASE_LOCK`, doubling with each further lock.
+Rows exist for IDs that do not exist too: a lock looks the same either way.
 """
 
 from __future__ import annotations
@@ -55,7 +56,21 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
                 if row.locked_until is not None and row.locked_until > now:
                     return row.locked_until
                 if row.failures >= MAX_FAILURES:
-                    return now + BASE_LOCK  # the limit is reached by attempts in flight
+                    # Full of attempts that never came back (still in flight, or cut
+                    # short by a crash): a lock from the last of them, which ends.
+                    ends = row.updated_at + BASE_LOCK
+                    if ends > now:
+                        return ends
+                    session.execute(
+                        update(IdentifyLockout)
+                        .where(
+                            IdentifyLockout.user_id == key,
+                            IdentifyLockout.locked_until.is_(None),
+                            IdentifyLockout.updated_at == row.updated_at,
+                        )
+                        .values(failures=0, updated_at=now)
+                    )
+                    continue
                 # Neither locked nor full: the row appeared (or was reset) after the
                 # UPDATE looked, which PostgreSQL's READ COMMITTED allows. Count again.
                 continue
@@ -66,6 +81,17 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
             continue
         return None
     return now + BASE_LOCK  # never seen: fail closed rather than count nothing
+
+
+def release_attempt(sessions: sessionmaker[Session], key: str) -> None:
+    """The attempt ended without an answer (the service failed, e.g. Keycloak down): it
+    does not count against the student."""
+    with sessions.begin() as session:
+        session.execute(
+            update(IdentifyLockout)
+            .where(IdentifyLockout.user_id == key, IdentifyLockout.failures > 0)
+            .values(failures=IdentifyLockout.failures - 1)
+        )
 
 
 def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> None:

@@ -12,13 +12,16 @@ from flask import Flask
 
 from provider import create_app
 from provider.config import Settings
+from provider.flows.identify import identify
 from provider.keycloak import (
     IdentityServiceUnavailable,
     KeycloakGateway,
     ServiceCredentialRejected,
 )
+from provider.services import Services
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.cli import run_module
+from tests.support.students import enrol_student
 
 
 def _gateway_at(settings: Settings, **changes: object) -> KeycloakGateway:
@@ -179,3 +182,24 @@ def test_no_username_in_logs_when_keycloak_fails(
     lines = [JsonFormatter().format(r) for r in caplog.records]
     assert lines, "the failure should be logged"
     assert not any("s7654321" in line for line in lines)
+
+
+def test_keycloak_down_during_correct_attempts_never_locks_the_student(
+    settings: Settings, services: Services
+) -> None:
+    """Five right answers while Keycloak is down count as no attempt at all: once it is
+    back, the student gets in at once (before, the ID stayed locked for good)."""
+    student = enrol_student(services, "u")
+    down = Services.assemble(
+        settings, gateway=_gateway_at(settings, url="http://127.0.0.1:9", timeout_seconds=1)
+    )
+    details = {
+        "typed_user_id": student.user_id,
+        "typed_code": student.code,
+        "date_of_birth": student.date_of_birth,
+        "typed_id_last4": student.id_last4,
+    }
+    for _ in range(5):
+        with pytest.raises(IdentityServiceUnavailable):
+            identify(down, **details)
+    assert identify(services, **details).user_id == student.user_id

@@ -59,3 +59,21 @@ def test_lock_reports_when_it_ends(sessions) -> None:
     for _ in range(5):
         _fail(sessions, "dc12345", T0)
     assert lockout.begin_attempt(sessions, "dc12345", T0) == T0 + timedelta(minutes=15)
+
+
+def test_attempts_that_never_came_back_end_like_a_lock(sessions) -> None:
+    """Five counts without an outcome (a crash after each): the ID waits out one lock's
+    length from the last of them, never for good."""
+    for _ in range(5):
+        assert _allowed(sessions, "dc55555", T0)
+    assert lockout.begin_attempt(sessions, "dc55555", T0 + timedelta(minutes=5)) == (
+        T0 + timedelta(minutes=15)
+    )
+    assert _allowed(sessions, "dc55555", T0 + timedelta(minutes=15, seconds=1))
+
+
+def test_an_attempt_the_service_could_not_answer_is_released(sessions) -> None:
+    for _ in range(5):
+        assert _allowed(sessions, "dc66666", T0)
+        lockout.release_attempt(sessions, "dc66666")
+    assert _allowed(sessions, "dc66666", T0)
