@@ -138,6 +138,8 @@ def _claim_code(
         code = session.get(ActivationCode, code_id)
         if code is None or code.revoked_at is not None:
             return None
+        if code.used_at is None and code.expires_at <= now:
+            return None  # expired while the student was on the later steps
         ours = code.claimed_by == flow_key
         if code.used_at is not None:
             return _CodeClaim(ours_before=True, already_used=True) if ours else None
@@ -147,6 +149,7 @@ def _claim_code(
                 ActivationCode.id == code_id,
                 ActivationCode.used_at.is_(None),
                 ActivationCode.revoked_at.is_(None),
+                ActivationCode.expires_at > now,
                 or_(
                     ActivationCode.claimed_by.is_(None),
                     ActivationCode.claimed_by == flow_key,

@@ -81,8 +81,22 @@ def _flow() -> FlowState:
         state = engine().load_or_start(request.cookies.get(FLOW_COOKIE))
         if state.replaced_expired:
             flash(_("Your session timed out, so we started again. Nothing was changed."))
+        elif state.user_id and state.step != "done" and not _code_still_stands(state):
+            # Revoked, re-issued or expired since this flow was identified with it: the
+            # flow ends here, before any further write, and the student starts over.
+            engine().finish(state)
+            # A fresh start whose cookie (naming nothing now) is cleared on the way out.
+            state = FlowState(flow_id=None, step=STEPS[0], replaced_expired=True)
+            flash(_("Your activation code was replaced or has expired, so we started again."))
         g.flow = state
     return g.flow
+
+
+def _code_still_stands(state: FlowState) -> bool:
+    with _svc().reads() as db:
+        code = db.get(ActivationCode, state.data.get("code_id"))
+    now = datetime.now(UTC)
+    return code is not None and code.revoked_at is None and code.expires_at > now
 
 
 @bp.after_app_request

@@ -9,8 +9,9 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from flask import Flask
 from keycloak import KeycloakAdmin
-from sqlalchemy import update
+from sqlalchemy import select, update
 
+from provider.activation_codes import issue_code, revoke_codes
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
@@ -410,3 +411,50 @@ def test_impossible_date_gets_a_plain_message(flow: FlowClient, student: Student
     response = flow.identify(student, date_of_birth="2007-02-30")
     assert response.status_code == 400
     assert "Enter your date of birth as a real date" in response.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("how", ["revoked", "re-issued", "expired"])
+def test_an_open_flow_ends_when_its_code_is_withdrawn(
+    flow: FlowClient, student: StudentDetails, services: Services, how: str
+) -> None:
+    """The help desk revokes or re-issues the code (or it runs out) while a student is on
+    a later step: their next request starts over, and nothing more is written."""
+    flow.identify(student)
+    flow.accept_policies()
+    now = datetime.now(UTC)
+    with services.sessions.begin() as db:
+        if how == "revoked":
+            revoke_codes(db, student.user_id, now=now, actor="helpdesk:test")
+        elif how == "re-issued":
+            issue_code(db, services.hasher, student.user_id)
+        else:
+            db.execute(
+                update(ActivationCode)
+                .where(ActivationCode.user_id == student.user_id)
+                .values(expires_at=now - timedelta(seconds=1))
+            )
+    response = flow.client.get("/activate/contacts", follow_redirects=True)
+    body = response.get_data(as_text=True)
+    assert "Your activation code was replaced or has expired, so we started again." in body
+    assert "Step 1 of 5" in body
+    with services.sessions() as db:
+        assert db.scalars(select(Flow).where(Flow.user_id == student.user_id)).all() == []
+
+
+def test_the_final_claim_refuses_an_expired_code(
+    services: Services, student: StudentDetails
+) -> None:
+    from provider.flows.activate import _claim_code
+
+    now = datetime.now(UTC)
+    with services.sessions.begin() as db:
+        code = db.scalars(
+            select(ActivationCode).where(
+                ActivationCode.user_id == student.user_id, ActivationCode.revoked_at.is_(None)
+            )
+        ).one()
+        code.expires_at = now - timedelta(seconds=1)
+        code_id = code.id
+    assert _claim_code(services.sessions, code_id, "flow-key", now) is None
+    with services.sessions() as db:
+        assert db.get(ActivationCode, code_id).claimed_by is None
