@@ -145,6 +145,10 @@ def _to_current(state: FlowState) -> ResponseReturnValue:
 @bp.get("/")
 def start() -> ResponseReturnValue:
     state = _flow()
+    if _oidc_enabled() and _sign_in_would_end_open_work(state):
+        # Any page can send a browser to /oidc/authorize: that alone must not throw away
+        # an activation in progress. The student chooses.
+        return render_template("flow/sign_in_elsewhere.html")
     if _oidc_enabled():
         with contextlib.suppress(FlowConflict):  # a parallel request moved it: look again
             replaced = handoff.attach(engine(), state)
@@ -154,6 +158,31 @@ def start() -> ResponseReturnValue:
                 response.delete_cookie(FLOW_COOKIE, path="/activate")
                 return response
     return _to_current(_flow())
+
+
+def _sign_in_would_end_open_work(state: FlowState) -> bool:
+    waiting = handoff.SESSION_KEY in session
+    return waiting and state.flow_id is not None and bool(state.user_id) and state.step != "done"
+
+
+@bp.post("/sign-in/keep")
+def keep_activation() -> ResponseReturnValue:
+    """Go on with the activation in progress; the sign-in that arrived is dropped."""
+    handoff.take_from_session()
+    return _to_current(_flow())
+
+
+@bp.post("/sign-in/switch")
+def switch_to_sign_in() -> ResponseReturnValue:
+    """Start over for the sign-in that arrived: the open flow ends, the request stays."""
+    state = _flow()
+    if state.user_id:
+        audit.record_now(_svc().sessions, audit.STUDENT, "flow.restarted", state.user_id)
+    engine().finish(state)
+    response = redirect(url_for("flow.step", name="identify"))
+    response.delete_cookie(FLOW_COOKIE, path="/activate")
+    g.pop("flow", None)
+    return response
 
 
 @bp.post("/cancel")

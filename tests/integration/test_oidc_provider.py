@@ -166,15 +166,43 @@ def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(
     assert flow.page("done").headers["Location"].endswith("/activate/identify")
 
 
-def test_a_sign_in_arriving_mid_flow_starts_afresh(
-    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
-) -> None:
+def _open_flow_then_a_sign_in(
+    app: Flask, settings: Settings, inbox: Inbox, who: StudentDetails
+) -> tuple[FlowClient, str]:
+    """Someone's flow left open at the policies, then any page sends the browser to
+    /oidc/authorize: the student is asked, nothing is thrown away yet."""
     client = app.test_client()
     flow = FlowClient(client, inbox)
-    assert flow.identify(student).status_code == 302  # someone's flow, left open
+    assert flow.identify(who).status_code == 302
     assert Broker(client, settings).authorize().status_code == 302
-    assert flow.page("").headers["Location"].endswith("/activate/identify")
+    asked = flow.page("")
+    body = asked.get_data(as_text=True)
+    assert asked.status_code == 200 and "Another sign-in started" in body
+    token = re.search(r'name="csrf_token" value="([^"]+)"', body)
+    assert token is not None
+    assert flow.page("policies").status_code == 200  # the open flow is still there
+    return flow, token.group(1)
+
+
+def test_a_sign_in_arriving_mid_flow_starts_afresh_when_the_student_says_so(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    flow, token = _open_flow_then_a_sign_in(app, settings, inbox, student)
+    switched = flow.client.post("/activate/sign-in/switch", data={"csrf_token": token})
+    assert switched.headers["Location"].endswith("/activate/identify")
     assert flow.page("policies").headers["Location"].endswith("/activate/identify")
+    waiting = "we will take you back to where you were signing in"
+    assert waiting in flow.page("identify").get_data(as_text=True)  # kept for who comes next
+
+
+def test_a_sign_in_arriving_mid_flow_can_be_set_aside(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    flow, token = _open_flow_then_a_sign_in(app, settings, inbox, student)
+    kept = flow.client.post("/activate/sign-in/keep", data={"csrf_token": token})
+    assert kept.headers["Location"].endswith("/activate/policies")
+    assert flow.page("").headers["Location"].endswith("/activate/policies")  # not asked again
+    assert "Stop and return to the sign-in page" not in flow.page("policies").get_data(as_text=True)
 
 
 def test_refused_requests_never_redirect_anywhere_else(
