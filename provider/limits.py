@@ -11,6 +11,8 @@ calm 503 page (`STORAGE_ERROR`), never silently unlimited.
 
 from __future__ import annotations
 
+import ipaddress
+
 from flask import Flask, current_app, request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
@@ -18,7 +20,24 @@ from redis.exceptions import RedisError
 
 from provider.config import Settings
 
-limiter = Limiter(key_func=get_remote_address, default_limits=[])
+
+def client_network() -> str:
+    """Whose budget a request spends: the client's IPv4 address, or its IPv6 /64. One
+    IPv6 subscriber usually holds a whole /64, so counting single addresses would give
+    them 2^64 budgets."""
+    address = get_remote_address()
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.IPv6Network(f"{parsed}/64", strict=False))
+    return address
+
+
+limiter = Limiter(key_func=client_network, default_limits=[])
 
 # What a limited request raises when the shared store is down (Flask-Limiter re-raises it).
 STORAGE_ERROR = RedisError

@@ -352,6 +352,25 @@ def test_identify_attempts_are_limited_per_client_address(
     assert other.identify(student, id_last4="0000").status_code == 400
 
 
+def test_ipv6_clients_share_one_budget_per_64(
+    app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A subscriber holds a whole /64: new addresses in it buy no new attempts."""
+    monkeypatch.setitem(app.config, "UMPASS_IDENTIFY_LIMIT", "3 per minute")
+    prefix = f"2001:db8:{secrets.randbelow(0xFFFF):x}:{secrets.randbelow(0xFFFF):x}"
+    codes = []
+    for host in range(1, 5):
+        client = FlowClient(app.test_client())
+        client.client.environ_base["REMOTE_ADDR"] = f"{prefix}::{host:x}"
+        codes.append(client.identify(student, user_id=f"zz{secrets.token_hex(3)[:5]}").status_code)
+    assert codes == [400, 400, 400, 429]
+    neighbour = FlowClient(app.test_client())  # the next /64 is someone else
+    neighbour.client.environ_base["REMOTE_ADDR"] = (
+        f"{prefix[:-1]}{'0' if prefix[-1] != '0' else '1'}::1"
+    )
+    assert neighbour.identify(student, id_last4="0000").status_code == 400
+
+
 def test_strength_endpoint_judges_like_the_submit(
     flow: FlowClient, student: StudentDetails
 ) -> None:
