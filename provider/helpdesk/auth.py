@@ -29,6 +29,9 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
+from provider import audit
+from provider.services import services
+
 HELPDESK = "activation-helpdesk"
 ADMIN = "activation-admin"
 STAFF_KEY = "umpass_staff"
@@ -55,6 +58,10 @@ def _client() -> Any:
     return current_app.extensions["umpass.helpdesk_oauth"].realm
 
 
+def _audit(actor: str, action: str, subject: str | None, **detail: Any) -> None:
+    audit.record_now(services(current_app).sessions, actor, action, subject, **detail)
+
+
 def staff() -> dict[str, Any] | None:
     who = session.get(STAFF_KEY)
     if not who or who.get("until", 0) < time.time():
@@ -75,6 +82,8 @@ def requires(*roles: str) -> Callable[[F], F]:
                 )
                 return redirect(url_for("helpdesk_auth.login"))
             if not set(roles) & set(who["roles"]):
+                rule = request.url_rule.rule if request.url_rule else request.endpoint
+                _audit(f"staff:{who['username']}", "helpdesk.refused", None, page=rule)
                 abort(403)
             return view(*args, **kwargs)
 
@@ -100,17 +109,20 @@ def callback() -> ResponseReturnValue:
     roles = [r for r in claims.get("roles", []) if r in (HELPDESK, ADMIN)]
     next_path = session.pop("umpass_staff_next", None)
     session.clear()  # nothing from before sign-in carries over
+    username = claims.get("preferred_username", "")
     if not roles:
+        _audit(f"staff:{username}", "staff.refused_no_role", None)
         return render_template(
             "error.html",
             message=_("Your account has no help-desk role. Ask an IT admin to grant one."),
         ), 403
     session[STAFF_KEY] = {
-        "username": claims.get("preferred_username", ""),
+        "username": username,
         "roles": roles,
         "until": time.time() + STAFF_SESSION,
     }
     session["umpass_staff_id_token"] = token.get("id_token", "")
+    _audit(f"staff:{username}", "staff.signed_in", None, roles=sorted(roles))
     if next_path and next_path.startswith("/helpdesk/") and not next_path.startswith("//"):
         return redirect(next_path)
     return redirect(url_for("helpdesk.home"))
@@ -121,7 +133,9 @@ def logout() -> ResponseReturnValue:
     """Out of the console AND out of the realm: on a shared help-desk PC the next person
     must not be signed straight back in by Keycloak's SSO session."""
     id_token = session.pop("umpass_staff_id_token", "")
-    session.pop(STAFF_KEY, None)
+    who = session.pop(STAFF_KEY, None)
+    if who:
+        _audit(f"staff:{who.get('username', '')}", "staff.signed_out", None)
     end_session = _client().load_server_metadata().get("end_session_endpoint")
     if not end_session:
         return redirect(url_for("helpdesk.signed_out"))

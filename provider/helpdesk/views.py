@@ -78,6 +78,7 @@ def student(user_id: str, new_code: object = None) -> ResponseReturnValue:
     svc = _svc()
     view = students.look_up(svc, user_id)
     if view.enrolled is None:  # only students this service enrolled, never staff accounts
+        audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.not_found", user_id)
         return render_template("helpdesk/not_found.html", user_id=user_id), 404
     audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
     timeline = [students.describe(e) for e in view.events]
@@ -91,6 +92,7 @@ def _enrolled_or_404(user_id: str) -> students.StudentView:
     # Only students this service enrolled: the console never touches staff accounts.
     view = students.look_up(_svc(), user_id)
     if view.enrolled is None:
+        audit.record_now(_svc().sessions, f"staff:{_me()}", "helpdesk.not_found", user_id)
         abort(404)
     return view
 

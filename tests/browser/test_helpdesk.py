@@ -14,9 +14,11 @@ import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from sqlalchemy import select
 
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
+from provider.storage.models import AuditEvent
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
@@ -99,6 +101,11 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
     page.goto(f"{live_url}/helpdesk/")
     page.wait_for_selector("#username")  # Keycloak asks who it is
     context.close()
+    with services.sessions() as db:
+        staff_events = db.scalars(
+            select(AuditEvent.action).where(AuditEvent.actor == f"staff:{helpdesk_staff}")
+        ).all()
+    assert {"staff.signed_in", "staff.signed_out"} <= set(staff_events)
 
 
 def test_clearing_both_lockouts(
