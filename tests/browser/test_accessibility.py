@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlencode
@@ -18,6 +17,7 @@ from playwright.sync_api import Browser, Page, expect
 from provider.config import Settings
 from provider.services import Services
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD
+from tests.support.broker import broker_request, pkce
 from tests.support.inbox import Inbox
 from tests.support.students import enrol_student
 
@@ -36,20 +36,6 @@ def axe_check(page: Page, name: str, report: dict[str, list[dict]]) -> None:
         {"id": v["id"], "impact": v["impact"], "nodes": [n["target"] for n in v["nodes"]][:3]}
         for v in result["violations"]
     ]
-
-
-def _broker_request(settings: Settings) -> dict[str, str]:
-    """A valid authorization request, as Keycloak's broker (or any page) could send."""
-    return {
-        "response_type": "code",
-        "client_id": settings.oidc.broker_client_id,
-        "redirect_uri": settings.oidc.broker_redirect_uri,
-        "scope": "openid",
-        "state": secrets.token_urlsafe(16),
-        "nonce": secrets.token_urlsafe(16),
-        "code_challenge": secrets.token_urlsafe(32),
-        "code_challenge_method": "S256",
-    }
 
 
 def test_every_step_has_no_axe_violations(
@@ -89,7 +75,7 @@ def test_every_step_has_no_axe_violations(
     axe_check(page, "contacts-choose", report)
     # Any page may send this browser to the provider's authorize endpoint mid-flow: the
     # student is asked rather than losing the flow.
-    page.goto(f"{live_url}/oidc/authorize?{urlencode(_broker_request(settings))}")
+    page.goto(f"{live_url}/oidc/authorize?{urlencode(broker_request(settings, pkce()[1]))}")
     expect(page.get_by_role("heading", name="Another sign-in started")).to_be_visible()
     axe_check(page, "sign-in-elsewhere", report)
     page.get_by_role("button", name="Continue my activation").click()

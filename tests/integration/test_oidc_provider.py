@@ -6,8 +6,6 @@ are made by hand, so every refusal can be aimed at exactly one rule.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import re
 import secrets
@@ -24,17 +22,12 @@ from werkzeug.test import TestResponse
 
 from provider.config import Settings
 from provider.services import Services
+from tests.support.broker import broker_request, pkce
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.students import enrol_student
 
 PASSWORD = "lantern orchard velvet 2031"
-
-
-def _pkce() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest())
-    return verifier, challenge.rstrip(b"=").decode()
 
 
 class Broker:
@@ -43,17 +36,8 @@ class Broker:
     def __init__(self, client: FlaskClient, settings: Settings) -> None:
         self.client = client
         self.settings = settings
-        self.verifier, challenge = _pkce()
-        self.params = {
-            "response_type": "code",
-            "client_id": settings.oidc.broker_client_id,
-            "redirect_uri": settings.oidc.broker_redirect_uri,
-            "scope": "openid",
-            "state": secrets.token_urlsafe(16),
-            "nonce": secrets.token_urlsafe(16),
-            "code_challenge": challenge,
-            "code_challenge_method": "S256",
-        }
+        self.verifier, challenge = pkce()
+        self.params = broker_request(settings, challenge)
 
     def authorize(self, **changes: str | None) -> TestResponse:
         params = {k: v for k, v in {**self.params, **changes}.items() if v is not None}
@@ -247,7 +231,7 @@ def test_token_endpoint_refusals(
     code = _code_from(location, settings, broker.params["state"])
     bad_secret = broker.token(code, client_secret="x" * 32)
     assert bad_secret.status_code == 401 and bad_secret.get_json()["error"] == "invalid_client"
-    wrong_verifier = broker.token(code, code_verifier=_pkce()[0])
+    wrong_verifier = broker.token(code, code_verifier=pkce()[0])
     assert wrong_verifier.get_json()["error"] == "invalid_grant"
     # Any failed use spends the code: the right request afterwards is refused too.
     assert broker.token(code).get_json()["error"] == "invalid_grant"
