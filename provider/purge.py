@@ -53,6 +53,7 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    StaffSession,
 )
 
 # pg_try_advisory_lock key: "umpurge" in ASCII, so it is recognisable in pg_locks.
@@ -152,6 +153,10 @@ def _oidc_token_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     return OidcAccessToken.expires_at <= now - r.grace
 
 
+def _staff_session_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return StaffSession.expires_at <= now - r.grace
+
+
 def _lockout_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     row = IdentifyLockout
     unlocked = or_(row.locked_until.is_(None), row.locked_until <= now)
@@ -213,6 +218,13 @@ KINDS: tuple[Kind, ...] = (
         OidcAccessToken,
         "token_hash",
         _oidc_token_gone,
+        lambda r: f"expired + {_grace(r)}",
+    ),
+    Kind(
+        "staff sessions",
+        StaffSession,
+        "id_hash",
+        _staff_session_gone,
         lambda r: f"expired + {_grace(r)}",
     ),
     Kind(

@@ -1,25 +1,29 @@
 """Staff sign-in through the realm, and the role checks every console route makes.
 
-The realm's `umpass-helpdesk` client puts the staff member's realm roles in the ID
-token (`roles`). Nothing else is trusted: the session holds the username and the roles
-of that token, for at most `STAFF_SESSION` and never across a browser restart.
+The realm's `umpass-helpdesk` client puts the staff member's realm roles in its tokens
+(`roles`). Nothing else is trusted: the browser holds only the random id of a session
+kept server-side (`StaffSession`, at most `STAFF_SESSION`), whose roles are re-read from
+the realm on every request.
 """
 
 from __future__ import annotations
 
+import hashlib
 import secrets
-import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from functools import wraps
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+import requests
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import (
     Blueprint,
     Flask,
     abort,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -28,14 +32,16 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from sqlalchemy import delete
 
 from provider import audit
 from provider.services import services
+from provider.storage.models import StaffSession
 
 HELPDESK = "activation-helpdesk"
 ADMIN = "activation-admin"
-STAFF_KEY = "umpass_staff"
-STAFF_SESSION = 2 * 3600  # then sign in again (roles are re-read from a fresh token)
+STAFF_KEY = "umpass_staff_session"  # the server-side session's random id
+STAFF_SESSION = 2 * 3600  # then sign in again, whatever the realm says
 F = TypeVar("F", bound=Callable[..., ResponseReturnValue])
 
 bp = Blueprint("helpdesk_auth", __name__, url_prefix="/helpdesk")
@@ -62,11 +68,54 @@ def _audit(actor: str, action: str, subject: str | None, **detail: Any) -> None:
     audit.record_now(services(current_app).sessions, actor, action, subject, **detail)
 
 
+def _key(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
 def staff() -> dict[str, Any] | None:
-    who = session.get(STAFF_KEY)
-    if not who or who.get("until", 0) < time.time():
+    """The signed-in staff member and their roles as the realm says now, or None.
+
+    Every request asks the realm again with the session's refresh token (a console is
+    used by a few people; two small calls are cheap): a role removed, or a realm session
+    ended (sign-out elsewhere, an admin's "sign out"), takes effect at once."""
+    if "umpass_staff" in g:
+        return g.umpass_staff
+    g.umpass_staff = None
+    session_id = session.get(STAFF_KEY)
+    if not isinstance(session_id, str):
         return None
-    return who
+    sessions = services(current_app).sessions
+    now = datetime.now(UTC)
+    with sessions.begin() as db:
+        row = db.get(StaffSession, _key(session_id))
+        if row is None or row.expires_at <= now:
+            return None
+        refresh_token, username = row.refresh_token, row.username
+    fresh = _ask_the_realm(refresh_token)
+    with sessions.begin() as db:
+        row = db.get(StaffSession, _key(session_id))
+        if row is None:  # signed out meanwhile
+            return None
+        if fresh is None:
+            db.delete(row)
+            return None
+        row.roles, row.refresh_token = fresh
+    g.umpass_staff = {"username": username, "roles": fresh[0]}
+    return g.umpass_staff
+
+
+def _ask_the_realm(refresh_token: str) -> tuple[list[str], str] | None:
+    """The console roles the realm gives now, and the next refresh token; None when the
+    realm session is over."""
+    try:
+        token = _client().fetch_access_token(
+            grant_type="refresh_token", refresh_token=refresh_token
+        )
+        claims = _client().userinfo(token=token)
+    except (OAuthError, requests.RequestException, ValueError):
+        return None
+    roles = [r for r in claims.get("roles", []) if r in (HELPDESK, ADMIN)]
+    return roles, token.get("refresh_token") or refresh_token
 
 
 def requires(*roles: str) -> Callable[[F], F]:
@@ -116,11 +165,22 @@ def callback() -> ResponseReturnValue:
             "error.html",
             message=_("Your account has no help-desk role. Ask an IT admin to grant one."),
         ), 403
-    session[STAFF_KEY] = {
-        "username": username,
-        "roles": roles,
-        "until": time.time() + STAFF_SESSION,
-    }
+    if not token.get("refresh_token"):
+        return render_template("error.html", message=_("Sign-in did not complete. Try again.")), 400
+    session_id = secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    with services(current_app).sessions.begin() as db:
+        db.add(
+            StaffSession(
+                id_hash=_key(session_id),
+                username=username,
+                roles=roles,
+                refresh_token=token["refresh_token"],
+                created_at=now,
+                expires_at=now + timedelta(seconds=STAFF_SESSION),
+            )
+        )
+    session[STAFF_KEY] = session_id
     session["umpass_staff_id_token"] = token.get("id_token", "")
     _audit(f"staff:{username}", "staff.signed_in", None, roles=sorted(roles))
     if next_path and next_path.startswith("/helpdesk/") and not next_path.startswith("//"):
@@ -132,10 +192,15 @@ def callback() -> ResponseReturnValue:
 def logout() -> ResponseReturnValue:
     """Out of the console AND out of the realm: on a shared help-desk PC the next person
     must not be signed straight back in by Keycloak's SSO session."""
+    who = staff()
     id_token = session.pop("umpass_staff_id_token", "")
-    who = session.pop(STAFF_KEY, None)
+    session_id = session.pop(STAFF_KEY, None)
+    if isinstance(session_id, str):
+        # Gone from the server: a copy of the cookie is worth nothing from now on.
+        with services(current_app).sessions.begin() as db:
+            db.execute(delete(StaffSession).where(StaffSession.id_hash == _key(session_id)))
     if who:
-        _audit(f"staff:{who.get('username', '')}", "staff.signed_out", None)
+        _audit(f"staff:{who['username']}", "staff.signed_out", None)
     end_session = _client().load_server_metadata().get("end_session_endpoint")
     if not end_session:
         return redirect(url_for("helpdesk.signed_out"))

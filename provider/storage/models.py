@@ -16,6 +16,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
     text,
@@ -202,4 +203,20 @@ class OidcAccessToken(Base):
     keycloak_id: Mapped[str] = mapped_column(String(64))
     username: Mapped[str] = mapped_column(String(64))
     scope: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class StaffSession(Base):
+    """A signed-in help-desk staff member, held server-side: the browser carries only a
+    random id (stored here as its SHA-256), so signing out ends it everywhere at once.
+    The realm's refresh token lets every request re-read the roles, so a role removed (or
+    a realm session ended) in Keycloak takes effect on the next request."""
+
+    __tablename__ = "staff_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    username: Mapped[str] = mapped_column(String(255))
+    roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -192,7 +193,50 @@ def test_roles_are_checked_on_every_route(
         assert page.request.get(live_url + route).status == 403
     refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code")
     assert refused.status == 400
+    missing = f"zz{secrets.token_hex(3)[:5]}"
+    assert page.request.get(f"{live_url}/helpdesk/students/{missing}").status == 404
     context.close()
+    # Looking and being refused leave a trace too, not only changes.
+    events = _events_of(services, f"staff:{helpdesk_staff}")
+    assert ("helpdesk.not_found", missing, {}) in events
+    refusals = {detail["page"] for action, _, detail in events if action == "helpdesk.refused"}
+    assert refusals == {"/helpdesk/funnel", "/helpdesk/funnel.csv", "/helpdesk/audit.csv"}
+    assert ("staff.refused_no_role", None, {}) in _events_of(services, f"staff:{nobody}")
+
+
+def _events_of(services: Services, actor: str) -> list[tuple[str, str | None, dict]]:
+    with services.sessions() as db:
+        rows = db.execute(
+            select(AuditEvent.action, AuditEvent.subject, AuditEvent.detail).where(
+                AuditEvent.actor == actor
+            )
+        ).all()
+    return [(action, subject, detail) for action, subject, detail in rows]
+
+
+def test_sign_out_and_role_removal_take_effect_at_once(
+    browser: Browser, live_url: str, admin: KeycloakAdmin
+) -> None:
+    """The browser holds only a server-side session's id, and every request asks the
+    realm for the roles: a copied cookie dies with sign-out, a removed role at once."""
+    staff = create_staff(admin, "activation-helpdesk")
+    context, page = _signed_in(browser, live_url, staff.username)
+    expect(page.get_by_role("heading", name="Find a student")).to_be_visible()
+    copied = context.cookies()
+    admin.delete_realm_roles_of_user(staff.id, [admin.get_realm_role("activation-helpdesk")])
+    assert page.request.get(f"{live_url}/helpdesk/").status == 403  # no grace period
+    admin.assign_realm_roles(staff.id, [admin.get_realm_role("activation-helpdesk")])
+    page.goto(f"{live_url}/helpdesk/")
+    expect(page.get_by_role("heading", name="Find a student")).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(f"{live_url}/helpdesk/signed-out")
+    context.close()
+    replay = browser.new_context(viewport=VIEWPORT)
+    replay.add_cookies(copied)  # type: ignore[arg-type]
+    answer = replay.request.get(f"{live_url}/helpdesk/", max_redirects=0)
+    assert answer.status == 302 and answer.headers["location"].endswith("/helpdesk/login")
+    replay.close()
 
 
 def test_admin_exports_the_audit_and_sees_the_funnel(

@@ -19,6 +19,7 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    StaffSession,
     Student,
 )
 
@@ -83,6 +84,17 @@ def token(key: str, expires: datetime) -> OidcAccessToken:
     )
 
 
+def staff_session(key: str, expires: datetime) -> StaffSession:
+    return StaffSession(
+        id_hash=key,
+        username="desk1",
+        roles=["activation-helpdesk"],
+        refresh_token="r",
+        created_at=expires - timedelta(hours=2),
+        expires_at=expires,
+    )
+
+
 def lockout(
     key: str, *, updated: datetime, failures: int = 0, locks: int = 0, until: datetime | None = None
 ) -> IdentifyLockout:
@@ -120,6 +132,8 @@ def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
             oidc_code(f"live{i}", NOW + timedelta(seconds=60)),
             token(f"gone{i}", old),
             token(f"live{i}", NOW + timedelta(minutes=5)),
+            staff_session(f"gone{i}", old),
+            staff_session(f"live{i}", NOW + timedelta(hours=1)),
             lockout(f"gone{i}", updated=old, locks=2),
             lockout(f"kept{i}", updated=NOW, failures=1),
             student(f"s{i}"),
