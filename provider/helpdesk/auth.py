@@ -35,6 +35,7 @@ from flask_babel import gettext as _
 from sqlalchemy import delete
 
 from provider import audit
+from provider.keycloak import IdentityServiceUnavailable
 from provider.services import services
 from provider.storage.models import StaffSession
 
@@ -112,8 +113,12 @@ def _ask_the_realm(refresh_token: str) -> tuple[list[str], str] | None:
             grant_type="refresh_token", refresh_token=refresh_token
         )
         claims = _client().userinfo(token=token)
-    except (OAuthError, requests.RequestException, ValueError):
+    except OAuthError:  # invalid_grant: the realm session ended or the account went
         return None
+    except (requests.RequestException, ValueError) as exc:
+        # Keycloak unreachable or answering nonsense: the calm 503 page, and the staff
+        # session stays (an outage must not sign everyone out, nor let anyone in).
+        raise IdentityServiceUnavailable("the realm did not answer the session check") from exc
     roles = [r for r in claims.get("roles", []) if r in (HELPDESK, ADMIN)]
     return roles, token.get("refresh_token") or refresh_token
 
