@@ -419,12 +419,13 @@ class RealmApplier(Planner):
 
     # -- flows -----------------------------------------------------------------------
 
-    def _source_flow(self, binding: str, logical: str, builtin: str, current: str | None) -> str:
+    def _source_flow(
+        self, binding: str, logical: str, builtin: str, current: str | None, aliases: set[str]
+    ) -> str:
         """The realm's own flow to build ours from: the one bound now when it is not ours
         (an admin may have bound another since), else the one bound before the extension
         (recorded). Keycloak's built-in flow only for a realm an earlier version of the
         extension set up without a record."""
-        aliases = {f["alias"] for f in FlowBuilder(self.admin, self.realm).top_level()}
         if current and not is_copy_of(current, logical):
             return current
         before = self.record.previous.get(f"binding.{binding}")
@@ -461,22 +462,25 @@ class RealmApplier(Planner):
         if self._derived is None:
             builder = FlowBuilder(self.admin, self.realm)
             realm = self.admin.get_realm(self.realm)
+            top_level = builder.top_level()  # one read for every binding and the overrides
+            aliases = {f["alias"] for f in top_level}
             self._derived = {}
             for binding, (logical, transform, builtin) in flow_merge.DERIVED.items():
-                source = self._source_flow(binding, logical, builtin, realm.get(binding))
+                current = realm.get(binding)
+                source = self._source_flow(binding, logical, builtin, current, aliases)
                 source_tree = builder.tree(source)
                 try:
                     tree = transform(source_tree, source)
                 except flow_merge.FlowMergeError as exc:
                     raise ApplyError(str(exc)) from None
                 self._derived[binding] = (logical, source, source_tree, tree)
-            self._refuse_client_overrides(builder)
+            self._refuse_client_overrides(top_level)
         return self._derived
 
-    def _refuse_client_overrides(self, builder: FlowBuilder) -> None:
+    def _refuse_client_overrides(self, top_level: list[dict[str, Any]]) -> None:
         """A client that overrides the browser or direct grant flow with one of the
         realm's own would let pending accounts sign in there."""
-        names = {f["id"]: f["alias"] for f in builder.top_level()}
+        names = {f["id"]: f["alias"] for f in top_level}
         ours = [logical for logical, _, _ in flow_merge.DERIVED.values()]
         found = []
         for client in self.admin.get_clients():

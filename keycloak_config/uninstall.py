@@ -29,7 +29,7 @@ from keycloak_config.applier import (
     _show,
 )
 from keycloak_config.flows import FlowBuilder, FlowError, desired_flows, is_copy_of
-from keycloak_config.merge import _covers, same_policy, unmerge_policy
+from keycloak_config.merge import _covers, unmerge_policy
 from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_account, every_identity_provider
@@ -314,8 +314,6 @@ class RealmUninstaller(Planner):
 
 
 def _same(name: str, a: Any, b: Any) -> bool:
-    if name == "passwordPolicy":
-        return same_policy(a, b)
     if name == "supportedLocales":
         return sorted(a or []) == sorted(b or [])
     if a in (None, "") and b in (None, ""):
