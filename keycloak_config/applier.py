@@ -39,6 +39,7 @@ from keycloak_config.options import (
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_account, every_identity_provider
 from keycloak_config.plan import Change, Plan, Planner
+from keycloak_config.student_permissions import apply_student_permissions, refuse_v1_permissions
 
 DEMO_CLIENT = "umpass-demo"
 IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
@@ -91,6 +92,7 @@ class RealmApplier(Planner):
         self.derived_flows()
         self.derived_providers()
         self._refuse_undeclared_values()
+        refuse_v1_permissions(self)
         self.apply_realm_settings()
         self.apply_user_profile()
         self.apply_localization_texts()
@@ -98,6 +100,7 @@ class RealmApplier(Planner):
         self.apply_clients()
         self.apply_client_role_scopes()
         self.apply_flows_and_identity_provider()
+        apply_student_permissions(self)  # before the service's roles narrow to it
         self.apply_service_account_roles()
         self.note_left_alone()
         return self.plan
@@ -124,7 +127,10 @@ class RealmApplier(Planner):
                 f"identity providers {', '.join(providers)}",
                 "not the extension's; only their post-login flow gains the pending check",
             )
-        self._keep("every account and its attributes", "apply never writes to accounts")
+        self._keep(
+            "every account and its attributes",
+            "apply writes to no account beyond adding enrolled students to their group",
+        )
 
     def ensure_realm(self) -> bool:
         names = {r["realm"] for r in self.admin.get_realms()}
@@ -605,6 +611,7 @@ class RealmApplier(Planner):
 
     def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
         desired = load("identity-provider.json", self.options.variables)
+        mappers = desired.pop("mappers")
         wanted_flow = desired["firstBrokerLoginFlowAlias"]
         desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
         alias = desired["alias"]
@@ -617,6 +624,7 @@ class RealmApplier(Planner):
                 self.record.note_created(IDP_KIND, alias)
                 self._save_record()
                 _check(self.admin.connection.raw_post(path, data=json.dumps(desired)))
+            self._apply_provider_mappers(f"{path}/{alias}", alias, mappers, new=True)
             return
         current = response.json()
         self._adopt(IDP_KIND, alias)
@@ -629,6 +637,33 @@ class RealmApplier(Planner):
             Change("change", f"identity provider {alias}")
         ):
             _check(self.admin.connection.raw_put(f"{path}/{alias}", data=json.dumps(desired)))
+        self._apply_provider_mappers(f"{path}/{alias}", alias, mappers)
+
+    def _apply_provider_mappers(
+        self, path: str, alias: str, wanted: list[dict[str, Any]], *, new: bool = False
+    ) -> None:
+        """The provider's own mappers (e.g. the one that spends the handoff ticket)."""
+        existing: dict[str, Any] = {}
+        if not (new and self.dry_run):  # a provider still to be made has none to read
+            mappers = self.admin.connection.raw_get(f"{path}/mappers").json()
+            existing = {m["name"]: m for m in mappers}
+        for mapper in wanted:
+            desired = {**mapper, "identityProviderAlias": alias}
+            current = existing.get(mapper["name"])
+            if current is None:
+                if self._write(Change("add", f"mapper {mapper['name']} of {alias}")):
+                    _check(
+                        self.admin.connection.raw_post(f"{path}/mappers", data=json.dumps(desired))
+                    )
+            elif not _covers(current, desired) and self._write(
+                Change("change", f"mapper {mapper['name']} of {alias}")
+            ):
+                _check(
+                    self.admin.connection.raw_put(
+                        f"{path}/mappers/{current['id']}",
+                        data=json.dumps({**desired, "id": current["id"]}),
+                    )
+                )
 
     # -- service accounts ------------------------------------------------------------
 

@@ -37,3 +37,16 @@ def every_identity_provider(admin: KeycloakAdmin, realm: str) -> Iterator[dict[s
         if len(page) < PAGE:
             return
         first += PAGE
+
+
+def every_item(admin: KeycloakAdmin, path: str, **params: str) -> Iterator[dict[str, Any]]:
+    """Every entry of a paged admin list (`first`/`max`), e.g. a search or a group's members."""
+    first = 0
+    while True:
+        response = admin.connection.raw_get(path, first=str(first), max=str(PAGE), **params)
+        response.raise_for_status()
+        page = response.json()
+        yield from page
+        if len(page) < PAGE:
+            return
+        first += PAGE

@@ -34,6 +34,16 @@ from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_account, every_identity_provider
 from keycloak_config.plan import Change, Plan, Planner
+from keycloak_config.student_permissions import (
+    GROUP_KIND as STUDENTS_GROUP_KIND,
+)
+from keycloak_config.student_permissions import (
+    PERMISSION,
+    PERMISSION_KIND,
+    POLICY,
+    remove_student_permissions,
+)
+from provider.keycloak import STUDENTS_GROUP
 
 
 class RealmUninstaller(Planner):
@@ -61,6 +71,7 @@ class RealmUninstaller(Planner):
         self.restore_other_providers()
         self.remove_identity_providers()
         self.remove_flows()
+        remove_student_permissions(self)  # while the service account it names exists
         self.remove_clients_and_roles()
         self.remove_texts()
         self.restore_realm_settings()
@@ -118,6 +129,8 @@ class RealmUninstaller(Planner):
             IDP_KIND: {load("identity-provider.json", variables)["alias"]},
             ATTRIBUTE_KIND: {a["name"] for a in load("user-profile.json", variables)["attributes"]},
             GROUP_KIND: {g["name"] for g in load("user-profile.json", variables)["groups"]},
+            STUDENTS_GROUP_KIND: {STUDENTS_GROUP},
+            PERMISSION_KIND: {PERMISSION, POLICY},
             TEXT_KIND: {
                 f"{locale}/{key}"
                 for key, texts in load("messages.json", variables).items()
@@ -208,6 +221,7 @@ class RealmUninstaller(Planner):
     def restore_realm_settings(self) -> None:
         current = self.admin.get_realm(self.realm)
         update: dict[str, Any] = {}
+        permissions_off = False  # Keycloak then keeps a client of its own
         for key, before in self.record.previous.items():
             if not key.startswith("realm."):
                 continue
@@ -218,6 +232,7 @@ class RealmUninstaller(Planner):
             if not _same(name, now, ours):
                 self._keep(f"{name} {_show(now)}", "changed since the extension set it")
                 continue
+            permissions_off |= name == "adminPermissionsEnabled" and not before
             if self._write(Change("restore", name, _show(now), _show(before))):
                 update[name] = before if before is not None else _unset(name)
         rules = {
@@ -233,6 +248,12 @@ class RealmUninstaller(Planner):
             update["passwordPolicy"] = restored
         if update:
             self.admin.update_realm(self.realm, update)
+        if permissions_off:
+            self._keep(
+                "client admin-permissions",
+                "Keycloak made it when fine-grained admin permissions were switched on and "
+                "refuses to delete it; the extension's permission in it is gone",
+            )
 
     def restore_user_profile(self) -> None:
         path = f"admin/realms/{self.realm}/users/profile"

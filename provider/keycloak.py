@@ -55,9 +55,18 @@ ACTIVATED_AT = "activated_at"
 PHONE_NUMBER = "phone_number"
 PHONE_NUMBER_VERIFIED = "phone_number_verified"
 ACCEPTED_POLICIES = "accepted_policies"
+# "open" from the activation a sign-in handoff finishes until Keycloak links the identity
+# provider (its mapper writes "spent"); the realm's first-broker flow requires "open".
+BROKER_TICKET = "umpass_broker_ticket"
+TICKET_OPEN = "open"
+BROKER_ALIAS = "umpass-activation"  # the identity provider keycloak_config applies
 
 STATE_PENDING = "pending"
 STATE_ACTIVE = "active"
+
+# Every enrolled student is a member; the service's credential reaches members only
+# (keycloak_config/student_permissions.py).
+STUDENTS_GROUP = "umpass-students"
 
 # Keycloak user ids are UUIDs; anything else never reaches a URL path.
 _USER_ID = re.compile(
@@ -394,6 +403,7 @@ class KeycloakGateway:
             "username": username,
             "enabled": True,
             "attributes": {k: list(v) for k, v in (attributes or {}).items()},
+            "groups": [f"/{STUDENTS_GROUP}"],
         }
         if email:
             rep["email"] = email
@@ -460,6 +470,7 @@ class KeycloakGateway:
         *,
         attributes: Mapping[str, Sequence[str]],
         activated_at: datetime | None = None,
+        for_sign_in: bool = False,
     ) -> bool:
         """Set the first password and mark the account active, in ONE Keycloak write.
 
@@ -468,11 +479,19 @@ class KeycloakGateway:
         pending without a password or active with it: never a usable password on a
         pending account, never active without a password. Returns False, writing
         nothing, when the account is already active (a repeated or parallel submit).
+
+        `for_sign_in`: a sign-in waits for this activation, so the same write opens the
+        account's handoff ticket, after any earlier link to the activation provider is
+        removed (an account set back to pending and activated again links afresh).
+        Otherwise the write closes any ticket an earlier activation left open.
         """
         when = (activated_at or datetime.now(UTC)).astimezone(UTC)
         stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
         credential = {"type": "password", "value": password, "temporary": False}
         wrote: list[bool] = []
+        ticket = {BROKER_TICKET: [TICKET_OPEN] if for_sign_in else None}
+        if for_sign_in:
+            self._unlink_activation_provider(user_id)
 
         def to_active(current: Mapping[str, Any]) -> _Change | None:
             if (current.get("attributes") or {}).get(ACTIVATION_STATE) == [STATE_ACTIVE]:
@@ -483,7 +502,7 @@ class KeycloakGateway:
             actions = [a for a in current.get("requiredActions") or [] if a != "UPDATE_PASSWORD"]
             return (
                 {"credentials": [credential], "requiredActions": actions},
-                {**attributes, ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]},
+                {**attributes, **ticket, ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]},
             )
 
         with self._password_refusals():
@@ -514,6 +533,17 @@ class KeycloakGateway:
         """Lift Keycloak's brute-force lock on the user (a no-op when none)."""
         path = self._lockout_path(user_id)
         self._call("clear_lockout", lambda a: self._raw_json(a, "DELETE", path), about_user=True)
+
+    def _unlink_activation_provider(self, user_id: str) -> None:
+        """Idempotent: no link (404) is the usual answer."""
+        path = (
+            f"admin/realms/{self.realm}/users/{self._checked_id(user_id)}"
+            f"/federated-identity/{BROKER_ALIAS}"
+        )
+        try:
+            self._call("unlink", lambda a: self._raw_json(a, "DELETE", path), about_user=True)
+        except UserNotFound:
+            return
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -65,6 +65,8 @@ def activate(
     state: FlowState,
     password: str,
     now: datetime | None = None,
+    *,
+    for_sign_in: bool = False,
 ) -> None:
     """Activate the flow's account with `password`, or raise; see the module doc."""
     now = now or datetime.now(UTC)
@@ -90,6 +92,7 @@ def activate(
                 password,
                 attributes={ACCEPTED_POLICIES: list(state.data.get("accepted_policies", []))},
                 activated_at=now,
+                for_sign_in=for_sign_in,
             )
             if not wrote:
                 if not code_claim.ours_before:

@@ -367,7 +367,7 @@ def _password(state: FlowState) -> ResponseReturnValue:
     reason = _judge(svc, state, password, policy)
     if reason is None:
         try:
-            activation.activate(svc, engine(), state, password)
+            activation.activate(svc, engine(), state, password, for_sign_in=handoff.pending(state))
         except PasswordRejected as exc:
             reason = exc.reason
         except activation.ActivationInProgress:

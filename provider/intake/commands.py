@@ -36,6 +36,7 @@ from provider.intake.provision import (
     issue_intake_codes,
 )
 from provider.intake.records import IntakeInvalid, IntakeRecord, IntakeSourceError, validate
+from provider.keycloak import STUDENTS_GROUP
 from provider.progress import progress_bar
 from provider.proofing import normalize_user_id
 from provider.services import Services
@@ -156,7 +157,7 @@ def cmd_import_intake(args: argparse.Namespace, svc: Services) -> None:
     print(
         f"created {len(report.created)}, already there {len(report.existing_pending)}, "
         f"already active (left as they are) {len(report.already_active)}, "
-        f"proofing data stored {report.enrolled}",
+        f"proofing data stored {report.enrolled}, joined {STUDENTS_GROUP} {report.joined_group}",
         file=sys.stderr,
     )
     if sheet:

@@ -34,7 +34,13 @@ from provider import audit
 from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode
 from provider.config import KeycloakSettings
 from provider.intake.records import IntakeInvalid, IntakeRecord, Problem
-from provider.keycloak import ACTIVATION_STATE, PHONE_NUMBER, STATE_ACTIVE, STATE_PENDING
+from provider.keycloak import (
+    ACTIVATION_STATE,
+    PHONE_NUMBER,
+    STATE_ACTIVE,
+    STATE_PENDING,
+    STUDENTS_GROUP,
+)
 from provider.keyed_hash import Purpose
 from provider.proofing import new_activation_code, normalize_date_of_birth, normalize_id_last4
 from provider.services import Services
@@ -60,10 +66,11 @@ class ImportReport:
     existing_pending: list[str] = field(default_factory=list)
     already_active: list[str] = field(default_factory=list)
     enrolled: int = 0  # proofing hashes stored by this run
+    joined_group: int = 0  # pending accounts that joined the students group
 
     @property
     def changed_anything(self) -> bool:
-        return bool(self.created or self.enrolled)
+        return bool(self.created or self.enrolled or self.joined_group)
 
 
 @dataclass(frozen=True)
@@ -153,11 +160,32 @@ class Provisioner:
             active=self.active_usernames(),
         )
 
-    def _all_users(self, **query: str) -> list[dict[str, Any]]:
+    def join_pending_students(self) -> int:
+        """Pending accounts outside the students group (made before it existed, or by other
+        means) join it: the service's credential reaches group members only."""
+        group = f"/{STUDENTS_GROUP}"
+        found = self._get(f"admin/realms/{self.realm}/group-by-path{group}")
+        members = {u["id"] for u in self._all_users(path=f"groups/{found['id']}/members")}
+        joined = 0
+        for user in self.pending_users():
+            if user["id"] in members:
+                continue
+            response = self.admin.connection.raw_put(
+                f"admin/realms/{self.realm}/users/{user['id']}/groups/{found['id']}", data="{}"
+            )
+            if response.status_code >= 300:
+                raise ProvisioningError(
+                    f"Keycloak refused to add a pending account to {STUDENTS_GROUP} "
+                    f"(HTTP {response.status_code})"
+                )
+            joined += 1
+        return joined
+
+    def _all_users(self, path: str = "users", **query: str) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         while True:
             page = self._get(
-                f"admin/realms/{self.realm}/users",
+                f"admin/realms/{self.realm}/{path}",
                 briefRepresentation="true",
                 first=str(len(found)),
                 max="1000",
@@ -211,6 +239,7 @@ def user_representation(record: IntakeRecord) -> dict[str, Any]:
         "firstName": record.first_name,
         "lastName": record.last_name,
         "attributes": attributes,
+        "groups": [f"/{STUDENTS_GROUP}"],
     }
 
 
@@ -260,6 +289,7 @@ def import_intake(
         while in_flight:
             done, running = in_flight.popleft()
             finish(done, running.result())
+    report.joined_group = provisioner.join_pending_students()
     with svc.sessions.begin() as session:
         audit.record(
             session,

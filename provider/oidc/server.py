@@ -43,6 +43,19 @@ class Subject:
 
     keycloak_id: str
     username: str
+    # Set once a code is issued: what the assertion calls the account (see `broker_sub`).
+    sub: str = ""
+
+
+def broker_sub(code_hash: str) -> str:
+    """A subject identifier of its own for every assertion, never the account's id.
+
+    Keycloak links an account to the identity provider by `sub`; a later assertion with
+    a new `sub` is never a linked sign-in but a first one, and the realm's first-broker
+    flow accepts a first one only while the account's handoff ticket is open (set by the
+    activation that this assertion finishes, spent by Keycloak as it links). So even a
+    service made to assert an active student later cannot sign them in."""
+    return f"umpass.{code_hash[:32]}"
 
 
 class BrokerClient(ClientMixin):
@@ -157,7 +170,8 @@ class ActivationCodeGrant(AuthorizationCodeGrant):
         pass  # spent when queried
 
     def authenticate_user(self, authorization_code: IssuedCode) -> Subject:
-        return Subject(authorization_code.row.keycloak_id, authorization_code.row.username)
+        row = authorization_code.row
+        return Subject(row.keycloak_id, row.username, broker_sub(row.code_hash))
 
 
 class ActivationOpenIDCode(OpenIDCode):
@@ -202,7 +216,7 @@ class ActivationOpenIDCode(OpenIDCode):
 def user_info(user: Subject) -> UserInfo:
     # The username only: Keycloak links by it. No email, so an address can never pick
     # the account.
-    return UserInfo(sub=user.keycloak_id, preferred_username=user.username)
+    return UserInfo(sub=user.sub, preferred_username=user.username)
 
 
 class StoredToken(TokenMixin):
@@ -225,7 +239,7 @@ class StoredToken(TokenMixin):
         return False
 
     def get_user(self) -> Subject:
-        return Subject(self.row.keycloak_id, self.row.username)
+        return Subject(self.row.keycloak_id, self.row.username, broker_sub(self.row.code_hash))
 
 
 class TokenValidator(BearerTokenValidator):

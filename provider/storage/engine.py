@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,11 @@ def make_engine(database_url: str) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Proofing hashes and audit trails live here: readable by the service's user only
         # (SQLite gives its -wal and -shm files the database file's permissions).
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        # Only a file that does not exist yet: closing any descriptor of an open SQLite
+        # file drops every POSIX lock this process holds on it, and with them SQLite's
+        # (the database was corrupted when a second engine opened the same file).
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600))
     engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "connect")

@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from provider.config import Settings
-from provider.keycloak import ACCEPTED_POLICIES
+from provider.keycloak import ACCEPTED_POLICIES, BROKER_TICKET
 from provider.oidc import handoff
 from provider.oidc.server import Subject
 from provider.services import Services
@@ -27,7 +28,7 @@ from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
-from tests.support.keycloak_login import sign_in
+from tests.support.keycloak_login import DEMO_CALLBACK, authorization_request, sign_in
 from tests.support.staff import create_staff
 from tests.support.students import enrol_student
 
@@ -90,7 +91,12 @@ def _activate(page: Page, who: StudentDetails, inbox: Inbox, shots: Shots | None
 
 
 def test_pending_student_is_activated_and_lands_signed_in(
-    browser: Browser, demo_url: str, live_url: str, services: Services, inbox: Inbox
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    admin: KeycloakAdmin,
 ) -> None:
     who = enrol_student(
         services, "f", first_name="Mei", last_name="Ho", date_of_birth=date(2007, 1, 9)
@@ -117,6 +123,13 @@ def test_pending_student_is_activated_and_lands_signed_in(
     answers = trip.broker_answers()
     assert len(answers) == 1 and "code=" in answers[0]
     trip.context.close()
+    # Keycloak spent the handoff ticket as it linked the account: the door is shut.
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    assert account.attribute(BROKER_TICKET) == "spent"
+    assert [link["identityProvider"] for link in admin.get_user_social_logins(account.id)] == [
+        "umpass-activation"
+    ]
 
     # A new browser: username, then the new password; activation is never seen.
     again = Journey(browser.new_context(viewport=VIEWPORT), shots)
@@ -297,3 +310,99 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
     assert "We could not finish signing you in" in html.unescape(back.text)
     assert admin.get_user_social_logins(staff.id) == []  # nothing linked
     assert not urlparse(back.url).path.startswith("/demo")
+
+
+# -- the identity provider is a door only right after activation --------------------------
+
+
+def _assert_at_keycloak(
+    app: Flask, session: requests.Session, to_service: str, subject: Subject
+) -> requests.Response:
+    """The service answering Keycloak's broker request for `subject`; where it ends."""
+    authorize = urlparse(
+        session.get(to_service, allow_redirects=False, timeout=30).headers["Location"]
+    )
+    assert authorize.path == "/oidc/authorize"
+    params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
+    with app.test_request_context():
+        page = handoff.answer(params, subject)
+    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    answer = session.get(url, allow_redirects=False, timeout=30)
+    while answer.status_code in (302, 303) and not answer.headers["Location"].startswith(
+        DEMO_CALLBACK
+    ):
+        answer = session.get(answer.headers["Location"], allow_redirects=False, timeout=30)
+    return answer
+
+
+def _broker_sign_in(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest
+) -> tuple[requests.Session, str]:
+    """A campus app's sign-in that asks for the activation provider by name (kc_idp_hint):
+    the way to reach /broker/umpass-activation/login for an account that is active."""
+    session = requests.Session()
+    params, _verifier = authorization_request("umpass-demo", DEMO_CALLBACK)
+    params["kc_idp_hint"] = "umpass-activation"
+    start = session.get(
+        f"{keycloak_server.url}/realms/{realm.name}/protocol/openid-connect/auth",
+        params=params,
+        allow_redirects=False,
+        timeout=30,
+    )
+    for cookie in session.cookies:  # Keycloak marks them Secure even on loopback
+        cookie.secure = False
+    assert "/broker/umpass-activation/login" in start.headers["Location"]
+    return session, start.headers["Location"]
+
+
+def _signed_in(answer: requests.Response) -> bool:
+    return answer.status_code == 302 and "code=" in answer.headers.get("Location", "")
+
+
+def test_an_assertion_for_a_student_active_for_a_day_is_refused(
+    app: Flask,
+    live_url: str,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    admin: KeycloakAdmin,
+) -> None:
+    who = enrol_student(services, "d")
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    yesterday = datetime.now(UTC) - timedelta(days=1)
+    services.keycloak.activate(account.id, PASSWORD, attributes={}, activated_at=yesterday)
+    session, to_service = _broker_sign_in(keycloak_server, realm)
+    answer = _assert_at_keycloak(app, session, to_service, Subject(account.id, who.user_id))
+    assert not _signed_in(answer)
+    assert "We could not finish signing you in" in html.unescape(answer.text)
+    assert admin.get_user_social_logins(account.id) == []  # nothing linked
+
+
+def test_a_linked_student_is_never_signed_in_by_a_second_assertion(
+    app: Flask,
+    live_url: str,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    admin: KeycloakAdmin,
+) -> None:
+    who = enrol_student(services, "l")
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    # The first sign-in: pending, sent to activation, activated for that sign-in, linked.
+    start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
+    assert start.session is not None and start.location
+    services.keycloak.activate(account.id, PASSWORD, attributes={}, for_sign_in=True)
+    first = _assert_at_keycloak(
+        app, start.session, start.location, Subject(account.id, who.user_id)
+    )
+    assert _signed_in(first)
+    assert len(admin.get_user_social_logins(account.id)) == 1
+    # Later, anything that makes the service assert the student again is refused.
+    session, to_service = _broker_sign_in(keycloak_server, realm)
+    again = _assert_at_keycloak(app, session, to_service, Subject(account.id, who.user_id))
+    assert not _signed_in(again)
+    assert "We could not finish signing you in" in html.unescape(again.text)
+    # Their own password still signs them in.
+    assert sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD).ok

@@ -27,6 +27,7 @@ from keycloak import KeycloakAdmin
 from keycloak_config.apply import ApplyError, ApplyOptions, apply_realm, uninstall_realm
 from keycloak_config.ownership import ATTRIBUTE
 from keycloak_config.plan import Plan
+from provider.keycloak import STUDENTS_GROUP
 from tests.conftest import KeycloakUnderTest, master_admin
 from tests.support.cli import run_module
 from tests.support.keycloak_login import authorization_request
@@ -95,6 +96,7 @@ def uni_admin(keycloak_server: KeycloakUnderTest, installed: Installed) -> Keycl
 def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None:
     lines = [line.split(" — ")[0] for line in installed.plan.lines()]
     assert lines == [
+        "change adminPermissionsEnabled: off → on",
         "raise password policy: length(14) and passwordHistory(5) → length(14) and "
         "passwordHistory(5) and maxLength(128) and notUsername(undefined) and "
         "notEmail(undefined) and passwordBlacklist(umpass-common-passwords.txt)",
@@ -104,6 +106,7 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "add user-profile attribute phone_number",
         "add user-profile attribute phone_number_verified",
         "add user-profile attribute accepted_policies",
+        "add user-profile attribute umpass_broker_ticket",
         "add user-profile group umpass",
         "add realm text en/umpassActivationUnavailable",
         "add realm text zh-TW/umpassActivationUnavailable",
@@ -122,9 +125,14 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "add flow umpass reset credentials",
         "change resetCredentialsFlow binding: reset credentials → umpass reset credentials",
         "add identity provider umpass-activation",
+        "add mapper umpass ticket spent of umpass-activation",
         "add flow umpass after other providers",
         "change identity provider partner: post-login flow: (none) → umpass after other providers",
-        "add roles of umpass-activation: manage-users, view-realm, view-users",
+        "add group umpass-students",
+        "add admin policy umpass-activation service account",
+        "add admin permission umpass-activation manages students: (none) → manage-members, "
+        "manage-membership, view, view-members",
+        "add roles of umpass-activation: query-users, view-realm",
         "add roles of umpass-provisioner: manage-realm, manage-users, view-realm, view-users",
     ]
     # The realm is stricter than every brute-force floor: nothing of it is lowered.
@@ -154,8 +162,19 @@ def test_the_plan_wrote_nothing_and_apply_did_what_it_said(installed: Installed)
 
 
 def test_only_what_the_extension_manages_changed(installed: Installed) -> None:
-    ours = ("activation_state", "activated_at", "phone_number", "accepted_policies")
+    ours = (
+        "activation_state",
+        "activated_at",
+        "phone_number",
+        "accepted_policies",
+        "umpass_broker_ticket",
+    )
     allowed = (
+        # Fine-grained admin permissions v2: Keycloak makes its client when they are on.
+        "realm.adminPermissionsEnabled: false → true",
+        "realm.adminPermissionsClient: added ",
+        "clients.admin-permissions: added ",
+        "clientRoles.admin-permissions: added ",
         "realm.passwordPolicy: ",
         "realm.supportedLocales: ",
         f'realm.attributes["{ATTRIBUTE}"]: added ',
@@ -217,6 +236,15 @@ def test_the_other_identity_provider_still_works(installed: Installed) -> None:
     assert result.ok, result.error
 
 
+# Switching fine-grained admin permissions on makes Keycloak create a client it then refuses
+# to delete (26.7); uninstall switches them off and removes the extension's permission in it.
+KEYCLOAK_KEEPS = (
+    "realm.adminPermissionsClient: added ",
+    "clients.admin-permissions: added ",
+    "clientRoles.admin-permissions: added ",
+)
+
+
 def _pending_student(admin: KeycloakAdmin, user_id: str) -> str:
     return admin.create_user(
         {
@@ -226,6 +254,7 @@ def _pending_student(admin: KeycloakAdmin, user_id: str) -> str:
             "firstName": "New",
             "lastName": "Student",
             "attributes": {"activation_state": ["pending"], "phone_number": ["+85361234567"]},
+            "groups": [f"/{STUDENTS_GROUP}"],  # as the intake import enrols them
         }
     )
 
@@ -383,12 +412,14 @@ def test_uninstall_returns_the_realm_to_what_it_was(
         # Kept by default: the activation attributes and the values on accounts.
         left = snapshot_diff(before, realm_snapshot(kc, uni.name))
         assert left and all(
-            line.startswith(("userProfile.", f'realm.attributes["{ATTRIBUTE}"]')) for line in left
+            line.startswith(("userProfile.", f'realm.attributes["{ATTRIBUTE}"]', *KEYCLOAK_KEEPS))
+            for line in left
         ), left
         assert admin.get_user(student)["attributes"]["activation_state"] == ["pending"]
 
         uninstall_realm(options, remove_data=True)
-        assert snapshot_diff(before, realm_snapshot(kc, uni.name)) == []
+        left = snapshot_diff(before, realm_snapshot(kc, uni.name))
+        assert [line for line in left if not line.startswith(KEYCLOAK_KEEPS)] == []
         account = admin.get_user(student)
         assert account["enabled"] is True and "activation_state" not in (
             account.get("attributes") or {}

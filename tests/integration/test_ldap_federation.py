@@ -30,8 +30,11 @@ from keycloak_config.ldap_federation import (
 from provider.config import KeycloakSettings
 from provider.keycloak import (
     ACTIVATION_STATE,
+    PHONE_NUMBER,
     STATE_ACTIVE,
     STATE_PENDING,
+    STUDENTS_GROUP,
+    GatewayRequestRefused,
     IdentityServiceUnavailable,
     KeycloakGateway,
     PasswordRejected,
@@ -102,6 +105,21 @@ def directory_student(server: slapd.SlapdServer, realm: LdapRealm, **values: str
     record = student(f"d{secrets.token_hex(3)}", first_name="Ana", last_name="Lei", **values)
     seeded = seed_students(server, [record], ou=realm.ou)
     return {**record, "dn": seeded.dns[0]}
+
+
+def enrol_directory_student(realm: LdapRealm, user_id: str) -> str:
+    """What the intake does, with the provisioning side's rights: the exact username search
+    reaches the directory and imports the account, which is marked pending and joins the
+    students group (the service's own credential reaches members only)."""
+    found = realm.admin.get_users({"username": user_id, "exact": True})
+    assert len(found) == 1
+    user_id_kc = found[0]["id"]
+    rep = realm.admin.get_user(user_id_kc)
+    attributes = {**(rep.get("attributes") or {}), ACTIVATION_STATE: [STATE_PENDING]}
+    realm.admin.update_user(user_id_kc, {**rep, "attributes": attributes})
+    group = realm.admin.get_group_by_path(f"/{STUDENTS_GROUP}")
+    realm.admin.group_user_add(user_id_kc, group["id"])
+    return user_id_kc
 
 
 def binds(server: slapd.SlapdServer, dn: str, password: str) -> bool:
@@ -192,13 +210,23 @@ def test_directory_student_is_activated_and_signs_in(
     gateway = ldap_realm.gateway
     ana = directory_student(slapd_server, ldap_realm)
 
-    # An exact username search reaches the directory and imports the account.
+    # Outside the students group the service can neither read nor change the directory
+    # account. (Keycloak lets the search that imports it from the directory answer with
+    # it, once: a later search is filtered like any other; README, "Security decisions".)
+    first_sight = gateway.find_user(ana["user_id"])
+    assert first_sight is not None
+    with pytest.raises(GatewayRequestRefused):
+        gateway.get_user(first_sight.id)
+    with pytest.raises(GatewayRequestRefused):
+        gateway.update_attributes(first_sight.id, {ACTIVATION_STATE: [STATE_PENDING]})
+    assert gateway.find_user(ana["user_id"]) is None
+    enrol_directory_student(ldap_realm, ana["user_id"])
     user = gateway.find_user(ana["user_id"])
     assert user is not None
     assert (user.first_name, user.last_name, user.email) == ("Ana", "Lei", ana["email"])
     assert user.attribute("LDAP_ENTRY_DN") == ana["dn"]
 
-    gateway.update_attributes(user.id, {ACTIVATION_STATE: [STATE_PENDING]})
+    gateway.update_attributes(user.id, {PHONE_NUMBER: ["+85361234567"]})
     # The gateway writes the whole user back: names and email stay, here and in LDAP.
     pending = gateway.get_user(user.id)
     assert (pending.first_name, pending.last_name, pending.email) == ("Ana", "Lei", ana["email"])
@@ -235,9 +263,9 @@ def test_realm_password_policy_holds_for_directory_accounts(
 ) -> None:
     gateway = ldap_realm.gateway
     kit = directory_student(slapd_server, ldap_realm)
+    enrol_directory_student(ldap_realm, kit["user_id"])
     user = gateway.find_user(kit["user_id"])
     assert user is not None
-    gateway.update_attributes(user.id, {ACTIVATION_STATE: [STATE_PENDING]})
 
     with pytest.raises(PasswordRejected):
         gateway.activate(user.id, "short1!", attributes={"accepted_policies": []})
@@ -262,9 +290,9 @@ def test_directory_outage_leaves_the_account_pending(ldap_realm: LdapRealm) -> N
             name=name,
         )
         apply_ldap_federation(ldap_realm.admin, ldap_realm.name, outage)
+        enrol_directory_student(ldap_realm, record["user_id"])
         user = ldap_realm.gateway.find_user(record["user_id"])
         assert user is not None
-        ldap_realm.gateway.update_attributes(user.id, {ACTIVATION_STATE: [STATE_PENDING]})
         slapd.stop(own)
 
         # Keycloak answers HTTP 400 "The user is read-only. The user storage provider

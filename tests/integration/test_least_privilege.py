@@ -6,12 +6,15 @@ Every call here uses the service account's token (client credentials of
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+
 import pytest
 import requests
 from keycloak import KeycloakAdmin
 
 from provider.config import Settings
-from provider.keycloak import KeycloakGateway
+from provider.keycloak import STUDENTS_GROUP, KeycloakGateway
 
 
 @pytest.fixture(scope="module")
@@ -37,16 +40,18 @@ def api(settings: Settings) -> str:
     return f"{settings.keycloak.url}/admin/realms/{settings.keycloak.realm}"
 
 
-def test_service_account_holds_exactly_the_needed_roles(admin: KeycloakAdmin) -> None:
+def test_service_account_holds_no_realm_wide_user_role(admin: KeycloakAdmin) -> None:
     clients = {c["clientId"]: c for c in admin.get_clients()}
     rm = clients["realm-management"]["id"]
     account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
     held = {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
-    assert held == {"view-users", "manage-users", "view-realm"}
-    # Effective roles, composites and groups included: nothing beyond those three.
+    assert held == {"query-users", "view-realm"}
+    # Effective roles, composites and groups included: view-users or manage-users anywhere
+    # would switch the fine-grained evaluation off and reach every account.
     effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
-    assert effective == {"view-users", "manage-users", "view-realm", "query-users", "query-groups"}
+    assert effective == {"query-users", "view-realm"}
     assert admin.get_user_groups(account["id"]) == []
+    assert admin.get_realm(admin.get_current_realm())["adminPermissionsEnabled"] is True
 
 
 def test_service_can_do_its_job(
@@ -113,3 +118,129 @@ def test_service_cannot_touch_the_master_realm(
 ) -> None:
     response = service_session.get(f"{settings.keycloak.url}/admin/realms/master/users", timeout=30)
     assert response.status_code in (401, 403)
+
+
+# -- students only (fine-grained admin permissions v2) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def staff_account(admin: KeycloakAdmin) -> Iterator[str]:
+    """A staff account with a password and the help-desk's admin role: outside the group."""
+    name = f"staff{secrets.token_hex(3)}"
+    user_id = admin.create_user(
+        {
+            "username": name,
+            "enabled": True,
+            "email": f"{name}@staff.example.edu",
+            "firstName": "Staff",
+            "lastName": "Member",
+            "credentials": [{"type": "password", "value": STAFF_PASSWORD, "temporary": False}],
+        }
+    )
+    yield user_id
+    admin.delete_user(user_id)
+
+
+STAFF_PASSWORD = "staff own passphrase 9"
+
+
+def test_service_cannot_find_read_or_change_a_staff_account(
+    service_session: requests.Session,
+    api: str,
+    admin: KeycloakAdmin,
+    staff_account: str,
+    settings: Settings,
+) -> None:
+    name = admin.get_user(staff_account)["username"]
+    found = service_session.get(
+        f"{api}/users", params={"username": name, "exact": "true"}, timeout=30
+    )
+    assert found.status_code == 200
+    assert found.json() == []  # a search sees students only
+    refused = [
+        ("GET", f"/users/{staff_account}", None),
+        ("PUT", f"/users/{staff_account}", {"firstName": "Mallory", "email": "m@evil.example"}),
+        (
+            "PUT",
+            f"/users/{staff_account}/reset-password",
+            {"type": "password", "value": "taken over passphrase 1", "temporary": False},
+        ),
+        ("GET", f"/users/{staff_account}/credentials", None),
+        ("GET", f"/attack-detection/brute-force/users/{staff_account}", None),
+        ("POST", f"/users/{staff_account}/logout", None),
+        ("DELETE", f"/users/{staff_account}", None),
+    ]
+    for method, path, body in refused:
+        response = service_session.request(method, f"{api}{path}", json=body, timeout=30)
+        assert response.status_code == 403, (method, path, response.status_code)
+    staff = admin.get_user(staff_account)
+    assert (staff["firstName"], staff["email"]) == ("Staff", f"{name}@staff.example.edu")
+    assert password_grant_works(settings, name, STAFF_PASSWORD)
+
+
+def test_service_cannot_pull_an_account_into_the_students_group(
+    service_session: requests.Session, api: str, admin: KeycloakAdmin, staff_account: str
+) -> None:
+    group = admin.get_group_by_path(f"/{STUDENTS_GROUP}")
+    service_id = service_account_id(admin)
+    for user_id in (staff_account, service_id):
+        response = service_session.put(f"{api}/users/{user_id}/groups/{group['id']}", timeout=30)
+        assert response.status_code == 403
+        assert admin.get_user_groups(user_id) == []
+
+
+def test_service_cannot_grant_a_realm_role_to_anyone(
+    service_session: requests.Session,
+    api: str,
+    admin: KeycloakAdmin,
+    staff_account: str,
+    pending_user: str,
+) -> None:
+    role = admin.get_realm_role("activation-admin")
+    for user_id in (service_account_id(admin), staff_account, pending_user):
+        response = service_session.post(
+            f"{api}/users/{user_id}/role-mappings/realm", json=[role], timeout=30
+        )
+        assert response.status_code == 403, user_id
+        held = {r["name"] for r in admin.get_realm_roles_of_user(user_id)}
+        assert "activation-admin" not in held
+
+
+def test_service_creates_students_only_inside_the_group(
+    service_session: requests.Session, api: str, admin: KeycloakAdmin
+) -> None:
+    outside = service_session.post(
+        f"{api}/users", json={"username": f"x{secrets.token_hex(3)}", "enabled": True}, timeout=30
+    )
+    assert outside.status_code == 403
+    name = f"s{secrets.token_hex(3)}"
+    inside = service_session.post(
+        f"{api}/users",
+        json={"username": name, "enabled": True, "groups": [f"/{STUDENTS_GROUP}"]},
+        timeout=30,
+    )
+    assert inside.status_code == 201
+    user_id = inside.headers["Location"].rsplit("/", 1)[1]
+    assert [g["name"] for g in admin.get_user_groups(user_id)] == [STUDENTS_GROUP]
+    admin.delete_user(user_id)
+
+
+def service_account_id(admin: KeycloakAdmin) -> str:
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    return admin.get_client_service_account_user(clients["umpass-activation"]["id"])["id"]
+
+
+def password_grant_works(settings: Settings, username: str, password: str) -> bool:
+    """The staff password still works (the realm's direct grant through admin-cli)."""
+    kc = settings.keycloak
+    response = requests.post(
+        f"{kc.url}/realms/{kc.realm}/protocol/openid-connect/token",
+        data={
+            "grant_type": "password",
+            "client_id": "admin-cli",
+            "username": username,
+            "password": password,
+        },
+        timeout=30,
+    )
+    return response.status_code == 200

@@ -54,8 +54,24 @@ def test_flows_and_identity_provider_are_applied(
         "idp-detect-existing-broker-user",
         "idp-auto-link",
         "only active accounts",
+        "only right after activation",
     ]
-    assert [n["requirement"] for n in first_broker] == ["REQUIRED", "REQUIRED", "CONDITIONAL"]
+    assert [n["requirement"] for n in first_broker] == [
+        "REQUIRED",
+        "REQUIRED",
+        "CONDITIONAL",
+        "CONDITIONAL",
+    ]
+    # Linking spends the handoff ticket the activation opened.
+    mappers = admin.connection.raw_get(
+        f"admin/realms/{realm.name}/identity-provider/instances/{IDP}/mappers"
+    ).json()
+    assert [(m["identityProviderMapper"], m["config"]) for m in mappers] == [
+        (
+            "hardcoded-attribute-idp-mapper",
+            {"syncMode": "FORCE", "attribute": "umpass_broker_ticket", "attribute.value": "spent"},
+        )
+    ]
 
 
 def test_pending_student_is_sent_to_activation_with_a_full_request(

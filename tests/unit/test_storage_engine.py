@@ -1,3 +1,6 @@
+import sqlite3
+import subprocess
+import sys
 import time
 
 from sqlalchemy import text
@@ -39,3 +42,33 @@ def test_the_sqlite_file_is_readable_by_its_owner_only(tmp_path) -> None:
     assert path.stat().st_mode & 0o777 == 0o600
     wal = path.with_name(path.name + "-wal")
     assert not wal.exists() or wal.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_second_engine_on_the_same_file_keeps_the_first_ones_locks(tmp_path) -> None:
+    """Closing any descriptor of an open SQLite file drops this process's POSIX locks on
+    it: a second engine must not open the file itself, or another process could write
+    past a lock the first engine holds (it corrupted the suite's database)."""
+    path = tmp_path / "umpass.db"
+    # A rollback-journal database keeps its locks on the file itself, where a stray close()
+    # shows at once (WAL moves the write lock to -shm, hiding it until recovery goes wrong).
+    holder = sqlite3.connect(path, isolation_level=None)  # this process's connection
+    holder.execute("CREATE TABLE t (x INTEGER)")
+    try:
+        holder.execute("BEGIN EXCLUSIVE")  # the write lock, held
+        make_engine(f"sqlite:///{path}")
+        other = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], timeout=0); "
+                "c.execute('INSERT INTO t VALUES (1)'); c.commit()",
+                str(path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+    assert other.returncode != 0 and "database is locked" in other.stderr
