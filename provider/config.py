@@ -76,6 +76,10 @@ class Settings:
     identify_limit: str = "10 per minute;100 per hour"
     trusted_proxies: int = 0
     send_limit: str = "20 per hour"
+    # Code sends per student across all their flows (windows of at most a day).
+    student_send_limit: str = "6 per hour;10 per day"
+    # Text messages the whole service sends per UTC day; 0 sends no code by text.
+    sms_daily_budget: int = 2000
     sign_in_limit: str = "300 per minute"
     strength_limit: str = "60 per minute"
     delivery: DeliverySettings = field(default_factory=DeliverySettings)
@@ -193,6 +197,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         trusted_proxies=int(_number(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
         delivery=delivery,
         send_limit=_limit(env, "UMPASS_SEND_LIMIT", "20 per hour"),
+        student_send_limit=_student_send_limit(env),
+        sms_daily_budget=int(_number(env, "UMPASS_SMS_DAILY_BUDGET", 2000, minimum=0)),
         sign_in_limit=_limit(env, "UMPASS_SIGN_IN_LIMIT", "300 per minute"),
         strength_limit=_limit(env, "UMPASS_STRENGTH_LIMIT", "60 per minute"),
         log_format=log_format,
@@ -255,6 +261,25 @@ def _limit(env: Mapping[str, str], name: str, default: str) -> str:
         raise ConfigError(
             f"{name}={value!r} is not a rate limit, e.g. '10 per minute;100 per hour'"
         ) from None
+    return value
+
+
+# The send rows a per-student window counts are purged after a day (see provider/purge.py).
+LONGEST_STUDENT_WINDOW_SECONDS = 24 * 60 * 60
+
+
+def _student_send_limit(env: Mapping[str, str]) -> str:
+    """Like the other limits, but counted in the database per student: each window at
+    most a day (what `umpass purge` keeps of the sends) and at least one send."""
+    from limits import parse_many
+
+    name = "UMPASS_STUDENT_SEND_LIMIT"
+    value = _limit(env, name, "6 per hour;10 per day")
+    for item in parse_many(value):
+        if item.get_expiry() > LONGEST_STUDENT_WINDOW_SECONDS:
+            raise ConfigError(f"{name}={value!r}: each window must be at most a day")
+        if item.amount < 1:
+            raise ConfigError(f"{name}={value!r}: each window must allow at least 1 send")
     return value
 
 

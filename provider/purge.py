@@ -4,7 +4,7 @@ Each kind of row has one rule, stated against the code that reads it:
 
 * flows: past their idle expiry or `MAX_LIFETIME` (the engine will never resume them);
 * contact verifications: their flow is gone or purgeable (a code proves nothing outside it);
-* contact sends: older than the send throttles look back (`verification.HOUR`);
+* contact sends: older than the send throttles look back (a day: the per-student cap);
 * OIDC codes: expired, and every ID token that carries their nonce expired too;
 * OIDC access tokens: expired (a replayed code revokes tokens by the code's hash, so the
   code row is not needed for that);
@@ -22,7 +22,8 @@ deleted on a stale read: on PostgreSQL the batch skips rows another transaction 
 (SKIP LOCKED), and the delete repeats the rule, which PostgreSQL re-checks on a row that
 changed meanwhile; SQLite runs one writer at a time anyway. On PostgreSQL one replica
 purges at a time (an advisory lock); the others return at once. Students (proofing
-hashes) are never purged here.
+hashes) are never purged here, nor the daily send counts (`send_days`: one row of
+numbers a day, no personal data; the refusal counters in /metrics add them up).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, and_, delete, func, or
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
-from provider.config import ConfigError
+from provider.config import LONGEST_STUDENT_WINDOW_SECONDS, ConfigError
 from provider.flows import verification
 from provider.flows.engine import flow_expired
 from provider.oidc.server import ID_TOKEN_SECONDS, TOKEN_LIFETIME
@@ -133,8 +134,13 @@ def _verification_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     )
 
 
-# The furthest back any send throttle (per contact, per flow, the resend gap) looks.
-SENDS_COUNTED = max(verification.HOUR, verification.CONTACT_GAP)
+# The furthest back any send throttle (per contact, per flow, the resend gap, per student:
+# its windows are at most a day, which the configuration enforces) looks.
+SENDS_COUNTED = max(
+    verification.HOUR,
+    verification.CONTACT_GAP,
+    timedelta(seconds=LONGEST_STUDENT_WINDOW_SECONDS),
+)
 
 
 def _send_gone(now: datetime, r: Retention) -> ColumnElement[bool]:

@@ -9,6 +9,7 @@ contact that was replaced.
 from __future__ import annotations
 
 import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +19,14 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf import FlaskForm
+from sqlalchemy.exc import SQLAlchemyError
 from wtforms import RadioField, SelectChoice, StringField
 from wtforms.validators import Length, Optional
 
 from provider.contact_input import ContactRejected, PhonePolicy, clean_email, clean_phone
 from provider.delivery import DeliveryFailed
 from provider.delivery import messages as texts
-from provider.flows import verification
+from provider.flows import send_budget, verification
 from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.engine import FlowEngine, FlowState
 from provider.keycloak import PHONE_NUMBER, Conflict, InvalidValue
@@ -160,15 +162,26 @@ class ContactsStep:
             return self.page()
         value = self._value(channel)
         now = datetime.now(UTC)
+        settings = self.svc.settings
         try:
-            code, send_id = verification.issue(
+            code, sent = verification.issue(
                 self.svc.sessions,
                 self.svc.hasher,
                 flow_key=self.engine.key(self.state),
+                student=self.state.user_id or "",
                 channel=channel,
                 value=value,
                 now=now,
+                caps=verification.SendCaps.from_settings(
+                    settings.student_send_limit, settings.sms_daily_budget
+                ),
             )
+        except verification.StudentCapped as wait:
+            return self.page(429, failure=_capped(wait.seconds), retry_after=wait.seconds)
+        except verification.SmsBudgetSpent as spent:
+            if spent.seconds is None:  # texts are off
+                return self.page(503, failure=_texts_off())
+            return self.page(429, failure=_budget_spent(spent.seconds), retry_after=spent.seconds)
         except verification.Throttled as wait:
             return self.page(
                 429,
@@ -189,7 +202,7 @@ class ContactsStep:
             else:
                 self.svc.sms.send(texts.code_sms(value, code.code, minutes))
         except DeliveryFailed:
-            verification.forget_send(self.svc.sessions, send_id)
+            verification.forget_send(self.svc.sessions, sent)
             log.warning("code not delivered", extra={"action": f"send-{channel}"})
             return self.page(
                 503,
@@ -327,5 +340,56 @@ class ContactsStep:
                 self.svc.mailer.send(texts.notice_email(old_email))
             elif channel == "phone" and old_phone:
                 self.svc.sms.send(texts.notice_sms(old_phone))
+                try:
+                    send_budget.count_text(self.svc.sessions, datetime.now(UTC))
+                except SQLAlchemyError:  # sent all the same; only the day's count misses it
+                    log.warning("replacement notice not counted", extra={"action": "notice"})
         except DeliveryFailed:
             log.warning("replacement notice not delivered", extra={"action": "notice"})
+
+
+# A wait of minutes is told in minutes; a longer one in hours, rounded up.
+HOURS_FROM_SECONDS = 2 * 60 * 60
+
+
+def _capped(seconds: int) -> str:
+    if seconds < HOURS_FROM_SECONDS:
+        return ngettext(
+            "You have asked for the most codes allowed for now. You can ask for a new one "
+            "in %(num)d minute.",
+            "You have asked for the most codes allowed for now. You can ask for a new one "
+            "in %(num)d minutes.",
+            math.ceil(seconds / 60),
+        )
+    return ngettext(
+        "You have asked for the most codes allowed for now. You can ask for a new one "
+        "in about %(num)d hour.",
+        "You have asked for the most codes allowed for now. You can ask for a new one "
+        "in about %(num)d hours.",
+        math.ceil(seconds / 3600),
+    )
+
+
+def _budget_spent(seconds: int) -> str:
+    if seconds < HOURS_FROM_SECONDS:
+        return ngettext(
+            "We can't send more text messages today. You can still confirm your email "
+            "address now; try your mobile number again in %(num)d minute.",
+            "We can't send more text messages today. You can still confirm your email "
+            "address now; try your mobile number again in %(num)d minutes.",
+            math.ceil(seconds / 60),
+        )
+    return ngettext(
+        "We can't send more text messages today. You can still confirm your email "
+        "address now; try your mobile number again in about %(num)d hour.",
+        "We can't send more text messages today. You can still confirm your email "
+        "address now; try your mobile number again in about %(num)d hours.",
+        math.ceil(seconds / 3600),
+    )
+
+
+def _texts_off() -> str:
+    return _(
+        "We can't send text messages at the moment. You can still confirm your email "
+        "address now; for your mobile number, ask the IT help desk."
+    )

@@ -3,8 +3,11 @@
 A code is 6 digits from `secrets`, valid `CODE_TTL`, single use, and stored only as an
 HMAC over the verification row's id: it is bound to this flow and this contact, so it
 proves nothing anywhere else. Wrong tries are counted *before* comparing, per flow and
-contact, and a resend does not reset them. Sending is throttled per contact and per
-flow, and the throttle answers before any gateway is called.
+contact, and a resend does not reset them. Sending is throttled per contact, per flow
+and per student (across every flow the student opens: identifying again does not buy a
+fresh budget), and a text takes a unit of the service's daily budget; each refusal
+answers before any gateway is called and changes nothing but the refusal's audit and
+count.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import hmac
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from provider import audit
+from provider.flows import send_budget
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.locks import serialise
 from provider.storage.models import ContactSend, ContactVerification
@@ -29,12 +34,55 @@ CONTACT_GAP = timedelta(seconds=60)
 CONTACT_PER_HOUR = 5
 FLOW_PER_HOUR = 10
 HOUR = timedelta(hours=1)
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class SendCaps:
+    """The configurable caps: sends per student in each window (amount, span; spans of
+    at most a day, what `umpass purge` keeps), and texts per UTC day for the service."""
+
+    student: tuple[tuple[int, timedelta], ...] = ((6, HOUR), (10, DAY))
+    sms_budget: int = 2000
+
+    @classmethod
+    def from_settings(cls, student_send_limit: str, sms_daily_budget: int) -> SendCaps:
+        from limits import parse_many
+
+        windows = tuple(
+            (item.amount, timedelta(seconds=item.get_expiry()))
+            for item in parse_many(student_send_limit)
+        )
+        return cls(student=windows, sms_budget=sms_daily_budget)
 
 
 class Throttled(Exception):
     def __init__(self, retry_after: timedelta) -> None:
         super().__init__("throttled")
         self.seconds = max(1, math.ceil(retry_after.total_seconds()))
+
+
+class StudentCapped(Throttled):
+    """The student's sends across all their flows reached a cap (a throttle too)."""
+
+
+class SmsBudgetSpent(Exception):
+    """Today's texts are spent (`seconds` until the next UTC day), or texts are off
+    (budget 0: `seconds` is None)."""
+
+    def __init__(self, retry_after: timedelta | None) -> None:
+        super().__init__("sms budget spent")
+        self.seconds = (
+            None if retry_after is None else max(1, math.ceil(retry_after.total_seconds()))
+        )
+
+
+@dataclass(frozen=True)
+class Send:
+    """A send `issue` counted, to undo with `forget_send` when the gateway fails."""
+
+    id: int
+    sms_day: date | None  # the day whose text budget it took from (texts only)
 
 
 class CodeWrong(Exception):
@@ -84,19 +132,27 @@ def issue(
     hasher: KeyedHasher,
     *,
     flow_key: str,
+    student: str,
     channel: str,
     value: str,
     now: datetime,
-) -> tuple[NewCode, int]:
-    """Check the throttles, then make a new code; returns it and the send's id (to undo
-    with `forget_send` when the gateway fails, so a failure costs the student nothing)."""
+    caps: SendCaps = SendCaps(),
+) -> tuple[NewCode, Send]:
+    """Check the throttles and the text budget, then make a new code; returns it and the
+    send (to undo with `forget_send` when the gateway fails, so a failure costs the
+    student nothing). A refusal by the student's cap or the budget is audited."""
     contact = contact_hash(hasher, channel, value)
     try:
         with sessions.begin() as session:
-            # Count-then-insert: parallel sends for this contact or this flow take turns
-            # (PostgreSQL), so each sees the ones before it and a throttle cannot be
-            # passed twice on the same count.
-            serialise(session, f"contact-send:{contact}", f"flow-send:{flow_key}")
+            # Count-then-insert: parallel sends for this contact, this flow or this student
+            # take turns (PostgreSQL), so each sees the ones before it and a throttle
+            # cannot be passed twice on the same count.
+            serialise(
+                session,
+                f"contact-send:{contact}",
+                f"flow-send:{flow_key}",
+                f"student-send:{student}",
+            )
             last, in_hour, oldest = session.execute(
                 select(func.max(ContactSend.at), func.count(), func.min(ContactSend.at)).where(
                     ContactSend.contact_hash == contact, ContactSend.at > now - HOUR
@@ -113,6 +169,7 @@ def issue(
             ).one()
             if flow_count >= FLOW_PER_HOUR:
                 raise Throttled(flow_oldest + HOUR - now)
+            _check_student_cap(session, student, caps, now)
             row = _row(session, flow_key, channel, contact)
             if row is None:
                 row = ContactVerification(
@@ -126,22 +183,73 @@ def issue(
                 session.flush()
             if row.failures >= MAX_WRONG:
                 raise TooManyWrong
+            sms_day = None
+            if channel == "phone":
+                # Last: every other check passed, so a unit is taken only for a real send.
+                sms_day = send_budget.reserve(session, now, caps.sms_budget)
+                if sms_day is None:
+                    raise SmsBudgetSpent(
+                        send_budget.until_next_day(now) if caps.sms_budget > 0 else None
+                    )
             code = f"{secrets.randbelow(10**6):06d}"
             row.code_hash = _code_hash(hasher, row.id, code)
             row.code_expires_at = now + CODE_TTL
-            send = ContactSend(contact_hash=contact, flow_key=flow_key, at=now)
+            send = ContactSend(contact_hash=contact, flow_key=flow_key, user_id=student, at=now)
             session.add(send)
             session.flush()
-            return NewCode(code=code, expires_at=now + CODE_TTL), send.id
+            return NewCode(code=code, expires_at=now + CODE_TTL), Send(send.id, sms_day)
     except IntegrityError:  # a parallel first send for this contact created the row
         raise Throttled(CONTACT_GAP) from None
+    except StudentCapped:
+        _refused(sessions, send_budget.STUDENT_CAP, student, channel, now)
+        raise
+    except SmsBudgetSpent:
+        _refused(sessions, send_budget.SMS_BUDGET, student, channel, now)
+        raise
 
 
-def forget_send(sessions: sessionmaker[Session], send_id: int) -> None:
+def _check_student_cap(session: Session, student: str, caps: SendCaps, now: datetime) -> None:
+    """Raise StudentCapped when a window already holds its amount of the student's sends,
+    with the wait until enough of them leave every full window."""
+    if not caps.student:
+        return
+    longest = max(span for _, span in caps.student)
+    times = session.scalars(
+        select(ContactSend.at)
+        .where(ContactSend.user_id == student, ContactSend.at > now - longest)
+        .order_by(ContactSend.at)
+    ).all()
+    waits = []
+    for amount, span in caps.student:
+        inside = [t for t in times if t > now - span]
+        if len(inside) >= amount:
+            # The send that must leave the window for one more to fit.
+            waits.append(inside[len(inside) - amount] + span - now)
+    if waits:
+        raise StudentCapped(max(waits))
+
+
+def _refused(
+    sessions: sessionmaker[Session], reason: str, student: str, channel: str, now: datetime
+) -> None:
+    """Audit and count a refusal, in a transaction of its own (the send's rolled back).
+    The audit names the student and the channel, never the contact."""
     with sessions.begin() as session:
-        send = session.get(ContactSend, send_id)
-        if send is not None:
-            session.delete(send)
+        audit.record(
+            session, audit.STUDENT, "contacts.send_refused", student, reason=reason, channel=channel
+        )
+        send_budget.count_refusal(session, now, reason)
+
+
+def forget_send(sessions: sessionmaker[Session], send: Send) -> None:
+    """Undo a send whose delivery failed: it counts against no throttle, and a text's
+    unit goes back to the budget."""
+    with sessions.begin() as session:
+        row = session.get(ContactSend, send.id)
+        if row is not None:
+            session.delete(row)
+            if send.sms_day is not None:
+                send_budget.give_back(session, send.sms_day)
 
 
 def wait_before_resend(

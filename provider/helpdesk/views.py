@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
 from provider import audit
+from provider.flows import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import student as students
 from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
@@ -175,11 +176,13 @@ def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
 
 @metrics_bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    """Prometheus scrape: the funnel as gauges, behind a bearer token."""
+    """Prometheus scrape: the funnel and the code-send budget, behind a bearer token."""
     token = current_app.config.get("UMPASS_METRICS_TOKEN") or ""
     sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not token or not hmac.compare_digest(token.encode(), sent.encode()):
         abort(404)
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(funnel_data.FunnelCollector(_svc()))
+    svc = _svc()
+    registry.register(funnel_data.FunnelCollector(svc))
+    registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

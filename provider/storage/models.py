@@ -6,11 +6,12 @@ applies them.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -158,18 +159,33 @@ class ContactVerification(Base):
 
 
 class ContactSend(Base):
-    """One code sent, for the throttles per contact and per flow."""
+    """One code sent, for the throttles per contact, per flow and per student."""
 
     __tablename__ = "contact_sends"
     __table_args__ = (
         Index("ix_contact_sends_contact_at", "contact_hash", "at"),
         Index("ix_contact_sends_flow_at", "flow_key", "at"),
+        Index("ix_contact_sends_user_at", "user_id", "at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     contact_hash: Mapped[str] = mapped_column(String(64))
     flow_key: Mapped[str] = mapped_column(String(64))
+    # The student's user ID: their cap spans every flow they open (None before 0008).
+    user_id: Mapped[str | None] = mapped_column(String(32), default=None)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SendDay(Base):
+    """One UTC day's counts: text messages sent (against the daily budget) and code sends
+    refused by the per-student cap and by the budget. Counts only, no personal data."""
+
+    __tablename__ = "send_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    sms_sent: Mapped[int] = mapped_column(default=0)
+    refused_student_cap: Mapped[int] = mapped_column(default=0)
+    refused_sms_budget: Mapped[int] = mapped_column(default=0)
 
 
 class OidcAuthorizationCode(Base):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import secrets
@@ -12,12 +13,16 @@ from typing import ClassVar
 
 import pytest
 from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from provider.delivery import DeliveryFailed, TextMessage
 from provider.delivery.sms import WebhookGateway, WebhookSettings
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.services import services as app_services
+from provider.storage.models import AuditEvent
+from tests.conftest import METRICS_TOKEN
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.students import enrol_student
@@ -280,3 +285,145 @@ def test_only_unproven_contacts_are_asked_for_and_odd_actions_do_no_harm(
     ):
         assert flow.submit("contacts", odd).status_code == 200
     assert not inbox.texts_to(student.phone)
+
+
+# -- the per-student cap and the daily text budget -----------------------------------------------
+
+
+def _tune(app: Flask, monkeypatch: pytest.MonkeyPatch, **settings: object) -> None:
+    svc = app_services(app)
+    monkeypatch.setattr(svc, "settings", dataclasses.replace(svc.settings, **settings))
+
+
+def _refusals(services: Services, user_id: str) -> list[dict]:
+    with services.reads() as session:
+        return [
+            event.detail
+            for event in session.scalars(
+                select(AuditEvent)
+                .where(AuditEvent.subject == user_id, AuditEvent.action == "contacts.send_refused")
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+def _metrics(app: Flask) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    page = app.test_client().get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert page.status_code == 200
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(page.get_data(as_text=True))
+        for sample in family.samples
+    }
+
+
+def test_identifying_again_does_not_reset_the_students_send_cap(
+    app: Flask,
+    at_contacts: FlowClient,
+    student: StudentDetails,
+    services: Services,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _tune(app, monkeypatch, student_send_limit="2 per day")
+    _choose(at_contacts)
+    assert at_contacts.submit("contacts", {"action": "send-email"}).status_code == 200
+    assert at_contacts.submit("contacts", {"action": "send-phone"}).status_code == 200
+    # The same activation code again in another browser: a new flow, and a new contact
+    # (neither the per-flow nor the per-contact throttle has counted anything there).
+    again = FlowClient(app.test_client(), inbox)
+    assert again.identify(student).status_code == 302
+    assert again.accept_policies().status_code == 302
+    fresh = f"again.{student.user_id}@gmail.com"
+    assert _choose(again, email_choice="change", new_email=fresh).status_code == 200
+    refused = again.submit("contacts", {"action": "send-email"})
+    assert refused.status_code == 429
+    assert 23 * 3600 < int(refused.headers["Retry-After"]) <= 24 * 3600
+    assert "You have asked for the most codes allowed for now." in refused.get_data(as_text=True)
+    assert "in about 24 hours" in refused.get_data(as_text=True)
+    assert inbox.mails_to(fresh) == []  # nothing sent
+    assert _refusals(services, student.user_id) == [{"reason": "student_cap", "channel": "email"}]
+
+
+def test_the_text_budget_refuses_the_next_text_and_email_still_works(
+    app: Flask,
+    at_contacts: FlowClient,
+    student: StudentDetails,
+    services: Services,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before = _metrics(app)
+    refused_before = before[("umpass_code_sends_refused_total", (("reason", "sms_budget"),))]
+    sent_before = int(before[("umpass_sms_sent_today", ())])
+    # Room for one more text today, whatever the earlier tests sent.
+    _tune(app, monkeypatch, sms_daily_budget=sent_before + 1)
+    _choose(at_contacts)
+    assert at_contacts.submit("contacts", {"action": "send-phone"}).status_code == 200
+    assert inbox.sms_code(student.phone)
+    # Another student's text is one too many.
+    other = enrol_student(services, "b", date_of_birth=date(2004, 4, 4), id_number="E1234567")
+    flow = FlowClient(app.test_client(), inbox)
+    flow.identify(other)
+    flow.accept_policies()
+    _choose(flow)
+    refused = flow.submit("contacts", {"action": "send-phone"})
+    assert refused.status_code == 429
+    assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600  # midnight UTC
+    text = html.unescape(refused.get_data(as_text=True))
+    assert "We can't send more text messages today." in text
+    assert "You can still confirm your email address now" in text
+    assert inbox.texts_to(other.phone) == []
+    # Email still works.
+    assert flow.submit("contacts", {"action": "send-email"}).status_code == 200
+    assert inbox.email_code(other.email)
+    assert _refusals(services, other.user_id) == [{"reason": "sms_budget", "channel": "phone"}]
+    after = _metrics(app)
+    assert after[("umpass_sms_sent_today", ())] == sent_before + 1
+    assert after[("umpass_sms_daily_budget", ())] == sent_before + 1
+    assert after[("umpass_code_sends_refused_total", (("reason", "sms_budget"),))] == (
+        refused_before + 1
+    )
+
+
+def test_a_text_that_was_not_delivered_costs_no_budget(
+    app: Flask,
+    at_contacts: FlowClient,
+    student: StudentDetails,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path,
+) -> None:
+    sent_before = int(_metrics(app)[("umpass_sms_sent_today", ())])
+    _tune(app, monkeypatch, sms_daily_budget=sent_before + 1)
+    _choose(at_contacts)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sms = app_services(app).sms
+    with monkeypatch.context() as broken:
+        broken.setattr(sms, "path", str(blocker / "outbox.jsonl"))  # cannot be written
+        failed = at_contacts.submit("contacts", {"action": "send-phone"})
+    assert failed.status_code == 503
+    assert _metrics(app)[("umpass_sms_sent_today", ())] == sent_before
+    retried = at_contacts.submit("contacts", {"action": "send-phone"})  # the unit came back
+    assert retried.status_code == 200
+    assert inbox.sms_code(student.phone)
+    assert _metrics(app)[("umpass_sms_sent_today", ())] == sent_before + 1
+
+
+def test_texts_off_is_a_plain_message_and_email_still_works(
+    app: Flask,
+    at_contacts: FlowClient,
+    student: StudentDetails,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _tune(app, monkeypatch, sms_daily_budget=0)
+    _choose(at_contacts)
+    refused = at_contacts.submit("contacts", {"action": "send-phone"})
+    assert refused.status_code == 503
+    assert "We can't send text messages at the moment." in html.unescape(
+        refused.get_data(as_text=True)
+    )
+    assert inbox.texts_to(student.phone) == []
+    assert at_contacts.submit("contacts", {"action": "send-email"}).status_code == 200

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.activation_codes import consume_code, enrol, issue_code
-from provider.flows import lockout, verification
+from provider.flows import lockout, send_budget, verification
 from provider.flows.activate import ActivationInProgress, _claim_code, activate
 from provider.flows.engine import FlowConflict, FlowEngine
 from provider.intake.provision import issue_intake_codes
@@ -37,6 +37,7 @@ from provider.storage.models import (
     ContactVerification,
     IdentifyLockout,
     OidcAuthorizationCode,
+    SendDay,
 )
 
 PARALLEL = 12
@@ -242,11 +243,20 @@ def test_parallel_wrong_attempts_lock_at_exactly_the_limit(
 # -- contact codes ------------------------------------------------------------------------
 
 
+# The throttles per contact and per flow, with no per-student cap in the way.
+UNCAPPED = verification.SendCaps(student=())
+
+
 def _send(sessions: sessionmaker[Session], hasher: KeyedHasher, **kw: Any) -> str:
+    kw = {"channel": "email", "now": datetime.now(UTC), "student": "s-race", "caps": UNCAPPED, **kw}
     try:
-        verification.issue(sessions, hasher, channel="email", now=datetime.now(UTC), **kw)
+        verification.issue(sessions, hasher, **kw)
+    except verification.StudentCapped:
+        return "capped"
     except verification.Throttled:
         return "throttled"
+    except verification.SmsBudgetSpent:
+        return "budget"
     return "sent"
 
 
@@ -290,6 +300,89 @@ def test_parallel_sends_in_one_flow_stop_at_the_flow_limit(
     assert outcomes.count("sent") == verification.FLOW_PER_HOUR, outcomes
 
 
+def test_parallel_sends_of_one_student_from_many_flows_stop_at_the_cap(
+    sessions: sessionmaker[Session], hasher: KeyedHasher
+) -> None:
+    """One student identified in many browsers at once (every flow and contact its own):
+    the student's cap is one count across them all."""
+    cap = 3
+    caps = verification.SendCaps(student=((cap, verification.DAY),))
+    for _ in range(3):
+        student = f"s{secrets.token_hex(4)}"
+        outcomes = race(
+            lambda i, s=student: _send(
+                sessions,
+                hasher,
+                flow_key=f"flow-{i}-{s}",
+                value=f"{i}.{s}@example.edu",
+                student=s,
+                caps=caps,
+            )
+        )
+        assert outcomes.count("sent") == cap, outcomes
+        assert outcomes.count("capped") == PARALLEL - cap, outcomes
+        with sessions() as session:
+            counted = session.scalar(
+                select(func.count()).select_from(ContactSend).where(ContactSend.user_id == student)
+            )
+        assert counted == cap
+
+
+def test_parallel_texts_never_pass_the_daily_budget(
+    sessions: sessionmaker[Session], hasher: KeyedHasher
+) -> None:
+    """Texts from many students at once (as from many replicas: each thread its own
+    connection) take exactly the budget; the others are refused and counted."""
+    budget = 5
+    caps = verification.SendCaps(student=(), sms_budget=budget)
+    for _ in range(3):
+        # A day of its own in the shared database, so earlier rounds and tests count nothing.
+        now = datetime(2031, 1, 1, 12, tzinfo=UTC) + timedelta(days=secrets.randbelow(10**4))
+        tag = secrets.token_hex(3)
+        outcomes = race(
+            lambda i, t=tag, at=now: _send(
+                sessions,
+                hasher,
+                flow_key=f"flow-{i}-{t}",
+                value=f"+8536{secrets.randbelow(10**7):07d}",
+                student=f"s{i}-{t}",
+                channel="phone",
+                now=at,
+                caps=caps,
+            )
+        )
+        assert outcomes.count("sent") == budget, outcomes
+        assert outcomes.count("budget") == PARALLEL - budget, outcomes
+        with sessions() as session:
+            day = session.get(SendDay, send_budget.day_of(now))
+            assert (day.sms_sent, day.refused_sms_budget) == (budget, PARALLEL - budget)
+
+
+def test_parallel_refunds_and_reservations_keep_the_count_exact(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Failed deliveries giving units back while others take them: the count ends exactly
+    at what was taken minus what was given back, never past the budget."""
+    budget = PARALLEL
+    now = datetime(2031, 1, 1, 12, tzinfo=UTC) + timedelta(days=secrets.randbelow(10**4))
+    day = send_budget.day_of(now)
+    with sessions.begin() as session:
+        for _ in range(PARALLEL // 2):
+            assert send_budget.reserve(session, now, budget) == day
+
+    def act(i: int) -> bool:
+        with sessions.begin() as session:
+            if i % 2:
+                send_budget.give_back(session, day)
+                return False
+            return send_budget.reserve(session, now, budget) is not None
+
+    # Half give a unit back, half take one, in any order: room for all, none lost.
+    assert race(act).count(True) == PARALLEL // 2
+    with sessions() as session:
+        assert send_budget.sent_on(session, day) == PARALLEL // 2
+
+
 def test_parallel_wrong_contact_codes_are_each_counted(
     sessions: sessionmaker[Session], hasher: KeyedHasher
 ) -> None:
@@ -297,7 +390,13 @@ def test_parallel_wrong_contact_codes_are_each_counted(
     flow_key = f"flow-{address}"
     now = datetime.now(UTC)
     sent, _ = verification.issue(
-        sessions, hasher, flow_key=flow_key, channel="email", value=address, now=now
+        sessions,
+        hasher,
+        flow_key=flow_key,
+        student=f"s-{address}",
+        channel="email",
+        value=address,
+        now=now,
     )
     wrong = f"{(int(sent.code) + 1) % 10**6:06d}"
 

@@ -45,6 +45,11 @@ def test_defaults() -> None:
         ({**BASE, "UMPASS_RATELIMIT_STORAGE": "memcached://x"}, "must be a redis://"),
         ({**BASE, "UMPASS_SIGN_IN_LIMIT": "lots"}, "UMPASS_SIGN_IN_LIMIT='lots' is not a rate"),
         ({**BASE, "UMPASS_IDENTIFY_LIMIT": "10 per fortnight"}, "is not a rate limit"),
+        ({**BASE, "UMPASS_STUDENT_SEND_LIMIT": "lots"}, "is not a rate limit"),
+        ({**BASE, "UMPASS_STUDENT_SEND_LIMIT": "20 per 2 days"}, "must be at most a day"),
+        ({**BASE, "UMPASS_STUDENT_SEND_LIMIT": "0 per hour"}, "must allow at least 1 send"),
+        ({**BASE, "UMPASS_SMS_DAILY_BUDGET": "-1"}, "UMPASS_SMS_DAILY_BUDGET must be at least 0"),
+        ({**BASE, "UMPASS_SMS_DAILY_BUDGET": "many"}, "UMPASS_SMS_DAILY_BUDGET='many' is not"),
         (
             {**PRODUCTION, "UMPASS_SMS_WEBHOOK_URL": "http://sms.example.com/send"},
             "UMPASS_SMS_WEBHOOK_URL must start with https:// in production",
@@ -71,8 +76,19 @@ def test_production_settings_with_every_limit_documented() -> None:
     assert settings.identify_limit == "10 per minute;100 per hour"
     assert settings.send_limit == "20 per hour"
     assert settings.strength_limit == "60 per minute"
-    tuned = load_settings({**PRODUCTION, "UMPASS_SIGN_IN_LIMIT": "1000 per minute"})
+    assert settings.student_send_limit == "6 per hour;10 per day"
+    assert settings.sms_daily_budget == 2000
+    tuned = load_settings(
+        {
+            **PRODUCTION,
+            "UMPASS_SIGN_IN_LIMIT": "1000 per minute",
+            "UMPASS_STUDENT_SEND_LIMIT": "3 per 10 minutes;8 per 24 hours",
+            "UMPASS_SMS_DAILY_BUDGET": "0",
+        }
+    )
     assert tuned.sign_in_limit == "1000 per minute"
+    assert tuned.student_send_limit == "3 per 10 minutes;8 per 24 hours"
+    assert tuned.sms_daily_budget == 0  # texts off
 
 
 def _example_values() -> dict[str, str]:

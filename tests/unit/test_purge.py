@@ -17,7 +17,7 @@ from provider.flows import verification
 from provider.flows.engine import MAX_LIFETIME, FlowEngine, FlowState
 from provider.helpdesk.funnel import funnels
 from provider.keyed_hash import KeyedHasher
-from provider.purge import KINDS, Retention, purge
+from provider.purge import KINDS, SENDS_COUNTED, Retention, purge
 from provider.storage import migrate
 from provider.storage.engine import make_engine
 from provider.storage.models import (
@@ -121,22 +121,48 @@ def test_sends_stay_while_a_throttle_counts_them(db, sessions) -> None:
     hasher = KeyedHasher(b"unit-test-key-" + b"x" * 32)
     phone = "+85362345678"
     contact = verification.contact_hash(hasher, "phone", phone)
-    window = verification.HOUR
+    # The per-student cap looks back furthest: a day.
+    window = SENDS_COUNTED
+    assert window == verification.DAY
+    cap = verification.SendCaps(student=((5, window),))
     rows.add(
         sessions,
         # Five sends in the last hour: the per-contact throttle refuses a sixth.
         *(
-            ContactSend(contact_hash=contact, flow_key="f", at=NOW - window + SECOND * (i + 1))
+            ContactSend(
+                contact_hash=contact, flow_key="f", at=NOW - verification.HOUR + SECOND * (i + 1)
+            )
             for i in range(verification.CONTACT_PER_HOUR)
+        ),
+        # Five sends of one student over the day (other contacts, other flows): the
+        # student's cap refuses a sixth, so none of them may go.
+        *(
+            ContactSend(
+                contact_hash=f"c{i}", flow_key=f"g{i}", user_id="s1", at=NOW - window + SECOND
+            )
+            for i in range(5)
         ),
         ContactSend(contact_hash=contact, flow_key="f", at=NOW - window - GRACE + SECOND),
         ContactSend(contact_hash=contact, flow_key="f", at=NOW - window - GRACE),
-        ContactSend(contact_hash="other", flow_key="g", at=NOW - DAY),
+        ContactSend(contact_hash="other", flow_key="g", at=NOW - 2 * DAY),
     )
     assert purge(db, Retention(), now=NOW).counts["contact sends"] == 2
     assert purge(db, Retention(grace=timedelta(0)), now=NOW).counts["contact sends"] == 1
     with pytest.raises(verification.Throttled):
-        verification.issue(sessions, hasher, flow_key="f2", channel="phone", value=phone, now=NOW)
+        verification.issue(
+            sessions, hasher, flow_key="f2", student="s2", channel="phone", value=phone, now=NOW
+        )
+    with pytest.raises(verification.StudentCapped):
+        verification.issue(
+            sessions,
+            hasher,
+            flow_key="f3",
+            student="s1",
+            channel="email",
+            value="s1@example.edu",
+            now=NOW,
+            caps=cap,
+        )
 
 
 # -- OIDC ----------------------------------------------------------------------------------------

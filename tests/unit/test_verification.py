@@ -1,16 +1,32 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
+from provider.flows import send_budget
 from provider.flows import verification as v
+from provider.storage.models import AuditEvent, ContactSend, ContactVerification, SendDay
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 FLOW = "f" * 64
 OTHER_FLOW = "o" * 64
 
 
+# The other throttles' tests: no per-student cap in the way.
+UNCAPPED = v.SendCaps(student=())
+
+
 def _issue(sessions, hasher, now=T0, flow=FLOW, value="+85362345678"):
-    code, _ = v.issue(sessions, hasher, flow_key=flow, channel="phone", value=value, now=now)
+    code, _ = v.issue(
+        sessions,
+        hasher,
+        flow_key=flow,
+        student="s000001",
+        channel="phone",
+        value=value,
+        now=now,
+        caps=UNCAPPED,
+    )
     return code.code
 
 
@@ -93,13 +109,157 @@ def test_throttles_per_contact_and_per_flow(sessions, hasher) -> None:
 
 
 def test_a_failed_delivery_costs_nothing(sessions, hasher) -> None:
-    _, send_id = v.issue(sessions, hasher, flow_key=FLOW, channel="email", value="a@b.edu", now=T0)
-    v.forget_send(sessions, send_id)
-    v.issue(
+    def send(now: datetime) -> v.Send:
+        return v.issue(
+            sessions,
+            hasher,
+            flow_key=FLOW,
+            student="s000001",
+            channel="email",
+            value="a@b.edu",
+            now=now,
+            caps=v.SendCaps(student=((1, v.DAY),)),
+        )[1]
+
+    v.forget_send(sessions, send(T0))
+    send(T0 + timedelta(seconds=1))  # throttled neither per contact nor per student
+
+
+# -- the per-student cap and the daily text budget ---------------------------------------------
+
+STUDENT = "s123456"
+
+
+def _send(
+    sessions,
+    hasher,
+    n: int,
+    now: datetime,
+    caps: v.SendCaps,
+    *,
+    student: str = STUDENT,
+    channel: str = "email",
+) -> v.Send:
+    """A send in a flow of its own to a contact of its own: only the student's cap and
+    the text budget can refuse it."""
+    value = f"{student}.{n}@example.edu" if channel == "email" else f"+8536600{n:04d}"
+    return v.issue(
         sessions,
         hasher,
-        flow_key=FLOW,
-        channel="email",
-        value="a@b.edu",
-        now=T0 + timedelta(seconds=1),
-    )  # not throttled
+        flow_key=f"flow-{student}-{n}",
+        student=student,
+        channel=channel,
+        value=value,
+        now=now,
+        caps=caps,
+    )[1]
+
+
+def _refusals(sessions) -> list[tuple[str, str | None, dict]]:
+    with sessions() as session:
+        rows = session.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.action == "contacts.send_refused")
+            .order_by(AuditEvent.id)
+        )
+        return [(e.actor, e.subject, e.detail) for e in rows]
+
+
+def _day(sessions, day: date) -> tuple[int, int, int]:
+    with sessions() as session:
+        row = session.get(SendDay, day)
+        return (row.sms_sent, row.refused_student_cap, row.refused_sms_budget) if row else (0, 0, 0)
+
+
+def test_the_student_cap_spans_flows_and_contacts(sessions, hasher) -> None:
+    """A new flow (identifying again with the same code) and a new contact buy nothing:
+    the student's sends are counted together."""
+    caps = v.SendCaps(student=((3, v.HOUR), (5, v.DAY)))
+    minute = timedelta(minutes=1)
+    for n in range(3):
+        _send(sessions, hasher, n, T0 + n * minute, caps)
+    with pytest.raises(v.StudentCapped) as caught:
+        _send(sessions, hasher, 3, T0 + 10 * minute, caps)
+    assert caught.value.seconds == 50 * 60  # until the first send leaves the hour
+    with sessions() as session:  # nothing was written for the refused send
+        assert session.scalar(select(func.count()).select_from(ContactSend)) == 3
+        assert session.scalar(select(func.count()).select_from(ContactVerification)) == 3
+    _send(sessions, hasher, 0, T0 + 10 * minute, caps, student="s654321")  # others unaffected
+    # After the hour the day's cap is what is left: 5 a day.
+    _send(sessions, hasher, 4, T0 + 61 * minute, caps)
+    _send(sessions, hasher, 5, T0 + 62 * minute, caps)
+    with pytest.raises(v.StudentCapped) as caught:
+        _send(sessions, hasher, 6, T0 + 70 * minute, caps)
+    assert caught.value.seconds == (v.DAY - 70 * minute).total_seconds()
+    assert isinstance(caught.value, v.Throttled)  # answered like every throttle
+    # Audited under the student with the reason and the channel, never the contact; counted.
+    assert (
+        _refusals(sessions)
+        == [
+            ("student", STUDENT, {"reason": "student_cap", "channel": "email"}),
+        ]
+        * 2
+    )
+    assert _day(sessions, T0.date()) == (0, 2, 0)
+
+
+def test_a_failed_delivery_gives_back_the_students_send(sessions, hasher) -> None:
+    caps = v.SendCaps(student=((1, v.DAY),))
+    v.forget_send(sessions, _send(sessions, hasher, 0, T0, caps))
+    _send(sessions, hasher, 1, T0, caps)
+    with pytest.raises(v.StudentCapped):
+        _send(sessions, hasher, 2, T0, caps)
+
+
+def test_the_text_budget_refuses_the_next_text_and_email_still_works(sessions, hasher) -> None:
+    caps = v.SendCaps(student=(), sms_budget=2)
+    first = _send(sessions, hasher, 0, T0, caps, channel="phone")
+    _send(sessions, hasher, 1, T0, caps, channel="phone")
+    assert first.sms_day == T0.date()
+    with pytest.raises(v.SmsBudgetSpent) as spent:
+        _send(sessions, hasher, 2, T0, caps, channel="phone")
+    assert spent.value.seconds == 12 * 3600  # T0 is noon UTC: the budget returns at midnight
+    with sessions() as session:  # the refused text changed nothing
+        assert session.scalar(select(func.count()).select_from(ContactSend)) == 2
+    assert _send(sessions, hasher, 3, T0, caps).sms_day is None  # email takes no text
+    # A text that was not delivered gives its unit back, once.
+    v.forget_send(sessions, first)
+    v.forget_send(sessions, first)
+    _send(sessions, hasher, 4, T0, caps, channel="phone")
+    with pytest.raises(v.SmsBudgetSpent):
+        _send(sessions, hasher, 5, T0, caps, channel="phone")
+    assert _day(sessions, T0.date()) == (2, 0, 2)
+    assert (
+        _refusals(sessions)
+        == [
+            ("student", STUDENT, {"reason": "sms_budget", "channel": "phone"}),
+        ]
+        * 2
+    )
+    # The next UTC day has a budget of its own (T0 + 12 h is 00:00 UTC).
+    _send(sessions, hasher, 6, T0 + timedelta(hours=12), caps, channel="phone")
+    assert _day(sessions, date(2026, 11, 27)) == (1, 0, 0)
+
+
+def test_a_budget_of_zero_sends_no_text(sessions, hasher) -> None:
+    caps = v.SendCaps(student=(), sms_budget=0)
+    with pytest.raises(v.SmsBudgetSpent) as spent:
+        _send(sessions, hasher, 0, T0, caps, channel="phone")
+    assert spent.value.seconds is None  # not a wait: texts are off
+    _send(sessions, hasher, 1, T0, caps)
+
+
+def test_notices_are_counted_but_never_refused(sessions) -> None:
+    with sessions.begin() as session:
+        assert send_budget.reserve(session, T0, 1) == T0.date()
+    send_budget.count_text(sessions, T0)  # a notice past the budget still counts
+    with sessions.begin() as session:
+        assert send_budget.reserve(session, T0, 1) is None
+        assert send_budget.sent_on(session, T0.date()) == 2
+
+
+def test_caps_come_from_the_settings_strings() -> None:
+    caps = v.SendCaps.from_settings("6 per hour;10 per day", 2000)
+    assert caps == v.SendCaps()
+    assert caps.student == ((6, v.HOUR), (10, v.DAY))
+    assert v.SendCaps.from_settings("3 per 10 minutes", 0).student == ((3, timedelta(minutes=10)),)
