@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,8 @@ from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.storage import migrate
 from tests.support.inbox import Inbox, new_mobile
-from tests.support.keycloak_login import DEMO_REDIRECT_BASE
+from tests.support.keycloak_login import use_demo_base
+from tests.support.listeners import loopback_listener, port_of
 
 METRICS_TOKEN = "metrics-" + "m" * 24
 
@@ -56,6 +58,11 @@ class RealmUnderTest:
     def name(self) -> str:
         return self.options.realm
 
+    @property
+    def demo_base(self) -> str:
+        """Where the realm's demo client may send browsers back to (its redirect URIs)."""
+        return self.options.variables["DEMO_BASE_URL"]
+
     def env(self, server: KeycloakUnderTest, **extra: str) -> dict[str, str]:
         return {
             "UMPASS_BASE_URL": self.options.variables["ACTIVATION_ISSUER"].removesuffix("/oidc"),
@@ -68,7 +75,7 @@ class RealmUnderTest:
             "UMPASS_KC_PROVISIONER_SECRET": self.options.variables["PROVISIONER_CLIENT_SECRET"],
             "KEYCLOAK_ADMIN_USER": server.admin_user,
             "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
-            "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
+            "UMPASS_DEMO_BASE_URL": self.demo_base,
             "UMPASS_TESTING": "1",
             "UMPASS_HMAC_KEY": "test-hmac-key-" + "k" * 32,
             # Every test client comes from 127.0.0.1; the per-address limit has its own test.
@@ -105,15 +112,32 @@ def keycloak_server() -> Iterator[KeycloakUnderTest]:
 
 
 @pytest.fixture(scope="session")
-def service_port() -> int:
-    """Where browser tests serve the app: fixed before the realm is applied, because the
-    realm's identity provider points at it."""
-    return kc_server.free_port()
+def service_listener() -> Iterator[socket.socket]:
+    """Where browser tests serve the app (tests/browser/conftest.py): bound before the realm
+    is applied, because the realm's identity provider points at its port."""
+    with loopback_listener() as listener:
+        yield listener
 
 
 @pytest.fixture(scope="session")
-def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[RealmUnderTest]:
+def service_port(service_listener: socket.socket) -> int:
+    return port_of(service_listener)
+
+
+@pytest.fixture(scope="session")
+def demo_listener() -> Iterator[socket.socket]:
+    """Where the demo campus app is served (tests/browser/conftest.py): bound before the
+    realm is applied, because the demo client's redirect URIs name its port."""
+    with loopback_listener() as listener:
+        yield listener
+
+
+@pytest.fixture(scope="session")
+def realm(
+    keycloak_server: KeycloakUnderTest, service_port: int, demo_listener: socket.socket
+) -> Iterator[RealmUnderTest]:
     name = f"umpass-t{secrets.token_hex(3)}"
+    demo_base = f"http://127.0.0.1:{port_of(demo_listener)}/demo"
     options = ApplyOptions.from_env(
         {
             "UMPASS_KEYCLOAK_URL": keycloak_server.url,
@@ -122,7 +146,7 @@ def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[Rea
             "UMPASS_REALM": name,
             "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
-            "UMPASS_DEMO_BASE_URL": DEMO_REDIRECT_BASE,
+            "UMPASS_DEMO_BASE_URL": demo_base,
             "UMPASS_BASE_URL": f"http://127.0.0.1:{service_port}",
             "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
@@ -132,6 +156,7 @@ def realm(keycloak_server: KeycloakUnderTest, service_port: int) -> Iterator[Rea
         with_demo=True,
     )
     first = apply_realm(options).lines()
+    use_demo_base(demo_base)  # what tests.support.keycloak_login.sign_in returns to
     yield RealmUnderTest(options, first)
     if os.environ.get("UMPASS_TEST_KEYCLOAK_URL"):
         master_admin(keycloak_server).delete_realm(name)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import threading
+import socket
 from collections.abc import Iterator
 
 import pytest
 from devstack.demo_app import create_demo_app
 from flask import Flask
 from playwright.sync_api import Browser, Playwright
-from werkzeug.serving import make_server
 
-from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.listeners import serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -27,14 +27,9 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="session")
-def live_url(app: Flask, service_port: int) -> Iterator[str]:
-    server = make_server("127.0.0.1", service_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+def live_url(app: Flask, service_listener: socket.socket) -> Iterator[str]:
+    with serving(app, service_listener) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -46,14 +41,9 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 
 @pytest.fixture(scope="session")
-def demo_url(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest) -> Iterator[str]:
-    # The realm's demo client allows exactly this base (tests/conftest.py).
-    port = int(DEMO_REDIRECT_BASE.split(":")[2].split("/")[0])
-    app = create_demo_app(keycloak_server.url, realm.name)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield DEMO_REDIRECT_BASE
-    finally:
-        server.shutdown()
+def demo_url(
+    keycloak_server: KeycloakUnderTest, realm: RealmUnderTest, demo_listener: socket.socket
+) -> Iterator[str]:
+    # Served on the port the realm's demo client was applied with (tests/conftest.py).
+    with serving(create_demo_app(keycloak_server.url, realm.name), demo_listener):
+        yield realm.demo_base

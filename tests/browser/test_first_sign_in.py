@@ -28,7 +28,7 @@ from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
-from tests.support.keycloak_login import DEMO_CALLBACK, authorization_request, sign_in
+from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
 from tests.support.staff import create_staff
 from tests.support.students import enrol_student
 
@@ -329,7 +329,7 @@ def _assert_at_keycloak(
     url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     answer = session.get(url, allow_redirects=False, timeout=30)
     while answer.status_code in (302, 303) and not answer.headers["Location"].startswith(
-        DEMO_CALLBACK
+        demo_callback()
     ):
         answer = session.get(answer.headers["Location"], allow_redirects=False, timeout=30)
     return answer
@@ -341,7 +341,7 @@ def _broker_sign_in(
     """A campus app's sign-in that asks for the activation provider by name (kc_idp_hint):
     the way to reach /broker/umpass-activation/login for an account that is active."""
     session = requests.Session()
-    params, _verifier = authorization_request("umpass-demo", DEMO_CALLBACK)
+    params, _verifier = authorization_request("umpass-demo", demo_callback())
     params["kc_idp_hint"] = "umpass-activation"
     start = session.get(
         f"{keycloak_server.url}/realms/{realm.name}/protocol/openid-connect/auth",

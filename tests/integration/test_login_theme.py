@@ -9,7 +9,7 @@ import re
 import pytest
 import requests
 
-from tests.conftest import DEMO_REDIRECT_BASE, KeycloakUnderTest, RealmUnderTest
+from tests.conftest import KeycloakUnderTest, RealmUnderTest
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ def test_sign_in_page_offers_activation(
         f"{keycloak_server.url}/realms/{realm.name}/protocol/openid-connect/auth",
         params={
             "client_id": "umpass-demo",
-            "redirect_uri": f"{DEMO_REDIRECT_BASE}/cb",
+            "redirect_uri": f"{realm.demo_base}/cb",
             "response_type": "code",
             "scope": "openid",
             "code_challenge": "x" * 43,

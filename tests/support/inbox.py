@@ -3,19 +3,22 @@ loopback) and the SMS outbox file."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
 import re
 import secrets
+import socket
 import threading
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
-from devstack.keycloak import free_port
 
 from provider.contact_input import ContactRejected, clean_phone
+from tests.support.listeners import loopback_listener, port_of
 
 _CODE = re.compile(r"\b(\d{6})\b")
 
@@ -48,11 +51,25 @@ class _Handler:
         return "250 OK"
 
 
+class _BoundController(Controller):
+    """aiosmtpd serving on a socket bound before it starts (tests.support.listeners).
+
+    aiosmtpd connects to its own port to check it is up, so it must be told the port: it
+    is the bound socket's, and the server takes that socket instead of binding again.
+    """
+
+    def __init__(self, handler: _Handler, listener: socket.socket) -> None:
+        super().__init__(handler, hostname="127.0.0.1", port=port_of(listener))
+        self._listener = listener
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        return self.loop.create_server(self._factory_invoker, sock=self._listener)
+
+
 class Inbox:
     def __init__(self, outbox: Path) -> None:
         self.handler = _Handler()
-        # aiosmtpd connects to its own port to check it is up: port 0 will not do.
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=free_port())
+        self.controller = _BoundController(self.handler, loopback_listener())
         self.outbox = outbox
         self.port = 0
 

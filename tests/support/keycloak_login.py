@@ -30,9 +30,21 @@ class LoginResult:
     session: requests.Session | None = None  # its cookies, to follow `location`
 
 
-# The realm's demo client (keycloak_config/clients/umpass-demo.json) allows this base.
-DEMO_REDIRECT_BASE = "http://127.0.0.1:5999/demo"
-DEMO_CALLBACK = f"{DEMO_REDIRECT_BASE}/callback"
+# The callback of the realm's demo client (keycloak_config/clients/umpass-demo.json): its
+# base names a port the session's fixtures bound before applying the realm (tests/conftest.py).
+_demo_callback: str | None = None
+
+
+def use_demo_base(base: str) -> None:
+    """Set where the run's realms send the demo client back to (the `realm` fixture does)."""
+    global _demo_callback
+    _demo_callback = f"{base.rstrip('/')}/callback"
+
+
+def demo_callback() -> str:
+    if _demo_callback is None:
+        raise RuntimeError("no demo client yet: the session's `realm` fixture sets it")
+    return _demo_callback
 
 
 def authorization_request(client_id: str, redirect_uri: str) -> tuple[dict[str, str], str]:
@@ -58,8 +70,9 @@ def sign_in(
     password: str,
     *,
     client_id: str = "umpass-demo",
-    redirect_uri: str = DEMO_CALLBACK,
+    redirect_uri: str | None = None,
 ) -> LoginResult:
+    redirect_uri = redirect_uri or demo_callback()
     session = requests.Session()
     params, verifier = authorization_request(client_id, redirect_uri)
     base = f"{server_url}/realms/{realm}/protocol/openid-connect"
