@@ -10,13 +10,23 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devstack.processes import exited, find_ours, group_ended, log_tail, send, spawn, wait_until
+from devstack.processes import (
+    exited,
+    find_ours,
+    group_ended,
+    log_tail,
+    on_free_ports,
+    send,
+    spawn,
+    wait_until,
+)
 
 START_TIMEOUT = 60.0
 
@@ -134,3 +144,28 @@ class Background:
             env=dict(state.get("env") or {}),  # type: ignore[call-overload]
             pid=state.get("pid"),  # type: ignore[arg-type]
         )
+
+
+def serve_on_a_free_port(
+    log_file: Path, env: Mapping[str, str], *, threads: int = 8, name: str = "service"
+) -> Background:
+    """`umpass serve` (one worker) on a free loopback port, once /healthz answers; the port
+    is chosen again if something takes it before gunicorn binds it."""
+
+    def start(port: int) -> Background:
+        part = Background(
+            name=name,
+            argv=[
+                sys.executable,
+                *("-m", "provider.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *("--workers", "1", "--threads", str(threads)),
+            ],
+            port=port,
+            log_file=log_file,
+            health_path="/healthz",
+            env=dict(env),
+        )
+        part.start()
+        return part
+
+    return on_free_ports(start, 1, BackgroundError)

@@ -20,7 +20,6 @@ import argparse
 import dataclasses
 import os
 import re
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -33,7 +32,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from devstack import keycloak as kc_server
+from devstack.background import Background, serve_on_a_free_port
 from devstack.bench_stack import (
     bench_stack,
     enrol_with_proven_contacts,
@@ -127,7 +126,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 def run(students: int, concurrency: int, processes: int = 1) -> int:
     console.print("[bold]starting Keycloak[/] (production hashing)")
-    services: list[subprocess.Popen[bytes]] = []
+    services: list[Background] = []
     # All students share 127.0.0.1: the per-address identify limit would stop them.
     with bench_stack(UMPASS_IDENTIFY_LIMIT="100000 per minute") as stack:
         running, env, workdir = stack.keycloak, stack.env, stack.workdir
@@ -159,39 +158,20 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                     )
                     progress.advance(task)
 
-            bases: list[str] = []
             for index in range(processes):
-                port = kc_server.free_port()
-                log = (workdir / f"service-{index}.log").open("wb")
                 services.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "provider.cli",
-                            "serve",
-                            "--port",
-                            str(port),
-                            "--threads",
-                            str(max(8, concurrency // processes)),
-                        ],
-                        env={**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
-                        stdout=subprocess.DEVNULL,
-                        stderr=log,
+                    serve_on_a_free_port(
+                        workdir / f"service-{index}.log",
+                        {**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
+                        threads=max(8, concurrency // processes),
+                        name=f"service {index + 1}",
                     )
                 )
-                bases.append(f"http://127.0.0.1:{port}")
-            for base in bases:
-                for _ in range(300):
-                    try:
-                        if requests.get(f"{base}/healthz", timeout=1).ok:
-                            break
-                    except requests.ConnectionError:
-                        time.sleep(0.1)
+            bases = [part.direct_url for part in services]
 
             per_step: dict[str, list[float]] = defaultdict(list)
             kc_pids = process_group(running.pid)
-            service_pids = [proc.pid for proc in services]
+            service_pids = [part.pid for part in services if part.pid is not None]
             cpu_before = {
                 "keycloak": _cpu_seconds(kc_pids),
                 "service": _cpu_seconds(service_pids),
@@ -213,7 +193,7 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                 "service": _cpu_seconds(service_pids) - cpu_before["service"],
                 "bench client": _cpu_seconds([os.getpid()]) - cpu_before["bench client"],
             }
-            service_rss = sum(peak_rss_mb(proc.pid) for proc in services)
+            service_rss = sum(peak_rss_mb(pid) for pid in service_pids)
 
             gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
             accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
@@ -234,9 +214,8 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                     progress.advance(task)
                 floor_seconds = time.perf_counter() - started
         finally:
-            for proc in services:
-                proc.terminate()
-                proc.wait(timeout=30)
+            for part in services:
+                part.stop()
 
     table = Table("step", "p50 ms", "p95 ms", "chart (p95)", title=f"{students} students")
     widest = max(_percentile(v, 0.95) for v in per_step.values())

@@ -32,8 +32,8 @@ from pathlib import Path
 
 from devstack.processes import (
     command_line,
-    free_port,
     log_tail,
+    on_free_ports,
     port_in_use,
     spawn,
     tail,
@@ -188,14 +188,19 @@ def _link_assets(kc_home: Path, instance: str) -> None:
 
 
 def start_throwaway(admin_password: str, admin_user: str = "admin") -> RunningKeycloak:
-    """The test instance on free loopback ports, replacing one an interrupted run left."""
+    """The test instance on free loopback ports, replacing one an interrupted run left
+    (the ports are chosen again if one is taken before Keycloak binds it)."""
     stop("test")
-    return start(
-        "test",
-        http_port=free_port(),
-        management_port=free_port(),
-        admin_user=admin_user,
-        admin_password=admin_password,
+    return on_free_ports(
+        lambda http_port, management_port: start(
+            "test",
+            http_port=http_port,
+            management_port=management_port,
+            admin_user=admin_user,
+            admin_password=admin_password,
+        ),
+        2,
+        KeycloakStartError,
     )
 
 

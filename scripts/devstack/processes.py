@@ -52,6 +52,25 @@ def on_free_port(start: Callable[[int], T], port: int | None, error: type[Except
     raise AssertionError("unreachable")
 
 
+def on_free_ports(start: Callable[..., T], count: int, error: type[Exception]) -> T:
+    """`start(*ports)` on `count` distinct free ports, for a server that binds them itself
+    (it cannot be handed a bound socket): chosen again (three tries in all) when `start`
+    raises `error` and one of the ports turns out taken, i.e. something bound it between
+    choosing and binding. Any other failure is raised at once."""
+    for attempt in range(3):
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        try:
+            return start(*ports)
+        except error:
+            if attempt == 2 or not any(port_in_use(port) for port in ports):
+                raise
+    raise AssertionError("unreachable")
+
+
 # -- pid files and /proc ------------------------------------------------------------------
 
 

@@ -36,8 +36,8 @@ from ldap3.core.exceptions import LDAPException
 
 from devstack.processes import (
     command_line,
-    free_port,
     log_tail,
+    on_free_ports,
     read_pidfile,
     terminate,
     wait_until,
@@ -144,15 +144,23 @@ def _log_tail(directory: Path) -> str:
 def start(
     *, admin_password: str | None = None, port: int | None = None, directory: Path | None = None
 ) -> SlapdServer:
-    """Start slapd and return once it accepts the admin's bind and holds the base entry."""
-    binary = _slapd_binary()
+    """Start slapd and return once it accepts the admin's bind and holds the base entry.
+
+    Without `port`, on a free one (chosen again if it is taken before slapd binds it)."""
     password = admin_password or secrets.token_urlsafe(18)
+    if port is not None:
+        return _start(password, port, directory)
+    return on_free_ports(lambda chosen: _start(password, chosen, directory), 1, SlapdError)
+
+
+def _start(password: str, port: int, directory: Path | None) -> SlapdServer:
+    binary = _slapd_binary()
     home = directory or Path(tempfile.mkdtemp(prefix="umpass-slapd-"))
     (home / "data").mkdir(parents=True, exist_ok=True)
     conf = home / "slapd.conf"
     conf.write_text(_config(home, password))
     conf.chmod(0o600)
-    url = f"ldap://127.0.0.1:{port or free_port()}"
+    url = f"ldap://127.0.0.1:{port}"
     with open(home / "slapd.log", "wb") as log:
         # slapd detaches by itself; its parent exits at once (non-zero on a bad config).
         result = subprocess.run(

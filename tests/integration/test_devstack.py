@@ -73,3 +73,45 @@ def test_stop_never_kills_a_process_that_is_not_ours(
     )
     assert kc_server.stop("dev") is False
     assert not state.exists()
+
+
+def test_a_port_taken_between_choosing_and_binding_is_chosen_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race every server that binds its own port runs (slapd, Keycloak, gunicorn): the
+    port found free is taken before the server binds it. Forced here by handing slapd a
+    port that is already held."""
+    from devstack import processes, slapd
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        handed: list[int] = []
+        choose = processes.free_port
+
+        def taken_first() -> int:
+            handed.append(taken if not handed else choose())
+            return handed[-1]
+
+        monkeypatch.setattr(processes, "free_port", taken_first)
+        server = slapd.start()
+        try:
+            assert handed[0] == taken and len(handed) == 2
+            assert server.url == f"ldap://127.0.0.1:{handed[1]}"
+        finally:
+            slapd.stop(server)
+
+
+def test_a_failure_that_is_not_a_taken_port_is_raised_at_once() -> None:
+    from devstack.processes import on_free_ports
+
+    calls: list[tuple[int, ...]] = []
+
+    def refuse(*ports: int) -> None:
+        calls.append(ports)
+        raise RuntimeError("bad configuration")
+
+    with pytest.raises(RuntimeError, match="bad configuration"):
+        on_free_ports(refuse, 2, RuntimeError)
+    assert len(calls) == 1 and len(set(calls[0])) == 2
