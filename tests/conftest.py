@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +38,11 @@ from provider.storage import migrate
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import use_demo_base
 from tests.support.listeners import loopback_listener, port_of
+from tests.support.realm_changes import RealmChanges, left_changed, shared_state
+from tests.support.shots import Shots
 
 METRICS_TOKEN = "metrics-" + "m" * 24
+_BROWSER_ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,25 @@ def playwright() -> Iterator[Playwright]:
     the browser and topology tests launch."""
     with sync_playwright() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where browser tests leave screenshots and axe reports (artifacts/browser/)."""
+    _BROWSER_ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return _BROWSER_ARTIFACTS
+
+
+@pytest.fixture
+def shots_in(artifacts: Path) -> Callable[[str], Shots]:
+    """Screenshots into a folder of artifacts/browser/ (`""`: that folder itself)."""
+
+    def folder(name: str) -> Shots:
+        path = artifacts / name
+        path.mkdir(parents=True, exist_ok=True)
+        return Shots(path)
+
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -157,9 +179,15 @@ def realm(
     )
     first = apply_realm(options).lines()
     use_demo_base(demo_base)  # what tests.support.keycloak_login.sign_in returns to
+    kc = master_admin(keycloak_server)
+    kc.change_current_realm(name)
+    applied = shared_state(kc, name)
     yield RealmUnderTest(options, first)
+    # Every test undoes what it changed (the `realm_changes` fixture), passed or failed.
+    left = left_changed(applied, shared_state(kc, name))
     if os.environ.get("UMPASS_TEST_KEYCLOAK_URL"):
         master_admin(keycloak_server).delete_realm(name)
+    assert left == [], "tests left the shared realm changed:\n" + "\n".join(left)
 
 
 def master_admin(server: KeycloakUnderTest) -> KeycloakAdmin:
@@ -181,6 +209,14 @@ def admin(keycloak_server: KeycloakUnderTest, realm: RealmUnderTest) -> Keycloak
     kc = master_admin(keycloak_server)
     kc.change_current_realm(realm.name)
     return kc
+
+
+@pytest.fixture
+def realm_changes(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
+    """What a test changes in the session's realm, undone when it ends, passed or failed."""
+    changes = RealmChanges(admin, realm.name)
+    yield changes
+    changes.undo_all()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from provider.config import Settings
 from provider.services import Services
-from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD
+from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.support.broker import broker_request, pkce
 from tests.support.inbox import Inbox
 from tests.support.students import enrol_student
@@ -39,7 +39,12 @@ def axe_check(page: Page, name: str, report: dict[str, list[dict]]) -> None:
 
 
 def test_every_step_has_no_axe_violations(
-    browser: Browser, live_url: str, services: Services, inbox: Inbox, settings: Settings
+    browser: Browser,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    settings: Settings,
+    artifacts: Path,
 ) -> None:
     assert Path(AXE_JS).is_file(), "UMPASS_AXE_JS must point at axe.min.js (scripts/test sets it)"
     student = enrol_student(
@@ -101,8 +106,7 @@ def test_every_step_has_no_axe_violations(
     axe_check(page, "done", report)
     context.close()
 
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    (ARTIFACTS / "axe-report.json").write_text(json.dumps(report, indent=2))
+    (artifacts / "axe-report.json").write_text(json.dumps(report, indent=2))
     assert len(report) == 12
     violations = {page: found for page, found in report.items() if found}
     assert violations == {}, json.dumps(violations, indent=2)

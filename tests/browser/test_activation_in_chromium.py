@@ -8,8 +8,8 @@ screenshot under artifacts/browser/.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -17,21 +17,10 @@ from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.support.inbox import Inbox
+from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
 PASSWORD = "harbour kettle saffron 2029"
-
-
-class Shots:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.count = 0
-        folder.mkdir(parents=True, exist_ok=True)
-
-    def take(self, page: Page, name: str) -> None:
-        self.count += 1
-        page.screenshot(path=self.folder / f"{self.count:02d}-{name}.png", full_page=True)
 
 
 def prove_contacts(page: Page, inbox: Inbox, email: str, phone: str, shots: Shots | None) -> None:
@@ -52,7 +41,11 @@ def prove_contacts(page: Page, inbox: Inbox, email: str, phone: str, shots: Shot
 
 
 def test_student_activates_without_javascript_then_signs_in(
-    browser: Browser, live_url: str, services: Services, inbox: Inbox
+    browser: Browser,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     student = enrol_student(
         services,
@@ -63,7 +56,7 @@ def test_student_activates_without_javascript_then_signs_in(
         id_number="1234567(8)",
     )
     user_id, phone, email = student.user_id, student.phone, student.email
-    shots = Shots(ARTIFACTS)
+    shots = shots_in("")
     context = browser.new_context(viewport={"width": 360, "height": 740}, java_script_enabled=False)
     page = context.new_page()
 
@@ -133,7 +126,11 @@ def test_student_activates_without_javascript_then_signs_in(
 
 
 def test_live_strength_meter_with_javascript(
-    browser: Browser, live_url: str, services: Services, inbox: Inbox
+    browser: Browser,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     student = enrol_student(
         services,
@@ -165,7 +162,7 @@ def test_live_strength_meter_with_javascript(
     expect(page.locator("#strength-text")).to_contain_text(
         "Your password cannot contain your date of birth."
     )
-    Shots(ARTIFACTS).take(page, "z-meter")
+    shots_in("").take(page, "z-meter")
     page.get_by_label("New password").fill("")
     page.get_by_label("New password").press_sequentially(PASSWORD + " x", delay=5)
     expect(page.locator("#strength-text")).to_have_text("Very strong.")

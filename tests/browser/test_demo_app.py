@@ -3,6 +3,7 @@ their activation_state, in real Chromium against the real Keycloak."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 
 from playwright.sync_api import Browser, expect
@@ -10,12 +11,13 @@ from playwright.sync_api import Browser, expect
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
-from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
+from tests.browser.test_activation_in_chromium import PASSWORD
+from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
 
 def test_activated_student_signs_in_to_the_demo_app(
-    browser: Browser, demo_url: str, services: Services
+    browser: Browser, demo_url: str, services: Services, shots_in: Callable[[str], Shots]
 ) -> None:
     student = enrol_student(
         services,
@@ -29,7 +31,7 @@ def test_activated_student_signs_in_to_the_demo_app(
     user = services.keycloak.find_user(user_id)
     assert user is not None
     assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
-    shots = Shots(ARTIFACTS / "demo")
+    shots = shots_in("demo")
     context = browser.new_context(viewport={"width": 360, "height": 740})
     page = context.new_page()
     page.goto(f"{demo_url}/")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
@@ -24,12 +25,13 @@ from provider.oidc.server import Subject
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
-from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots, prove_contacts
+from tests.browser.test_activation_in_chromium import PASSWORD, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
-from tests.support.staff import create_staff
+from tests.support.realm_changes import RealmChanges
+from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
 BROKER_ENDPOINT = "/broker/umpass-activation/endpoint"
@@ -97,11 +99,12 @@ def test_pending_student_is_activated_and_lands_signed_in(
     services: Services,
     inbox: Inbox,
     admin: KeycloakAdmin,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     who = enrol_student(
         services, "f", first_name="Mei", last_name="Ho", date_of_birth=date(2007, 1, 9)
     )
-    shots = Shots(ARTIFACTS / "first-sign-in")
+    shots = shots_in("first-sign-in")
     trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
     page = trip.open_demo(demo_url)
     page.wait_for_selector("#username")
@@ -159,13 +162,17 @@ def test_pending_student_is_activated_and_lands_signed_in(
 
 
 def test_active_student_is_never_sent_to_activation(
-    browser: Browser, demo_url: str, live_url: str, services: Services
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     who = enrol_student(services, "g")
     user = services.keycloak.find_user(who.user_id)
     assert user is not None
     assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
-    trip = Journey(browser.new_context(viewport=VIEWPORT), Shots(ARTIFACTS / "first-sign-in"))
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots_in("first-sign-in"))
     page = trip.open_demo(demo_url)
     enter_username(page, who.user_id)
     enter_password(page, PASSWORD)
@@ -175,11 +182,16 @@ def test_active_student_is_never_sent_to_activation(
 
 
 def test_activation_of_a_never_ends_signed_in_as_b(
-    browser: Browser, demo_url: str, live_url: str, services: Services, inbox: Inbox
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     a = enrol_student(services, "a")
     b = enrol_student(services, "b")
-    shots = Shots(ARTIFACTS / "first-sign-in-a-b")
+    shots = shots_in("first-sign-in-a-b")
     trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
 
     # B's username at Keycloak, then A's own details at activation: the session is A's,
@@ -212,10 +224,14 @@ def test_activation_of_a_never_ends_signed_in_as_b(
 
 
 def test_stop_and_return_shows_keycloak_guidance(
-    browser: Browser, demo_url: str, live_url: str, services: Services
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     who = enrol_student(services, "s")
-    shots = Shots(ARTIFACTS / "first-sign-in-stop")
+    shots = shots_in("first-sign-in-stop")
     trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
     page = trip.open_demo(demo_url)
     enter_username(page, who.user_id)
@@ -259,9 +275,9 @@ def test_sign_in_pages_have_no_axe_violations(
 
 
 def test_bad_authorization_requests_get_our_page_not_a_redirect(
-    browser: Browser, live_url: str, settings: Settings
+    browser: Browser, live_url: str, settings: Settings, shots_in: Callable[[str], Shots]
 ) -> None:
-    shots = Shots(ARTIFACTS / "first-sign-in-refused")
+    shots = shots_in("first-sign-in-refused")
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     good = {
@@ -291,10 +307,11 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
     realm: RealmUnderTest,
     services: Services,
     admin: KeycloakAdmin,
+    realm_changes: RealmChanges,
 ) -> None:
     """Defence in depth: if the service (or its key) were ever made to assert a staff
     account, the realm's broker flows still refuse it and link nothing."""
-    staff = create_staff(admin)
+    staff = realm_changes.add_staff()
     who = enrol_student(services, "t")
     start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
     assert start.session is not None and start.location

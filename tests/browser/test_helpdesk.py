@@ -7,7 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,13 @@ from provider.services import Services
 from provider.storage.models import AuditEvent
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
-from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
+from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.conftest import METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import FlowClient
 from tests.support.keycloak_login import sign_in
-from tests.support.staff import STAFF_PASSWORD, create_staff
+from tests.support.realm_changes import RealmChanges
+from tests.support.shots import Shots
+from tests.support.staff import STAFF_PASSWORD
 from tests.support.students import enrol_student
 
 VIEWPORT = {"width": 1024, "height": 900}
@@ -43,18 +45,26 @@ def _signed_in(browser: Browser, live_url: str, username: str) -> tuple[BrowserC
 
 
 @pytest.fixture(scope="module")
-def helpdesk_staff(admin: KeycloakAdmin) -> str:
-    return create_staff(admin, "activation-helpdesk").username
+def module_staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
+    """The staff accounts the module's tests share, deleted when the module ends."""
+    changes = RealmChanges(admin, realm.name)
+    yield changes
+    changes.undo_all()
 
 
 @pytest.fixture(scope="module")
-def admin_staff(admin: KeycloakAdmin) -> str:
-    return create_staff(admin, "activation-admin").username
+def helpdesk_staff(module_staff: RealmChanges) -> str:
+    return module_staff.add_staff("activation-helpdesk").username
+
+
+@pytest.fixture(scope="module")
+def admin_staff(module_staff: RealmChanges) -> str:
+    return module_staff.add_staff("activation-admin").username
 
 
 @pytest.fixture
-def shots() -> Iterator[Shots]:
-    yield Shots(ARTIFACTS / "helpdesk")
+def shots(shots_in: Callable[[str], Shots]) -> Shots:
+    return shots_in("helpdesk")
 
 
 def test_help_desk_reissues_a_code_shown_once_that_works(
@@ -154,7 +164,11 @@ def test_clearing_both_lockouts(
 
 
 def test_roles_are_checked_on_every_route(
-    browser: Browser, live_url: str, admin: KeycloakAdmin, helpdesk_staff: str, services: Services
+    browser: Browser,
+    live_url: str,
+    helpdesk_staff: str,
+    services: Services,
+    realm_changes: RealmChanges,
 ) -> None:
     who = enrol_student(services, "r")
     routes = [
@@ -175,7 +189,7 @@ def test_roles_are_checked_on_every_route(
         assert requests.post(live_url + route, timeout=30).status_code == 400  # CSRF first
 
     # Signed in without a help-desk role: refused at sign-in.
-    nobody = create_staff(admin).username
+    nobody = realm_changes.add_staff().username
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.goto(f"{live_url}/helpdesk/")
@@ -215,11 +229,11 @@ def _events_of(services: Services, actor: str) -> list[tuple[str, str | None, di
 
 
 def test_sign_out_and_role_removal_take_effect_at_once(
-    browser: Browser, live_url: str, admin: KeycloakAdmin
+    browser: Browser, live_url: str, admin: KeycloakAdmin, realm_changes: RealmChanges
 ) -> None:
     """The browser holds only a server-side session's id, and every request asks the
     realm for the roles: a copied cookie dies with sign-out, a removed role at once."""
-    staff = create_staff(admin, "activation-helpdesk")
+    staff = realm_changes.add_staff("activation-helpdesk")
     context, page = _signed_in(browser, live_url, staff.username)
     expect(page.get_by_role("heading", name="Find a student")).to_be_visible()
     copied = context.cookies()

@@ -5,7 +5,9 @@ every page in each language."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser
@@ -13,8 +15,9 @@ from playwright.sync_api import Browser
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
 from tests.browser.test_accessibility import axe_check
-from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
+from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.support.inbox import Inbox
+from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
 EXPECTED = {
@@ -44,7 +47,12 @@ EXPECTED = {
 
 @pytest.mark.parametrize("language", ["zh_Hant", "pt", "en"])
 def test_flow_in_each_language(
-    browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
+    browser: Browser,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
+    language: str,
 ) -> None:
     expected = EXPECTED[language]
     student = enrol_student(
@@ -56,7 +64,7 @@ def test_flow_in_each_language(
         id_number="M1234567",
     )
     user_id, phone, email = student.user_id, student.phone, student.email
-    shots = Shots(ARTIFACTS / language)
+    shots = shots_in(language)
     # No JavaScript, as on the simplest phone; a second context with it runs axe.
     context = browser.new_context(
         viewport={"width": 360, "height": 740},
@@ -107,7 +115,12 @@ def test_flow_in_each_language(
 
 @pytest.mark.parametrize("language", ["zh_Hant", "pt"])
 def test_axe_clean_in_each_language(
-    browser: Browser, live_url: str, services: Services, inbox: Inbox, language: str
+    browser: Browser,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    artifacts: Path,
+    language: str,
 ) -> None:
     student = enrol_student(
         services,
@@ -145,5 +158,5 @@ def test_axe_clean_in_each_language(
     page.click("button[value=continue]")
     axe_check(page, "password", found)
     context.close()
-    (ARTIFACTS / f"axe-{language}.json").write_text(json.dumps(found, indent=2))
+    (artifacts / f"axe-{language}.json").write_text(json.dumps(found, indent=2))
     assert {k: v for k, v in found.items() if v} == {}

@@ -23,6 +23,7 @@ from provider.storage.models import ActivationCode, Flow
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
+from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
 FIRST = "orbit lantern velvet 1987"
@@ -213,19 +214,20 @@ def test_twenty_parallel_submits_activate_exactly_once(
 
 
 def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
-    app: Flask, student: StudentDetails, services: Services, admin: KeycloakAdmin, inbox: Inbox
+    app: Flask,
+    student: StudentDetails,
+    services: Services,
+    admin: KeycloakAdmin,
+    inbox: Inbox,
+    realm_changes: RealmChanges,
 ) -> None:
     first_tab = FlowClient(app.test_client(), inbox)
     first_tab.to_password_step(student)
     second_tab = FlowClient(app.test_client(), inbox)
     second_tab.to_password_step(student)
-    realm = services.settings.keycloak.realm
-    policy = admin.get_realm(realm)["passwordPolicy"]
-    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(5)"})
-    try:
+    policy = admin.get_realm(services.settings.keycloak.realm)["passwordPolicy"]
+    with realm_changes.realm_settings({"passwordPolicy": f"{policy} and specialChars(5)"}):
         refused = first_tab.set_password(FIRST)  # Keycloak refuses: nothing written
-    finally:
-        admin.update_realm(realm, {"passwordPolicy": policy})
     assert refused.status_code == 400
     assert second_tab.set_password(SECOND).location.endswith("/activate/done")
     late = first_tab.set_password(FIRST)

@@ -19,6 +19,7 @@ from provider.students import NewStudent, create_pending_student
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import sign_in
+from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
 PASSWORD = "orbit lantern velvet 1987"
@@ -309,17 +310,17 @@ def test_weak_passwords_are_refused_with_a_reason(
 
 
 def test_keycloak_refusal_is_shown_as_a_sentence(
-    flow: FlowClient, student: StudentDetails, services: Services, admin: KeycloakAdmin
+    flow: FlowClient,
+    student: StudentDetails,
+    services: Services,
+    admin: KeycloakAdmin,
+    realm_changes: RealmChanges,
 ) -> None:
     flow.to_password_step(student)
-    realm = services.settings.keycloak.realm
-    policy = admin.get_realm(realm)["passwordPolicy"]
+    policy = admin.get_realm(services.settings.keycloak.realm)["passwordPolicy"]
     # A rule only Keycloak knows: the service's own checks pass, Keycloak refuses.
-    admin.update_realm(realm, {"passwordPolicy": f"{policy} and specialChars(5)"})
-    try:
+    with realm_changes.realm_settings({"passwordPolicy": f"{policy} and specialChars(5)"}):
         response = flow.set_password(PASSWORD)
-    finally:
-        admin.update_realm(realm, {"passwordPolicy": policy})
     assert response.status_code == 400
     assert "Your password needs more symbols." in response.get_data(as_text=True)
     user = _kc_user(services, student.user_id)

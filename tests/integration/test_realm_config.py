@@ -9,6 +9,7 @@ from keycloak import KeycloakAdmin
 from keycloak_config.apply import ApplyOptions, apply_realm
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.cli import run_module
+from tests.support.realm_changes import RealmChanges
 
 
 def test_first_apply_created_everything(realm: RealmUnderTest) -> None:
@@ -50,8 +51,10 @@ def test_user_profile_declares_admin_only_attributes(
     assert attrs["accepted_policies"]["multivalued"] is True
 
 
-def test_drift_is_reported_then_repaired(realm: RealmUnderTest, admin: KeycloakAdmin) -> None:
-    admin.update_realm(realm.name, {"failureFactor": 30, "registrationAllowed": True})
+def test_drift_is_reported_then_repaired(
+    realm: RealmUnderTest, admin: KeycloakAdmin, realm_changes: RealmChanges
+) -> None:
+    realm_changes.update_realm({"failureFactor": 30, "registrationAllowed": True})
     drift = apply_realm(realm.options, dry_run=True).lines()
     # registrationAllowed is the realm's choice: not drift.
     assert drift == ["raise failureFactor: 30 → 5 — failed sign-ins before a lockout"]
@@ -59,16 +62,15 @@ def test_drift_is_reported_then_repaired(realm: RealmUnderTest, admin: KeycloakA
     assert apply_realm(realm.options).lines() == drift
     assert admin.get_realm(realm.name)["failureFactor"] == 5
     assert apply_realm(realm.options).writes() == []
-    admin.update_realm(realm.name, {"registrationAllowed": False})
 
 
 def test_extra_role_on_service_account_is_revoked(
-    realm: RealmUnderTest, admin: KeycloakAdmin
+    realm: RealmUnderTest, admin: KeycloakAdmin, realm_changes: RealmChanges
 ) -> None:
     clients = {c["clientId"]: c for c in admin.get_clients()}
     rm = clients["realm-management"]["id"]
     account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
-    admin.assign_client_role(account["id"], rm, [admin.get_client_role(rm, "manage-clients")])
+    realm_changes.grant_client_roles(account["id"], rm, ["manage-clients"])
     assert apply_realm(realm.options).lines() == [
         "remove roles of umpass-activation: manage-clients"
     ]
@@ -140,15 +142,16 @@ def test_options_from_env_defaults_realm_name() -> None:
 
 
 def test_roles_through_groups_or_realm_roles_are_removed(
-    realm: RealmUnderTest, admin: KeycloakAdmin
+    realm: RealmUnderTest, admin: KeycloakAdmin, realm_changes: RealmChanges
 ) -> None:
     clients = {c["clientId"]: c for c in admin.get_clients()}
     rm = clients["realm-management"]["id"]
     account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
-    group_id = admin.create_group({"name": "sneaky-admins"}, skip_exists=True)
+    # Deleted at teardown, pass or fail: a group holding realm-admin must not outlive it.
+    group_id = realm_changes.add_group("sneaky-admins")
     admin.assign_group_client_roles(group_id, rm, [admin.get_client_role(rm, "realm-admin")])
     admin.group_user_add(account["id"], group_id)
-    admin.create_realm_role({"name": "sneaky-role"}, skip_exists=True)
+    realm_changes.add_realm_role("sneaky-role")
     admin.assign_realm_roles(account["id"], [admin.get_realm_role("sneaky-role")])
     assert sorted(apply_realm(realm.options).lines()) == [
         "remove umpass-activation from group sneaky-admins",

@@ -21,6 +21,7 @@ from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.keycloak_login import LoginResult, sign_in
+from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
 PASSWORD = "meadow quartz lantern 2032"
@@ -146,11 +147,17 @@ def test_disabled_identity_provider_never_lets_a_pending_account_through(
 
 
 def test_hand_edited_flow_is_drift_and_is_replaced_whole(
-    realm: RealmUnderTest, admin: KeycloakAdmin
+    realm: RealmUnderTest, admin: KeycloakAdmin, realm_changes: RealmChanges
 ) -> None:
     before = _bound_browser_flow(admin, realm)
     flat = admin.get_authentication_flow_executions(before)
     password_form = next(e for e in flat if e.get("providerId") == "auth-password-form")
+
+    def put_back() -> None:  # unless the apply below already replaced the flow
+        if any(f["alias"] == before for f in admin.get_authentication_flows()):
+            admin.update_authentication_flow_executions(password_form, flow_alias=before)
+
+    realm_changes.on_undo(put_back)
     admin.update_authentication_flow_executions(
         {**password_form, "requirement": "DISABLED"}, flow_alias=before
     )

@@ -19,6 +19,7 @@ from keycloak import KeycloakAdmin
 
 from tests.conftest import KeycloakUnderTest, master_admin
 from tests.support import university_realm
+from tests.support.realm_changes import RealmChanges
 from tests.support.totp import hotp, totp, totp_from_base32
 from tests.support.university_realm import (
     PASSWORD_POLICY,
@@ -45,6 +46,14 @@ def uni_admin(keycloak_server: KeycloakUnderTest, uni: UniversityRealm) -> Keycl
     admin = master_admin(keycloak_server)
     admin.change_current_realm(uni.name)
     return admin
+
+
+@pytest.fixture
+def uni_changes(uni_admin: KeycloakAdmin, uni: UniversityRealm) -> Iterator[RealmChanges]:
+    """What a test changes in the module's realm, undone when it ends, passed or failed."""
+    changes = RealmChanges(uni_admin, uni.name)
+    yield changes
+    changes.undo_all()
 
 
 def _claims(token: str) -> dict[str, Any]:
@@ -156,18 +165,20 @@ def test_a_wrong_otp_is_refused(uni: UniversityRealm) -> None:
 
 
 def test_a_username_first_flow_is_walked_too(
-    kc: KeycloakAdmin, uni_admin: KeycloakAdmin, uni: UniversityRealm
+    kc: KeycloakAdmin, uni_admin: KeycloakAdmin, uni: UniversityRealm, uni_changes: RealmChanges
 ) -> None:
     # What our extension does to the browser flow: username, then password, then OTP.
     alias = "uni username first"
+
+    def delete_the_copy() -> None:
+        for flow in uni_admin.get_authentication_flows():
+            if flow["alias"] == alias:
+                uni_admin.delete_authentication_flow(flow["id"])
+
+    uni_changes.on_undo(delete_the_copy)  # also what a copy that failed half-way left
     _username_first_copy(kc, uni, alias)
-    try:
-        uni_admin.update_realm(uni.name, {"browserFlow": alias})
+    with uni_changes.realm_settings({"browserFlow": alias}):
         result = uni.sign_in_staff()
-    finally:
-        uni_admin.update_realm(uni.name, {"browserFlow": uni.browser_flow})
-        flow_id = next(f["id"] for f in uni_admin.get_authentication_flows() if f["alias"] == alias)
-        uni_admin.delete_authentication_flow(flow_id)
     assert result.ok, result.error
     assert result.pages == ["username", "password", "otp"]
 
@@ -285,14 +296,11 @@ def test_two_snapshots_in_a_row_are_equal(kc: KeycloakAdmin, uni: UniversityReal
 
 
 def test_a_changed_setting_is_one_readable_line(
-    kc: KeycloakAdmin, uni_admin: KeycloakAdmin, uni: UniversityRealm
+    kc: KeycloakAdmin, uni: UniversityRealm, uni_changes: RealmChanges
 ) -> None:
     before = realm_snapshot(kc, uni.name)
-    uni_admin.update_realm(uni.name, {"failureFactor": 4})
-    try:
+    with uni_changes.realm_settings({"failureFactor": 4}):
         changed = realm_snapshot(kc, uni.name)
-    finally:
-        uni_admin.update_realm(uni.name, {"failureFactor": 3})
     assert snapshot_diff(before, changed) == ["realm.failureFactor: 3 → 4"]
     assert snapshot_diff(before, realm_snapshot(kc, uni.name)) == []
 

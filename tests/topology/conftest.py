@@ -26,6 +26,7 @@ from provider.services import Services
 from provider.storage.models import ActivationCode
 from provider.students import NewStudent, create_pending_student
 from tests.support.inbox import new_mobile
+from tests.support.realm_changes import RealmChanges
 
 # Each student (and each limit test) comes from an address of its own, as on a campus:
 # the per-address limits must count the address nginx saw, not the proxy's.
@@ -67,6 +68,14 @@ def stack_admin(stack: Stack) -> KeycloakAdmin:
             verify=str(stack.ca_file),
         )
     )
+
+
+@pytest.fixture
+def stack_changes(stack: Stack, stack_admin: KeycloakAdmin) -> Iterator[RealmChanges]:
+    """What a test changes in the stack's realm, undone when it ends, passed or failed."""
+    changes = RealmChanges(stack_admin, stack.realm)
+    yield changes
+    changes.undo_all()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from devstack.stack import Stack
 from devstack.student_walk import Student, StudentBrowser, https_session
 
 from tests.support.keycloak_login import post_login_form
-from tests.support.staff import STAFF_PASSWORD, create_staff
+from tests.support.realm_changes import RealmChanges
+from tests.support.staff import STAFF_PASSWORD
 from tests.topology.conftest import Accounts
 
 PASSWORD = "harbour lantern {} orbit"
@@ -241,8 +242,9 @@ def test_help_desk_console_signs_in_and_posts_over_https(
     enrol: Callable[[], Student],
     browser_for: Callable[[], StudentBrowser],
     accounts: Accounts,
+    stack_changes: RealmChanges,
 ) -> None:
-    staff = create_staff(accounts.admin, "activation-helpdesk")
+    staff = stack_changes.add_staff("activation-helpdesk")
     who = enrol()
     desk = browser_for()
     login = desk.session.get(f"{stack.service_url}/helpdesk/login", timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from devstack.stack import Stack
@@ -19,7 +18,8 @@ from playwright.sync_api import Browser, Playwright, expect
 
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.sso import enter_username
-from tests.browser.test_activation_in_chromium import ARTIFACTS, Shots, prove_contacts
+from tests.browser.test_activation_in_chromium import prove_contacts
+from tests.support.shots import Shots
 from tests.topology.conftest import Accounts
 
 PASSWORD = "quiet harbour lantern 2031"
@@ -52,9 +52,10 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
     enrol: Callable[[], Student],
     codes: CodeReader,
     accounts: Accounts,
+    shots_in: Callable[[str], Shots],
 ) -> None:
     who = enrol()
-    shots = Shots(Path(ARTIFACTS) / "topology")
+    shots = shots_in("topology")
     context = trusting_browser.new_context(viewport={"width": 360, "height": 740})
     page = context.new_page()
     page.goto(f"{stack.demo_url}/")
