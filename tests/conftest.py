@@ -37,7 +37,7 @@ from provider.services import Services
 from provider.storage import migrate
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import use_demo_base
-from tests.support.listeners import loopback_listener, port_of
+from tests.support.listeners import loopback_listener, port_of, serving
 from tests.support.realm_changes import RealmChanges, left_changed, shared_state
 from tests.support.shots import Shots
 
@@ -298,6 +298,13 @@ def services(settings: Settings, gateway: KeycloakGateway) -> Services:
 @pytest.fixture(scope="session")
 def app(settings: Settings, gateway: KeycloakGateway, services: Services) -> Flask:
     return create_app(settings, gateway=gateway)
+
+
+@pytest.fixture(scope="session")
+def live_url(app: Flask, service_listener: socket.socket) -> Iterator[str]:
+    """The app served for real (werkzeug's threaded server) on its bound port."""
+    with serving(app, service_listener) as url:
+        yield url
 
 
 @pytest.fixture

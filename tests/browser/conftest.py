@@ -1,4 +1,5 @@
-"""Browser-test fixtures: the service served for real on loopback, and Debian's Chromium."""
+"""Browser-test fixtures: Debian's Chromium and the demo campus app (the service itself is
+served by tests/conftest.py's `live_url`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 from devstack.demo_app import create_demo_app
-from flask import Flask
 from playwright.sync_api import Browser, Playwright
 
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
@@ -24,12 +24,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="session")
-def live_url(app: Flask, service_listener: socket.socket) -> Iterator[str]:
-    with serving(app, service_listener) as url:
-        yield url
 
 
 @pytest.fixture(scope="session")
