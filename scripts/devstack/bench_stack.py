@@ -7,9 +7,12 @@ import os
 import secrets
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+
+from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak.exceptions import KeycloakError
 
 from devstack import keycloak as kc_server
 from provider.activation_codes import IssuedCode
@@ -32,11 +35,48 @@ def bench_stack(realm: str = "umpass-bench", **extra_env: str) -> Iterator[Bench
     """Keycloak (the test instance, free ports) for the benchmark's lifetime."""
     admin_password = secrets.token_urlsafe(16)
     running = kc_server.start_throwaway(admin_password)
+    try:
+        yield _bench(running, ADMIN_USER, admin_password, realm, extra_env)
+    finally:
+        kc_server.stop("test")
+
+
+@contextmanager
+def bench_realm_on(
+    url: str, admin_user: str, admin_password: str, **extra_env: str
+) -> Iterator[BenchStack]:
+    """A Keycloak that already runs (a benchmark that needs no Keycloak of its own):
+    a realm named for this run, deleted afterwards."""
+    realm = f"umpass-bench-{secrets.token_hex(3)}"
+    running = kc_server.RunningKeycloak("external", 0, url, url, Path(os.devnull))
+    try:
+        yield _bench(running, admin_user, admin_password, realm, extra_env)
+    finally:
+        admin = KeycloakAdmin(
+            connection=KeycloakOpenIDConnection(
+                server_url=url,
+                username=admin_user,
+                password=admin_password,
+                realm_name="master",
+                client_id="admin-cli",
+            )
+        )
+        with suppress(KeycloakError):  # never applied: nothing to delete
+            admin.delete_realm(realm)
+
+
+def _bench(
+    running: kc_server.RunningKeycloak,
+    admin_user: str,
+    admin_password: str,
+    realm: str,
+    extra_env: dict[str, str],
+) -> BenchStack:
     workdir = Path(tempfile.mkdtemp(prefix="umpass-bench-"))
     env = {
         **os.environ,
         "UMPASS_KEYCLOAK_URL": running.url,
-        "KEYCLOAK_ADMIN_USER": ADMIN_USER,
+        "KEYCLOAK_ADMIN_USER": admin_user,
         "KEYCLOAK_ADMIN_PASSWORD": admin_password,
         "UMPASS_REALM": realm,
         "UMPASS_KC_CLIENT_SECRET": secrets.token_urlsafe(24),
@@ -52,10 +92,7 @@ def bench_stack(realm: str = "umpass-bench", **extra_env: str) -> Iterator[Bench
         "UMPASS_SMS_OUTBOX": f"{workdir}/sms-outbox.jsonl",
         **extra_env,
     }
-    try:
-        yield BenchStack(running, admin_password, workdir, env)
-    finally:
-        kc_server.stop("test")
+    return BenchStack(running, admin_password, workdir, env)
 
 
 def peak_rss_mb(pid: int) -> float:
