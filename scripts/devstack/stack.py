@@ -64,6 +64,10 @@ class StackError(Exception):
     """A part of the stack did not start; the message says which and where to look."""
 
 
+class StackPortTaken(StackError):
+    """A port chosen free was taken by something else before its part could bind it."""
+
+
 def default_workdir() -> Path:
     return Path(os.environ.get("UMPASS_STACK_DIR") or REPO_ROOT / "var" / "stack")
 
@@ -158,11 +162,45 @@ class Stack:
         """Start every part, in parallel where they do not depend on each other.
 
         `fast_hash` gives the realm a cheap password hash (tests only; benchmarks and
-        deployments keep Keycloak's argon2). On any failure, what started is stopped.
+        deployments keep Keycloak's argon2). On any failure, what started is stopped; when
+        the failure was a port taken between choosing it and binding it, everything starts
+        again on other ports (three tries in all).
         """
         if replicas < 1 or keycloak_nodes < 1:
             raise StackError("at least one replica and one Keycloak node")
         workdir = (workdir or default_workdir()).resolve()
+        for attempt in range(3):
+            try:
+                return cls._up_once(
+                    workdir,
+                    fast_hash=fast_hash,
+                    replicas=replicas,
+                    keycloak_nodes=keycloak_nodes,
+                    workers=workers,
+                    threads=threads,
+                    realm=realm,
+                    console=console,
+                )
+            except StackPortTaken as exc:
+                if attempt == 2:
+                    raise
+                if console is not None:
+                    console.print(f"[yellow]{exc}[/]: starting again on other ports")
+        raise AssertionError("unreachable")
+
+    @classmethod
+    def _up_once(
+        cls,
+        workdir: Path,
+        *,
+        fast_hash: bool,
+        replicas: int,
+        keycloak_nodes: int,
+        workers: int,
+        threads: int,
+        realm: str,
+        console: Console | None,
+    ) -> Stack:
         _fresh_workdir(workdir)
         started = time.monotonic()
         ports = _Ports()
@@ -285,8 +323,12 @@ class Stack:
                 stack.timings = progress.timings
                 stack._start(progress, fast_hash=fast_hash)
             stack.timings["total"] = round(time.monotonic() - started, 1)
-        except BaseException:
+        except BaseException as exc:
             stack.down(keep_data=True)
+            # Everything of ours is stopped: a chosen port still held is someone else's.
+            taken = sorted(port for port in ports.taken if port_in_use(port))
+            if taken and isinstance(exc, Exception):
+                raise StackPortTaken(f"port(s) {taken} were taken while starting") from exc
             raise
         stack.save()
         return stack

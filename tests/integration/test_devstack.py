@@ -115,3 +115,53 @@ def test_a_failure_that_is_not_a_taken_port_is_raised_at_once() -> None:
     with pytest.raises(RuntimeError, match="bad configuration"):
         on_free_ports(refuse, 2, RuntimeError)
     assert len(calls) == 1 and len(set(calls[0])) == 2
+
+
+def test_a_stack_whose_port_is_taken_while_starting_starts_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The topology picks a dozen ports before its parts bind them; one taken meanwhile
+    fails that part, and the whole stack starts again on other ports. (The parts are not
+    started here: what is tested is how a failure is told apart and what follows.)"""
+    from devstack.stack import Stack, StackError
+
+    holders: list[socket.socket] = []
+    tried: list[int] = []
+
+    def start(stack: Stack, _progress: object, *, fast_hash: bool) -> None:
+        tried.append(stack.nginx.service_port)
+        if len(tried) == 1:  # someone else binds nginx's port before nginx does
+            holder = socket.socket()
+            holder.bind(("127.0.0.1", stack.nginx.service_port))
+            holder.listen()
+            holders.append(holder)
+            raise StackError("nginx start failed: bind() failed (98: Address already in use)")
+
+    monkeypatch.setattr(Stack, "_start", start)
+    monkeypatch.setattr(Stack, "down", lambda _stack, keep_data=False: None)  # none started
+    try:
+        stack = Stack.up(tmp_path / "stack")
+    finally:
+        for holder in holders:
+            holder.close()
+    assert len(tried) == 2 and tried[1] != tried[0]
+    assert stack.nginx.service_port == tried[1]
+
+
+def test_a_stack_failure_with_every_port_free_is_raised(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from devstack.stack import Stack, StackError, StackPortTaken
+
+    tried: list[int] = []
+
+    def start(stack: Stack, _progress: object, *, fast_hash: bool) -> None:
+        tried.append(stack.nginx.service_port)
+        raise StackError("PostgreSQL did not start")
+
+    monkeypatch.setattr(Stack, "_start", start)
+    monkeypatch.setattr(Stack, "down", lambda _stack, keep_data=False: None)
+    with pytest.raises(StackError, match="PostgreSQL did not start") as raised:
+        Stack.up(tmp_path / "stack")
+    assert not isinstance(raised.value, StackPortTaken)
+    assert len(tried) == 1
