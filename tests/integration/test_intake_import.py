@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from devstack import slapd
 from flask import Flask
+from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
@@ -320,3 +321,21 @@ def test_a_student_never_holds_two_open_codes(intake: Intake, services: Services
                 user_id=user_id, code_hash="f" * 64, issued_at=now, expires_at=now + timedelta(1)
             )
         )
+
+
+def test_check_validates_and_writes_nothing(
+    intake: Intake, services: Services, admin: KeycloakAdmin
+) -> None:
+    checked = intake.run_import("--check")
+    assert checked.returncode == 0, checked.stderr
+    for row in intake.rows:  # read with the realm admin's eyes: nothing exists
+        assert admin.get_users({"username": row["user_id"], "exact": True}) == []
+    user_ids = [r["user_id"] for r in intake.rows]
+    with services.reads() as session:
+        assert session.scalars(select(Student).where(Student.user_id.in_(user_ids))).all() == []
+        codes = select(ActivationCode).where(ActivationCode.user_id.in_(user_ids))
+        assert session.scalars(codes).all() == []
+        imports = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "intake.imported")
+        ).all()
+        assert [e for e in imports if e.detail.get("intake") == intake.name] == []
