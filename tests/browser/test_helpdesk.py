@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
-from provider.storage.models import AuditEvent
+from provider.storage.models import ActivationCode, AuditEvent
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
@@ -297,3 +297,38 @@ def test_console_pages_have_no_axe_violations(
     axe_check(page, "funnel", report)
     context.close()
     assert report == {"find": [], "student": [], "code-reissued": [], "funnel": []}
+
+
+def test_a_staff_account_is_outside_the_console(
+    browser: Browser, live_url: str, admin: KeycloakAdmin, admin_staff: str, services: Services
+) -> None:
+    """A staff account whose username looks like a user ID: not shown, no code, no unlock."""
+    target = f"sf{secrets.randbelow(10**5):05d}"
+    target_id = admin.create_user(
+        {
+            "username": target,
+            "enabled": True,
+            "email": f"{target}@staff.example.edu",
+            "credentials": [{"type": "password", "value": STAFF_PASSWORD, "temporary": False}],
+        }
+    )
+    admin.assign_realm_roles(target_id, [admin.get_realm_role("activation-admin")])
+    who = enrol_student(services, "k")
+    context, page = _signed_in(browser, live_url, admin_staff)
+    try:
+        page.goto(f"{live_url}/helpdesk/students/{who.user_id}")  # a form, for its CSRF token
+        token = page.locator("input[name=csrf_token]").first.get_attribute("value") or ""
+        assert page.request.get(f"{live_url}/helpdesk/students/{target}").status == 404
+        for action in ("code", "unlock"):
+            answer = page.request.post(
+                f"{live_url}/helpdesk/students/{target}/{action}", form={"csrf_token": token}
+            )
+            assert answer.status == 404, action
+    finally:
+        context.close()
+        admin.delete_user(target_id)
+    with services.sessions() as db:
+        codes = db.scalars(select(ActivationCode).where(ActivationCode.user_id == target)).all()
+    assert codes == []
+    events = _events_of(services, f"staff:{admin_staff}")
+    assert [a for a, subject, _ in events if subject == target] == ["helpdesk.not_found"] * 3
