@@ -37,6 +37,8 @@ PERMISSION = "umpass-activation manages students"
 # create is refused until someone else adds a first member).
 SCOPES = ["manage-members", "manage-membership", "view", "view-members"]
 GROUP_KIND, PERMISSION_KIND = "group", "admin permission"  # install-record kinds
+# Install-record kind: the one-time join of already enrolled accounts is done.
+JOINED_KIND = "students joined"
 ACTIVATION_STATES = ("pending", "active")
 
 
@@ -205,7 +207,13 @@ def _ensure_permission(applier: RealmApplier, permissions: str, group_id: str, p
 
 def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
     """Accounts that carry an activation state (enrolled before the group existed) join it;
-    membership is the only thing written to an account."""
+    membership is the only thing written to an account.
+
+    Once per install, never again: an account an admin later takes out of the group (a
+    student who became staff keeps `activation_state`) must stay out of the service's reach.
+    """
+    if applier.record.created_by_us(JOINED_KIND, STUDENTS_GROUP):
+        return
     users = f"admin/realms/{applier.realm}/users"
     members: set[str] = set()
     if group is not None:
@@ -231,6 +239,9 @@ def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
         assert group is not None  # noqa: S101 - written only when not planning
         for user_id in missing:
             _send(applier, "PUT", f"{users}/{user_id}/groups/{group['id']}")
+    if not applier.dry_run:
+        applier.record.note_created(JOINED_KIND, STUDENTS_GROUP)
+        applier._save_record()
 
 
 def remove_student_permissions(uninstaller: Any) -> None:
