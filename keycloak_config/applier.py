@@ -616,8 +616,9 @@ class RealmApplier(Planner):
     def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
         desired = load("identity-provider.json", self.options.variables)
         mappers = desired.pop("mappers")
-        wanted_flow = desired["firstBrokerLoginFlowAlias"]
-        desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
+        for key in ("firstBrokerLoginFlowAlias", "postBrokerLoginFlowAlias"):
+            if key in desired:
+                desired[key] = flows.get(desired[key], desired[key])
         alias = desired["alias"]
         path = f"admin/realms/{self.realm}/identity-provider/instances"
         response = self.admin.connection.raw_get(f"{path}/{alias}")

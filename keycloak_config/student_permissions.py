@@ -32,11 +32,15 @@ SERVICE_CLIENT = "umpass-activation"
 POLICY = "umpass-activation service account"
 PERMISSION = "umpass-activation manages students"
 # view-members: read a student; manage-members: write one (attributes, password, lockout);
-# manage-membership: create an account inside the group (and take one out of it); view: the
+# manage-membership: create an account inside the group; view: the
 # group itself, without which Keycloak cannot resolve it while it has no members (26.7: every
 # create is refused until someone else adds a first member).
 SCOPES = ["manage-members", "manage-membership", "view", "view-members"]
 GROUP_KIND, PERMISSION_KIND = "group", "admin permission"  # install-record kinds
+# On the group, never on an account (the service cannot write group attributes, and an
+# undeclared user attribute is dropped): the activation provider's post-login flow lets
+# through only accounts that inherit it (keycloak_config/flows/umpass-after-activation.json).
+MEMBER_MARK, MEMBER = "umpass_students", "member"
 # Install-record kind: the one-time join of already enrolled accounts is done.
 JOINED_KIND = "students joined"
 ACTIVATION_STATES = ("pending", "active")
@@ -130,6 +134,13 @@ def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
                 "extension did not create: the activation service would manage its members. "
                 "Rename that group, then apply again"
             )
+        full = _get(applier, f"admin/realms/{applier.realm}/groups/{group['id']}")
+        attributes = full.get("attributes") or {}
+        if attributes.get(MEMBER_MARK) != [MEMBER] and applier._write(
+            Change("change", f"group {STUDENTS_GROUP}", why=f"attribute {MEMBER_MARK}")
+        ):
+            body = {**full, "attributes": {**attributes, MEMBER_MARK: [MEMBER]}}
+            _send(applier, "PUT", f"admin/realms/{applier.realm}/groups/{group['id']}", body)
         return group
     if not applier._write(
         Change("add", f"group {STUDENTS_GROUP}", why="the accounts the service may manage")
@@ -137,7 +148,8 @@ def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
         return None
     applier.record.note_created(GROUP_KIND, STUDENTS_GROUP)
     applier._save_record()
-    _send(applier, "POST", f"admin/realms/{applier.realm}/groups", {"name": STUDENTS_GROUP})
+    body = {"name": STUDENTS_GROUP, "attributes": {MEMBER_MARK: [MEMBER]}}
+    _send(applier, "POST", f"admin/realms/{applier.realm}/groups", body)
     return find_group(applier)
 
 
