@@ -331,15 +331,22 @@ def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
     first, second = (enrol_student(services, "m", intake=intake) for _ in range(2))
     ghost = f"zz{secrets.token_hex(3)[:5]}"  # nobody's ID: locks the same way
     ghosts_before = _metric(live_url, "umpass_identify_lockouts_started_total", "(not enrolled)")
-    # Three typed IDs locked by wrong attempts on the identify page, in this order.
-    for who, typed in ((first, {}), (second, {}), (first, {"user_id": ghost})):
+    # Typing that is not a user ID (here an ID number in the wrong box) locks too, but is
+    # never shown; then three typed IDs locked by wrong attempts, in this order.
+    typo = "5432167(8)"
+    for who, typed in (
+        (first, {"user_id": typo}),
+        (first, {}),
+        (second, {}),
+        (first, {"user_id": ghost}),
+    ):
         assert lock(app, who, FlowClient(app.test_client()), **typed).status_code == 429
     assert _metric(live_url, "umpass_identify_lockouts_active", intake) == 2
     assert _metric(live_url, "umpass_identify_lockouts_started_total", intake) == 2
     assert _metric(live_url, "umpass_identify_lockouts_active", "(not enrolled)") >= 1
     assert (
         _metric(live_url, "umpass_identify_lockouts_started_total", "(not enrolled)")
-        == ghosts_before + 1
+        == ghosts_before + 2  # the typing and the ghost
     )
 
     context, page = _signed_in(browser, live_url, helpdesk_staff)
@@ -352,6 +359,8 @@ def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
     expect(page.locator("#lockout-counts")).to_contain_text(f"{intake}: 2")
     body = page.content()
     assert first.email not in body and first.phone not in body and first.code not in body
+    assert typo not in body
+    expect(page.get_by_text("(typing that is not a user ID)").first).to_be_visible()
     recent = int(page.locator("#locked-recently").inner_text())
     if recent <= settings.mass_lockout_threshold:
         expect(page.locator("#mass-lockout")).to_have_count(0)
