@@ -247,9 +247,12 @@ def _check_view(
     """What the page shows of the typed ID's check; remembered for this browser's next
     forms. `explain_wait`: say, while the ID is locked, that a check follows the lock."""
     if hot is None:
-        session.pop(CHECK_KEY, None)
+        if CHECK_KEY in session:  # (a pop alone would rewrite the cookie every time)
+            del session[CHECK_KEY]
         return None
-    session[CHECK_KEY] = int(hot.check_ends.timestamp())
+    until = int(hot.check_ends.timestamp())
+    if session.get(CHECK_KEY) != until:
+        session[CHECK_KEY] = until
     minutes = identify_step.minutes_until(hot.check_ends, now)
     if not hot.needs_check(now):
         return CheckView(None, minutes) if explain_wait else None
