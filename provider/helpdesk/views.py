@@ -112,7 +112,9 @@ def lockouts() -> ResponseReturnValue:
         locked=view.locked_now,
         recent=view.locked_recently,
     )
-    response = render_template("helpdesk/lockouts.html", view=view)
+    response = render_template(
+        "helpdesk/lockouts.html", view=view, not_enrolled=lockout_data.NOT_ENROLLED
+    )
     return response, 200, {"Cache-Control": "no-store"}
 
 
