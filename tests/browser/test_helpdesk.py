@@ -1,13 +1,16 @@
 """The help-desk console in Chromium: staff sign in through the realm; roles are checked
 on every route; re-issued codes are shown once and work; both lockouts clear; every
-action is audited and exported; the funnel is a chart, a CSV and Prometheus metrics."""
+action is audited and exported; the funnel is a chart, a CSV and Prometheus metrics;
+locked user IDs are a list, metrics and, past the threshold, a mass-lockout banner."""
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,8 @@ from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select
 
+from provider.config import Settings
+from provider.flows import lockout
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent
@@ -24,6 +29,7 @@ from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots
 from tests.conftest import METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
+from tests.support.challenge import lock
 from tests.support.flow_client import FlowClient
 from tests.support.keycloak_login import sign_in
 from tests.support.staff import STAFF_PASSWORD, create_staff
@@ -160,6 +166,7 @@ def test_roles_are_checked_on_every_route(
     routes = [
         "/helpdesk/",
         f"/helpdesk/students/{who.user_id}",
+        "/helpdesk/lockouts",
         "/helpdesk/funnel",
         "/helpdesk/funnel.csv",
         "/helpdesk/audit.csv",
@@ -295,8 +302,10 @@ def test_console_pages_have_no_axe_violations(
     axe_check(page, "code-reissued", report)
     page.goto(f"{live_url}/helpdesk/funnel")
     axe_check(page, "funnel", report)
+    page.goto(f"{live_url}/helpdesk/lockouts")
+    axe_check(page, "lockouts", report)
     context.close()
-    assert report == {"find": [], "student": [], "code-reissued": [], "funnel": []}
+    assert report == {"find": [], "student": [], "code-reissued": [], "funnel": [], "lockouts": []}
 
 
 def test_a_staff_account_is_outside_the_console(
@@ -332,3 +341,89 @@ def test_a_staff_account_is_outside_the_console(
     assert codes == []
     events = _events_of(services, f"staff:{admin_staff}")
     assert [a for a, subject, _ in events if subject == target] == ["helpdesk.not_found"] * 3
+
+
+def _metric(live_url: str, name: str, intake: str | None = None) -> float:
+    """One sample of the /metrics scrape (0 when absent)."""
+    text = requests.get(
+        f"{live_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+    ).text
+    labels = f'{{intake="{intake}"}}' if intake is not None else ""
+    found = re.search(rf"^{re.escape(name + labels)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
+    browser: Browser,
+    live_url: str,
+    helpdesk_staff: str,
+    services: Services,
+    app: Flask,
+    settings: Settings,
+    shots: Shots,
+) -> None:
+    intake = f"t{secrets.token_hex(3)}"
+    first, second = (enrol_student(services, "m", intake=intake) for _ in range(2))
+    ghost = f"zz{secrets.token_hex(3)[:5]}"  # nobody's ID: locks the same way
+    ghosts_before = _metric(live_url, "umpass_identify_lockouts_started_total", "(not enrolled)")
+    # Typing that is not a user ID (here an ID number in the wrong box) locks too, but is
+    # never shown; then three typed IDs locked by wrong attempts, in this order.
+    typo = "5432167(8)"
+    for who, typed in (
+        (first, {"user_id": typo}),
+        (first, {}),
+        (second, {}),
+        (first, {"user_id": ghost}),
+    ):
+        assert lock(app, who, FlowClient(app.test_client()), **typed).status_code == 429
+    assert _metric(live_url, "umpass_identify_lockouts_active", intake) == 2
+    assert _metric(live_url, "umpass_identify_lockouts_started_total", intake) == 2
+    assert _metric(live_url, "umpass_identify_lockouts_active", "(not enrolled)") >= 1
+    assert (
+        _metric(live_url, "umpass_identify_lockouts_started_total", "(not enrolled)")
+        == ghosts_before + 2  # the typing and the ghost
+    )
+
+    context, page = _signed_in(browser, live_url, helpdesk_staff)
+    page.get_by_role("link", name="Locked user IDs").click()
+    expect(page.get_by_role("heading", name="Locked user IDs")).to_be_visible()
+    rows = page.locator("#locked-ids tbody tr")
+    newest = [rows.nth(i).locator("td").first.inner_text() for i in range(3)]
+    assert newest == [f"{ghost} (not enrolled here)", second.user_id, first.user_id]
+    expect(rows.first.locator("td").nth(3)).to_have_text("1")  # locks in a row
+    expect(page.locator("#lockout-counts")).to_contain_text(f"{intake}: 2")
+    body = page.content()
+    assert first.email not in body and first.phone not in body and first.code not in body
+    assert typo not in body
+    expect(page.get_by_text("(typing that is not a user ID)").first).to_be_visible()
+    recent = int(page.locator("#locked-recently").inner_text())
+    if recent <= settings.mass_lockout_threshold:
+        expect(page.locator("#mass-lockout")).to_have_count(0)
+        assert _metric(live_url, "umpass_identify_mass_lockout") == 0
+    # An attack on an intake: more IDs locked within the hour than the threshold (by the
+    # same counter the identify step uses, without its failure floor per attempt).
+    now = datetime.now(UTC)
+    for _ in range(max(0, settings.mass_lockout_threshold + 1 - recent)):
+        key = lockout.lock_key(f"q{secrets.token_hex(3)}")
+        for _ in range(lockout.MAX_FAILURES):
+            assert lockout.begin_attempt(services.sessions, key, now) is None
+            lockout.record_failure(services.sessions, key, now)
+    page.reload()
+    banner = page.get_by_role("alert")
+    expect(banner).to_contain_text("Mass lockout")
+    expect(banner).to_contain_text(f"more than {settings.mass_lockout_threshold}")
+    assert _metric(live_url, "umpass_identify_mass_lockout") == 1
+    page.set_viewport_size({"width": 360, "height": 740})
+    shots.take(page, "lockouts-mass")
+
+    # Each row leads to the student's page, where the lock is cleared as before.
+    page.get_by_role("link", name=first.user_id, exact=True).click()
+    page.get_by_role("button", name="Clear both lockouts").click()
+    page.get_by_role("link", name="Locked user IDs").click()
+    expect(page.get_by_role("link", name=second.user_id, exact=True)).to_be_visible()
+    expect(page.get_by_role("link", name=first.user_id, exact=True)).to_have_count(0)
+    context.close()
+    assert _metric(live_url, "umpass_identify_lockouts_active", intake) == 1
+    events = _events_of(services, f"staff:{helpdesk_staff}")
+    viewed = [detail for action, _, detail in events if action == "helpdesk.lockouts_viewed"]
+    assert len(viewed) >= 3 and all(set(detail) == {"locked", "recent"} for detail in viewed)
