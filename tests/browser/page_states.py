@@ -87,7 +87,7 @@ FLOW = (
         "contacts-code-sent",
         r"/activate/contacts",
         "Your phone and email",
-        "Confirm each one with the 6-digit code we send to it. Codes work for 10 minutes.",
+        "We sent a code to %(contact)s.",
     ),
     PageState(
         "contacts-wrong-code",

@@ -21,6 +21,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import update
 
 from provider.config import Settings
+from provider.flows.contacts import mask_email
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from provider.storage.models import Flow
@@ -139,7 +140,7 @@ def test_flow_pages(
     page.locator("form[action$='/sign-in/keep'] button").click()
     page.click("button[value=choose]")
     page.click("button[value=send-email]")
-    walk.check(page, "contacts-code-sent")
+    walk.check(page, "contacts-code-sent", contact=mask_email(who.email))
     code = inbox.email_code(who.email)
     page.fill("#code_email", f"{(int(code) + 1) % 10**6:06d}")
     page.click("button[value=verify-email]")
@@ -149,6 +150,7 @@ def test_flow_pages(
     page.click("button[value=send-phone]")
     page.fill("#code_phone", inbox.sms_code(who.phone))
     page.click("button[value=verify-phone]")
+    expect(page.locator(".confirmed")).to_have_count(2)  # "Confirmed" showed once already
     walk.check(page, "contacts-confirmed")
     page.click("button[value=continue]")
     walk.check(page, "password")
