@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 from flask import Flask
-from flask_babel import force_locale, gettext, ngettext
+from flask_babel import force_locale, get_translations, gettext
 from playwright.sync_api import Page, expect
 
 from provider.i18n import HTML_LANG
@@ -198,8 +198,9 @@ def service_text(app: Flask, language: str, text: Text, **params: str) -> str | 
     with app.test_request_context(), force_locale(language):
         if isinstance(text, str):
             return gettext(text, **params)
-        forms = [re.escape(ngettext(*text, n, **params)).replace(str(n), r"\d+") for n in (1, 7)]
-    return re.compile("|".join(forms))
+        # The catalogue's own forms, unformatted: their count may be any number.
+        forms = [get_translations().ngettext(*text, n) for n in (1, 7)]
+    return re.compile("|".join(re.escape(f).replace(re.escape("%(num)d"), r"\d+") for f in forms))
 
 
 def _properties(path: Path) -> dict[str, str]:
