@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import re
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
 import pytest
@@ -25,7 +24,6 @@ from provider.oidc import server as oidc_server
 from provider.oidc.server import Subject
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
-from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import ARTIFACTS, PASSWORD, Shots, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
@@ -229,35 +227,6 @@ def test_stop_and_return_shows_keycloak_guidance(
     shots.take(page, "keycloak-after-stop")
     assert "error=access_denied" in trip.broker_answers()[0]
     trip.context.close()
-
-
-def test_sign_in_pages_have_no_axe_violations(
-    browser: Browser, live_url: str, settings: Settings
-) -> None:
-    assert Path(AXE_JS).is_file(), "UMPASS_AXE_JS must point at axe.min.js (scripts/test sets it)"
-    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
-    page = context.new_page()
-    # Keycloak's broker endpoint answers 204 here, so the browser stays on our page.
-    page.route(f"{settings.oidc.broker_redirect_uri}**", lambda route: route.fulfill(status=204))
-    report: dict[str, list[dict]] = {}
-    params = {
-        "response_type": "code",
-        "client_id": settings.oidc.broker_client_id,
-        "redirect_uri": settings.oidc.broker_redirect_uri,
-        "scope": "openid",
-        "state": "axe-state",
-        "nonce": "axe-nonce",
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    page.goto(f"{live_url}/oidc/authorize?{urlencode(params)}")
-    expect(page.get_by_text("Your account is not active yet")).to_be_visible()
-    axe_check(page, "identify-from-sign-in", report)
-    page.get_by_role("button", name="Stop and return to the sign-in page").click()
-    expect(page.get_by_role("heading", name="Taking you back to sign-in")).to_be_visible()
-    axe_check(page, "return-to-sign-in", report)
-    context.close()
-    assert report == {"identify-from-sign-in": [], "return-to-sign-in": []}
 
 
 def test_bad_authorization_requests_get_our_page_not_a_redirect(
