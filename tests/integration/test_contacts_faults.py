@@ -125,6 +125,7 @@ def _told(*channels: str) -> dict[str, int]:
 
 def _retry_succeeds(flow: FlowClient, admin: KeycloakAdmin, change: Change, inbox: Inbox) -> None:
     response = flow.submit("contacts", {"action": "continue"})
+    assert response.status_code == 302, response.get_data(as_text=True)[:600]
     assert str(response.location).endswith("/activate/password")
     assert _held(admin, change) == Contacts("new", "new")
     assert _notices(inbox, change) == _told("email", "phone")
