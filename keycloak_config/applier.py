@@ -39,7 +39,11 @@ from keycloak_config.options import (
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_account, every_identity_provider
 from keycloak_config.plan import Change, Plan, Planner
-from keycloak_config.student_permissions import apply_student_permissions, refuse_v1_permissions
+from keycloak_config.student_permissions import (
+    SERVICE_CLIENT,
+    apply_student_permissions,
+    refuse_v1_permissions,
+)
 
 DEMO_CLIENT = "umpass-demo"
 IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
@@ -612,8 +616,9 @@ class RealmApplier(Planner):
     def apply_identity_provider(self, flows: Mapping[str, str]) -> None:
         desired = load("identity-provider.json", self.options.variables)
         mappers = desired.pop("mappers")
-        wanted_flow = desired["firstBrokerLoginFlowAlias"]
-        desired["firstBrokerLoginFlowAlias"] = flows.get(wanted_flow, wanted_flow)
+        for key in ("firstBrokerLoginFlowAlias", "postBrokerLoginFlowAlias"):
+            if key in desired:
+                desired[key] = flows.get(desired[key], desired[key])
         alias = desired["alias"]
         path = f"admin/realms/{self.realm}/identity-provider/instances"
         response = self.admin.connection.raw_get(f"{path}/{alias}")
@@ -710,6 +715,29 @@ class RealmApplier(Planner):
                 self.admin.delete_client_roles_of_user(
                     user["id"], rm["id"], [available[n] for n in to_remove]
                 )
+            if client_id == SERVICE_CLIENT:
+                self._refuse_inherited_roles(user["id"], rm["id"], wanted, to_remove)
+
+    def _refuse_inherited_roles(
+        self, user_id: str, rm_id: str, wanted: list[str], removed: list[str]
+    ) -> None:
+        """The service account's effective realm-management roles are exactly `wanted`.
+
+        One more (e.g. view-users put into the realm's default roles, or into a composite)
+        reaches every account: Keycloak then skips the fine-grained evaluation."""
+        effective = {
+            r["name"] for r in self.admin.get_composite_client_roles_of_user(user_id, rm_id)
+        }
+        if self.dry_run:
+            effective -= set(removed)  # a plan: what the removal above would leave
+        extra = sorted(effective - set(wanted))
+        if extra:
+            raise ApplyError(
+                f"the {SERVICE_CLIENT} service account still holds {', '.join(extra)} through "
+                f"the realm's default roles (default-roles-{self.realm}) or a composite role: "
+                "with it the service reaches every account. Remove it from that composite, "
+                "then apply again"
+            )
 
 
 def _check(response: Any) -> None:

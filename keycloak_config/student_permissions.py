@@ -32,11 +32,17 @@ SERVICE_CLIENT = "umpass-activation"
 POLICY = "umpass-activation service account"
 PERMISSION = "umpass-activation manages students"
 # view-members: read a student; manage-members: write one (attributes, password, lockout);
-# manage-membership: create an account inside the group (and take one out of it); view: the
+# manage-membership: create an account inside the group; view: the
 # group itself, without which Keycloak cannot resolve it while it has no members (26.7: every
 # create is refused until someone else adds a first member).
 SCOPES = ["manage-members", "manage-membership", "view", "view-members"]
 GROUP_KIND, PERMISSION_KIND = "group", "admin permission"  # install-record kinds
+# On the group, never on an account (the service cannot write group attributes, and an
+# undeclared user attribute is dropped): the activation provider's post-login flow lets
+# through only accounts that inherit it (keycloak_config/flows/umpass-after-activation.json).
+MEMBER_MARK, MEMBER = "umpass_students", "member"
+# Install-record kind: the one-time join of already enrolled accounts is done.
+JOINED_KIND = "students joined"
 ACTIVATION_STATES = ("pending", "active")
 
 
@@ -128,6 +134,13 @@ def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
                 "extension did not create: the activation service would manage its members. "
                 "Rename that group, then apply again"
             )
+        full = _get(applier, f"admin/realms/{applier.realm}/groups/{group['id']}")
+        attributes = full.get("attributes") or {}
+        if attributes.get(MEMBER_MARK) != [MEMBER] and applier._write(
+            Change("change", f"group {STUDENTS_GROUP}", why=f"attribute {MEMBER_MARK}")
+        ):
+            body = {**full, "attributes": {**attributes, MEMBER_MARK: [MEMBER]}}
+            _send(applier, "PUT", f"admin/realms/{applier.realm}/groups/{group['id']}", body)
         return group
     if not applier._write(
         Change("add", f"group {STUDENTS_GROUP}", why="the accounts the service may manage")
@@ -135,7 +148,8 @@ def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
         return None
     applier.record.note_created(GROUP_KIND, STUDENTS_GROUP)
     applier._save_record()
-    _send(applier, "POST", f"admin/realms/{applier.realm}/groups", {"name": STUDENTS_GROUP})
+    body = {"name": STUDENTS_GROUP, "attributes": {MEMBER_MARK: [MEMBER]}}
+    _send(applier, "POST", f"admin/realms/{applier.realm}/groups", body)
     return find_group(applier)
 
 
@@ -205,7 +219,13 @@ def _ensure_permission(applier: RealmApplier, permissions: str, group_id: str, p
 
 def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
     """Accounts that carry an activation state (enrolled before the group existed) join it;
-    membership is the only thing written to an account."""
+    membership is the only thing written to an account.
+
+    Once per install, never again: an account an admin later takes out of the group (a
+    student who became staff keeps `activation_state`) must stay out of the service's reach.
+    """
+    if applier.record.created_by_us(JOINED_KIND, STUDENTS_GROUP):
+        return
     users = f"admin/realms/{applier.realm}/users"
     members: set[str] = set()
     if group is not None:
@@ -231,6 +251,9 @@ def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
         assert group is not None  # noqa: S101 - written only when not planning
         for user_id in missing:
             _send(applier, "PUT", f"{users}/{user_id}/groups/{group['id']}")
+    if not applier.dry_run:
+        applier.record.note_created(JOINED_KIND, STUDENTS_GROUP)
+        applier._save_record()
 
 
 def remove_student_permissions(uninstaller: Any) -> None:

@@ -142,6 +142,11 @@ def create_app(
             "error.html", message=_("Nothing has been changed. Please try again in a few minutes.")
         ), 500
 
+    @app.errorhandler(404)
+    def not_found(_exc: Exception) -> ResponseReturnValue:
+        # Our own page, in the student's language, not the framework's bare English one.
+        return render_template("not_found.html"), 404
+
     @app.errorhandler(413)
     def too_large(_exc: Exception) -> ResponseReturnValue:
         return render_template("error.html", message=_("That request was too large.")), 413

@@ -15,6 +15,8 @@ from provider.storage.models import AuditEvent
 
 STUDENT = "student"
 SYSTEM = "system"
+# A typed user ID's identify lock began (counted for the lockout metrics).
+LOCK_STARTED = "identify.lock_started"
 
 
 def record(session: Session, actor: str, action: str, subject: str | None, **detail: Any) -> None:

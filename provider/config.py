@@ -87,6 +87,15 @@ class Settings:
     helpdesk_client_id: str = "umpass-helpdesk"
     helpdesk_client_secret: str = field(default="", repr=False)  # empty: console off
     metrics_token: str = field(default="", repr=False)  # empty: /metrics off
+    # More user IDs than this locked within an hour: the console shows a mass lockout.
+    mass_lockout_threshold: int = 20
+    # After this many locks in a row of one typed user ID, its identify attempts need a
+    # solved proof-of-work challenge until `challenge_window_minutes` after the lock ends
+    # (0: never).
+    challenge_after_locks: int = 2
+    challenge_window_minutes: float = 60
+    # The challenge's work: a counter the browser searches for, at most this large.
+    challenge_max_number: int = 20000
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -207,6 +216,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         helpdesk_client_id=env.get("UMPASS_HELPDESK_CLIENT_ID", "").strip() or "umpass-helpdesk",
         helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
         metrics_token=_metrics_token(env),
+        mass_lockout_threshold=int(_number(env, "UMPASS_MASS_LOCKOUT_THRESHOLD", 20, minimum=1)),
+        challenge_after_locks=int(_number(env, "UMPASS_CHALLENGE_AFTER_LOCKS", 2, minimum=0)),
+        challenge_window_minutes=_number(env, "UMPASS_CHALLENGE_WINDOW_MINUTES", 60, minimum=1),
+        challenge_max_number=int(_number(env, "UMPASS_CHALLENGE_MAX_NUMBER", 20000, minimum=100)),
     )
 
 

@@ -481,17 +481,17 @@ class KeycloakGateway:
         nothing, when the account is already active (a repeated or parallel submit).
 
         `for_sign_in`: a sign-in waits for this activation, so the same write opens the
-        account's handoff ticket, after any earlier link to the activation provider is
-        removed (an account set back to pending and activated again links afresh).
-        Otherwise the write closes any ticket an earlier activation left open.
+        account's handoff ticket. Otherwise the write closes any ticket an earlier
+        activation left open. Either way any earlier link to the activation provider is
+        removed first: an account set back to pending (e.g. handed to the wrong person)
+        keeps no link that a replayed assertion could sign in through.
         """
         when = (activated_at or datetime.now(UTC)).astimezone(UTC)
         stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
         credential = {"type": "password", "value": password, "temporary": False}
         wrote: list[bool] = []
         ticket = {BROKER_TICKET: [TICKET_OPEN] if for_sign_in else None}
-        if for_sign_in:
-            self._unlink_activation_provider(user_id)
+        self._unlink_activation_provider(user_id)
 
         def to_active(current: Mapping[str, Any]) -> _Change | None:
             if (current.get("attributes") or {}).get(ACTIVATION_STATE) == [STATE_ACTIVE]:

@@ -21,6 +21,9 @@ class Purpose(StrEnum):
     FLOW_ID = "flow-id"
     OIDC_CODE = "oidc-code"
     OIDC_TOKEN = "oidc-token"  # noqa: S105 - a label, not a secret
+    # Keys, not hashes: the proof-of-work challenge's signature and its solution's.
+    CHALLENGE_SIGNATURE = "challenge-signature"
+    CHALLENGE_SOLUTION = "challenge-solution"
 
 
 class KeyedHasher:
@@ -32,6 +35,11 @@ class KeyedHasher:
     def digest(self, purpose: Purpose, value: str) -> str:
         message = purpose.value.encode() + b"\0" + value.encode("utf-8")
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def subkey(self, purpose: Purpose) -> bytes:
+        """A key of its own for `purpose`, for a library that signs with a key it is given:
+        it never equals the service's key nor any other purpose's."""
+        return hmac.new(self._key, b"subkey\0" + purpose.value.encode(), hashlib.sha256).digest()
 
     def matches(self, purpose: Purpose, value: str, expected: str | None) -> bool:
         """Constant-time check; a missing `expected` still costs one HMAC."""

@@ -10,6 +10,7 @@ Each kind of row has one rule, stated against the code that reads it:
   code row is not needed for that);
 * identify lockouts: not locked, and untouched for the reset period (the lock doubling
   counts past locks; a row with nothing counted goes at once);
+* redeemed proof-of-work challenges: expired (an expired challenge is refused anyway);
 * activation codes: only a code that stopped working (revoked or expired, never used)
   longer ago than the code retention *and* has a newer code of the same student; the
   newest code and every used code stay, so the funnel and the help desk read the same;
@@ -55,6 +56,7 @@ from provider.storage.models import (
     OidcAccessToken,
     OidcAuthorizationCode,
     StaffSession,
+    UsedChallenge,
 )
 
 # pg_try_advisory_lock key: "umpurge" in ASCII, so it is recognisable in pg_locks.
@@ -163,6 +165,10 @@ def _staff_session_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     return StaffSession.expires_at <= now - r.grace
 
 
+def _challenge_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return UsedChallenge.expires_at <= now - r.grace
+
+
 def _lockout_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     row = IdentifyLockout
     unlocked = or_(row.locked_until.is_(None), row.locked_until <= now)
@@ -239,6 +245,13 @@ KINDS: tuple[Kind, ...] = (
         "user_id",
         _lockout_gone,
         lambda r: f"idle {r.lockout_reset_days} d",
+    ),
+    Kind(
+        "used challenges",
+        UsedChallenge,
+        "nonce",
+        _challenge_gone,
+        lambda r: f"expired + {_grace(r)}",
     ),
     Kind(
         "activation codes",

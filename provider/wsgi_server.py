@@ -9,6 +9,7 @@ handling is switched off for the same reason.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -18,8 +19,8 @@ from provider.config import Settings
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
-        self._settings = settings
+    def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
+        self._factory = factory
         self._options = options
         super().__init__()
 
@@ -28,16 +29,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        # Each worker builds its own app after the fork: database pools and Keycloak
-        # connections are never shared between processes.
-        from provider import create_app
-
-        return create_app(self._settings)
+        return self._factory()
 
 
-def run(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
-    options = {
-        "bind": f"{host}:{port}",
+def options(settings: Settings, *, bind: str, workers: int, threads: int) -> dict[str, Any]:
+    """Gunicorn's settings for the service; `bind` is `host:port` (or `fd://N`)."""
+    return {
+        "bind": bind,
         "workers": workers,
         "worker_class": "gthread",
         "threads": threads,
@@ -52,4 +50,19 @@ def run(settings: Settings, *, host: str, port: int, workers: int, threads: int)
         "errorlog": "-",
         "loglevel": settings.log_level.lower(),
     }
-    _Gunicorn(settings, options).run()
+
+
+def serve(factory: Callable[[], Flask], gunicorn_options: dict[str, Any]) -> None:
+    """Run gunicorn; each worker calls `factory` after the fork for its own app."""
+    _Gunicorn(factory, gunicorn_options).run()
+
+
+def run(settings: Settings, *, host: str, port: int, workers: int, threads: int) -> None:
+    def factory() -> Flask:
+        # Each worker builds its own app after the fork: database pools and Keycloak
+        # connections are never shared between processes.
+        from provider import create_app
+
+        return create_app(settings)
+
+    serve(factory, options(settings, bind=f"{host}:{port}", workers=workers, threads=threads))

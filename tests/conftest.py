@@ -248,25 +248,30 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 
 
 @pytest.fixture(scope="session")
-def settings(
+def service_env(
     keycloak_server: KeycloakUnderTest,
     realm: RealmUnderTest,
     tmp_path_factory: pytest.TempPathFactory,
     inbox: Inbox,
     database_url: str,
-) -> Settings:
+) -> dict[str, str]:
+    """The service's environment, for the app in this process and for service processes
+    a test starts (which also need `settings.secret_key` to read this app's cookies)."""
     key_dir = Path(tmp_path_factory.mktemp("keys"))
-    return load_settings(
-        realm.env(
-            keycloak_server,
-            DATABASE_URL=database_url,
-            UMPASS_SMTP_PORT=str(inbox.port),
-            UMPASS_SMS_OUTBOX=str(inbox.outbox),
-            UMPASS_SEND_LIMIT="10000 per hour",
-            UMPASS_OIDC_KEY_FILE=str(key_dir / "oidc-signing-key.pem"),
-            UMPASS_METRICS_TOKEN=METRICS_TOKEN,
-        )
+    return realm.env(
+        keycloak_server,
+        DATABASE_URL=database_url,
+        UMPASS_SMTP_PORT=str(inbox.port),
+        UMPASS_SMS_OUTBOX=str(inbox.outbox),
+        UMPASS_SEND_LIMIT="10000 per hour",
+        UMPASS_OIDC_KEY_FILE=str(key_dir / "oidc-signing-key.pem"),
+        UMPASS_METRICS_TOKEN=METRICS_TOKEN,
     )
+
+
+@pytest.fixture(scope="session")
+def settings(service_env: dict[str, str]) -> Settings:
+    return load_settings(service_env)
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,11 @@ Order, and why each crash point is safe:
    together (see `KeycloakGateway.activate`). Before it the account is untouched and
    pending; after it, fully active.
 4. Consume the code, then move the flow to "done". A crash before either leaves an
-   active account and a code still claimed by this flow: the student's next submit
-   finds the account active *and* the claim its own, sets the password just typed (it
-   may differ from the first) and finishes. A flow that never wrote, or whose claim was
-   given back after a refusal, can never touch an account that is already active.
+   active account and a code still claimed (or consumed) by this flow: the student's
+   next submit finds the account active *and* the claim its own, sets the password just
+   typed (it may differ from the first) and finishes. A flow that never wrote, or whose
+   claim was given back after a refusal, can never touch an account that is already
+   active.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from provider.activation_codes import consume_code
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.keycloak import (
     ACCEPTED_POLICIES,
+    STATE_ACTIVE,
     GatewayError,
     IdentityServiceUnavailable,
     UserNotFound,
@@ -56,7 +58,7 @@ class ActivationImpossible(Exception):
 @dataclass(frozen=True)
 class _CodeClaim:
     ours_before: bool  # this flow held the claim already (an earlier attempt of its own)
-    already_used: bool  # ...and even consumed the code: only the flow's last write is left
+    already_used: bool  # ...and even consumed it: the password again and "done" are left
 
 
 def activate(
@@ -85,10 +87,18 @@ def activate(
     if code_claim is None:
         _release_flow(engine, state, now)
         raise ActivationImpossible
-    if not code_claim.already_used:
-        try:
+    keycloak_id = state.data["keycloak_id"]
+    try:
+        if code_claim.already_used:
+            # This flow's write landed and its code was consumed, then the request died
+            # before "done". The password typed now must hold, as after a lost answer, but
+            # only on the account this flow made active: never on one set back to pending.
+            if svc.keycloak.get_user(keycloak_id).activation_state != STATE_ACTIVE:
+                raise ActivationImpossible
+            svc.keycloak.set_password(keycloak_id, password)
+        else:
             wrote = svc.keycloak.activate(
-                state.data["keycloak_id"],
+                keycloak_id,
                 password,
                 attributes={ACCEPTED_POLICIES: list(state.data.get("accepted_policies", []))},
                 activated_at=now,
@@ -100,22 +110,23 @@ def activate(
                     raise ActivationImpossible
                 # This flow's earlier write landed, then its request died. The student
                 # has typed a password again, maybe another one: that one must hold.
-                svc.keycloak.set_password(state.data["keycloak_id"], password)
-        except UserNotFound:
+                svc.keycloak.set_password(keycloak_id, password)
+    except UserNotFound:
+        _release(svc.sessions, engine, state, code_id, flow_key, now)
+        raise ActivationImpossible from None
+    except IdentityServiceUnavailable:
+        # The write may have landed before the answer was lost: the code stays claimed
+        # by this flow, so the retry can tell its own write from another's.
+        _release_flow(engine, state, now)
+        raise
+    except (GatewayError, ActivationImpossible):
+        # A definite refusal: nothing was written by this attempt.
+        if code_claim.ours_before:
+            _release_flow(engine, state, now)  # the claim marks an earlier write
+        else:
             _release(svc.sessions, engine, state, code_id, flow_key, now)
-            raise ActivationImpossible from None
-        except IdentityServiceUnavailable:
-            # The write may have landed before the answer was lost: the code stays
-            # claimed by this flow, so the retry can tell its own write from another's.
-            _release_flow(engine, state, now)
-            raise
-        except (GatewayError, ActivationImpossible):
-            # A definite refusal: nothing was written by this attempt.
-            if code_claim.ours_before:
-                _release_flow(engine, state, now)  # the claim marks an earlier write
-            else:
-                _release(svc.sessions, engine, state, code_id, flow_key, now)
-            raise
+        raise
+    if not code_claim.already_used:
         with svc.sessions.begin() as session:
             consume_code(session, code_id, now)
             audit.record(

@@ -257,7 +257,6 @@ class ContactsStep:
         if waiting:
             return self.page(400, failure=self._confirm_first(waiting[0]))
         keycloak_id = self.state.data["keycloak_id"]
-        old = self.svc.keycloak.get_user(keycloak_id)
         flow_key = self.engine.key(self.state)
         values = {channel: self._value(channel) for channel in pending}
         for channel, value in values.items():
@@ -268,6 +267,7 @@ class ContactsStep:
                 pending[channel]["verified"] = False
                 self.engine.save(self.state)
                 return self.page(400, failure=self._confirm_first(channel))
+        owed = self._notices_owed(keycloak_id, values)
         for channel, value in values.items():
             try:
                 if channel == "email":
@@ -281,7 +281,7 @@ class ContactsStep:
                     400, failure=_("That contact could not be saved. Use another one.")
                 )
             # Told as soon as it is replaced, even if a later write fails.
-            self._notify_replaced(channel, pending[channel], old.email, old.attribute(PHONE_NUMBER))
+            self._notify_replaced(channel, value, owed)
         self.state.data["on_record"] = {
             channel: {
                 "masked": mask_email(self._value(channel))
@@ -292,6 +292,7 @@ class ContactsStep:
             for channel in pending
         } | {c: v for c, v in on_record(self.state).items() if c not in pending}
         self.state.data.pop("pending", None)
+        self.state.data.pop("owed", None)
         return None
 
     # -- helpers ---------------------------------------------------------------------
@@ -329,23 +330,52 @@ class ContactsStep:
             return _("That email address belongs to another account. Use a different one.")
         return _("That contact could not be saved. Use another one.")
 
-    def _notify_replaced(
-        self, channel: str, item: dict[str, Any], old_email: str | None, old_phone: str | None
-    ) -> None:
+    def _notices_owed(self, keycloak_id: str, values: dict[str, str]) -> dict[str, str]:
+        """The contacts this step replaces and has not told yet, as Keycloak held them
+        before the step wrote over them.
+
+        Kept in the flow until each is told: a retry after a fault part-way (Keycloak
+        down, an answer lost, a crash) still tells the old contact, once, and never the
+        new one, which Keycloak may hold by then.
+        """
+        kept = self.state.data.get("owed")
+        owed: dict[str, str] = dict(kept or {})
+        pending = self.state.data["pending"]
+        unread = [c for c in values if pending[c].get("replaces") and c not in owed]
+        if unread:
+            old = self.svc.keycloak.get_user(keycloak_id)
+            held = {"email": old.email, "phone": old.attribute(PHONE_NUMBER)}
+            for channel in unread:
+                if held[channel] and held[channel] != values[channel]:  # else: written, told
+                    owed[channel] = str(held[channel])
+        if owed != (kept or {}):
+            self.state.data["owed"] = owed
+            self.engine.save(self.state)  # before the first write
+        return owed
+
+    def _notify_replaced(self, channel: str, value: str, owed: dict[str, str]) -> None:
         """Tell the contact that was replaced; a failure here must not stop the student."""
-        if not item.get("replaces"):
+        old = owed.get(channel)
+        if old is None:
+            return
+        if old == value:  # the student went back and kept it after all
+            del owed[channel]
             return
         try:
-            if channel == "email" and old_email:
-                self.svc.mailer.send(texts.notice_email(old_email))
-            elif channel == "phone" and old_phone:
-                self.svc.sms.send(texts.notice_sms(old_phone))
+            if channel == "email":
+                self.svc.mailer.send(texts.notice_email(old))
+            else:
+                self.svc.sms.send(texts.notice_sms(old))
                 try:
                     send_budget.count_text(self.svc.sessions, datetime.now(UTC))
                 except SQLAlchemyError:  # sent all the same; only the day's count misses it
                     log.warning("replacement notice not counted", extra={"action": "notice"})
         except DeliveryFailed:
             log.warning("replacement notice not delivered", extra={"action": "notice"})
+        # Told: not again on a retry (a crash just before this line tells it twice, which
+        # beats never).
+        del owed[channel]
+        self.engine.save(self.state)
 
 
 # A wait of minutes is told in minutes; a longer one in hours, rounded up.

@@ -4,6 +4,8 @@ User ID, activation code, date of birth and the last 4 characters of the ID/pass
 number must all match. Every kind of mismatch (unknown ID, wrong code, wrong date, wrong
 digits, used, expired or revoked code, account already active) gets the same answer;
 the comparison always does the same work, and failures are padded to one duration.
+A typed ID locked repeatedly also needs a solved proof-of-work challenge for a while
+(`lockout.hot`); without one the attempt is a failure like any mismatch, counted the same.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import hmac
 import math
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -22,7 +24,7 @@ from wtforms import DateField, StringField
 from wtforms.validators import InputRequired, Length
 
 from provider import audit
-from provider.flows import lockout
+from provider.flows import challenge, lockout
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import (
@@ -85,16 +87,28 @@ class Identified:
         return self.email.split("@")[0] if self.email else None
 
 
+def minutes_until(until: datetime, now: datetime) -> int:
+    return max(1, math.ceil((until - now).total_seconds() / 60))
+
+
 class IdentifyFailed(Exception):
-    """The details did not match (deliberately says nothing about which)."""
+    """The details did not match (deliberately says nothing about which).
+
+    `hot`: the typed ID's proof-of-work state after this attempt (the page shows the
+    check), the same whether or not the ID exists."""
+
+    def __init__(self, hot: lockout.Hot | None = None) -> None:
+        super().__init__("failed")
+        self.hot = hot
 
 
 class IdentifyLocked(Exception):
     """Too many failures for this user ID: try again later."""
 
-    def __init__(self, until: datetime, now: datetime) -> None:
+    def __init__(self, until: datetime, now: datetime, hot: lockout.Hot | None = None) -> None:
         super().__init__("locked")
-        self.minutes = max(1, math.ceil((until - now).total_seconds() / 60))
+        self.minutes = minutes_until(until, now)
+        self.hot = hot
 
 
 def identify(
@@ -104,9 +118,11 @@ def identify(
     typed_code: str,
     date_of_birth: date,
     typed_id_last4: str,
+    challenge_payload: str | None = None,
     now: datetime | None = None,
 ) -> Identified:
-    """Check the four details; raise `IdentifyFailed` or `IdentifyLocked` otherwise."""
+    """Check the four details (and, for a hot ID, the solved challenge); raise
+    `IdentifyFailed` or `IdentifyLocked` otherwise."""
     started = time.monotonic()
     now = now or datetime.now(UTC)
     user_id = normalize_user_id(typed_user_id, svc.settings.user_id_length)
@@ -118,18 +134,28 @@ def identify(
         locked_until = lockout.begin_attempt(svc.sessions, lock_key, now)
         if locked_until is not None:
             audit.record_now(svc.sessions, audit.STUDENT, "identify.locked", subject)
-            raise IdentifyLocked(locked_until, now)
+            raise IdentifyLocked(locked_until, now, hot_now(svc, lock_key, now))
+        # The check comes before the details, so a refused one says nothing about them.
+        hot = hot_now(svc, lock_key, now)
+        needs_check = hot is not None and hot.needs_check(now)
         try:
-            result = _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
+            passed = not needs_check or challenge.redeem(
+                svc.sessions, svc.hasher, challenge_payload, now
+            )
+            result = (
+                _compare(svc, typed_user_id, typed_code, date_of_birth, typed_id_last4, now)
+                if passed
+                else None
+            )
         except Exception:
             # No answer was given (Keycloak or the database failed): not a failure of
             # the student's. Uncounted, it cannot strand the ID without a lock's end.
             lockout.release_attempt(svc.sessions, lock_key)
             raise
+        if not passed:
+            raise _failed(svc, lock_key, subject, now, reason="challenge")
         if result is None:
-            lockout.record_failure(svc.sessions, lock_key, now)
-            audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", subject)
-            raise IdentifyFailed
+            raise _failed(svc, lock_key, subject, now)
         lockout.record_success(svc.sessions, lock_key, now)
         audit.record_now(svc.sessions, audit.STUDENT, "identify.ok", result.user_id)
         return result
@@ -138,6 +164,35 @@ def identify(
         if remaining > 0:
             time.sleep(remaining)
         raise
+
+
+def hot_now(svc: Services, lock_key: str, now: datetime) -> lockout.Hot | None:
+    settings = svc.settings
+    return lockout.hot(
+        svc.sessions,
+        lock_key,
+        now,
+        after_locks=settings.challenge_after_locks,
+        window=timedelta(minutes=settings.challenge_window_minutes),
+    )
+
+
+def _failed(
+    svc: Services, lock_key: str, subject: str, now: datetime, **detail: str
+) -> IdentifyFailed:
+    """Count the failure (which may start a lock) and audit it; the exception to raise."""
+    lock = lockout.record_failure(svc.sessions, lock_key, now)
+    audit.record_now(svc.sessions, audit.STUDENT, "identify.failed", subject, **detail)
+    if lock is not None:
+        audit.record_now(
+            svc.sessions,
+            audit.STUDENT,
+            audit.LOCK_STARTED,
+            subject,
+            until=lock.until.isoformat(timespec="seconds"),
+            in_a_row=lock.in_a_row,
+        )
+    return IdentifyFailed(hot_now(svc, lock_key, now))
 
 
 def _compare(

@@ -4,11 +4,13 @@ The counter is raised *before* the details are compared, so a request cut short 
 the comparison still counts; an attempt the service itself could not answer is released,
 and a count full of attempts that never came back ends like a lock. After
 `MAX_FAILURES` in a row the ID is locked for `BASE_LOCK`, doubling with each further lock.
-Rows exist for IDs that do not exist too: a lock looks the same either way.
+Rows exist for IDs that do not exist too: a lock looks the same either way, and so does
+the proof-of-work check an ID needs once it has been locked repeatedly (`hot`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, update
@@ -94,15 +96,58 @@ def release_attempt(sessions: sessionmaker[Session], key: str) -> None:
         )
 
 
-def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
+@dataclass(frozen=True)
+class Lock:
+    """A lock that has just begun: when it ends, and how many in a row it makes."""
+
+    until: datetime
+    in_a_row: int
+
+
+def record_failure(sessions: sessionmaker[Session], key: str, now: datetime) -> Lock | None:
     """The attempt failed: lock the ID once it has failed `MAX_FAILURES` times in a row."""
     with sessions.begin() as session:
         row = session.get(IdentifyLockout, key)
         if row is None or row.failures < MAX_FAILURES:
-            return
+            return None
         row.locked_until = now + min(BASE_LOCK * (2**row.lock_count), MAX_LOCK)
+        row.locked_at = now
         row.lock_count += 1
         row.failures = 0
+        return Lock(row.locked_until, row.lock_count)
+
+
+@dataclass(frozen=True)
+class Hot:
+    """An ID locked repeatedly: its attempts need a solved challenge from `lock_ends`
+    (while locked nothing is compared at all) until `check_ends`."""
+
+    lock_ends: datetime
+    check_ends: datetime
+
+    def needs_check(self, now: datetime) -> bool:
+        return self.lock_ends <= now < self.check_ends
+
+
+def hot(
+    sessions: sessionmaker[Session],
+    key: str,
+    now: datetime,
+    *,
+    after_locks: int,
+    window: timedelta,
+) -> Hot | None:
+    """Whether the typed ID `key` is hot now: locked at least `after_locks` times in a row,
+    and its latest lock ended less than `window` ago (or has not ended yet). Read from the
+    counter alone, so an ID that does not exist is hot exactly like one that does."""
+    if after_locks <= 0:
+        return None
+    with sessions() as session:
+        row = session.get(IdentifyLockout, key)
+    if row is None or row.locked_until is None or row.lock_count < after_locks:
+        return None
+    check_ends = row.locked_until + window
+    return Hot(row.locked_until, check_ends) if now < check_ends else None
 
 
 def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> None:

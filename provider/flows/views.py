@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask import (
@@ -33,7 +34,9 @@ from wtforms import BooleanField
 
 from provider import audit
 from provider.flows import activate as activation
+from provider.flows import challenge as challenges
 from provider.flows import identify as identify_step
+from provider.flows import lockout
 from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.contacts_step import ContactsStep
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
@@ -223,11 +226,55 @@ def step(name: str) -> ResponseReturnValue:
 # -- step 1 --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class CheckView:
+    """The proof-of-work check on the identify page: the widget's challenge when it is
+    needed now (else None: the lock comes first), and the minutes until it is no longer
+    needed (the way without JavaScript)."""
+
+    challenge: str | None
+    minutes: int
+
+
+# Until when the user ID this browser typed last needs the check (Unix seconds): the
+# forms it gets until then carry the check already. Never the ID itself.
+CHECK_KEY = "umpass_check_until"
+
+
+def _check_view(
+    hot: lockout.Hot | None, now: datetime, *, explain_wait: bool = True
+) -> CheckView | None:
+    """What the page shows of the typed ID's check; remembered for this browser's next
+    forms. `explain_wait`: say, while the ID is locked, that a check follows the lock."""
+    if hot is None:
+        if CHECK_KEY in session:  # (a pop alone would rewrite the cookie every time)
+            del session[CHECK_KEY]
+        return None
+    until = int(hot.check_ends.timestamp())
+    if session.get(CHECK_KEY) != until:
+        session[CHECK_KEY] = until
+    minutes = identify_step.minutes_until(hot.check_ends, now)
+    if not hot.needs_check(now):
+        return CheckView(None, minutes) if explain_wait else None
+    svc = _svc()
+    return CheckView(challenges.issue(svc.hasher, svc.settings.challenge_max_number, now), minutes)
+
+
+def _remembered_check(now: datetime) -> CheckView | None:
+    """A form shown without a typed ID: with the check while this browser's last typed ID
+    needs it (during its lock too, which the submit then reports)."""
+    until = session.get(CHECK_KEY)
+    if not isinstance(until, int):
+        return None
+    ends = datetime.fromtimestamp(until, UTC)
+    return _check_view(lockout.Hot(now, ends) if now < ends else None, now)
+
+
 def _identify(state: FlowState) -> ResponseReturnValue:
     form = identify_step.IdentifyForm()
     if request.method == "GET" or not form.validate():
         status = 400 if request.method == "POST" else 200
-        return _page("identify", status, form=form)
+        return _page("identify", status, form=form, check=_remembered_check(datetime.now(UTC)))
     try:
         who = identify_step.identify(
             _svc(),
@@ -235,6 +282,7 @@ def _identify(state: FlowState) -> ResponseReturnValue:
             typed_code=form.activation_code.data or "",
             date_of_birth=form.date_of_birth.data,
             typed_id_last4=form.id_last4.data or "",
+            challenge_payload=request.form.get("altcha"),
         )
     except identify_step.IdentifyLocked as locked:
         minutes = locked.minutes
@@ -242,6 +290,7 @@ def _identify(state: FlowState) -> ResponseReturnValue:
             "identify",
             429,
             form=form,
+            check=_check_view(locked.hot, datetime.now(UTC)),
             failure=ngettext(
                 "Too many attempts for this user ID. Try again in %(num)d minute, "
                 "or ask the IT help desk.",
@@ -250,11 +299,13 @@ def _identify(state: FlowState) -> ResponseReturnValue:
                 minutes,
             ),
         )
-    except identify_step.IdentifyFailed:
+    except identify_step.IdentifyFailed as failed:
         return _page(
             "identify",
             400,
             form=form,
+            # A lock this failure began shows on the next attempt, as before.
+            check=_check_view(failed.hot, datetime.now(UTC), explain_wait=False),
             failure=_("We could not match those details. Check each one and try again."),
         )
     # Identified: a new flow id and a new session, so nothing from before carries over

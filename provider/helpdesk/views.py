@@ -28,6 +28,7 @@ from sqlalchemy import select
 from provider import audit
 from provider.flows import send_budget
 from provider.helpdesk import funnel as funnel_data
+from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import student as students
 from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
 from provider.keycloak import STATE_PENDING
@@ -96,6 +97,26 @@ def _enrolled_or_404(user_id: str) -> students.StudentView:
         audit.record_now(_svc().sessions, f"staff:{_me()}", "helpdesk.not_found", user_id)
         abort(404)
     return view
+
+
+@bp.get("/lockouts")
+@requires(HELPDESK, ADMIN)
+def lockouts() -> ResponseReturnValue:
+    """The user IDs locked out of identify now, newest first; a banner for a mass lockout."""
+    svc = _svc()
+    view = lockout_data.overview(svc)
+    audit.record_now(
+        svc.sessions,
+        f"staff:{_me()}",
+        "helpdesk.lockouts_viewed",
+        None,
+        locked=view.locked_now,
+        recent=view.locked_recently,
+    )
+    response = render_template(
+        "helpdesk/lockouts.html", view=view, not_enrolled=lockout_data.NOT_ENROLLED
+    )
+    return response, 200, {"Cache-Control": "no-store"}
 
 
 @bp.post("/students/<user_id>/code")
@@ -176,7 +197,8 @@ def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
 
 @metrics_bp.get("/metrics")
 def metrics() -> ResponseReturnValue:
-    """Prometheus scrape: the funnel and the code-send budget, behind a bearer token."""
+    """Prometheus scrape: the funnel, the code-send budget and the identify lockouts,
+    behind a bearer token."""
     token = current_app.config.get("UMPASS_METRICS_TOKEN") or ""
     sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     if not token or not hmac.compare_digest(token.encode(), sent.encode()):
@@ -185,4 +207,5 @@ def metrics() -> ResponseReturnValue:
     svc = _svc()
     registry.register(funnel_data.FunnelCollector(svc))
     registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
+    registry.register(lockout_data.LockoutCollector(svc))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -107,7 +107,9 @@ class IdentifyLockout(Base):
     user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     failures: Mapped[int] = mapped_column(default=0)
     lock_count: Mapped[int] = mapped_column(default=0)
-    locked_until: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None] = mapped_column(index=True)
+    # When the latest lock began: the help desk's list and its mass-lockout banner.
+    locked_at: Mapped[datetime | None] = mapped_column(index=True, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -235,4 +237,14 @@ class StaffSession(Base):
     roles: Mapped[list[str]] = mapped_column(JSON, default=list)
     refresh_token: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UsedChallenge(Base):
+    """A proof-of-work challenge already redeemed (its signed random nonce), kept until the
+    challenge expires so that a solved one cannot be replayed."""
+
+    __tablename__ = "used_challenges"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -10,21 +10,21 @@ import html
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlparse
 
+import pytest
 import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from provider.config import Settings
-from provider.keycloak import ACCEPTED_POLICIES, BROKER_TICKET
+from provider.keycloak import ACCEPTED_POLICIES, ACTIVATION_STATE, BROKER_TICKET
 from provider.oidc import handoff
+from provider.oidc import server as oidc_server
 from provider.oidc.server import Subject
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
-from tests.browser.test_accessibility import AXE_JS, axe_check
 from tests.browser.test_activation_in_chromium import PASSWORD, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
@@ -245,35 +245,6 @@ def test_stop_and_return_shows_keycloak_guidance(
     trip.context.close()
 
 
-def test_sign_in_pages_have_no_axe_violations(
-    browser: Browser, live_url: str, settings: Settings
-) -> None:
-    assert Path(AXE_JS).is_file(), "UMPASS_AXE_JS must point at axe.min.js (scripts/test sets it)"
-    context = browser.new_context(viewport=VIEWPORT, bypass_csp=True)
-    page = context.new_page()
-    # Keycloak's broker endpoint answers 204 here, so the browser stays on our page.
-    page.route(f"{settings.oidc.broker_redirect_uri}**", lambda route: route.fulfill(status=204))
-    report: dict[str, list[dict]] = {}
-    params = {
-        "response_type": "code",
-        "client_id": settings.oidc.broker_client_id,
-        "redirect_uri": settings.oidc.broker_redirect_uri,
-        "scope": "openid",
-        "state": "axe-state",
-        "nonce": "axe-nonce",
-        "code_challenge": "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
-        "code_challenge_method": "S256",
-    }
-    page.goto(f"{live_url}/oidc/authorize?{urlencode(params)}")
-    expect(page.get_by_text("Your account is not active yet")).to_be_visible()
-    axe_check(page, "identify-from-sign-in", report)
-    page.get_by_role("button", name="Stop and return to the sign-in page").click()
-    expect(page.get_by_role("heading", name="Taking you back to sign-in")).to_be_visible()
-    axe_check(page, "return-to-sign-in", report)
-    context.close()
-    assert report == {"identify-from-sign-in": [], "return-to-sign-in": []}
-
-
 def test_bad_authorization_requests_get_our_page_not_a_redirect(
     browser: Browser, live_url: str, settings: Settings, shots_in: Callable[[str], Shots]
 ) -> None:
@@ -423,3 +394,42 @@ def test_a_linked_student_is_never_signed_in_by_a_second_assertion(
     assert "We could not finish signing you in" in html.unescape(again.text)
     # Their own password still signs them in.
     assert sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD).ok
+
+
+def test_a_replayed_link_signs_in_no_one_outside_the_students_or_pending(
+    app: Flask,
+    live_url: str,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    admin: KeycloakAdmin,
+    monkeypatch: pytest.MonkeyPatch,
+    realm_changes: RealmChanges,
+) -> None:
+    """A service made to replay the `sub` of an existing link skips the first-broker flow:
+    the provider's post-login flow still refuses an account set back to pending and one
+    taken out of umpass-students (e.g. a former student who is now staff)."""
+    who = enrol_student(services, "r")
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
+    assert start.session is not None and start.location
+    services.keycloak.activate(account.id, PASSWORD, attributes={}, for_sign_in=True)
+    student = Subject(account.id, who.user_id)
+    assert _signed_in(_assert_at_keycloak(app, start.session, start.location, student))
+    (link,) = admin.get_user_social_logins(account.id)
+    monkeypatch.setattr(oidc_server, "broker_sub", lambda _code_hash: link["userId"])
+
+    services.keycloak.update_attributes(account.id, {ACTIVATION_STATE: ["pending"]})
+    session, to_service = _broker_sign_in(keycloak_server, realm)
+    assert not _signed_in(_assert_at_keycloak(app, session, to_service, student))
+
+    services.keycloak.update_attributes(account.id, {ACTIVATION_STATE: ["active"]})
+    group = admin.get_group_by_path("/umpass-students")
+    admin.group_user_remove(account.id, group["id"])
+    realm_changes.on_undo(lambda: admin.delete_user(account.id))  # staff now: it goes
+    admin.assign_realm_roles(account.id, [admin.get_realm_role("activation-admin")])
+    session, to_service = _broker_sign_in(keycloak_server, realm)
+    answer = _assert_at_keycloak(app, session, to_service, student)
+    assert not _signed_in(answer)
+    assert "We could not finish signing you in" in html.unescape(answer.text)

@@ -1,33 +1,56 @@
-"""Nothing lost: faults at each write of the activation, then a retry; and 20 parallel
-submits activating exactly once. Against the real Keycloak; `responses` only injects the
-503 a real server will not give on demand."""
+"""Nothing lost, nothing twice: a fault at each point of the activation write, the account
+read back from Keycloak, then the student's retry.
+
+The last step claims the flow, claims the code, makes one Keycloak write, consumes the
+code and moves the flow to "done" (provider/flows/activate.py). Faults at the write come
+from a real TCP proxy in front of Keycloak (tests/support/fault_proxy.py) that lets the
+token, policy and user reads through and fails only the user PUT. Crashes are the
+gunicorn worker of a service replica killing itself (SIGKILL) between two of those steps
+(tests/support/service_process.py). After each, Keycloak says what it holds (state,
+whether a password signs in, its own record of every write) and the student's retry ends
+in an account activated exactly once.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import re
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-import responses
+import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from provider.flows import activate as activation
 from provider.keycloak import STATE_ACTIVE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.services import services as app_services
-from provider.storage.models import ActivationCode, Flow
+from provider.storage.models import ActivationCode, AuditEvent, Flow
+from tests.support.admin_events import KeycloakWrites
+from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
 from tests.support.realm_changes import RealmChanges
+from tests.support.replicas import HttpBrowser, Replica
 from tests.support.students import enrol_student
 
 FIRST = "orbit lantern velvet 1987"
 SECOND = "copper meadow whistle 2031"
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """The account as Keycloak and the database hold it."""
+
+    state: str
+    has_password: bool
+    code_used: bool
+
+
+UNTOUCHED = Account(STATE_PENDING, has_password=False, code_used=False)
 
 
 @pytest.fixture
@@ -43,41 +66,82 @@ def student(services: Services) -> StudentDetails:
 
 
 @pytest.fixture
-def writes(gateway: KeycloakGateway, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Whether each activation call reached Keycloak with a write (True) or found the
-    account already active (False)."""
-    seen: list[bool] = []
-    original = gateway.activate
-
-    def counting(*args, **kwargs):
-        wrote = original(*args, **kwargs)
-        seen.append(wrote)
-        return wrote
-
-    monkeypatch.setattr(gateway, "activate", counting)
-    return seen
-
-
-@pytest.fixture
 def at_password(app: Flask, student: StudentDetails, inbox: Inbox) -> FlowClient:
     flow = FlowClient(app.test_client(), inbox)
     flow.to_password_step(student)
     return flow
 
 
-def _state(services: Services, user_id: str) -> tuple[str, bool]:
-    user = services.keycloak.find_user(user_id)
-    assert user is not None
+@pytest.fixture
+def proxy(app: Flask, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """From here on the app reaches Keycloak through the fault proxy, with a gateway of its
+    own: its password-policy cache starts empty."""
+    settings = services.settings.keycloak
+    running = FaultProxy(settings.url)
+    gateway = KeycloakGateway(dataclasses.replace(settings, url=running.url))
+    monkeypatch.setattr(app_services(app), "keycloak", gateway)
+    yield running
+    running.close()
+
+
+def _keycloak_id(admin: KeycloakAdmin, user_id: str) -> str:
+    [user] = admin.get_users({"username": user_id, "exact": True})
+    return str(user["id"])
+
+
+def _account(admin: KeycloakAdmin, services: Services, user_id: str) -> Account:
+    """Read back from Keycloak by the realm's admin, not through the service."""
+    keycloak_id = _keycloak_id(admin, user_id)
+    user = admin.get_user(keycloak_id)
+    credentials = admin.get_credentials(keycloak_id)
     with services.sessions() as db:
         used = db.scalars(
             select(ActivationCode.used_at).where(ActivationCode.user_id == user_id)
         ).all()
-    return user.activation_state or "", any(u is not None for u in used)
+    return Account(
+        user["attributes"]["activation_state"][0],
+        any(c["type"] == "password" for c in credentials),
+        any(u is not None for u in used),
+    )
 
 
 def _signs_in(services: Services, user_id: str, password: str) -> bool:
     kc = services.settings.keycloak
     return sign_in(kc.url, kc.realm, user_id, password).ok
+
+
+def _activations_recorded(services: Services, user_id: str) -> int:
+    with services.sessions() as db:
+        return db.scalar(
+            select(func.count())
+            .select_from(AuditEvent)
+            .where(AuditEvent.subject == user_id, AuditEvent.action == "account.activated")
+        )
+
+
+def _assert_activated_once(
+    services: Services,
+    admin: KeycloakAdmin,
+    writes: KeycloakWrites,
+    user_id: str,
+    *,
+    password: str,
+    not_password: str | None = None,
+    passwords_set: int = 0,
+) -> None:
+    assert _account(admin, services, user_id) == Account(STATE_ACTIVE, True, True)
+    assert _signs_in(services, user_id, password)
+    if not_password is not None:
+        assert not _signs_in(services, user_id, not_password)
+    keycloak_id = _keycloak_id(admin, user_id)
+    assert len(writes.activations(keycloak_id)) == 1  # Keycloak's own record
+    assert len(writes.passwords_set(keycloak_id)) == passwords_set
+    assert _activations_recorded(services, user_id) == 1
+
+
+def _assert_done(response) -> None:
+    assert response.status_code == 302, response.get_data(as_text=True)[:600]
+    assert str(response.location).endswith("/activate/done")
 
 
 def _expire_claim(services: Services, user_id: str) -> None:
@@ -88,129 +152,122 @@ def _expire_claim(services: Services, user_id: str) -> None:
         flow.state = {**flow.state, "claim": old}
 
 
-def test_keycloak_503_on_the_activation_write(
-    at_password: FlowClient, student: StudentDetails, services: Services, admin: KeycloakAdmin
-) -> None:
-    kc = services.settings.keycloak
-    with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
-        mock.add(
-            responses.PUT,
-            re.compile(rf"{re.escape(kc.url)}/admin/realms/[^/]+/users/[^/?]+$"),
-            status=503,
-        )
-        mock.add_passthru(kc.url)
-        response = at_password.set_password(FIRST)
-    assert response.status_code == 503
-    assert "Nothing has been changed" in response.get_data(as_text=True)
-    user = services.keycloak.find_user(student.user_id)
-    assert user is not None and user.activation_state == STATE_PENDING
-    assert admin.get_credentials(user.id) == []
-    # Refresh and retry works at once: the claim was given back.
-    assert at_password.set_password(FIRST).location.endswith("/activate/done")
-    state, used = _state(services, student.user_id)
-    assert (state, used) == (STATE_ACTIVE, True)
-    assert _signs_in(services, student.user_id, FIRST)
+# -- Keycloak fails at the write itself ----------------------------------------------
 
 
-def test_crash_after_the_keycloak_write_then_retry(
+@pytest.mark.parametrize("fault", [Fault.UNREACHABLE, Fault.UNAVAILABLE_503])
+def test_nothing_written_when_keycloak_fails_at_the_activation_write(
+    fault: Fault,
     at_password: FlowClient,
+    proxy: FaultProxy,
     student: StudentDetails,
     services: Services,
-    monkeypatch: pytest.MonkeyPatch,
+    admin: KeycloakAdmin,
+    keycloak_writes: KeycloakWrites,
 ) -> None:
-    def crash(*_args: object, **_kwargs: object) -> bool:
-        raise RuntimeError("process died before consuming the code")
-
-    monkeypatch.setattr(activation, "consume_code", crash)
-    with pytest.raises(RuntimeError):
-        at_password.set_password(FIRST)
-    monkeypatch.undo()
-    state, used = _state(services, student.user_id)
-    assert (state, used) == (STATE_ACTIVE, False)  # active with its password: never half
-    assert _signs_in(services, student.user_id, FIRST)
-    # Within the lease another submit is told to wait; after it, the retry finishes.
-    assert at_password.set_password(SECOND).status_code == 409
-    _expire_claim(services, student.user_id)
-    assert at_password.set_password(SECOND).location.endswith("/activate/done")
-    state, used = _state(services, student.user_id)
-    assert (state, used) == (STATE_ACTIVE, True)
-    assert _signs_in(services, student.user_id, SECOND)  # the password typed last counts
-    assert not _signs_in(services, student.user_id, FIRST)
-
-
-def test_crash_after_consuming_the_code_then_retry(
-    at_password: FlowClient,
-    student: StudentDetails,
-    services: Services,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    original = activation.FlowEngine.save
-
-    def save(self, state, *, step=None, now=None):
-        if step == "done":
-            raise RuntimeError("process died before the flow was marked done")
-        return original(self, state, step=step, now=now)
-
-    monkeypatch.setattr(activation.FlowEngine, "save", save)
-    with pytest.raises(RuntimeError):
-        at_password.set_password(FIRST)
-    monkeypatch.undo()
-    state, used = _state(services, student.user_id)
-    assert (state, used) == (STATE_ACTIVE, True)
-    _expire_claim(services, student.user_id)
-    assert at_password.set_password(FIRST).location.endswith("/activate/done")
-    assert "Your account is active" in at_password.page("done").get_data(as_text=True)
-    assert _signs_in(services, student.user_id, FIRST)
-
-
-def test_keycloak_down_at_the_last_step_then_retry(
-    app: Flask,
-    at_password: FlowClient,
-    student: StudentDetails,
-    services: Services,
-    monkeypatch: pytest.MonkeyPatch,
-    gateway: KeycloakGateway,
-) -> None:
-    settings = services.settings.keycloak
-    down = KeycloakGateway(dataclasses.replace(settings, url="http://127.0.0.1:9"))
-    token = csrf_token(at_password.page("password"))  # the page was open before the outage
-    monkeypatch.setattr(app_services(app), "keycloak", down)
+    realm = services.settings.keycloak.realm
+    user = f"/admin/realms/{realm}/users/{_keycloak_id(admin, student.user_id)}"
+    token = csrf_token(at_password.page("password"))  # the policy is read now, and cached
+    assert f"GET /admin/realms/{realm}" in proxy.requests
+    trap = proxy.arm("PUT", user, fault)
+    before = len(proxy.requests)
     response = at_password.client.post(
         "/activate/password", data={"csrf_token": token, "password": FIRST, "confirm": FIRST}
     )
     assert response.status_code == 503
-    monkeypatch.undo()
-    assert _state(services, student.user_id) == (STATE_PENDING, False)
-    assert at_password.set_password(FIRST).location.endswith("/activate/done")
+    assert "Nothing has been changed" in response.get_data(as_text=True)
+    # The submit dropped any earlier link to the activation provider (none here), read the
+    # account and failed at its write: nothing earlier failed.
+    assert trap.fired.is_set()
+    unlink = f"DELETE {user}/federated-identity/umpass-activation"
+    assert proxy.requests[before:] == [unlink, f"GET {user}", f"PUT {user}"]
+    assert _account(admin, services, student.user_id) == UNTOUCHED
+    assert not _signs_in(services, student.user_id, FIRST)
+    # The retry goes through at once: the flow was given back, the code kept for it.
+    _assert_done(at_password.set_password(FIRST))
+    _assert_activated_once(services, admin, keycloak_writes, student.user_id, password=FIRST)
 
 
-def test_twenty_parallel_submits_activate_exactly_once(
-    app: Flask,
+def test_write_in_and_answer_lost_then_the_retrys_password_holds(
     at_password: FlowClient,
+    proxy: FaultProxy,
     student: StudentDetails,
     services: Services,
-    writes: list[bool],
+    admin: KeycloakAdmin,
+    keycloak_writes: KeycloakWrites,
 ) -> None:
-    token = csrf_token(at_password.page("password"))
-    cookies = {c.key: c.value for c in at_password.client._cookies.values()}
-
-    def submit(_: int) -> int:
-        client = app.test_client()
-        for key, value in cookies.items():
-            path = "/activate" if key == "umpass_flow" else "/"
-            client.set_cookie(key, value, path=path)
-        return client.post(
-            "/activate/password", data={"csrf_token": token, "password": FIRST, "confirm": FIRST}
-        ).status_code
-
-    with ThreadPoolExecutor(max_workers=20) as pool:
-        statuses = list(pool.map(submit, range(20)))
-    assert writes.count(True) == 1, writes
-    assert set(statuses) <= {302, 409}, statuses
-    assert statuses.count(302) >= 1
-    state, used = _state(services, student.user_id)
-    assert (state, used) == (STATE_ACTIVE, True)
+    realm = services.settings.keycloak.realm
+    user = f"/admin/realms/{realm}/users/{_keycloak_id(admin, student.user_id)}"
+    at_password.page("password")
+    trap = proxy.arm("PUT", user, Fault.ANSWER_LOST)
+    assert at_password.set_password(FIRST).status_code == 503
+    assert trap.fired.is_set()
+    # Keycloak applied the write: active with its password, never half of it.
+    assert _account(admin, services, student.user_id) == Account(STATE_ACTIVE, True, False)
     assert _signs_in(services, student.user_id, FIRST)
+    # The code stayed claimed by this flow, so the retry knows the write for its own and
+    # sets the password typed now.
+    _assert_done(at_password.set_password(SECOND))
+    _assert_activated_once(
+        services,
+        admin,
+        keycloak_writes,
+        student.user_id,
+        password=SECOND,
+        not_password=FIRST,
+        passwords_set=1,
+    )
+
+
+# -- the process dies between two steps ----------------------------------------------
+
+# (crash point, the account right after the crash, whether the retry sets the password
+# on its own because the first write is already in)
+CRASHES = [
+    ("after-flow-claim", UNTOUCHED, False),
+    ("after-code-claim", UNTOUCHED, False),
+    ("after-activation-write", Account(STATE_ACTIVE, True, False), True),
+    ("after-code-consumed", Account(STATE_ACTIVE, True, True), True),
+]
+
+
+@pytest.mark.parametrize(("point", "after_crash", "written"), CRASHES)
+def test_crash_then_retry(
+    point: str,
+    after_crash: Account,
+    written: bool,
+    two_replicas: tuple[Replica, Replica],
+    student: StudentDetails,
+    services: Services,
+    admin: KeycloakAdmin,
+    inbox: Inbox,
+    keycloak_writes: KeycloakWrites,
+) -> None:
+    replica, _ = two_replicas
+    flow = FlowClient(HttpBrowser(replica.url), inbox)
+    flow.to_password_step(student)
+    replica.crash_at(point)
+    with pytest.raises(requests.ConnectionError):
+        flow.set_password(FIRST)  # the worker died: no answer at all
+    assert not replica.crash_armed(point)  # it died there, not somewhere else
+    assert _account(admin, services, student.user_id) == after_crash
+    assert _signs_in(services, student.user_id, FIRST) is written
+    # Within the lease the flow still looks busy to the replacement worker...
+    busy = flow.set_password(SECOND)
+    assert busy.status_code == 409
+    assert "already activating" in str(busy.get_data(as_text=True))
+    # ...after it, the student's retry finishes, and the password typed last holds.
+    _expire_claim(services, student.user_id)
+    _assert_done(flow.set_password(SECOND))
+    _assert_activated_once(
+        services,
+        admin,
+        keycloak_writes,
+        student.user_id,
+        password=SECOND,
+        not_password=FIRST,
+        passwords_set=1 if written else 0,
+    )
 
 
 def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
@@ -235,37 +292,3 @@ def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
     assert "cannot be completed" in late.get_data(as_text=True)
     assert _signs_in(services, student.user_id, SECOND)
     assert not _signs_in(services, student.user_id, FIRST)
-
-
-def test_two_tabs_racing_activate_once(
-    app: Flask,
-    student: StudentDetails,
-    services: Services,
-    writes: list[bool],
-    inbox: Inbox,
-) -> None:
-    tabs = [FlowClient(app.test_client(), inbox) for _ in range(4)]
-    for tab in tabs:
-        tab.to_password_step(student)
-    tokens = [csrf_token(tab.page("password")) for tab in tabs]
-
-    def submit(index: int) -> int:
-        return (
-            tabs[index]
-            .client.post(
-                "/activate/password",
-                data={
-                    "csrf_token": tokens[index],
-                    "password": f"{FIRST} {index}",
-                    "confirm": f"{FIRST} {index}",
-                },
-            )
-            .status_code
-        )
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        statuses = list(pool.map(submit, range(4)))
-    assert writes.count(True) == 1, (writes, statuses)
-    assert statuses.count(302) == 1, statuses
-    winner = statuses.index(302)
-    assert _signs_in(services, student.user_id, f"{FIRST} {winner}")

@@ -18,10 +18,11 @@ from sqlalchemy import select
 
 from provider.delivery import DeliveryFailed, TextMessage
 from provider.delivery.sms import WebhookGateway, WebhookSettings
+from provider.flows import verification
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.services import services as app_services
-from provider.storage.models import AuditEvent
+from provider.storage.models import AuditEvent, ContactSend
 from tests.conftest import METRICS_TOKEN
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
@@ -122,6 +123,45 @@ def test_wrong_code_says_how_many_tries_are_left(
     response = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
     assert response.status_code == 400
     assert "You have 4 tries left." in response.get_data(as_text=True)
+
+
+def _a_minute_passes(services: Services, student: StudentDetails) -> None:
+    """What the 60 seconds between two codes for a contact do, without waiting for them."""
+    with services.sessions.begin() as session:
+        sends = select(ContactSend).where(ContactSend.user_id == student.user_id)
+        for send in session.scalars(sends):
+            send.at -= verification.CONTACT_GAP
+
+
+def test_five_wrong_tries_count_across_a_resend(
+    at_contacts: FlowClient, student: StudentDetails, inbox: Inbox, services: Services
+) -> None:
+    _choose(at_contacts)
+    at_contacts.submit("contacts", {"action": "send-phone"})
+    first = inbox.sms_code(student.phone)
+    wrong = f"{(int(first) + 1) % 10**6:06d}"
+    for left in (4, 3, 2):
+        answer = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
+        assert f"You have {left} tries left." in answer.get_data(as_text=True)
+    _a_minute_passes(services, student)
+    resent = at_contacts.submit("contacts", {"action": "send-phone"})
+    assert resent.status_code == 200
+    second = inbox.sms_code(student.phone)
+    wrong = f"{(int(second) + 1) % 10**6:06d}"
+    # The new code brings no new tries: the count goes on from 2.
+    answer = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
+    assert "You have 1 try left." in answer.get_data(as_text=True)
+    answer = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
+    assert "Too many wrong codes for this mobile number" in html.unescape(
+        answer.get_data(as_text=True)
+    )
+    # Not even the right code, nor another one sent later, proves the number in this flow.
+    right = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": second})
+    assert right.status_code == 400
+    _a_minute_passes(services, student)
+    refused = at_contacts.submit("contacts", {"action": "send-phone"})
+    assert refused.status_code == 400
+    assert "Too many wrong codes" in html.unescape(refused.get_data(as_text=True))
 
 
 def test_smtp_down_is_a_plain_retry_and_costs_nothing(

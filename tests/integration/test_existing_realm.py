@@ -117,6 +117,7 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "add client umpass-helpdesk",
         "add client umpass-provisioner",
         "add scope of umpass-helpdesk: roles activation-admin, activation-helpdesk",
+        "add flow umpass after activation",
         "add flow umpass first broker login",
         "add flow umpass browser",
         "change browserFlow binding: uni browser → umpass browser",

@@ -263,3 +263,15 @@ def test_create_user_refuses_a_different_person_with_the_same_username(
     username = gateway.get_user(pending_user).username
     with pytest.raises(Conflict):
         gateway.create_user(username, email="someone.else@example.edu")
+
+
+def test_every_activation_removes_an_earlier_link_to_the_activation_provider(
+    gateway: KeycloakGateway, pending_user: str, admin: KeycloakAdmin
+) -> None:
+    """An account set back to pending keeps the link its first activation made; activating
+    it again without a sign-in waiting must still drop it, or whoever can make the provider
+    assert that link's subject signs in as the account with no check at all."""
+    username = gateway.get_user(pending_user).username
+    admin.add_user_social_login(pending_user, "umpass-activation", "umpass.earlier", username)
+    assert gateway.activate(pending_user, GOOD_PASSWORD, attributes={})
+    assert admin.get_user_social_logins(pending_user) == []

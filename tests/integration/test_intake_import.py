@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from devstack import slapd
 from flask import Flask
+from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
@@ -320,3 +321,80 @@ def test_a_student_never_holds_two_open_codes(intake: Intake, services: Services
                 user_id=user_id, code_hash="f" * 64, issued_at=now, expires_at=now + timedelta(1)
             )
         )
+
+
+def test_check_validates_and_writes_nothing(
+    intake: Intake, services: Services, admin: KeycloakAdmin
+) -> None:
+    checked = intake.run_import("--check")
+    assert checked.returncode == 0, checked.stderr
+    for row in intake.rows:  # read with the realm admin's eyes: nothing exists
+        assert admin.get_users({"username": row["user_id"], "exact": True}) == []
+    user_ids = [r["user_id"] for r in intake.rows]
+    with services.reads() as session:
+        assert session.scalars(select(Student).where(Student.user_id.in_(user_ids))).all() == []
+        codes = select(ActivationCode).where(ActivationCode.user_id.in_(user_ids))
+        assert session.scalars(codes).all() == []
+        imports = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "intake.imported")
+        ).all()
+        assert [e for e in imports if e.detail.get("intake") == intake.name] == []
+
+
+class _Crash(Exception):
+    """The import process dying between two batches."""
+
+
+def test_an_import_cut_short_is_run_again_to_completion(
+    services: Services, realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    from provider.intake.provision import Provisioner, import_intake
+    from provider.intake.records import RawRecord, validate
+
+    raw = [
+        RawRecord(
+            f"line {n + 2}",
+            {
+                "user_id": f"c{secrets.token_hex(3)}",
+                "first_name": "Cut",
+                "last_name": f"Short{n}",
+                "email": f"c{n}.{secrets.token_hex(3)}@example.edu",
+                "phone": new_mobile(),
+                "date_of_birth": "2006-07-07",
+                "id_number": f"C{n:07d}",
+            },
+        )
+        for n in range(7)
+    ]
+    records = validate(raw, user_id_length=7)
+    provisioner = Provisioner(
+        services.settings.keycloak,
+        "umpass-provisioner",
+        realm.options.variables["PROVISIONER_CLIENT_SECRET"],
+    )
+    done: list[str] = []
+
+    def crash_after_one_batch(batch: object) -> None:
+        done.extend(r.user_id for r in batch)  # type: ignore[attr-defined]
+        raise _Crash
+
+    with pytest.raises(_Crash):
+        import_intake(
+            services, provisioner, records, "cut", batch_size=2, after_batch=crash_after_one_batch
+        )
+    assert 0 < len(done) < len(records)
+
+    again = import_intake(services, provisioner, records, "cut", batch_size=2)
+    everyone = sorted(r.user_id for r in records)
+    assert sorted(again.created + again.existing_pending) == everyone
+    group = admin.get_group_by_path("/umpass-students")
+    members = {m["username"] for m in admin.get_group_members(group["id"], {"max": 1000})}
+    for user_id in everyone:
+        account = services.keycloak.find_user(user_id)
+        assert account is not None and account.activation_state == STATE_PENDING
+        assert user_id in members
+    with services.reads() as session:
+        stored = session.scalars(select(Student.user_id).where(Student.user_id.in_(everyone)))
+        assert sorted(stored) == everyone  # proofing data once each
+    third = import_intake(services, provisioner, records, "cut", batch_size=2)
+    assert third.created == [] and third.enrolled == 0 and not third.changed_anything

@@ -6,6 +6,7 @@ Every call here uses the service account's token (client credentials of
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator
 
@@ -13,8 +14,11 @@ import pytest
 import requests
 from keycloak import KeycloakAdmin
 
+from keycloak_config.apply import ApplyError, apply_realm
 from provider.config import Settings
 from provider.keycloak import STUDENTS_GROUP, KeycloakGateway
+from tests.conftest import RealmUnderTest
+from tests.support.realm_changes import RealmChanges
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +248,48 @@ def password_grant_works(settings: Settings, username: str, password: str) -> bo
         timeout=30,
     )
     return response.status_code == 200
+
+
+def test_apply_never_pulls_an_account_back_into_the_group(
+    service_session: requests.Session, api: str, admin: KeycloakAdmin, realm: RealmUnderTest
+) -> None:
+    """A student who became staff keeps `activation_state`; once an admin has taken them out
+    of the group, a later apply (every upgrade runs one) leaves them out of the service's
+    reach."""
+    group = admin.get_group_by_path(f"/{STUDENTS_GROUP}")
+    user_id = admin.create_user(
+        {
+            "username": f"ta{secrets.token_hex(3)}",
+            "enabled": True,
+            "attributes": {"activation_state": ["active"]},
+            "groups": [f"/{STUDENTS_GROUP}"],
+        }
+    )
+    try:
+        admin.group_user_remove(user_id, group["id"])
+        assert apply_realm(realm.options).writes() == []
+        assert admin.get_user_groups(user_id) == []
+        assert service_session.get(f"{api}/users/{user_id}", timeout=30).status_code == 403
+    finally:
+        admin.delete_user(user_id)
+
+
+def test_apply_refuses_a_user_role_the_service_account_inherits(
+    admin: KeycloakAdmin, realm: RealmUnderTest, realm_changes: RealmChanges
+) -> None:
+    """view-users in the realm's default roles reaches the service account too, and switches
+    the fine-grained evaluation off for it: apply says so instead of reporting success."""
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    rm = clients["realm-management"]["id"]
+    view_users = admin.get_client_role(rm, "view-users")
+    default = f"default-roles-{realm.name}"
+    path = f"admin/realms/{realm.name}/roles/{default}/composites"
+    take_back = realm_changes.on_undo(
+        lambda: admin.connection.raw_delete(path, data=json.dumps([view_users])).raise_for_status()
+    )
+    admin.connection.raw_post(path, data=json.dumps([view_users])).raise_for_status()
+    for dry_run in (True, False):
+        with pytest.raises(ApplyError, match="view-users"):
+            apply_realm(realm.options, dry_run=dry_run)
+    take_back()
+    assert apply_realm(realm.options).writes() == []

@@ -10,6 +10,7 @@ import html
 import re
 import secrets
 import stat
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
@@ -18,10 +19,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import update
 from werkzeug.test import TestResponse
 
 from provider.config import Settings
+from provider.keyed_hash import Purpose
 from provider.services import Services
+from provider.storage.models import OidcAccessToken, OidcAuthorizationCode
 from tests.support.broker import broker_request, pkce
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
@@ -263,3 +267,50 @@ def test_stop_and_return_answers_access_denied(
     assert "code" not in query
     # Once answered, the button is gone and the flow carries on on its own.
     assert b"Stop and return" not in client.get("/activate/policies").data
+
+
+def _age(services: Services, model: type, key: str, value: str) -> None:
+    """Move a stored code's or token's expiry into the past (what 60 s or 5 min would do)."""
+    with services.sessions.begin() as session:
+        session.execute(
+            update(model)
+            .where(getattr(model, key) == value)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+
+
+def test_an_expired_code_buys_nothing(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails, services: Services
+) -> None:
+    broker, _flow, location = _activate_with_sign_in_waiting(app, settings, inbox, student)
+    code = _code_from(location, settings, broker.params["state"])
+    code_hash = services.hasher.digest(Purpose.OIDC_CODE, code)
+    _age(services, OidcAuthorizationCode, "code_hash", code_hash)
+    late = broker.token(code)
+    assert late.status_code == 400 and late.get_json()["error"] == "invalid_grant"
+    assert "id_token" not in late.get_json()
+
+
+def test_an_expired_access_token_reads_nothing(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails, services: Services
+) -> None:
+    broker, flow, location = _activate_with_sign_in_waiting(app, settings, inbox, student)
+    tokens = broker.token(_code_from(location, settings, broker.params["state"])).get_json()
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert flow.client.get("/oidc/userinfo", headers=bearer).status_code == 200
+    token_hash = services.hasher.digest(Purpose.OIDC_TOKEN, tokens["access_token"])
+    _age(services, OidcAccessToken, "token_hash", token_hash)
+    assert flow.client.get("/oidc/userinfo", headers=bearer).status_code == 401
+
+
+def test_a_nonce_is_answered_once(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    broker, _flow, location = _activate_with_sign_in_waiting(app, settings, inbox, student)
+    assert "code=" in location
+    # The same request again (its nonce already bought a code): an error to the broker,
+    # never a second code.
+    again = broker.authorize()
+    assert again.status_code == 302
+    query = parse_qs(urlparse(again.headers["Location"]).query)
+    assert query.get("error") == ["invalid_request"] and "code" not in query

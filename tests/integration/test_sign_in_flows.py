@@ -45,6 +45,7 @@ def test_flows_and_identity_provider_are_applied(
     idp = admin.get_idp(IDP)
     assert idp["hideOnLogin"] is True and idp["trustEmail"] is False
     assert idp["firstBrokerLoginFlowAlias"].startswith("umpass first broker login ")
+    assert idp["postBrokerLoginFlowAlias"].startswith("umpass after activation ")
     config = idp["config"]
     assert config["syncMode"] == "IMPORT"
     assert config["pkceEnabled"] == "true" and config["validateSignature"] == "true"

@@ -71,10 +71,12 @@ class FlowClient:
         phone: str | None = None,
         new_email: str = "",
         new_phone: str = "",
+        then_continue: bool = True,
     ) -> TestResponse:
         """Keep (or change) both contacts and prove each one with the code it receives.
 
         `email` / `phone`: where the codes go (the contacts on record unless changed).
+        `then_continue=False` stops once both are proven, before anything is written.
         """
         choose = {
             "action": "choose",
@@ -97,6 +99,8 @@ class FlowClient:
                 "contacts", {"action": f"verify-{channel}", f"code_{channel}": code}
             )
             assert checked.status_code == 200, checked.get_data(as_text=True)[:600]
+        if not then_continue:
+            return checked
         return self.submit("contacts", {"action": "continue"})
 
     def set_password(self, password: str, confirm: str | None = None) -> TestResponse:

@@ -21,6 +21,7 @@ from provider.storage.models import (
     OidcAuthorizationCode,
     StaffSession,
     Student,
+    UsedChallenge,
 )
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -136,6 +137,8 @@ def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
             staff_session(f"live{i}", NOW + timedelta(hours=1)),
             lockout(f"gone{i}", updated=old, locks=2),
             lockout(f"kept{i}", updated=NOW, failures=1),
+            UsedChallenge(nonce=f"gone{i}", expires_at=old),
+            UsedChallenge(nonce=f"live{i}", expires_at=NOW + timedelta(minutes=20)),
             student(f"s{i}"),
         )
         add(

@@ -93,9 +93,9 @@ class RealmChanges:
         self.admin.create_realm_role({"name": name})
         self.on_undo(lambda: self.admin.delete_realm_role(name))
 
-    def add_staff(self, *roles: str) -> Staff:
+    def add_staff(self, *roles: str, username: str | None = None) -> Staff:
         """A staff account holding `roles` (tests.support.staff); undone by deleting it."""
-        staff = create_staff(self.admin)
+        staff = create_staff(self.admin, username=username)
         self.on_undo(lambda: self.admin.delete_user(staff.id))
         if roles:
             self.admin.assign_realm_roles(staff.id, [self.admin.get_realm_role(r) for r in roles])

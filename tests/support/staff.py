@@ -17,8 +17,8 @@ class Staff:
     id: str
 
 
-def create_staff(admin: KeycloakAdmin, *roles: str) -> Staff:
-    username = f"staff{secrets.token_hex(3)}"
+def create_staff(admin: KeycloakAdmin, *roles: str, username: str | None = None) -> Staff:
+    username = username or f"staff{secrets.token_hex(3)}"
     user_id = admin.create_user(
         {
             "username": username,

@@ -69,7 +69,10 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
     stack.keycloak_nodes[0].kill()
     try:
         enter_username(page, who.user_id)
-        page.wait_for_url(f"{stack.service_url}/activate/identify")
+        # The surviving node answers once the cluster has given up on the dead one: at once
+        # when its socket closes, but up to JGroups' heartbeat timeout (about 40 s) on a
+        # loaded machine, more than Playwright's default 30 s (a red CI run showed it).
+        page.wait_for_url(f"{stack.service_url}/activate/identify", timeout=120_000)
         shots.take(page, "identify-over-https")
         page.get_by_label("User ID").fill(who.user_id)
         page.get_by_label("Activation code").fill(who.code)

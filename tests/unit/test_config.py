@@ -50,6 +50,9 @@ def test_defaults() -> None:
         ({**BASE, "UMPASS_STUDENT_SEND_LIMIT": "0 per hour"}, "must allow at least 1 send"),
         ({**BASE, "UMPASS_SMS_DAILY_BUDGET": "-1"}, "UMPASS_SMS_DAILY_BUDGET must be at least 0"),
         ({**BASE, "UMPASS_SMS_DAILY_BUDGET": "many"}, "UMPASS_SMS_DAILY_BUDGET='many' is not"),
+        ({**BASE, "UMPASS_MASS_LOCKOUT_THRESHOLD": "0"}, "THRESHOLD must be at least 1"),
+        ({**BASE, "UMPASS_CHALLENGE_AFTER_LOCKS": "two"}, "AFTER_LOCKS='two' is not a number"),
+        ({**BASE, "UMPASS_CHALLENGE_MAX_NUMBER": "10"}, "MAX_NUMBER must be at least 100"),
         (
             {**PRODUCTION, "UMPASS_SMS_WEBHOOK_URL": "http://sms.example.com/send"},
             "UMPASS_SMS_WEBHOOK_URL must start with https:// in production",
@@ -63,6 +66,16 @@ def test_defaults() -> None:
 def test_bad_configuration_says_what_to_fix(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         load_settings(env)
+
+
+def test_lockout_visibility_and_challenge_defaults() -> None:
+    settings = load_settings(BASE)
+    assert settings.mass_lockout_threshold == 20
+    assert settings.challenge_after_locks == 2
+    assert settings.challenge_window_minutes == 60
+    assert settings.challenge_max_number == 20000
+    off = load_settings({**BASE, "UMPASS_CHALLENGE_AFTER_LOCKS": "0"})
+    assert off.challenge_after_locks == 0
 
 
 def test_secret_key_kept_when_given() -> None:

@@ -4,15 +4,17 @@ busy the machine is. (The real POST is measured by `scripts/bench identify-unifo
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
 from provider.config import Settings
 from provider.flows import identify as step
 from provider.flows import lockout
 from provider.services import Services
 from provider.storage import migrate
+from provider.storage.models import AuditEvent, IdentifyLockout
 
 
 class DrivenClock:
@@ -81,6 +83,29 @@ def test_a_locked_id_is_padded_the_same_way(svc: Services, monkeypatch: pytest.M
     with pytest.raises(step.IdentifyLocked):
         _identify(svc)
     assert clock.slept == [pytest.approx(step.FAILURE_FLOOR_SECONDS - 0.03)]
+
+
+def test_a_refused_proof_of_work_is_padded_the_same_way(
+    svc: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hot ID (locked twice in a row, the last lock just over) without a solved check."""
+    with svc.sessions.begin() as db:
+        db.add(
+            IdentifyLockout(
+                user_id=lockout.lock_key("zz00000"),
+                failures=0,
+                lock_count=2,
+                locked_until=datetime.now(UTC) - timedelta(seconds=1),
+            )
+        )
+    clock = DrivenClock(100.0, 100.02)
+    monkeypatch.setattr(step, "time", clock)
+    with pytest.raises(step.IdentifyFailed):
+        _identify(svc)
+    assert clock.slept == [pytest.approx(step.FAILURE_FLOOR_SECONDS - 0.02)]
+    with svc.sessions() as db:
+        reasons = db.scalars(select(AuditEvent.detail).where(AuditEvent.subject == "zz00000"))
+        assert [r.get("reason") for r in reasons] == ["challenge"]  # refused for the check
 
 
 def test_the_floor_is_a_quarter_second() -> None:

@@ -77,3 +77,53 @@ def test_an_attempt_the_service_could_not_answer_is_released(sessions) -> None:
         assert _allowed(sessions, "dc66666", T0)
         lockout.release_attempt(sessions, "dc66666")
     assert _allowed(sessions, "dc66666", T0)
+
+
+WINDOW = timedelta(hours=1)
+
+
+def _hot(sessions, key: str, now: datetime, after_locks: int = 2) -> lockout.Hot | None:
+    return lockout.hot(sessions, key, now, after_locks=after_locks, window=WINDOW)
+
+
+def _lock_once(sessions, key: str, now: datetime) -> lockout.Lock | None:
+    started = None
+    for _ in range(5):
+        assert _allowed(sessions, key, now)
+        started = lockout.record_failure(sessions, key, now)
+    return started
+
+
+def test_the_fifth_failure_reports_the_lock_it_starts(sessions) -> None:
+    first = _lock_once(sessions, "dc12345", T0)
+    assert first == lockout.Lock(T0 + timedelta(minutes=15), 1)
+    second = _lock_once(sessions, "dc12345", T0 + timedelta(minutes=16))
+    assert second == lockout.Lock(T0 + timedelta(minutes=46), 2)
+
+
+def test_an_id_locked_twice_in_a_row_is_hot_for_a_window_after_the_lock(sessions) -> None:
+    _lock_once(sessions, "zz00001", T0)  # whether or not such a student exists
+    assert _hot(sessions, "zz00001", T0 + timedelta(minutes=15, seconds=1)) is None  # once
+    second = T0 + timedelta(minutes=16)
+    _lock_once(sessions, "zz00001", second)
+    lock_ends = second + timedelta(minutes=30)
+    hot = _hot(sessions, "zz00001", second)
+    assert hot == lockout.Hot(lock_ends, lock_ends + WINDOW)
+    assert not hot.needs_check(second)  # locked: nothing is compared yet
+    assert hot.needs_check(lock_ends)
+    assert hot.needs_check(lock_ends + WINDOW - timedelta(seconds=1))
+    assert not hot.needs_check(lock_ends + WINDOW)
+    assert _hot(sessions, "zz00001", lock_ends + WINDOW) is None  # waited out
+    assert _hot(sessions, "zz00001", lock_ends, after_locks=3) is None
+    assert _hot(sessions, "zz00001", lock_ends, after_locks=0) is None  # switched off
+
+
+def test_success_or_the_help_desk_ends_the_check(sessions) -> None:
+    for key in ("dc11111", "dc22222"):
+        _lock_once(sessions, key, T0)
+        _lock_once(sessions, key, T0 + timedelta(minutes=16))
+    after = T0 + timedelta(minutes=47)
+    lockout.record_success(sessions, "dc11111", after)
+    lockout.clear(sessions, "dc22222")
+    assert _hot(sessions, "dc11111", after) is None
+    assert _hot(sessions, "dc22222", after) is None
