@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from keycloak_config.options import ApplyError
 from keycloak_config.paging import every_item
@@ -123,6 +124,7 @@ def apply_student_permissions(applier: RealmApplier) -> None:
     if group is not None and policy_id is not None:
         _ensure_permission(applier, permissions, group["id"], policy_id)
     _join_students(applier, group)
+    _flag_privileged_members(applier, group)
 
 
 def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
@@ -254,6 +256,44 @@ def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
     if not applier.dry_run:
         applier.record.note_created(JOINED_KIND, STUDENTS_GROUP)
         applier._save_record()
+
+
+def _flag_privileged_members(applier: RealmApplier, group: dict[str, Any] | None) -> None:
+    """A member who also holds a realm role or an admin role is within the service's reach
+    (it manages every member): named in the plan, so an admin can take them out of the
+    group (e.g. a student who works at the help desk)."""
+    if group is None:
+        return
+    realm = f"admin/realms/{applier.realm}"
+    ordinary = {f"default-roles-{applier.realm}", "offline_access", "uma_authorization"}
+    holders: dict[str, str] = {}  # id -> username
+    paths = [
+        f"{realm}/roles/{quote(r['name'], safe='')}/users"
+        for r in applier.admin.get_realm_roles()
+        if r["name"] not in ordinary
+    ]
+    clients = {c["clientId"]: c["id"] for c in applier.admin.get_clients()}
+    management = f"{realm}/clients/{clients['realm-management']}/roles"
+    paths += [
+        f"{management}/{quote(r['name'], safe='')}/users" for r in _get(applier, management) or []
+    ]
+    for path in paths:
+        for user in every_item(applier.admin, path, briefRepresentation="true"):
+            holders[user["id"]] = user["username"]
+    inside = sorted(
+        name
+        for user_id, name in holders.items()
+        if any(
+            g["id"] == group["id"]
+            for g in _get(applier, f"{realm}/users/{user_id}/groups", briefRepresentation="true")
+        )
+    )
+    if inside:
+        applier._keep(
+            f"members of {STUDENTS_GROUP} holding other roles: {', '.join(inside)}",
+            "the activation service manages every member: take them out of the group, or "
+            "their roles away",
+        )
 
 
 def remove_student_permissions(uninstaller: Any) -> None:

@@ -7,9 +7,11 @@ import subprocess
 from keycloak import KeycloakAdmin
 
 from keycloak_config.apply import ApplyOptions, apply_realm
+from provider.services import Services
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.cli import run_module
 from tests.support.realm_changes import RealmChanges
+from tests.support.students import enrol_student
 
 
 def test_first_apply_created_everything(realm: RealmUnderTest) -> None:
@@ -183,3 +185,23 @@ def test_cli_refuses_a_placeholder_client_secret_outside_development(
     assert result.stderr.strip().count("\n") == 0
     development = _run_apply({**env, "UMPASS_ENV": "development"}, "--plan")
     assert development.returncode == 0, development.stderr
+
+
+def test_a_student_holding_a_staff_role_is_named_in_the_plan(
+    realm: RealmUnderTest,
+    admin: KeycloakAdmin,
+    realm_changes: RealmChanges,
+    services: Services,
+) -> None:
+    """A member of umpass-students is within the service's reach: one who also works at the
+    help desk is named, so an admin can take them out of the group."""
+    who = enrol_student(services, "w")
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    role = admin.get_realm_role("activation-helpdesk")
+    realm_changes.on_undo(lambda: admin.delete_realm_roles_of_user(account.id, [role]))
+    admin.assign_realm_roles(account.id, [role])
+    plan = apply_realm(realm.options, dry_run=True)
+    named = [c for c in plan.changes if c.action == "keep" and "holding other roles" in c.subject]
+    assert len(named) == 1 and who.user_id in named[0].subject
+    assert plan.writes() == []
