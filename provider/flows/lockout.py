@@ -63,11 +63,14 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
                     ends = row.updated_at + BASE_LOCK
                     if ends > now:
                         return ends
+                    # Unless a parallel attempt reset it first (updated_at moved on). An
+                    # earlier lock, over by now, must not stop the reset, or the count
+                    # would stay full for good. The reset touches no lock: one that a
+                    # parallel failure sets meanwhile holds all the same.
                     session.execute(
                         update(IdentifyLockout)
                         .where(
                             IdentifyLockout.user_id == key,
-                            IdentifyLockout.locked_until.is_(None),
                             IdentifyLockout.updated_at == row.updated_at,
                         )
                         .values(failures=0, updated_at=now)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from devstack.postgres import RunningPostgres
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.activation_codes import consume_code, enrol, issue_code
@@ -240,6 +240,31 @@ def test_parallel_wrong_attempts_lock_at_exactly_the_limit(
     assert lockout.begin_attempt(sessions, key, now) == now + lockout.BASE_LOCK
 
 
+def test_parallel_attempts_after_a_full_count_ends_stop_at_the_limit(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Five attempts never came back and their lock's length has passed: parallel new
+    attempts each reset the count and count on it; a reset must not erase another's
+    count (the reset only applies to the row as that attempt saw it), so exactly
+    MAX_FAILURES go on."""
+    now = datetime.now(UTC)
+    for _ in range(3):
+        key = f"r{secrets.token_hex(4)}"
+        with sessions.begin() as session:
+            session.add(
+                IdentifyLockout(
+                    user_id=key,
+                    failures=lockout.MAX_FAILURES,
+                    lock_count=0,
+                    updated_at=now - lockout.BASE_LOCK - timedelta(seconds=1),
+                )
+            )
+        through = race(lambda _, k=key: lockout.begin_attempt(sessions, k, now) is None)
+        assert through.count(True) == lockout.MAX_FAILURES, through
+        with sessions() as session:
+            assert session.get(IdentifyLockout, key).failures == lockout.MAX_FAILURES
+
+
 # -- contact codes ------------------------------------------------------------------------
 
 
@@ -260,11 +285,19 @@ def _send(sessions: sessionmaker[Session], hasher: KeyedHasher, **kw: Any) -> st
     return "sent"
 
 
+@pytest.mark.parametrize("students", ["one", "many"])
 def test_parallel_sends_to_one_contact_from_many_flows_pass_once(
-    sessions: sessionmaker[Session], hasher: KeyedHasher
+    sessions: sessionmaker[Session], hasher: KeyedHasher, students: str
 ) -> None:
+    """Many flows of one student, or of many (one phone a family shares): the contact's
+    own throttle holds, not only the student's."""
     address = f"{secrets.token_hex(4)}@example.edu"
-    outcomes = race(lambda i: _send(sessions, hasher, flow_key=f"f{i}-{address}", value=address))
+
+    def send(i: int) -> str:
+        student = f"s-race-{i}" if students == "many" else "s-race"
+        return _send(sessions, hasher, flow_key=f"f{i}-{address}", value=address, student=student)
+
+    outcomes = race(send)
     assert outcomes.count("sent") == 1, outcomes
     contact = verification.contact_hash(hasher, "email", address)
     with sessions() as session:
@@ -561,3 +594,81 @@ def test_parallel_submits_activate_once(
     with sessions() as session:
         code = session.get(ActivationCode, code_id)
     assert code.used_at is not None
+
+
+# -- one interleaving, forced -------------------------------------------------------------
+# PostgreSQL only: another connection commits a change between a transaction's read and
+# its write (a statement hook runs it just before the write). On SQLite the transaction
+# holds the one write lock from its first statement, so this interleaving cannot happen
+# there (the other connection would wait for it).
+
+
+@pytest.fixture
+def pg_sessions(postgres: RunningPostgres) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(postgres.create_database(f"between_{secrets.token_hex(4)}"))
+    migrate.upgrade(engine)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+
+
+def _meanwhile(
+    sessions: sessionmaker[Session], before: str, change: Callable[[], None]
+) -> list[bool]:
+    """Run `change` once, on another connection, just before the next statement that
+    starts with `before`; returns a list that holds True once it ran."""
+    engine = sessions.kw["bind"]
+    ran: list[bool] = []
+
+    def hook(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not ran and statement.startswith(before):
+            ran.append(True)
+            change()
+
+    event.listen(engine, "before_cursor_execute", hook)
+    return ran
+
+
+@pytest.mark.parametrize("how", ["revoked", "used", "expired"])
+def test_a_code_withdrawn_between_the_claims_read_and_write_is_not_claimed(
+    pg_sessions: sessionmaker[Session], hasher: KeyedHasher, how: str
+) -> None:
+    """The help desk revokes the code (or another flow consumes it, or it runs out) after
+    this flow read it as usable and before its claim is written: the claim's own WHERE
+    sees the committed change, and nothing is claimed."""
+    _, code_id = _code(pg_sessions, hasher)
+    now = datetime.now(UTC)
+    values = {
+        "revoked": {"revoked_at": now},
+        "used": {"used_at": now},
+        "expired": {"expires_at": now},
+    }
+
+    def withdraw() -> None:
+        with pg_sessions.begin() as other:
+            other.execute(
+                update(ActivationCode).where(ActivationCode.id == code_id).values(**values[how])
+            )
+
+    ran = _meanwhile(pg_sessions, "UPDATE activation_codes SET claimed_by", withdraw)
+    assert _claim_code(pg_sessions, code_id, "flow-key", now) is None
+    assert ran
+    with pg_sessions() as session:
+        assert session.get(ActivationCode, code_id).claimed_by is None
+
+
+def test_a_counter_created_between_the_count_and_the_look_is_counted_on(
+    pg_sessions: sessionmaker[Session],
+) -> None:
+    """This first attempt's count found no row; a parallel first attempt creates it before
+    this one looks: this one counts on that row (it is neither locked nor full)."""
+    key = f"r{secrets.token_hex(4)}"
+    now = datetime.now(UTC)
+
+    def parallel_first_attempt() -> None:
+        assert lockout.begin_attempt(pg_sessions, key, now) is None
+
+    ran = _meanwhile(pg_sessions, "SELECT identify_lockouts", parallel_first_attempt)
+    assert lockout.begin_attempt(pg_sessions, key, now) is None
+    assert ran
+    with pg_sessions() as session:
+        assert session.get(IdentifyLockout, key).failures == 2

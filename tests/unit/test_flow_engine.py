@@ -93,3 +93,85 @@ def test_an_expired_flow_is_neither_resumed_nor_swept_by_a_student(
     assert engine.load_or_start(old.flow_id, T0 + timedelta(hours=1)).flow_id is None
     with sessions() as session:
         assert session.query(Flow).count() == 2
+
+
+def _row(sessions, engine: FlowEngine, state: FlowState) -> Flow:
+    with sessions() as session:
+        return session.get(Flow, engine.key(state))
+
+
+def test_an_identified_flow_is_stored_as_it_is_returned(engine: FlowEngine, sessions) -> None:
+    state = _identified(engine)
+    assert len(state.flow_id or "") == 32  # 24 random bytes: 192 bits
+    assert (state.user_id, state.data, state.version) == ("dc12345", {"code_id": 7}, 0)
+    assert state.expires_at == T0 + timedelta(minutes=30)
+    row = _row(sessions, engine, state)
+    assert (row.user_id, row.step, row.state, row.version) == (
+        "dc12345",
+        "policies",
+        {"code_id": 7},
+        0,
+    )
+    assert (row.created_at, row.updated_at, row.expires_at) == (T0, T0, T0 + timedelta(minutes=30))
+    loaded = engine.load_or_start(state.flow_id, T0)
+    assert (loaded.expires_at, loaded.version) == (row.expires_at, 0)
+
+
+def test_a_fresh_visitor_is_not_told_of_an_expired_flow(engine: FlowEngine) -> None:
+    assert engine.load_or_start(None, T0).replaced_expired is False
+    # A cookie is looked up up to 64 characters (an unknown one: "we started again");
+    # a longer value is no id of ours and not even hashed.
+    assert engine.load_or_start("a" * 64, T0).replaced_expired is True
+    assert engine.load_or_start("a" * 65, T0).replaced_expired is False
+
+
+def test_saves_write_everything_and_follow_each_other(engine: FlowEngine, sessions) -> None:
+    state = _identified(engine)
+    t1 = T0 + timedelta(minutes=3)
+    state.data = {**state.data, "accepted": True}
+    assert engine.save(state, now=t1).version == 1
+    t2 = T0 + timedelta(minutes=4)
+    saved = engine.advance(state, t2)  # the same object saves again: its version followed
+    assert (saved.step, saved.version) == ("password", 2)
+    row = _row(sessions, engine, state)
+    assert (row.user_id, row.step, row.state, row.version) == (
+        "dc12345",
+        "password",
+        {"code_id": 7, "accepted": True},
+        2,
+    )
+    assert (row.updated_at, row.expires_at) == (t2, t2 + timedelta(minutes=30))
+    assert engine.load_or_start(state.flow_id, t2).version == 2
+
+
+def test_advance_stops_at_the_last_step(engine: FlowEngine) -> None:
+    state = _identified(engine)
+    engine.advance(state, T0)
+    assert engine.advance(state, T0).step == "done"
+    assert engine.advance(state, T0).step == "done"
+
+
+def test_touch_writes_at_most_once_a_minute(engine: FlowEngine, sessions) -> None:
+    state = _identified(engine)
+    engine.touch(state, T0 + timedelta(seconds=59))
+    row = _row(sessions, engine, state)
+    assert (row.updated_at, row.expires_at) == (T0, T0 + timedelta(minutes=30))
+    t = T0 + timedelta(minutes=1)
+    engine.touch(state, t)
+    row = _row(sessions, engine, state)
+    assert (row.updated_at, row.expires_at) == (t, t + timedelta(minutes=30))
+    engine.touch(FlowState(flow_id=None, step="identify"), t)  # nothing stored: nothing to do
+
+
+def test_without_a_time_the_engine_uses_the_clock(engine: FlowEngine, sessions) -> None:
+    before = datetime.now(UTC)
+    state = engine.start_identified(engine.load_or_start(None), user_id="dc12345", step="policies")
+    loaded = engine.load_or_start(state.flow_id)
+    assert loaded.flow_id == state.flow_id
+    loaded.expires_at = None  # as if a minute had passed: touch writes
+    engine.touch(loaded)
+    engine.advance(loaded)
+    row = _row(sessions, engine, state)
+    after = datetime.now(UTC)
+    assert before <= row.created_at <= row.updated_at <= after
+    assert row.step == "password"

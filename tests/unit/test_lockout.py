@@ -1,6 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import event
+from sqlalchemy.orm import sessionmaker
+
 from provider.flows import lockout
+from provider.storage.models import IdentifyLockout
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -127,3 +131,132 @@ def test_success_or_the_help_desk_ends_the_check(sessions) -> None:
     lockout.clear(sessions, "dc22222")
     assert _hot(sessions, "dc11111", after) is None
     assert _hot(sessions, "dc22222", after) is None
+
+
+def _allowed_in_a_row(sessions, key: str, now: datetime) -> int:
+    """How many attempts in a row may go on now (each counted, none answered yet)."""
+    n = 0
+    while _allowed(sessions, key, now):
+        n += 1
+        assert n <= lockout.MAX_FAILURES
+    return n
+
+
+def test_a_lock_ends_at_its_very_moment(sessions) -> None:
+    for _ in range(5):
+        _fail(sessions, "dc12345", T0)
+    ends = T0 + timedelta(minutes=15)
+    assert lockout.begin_attempt(sessions, "dc12345", ends - timedelta(seconds=1)) == ends
+    assert _allowed(sessions, "dc12345", ends)
+
+
+def test_locks_double_up_to_a_day(sessions) -> None:
+    t = T0
+    for minutes in (15, 30, 60, 120, 240, 480, 960, 1440, 1440):
+        for _ in range(5):
+            assert _fail(sessions, "dc12345", t)
+        assert lockout.begin_attempt(sessions, "dc12345", t) == t + timedelta(minutes=minutes)
+        t += timedelta(minutes=minutes)
+
+
+def test_success_resets_the_lock_length_too(sessions) -> None:
+    for _ in range(5):
+        _fail(sessions, "dc12345", T0)
+    t1 = T0 + timedelta(minutes=15)
+    assert _allowed(sessions, "dc12345", t1)
+    lockout.record_success(sessions, "dc12345", t1)
+    for _ in range(5):
+        _fail(sessions, "dc12345", t1)
+    assert lockout.begin_attempt(sessions, "dc12345", t1) == t1 + timedelta(minutes=15)
+
+
+def test_each_id_counts_alone(sessions) -> None:
+    for _ in range(4):
+        _fail(sessions, "dc11111", T0)
+    _fail(sessions, "dc22222", T0)  # the other ID's attempt leaves this count as it is
+    lockout.release_attempt(sessions, "dc22222")
+    assert _allowed(sessions, "dc11111", T0)
+    assert not _allowed(sessions, "dc11111", T0)
+
+
+def test_a_released_attempt_gives_back_exactly_one(sessions) -> None:
+    lockout.release_attempt(sessions, "dc12345")  # nothing to give back: never below zero
+    assert _allowed(sessions, "dc12345", T0)
+    lockout.release_attempt(sessions, "dc12345")
+    lockout.release_attempt(sessions, "dc12345")  # the count stays at zero
+    assert _allowed(sessions, "dc12345", T0) and _allowed(sessions, "dc12345", T0)
+    lockout.release_attempt(sessions, "dc12345")
+    assert _allowed_in_a_row(sessions, "dc12345", T0) == 4  # 1 counted + 4 = 5
+
+
+def test_help_desk_clear_forgets_the_failures(sessions) -> None:
+    for _ in range(4):
+        _fail(sessions, "dc12345", T0)
+    lockout.clear(sessions, "dc12345")
+    assert _allowed_in_a_row(sessions, "dc12345", T0) == 5
+
+
+def test_a_full_count_ends_at_its_very_moment_and_counts_afresh(sessions) -> None:
+    for _ in range(5):
+        assert _allowed(sessions, "dc55555", T0)
+    ends = T0 + timedelta(minutes=15)
+    assert lockout.begin_attempt(sessions, "dc55555", ends - timedelta(seconds=1)) == ends
+    assert _allowed_in_a_row(sessions, "dc55555", ends) == 5
+
+
+def test_a_full_count_after_an_earlier_lock_still_ends(sessions) -> None:
+    """A lock ran its course, then five attempts never came back: one lock's length
+    later the ID may try again (it used to stay locked until the help desk cleared it)."""
+    for _ in range(5):
+        _fail(sessions, "dc12345", T0)
+    t1 = T0 + timedelta(minutes=16)
+    for _ in range(5):
+        assert _allowed(sessions, "dc12345", t1)
+    assert lockout.begin_attempt(sessions, "dc12345", t1) == t1 + timedelta(minutes=15)
+    assert _allowed(sessions, "dc12345", t1 + timedelta(minutes=15))
+
+
+def test_a_full_count_ending_resets_only_its_own_id(sessions) -> None:
+    for _ in range(3):
+        _fail(sessions, "dc11111", T0)  # three failures, recorded at the same moment
+    for _ in range(5):
+        assert _allowed(sessions, "dc55555", T0)
+    assert _allowed(sessions, "dc55555", T0 + timedelta(minutes=15))
+    assert _allowed_in_a_row(sessions, "dc11111", T0 + timedelta(minutes=15)) == 2
+
+
+def test_a_parallel_first_attempt_is_counted_too(sessions) -> None:
+    """Between this attempt finding no row and creating it, a parallel first attempt
+    creates it: both are counted, on the one row."""
+    parallel = sessionmaker(sessions.kw["bind"], expire_on_commit=False)  # another request
+    raced = []
+
+    def other_attempt_first(session) -> None:
+        if raced:
+            return
+        raced.append(True)
+        assert lockout.begin_attempt(parallel, "dc12345", T0) is None
+
+    event.listen(sessions, "after_commit", other_attempt_first)
+    try:
+        assert lockout.begin_attempt(sessions, "dc12345", T0) is None
+    finally:
+        event.remove(sessions, "after_commit", other_attempt_first)
+    assert raced
+    with sessions() as session:
+        assert session.get(IdentifyLockout, "dc12345").failures == 2
+    assert _allowed_in_a_row(sessions, "dc12345", T0) == 3
+
+
+def test_the_row_says_when_it_last_changed(sessions) -> None:
+    """`umpass purge` forgets counts by their age: each change stamps the request's time."""
+
+    def row() -> IdentifyLockout:
+        with sessions() as session:
+            return session.get(IdentifyLockout, "dc12345")
+
+    assert _allowed(sessions, "dc12345", T0)
+    assert (row().failures, row().lock_count, row().updated_at) == (1, 0, T0)
+    t1 = T0 + timedelta(minutes=1)
+    lockout.record_success(sessions, "dc12345", t1)
+    assert (row().failures, row().updated_at) == (0, t1)

@@ -25,6 +25,8 @@ from provider.proofing import (
         ("dc12-345", None),
         ("", None),
         ("x" * 40, None),
+        ("dc" + "1" * 30, "dc11111"),  # 32 characters: the longest accepted
+        ("dc" + "1" * 31, None),
     ],
 )
 def test_user_id(typed: str, expected: str | None) -> None:
@@ -41,6 +43,10 @@ def test_user_id(typed: str, expected: str | None) -> None:
         ("AB/12 34cd", "34CD"),
         ("12a", None),
         ("12-34", None),
+        ("5678", "5678"),  # exactly 4
+        ("A12345678", "5678"),  # the last 4 of 9
+        ("1" * 60 + "5678", "5678"),  # 64 characters: the longest accepted
+        ("1" * 61 + "5678", None),
     ],
 )
 def test_id_last4(typed: str, expected: str | None) -> None:

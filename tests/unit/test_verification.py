@@ -8,6 +8,7 @@ from provider.flows import verification as v
 from provider.storage.models import AuditEvent, ContactSend, ContactVerification, SendDay
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+MINUTE = timedelta(minutes=1)
 FLOW = "f" * 64
 OTHER_FLOW = "o" * 64
 
@@ -263,3 +264,151 @@ def test_caps_come_from_the_settings_strings() -> None:
     assert caps == v.SendCaps()
     assert caps.student == ((6, v.HOUR), (10, v.DAY))
     assert v.SendCaps.from_settings("3 per 10 minutes", 0).student == ((3, timedelta(minutes=10)),)
+
+
+# -- boundaries, windows and what a right code gives back ----------------------------------
+
+
+def test_a_new_code_lasts_code_ttl_and_the_row_starts_clean(sessions, hasher) -> None:
+    code, _ = v.issue(
+        sessions,
+        hasher,
+        flow_key=FLOW,
+        student="s000001",
+        channel="email",
+        value="mei@example.edu",
+        now=T0,
+        caps=UNCAPPED,
+    )
+    assert code.expires_at == T0 + v.CODE_TTL
+    with sessions() as session:
+        row = session.scalars(select(ContactVerification)).one()
+        assert (row.failures, row.created_at, row.code_expires_at) == (0, T0, T0 + v.CODE_TTL)
+
+
+def test_codes_span_the_whole_six_digit_space(sessions, hasher) -> None:
+    codes = [
+        _issue(sessions, hasher, flow=f"flow-{n}", value=f"+8536611{n:04d}") for n in range(20)
+    ]
+    assert all(len(c) == 6 and c.isdigit() for c in codes)
+    # Twenty codes all below 1000 by chance: one run in 10^60.
+    assert max(int(c) for c in codes) >= 1000
+
+
+def test_a_code_typed_with_spaces_is_accepted(sessions, hasher) -> None:
+    code = _issue(sessions, hasher)
+    _check(sessions, hasher, f" {code[:3]} {code[3:]} ")
+    assert v.is_verified(sessions, hasher, FLOW, "phone", "+85362345678")
+
+
+def test_only_a_checked_code_verifies(sessions, hasher) -> None:
+    assert not v.is_verified(sessions, hasher, FLOW, "phone", "+85362345678")  # never sent
+    _issue(sessions, hasher)
+    assert not v.is_verified(sessions, hasher, FLOW, "phone", "+85362345678")  # not typed
+
+
+def test_a_right_code_gives_back_its_try_and_only_it(sessions, hasher) -> None:
+    code = _issue(sessions, hasher)
+    for remaining in (4, 3):
+        with pytest.raises(v.CodeWrong) as caught:
+            _check(sessions, hasher, _wrong(code))
+        assert caught.value.remaining == remaining
+    _check(sessions, hasher, code)
+    # A new code for the same contact in the same flow keeps the two wrong tries.
+    t = T0 + timedelta(seconds=61)
+    code = _issue(sessions, hasher, now=t)
+    for remaining in (2, 1):
+        with pytest.raises(v.CodeWrong) as caught:
+            _check(sessions, hasher, _wrong(code), now=t)
+        assert caught.value.remaining == remaining
+    with pytest.raises(v.TooManyWrong):
+        _check(sessions, hasher, _wrong(code), now=t)
+
+
+def test_contacts_differ_by_more_than_case(sessions, hasher) -> None:
+    def send(flow: str, value: str) -> None:
+        v.issue(
+            sessions,
+            hasher,
+            flow_key=flow,
+            student="s000001",
+            channel="email",
+            value=value,
+            now=T0,
+            caps=UNCAPPED,
+        )
+
+    send("flow-1", "Mei.Ho@Example.edu")
+    with pytest.raises(v.Throttled):  # the same address in other letters' case
+        send("flow-2", "mei.ho@example.edu")
+    send("flow-3", "straße@example.edu")
+    send("flow-4", "STRASSE@example.edu")  # another address, though upper case folds them
+
+
+def test_a_throttle_waits_at_least_a_second(sessions, hasher) -> None:
+    _issue(sessions, hasher)
+    with pytest.raises(v.Throttled) as caught:
+        _issue(sessions, hasher, now=T0 + timedelta(seconds=59, microseconds=500_000))
+    assert caught.value.seconds == 1
+    one_second_left = T0 + timedelta(seconds=59)
+    assert v.wait_before_resend(sessions, hasher, "phone", "+85362345678", one_second_left) == 1
+    assert v.wait_before_resend(sessions, hasher, "phone", "+85362345678", T0 + v.CONTACT_GAP) == 0
+    assert v.wait_before_resend(sessions, hasher, "phone", "+85366666666", T0) == 0  # never sent
+
+
+def test_the_contact_hour_rolls(sessions, hasher) -> None:
+    for minute in range(5):
+        _issue(sessions, hasher, now=T0 + timedelta(minutes=minute))
+    # The first send leaves the hour at T0 + 1 h exactly: one more fits then, not before.
+    with pytest.raises(v.Throttled) as caught:
+        _issue(sessions, hasher, now=T0 + timedelta(minutes=59))
+    assert caught.value.seconds == 60
+    _issue(sessions, hasher, now=T0 + v.HOUR)
+
+
+def test_the_flow_hour_rolls_and_says_how_long(sessions, hasher) -> None:
+    for n in range(10):
+        _issue(sessions, hasher, flow="x" * 64, value=f"+8536600{n:04d}", now=T0 + n * MINUTE)
+    with pytest.raises(v.Throttled) as caught:
+        _issue(sessions, hasher, flow="x" * 64, value="+85366000099", now=T0 + 11 * MINUTE)
+    assert caught.value.seconds == 49 * 60  # until the flow's first send leaves the hour
+    _issue(sessions, hasher, flow="x" * 64, value="+85366000099", now=T0 + v.HOUR)
+
+
+@pytest.mark.parametrize(
+    "caps",
+    [((1, v.HOUR),), ((1, v.HOUR), (10, v.DAY))],
+    ids=["the-only-window", "inside-a-longer-one"],
+)
+def test_the_student_cap_window_rolls_at_its_very_end(sessions, hasher, caps) -> None:
+    caps = v.SendCaps(student=caps)
+    _send(sessions, hasher, 0, T0, caps)
+    with pytest.raises(v.StudentCapped):
+        _send(sessions, hasher, 1, T0 + v.HOUR - timedelta(seconds=1), caps)
+    _send(sessions, hasher, 2, T0 + v.HOUR, caps)
+
+
+def test_the_student_cap_waits_for_the_oldest_send_whatever_the_write_order(
+    sessions, hasher
+) -> None:
+    """Parallel requests may write their sends out of time order: the wait still runs
+    from the oldest one."""
+    caps = v.SendCaps(student=((2, v.HOUR),))
+    _send(sessions, hasher, 0, T0 + 10 * MINUTE, caps)
+    _send(sessions, hasher, 1, T0 + 5 * MINUTE, caps)
+    with pytest.raises(v.StudentCapped) as caught:
+        _send(sessions, hasher, 2, T0 + 20 * MINUTE, caps)
+    assert caught.value.seconds == 45 * 60
+
+
+def test_a_spent_text_budget_says_when_it_returns(sessions, hasher) -> None:
+    caps = v.SendCaps(student=(), sms_budget=1)
+    last_second = datetime(2026, 11, 26, 23, 59, 59, 500_000, tzinfo=UTC)
+    _send(sessions, hasher, 0, last_second, caps, channel="phone")
+    with pytest.raises(v.SmsBudgetSpent) as spent:
+        _send(sessions, hasher, 1, last_second, caps, channel="phone")
+    assert spent.value.seconds == 1  # half a second to midnight: at least a second
+
+
+def test_caps_from_settings_keep_the_text_budget() -> None:
+    assert v.SendCaps.from_settings("6 per hour", 5).sms_budget == 5
