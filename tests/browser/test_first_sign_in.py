@@ -347,6 +347,27 @@ def _signed_in(answer: requests.Response) -> bool:
     return answer.status_code == 302 and "code=" in answer.headers.get("Location", "")
 
 
+def _pending_student(services: Services, prefix: str) -> Subject:
+    who = enrol_student(services, prefix)
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    return Subject(account.id, who.user_id)
+
+
+def _first_sign_in(
+    app: Flask,
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    student: Subject,
+) -> None:
+    """Pending, sent to activation, activated for that sign-in, answered: signed in, linked."""
+    start = sign_in(keycloak_server.url, realm.name, student.username, PASSWORD)
+    assert start.session is not None and start.location
+    services.keycloak.activate(student.keycloak_id, PASSWORD, attributes={}, for_sign_in=True)
+    assert _signed_in(_assert_at_keycloak(app, start.session, start.location, student))
+
+
 def test_an_assertion_for_a_student_active_for_a_day_is_refused(
     app: Flask,
     live_url: str,
@@ -355,16 +376,14 @@ def test_an_assertion_for_a_student_active_for_a_day_is_refused(
     services: Services,
     admin: KeycloakAdmin,
 ) -> None:
-    who = enrol_student(services, "d")
-    account = services.keycloak.find_user(who.user_id)
-    assert account is not None
+    student = _pending_student(services, "d")
     yesterday = datetime.now(UTC) - timedelta(days=1)
-    services.keycloak.activate(account.id, PASSWORD, attributes={}, activated_at=yesterday)
+    services.keycloak.activate(student.keycloak_id, PASSWORD, attributes={}, activated_at=yesterday)
     session, to_service = _broker_sign_in(keycloak_server, realm)
-    answer = _assert_at_keycloak(app, session, to_service, Subject(account.id, who.user_id))
+    answer = _assert_at_keycloak(app, session, to_service, student)
     assert not _signed_in(answer)
     assert "We could not finish signing you in" in html.unescape(answer.text)
-    assert admin.get_user_social_logins(account.id) == []  # nothing linked
+    assert admin.get_user_social_logins(student.keycloak_id) == []  # nothing linked
 
 
 def test_a_linked_student_is_never_signed_in_by_a_second_assertion(
@@ -375,25 +394,16 @@ def test_a_linked_student_is_never_signed_in_by_a_second_assertion(
     services: Services,
     admin: KeycloakAdmin,
 ) -> None:
-    who = enrol_student(services, "l")
-    account = services.keycloak.find_user(who.user_id)
-    assert account is not None
-    # The first sign-in: pending, sent to activation, activated for that sign-in, linked.
-    start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
-    assert start.session is not None and start.location
-    services.keycloak.activate(account.id, PASSWORD, attributes={}, for_sign_in=True)
-    first = _assert_at_keycloak(
-        app, start.session, start.location, Subject(account.id, who.user_id)
-    )
-    assert _signed_in(first)
-    assert len(admin.get_user_social_logins(account.id)) == 1
+    student = _pending_student(services, "l")
+    _first_sign_in(app, keycloak_server, realm, services, student)
+    assert len(admin.get_user_social_logins(student.keycloak_id)) == 1
     # Later, anything that makes the service assert the student again is refused.
     session, to_service = _broker_sign_in(keycloak_server, realm)
-    again = _assert_at_keycloak(app, session, to_service, Subject(account.id, who.user_id))
+    again = _assert_at_keycloak(app, session, to_service, student)
     assert not _signed_in(again)
     assert "We could not finish signing you in" in html.unescape(again.text)
     # Their own password still signs them in.
-    assert sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD).ok
+    assert sign_in(keycloak_server.url, realm.name, student.username, PASSWORD).ok
 
 
 def test_a_replayed_link_signs_in_no_one_outside_the_students_or_pending(
@@ -409,26 +419,21 @@ def test_a_replayed_link_signs_in_no_one_outside_the_students_or_pending(
     """A service made to replay the `sub` of an existing link skips the first-broker flow:
     the provider's post-login flow still refuses an account set back to pending and one
     taken out of umpass-students (e.g. a former student who is now staff)."""
-    who = enrol_student(services, "r")
-    account = services.keycloak.find_user(who.user_id)
-    assert account is not None
-    start = sign_in(keycloak_server.url, realm.name, who.user_id, PASSWORD)
-    assert start.session is not None and start.location
-    services.keycloak.activate(account.id, PASSWORD, attributes={}, for_sign_in=True)
-    student = Subject(account.id, who.user_id)
-    assert _signed_in(_assert_at_keycloak(app, start.session, start.location, student))
-    (link,) = admin.get_user_social_logins(account.id)
+    student = _pending_student(services, "r")
+    _first_sign_in(app, keycloak_server, realm, services, student)
+    account_id = student.keycloak_id
+    (link,) = admin.get_user_social_logins(account_id)
     monkeypatch.setattr(oidc_server, "broker_sub", lambda _code_hash: link["userId"])
 
-    services.keycloak.update_attributes(account.id, {ACTIVATION_STATE: ["pending"]})
+    services.keycloak.update_attributes(account_id, {ACTIVATION_STATE: ["pending"]})
     session, to_service = _broker_sign_in(keycloak_server, realm)
     assert not _signed_in(_assert_at_keycloak(app, session, to_service, student))
 
-    services.keycloak.update_attributes(account.id, {ACTIVATION_STATE: ["active"]})
+    services.keycloak.update_attributes(account_id, {ACTIVATION_STATE: ["active"]})
     group = admin.get_group_by_path("/umpass-students")
-    admin.group_user_remove(account.id, group["id"])
-    realm_changes.on_undo(lambda: admin.delete_user(account.id))  # staff now: it goes
-    admin.assign_realm_roles(account.id, [admin.get_realm_role("activation-admin")])
+    admin.group_user_remove(account_id, group["id"])
+    realm_changes.on_undo(lambda: admin.delete_user(account_id))  # staff now: it goes
+    admin.assign_realm_roles(account_id, [admin.get_realm_role("activation-admin")])
     session, to_service = _broker_sign_in(keycloak_server, realm)
     answer = _assert_at_keycloak(app, session, to_service, student)
     assert not _signed_in(answer)
