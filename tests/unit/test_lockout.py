@@ -260,3 +260,17 @@ def test_the_row_says_when_it_last_changed(sessions) -> None:
     t1 = T0 + timedelta(minutes=1)
     lockout.record_success(sessions, "dc12345", t1)
     assert (row().failures, row().updated_at) == (0, t1)
+
+
+def test_one_lock_is_enough_when_the_setting_says_one(sessions) -> None:
+    _lock_once(sessions, "dc33333", T0)
+    ended = T0 + timedelta(minutes=15)
+    assert _hot(sessions, "dc33333", ended, after_locks=1) == lockout.Hot(ended, ended + WINDOW)
+
+
+def test_a_lock_records_when_it_started(sessions) -> None:
+    """The help desk's list and the mass-lockout banner read when each lock began."""
+    started = T0 + timedelta(minutes=3)
+    _lock_once(sessions, "dc44444", started)
+    with sessions() as session:
+        assert session.get(IdentifyLockout, "dc44444").locked_at == started
