@@ -9,14 +9,13 @@ Screenshots of each state go to artifacts/browser/axe/<language>/.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from flask import Flask
-from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import update
 
@@ -180,14 +179,6 @@ def test_flow_pages(
     walk.check(page, "sign-in-link-invalid")
     context.close()
     walk.assert_complete_and_clean()
-
-
-@pytest.fixture(scope="module")
-def module_staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
-    """The staff accounts the module's tests share, deleted when the module ends."""
-    changes = RealmChanges(admin, realm.name)
-    yield changes
-    changes.undo_all()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import csv
 import io
 import re
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -46,14 +46,6 @@ def _signed_in(browser: Browser, live_url: str, username: str) -> tuple[BrowserC
     enter_password(page, STAFF_PASSWORD)
     page.wait_for_url(f"{live_url}/helpdesk/**")
     return context, page
-
-
-@pytest.fixture(scope="module")
-def module_staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
-    """The staff accounts the module's tests share, deleted when the module ends."""
-    changes = RealmChanges(admin, realm.name)
-    yield changes
-    changes.undo_all()
 
 
 @pytest.fixture(scope="module")
