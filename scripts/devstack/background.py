@@ -92,6 +92,12 @@ class Background:
     def is_ours(self) -> bool:
         """True while our process runs; one restarted by another process that shares the
         state file (which may be older) is found, and adopted, by its command line."""
+        if self.process is not None and self.process.pid == self.pid:
+            # Our own child: its exit status decides. Its command line may not say: gunicorn
+            # renames its master when setproctitle is installed (mutmut brings it into the
+            # dev lock), and then a kill found nothing of ours, left the replica serving and
+            # made its restart fail with "address in use".
+            return self.process.poll() is None
         found = find_ours(self.pid, self._matches)
         if found is not None and found != self.pid:
             self.pid, self.process = found, None

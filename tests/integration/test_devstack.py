@@ -165,3 +165,40 @@ def test_a_stack_failure_with_every_port_free_is_raised(
         Stack.up(tmp_path / "stack")
     assert not isinstance(raised.value, StackPortTaken)
     assert len(tried) == 1
+
+
+# A server that renames its process, as gunicorn's master does when setproctitle is there.
+_RENAMED_SERVER = """
+import socket, sys, time
+import setproctitle
+listener = socket.create_server(("127.0.0.1", int(sys.argv[1])))
+setproctitle.setproctitle("gunicorn: master [umpass]")
+while True:
+    listener.accept()[0].close()
+"""
+
+
+def test_a_renamed_server_is_still_ours_to_kill_and_restart(tmp_path: Path) -> None:
+    import sys
+
+    from devstack.background import Background
+    from devstack.processes import free_port
+
+    port = free_port()
+    server = Background(
+        name="renamed",
+        argv=[sys.executable, "-c", _RENAMED_SERVER, str(port)],
+        port=port,
+        log_file=tmp_path / "renamed.log",
+    )
+    server.start()
+    try:
+        assert server.answers()
+        first = server.pid
+        server.kill()  # a crash: the port is free again
+        assert not server.is_ours() and not server.answers()
+        server.start()  # the same port: refused if the first still held it
+        assert server.answers() and server.pid != first
+    finally:
+        server.stop(grace=5.0)
+    assert not server.answers()
