@@ -1,14 +1,19 @@
 """Fixtures the integration tests share beyond tests/conftest.py."""
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 from keycloak import KeycloakAdmin
 
 from provider.config import Settings
+from provider.keycloak import KeycloakGateway
 from provider.services import Services
+from provider.services import services as app_services
 from tests.conftest import KeycloakUnderTest, RealmUnderTest, master_admin
 from tests.support.admin_events import KeycloakWrites, recording
+from tests.support.fault_proxy import FaultProxy
 from tests.support.ldap_server import slapd_server  # noqa: F401
 from tests.support.replicas import Replica, start_replica
 
@@ -55,3 +60,15 @@ def keycloak_writes(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[Key
     """Keycloak's own record of every user write (admin events), on for the module."""
     with recording(admin, realm.name) as writes:
         yield writes
+
+
+@pytest.fixture
+def proxy(app: Flask, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
+    """From here on the app reaches Keycloak through the fault proxy, with a gateway of its
+    own: its password-policy cache starts empty."""
+    settings = services.settings.keycloak
+    running = FaultProxy(settings.url)
+    gateway = KeycloakGateway(dataclasses.replace(settings, url=running.url))
+    monkeypatch.setattr(app_services(app), "keycloak", gateway)
+    yield running
+    running.close()

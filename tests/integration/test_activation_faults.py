@@ -14,7 +14,6 @@ in an account activated exactly once.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -24,9 +23,8 @@ from keycloak import KeycloakAdmin
 from sqlalchemy import func, select
 
 from provider.flows import activate as activation
-from provider.keycloak import STATE_ACTIVE, STATE_PENDING, KeycloakGateway
+from provider.keycloak import STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
-from provider.services import services as app_services
 from provider.storage.models import ActivationCode, AuditEvent, Flow
 from tests.support.admin_events import KeycloakWrites
 from tests.support.fault_proxy import Fault, FaultProxy
@@ -70,18 +68,6 @@ def at_password(app: Flask, student: StudentDetails, inbox: Inbox) -> FlowClient
     flow = FlowClient(app.test_client(), inbox)
     flow.to_password_step(student)
     return flow
-
-
-@pytest.fixture
-def proxy(app: Flask, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    """From here on the app reaches Keycloak through the fault proxy, with a gateway of its
-    own: its password-policy cache starts empty."""
-    settings = services.settings.keycloak
-    running = FaultProxy(settings.url)
-    gateway = KeycloakGateway(dataclasses.replace(settings, url=running.url))
-    monkeypatch.setattr(app_services(app), "keycloak", gateway)
-    yield running
-    running.close()
 
 
 def _keycloak_id(admin: KeycloakAdmin, user_id: str) -> str:

@@ -12,16 +12,14 @@ gunicorn worker killing itself (see tests/integration/test_activation_faults.py)
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import pytest
 import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
 
-from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, KeycloakGateway
+from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
-from provider.services import services as app_services
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
@@ -73,16 +71,6 @@ def proven(app: Flask, inbox: Inbox, change: Change) -> FlowClient:
     flow = FlowClient(app.test_client(), inbox)
     _prove_new_contacts(flow, change)
     return flow
-
-
-@pytest.fixture
-def proxy(app: Flask, services: Services, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultProxy]:
-    settings = services.settings.keycloak
-    running = FaultProxy(settings.url)
-    gateway = KeycloakGateway(dataclasses.replace(settings, url=running.url))
-    monkeypatch.setattr(app_services(app), "keycloak", gateway)
-    yield running
-    running.close()
 
 
 def _held(admin: KeycloakAdmin, change: Change) -> Contacts:
