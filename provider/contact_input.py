@@ -1,4 +1,4 @@
-"""Checking the phone numbers and email addresses students type.
+"""Checking the phone numbers and email addresses students type, and masking them for display.
 
 Email: email-validator's syntax rules (no DNS lookups on the request path), and nothing
 that could end up as an extra mail header. Phone: parsed with phonenumbers (default
@@ -74,10 +74,21 @@ def clean_phone(raw: str, policy: PhonePolicy | None = None) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
-def display_phone(e164: str) -> str:
-    """+853 6234 5678 style, for showing back a number the student typed."""
+def mask_email(email: str | None) -> str | None:
+    """``s•••@gmail.com``: the first character and the domain (shown before and after a
+    contact is proven, to the student and to the help desk)."""
+    if not email or "@" not in email:
+        return None
+    local, domain = email.rsplit("@", 1)
+    return f"{local[:1]}•••@{domain}"
+
+
+def mask_phone(e164: str | None) -> str | None:
+    """``+853 ••••5678``: the country code and the last 4 digits."""
+    if not e164 or not e164.startswith("+") or len(e164) < 8:
+        return None
     try:
-        number = phonenumbers.parse(e164)
+        country = str(phonenumbers.parse(e164).country_code)
     except phonenumbers.NumberParseException:
-        return e164
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        return None
+    return f"+{country} ••••{e164[-4:]}"

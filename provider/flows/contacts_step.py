@@ -23,11 +23,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from wtforms import RadioField, SelectChoice, StringField
 from wtforms.validators import Length, Optional
 
-from provider.contact_input import ContactRejected, PhonePolicy, clean_email, clean_phone
+from provider.contact_input import (
+    ContactRejected,
+    PhonePolicy,
+    clean_email,
+    clean_phone,
+    mask_email,
+    mask_phone,
+)
 from provider.delivery import DeliveryFailed
 from provider.delivery import messages as texts
 from provider.flows import send_budget, verification
-from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.engine import FlowEngine, FlowState
 from provider.keycloak import PHONE_NUMBER, Conflict, InvalidValue
 from provider.services import Services

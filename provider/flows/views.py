@@ -33,11 +33,11 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField
 
 from provider import audit
+from provider.contact_input import mask_email, mask_phone
 from provider.flows import activate as activation
 from provider.flows import challenge as challenges
 from provider.flows import identify as identify_step
 from provider.flows import lockout
-from provider.flows.contacts import mask_email, mask_phone
 from provider.flows.contacts_step import ContactsStep
 from provider.flows.engine import FLOW_COOKIE, FlowConflict, FlowEngine, FlowState
 from provider.flows.password import PasswordForm, strength, weakness

@@ -16,7 +16,7 @@ from sqlalchemy import delete, select
 
 from provider import audit
 from provider.activation_codes import IssuedCode, issue_code
-from provider.flows.contacts import mask_email, mask_phone
+from provider.contact_input import mask_email, mask_phone
 from provider.keycloak import PHONE_NUMBER, KeycloakUser
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, IdentifyLockout, Student

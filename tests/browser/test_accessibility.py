@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import update
 
 from provider.config import Settings
-from provider.flows.contacts import mask_email
+from provider.contact_input import mask_email
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from provider.storage.models import Flow

@@ -1,6 +1,6 @@
 import pytest
 
-from provider.flows.contacts import mask_email, mask_phone
+from provider.contact_input import mask_email, mask_phone
 from provider.flows.password import weakness
 from provider.flows.policies import current_policies
 from provider.keyed_hash import KeyedHasher, Purpose
