@@ -16,9 +16,10 @@ from provider import i18n, limits, security_headers
 from provider.config import Settings, load_settings
 from provider.csrf import OriginCheckedCSRF
 from provider.flows import views as flow_views
-from provider.flows.engine import FlowEngine
+from provider.flows.activation import make_engine
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
 from provider.logging_setup import configure_logging
+from provider.oidc import flow_glue
 from provider.oidc import views as oidc_views
 from provider.oidc.server import make_server
 from provider.oidc.signing_key import load_signing_key
@@ -57,10 +58,9 @@ def create_app(
     )
     svc = Services.assemble(settings, gateway=gateway)
     install(app, svc)
-    app.extensions["umpass.flow_engine"] = FlowEngine(
+    app.extensions["umpass.flow_engine"] = make_engine(
         svc.sessions,
         svc.hasher,
-        flow_views.STEPS,
         idle=timedelta(minutes=settings.flow_idle_minutes),
         reads=svc.reads,
     )
@@ -162,3 +162,4 @@ def _install_oidc_provider(app: Flask, svc: Services) -> None:
     app.extensions["umpass.oidc_issuer"] = issuer
     load_signing_key(svc.settings.oidc.signing_key_file)  # created now, not mid-login
     app.register_blueprint(oidc_views.bp)
+    flow_glue.install(app)

@@ -41,8 +41,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from provider.config import LONGEST_STUDENT_WINDOW_SECONDS, ConfigError
-from provider.flows import verification
 from provider.flows.engine import flow_expired
+from provider.guards import verification
 from provider.oidc.server import ID_TOKEN_SECONDS, TOKEN_LIFETIME
 from provider.storage.engine import read_only
 from provider.storage.models import (

@@ -4,8 +4,10 @@ A flow lives in the database, keyed by the HMAC of a random id (192 bits) that t
 browser holds in a cookie, so a stolen database cannot be replayed as cookies and a
 client cannot rewind its own counters. Nothing is stored before the student is
 identified: the first step needs no server state, so anonymous visitors cannot fill the
-table. Steps only say "done" or "not yet"; the engine decides what comes next, so no
-step can be skipped or replayed out of order. A flow idles out after `idle` (default 30
+table. A step says only how its submit ended (see `provider.flows.step`); the engine
+names what comes next from the flow's ordered list, so no step can be skipped or replayed
+out of order, and no caller ever names a step. What a flow collected is a typed object of
+the flow's own (`provider.flows.state`), stored as JSON. A flow idles out after `idle` (default 30
 minutes) and ends `MAX_LIFETIME` after it began whatever happens; an expired or unknown
 flow is replaced by a fresh one and the student is told, never shown an error.
 """
@@ -14,9 +16,9 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Generic, Protocol, Self, TypeVar
 
 from sqlalchemy import ColumnElement, delete, or_, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,14 +32,27 @@ MAX_LIFETIME = timedelta(hours=2)
 TOUCH_EVERY = timedelta(minutes=1)
 
 
+class FlowData(Protocol):
+    """What one flow collects, written as JSON."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Self: ...
+
+
+D = TypeVar("D", bound=FlowData)
+
+
 @dataclass
-class FlowState:
-    """One flow as the steps see it; `data` holds what steps collected so far."""
+class FlowState(Generic[D]):
+    """One flow as the steps see it; `data` holds what the steps collected (None until
+    the first step has identified the student and the flow is stored)."""
 
     flow_id: str | None  # the cookie value (only its HMAC is stored); None before identify
     step: str
     user_id: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: D | None = None
     version: int = 0
     expires_at: datetime | None = None
     is_new: bool = False
@@ -48,12 +63,13 @@ class FlowConflict(Exception):
     """Another request changed the flow first (double submit); reload and look again."""
 
 
-class FlowEngine:
+class FlowEngine(Generic[D]):
     def __init__(
         self,
         sessions: sessionmaker[Session],
         hasher: KeyedHasher,
         steps: Sequence[str],
+        data_type: type[D],
         *,
         idle: timedelta = DEFAULT_IDLE,
         reads: sessionmaker[Session] | None = None,
@@ -62,12 +78,13 @@ class FlowEngine:
         self._reads = reads or sessions
         self._hasher = hasher
         self.steps = tuple(steps)
+        self._data_type = data_type
         self.idle = idle
 
     def _key(self, flow_id: str) -> str:
         return self._hasher.digest(Purpose.FLOW_ID, flow_id)
 
-    def key(self, state: FlowState) -> str:
+    def key(self, state: FlowState[D]) -> str:
         """The stored identity of a flow (HMAC of its cookie value), for claims."""
         if state.flow_id is None:
             raise FlowConflict
@@ -77,7 +94,7 @@ class FlowEngine:
         """1-based position for "Step n of N"."""
         return self.steps.index(step) + 1
 
-    def load_or_start(self, flow_id: str | None, now: datetime | None = None) -> FlowState:
+    def load_or_start(self, flow_id: str | None, now: datetime | None = None) -> FlowState[D]:
         """The live flow for this cookie, or a fresh (not yet stored) one at the first step."""
         now = now or datetime.now(UTC)
         expired = False
@@ -89,7 +106,7 @@ class FlowEngine:
                         flow_id=flow_id,
                         step=row.step,
                         user_id=row.user_id,
-                        data=dict(row.state),
+                        data=self._data_type.from_json(dict(row.state)),
                         version=row.version,
                         expires_at=row.expires_at,
                     )
@@ -97,11 +114,13 @@ class FlowEngine:
         return FlowState(flow_id=None, step=self.steps[0], replaced_expired=expired)
 
     def start_identified(
-        self, state: FlowState, *, user_id: str, step: str, now: datetime | None = None
-    ) -> FlowState:
+        self, state: FlowState[D], *, user_id: str, data: D, now: datetime | None = None
+    ) -> FlowState[D]:
         """Store the flow under a NEW id once the student is identified (an id that existed
-        before identification is never trusted after it), dropping the one it replaces."""
+        before identification is never trusted after it), dropping the one it replaces,
+        at the step after the current one."""
         now = now or datetime.now(UTC)
+        step = self._after(state.step)
         flow_id = secrets.token_urlsafe(24)
         with self._sessions.begin() as session:
             if state.flow_id:
@@ -111,7 +130,7 @@ class FlowEngine:
                     id_hash=self._key(flow_id),
                     user_id=user_id,
                     step=step,
-                    state=state.data,
+                    state=data.to_json(),
                     version=0,
                     created_at=now,
                     updated_at=now,
@@ -122,12 +141,12 @@ class FlowEngine:
             flow_id=flow_id,
             step=step,
             user_id=user_id,
-            data=state.data,
+            data=data,
             expires_at=now + self.idle,
             is_new=True,
         )
 
-    def touch(self, state: FlowState, now: datetime | None = None) -> None:
+    def touch(self, state: FlowState[D], now: datetime | None = None) -> None:
         """Push the idle expiry forward (a page was viewed); at most once a minute."""
         now = now or datetime.now(UTC)
         if state.flow_id is None:
@@ -141,22 +160,35 @@ class FlowEngine:
                 .values(updated_at=now, expires_at=now + self.idle)
             )
 
-    def save(
-        self, state: FlowState, *, step: str | None = None, now: datetime | None = None
-    ) -> FlowState:
-        """Write the state (and move to `step`) if nobody else changed the flow meanwhile."""
-        if state.flow_id is None:
+    def save(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
+        """Write what the current step collected, staying on it."""
+        return self._write(state, state.step, now)
+
+    def advance(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
+        """The current step is done: write and move to the next one in the list."""
+        return self._write(state, self._after(state.step), now)
+
+    def complete(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
+        """The flow reached its goal: write and move to its last step (the end page)."""
+        return self._write(state, self.steps[-1], now)
+
+    def _after(self, step: str) -> str:
+        index = self.steps.index(step)
+        return self.steps[min(index + 1, len(self.steps) - 1)]
+
+    def _write(self, state: FlowState[D], step: str, now: datetime | None) -> FlowState[D]:
+        """Write the state and the step if nobody else changed the flow meanwhile."""
+        if state.flow_id is None or state.data is None:
             raise FlowConflict  # nothing stored yet: only identify starts a flow
         now = now or datetime.now(UTC)
-        new_step = step or state.step
         with self._sessions.begin() as session:
             result = session.execute(
                 update(Flow)
                 .where(Flow.id_hash == self._key(state.flow_id), Flow.version == state.version)
                 .values(
-                    step=new_step,
+                    step=step,
                     user_id=state.user_id,
-                    state=state.data,
+                    state=state.data.to_json(),
                     version=state.version + 1,
                     updated_at=now,
                     expires_at=now + self.idle,
@@ -164,16 +196,11 @@ class FlowEngine:
             )
             if result.rowcount != 1:
                 raise FlowConflict
-        state.step = new_step
+        state.step = step
         state.version += 1
         return state
 
-    def advance(self, state: FlowState, now: datetime | None = None) -> FlowState:
-        """Move past the current step."""
-        index = self.steps.index(state.step)
-        return self.save(state, step=self.steps[min(index + 1, len(self.steps) - 1)], now=now)
-
-    def finish(self, state: FlowState) -> None:
+    def finish(self, state: FlowState[D]) -> None:
         """Forget the flow (the "Not you? Start again" of a shared computer)."""
         if state.flow_id:
             with self._sessions.begin() as session:

@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
 from provider import audit
-from provider.flows import send_budget
+from provider.guards import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import student as students

@@ -1,7 +1,8 @@
-"""Carrying Keycloak's authorization request through the activation flow and back.
+"""Keycloak's authorization request: kept while the student activates, answered once.
 
 The broker's request is validated at /oidc/authorize and kept in the signed session
-cookie until the student is identified, then in the flow's server-side state. An
+cookie until the student is identified, then in the flow's server-side state (see
+`flow_glue`, which carries it through the flow). An
 answer naming an account is issued at one point only: the "done" step of a flow whose
 activation has just succeeded, for that flow's account, once (the request is removed
 from the flow with compare-and-set before the code is made). A request that arrives
@@ -21,14 +22,12 @@ from flask import current_app, render_template, session
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 
-from provider.flows.engine import FlowEngine, FlowState
 from provider.oidc.server import Subject
 
 SESSION_KEY = "umpass_oidc_request"
 INVALID_SIGN_IN = _l(
     "This sign-in link is not valid. Go back to the page you were signing in to and try again."
 )
-FLOW_KEY = "oidc_request"
 # What an authorization request may carry through the flow, and how long each may be.
 PARAMS = {
     "response_type": 16,
@@ -76,22 +75,6 @@ def take_from_session() -> dict[str, str] | None:
     return session.pop(SESSION_KEY, None)
 
 
-def pending(state: FlowState | None) -> bool:
-    """Is a sign-in waiting for this browser's activation?"""
-    return SESSION_KEY in session or bool(state and state.data.get(FLOW_KEY))
-
-
-def attach(engine: FlowEngine, state: FlowState) -> FlowState:
-    """A sign-in request arriving while this browser holds an identified flow (finished
-    or not) ends that flow: on a shared computer the flow may be someone else's, and
-    only the student who identifies next may be asserted. The request waits in the
-    session until identify moves it into the new flow."""
-    if SESSION_KEY in session and state.flow_id is not None:
-        engine.finish(state)
-        return engine.load_or_start(None)
-    return state
-
-
 def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnValue:
     """Send the browser to the broker: a code for `subject`, or access_denied when None.
 
@@ -109,4 +92,4 @@ def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnVal
         # No longer a valid request (e.g. its nonce was used meanwhile): say so plainly,
         # never authlib's JSON.
         return render_template("error.html", message=INVALID_SIGN_IN), 400
-    return render_template("flow/return.html", url=location, signed_in=subject is not None)
+    return render_template("oidc/return.html", url=location, signed_in=subject is not None)

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect
 from sqlalchemy import select
 
 from provider.config import Settings
-from provider.flows import lockout
+from provider.guards import lockout
 from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent

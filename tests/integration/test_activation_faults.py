@@ -2,7 +2,7 @@
 read back from Keycloak, then the student's retry.
 
 The last step claims the flow, claims the code, makes one Keycloak write, consumes the
-code and moves the flow to "done" (provider/flows/activate.py). Faults at the write come
+code and moves the flow to "done" (provider/flows/steps/activate.py). Faults at the write come
 from a real TCP proxy in front of Keycloak (tests/support/fault_proxy.py) that lets the
 token, policy and user reads through and fails only the user PUT. Crashes are the
 gunicorn worker of a service replica killing itself (SIGKILL) between two of those steps
@@ -22,7 +22,7 @@ from flask import Flask
 from keycloak import KeycloakAdmin
 from sqlalchemy import func, select
 
-from provider.flows import activate as activation
+from provider.flows.steps import activate as activation
 from provider.keycloak import STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, Flow

@@ -398,7 +398,7 @@ def test_an_open_flow_ends_when_its_code_is_withdrawn(
 def test_the_final_claim_refuses_an_expired_code(
     services: Services, student: StudentDetails
 ) -> None:
-    from provider.flows.activate import _claim_code
+    from provider.flows.steps.activate import _claim_code
 
     now = datetime.now(UTC)
     with services.sessions.begin() as db:

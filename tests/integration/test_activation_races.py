@@ -5,7 +5,7 @@ Each replica is a process of its own, so the gateway's per-user lock (one per pr
 cannot line the submits up. The gateway's already-active check is blinded in both
 (`unguard`, tests/support/service_process.py), as it is whenever two replicas read the
 account before either writes. What is left is what these tests are about: the two
-compare-and-sets in the database (provider/flows/activate.py). The flow claim stops
+compare-and-sets in the database (provider/flows/steps/activate.py). The flow claim stops
 twenty submits of one flow; the code claim stops four flows (tabs) of one student. Each
 test fails when its compare-and-set is taken out, the other left in.
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from provider.delivery import DeliveryFailed, TextMessage
 from provider.delivery.sms import WebhookGateway, WebhookSettings
-from provider.flows import verification
+from provider.guards import verification
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.services import services as app_services

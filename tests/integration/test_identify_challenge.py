@@ -16,7 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from provider.flows import challenge as challenges
+from provider.guards import challenge as challenges
 from provider.keyed_hash import Purpose
 from provider.services import Services
 from provider.storage.models import AuditEvent, IdentifyLockout

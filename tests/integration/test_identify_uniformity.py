@@ -25,7 +25,7 @@ import requests
 from sqlalchemy import update
 
 from provider.activation_codes import revoke_codes
-from provider.flows.lockout import MAX_FAILURES
+from provider.guards.lockout import MAX_FAILURES
 from provider.services import Services
 from provider.storage.models import ActivationCode
 from tests.support.flow_client import StudentDetails

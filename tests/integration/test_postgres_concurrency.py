@@ -23,9 +23,10 @@ from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.activation_codes import consume_code, enrol, issue_code
-from provider.flows import lockout, send_budget, verification
-from provider.flows.activate import ActivationInProgress, _claim_code, activate
 from provider.flows.engine import FlowConflict, FlowEngine
+from provider.flows.state import ActivationData
+from provider.flows.steps.activate import ActivationInProgress, _claim_code, activate
+from provider.guards import lockout, send_budget, verification
 from provider.intake.provision import issue_intake_codes
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.oidc.server import ActivationCodeGrant
@@ -39,6 +40,7 @@ from provider.storage.models import (
     OidcAuthorizationCode,
     SendDay,
 )
+from tests.support.flow_data import Notes
 
 PARALLEL = 12
 
@@ -511,23 +513,23 @@ def test_oidc_authorization_code_is_spent_once(
 
 # -- flows --------------------------------------------------------------------------------
 
-STEPS = ("identify", "contacts", "password", "done")
+STEPS = ("identify", "password", "done")  # identified: at the password step
 
 
 def test_flow_compare_and_set_lets_one_writer_through(
     sessions: sessionmaker[Session], hasher: KeyedHasher
 ) -> None:
-    engine = FlowEngine(sessions, hasher, STEPS)
-    started = engine.start_identified(engine.load_or_start(None), user_id="r-flow", step="password")
+    engine = FlowEngine(sessions, hasher, STEPS, Notes)
+    started = engine.start_identified(engine.load_or_start(None), user_id="r-flow", data=Notes({}))
 
     # Every writer read version 0 before any of them writes.
     states = [engine.load_or_start(started.flow_id) for _ in range(PARALLEL)]
 
     def save(i: int) -> str:
         state = states[i]
-        state.data = {**state.data, "writer": i}
+        state.data = Notes({"writer": i})
         try:
-            engine.save(state, step="done")
+            engine.complete(state)
         except FlowConflict:
             return "conflict"
         return "saved"
@@ -560,15 +562,15 @@ def test_parallel_submits_activate_once(
     """Twelve submits: six tabs of one flow and six other flows of the same student (other
     devices). One activates; the code is consumed once."""
     user_id, code_id = _code(sessions, hasher)
-    engine = FlowEngine(sessions, hasher, STEPS)
-    data = {"code_id": code_id, "keycloak_id": "kc-race"}
+    engine = FlowEngine(sessions, hasher, STEPS, ActivationData)
     flows = [
-        engine.start_identified(engine.load_or_start(None), user_id=user_id, step="password")
+        engine.start_identified(
+            engine.load_or_start(None),
+            user_id=user_id,
+            data=ActivationData(code_id=code_id, keycloak_id="kc-race"),
+        )
         for _ in range(PARALLEL // 2)
     ]
-    for flow in flows:
-        flow.data = dict(data)
-        engine.save(flow)
     keycloak = _CountingKeycloak()
     svc = _svc(sessions, hasher, keycloak)
 

@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import cli
-from provider.flows import lockout
+from provider.guards import lockout
 from provider.purge import ADVISORY_LOCK_KEY, KINDS, PurgeBusy, PurgeReport, Retention, purge
 from provider.storage import migrate
 from provider.storage.engine import make_engine

@@ -12,7 +12,7 @@ from flask import Flask
 
 from provider import create_app
 from provider.config import Settings
-from provider.flows.identify import identify
+from provider.flows.steps.identify_check import identify
 from provider.keycloak import (
     IdentityServiceUnavailable,
     KeycloakGateway,

@@ -9,7 +9,7 @@ switched by files in UMPASS_TEST_CONTROL_DIR (never part of the product):
 * A crash point: when a file named after a point exists, the worker removes it and kills
   itself with SIGKILL right there (no cleanup, no answer), as a process killed by the
   kernel or a lost machine would; gunicorn's master starts a fresh worker. The points
-  are between the steps of the activation write (provider/flows/activate.py) and of the
+  are between the steps of the activation write (provider/flows/steps/activate.py) and of the
   contacts write (provider/flows/contacts_step.py); see CRASH_POINTS.
 * `unguarded`: the gateway's already-active check sees every account as pending, as it
   does when two replicas both read the account before either wrote. Only the database
@@ -34,7 +34,7 @@ from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 
 # Where each crash point sits, in the order the write passes them.
 CRASH_POINTS = {
-    # activation (provider/flows/activate.py)
+    # activation (provider/flows/steps/activate.py)
     "after-flow-claim": "the flow is claimed; the code is not yet",
     "after-code-claim": "both are claimed; Keycloak not yet written",
     "after-activation-write": "Keycloak holds the password; the code is not consumed",
@@ -103,13 +103,14 @@ class HookedGateway(KeycloakGateway):
 
 
 def _install_crash_points(control: _Control) -> None:
-    from provider.flows import activate as activation
-    from provider.flows.contacts_step import ContactsStep
     from provider.flows.engine import FlowEngine
+    from provider.flows.step import Next
+    from provider.flows.steps import activate as activation
+    from provider.flows.steps.contacts import ContactsStep
 
     claim_code = activation._claim_code
     consume_code = activation.consume_code
-    save = FlowEngine.save
+    complete = FlowEngine.complete
     finish = ContactsStep.finish
 
     def claim_code_hooked(*args: Any, **kwargs: Any) -> Any:
@@ -120,20 +121,19 @@ def _install_crash_points(control: _Control) -> None:
         control.crash_if_armed("after-activation-write")
         return consume_code(*args, **kwargs)
 
-    def save_hooked(self: FlowEngine, state: Any, **kwargs: Any) -> Any:
-        if kwargs.get("step") == "done":
-            control.crash_if_armed("after-code-consumed")
-        return save(self, state, **kwargs)
+    def complete_hooked(self: FlowEngine, state: Any, **kwargs: Any) -> Any:
+        control.crash_if_armed("after-code-consumed")  # the move to "done" is next
+        return complete(self, state, **kwargs)
 
-    def finish_hooked(self: ContactsStep) -> Any:
-        outcome = finish(self)
-        if outcome is None:  # written; the view moves the flow on next
+    def finish_hooked(self: ContactsStep, visit: Any) -> Any:
+        outcome = finish(self, visit)
+        if isinstance(outcome, Next):  # written; the engine moves the flow on next
             control.crash_if_armed("after-contact-writes")
         return outcome
 
     activation._claim_code = claim_code_hooked  # type: ignore[assignment]
     activation.consume_code = consume_code_hooked  # type: ignore[assignment]
-    FlowEngine.save = save_hooked  # type: ignore[method-assign]
+    FlowEngine.complete = complete_hooked  # type: ignore[method-assign]
     ContactsStep.finish = finish_hooked  # type: ignore[method-assign]
 
 

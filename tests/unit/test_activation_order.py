@@ -1,4 +1,4 @@
-"""The activation's ordering (provider/flows/activate.py) at unit level: the real flow
+"""The activation's ordering (provider/flows/steps/activate.py) at unit level: the real flow
 engine and activation codes on a real SQLite database, and a Keycloak side that records
 each call and keeps the one rule the ordering leans on (an active account is not written
 again). Crashes, refusals and lost answers are the recorder's; the claims, the lease and
@@ -18,14 +18,15 @@ import pytest
 from sqlalchemy import select, update
 
 from provider.activation_codes import enrol, issue_code
-from provider.flows import activate as activation
-from provider.flows.activate import (
+from provider.flows.engine import FlowEngine, FlowState
+from provider.flows.state import ActivationData, OnRecord, PendingContact
+from provider.flows.steps import activate as activation
+from provider.flows.steps.activate import (
     CLAIM_LEASE,
     ActivationImpossible,
     ActivationInProgress,
     activate,
 )
-from provider.flows.engine import FlowEngine, FlowState
 from provider.keycloak import (
     ACCEPTED_POLICIES,
     STATE_ACTIVE,
@@ -37,12 +38,12 @@ from provider.keycloak import (
 from provider.storage.models import ActivationCode, AuditEvent, Flow
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-STEPS = ("identify", "policies", "contacts", "password", "done")
+STEPS = ("identify", "password", "done")  # identified: at the password step
 USER = "dc12345"
 KC_ID = "kc-dc12345"
 FIRST = "orbit lantern velvet 1987"
 SECOND = "copper meadow whistle 2031"
-POLICIES = [{"policy": "terms", "version": "2026-1"}]
+POLICIES = ["terms@2026-1:2026-11-26T11:55:00Z"]
 
 
 class Died(Exception):
@@ -115,15 +116,15 @@ class World:
     def flow(self, now: datetime = T0) -> FlowState:
         """A new flow of the student at the password step (a tab, a device)."""
         anonymous = self.engine.load_or_start(None, now)
-        anonymous.data = {
-            "code_id": self.code_id,
-            "keycloak_id": KC_ID,
-            "accepted_policies": POLICIES,
-            "hints": ["Mei"],
-            "on_record": {"email": "m•••@example.edu"},
-            "pending": {"phone": "+85362001122"},
-        }
-        return self.engine.start_identified(anonymous, user_id=USER, step="password", now=now)
+        data = ActivationData(
+            code_id=self.code_id,
+            keycloak_id=KC_ID,
+            accepted_policies=POLICIES,
+            hints=["Mei"],
+            on_record={"email": OnRecord("m•••@example.edu")},
+            pending={"phone": PendingContact("+85362001122", "+85362001122", False)},
+        )
+        return self.engine.start_identified(anonymous, user_id=USER, data=data, now=now)
 
     def load(self, state: FlowState, now: datetime = T0) -> FlowState:
         return self.engine.load_or_start(state.flow_id, now)
@@ -168,7 +169,11 @@ def world(sessions, hasher) -> World:
     with sessions() as session:
         code_id = session.scalar(select(ActivationCode.id).where(ActivationCode.user_id == USER))
     return World(
-        sessions, hasher, FlowEngine(sessions, hasher, STEPS), RecordingKeycloak(), code_id
+        sessions,
+        hasher,
+        FlowEngine(sessions, hasher, STEPS, ActivationData),
+        RecordingKeycloak(),
+        code_id,
     )
 
 
@@ -190,13 +195,10 @@ def test_one_submit_writes_once_consumes_the_code_and_finishes(
     assert (done.step, done.version) == ("done", 2)  # the claim, then "done"
     row = world.row(state)
     assert (row.updated_at, row.expires_at) == (T0, T0 + world.engine.idle)
-    # What only the activation needed is gone; the flow remembers it activated.
-    assert done.data == {
-        "code_id": world.code_id,
-        "keycloak_id": KC_ID,
-        "accepted_policies": POLICIES,
-        "activated": True,
-    }
+    # What only the activation needed is gone.
+    assert done.data == ActivationData(
+        code_id=world.code_id, keycloak_id=KC_ID, accepted_policies=POLICIES
+    )
     assert world.audit() == [("student", "account.activated", USER, {"recovered": False})]
 
 
@@ -220,7 +222,7 @@ def test_a_submit_of_a_flow_another_submit_is_activating_waits_for_the_lease(
     world.keycloak.faults["activate"] = Died()
     with pytest.raises(Died):
         world.submit(state)
-    assert world.load(state).data["claim"] == T0.isoformat()
+    assert world.load(state).data.claim == T0.isoformat()
     assert world.row(state).updated_at == T0  # the claim was written at the request's time
     assert world.code().claimed_by == world.engine.key(state)
     almost = T0 + CLAIM_LEASE - timedelta(seconds=1)
@@ -399,7 +401,7 @@ def test_a_crash_after_consuming_the_code_finishes_with_the_password_typed_last(
     state = world.flow()
     key = world.engine.key(state)
     claimed = world.load(state)
-    claimed.data = {**claimed.data, "claim": T0.isoformat()}
+    claimed.data.claim = T0.isoformat()
     world.engine.save(claimed, now=T0)
     world.set_code(used_at=T0, claimed_by=key, claimed_at=T0)
     world.keycloak.active.add(KC_ID)
@@ -420,13 +422,13 @@ def test_a_parallel_request_that_finished_the_flow_first_stands(world: World) ->
     def other_request() -> None:
         world.keycloak.during = None
         moved = world.load(state)
-        moved.data = {**moved.data, "other": True}
-        world.engine.save(moved, step="done")
+        moved.data.accepted_policies = ["other"]
+        world.engine.complete(moved)
 
     world.keycloak.during = other_request
     world.submit(state)
     assert world.code().used_at == T0
-    assert world.load(state).data.get("other") is True
+    assert world.load(state).data.accepted_policies == ["other"]
     # The same while a refusal gives the flow's claim back.
     second = world.flow()
     world.set_code(used_at=None, claimed_by=None, claimed_at=None)
@@ -435,7 +437,7 @@ def test_a_parallel_request_that_finished_the_flow_first_stands(world: World) ->
     def other_then_refusal() -> None:
         world.keycloak.during = None
         moved = world.load(second)
-        moved.data = {**moved.data, "other": True}
+        moved.data.accepted_policies = ["other"]
         world.engine.save(moved)
 
     world.keycloak.during = other_then_refusal
@@ -444,7 +446,7 @@ def test_a_parallel_request_that_finished_the_flow_first_stands(world: World) ->
     )
     with pytest.raises(PasswordRejected):
         world.submit(second)
-    assert world.load(second).data.get("other") is True
+    assert world.load(second).data.accepted_policies == ["other"]
     assert world.code().claimed_by is None
 
 
@@ -525,7 +527,7 @@ def test_a_request_that_outlived_its_lease_gives_back_nothing_it_no_longer_holds
 def test_a_flow_without_accepted_policies_sends_an_empty_list(world: World) -> None:
     state = world.flow()
     bare = world.load(state)
-    bare.data = {k: v for k, v in bare.data.items() if k != "accepted_policies"}
+    bare.data.accepted_policies = []
     world.engine.save(bare, now=T0)
     world.submit(state)
     assert world.keycloak.calls[0][3] == {ACCEPTED_POLICIES: []}

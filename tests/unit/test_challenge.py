@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import altcha
 import pytest
 
-from provider.flows import challenge
+from provider.guards import challenge
 from provider.keyed_hash import KeyedHasher, Purpose
 
 MAX_NUMBER = 400  # small: the tests solve many

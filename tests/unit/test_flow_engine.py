@@ -4,6 +4,7 @@ import pytest
 
 from provider.flows.engine import MAX_LIFETIME, FlowConflict, FlowEngine, FlowState
 from provider.storage.models import Flow
+from tests.support.flow_data import Notes
 
 STEPS = ("identify", "policies", "password", "done")
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -11,13 +12,14 @@ T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
 @pytest.fixture
 def engine(sessions, hasher) -> FlowEngine:
-    return FlowEngine(sessions, hasher, STEPS, idle=timedelta(minutes=30))
+    return FlowEngine(sessions, hasher, STEPS, Notes, idle=timedelta(minutes=30))
 
 
 def _identified(engine: FlowEngine, now: datetime = T0) -> FlowState:
     anonymous = engine.load_or_start(None, now)
-    anonymous.data["code_id"] = 7
-    return engine.start_identified(anonymous, user_id="dc12345", step="policies", now=now)
+    return engine.start_identified(
+        anonymous, user_id="dc12345", data=Notes({"code_id": 7}), now=now
+    )
 
 
 def test_anonymous_visitors_store_nothing(engine: FlowEngine, sessions) -> None:
@@ -37,7 +39,7 @@ def test_identified_flow_resumes_by_cookie(engine: FlowEngine) -> None:
     assert (again.step, again.user_id, again.data, again.is_new) == (
         "policies",
         "dc12345",
-        {"code_id": 7},
+        Notes({"code_id": 7}),
         False,
     )
 
@@ -72,7 +74,7 @@ def test_stale_copy_cannot_overwrite(engine: FlowEngine) -> None:
 
 def test_identifying_again_replaces_the_old_id(engine: FlowEngine) -> None:
     first = _identified(engine)
-    second = engine.start_identified(first, user_id="dc12345", step="policies", now=T0)
+    second = engine.start_identified(first, user_id="dc12345", data=Notes({}), now=T0)
     assert second.flow_id != first.flow_id
     assert engine.load_or_start(first.flow_id, T0).replaced_expired
 
@@ -103,7 +105,7 @@ def _row(sessions, engine: FlowEngine, state: FlowState) -> Flow:
 def test_an_identified_flow_is_stored_as_it_is_returned(engine: FlowEngine, sessions) -> None:
     state = _identified(engine)
     assert len(state.flow_id or "") == 32  # 24 random bytes: 192 bits
-    assert (state.user_id, state.data, state.version) == ("dc12345", {"code_id": 7}, 0)
+    assert (state.user_id, state.data, state.version) == ("dc12345", Notes({"code_id": 7}), 0)
     assert state.expires_at == T0 + timedelta(minutes=30)
     row = _row(sessions, engine, state)
     assert (row.user_id, row.step, row.state, row.version) == (
@@ -128,7 +130,7 @@ def test_a_fresh_visitor_is_not_told_of_an_expired_flow(engine: FlowEngine) -> N
 def test_saves_write_everything_and_follow_each_other(engine: FlowEngine, sessions) -> None:
     state = _identified(engine)
     t1 = T0 + timedelta(minutes=3)
-    state.data = {**state.data, "accepted": True}
+    state.data = Notes({**state.data.values, "accepted": True})
     assert engine.save(state, now=t1).version == 1
     t2 = T0 + timedelta(minutes=4)
     saved = engine.advance(state, t2)  # the same object saves again: its version followed
@@ -165,7 +167,7 @@ def test_touch_writes_at_most_once_a_minute(engine: FlowEngine, sessions) -> Non
 
 def test_without_a_time_the_engine_uses_the_clock(engine: FlowEngine, sessions) -> None:
     before = datetime.now(UTC)
-    state = engine.start_identified(engine.load_or_start(None), user_id="dc12345", step="policies")
+    state = engine.start_identified(engine.load_or_start(None), user_id="dc12345", data=Notes({}))
     loaded = engine.load_or_start(state.flow_id)
     assert loaded.flow_id == state.flow_id
     loaded.expires_at = None  # as if a minute had passed: touch writes

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 
 from provider.config import Settings
-from provider.flows import identify as step
-from provider.flows import lockout
+from provider.flows.steps import identify_check as step
+from provider.guards import lockout
 from provider.services import Services
 from provider.storage import migrate
 from provider.storage.models import AuditEvent, IdentifyLockout

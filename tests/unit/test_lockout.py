@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import event
 from sqlalchemy.orm import sessionmaker
 
-from provider.flows import lockout
+from provider.guards import lockout
 from provider.storage.models import IdentifyLockout
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,10 +1,10 @@
 import pytest
 
 from provider.contact_input import mask_email, mask_phone
-from provider.flows.password import weakness
-from provider.flows.policies import current_policies
+from provider.flows.steps.password_rules import weakness
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.password_policy import PasswordPolicy
+from provider.policies import current_policies
 
 HASHER = KeyedHasher(b"k" * 32)
 POLICY = PasswordPolicy.parse("length(12) and maxLength(128)")
@@ -64,7 +64,7 @@ def test_masks() -> None:
 
 
 def test_policies_render_without_raw_html(tmp_path, monkeypatch) -> None:
-    from provider.flows import policies as module
+    from provider import policies as module
 
     (tmp_path / "x.md").write_text(
         "---\nid: x\nversion: 1\ntitle: X\n---\n<script>alert(1)</script>\n\n"

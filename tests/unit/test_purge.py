@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provider import cli
 from provider.config import ConfigError
-from provider.flows import verification
 from provider.flows.engine import MAX_LIFETIME, FlowEngine, FlowState
+from provider.guards import verification
 from provider.helpdesk.funnel import funnels
 from provider.keyed_hash import KeyedHasher
 from provider.purge import KINDS, SENDS_COUNTED, Retention, purge
@@ -32,6 +32,7 @@ from provider.storage.models import (
     Student,
 )
 from tests.support import purge_rows as rows
+from tests.support.flow_data import Notes
 from tests.support.purge_rows import NOW
 
 GRACE = Retention().grace
@@ -76,7 +77,7 @@ def test_flows_go_once_expired_past_the_grace(db, sessions) -> None:
 def test_no_flow_the_engine_would_resume_is_deleted(db, sessions) -> None:
     # Without grace, the purge deletes exactly the flows FlowEngine no longer resumes.
     hasher = KeyedHasher(b"unit-test-key-" + b"x" * 32)
-    engine = FlowEngine(sessions, hasher, ("identify", "policies", "done"))
+    engine = FlowEngine(sessions, hasher, ("identify", "policies", "done"), Notes)
     minutes = (-200, -121, -120, -119, -60, -1, 0, 1, 30)
     cookies = {}
     for created in minutes:

@@ -3,8 +3,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from provider.flows import send_budget
-from provider.flows import verification as v
+from provider.guards import send_budget
+from provider.guards import verification as v
 from provider.storage.models import AuditEvent, ContactSend, ContactVerification, SendDay
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""Step 1: the student proves who they are.
+"""The identify step's check: do the four details name one pending student?
 
 User ID, activation code, date of birth and the last 4 characters of the ID/passport
 number must all match. Every kind of mismatch (unknown ID, wrong code, wrong date, wrong
@@ -16,15 +16,10 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
 from sqlalchemy import select
-from wtforms import DateField, StringField
-from wtforms.validators import InputRequired, Length
 
 from provider import audit
-from provider.flows import challenge, lockout
+from provider.guards import challenge, lockout
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import (
@@ -40,38 +35,8 @@ from provider.storage.models import ActivationCode, Student
 FAILURE_FLOOR_SECONDS = 0.25
 
 
-class IdentifyForm(FlaskForm):
-    user_id = StringField(
-        _l("User ID"),
-        validators=[InputRequired(_l("Enter your user ID")), Length(max=64)],
-        description=_l("The first 7 characters of your student number, for example dc12345."),
-    )
-    activation_code = StringField(
-        _l("Activation code"),
-        validators=[InputRequired(_l("Enter your activation code")), Length(max=64)],
-        description=_l("From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR."),
-    )
-    date_of_birth = DateField(
-        _l("Date of birth"),
-        validators=[InputRequired(_l("Enter your date of birth"))],
-        format="%Y-%m-%d",
-        description=_l("As on your ID or passport."),
-    )
-
-    def validate_date_of_birth(self, field: DateField) -> None:
-        # WTForms' own parse error says "Not a valid date value": say it plainly.
-        if field.errors or field.data is None:
-            field.errors = [_("Enter your date of birth as a real date, for example 14 03 2007")]
-
-    id_last4 = StringField(
-        _l("Last 4 characters of your ID or passport number"),
-        validators=[InputRequired(_l("Enter the last 4 characters of your ID")), Length(max=64)],
-        description=_l("For 1234567(8) enter 5678."),
-    )
-
-
 @dataclass(frozen=True)
-class Identified:
+class Proven:
     user_id: str
     keycloak_id: str
     code_id: int
@@ -120,7 +85,7 @@ def identify(
     typed_id_last4: str,
     challenge_payload: str | None = None,
     now: datetime | None = None,
-) -> Identified:
+) -> Proven:
     """Check the four details (and, for a hot ID, the solved challenge); raise
     `IdentifyFailed` or `IdentifyLocked` otherwise."""
     started = time.monotonic()
@@ -202,7 +167,7 @@ def _compare(
     date_of_birth: date,
     typed_id_last4: str,
     now: datetime,
-) -> Identified | None:
+) -> Proven | None:
     h = svc.hasher
     user_id = normalize_user_id(typed_user_id, svc.settings.user_id_length) or ""
     # All three HMACs are computed on every path, matching or not.
@@ -228,7 +193,7 @@ def _compare(
     user = svc.keycloak.find_user(user_id)
     if user is None or user.activation_state != STATE_PENDING:
         return None
-    return Identified(
+    return Proven(
         user_id=user_id,
         keycloak_id=user.id,
         code_id=code.id,

@@ -1,4 +1,4 @@
-"""The last step's write: first password + active, exactly once, nothing half-done.
+"""The password step's write: first password + active, exactly once, nothing half-done.
 
 Order, and why each crash point is safe:
 
@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from provider import audit
 from provider.activation_codes import consume_code
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
+from provider.flows.state import ActivationData
 from provider.keycloak import (
     ACCEPTED_POLICIES,
     STATE_ACTIVE,
@@ -43,8 +44,6 @@ from provider.storage.models import ActivationCode
 # Longer than the slowest Keycloak round a request can make (pool wait, token, read and
 # write at UMPASS_KC_TIMEOUT each), so a live request's claim is never taken over.
 CLAIM_LEASE = timedelta(seconds=120)
-# Flow data that is only needed until the account is active.
-_TRANSIENT = ("claim", "hints", "on_record", "pending")
 
 
 class ActivationInProgress(Exception):
@@ -63,8 +62,8 @@ class _CodeClaim:
 
 def activate(
     svc: Services,
-    engine: FlowEngine,
-    state: FlowState,
+    engine: FlowEngine[ActivationData],
+    state: FlowState[ActivationData],
     password: str,
     now: datetime | None = None,
     *,
@@ -72,22 +71,24 @@ def activate(
 ) -> None:
     """Activate the flow's account with `password`, or raise; see the module doc."""
     now = now or datetime.now(UTC)
-    claim = state.data.get("claim")
-    if claim and now - datetime.fromisoformat(claim) < CLAIM_LEASE:
+    data = state.data
+    if data is None:
+        raise ActivationImpossible
+    if data.claim and now - datetime.fromisoformat(data.claim) < CLAIM_LEASE:
         raise ActivationInProgress
-    state.data = {**state.data, "claim": now.isoformat()}
+    data.claim = now.isoformat()
     try:
         engine.save(state, now=now)
     except FlowConflict:
         raise ActivationInProgress from None
 
     flow_key = engine.key(state)
-    code_id = int(state.data["code_id"])
+    code_id = data.code_id
     code_claim = _claim_code(svc.sessions, code_id, flow_key, now)
     if code_claim is None:
         _release_flow(engine, state, now)
         raise ActivationImpossible
-    keycloak_id = state.data["keycloak_id"]
+    keycloak_id = data.keycloak_id
     try:
         if code_claim.already_used:
             # This flow's write landed and its code was consumed, then the request died
@@ -100,7 +101,7 @@ def activate(
             wrote = svc.keycloak.activate(
                 keycloak_id,
                 password,
-                attributes={ACCEPTED_POLICIES: list(state.data.get("accepted_policies", []))},
+                attributes={ACCEPTED_POLICIES: list(data.accepted_policies)},
                 activated_at=now,
                 for_sign_in=for_sign_in,
             )
@@ -137,11 +138,10 @@ def activate(
                 recovered=code_claim.ours_before,
             )
 
-    state.data = {k: v for k, v in state.data.items() if k not in _TRANSIENT}
-    state.data["activated"] = True
+    data.forget_transient()
     # A parallel request may have finished the flow already: its "done" stands.
     with contextlib.suppress(FlowConflict):
-        engine.save(state, step="done", now=now)
+        engine.complete(state, now=now)
 
 
 def _claim_code(
@@ -179,8 +179,8 @@ def _claim_code(
 
 def _release(
     sessions: sessionmaker[Session],
-    engine: FlowEngine,
-    state: FlowState,
+    engine: FlowEngine[ActivationData],
+    state: FlowState[ActivationData],
     code_id: int,
     flow_key: str,
     now: datetime,
@@ -195,7 +195,10 @@ def _release(
     _release_flow(engine, state, now)
 
 
-def _release_flow(engine: FlowEngine, state: FlowState, now: datetime) -> None:
-    state.data = {k: v for k, v in state.data.items() if k != "claim"}
+def _release_flow(
+    engine: FlowEngine[ActivationData], state: FlowState[ActivationData], now: datetime
+) -> None:
+    if state.data is not None:
+        state.data.claim = None
     with contextlib.suppress(FlowConflict):  # someone else moved it on: theirs stands
         engine.save(state, now=now)

@@ -1,4 +1,4 @@
-"""Step 2: the campus IT policies, shown in full, each accepted by its own checkbox.
+"""The campus IT policies: versioned documents, one Markdown file each, beside this module.
 
 Policies are Markdown files in provider/policies/ with a small header (id, version,
 title). They are rendered with raw HTML switched off, so a policy file cannot inject
@@ -16,7 +16,7 @@ from pathlib import Path
 from markdown_it import MarkdownIt
 from markupsafe import Markup
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+POLICY_DIR = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)

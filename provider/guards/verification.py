@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import audit
-from provider.flows import send_budget
+from provider.guards import send_budget
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.locks import serialise
 from provider.storage.models import ContactSend, ContactVerification

@@ -1,0 +1,50 @@
+"""The student activation flow: its steps, in order. Adding a step is one module under
+`steps/` and one line here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from provider.flows.engine import FlowEngine, FlowState
+from provider.flows.state import ActivationData
+from provider.flows.step import Step
+from provider.flows.steps.contacts import ContactsStep
+from provider.flows.steps.done import DoneStep
+from provider.flows.steps.identify import IdentifyStep
+from provider.flows.steps.password import PasswordStep
+from provider.flows.steps.policies import PoliciesStep
+from provider.keyed_hash import KeyedHasher
+from provider.storage.models import ActivationCode
+
+STEPS: tuple[Step, ...] = (
+    IdentifyStep(),
+    PoliciesStep(),
+    ContactsStep(),
+    PasswordStep(),
+    DoneStep(),
+)
+BY_NAME: dict[str, Step] = {step.name: step for step in STEPS}
+
+
+def make_engine(
+    sessions: sessionmaker[Session],
+    hasher: KeyedHasher,
+    *,
+    idle: timedelta,
+    reads: sessionmaker[Session] | None = None,
+) -> FlowEngine[ActivationData]:
+    return FlowEngine(
+        sessions, hasher, [s.name for s in STEPS], ActivationData, idle=idle, reads=reads
+    )
+
+
+def code_still_stands(reads: sessionmaker[Session], state: FlowState[ActivationData]) -> bool:
+    """Is the activation code this flow was identified with still usable (not revoked,
+    re-issued or expired since)? Once the account is active the flow needs it no more."""
+    if state.data is None or state.step == STEPS[-1].name:
+        return True
+    with reads() as db:
+        code = db.get(ActivationCode, state.data.code_id)
+    return code is not None and code.revoked_at is None and code.expires_at > datetime.now(UTC)

@@ -1,0 +1,447 @@
+"""Step 3, contacts: keep or change the phone and email, and prove each new or unconfirmed one.
+
+Two stages on one page: *choose* (keep what is on record, or type a new one), then
+*verify* (for each contact that needs it: "Send code", then "Verify"). "Continue" writes
+the proven contacts to Keycloak (nothing unproven ever is) and sends a notice to a
+contact that was replaced.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from flask import request, url_for
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_babel import ngettext
+from flask_wtf import FlaskForm
+from sqlalchemy.exc import SQLAlchemyError
+from wtforms import RadioField, SelectChoice, StringField
+from wtforms.validators import Length, Optional
+
+from provider.contact_input import (
+    ContactRejected,
+    PhonePolicy,
+    clean_email,
+    clean_phone,
+    mask_email,
+    mask_phone,
+)
+from provider.delivery import DeliveryFailed
+from provider.delivery import messages as texts
+from provider.flows.state import CHANNELS, Channel, OnRecord, PendingContact
+from provider.flows.step import Next, Outcome, Stay, StepLimit, Visit
+from provider.guards import send_budget, verification
+from provider.keycloak import PHONE_NUMBER, Conflict, InvalidValue
+from provider.limits import send_limit
+
+log = logging.getLogger(__name__)
+# Each message names the channel: whole sentences per channel translate better than a
+# label dropped into one sentence.
+
+
+KEEP_OR_CHANGE = [
+    SelectChoice(value="keep", label=_l("Keep it")),
+    SelectChoice(value="change", label=_l("Use a different one")),
+]
+
+
+class ChooseForm(FlaskForm):
+    email_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
+    new_email = StringField(_l("New email address"), validators=[Optional(), Length(max=254)])
+    phone_choice = RadioField(choices=KEEP_OR_CHANGE, default="keep")
+    new_phone = StringField(
+        _l("New mobile number"),
+        validators=[Optional(), Length(max=32)],
+        description=_l("With the country code if not from Macau, for example +852 9123 4567."),
+    )
+
+
+class VerifyForm(FlaskForm):
+    code_email = StringField(_l("Code from the email"), validators=[Optional(), Length(max=12)])
+    code_phone = StringField(
+        _l("Code from the text message"), validators=[Optional(), Length(max=12)]
+    )
+
+
+class ContactsStep:
+    name = "contacts"
+    title = _l("Your phone and email")
+    template = "flow/contacts.html"
+    # Only "Send code" spends the per-address sending budget.
+    limits = (
+        StepLimit(
+            send_limit,
+            spends=lambda: (
+                request.method == "POST" and request.form.get("action", "").startswith("send-")
+            ),
+        ),
+    )
+
+    # -- rendering -------------------------------------------------------------------
+
+    def show(self, visit: Visit) -> ResponseReturnValue:
+        return self._page(visit)
+
+    def _page(self, visit: Visit, status: int = 200, **context: Any) -> ResponseReturnValue:
+        pending = visit.data.pending
+        now = datetime.now(UTC)
+        waits = {}
+        if pending is not None:
+            for channel, item in pending.items():
+                if not item.verified:
+                    waits[channel] = verification.wait_before_resend(
+                        visit.svc.reads, visit.svc.hasher, channel, _value(visit, channel), now
+                    )
+        context.setdefault("choose", ChooseForm(formdata=None) if pending is None else None)
+        context.setdefault("verify", VerifyForm(formdata=None) if pending is not None else None)
+        headers = {}
+        if status == 429 and "retry_after" in context:
+            headers["Retry-After"] = str(context["retry_after"])
+        return visit.page(
+            status,
+            headers,
+            on_record=visit.data.on_record,
+            pending=pending,
+            waits=waits,
+            **context,
+        )
+
+    # -- actions ---------------------------------------------------------------------
+
+    def submit(self, visit: Visit) -> Outcome:
+        action = request.form.get("action", "")
+        pending = visit.data.pending
+        if action == "choose" or pending is None:
+            return self.choose(visit)
+        if action == "change":
+            visit.data.pending = None
+            visit.save()
+            return Stay(self._page(visit))
+        if action.startswith("send-") and action[5:] in pending:
+            return Stay(self.send(visit, cast(Channel, action[5:])))
+        if action.startswith("verify-") and action[7:] in pending:
+            return Stay(self.verify(visit, cast(Channel, action[7:])))
+        if action == "continue":
+            return self.finish(visit)
+        return Stay(self._page(visit))
+
+    def choose(self, visit: Visit) -> Outcome:
+        form = ChooseForm()
+        if not form.validate():
+            return Stay(self._page(visit, 400, choose=form))
+        record = visit.data.on_record
+        pending: dict[Channel, PendingContact] = {}
+        policy = PhonePolicy(country_codes=visit.svc.settings.delivery.phone_country_codes)
+        cleaners: dict[Channel, Callable[[str], str]] = {
+            "email": clean_email,
+            "phone": lambda v: clean_phone(v, policy),
+        }
+        for channel, cleaner in cleaners.items():
+            choice = form[f"{channel}_choice"].data
+            field = form[f"new_{channel}"]
+            held = record.get(channel)
+            if choice == "change" or not (held and held.masked):
+                try:
+                    value = cleaner(field.data or "")
+                except ContactRejected as exc:
+                    field.errors = [str(exc)]
+                    continue
+                pending[channel] = PendingContact(
+                    value=value, shown=value, replaces=bool(held and held.masked)
+                )
+            elif not held.verified:
+                pending[channel] = PendingContact(
+                    value=None, shown=held.masked or "", replaces=False
+                )
+        if form.errors or any(form[f"new_{c}"].errors for c in CHANNELS):
+            return Stay(self._page(visit, 400, choose=form))
+        if not pending:
+            return Next()  # both on record and already proven
+        visit.data.pending = pending
+        visit.save()
+        return Stay(self._page(visit))
+
+    def send(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+        item = (visit.data.pending or {}).get(channel)
+        if item is None or item.verified:
+            return self._page(visit)
+        value = _value(visit, channel)
+        now = datetime.now(UTC)
+        svc = visit.svc
+        settings = svc.settings
+        try:
+            code, sent = verification.issue(
+                svc.sessions,
+                svc.hasher,
+                flow_key=visit.engine.key(visit.state),
+                student=visit.state.user_id or "",
+                channel=channel,
+                value=value,
+                now=now,
+                caps=verification.SendCaps.from_settings(
+                    settings.student_send_limit, settings.sms_daily_budget
+                ),
+            )
+        except verification.StudentCapped as wait:
+            return self._page(visit, 429, failure=_capped(wait.seconds), retry_after=wait.seconds)
+        except verification.SmsBudgetSpent as spent:
+            if spent.seconds is None:  # texts are off
+                return self._page(visit, 503, failure=_texts_off())
+            return self._page(
+                visit, 429, failure=_budget_spent(spent.seconds), retry_after=spent.seconds
+            )
+        except verification.Throttled as wait:
+            return self._page(
+                visit,
+                429,
+                failure=ngettext(
+                    "You can ask for a new code in %(num)d second.",
+                    "You can ask for a new code in %(num)d seconds.",
+                    wait.seconds,
+                ),
+                retry_after=wait.seconds,
+            )
+        except verification.TooManyWrong:
+            return self._page(visit, 400, failure=_too_many(channel))
+        minutes = int(verification.CODE_TTL.total_seconds() // 60)
+        try:
+            if channel == "email":
+                link = settings.base_url + url_for("flow.step", name=self.name)
+                svc.mailer.send(texts.code_email(value, code.code, minutes, link))
+            else:
+                svc.sms.send(texts.code_sms(value, code.code, minutes))
+        except DeliveryFailed:
+            verification.forget_send(svc.sessions, sent)
+            log.warning("code not delivered", extra={"action": f"send-{channel}"})
+            return self._page(
+                visit,
+                503,
+                failure=_("We couldn't send the code to your email address. Please try again.")
+                if channel == "email"
+                else _("We couldn't send the code to your mobile number. Please try again."),
+            )
+        item.sent = True
+        visit.save()
+        return self._page(visit, sent=channel)
+
+    def verify(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+        form = VerifyForm()
+        if not form.validate():
+            return self._page(visit, 400, verify=form)
+        field = form[f"code_{channel}"]
+        if not (field.data or "").strip():
+            field.errors = [_("Enter the 6-digit code")]
+            return self._page(visit, 400, verify=form)
+        try:
+            verification.check(
+                visit.svc.sessions,
+                visit.svc.hasher,
+                flow_key=visit.engine.key(visit.state),
+                channel=channel,
+                value=_value(visit, channel),
+                code=field.data or "",
+                now=datetime.now(UTC),
+            )
+        except verification.CodeWrong as wrong:
+            field.errors = [
+                ngettext(
+                    "That code is not right. You have %(num)d try left.",
+                    "That code is not right. You have %(num)d tries left.",
+                    wrong.remaining,
+                )
+            ]
+            return self._page(visit, 400, verify=form)
+        except verification.CodeExpired:
+            field.errors = [_("That code has expired. Ask for a new one.")]
+            return self._page(visit, 400, verify=form)
+        except verification.TooManyWrong:
+            field.errors = [_too_many(channel)]
+            return self._page(visit, 400, verify=form)
+        (visit.data.pending or {})[channel].verified = True
+        visit.save()
+        return self._page(visit)
+
+    def finish(self, visit: Visit) -> Outcome:
+        """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
+        data = visit.data
+        pending = data.pending or {}
+        waiting = [c for c, item in pending.items() if not item.verified]
+        if waiting:
+            return Stay(self._page(visit, 400, failure=_confirm_first(waiting[0])))
+        svc = visit.svc
+        flow_key = visit.engine.key(visit.state)
+        values = {channel: _value(visit, channel) for channel in pending}
+        for channel, value in values.items():
+            # The code record, not the flow's flag, decides: this exact value was proven.
+            if not verification.is_verified(svc.sessions, svc.hasher, flow_key, channel, value):
+                pending[channel].verified = False
+                visit.save()
+                return Stay(self._page(visit, 400, failure=_confirm_first(channel)))
+        self._note_owed_notices(visit, values)
+        for channel, value in values.items():
+            try:
+                if channel == "email":
+                    svc.keycloak.set_email(data.keycloak_id, value, verified=True)
+                else:
+                    svc.keycloak.set_phone(data.keycloak_id, value, verified=True)
+            except Conflict:
+                return Stay(self._page(visit, 400, failure=_taken(channel)))
+            except InvalidValue:
+                return Stay(
+                    self._page(
+                        visit, 400, failure=_("That contact could not be saved. Use another one.")
+                    )
+                )
+            # Told as soon as it is replaced, even if a later write fails.
+            self._notify_replaced(visit, channel, value)
+        data.on_record = {
+            **data.on_record,
+            **{
+                channel: OnRecord(
+                    mask_email(value) if channel == "email" else mask_phone(value), True
+                )
+                for channel, value in values.items()
+            },
+        }
+        data.pending = None
+        data.owed = {}
+        return Next()
+
+    # -- notices to a replaced contact -------------------------------------------------
+
+    def _note_owed_notices(self, visit: Visit, values: dict[Channel, str]) -> None:
+        """Keep in the flow the contacts this step replaces and has not told yet, as
+        Keycloak held them before the step writes over them.
+
+        Kept until each is told: a retry after a fault part-way (Keycloak down, an answer
+        lost, a crash) still tells the old contact, once, and never the new one, which
+        Keycloak may hold by then.
+        """
+        data = visit.data
+        pending = data.pending or {}
+        unread = [c for c in values if pending[c].replaces and c not in data.owed]
+        if not unread:
+            return
+        old = visit.svc.keycloak.get_user(data.keycloak_id)
+        held: dict[Channel, str | None] = {"email": old.email, "phone": old.attribute(PHONE_NUMBER)}
+        added = False
+        for channel in unread:
+            was = held[channel]
+            if was and was != values[channel]:  # else: written already, and told
+                data.owed[channel] = was
+                added = True
+        if added:
+            visit.save()  # before the first write
+
+    def _notify_replaced(self, visit: Visit, channel: Channel, value: str) -> None:
+        """Tell the contact that was replaced; a failure here must not stop the student."""
+        owed = visit.data.owed
+        old = owed.get(channel)
+        if old is None:
+            return
+        if old == value:  # the student went back and kept it after all
+            del owed[channel]
+            return
+        svc = visit.svc
+        try:
+            if channel == "email":
+                svc.mailer.send(texts.notice_email(old))
+            else:
+                svc.sms.send(texts.notice_sms(old))
+                try:
+                    send_budget.count_text(svc.sessions, datetime.now(UTC))
+                except SQLAlchemyError:  # sent all the same; only the day's count misses it
+                    log.warning("replacement notice not counted", extra={"action": "notice"})
+        except DeliveryFailed:
+            log.warning("replacement notice not delivered", extra={"action": "notice"})
+        # Told: not again on a retry (a crash just before this line tells it twice, which
+        # beats never).
+        del owed[channel]
+        visit.save()
+
+
+def _value(visit: Visit, channel: Channel) -> str:
+    """The clear contact a code goes to: the new one typed, or the one on record."""
+    item = (visit.data.pending or {})[channel]
+    if item.value:
+        return item.value
+    user = visit.svc.keycloak.get_user(visit.data.keycloak_id)
+    held = user.email if channel == "email" else user.attribute(PHONE_NUMBER)
+    return held or ""
+
+
+def _too_many(channel: Channel) -> str:
+    if channel == "email":
+        return _(
+            "Too many wrong codes for this email address. Choose “Start again” "
+            "below, or ask the IT help desk."
+        )
+    return _(
+        "Too many wrong codes for this mobile number. Choose “Start again” below, "
+        "or ask the IT help desk."
+    )
+
+
+def _confirm_first(channel: Channel) -> str:
+    if channel == "email":
+        return _("Confirm your email address first.")
+    return _("Confirm your mobile number first.")
+
+
+def _taken(channel: Channel) -> str:
+    if channel == "email":
+        return _("That email address belongs to another account. Use a different one.")
+    return _("That contact could not be saved. Use another one.")
+
+
+# A wait of minutes is told in minutes; a longer one in hours, rounded up.
+HOURS_FROM_SECONDS = 2 * 60 * 60
+
+
+def _capped(seconds: int) -> str:
+    if seconds < HOURS_FROM_SECONDS:
+        return ngettext(
+            "You have asked for the most codes allowed for now. You can ask for a new one "
+            "in %(num)d minute.",
+            "You have asked for the most codes allowed for now. You can ask for a new one "
+            "in %(num)d minutes.",
+            math.ceil(seconds / 60),
+        )
+    return ngettext(
+        "You have asked for the most codes allowed for now. You can ask for a new one "
+        "in about %(num)d hour.",
+        "You have asked for the most codes allowed for now. You can ask for a new one "
+        "in about %(num)d hours.",
+        math.ceil(seconds / 3600),
+    )
+
+
+def _budget_spent(seconds: int) -> str:
+    if seconds < HOURS_FROM_SECONDS:
+        return ngettext(
+            "We can't send more text messages today. You can still confirm your email "
+            "address now; try your mobile number again in %(num)d minute.",
+            "We can't send more text messages today. You can still confirm your email "
+            "address now; try your mobile number again in %(num)d minutes.",
+            math.ceil(seconds / 60),
+        )
+    return ngettext(
+        "We can't send more text messages today. You can still confirm your email "
+        "address now; try your mobile number again in about %(num)d hour.",
+        "We can't send more text messages today. You can still confirm your email "
+        "address now; try your mobile number again in about %(num)d hours.",
+        math.ceil(seconds / 3600),
+    )
+
+
+def _texts_off() -> str:
+    return _(
+        "We can't send text messages at the moment. You can still confirm your email "
+        "address now; for your mobile number, ask the IT help desk."
+    )

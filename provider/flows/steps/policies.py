@@ -1,0 +1,64 @@
+"""Step 2, policies: each campus IT policy shown in full and accepted by its own box.
+
+The documents and their versions are `provider.policies`; what was accepted
+(``id@version:time``) goes into the flow and, at activation, onto the account.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import BooleanField
+
+from provider.flows.step import Next, Outcome, Stay, Visit
+from provider.i18n import select_locale
+from provider.policies import accepted_record, current_policies
+
+
+def _form() -> FlaskForm:
+    class PoliciesForm(FlaskForm):
+        pass
+
+    for policy in current_policies():
+        setattr(
+            PoliciesForm,
+            policy.field_name,
+            BooleanField(
+                _(
+                    "I accept “%(title)s” (version %(version)s)",
+                    title=policy.title_in(select_locale()),
+                    version=policy.version,
+                )
+            ),
+        )
+    return PoliciesForm()
+
+
+class PoliciesStep:
+    name = "policies"
+    title = _l("Campus IT policies")
+    template = "flow/policies.html"
+    limits = ()
+
+    def show(self, visit: Visit) -> ResponseReturnValue:
+        return visit.page(form=_form(), policies=current_policies())
+
+    def submit(self, visit: Visit) -> Outcome:
+        form = _form()
+        policies = current_policies()
+        if not form.validate():
+            return Stay(visit.page(400, form=form, policies=policies))
+        missing = [p for p in policies if not form[p.field_name].data]
+        if missing:
+            for p in missing:
+                form[p.field_name].errors = [
+                    _("Accept “%(title)s” to continue", title=p.title_in(select_locale()))
+                ]
+            return Stay(visit.page(400, form=form, policies=policies))
+        at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        visit.data.accepted_policies = [accepted_record(p, at) for p in policies]
+        return Next()
