@@ -40,8 +40,8 @@ from devstack.bench_stack import BenchStack, bench_realm_on, bench_stack
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.activation_codes import revoke_codes
 from provider.config import load_settings
-from provider.flows import lockout
-from provider.flows.identify import FAILURE_FLOOR_SECONDS
+from provider.flows.steps.identify_check import FAILURE_FLOOR_SECONDS
+from provider.guards import lockout
 from provider.proofing import normalize_id_last4
 from provider.services import Services
 from provider.storage import migrate

@@ -1,6 +1,13 @@
 import pytest
 
-from provider.contact_input import ContactRejected, PhonePolicy, clean_email, clean_phone
+from provider.contact_input import (
+    ContactRejected,
+    PhonePolicy,
+    clean_email,
+    clean_phone,
+    mask_email,
+    mask_phone,
+)
 
 
 @pytest.mark.parametrize(
@@ -57,3 +64,11 @@ def test_bad_phones_say_why(typed: str, reason: str) -> None:
 
 def test_country_allowlist_is_configurable() -> None:
     assert clean_phone("+44 7911 123456", PhonePolicy(country_codes=(44,))) == "+447911123456"
+
+
+def test_masks() -> None:
+    assert mask_email("student@gmail.com") == "s•••@gmail.com"
+    assert mask_email("nope") is None
+    assert mask_phone("+85362345678") == "+853 ••••5678"
+    assert mask_phone("+447700900123") == "+44 ••••0123"
+    assert mask_phone(None) is None

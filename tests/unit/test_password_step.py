@@ -1,6 +1,5 @@
 import pytest
 
-from provider.contact_input import mask_email, mask_phone
 from provider.flows.steps.password_rules import weakness
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.password_policy import PasswordPolicy
@@ -53,14 +52,6 @@ def test_refusals_have_reasons(password: str, reason: str) -> None:
 def test_a_good_passphrase_passes_and_is_not_truncated() -> None:
     assert _why("orbit lantern velvet 1987") is None
     assert _why("orbit lantern velvet 1987 " + "z" * 90) is None  # long is fine
-
-
-def test_masks() -> None:
-    assert mask_email("student@gmail.com") == "s•••@gmail.com"
-    assert mask_email("nope") is None
-    assert mask_phone("+85362345678") == "+853 ••••5678"
-    assert mask_phone("+447700900123") == "+44 ••••0123"
-    assert mask_phone(None) is None
 
 
 def test_policies_render_without_raw_html(tmp_path, monkeypatch) -> None:
