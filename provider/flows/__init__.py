@@ -1,2 +1,2 @@
-"""The activation flows: an ordered list of steps, one module per step, and the engine
-that runs them (built with the student activation flow)."""
+"""The student activation: the engine (`engine.py`), the flow's ordered steps
+(`activation.py`), one module per step (`steps/`), and the routes (`views.py`)."""
