@@ -11,14 +11,12 @@ from flask import Flask
 from keycloak import KeycloakAdmin
 from sqlalchemy import select, update
 
-from provider.activation_codes import issue_code, revoke_codes
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
-from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
 PASSWORD = "orbit lantern velvet 1987"
@@ -222,55 +220,6 @@ def test_closing_the_browser_and_coming_back_resumes(
     assert later.get("/activate/").location.endswith("/activate/contacts")
 
 
-@pytest.mark.parametrize(
-    ("password", "reason"),
-    [
-        ("short pass", "Your password is too short: use at least 12 characters."),
-        ("passwordpassword", "Choose a harder password:"),
-        ("{user_id} is my password", "Your password cannot contain your user ID."),
-        ("born 28/02/2006 in macau", "Your password cannot contain your date of birth."),
-        ("{code}", "Your password cannot be your activation code."),
-    ],
-)
-def test_weak_passwords_are_refused_with_a_reason(
-    flow: FlowClient, student: StudentDetails, services: Services, password: str, reason: str
-) -> None:
-    flow.to_password_step(student)
-    typed = password.format(user_id=student.user_id, code=student.code)
-    response = flow.set_password(typed)
-    assert response.status_code == 400
-    assert reason in response.get_data(as_text=True)
-    assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
-
-
-def test_keycloak_refusal_is_shown_as_a_sentence(
-    flow: FlowClient,
-    student: StudentDetails,
-    services: Services,
-    admin: KeycloakAdmin,
-    realm_changes: RealmChanges,
-) -> None:
-    flow.to_password_step(student)
-    policy = admin.get_realm(services.settings.keycloak.realm)["passwordPolicy"]
-    # A rule only Keycloak knows: the service's own checks pass, Keycloak refuses.
-    with realm_changes.realm_settings({"passwordPolicy": f"{policy} and specialChars(5)"}):
-        response = flow.set_password(PASSWORD)
-    assert response.status_code == 400
-    assert "Your password needs more symbols." in response.get_data(as_text=True)
-    user = _kc_user(services, student.user_id)
-    assert user.activation_state == STATE_PENDING
-    assert admin.get_credentials(user.id) == []
-    # The student simply tries again once the rule is gone.
-    assert flow.set_password(PASSWORD).location.endswith("/activate/done")
-
-
-def test_mismatched_confirmation(flow: FlowClient, student: StudentDetails) -> None:
-    flow.to_password_step(student)
-    response = flow.set_password(PASSWORD, confirm=PASSWORD + "!")
-    assert response.status_code == 400
-    assert "The two passwords are not the same" in response.get_data(as_text=True)
-
-
 def test_identify_attempts_are_limited_per_client_address(
     app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -306,27 +255,6 @@ def test_ipv6_clients_share_one_budget_per_64(
     assert neighbour.identify(student, id_last4="0000").status_code == 400
 
 
-def test_strength_endpoint_judges_like_the_submit(
-    flow: FlowClient, student: StudentDetails
-) -> None:
-    from tests.support.flow_client import csrf_token
-
-    early = flow.client.post("/activate/password/strength", data={"password": "x"})
-    assert early.status_code == 400  # no CSRF token: refused before anything else
-    flow.to_password_step(student)
-    token = csrf_token(flow.page("password"))
-    weak = flow.client.post(
-        "/activate/password/strength", data={"csrf_token": token, "password": "passwordpassword"}
-    )
-    assert weak.status_code == 200
-    assert weak.json["score"] < 3
-    assert weak.json["reason"].startswith("Choose a harder password:")
-    strong = flow.client.post(
-        "/activate/password/strength", data={"csrf_token": token, "password": PASSWORD}
-    )
-    assert strong.json == {"score": 4, "reason": None}
-
-
 def test_forwarded_for_is_ignored_without_a_configured_proxy(
     app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -359,40 +287,6 @@ def test_not_you_start_again_forgets_the_flow(
     other.client.set_cookie("umpass_flow", old_cookie, path="/activate")
     assert other.client.get("/activate/policies").location.endswith("/activate/identify")
     assert _kc_user(services, student.user_id).activation_state == STATE_PENDING
-
-
-def test_impossible_date_gets_a_plain_message(flow: FlowClient, student: StudentDetails) -> None:
-    response = flow.identify(student, date_of_birth="2007-02-30")
-    assert response.status_code == 400
-    assert "Enter your date of birth as a real date" in response.get_data(as_text=True)
-
-
-@pytest.mark.parametrize("how", ["revoked", "re-issued", "expired"])
-def test_an_open_flow_ends_when_its_code_is_withdrawn(
-    flow: FlowClient, student: StudentDetails, services: Services, how: str
-) -> None:
-    """The help desk revokes or re-issues the code (or it runs out) while a student is on
-    a later step: their next request starts over, and nothing more is written."""
-    flow.identify(student)
-    flow.accept_policies()
-    now = datetime.now(UTC)
-    with services.sessions.begin() as db:
-        if how == "revoked":
-            revoke_codes(db, student.user_id, now=now, actor="helpdesk:test")
-        elif how == "re-issued":
-            issue_code(db, services.hasher, student.user_id)
-        else:
-            db.execute(
-                update(ActivationCode)
-                .where(ActivationCode.user_id == student.user_id)
-                .values(expires_at=now - timedelta(seconds=1))
-            )
-    response = flow.client.get("/activate/contacts", follow_redirects=True)
-    body = response.get_data(as_text=True)
-    assert "Your activation code was replaced or has expired, so we started again." in body
-    assert "Step 1 of 5" in body
-    with services.sessions() as db:
-        assert db.scalars(select(Flow).where(Flow.user_id == student.user_id)).all() == []
 
 
 def test_the_final_claim_refuses_an_expired_code(

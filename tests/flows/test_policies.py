@@ -1,0 +1,77 @@
+"""Step 2, policies, on a flow put at it: every policy accepted by its own box."""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+
+import pytest
+
+from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
+from provider.policies import current_policies
+from provider.services import Services
+from tests.flows.conftest import FlowAt
+from tests.support.flow_at import StepClient
+from tests.support.flow_client import StudentDetails
+
+
+@pytest.fixture
+def at_policies(flow_at: FlowAt, student: StudentDetails) -> StepClient:
+    return flow_at("policies", student)
+
+
+def _all_boxes() -> dict[str, str]:
+    return {p.field_name: "y" for p in current_policies()}
+
+
+def test_the_page_shows_each_policy_with_its_own_box(at_policies: StepClient) -> None:
+    page = at_policies.page("policies")
+    assert page.status_code == 200
+    body = html.unescape(page.get_data(as_text=True))
+    assert "Step 2 of 5" in body
+    policies = current_policies()
+    assert policies
+    for policy in policies:
+        assert f'name="{policy.field_name}" type="checkbox"' in body
+        assert f"I accept “{policy.title}” (version {policy.version})" in body
+    assert 'name="csrf_token"' in body
+
+
+def test_a_box_left_unchecked_is_named_and_nothing_is_accepted(
+    at_policies: StepClient, student: StudentDetails, services: Services
+) -> None:
+    before = at_policies.flow().version
+    last = current_policies()[-1]
+    boxes = _all_boxes()
+    del boxes[last.field_name]
+    response = at_policies.submit("policies", boxes)
+    assert response.status_code == 400
+    body = html.unescape(response.get_data(as_text=True))
+    assert f"Accept “{last.title}” to continue" in body
+    assert body.count("to continue</") == 2  # by the box and in the summary: only that one
+    state = at_policies.flow()
+    assert (state.step, state.version) == ("policies", before)
+    assert state.data is not None and state.data.accepted_policies == []
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and user.activation_state == STATE_PENDING
+
+
+def test_accepting_every_policy_records_each_version_and_moves_on(
+    at_policies: StepClient, student: StudentDetails, services: Services
+) -> None:
+    started = datetime.now(UTC).replace(microsecond=0)
+    response = at_policies.submit("policies", _all_boxes())
+    assert response.status_code == 302 and response.location.endswith("/activate/contacts")
+    state = at_policies.flow()
+    assert state.step == "contacts" and state.data is not None
+    records = state.data.accepted_policies
+    assert [r.rsplit(":", 3)[0] for r in records] == [
+        f"{p.id}@{p.version}" for p in current_policies()
+    ]
+    for record in records:
+        at = datetime.fromisoformat(record.split(":", 1)[1].replace("Z", "+00:00"))
+        assert started <= at <= datetime.now(UTC)
+    # Written onto the account only when it is activated (the password step).
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and user.activation_state == STATE_PENDING
+    assert ACCEPTED_POLICIES not in user.attributes
