@@ -412,14 +412,6 @@ class KeycloakGateway:
                 raise
             return existing.id
 
-    def update_attributes(self, user_id: str, changes: Mapping[str, Sequence[str] | None]) -> None:
-        """Set (or, with None, remove) the named attributes and keep every other one.
-
-        Keycloak's PUT replaces the whole attribute map, so this reads the user, merges
-        and writes the full representation back.
-        """
-        self._update(user_id, lambda _current: ({}, changes))
-
     def set_email(self, user_id: str, email: str, *, verified: bool = True) -> None:
         self._update(user_id, lambda _current: ({"email": email, "emailVerified": verified}, {}))
 
@@ -429,19 +421,6 @@ class KeycloakGateway:
             PHONE_NUMBER_VERIFIED: ["true" if verified else "false"],
         }
         self._update(user_id, lambda _current: ({}, changes))
-
-    def mark_active(self, user_id: str, activated_at: datetime | None = None) -> None:
-        """Record the account as activated; idempotent (an active account keeps its time)."""
-        when = (activated_at or datetime.now(UTC)).astimezone(UTC)
-        stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-        def activate(current: Mapping[str, Any]) -> _Change | None:
-            attrs = current.get("attributes") or {}
-            if attrs.get(ACTIVATION_STATE) == [STATE_ACTIVE] and attrs.get(ACTIVATED_AT):
-                return None
-            return {}, {ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]}
-
-        self._update(user_id, activate)
 
     def set_password(self, user_id: str, password: str) -> None:
         """Set a permanent (never temporary) password.
