@@ -26,7 +26,7 @@ from typing import Any
 
 from keycloak import KeycloakAdmin
 
-from keycloak_config.apply import ApplyError
+from keycloak_config.options import ApplyError
 
 STORAGE_TYPE = "org.keycloak.storage.UserStorageProvider"
 MAPPER_TYPE = "org.keycloak.storage.ldap.mappers.LDAPStorageMapper"

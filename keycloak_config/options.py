@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak import KeycloakAdmin
 
+from provider.keycloak_connection import MasterAdmin, admin_api
 from provider.secret_strength import refusal
 
 CONFIG_DIR = Path(__file__).resolve().parent
@@ -97,16 +98,7 @@ class ApplyOptions:
         )
 
     def admin(self) -> KeycloakAdmin:
-        connection = KeycloakOpenIDConnection(
-            server_url=self.url + "/",  # keeps a path prefix such as /auth
-            username=self.admin_user,
-            password=self.admin_password,
-            realm_name="master",
-            user_realm_name="master",
-            client_id="admin-cli",
-            timeout=30,
-        )
-        return KeycloakAdmin(connection=connection)
+        return admin_api(self.url, MasterAdmin(self.admin_user, self.admin_password), timeout=30)
 
 
 def load(name: str, variables: Mapping[str, str]) -> Any:

@@ -18,16 +18,39 @@ leaves every search empty (found on 26.7).
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
+from keycloak import KeycloakAdmin
+
 from keycloak_config.options import ApplyError
+from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_item
 from keycloak_config.plan import Change
 from provider.keycloak import STUDENTS_GROUP
 
-if TYPE_CHECKING:
-    from keycloak_config.applier import RealmApplier
+
+class Realm(Protocol):
+    """What these steps use of the applier or the uninstaller (both call them): named here so
+    that this module needs neither, and the applier can import it."""
+
+    realm: str
+    admin: KeycloakAdmin
+    record: InstallRecord
+    dry_run: bool
+
+    def _write(self, change: Change) -> bool: ...
+
+    def _keep(self, subject: str, why: str = "") -> None: ...
+
+
+class Applier(Realm, Protocol):
+    """The applier's bookkeeping on top (keycloak_config.applier.RealmApplier)."""
+
+    def _adopt(self, kind: str, name: str) -> None: ...
+
+    def _save_record(self) -> None: ...
+
 
 SERVICE_CLIENT = "umpass-activation"
 POLICY = "umpass-activation service account"
@@ -47,18 +70,18 @@ JOINED_KIND = "students joined"
 ACTIVATION_STATES = ("pending", "active")
 
 
-def _authz(applier: RealmApplier, client_uuid: str) -> str:
+def _authz(applier: Realm, client_uuid: str) -> str:
     return f"admin/realms/{applier.realm}/clients/{client_uuid}/authz/resource-server"
 
 
-def _get(applier: RealmApplier, path: str, **params: str) -> Any:
+def _get(applier: Realm, path: str, **params: str) -> Any:
     response = applier.admin.connection.raw_get(path, **params)
     if response.status_code >= 300:
         raise ApplyError(f"Keycloak refused to read {path} (HTTP {response.status_code})")
     return response.json() if response.content else None
 
 
-def _send(applier: RealmApplier, method: str, path: str, body: Any | None = None) -> Any:
+def _send(applier: Realm, method: str, path: str, body: Any | None = None) -> Any:
     conn = applier.admin.connection
     data = json.dumps(body) if body is not None else None
     response = {
@@ -73,7 +96,7 @@ def _send(applier: RealmApplier, method: str, path: str, body: Any | None = None
     return response.json() if response.content else None
 
 
-def find_group(applier: RealmApplier) -> dict[str, Any] | None:
+def find_group(applier: Realm) -> dict[str, Any] | None:
     found = _get(
         applier,
         f"admin/realms/{applier.realm}/groups",
@@ -84,13 +107,13 @@ def find_group(applier: RealmApplier) -> dict[str, Any] | None:
     return next((g for g in found or [] if g["name"] == STUDENTS_GROUP), None)
 
 
-def find_by_name(applier: RealmApplier, client_uuid: str, kind: str, name: str) -> Any:
+def find_by_name(applier: Realm, client_uuid: str, kind: str, name: str) -> Any:
     """The authorization policy or permission called `name`, or None."""
     found = _get(applier, f"{_authz(applier, client_uuid)}/{kind}", name=name, max="100")
     return next((p for p in found or [] if p["name"] == name), None)
 
 
-def refuse_v1_permissions(applier: RealmApplier) -> None:
+def refuse_v1_permissions(applier: Realm) -> None:
     """A realm run by v1 fine-grained permissions (authorization on realm-management) would
     lose them when v2 is switched on: refused before anything is written."""
     clients = {c["clientId"]: c for c in applier.admin.get_clients()}
@@ -104,7 +127,7 @@ def refuse_v1_permissions(applier: RealmApplier) -> None:
         )
 
 
-def apply_student_permissions(applier: RealmApplier) -> None:
+def apply_student_permissions(applier: Applier) -> None:
     """Group, policy and permission, then every account the extension knows joins the group.
 
     Runs before the service account's roles are narrowed, so a running service keeps
@@ -127,7 +150,7 @@ def apply_student_permissions(applier: RealmApplier) -> None:
     _flag_privileged_members(applier, group)
 
 
-def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
+def _ensure_group(applier: Applier) -> dict[str, Any] | None:
     group = find_group(applier)
     if group is not None:
         if not applier.record.created_by_us(GROUP_KIND, STUDENTS_GROUP):
@@ -155,7 +178,7 @@ def _ensure_group(applier: RealmApplier) -> dict[str, Any] | None:
     return find_group(applier)
 
 
-def _ensure_policy(applier: RealmApplier, permissions: str, account_id: str) -> str | None:
+def _ensure_policy(applier: Applier, permissions: str, account_id: str) -> str | None:
     base = _authz(applier, permissions)
     desired = {
         "name": POLICY,
@@ -182,7 +205,7 @@ def _ensure_policy(applier: RealmApplier, permissions: str, account_id: str) -> 
     return str(current["id"])
 
 
-def _ensure_permission(applier: RealmApplier, permissions: str, group_id: str, policy: str) -> None:
+def _ensure_permission(applier: Applier, permissions: str, group_id: str, policy: str) -> None:
     base = _authz(applier, permissions)
     desired = {
         "name": PERMISSION,
@@ -219,7 +242,7 @@ def _ensure_permission(applier: RealmApplier, permissions: str, group_id: str, p
         _send(applier, "PUT", f"{base}/permission/scope/{pid}", {**desired, "id": pid})
 
 
-def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
+def _join_students(applier: Applier, group: dict[str, Any] | None) -> None:
     """Accounts that carry an activation state (enrolled before the group existed) join it;
     membership is the only thing written to an account.
 
@@ -258,7 +281,7 @@ def _join_students(applier: RealmApplier, group: dict[str, Any] | None) -> None:
         applier._save_record()
 
 
-def _flag_privileged_members(applier: RealmApplier, group: dict[str, Any] | None) -> None:
+def _flag_privileged_members(applier: Applier, group: dict[str, Any] | None) -> None:
     """A member who also holds a realm role or an admin role is within the service's reach
     (it manages every member): named in the plan, so an admin can take them out of the
     group (e.g. a student who works at the help desk)."""
@@ -296,7 +319,7 @@ def _flag_privileged_members(applier: RealmApplier, group: dict[str, Any] | None
         )
 
 
-def remove_student_permissions(uninstaller: Any) -> None:
+def remove_student_permissions(uninstaller: Realm) -> None:
     """Uninstall: the permission, its policy and the group go (accounts stay)."""
     record = uninstaller.record
     clients = {c["clientId"]: c for c in uninstaller.admin.get_clients()}

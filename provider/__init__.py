@@ -88,10 +88,10 @@ def create_app(
         )
         app.register_blueprint(helpdesk_views.bp)
     if settings.metrics_token:
-        from provider.helpdesk import views as helpdesk_views
+        from provider import metrics
 
         app.config["UMPASS_METRICS_TOKEN"] = settings.metrics_token
-        app.register_blueprint(helpdesk_views.metrics_bp)
+        app.register_blueprint(metrics.bp)
     if settings.oidc.enabled:
         _install_oidc_provider(app, svc)
         csrf.exempt(oidc_views.bp)  # back-channel calls from Keycloak; authorize is a GET

@@ -1,7 +1,9 @@
-"""The one gateway to Keycloak's admin REST API.
+"""The running service's one gateway to Keycloak's admin REST API.
 
-Nothing else in the service talks to Keycloak. Callers get small typed values and a
-short list of typed errors:
+Nothing else in the running service calls the admin API (the help desk signs staff in
+through the realm's OIDC endpoints, helpdesk/auth.py; the bulk intake, intake/provision.py,
+has a credential of its own). Callers get small typed values and a short list of typed
+errors:
 
 * `IdentityServiceUnavailable`: Keycloak unreachable, slow, 5xx, or our credential
   refused (`ServiceCredentialRejected`). Views show one "try again later" page;
@@ -33,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak import KeycloakAdmin
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
@@ -43,6 +45,7 @@ from keycloak.exceptions import (
 )
 
 from provider.config import KeycloakSettings
+from provider.keycloak_connection import ServiceAccount, admin_api
 from provider.password_policy import PasswordPolicy
 
 log = logging.getLogger(__name__)
@@ -202,23 +205,16 @@ class KeycloakGateway:
     # -- connection pool -------------------------------------------------------------
 
     def _new_admin(self) -> KeycloakAdmin:
-        connection = KeycloakOpenIDConnection(
-            # python-keycloak joins paths onto this URL: the trailing slash keeps a
-            # path prefix such as /auth.
-            server_url=self._settings.url + "/",
-            realm_name=self._settings.realm,
-            user_realm_name=self._settings.realm,
-            client_id=self._settings.client_id,
-            client_secret_key=self._settings.client_secret,
-            timeout=self._settings.timeout_seconds,
-            verify=True,
+        s = self._settings
+        return admin_api(
+            s.url,
+            ServiceAccount(s.realm, s.client_id, s.client_secret),
+            timeout=s.timeout_seconds,
             # No silent resend: a retried PUT or POST could apply twice, and every retry
             # doubles the time a student waits on a sick server. Writes are idempotent
-            # and the caller decides when to try again. (The token request is the one
-            # python-keycloak still retries once: its token client takes no such option.)
-            max_retries=0,
+            # and the caller decides when to try again.
+            retries=0,
         )
-        return KeycloakAdmin(connection=connection)
 
     @contextmanager
     def _lease(self) -> Iterator[KeycloakAdmin]:
@@ -362,9 +358,6 @@ class KeycloakGateway:
         rep = self._call("get_user", lambda a: a.get_user(user_id), about_user=True)
         return KeycloakUser.from_representation(rep)
 
-    def get_attributes(self, user_id: str) -> dict[str, list[str]]:
-        return {k: list(v) for k, v in self.get_user(user_id).attributes.items()}
-
     def password_policy(self) -> PasswordPolicy:
         """The realm's password policy (needs `view-realm`), cached for a minute."""
         cached = self._policy
@@ -419,14 +412,6 @@ class KeycloakGateway:
                 raise
             return existing.id
 
-    def update_attributes(self, user_id: str, changes: Mapping[str, Sequence[str] | None]) -> None:
-        """Set (or, with None, remove) the named attributes and keep every other one.
-
-        Keycloak's PUT replaces the whole attribute map, so this reads the user, merges
-        and writes the full representation back.
-        """
-        self._update(user_id, lambda _current: ({}, changes))
-
     def set_email(self, user_id: str, email: str, *, verified: bool = True) -> None:
         self._update(user_id, lambda _current: ({"email": email, "emailVerified": verified}, {}))
 
@@ -436,19 +421,6 @@ class KeycloakGateway:
             PHONE_NUMBER_VERIFIED: ["true" if verified else "false"],
         }
         self._update(user_id, lambda _current: ({}, changes))
-
-    def mark_active(self, user_id: str, activated_at: datetime | None = None) -> None:
-        """Record the account as activated; idempotent (an active account keeps its time)."""
-        when = (activated_at or datetime.now(UTC)).astimezone(UTC)
-        stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-        def activate(current: Mapping[str, Any]) -> _Change | None:
-            attrs = current.get("attributes") or {}
-            if attrs.get(ACTIVATION_STATE) == [STATE_ACTIVE] and attrs.get(ACTIVATED_AT):
-                return None
-            return {}, {ACTIVATION_STATE: [STATE_ACTIVE], ACTIVATED_AT: [stamp]}
-
-        self._update(user_id, activate)
 
     def set_password(self, user_id: str, password: str) -> None:
         """Set a permanent (never temporary) password.

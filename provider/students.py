@@ -1,7 +1,10 @@
-"""Creating a pending student: the Keycloak account, the proofing hashes, a first code.
+"""Creating one pending student: the Keycloak account, the proofing hashes, a fresh code.
 
-The single-student path for development, tests and the help desk; bulk intakes use the
-provisioning credential and partial import instead.
+The one-student path, through the service's own credential: `umpass create-student` and
+`umpass seed-demo`, the benchmarks and the tests. A re-run finds the account it made (same
+username and email), stores the hashes again and issues a new code, revoking the one
+before; an account that exists and is not pending is refused (`NotAPendingStudent`).
+Bulk intakes go through provider/intake/ (the provisioning credential, partial import).
 """
 
 from __future__ import annotations

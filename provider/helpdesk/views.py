@@ -4,7 +4,6 @@ every look at a student's record, is audited under the staff member's username."
 from __future__ import annotations
 
 import csv
-import hmac
 import io
 from datetime import UTC, datetime
 
@@ -21,12 +20,9 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from sqlalchemy import select
 
 from provider import audit
-from provider.guards import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import student as students
@@ -38,7 +34,6 @@ from provider.spreadsheet import safe_cell
 from provider.storage.models import AuditEvent
 
 bp = Blueprint("helpdesk", __name__, url_prefix="/helpdesk")
-metrics_bp = Blueprint("metrics", __name__)
 
 
 def _svc() -> Services:
@@ -193,19 +188,3 @@ def _csv(name: str, rows: list[dict[str, str]], columns: list[str]) -> Response:
             "Cache-Control": "no-store",
         },
     )
-
-
-@metrics_bp.get("/metrics")
-def metrics() -> ResponseReturnValue:
-    """Prometheus scrape: the funnel, the code-send budget and the identify lockouts,
-    behind a bearer token."""
-    token = current_app.config.get("UMPASS_METRICS_TOKEN") or ""
-    sent = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    if not token or not hmac.compare_digest(token.encode(), sent.encode()):
-        abort(404)
-    registry = CollectorRegistry(auto_describe=False)
-    svc = _svc()
-    registry.register(funnel_data.FunnelCollector(svc))
-    registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
-    registry.register(lockout_data.LockoutCollector(svc))
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

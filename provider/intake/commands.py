@@ -253,10 +253,7 @@ def _finish_sheet(
     svc: Services, args: argparse.Namespace, sheet: letter_files.CodeSheet, asked: int
 ) -> None:
     if args.letters_out is not None:
-        from provider import create_app
-
-        app = create_app(svc.settings, gateway=svc.keycloak)
-        html = letter_files.letters_html(app, sheet.letters, svc.settings.base_url + "/activate/")
+        html = letter_files.letters_html(sheet.letters, svc.settings.base_url + "/activate/")
         letter_files.write_once(args.letters_out, html)
     skipped = asked - len(sheet.letters)
     print(

@@ -17,7 +17,10 @@ from typing import TextIO
 from flask import Flask, render_template
 from flask_babel import force_locale
 
+from provider import i18n
 from provider.spreadsheet import safe_cell
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 @dataclass(frozen=True)
@@ -74,16 +77,24 @@ class CodeSheet:
         self._file.close()
 
 
-def letters_html(app: Flask, letters: Sequence[Letter], activation_url: str) -> str:
+def letters_html(letters: Sequence[Letter], activation_url: str) -> str:
     """One page per student, each in the student's own language."""
     pages = []
-    with app.test_request_context():
+    with _renderer().test_request_context():
         for letter in letters:
             with force_locale(letter.language):
                 pages.append(
                     render_template("letters/letter.html", letter=letter, url=activation_url)
                 )
         return render_template("letters/letters.html", pages=pages)
+
+
+def _renderer() -> Flask:
+    """The service's templates and catalogues without the service: a letter needs neither
+    its routes nor its settings."""
+    app = Flask(__name__, template_folder=str(TEMPLATES))
+    i18n.install(app)
+    return app
 
 
 def write_once(path: Path, text: str) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError
 from sqlalchemy import insert, select, update
 
@@ -41,6 +41,7 @@ from provider.keycloak import (
     STATE_PENDING,
     STUDENTS_GROUP,
 )
+from provider.keycloak_connection import ServiceAccount, admin_api
 from provider.keyed_hash import Purpose
 from provider.proofing import new_activation_code, normalize_date_of_birth, normalize_id_last4
 from provider.services import Services
@@ -67,10 +68,6 @@ class ImportReport:
     already_active: list[str] = field(default_factory=list)
     enrolled: int = 0  # proofing hashes stored by this run
     joined_group: int = 0  # pending accounts that joined the students group
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.created or self.enrolled or self.joined_group)
 
 
 @dataclass(frozen=True)
@@ -125,22 +122,17 @@ class Provisioner:
     def __init__(self, settings: KeycloakSettings, client_id: str, client_secret: str) -> None:
         self.realm = settings.realm
         self._settings = settings
-        self._client = (client_id, client_secret)
+        self._account = ServiceAccount(settings.realm, client_id, client_secret)
         self._local = threading.local()  # python-keycloak is not thread-safe: one per thread
 
     @property
     def admin(self) -> KeycloakAdmin:
         admin = getattr(self._local, "admin", None)
         if admin is None:
-            admin = self._local.admin = KeycloakAdmin(
-                connection=KeycloakOpenIDConnection(
-                    server_url=self._settings.url + "/",
-                    realm_name=self.realm,
-                    user_realm_name=self.realm,
-                    client_id=self._client[0],
-                    client_secret_key=self._client[1],
-                    timeout=max(self._settings.timeout_seconds, 120),  # a batch takes seconds
-                )
+            admin = self._local.admin = admin_api(
+                self._settings.url,
+                self._account,
+                timeout=max(self._settings.timeout_seconds, 120),  # a batch takes seconds
             )
         return admin
 

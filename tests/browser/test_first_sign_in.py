@@ -27,6 +27,7 @@ from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.accounts import set_attributes
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
@@ -425,11 +426,11 @@ def test_a_replayed_link_signs_in_no_one_outside_the_students_or_pending(
     (link,) = admin.get_user_social_logins(account_id)
     monkeypatch.setattr(oidc_server, "broker_sub", lambda _code_hash: link["userId"])
 
-    services.keycloak.update_attributes(account_id, {ACTIVATION_STATE: ["pending"]})
+    set_attributes(admin, account_id, {ACTIVATION_STATE: ["pending"]})
     session, to_service = _broker_sign_in(keycloak_server, realm)
     assert not _signed_in(_assert_at_keycloak(app, session, to_service, student))
 
-    services.keycloak.update_attributes(account_id, {ACTIVATION_STATE: ["active"]})
+    set_attributes(admin, account_id, {ACTIVATION_STATE: ["active"]})
     group = admin.get_group_by_path("/umpass-students")
     admin.group_user_remove(account_id, group["id"])
     realm_changes.on_undo(lambda: admin.delete_user(account_id))  # staff now: it goes

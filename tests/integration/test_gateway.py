@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -13,15 +14,20 @@ from provider.config import Settings
 from provider.keycloak import (
     ACTIVATED_AT,
     ACTIVATION_STATE,
+    BROKER_TICKET,
     PHONE_NUMBER,
     PHONE_NUMBER_VERIFIED,
     STATE_ACTIVE,
+    STATE_PENDING,
+    TICKET_OPEN,
     Conflict,
     InvalidValue,
     KeycloakGateway,
     PasswordRejected,
     UserNotFound,
 )
+from tests.support.accounts import set_attributes
+from tests.support.inbox import new_mobile
 from tests.support.keycloak_login import sign_in
 
 GOOD_PASSWORD = "orbit lantern velvet 1987"
@@ -34,15 +40,7 @@ def _sign_in(settings: Settings, username: str, password: str):
 def _mark_active(admin: KeycloakAdmin, user_id: str) -> None:
     """Flip the attribute only (the realm's browser flow keeps pending accounts away
     from the password form, whatever their password)."""
-    rep = admin.get_user(user_id)
-    attributes = {**rep.get("attributes", {}), ACTIVATION_STATE: [STATE_ACTIVE]}
-    admin.update_user(
-        user_id,
-        {
-            "attributes": attributes,
-            **{k: rep[k] for k in ("firstName", "lastName", "email") if k in rep},
-        },
-    )
+    set_attributes(admin, user_id, {ACTIVATION_STATE: [STATE_ACTIVE]})
 
 
 def test_password_set_by_gateway_works_in_a_real_login(
@@ -102,54 +100,71 @@ def test_password_equal_to_username_or_email_is_refused(
     assert admin.get_credentials(user_id) == []
 
 
-def test_attribute_update_keeps_everything_else(
-    gateway: KeycloakGateway, pending_user: str
+def test_a_write_keeps_everything_else(
+    gateway: KeycloakGateway, pending_user: str, admin: KeycloakAdmin
 ) -> None:
+    # Keycloak's PUT replaces the whole user: each write reads, merges and writes it back.
+    set_attributes(admin, pending_user, {"accepted_policies": ["it-aup@3:2026-11-26T00:00:00Z"]})
     before = gateway.get_user(pending_user)
-    gateway.update_attributes(
-        pending_user, {"accepted_policies": ["it-aup@3:2026-11-26T00:00:00Z"]}
-    )
+    gateway.set_phone(pending_user, "+85366112233")
     after = gateway.get_user(pending_user)
+    assert after.attributes[PHONE_NUMBER] == ["+85366112233"]
     assert after.attributes["accepted_policies"] == ["it-aup@3:2026-11-26T00:00:00Z"]
     assert after.attributes[ACTIVATION_STATE] == before.attributes[ACTIVATION_STATE]
-    assert after.attributes[PHONE_NUMBER] == before.attributes[PHONE_NUMBER]
     assert (after.email, after.first_name, after.last_name, after.enabled) == (
         before.email,
         before.first_name,
         before.last_name,
         before.enabled,
     )
-    gateway.update_attributes(pending_user, {"accepted_policies": None})
-    assert "accepted_policies" not in gateway.get_user(pending_user).attributes
-    assert (
-        gateway.get_user(pending_user).attributes[PHONE_NUMBER] == before.attributes[PHONE_NUMBER]
+    gateway.set_email(pending_user, f"kept.{secrets.token_hex(3)}@example.edu")
+    after = gateway.get_user(pending_user)
+    assert after.attributes[PHONE_NUMBER] == ["+85366112233"]
+    assert after.attributes["accepted_policies"] == ["it-aup@3:2026-11-26T00:00:00Z"]
+    assert (after.first_name, after.last_name) == (before.first_name, before.last_name)
+
+
+def test_activation_removes_a_ticket_left_open_and_keeps_the_rest(
+    gateway: KeycloakGateway, pending_user: str, admin: KeycloakAdmin
+) -> None:
+    set_attributes(admin, pending_user, {BROKER_TICKET: [TICKET_OPEN]})
+    before = gateway.get_user(pending_user)
+    assert gateway.activate(pending_user, GOOD_PASSWORD, attributes={})
+    after = gateway.get_user(pending_user)
+    assert BROKER_TICKET not in after.attributes
+    assert after.attributes[PHONE_NUMBER] == before.attributes[PHONE_NUMBER]
+    assert (after.email, after.first_name, after.last_name) == (
+        before.email,
+        before.first_name,
+        before.last_name,
     )
 
 
-def test_parallel_attribute_updates_lose_nothing(
+def test_parallel_writes_to_one_account_lose_nothing(
     gateway: KeycloakGateway, pending_user: str
 ) -> None:
-    # Each thread writes a different attribute; a lost read-modify-write would drop one.
-    writes = [
-        {"accepted_policies": [f"policy-{i}@1:2026-11-26T00:00:00Z"]}
-        if i % 3 == 0
-        else {PHONE_NUMBER_VERIFIED: ["false"]}
-        if i % 3 == 1
-        else {ACTIVATED_AT: [f"2026-11-26T00:00:{i:02d}Z"]}
-        for i in range(12)
-    ]
-    with ThreadPoolExecutor(max_workers=len(writes)) as pool:
-        for future in [pool.submit(gateway.update_attributes, pending_user, w) for w in writes]:
-            future.result()  # re-raises anything a thread hit
-    attrs = gateway.get_user(pending_user).attributes
-    for name in (
-        "accepted_policies",
-        PHONE_NUMBER_VERIFIED,
-        ACTIVATED_AT,
-        PHONE_NUMBER,
-        ACTIVATION_STATE,
-    ):
-        assert name in attrs, name
+    # Two writes of different fields (the email; the phone) start together, round after
+    # round: without the per-account lock both read the account before either writes, and
+    # the second write puts back the field the first had just changed.
+    start = threading.Barrier(2)
+
+    def together(write: Callable[[str, str], None], value: str) -> None:
+        start.wait(timeout=30)
+        write(pending_user, value)
+
+    tag = secrets.token_hex(3)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for i in range(8):
+            email, phone = f"round{i}.{tag}@example.edu", new_mobile()
+            futures = [
+                pool.submit(together, gateway.set_email, email),
+                pool.submit(together, gateway.set_phone, phone),
+            ]
+            for future in futures:
+                future.result()  # re-raises anything a thread hit
+            after = gateway.get_user(pending_user)
+            assert (after.email, after.attribute(PHONE_NUMBER)) == (email, phone), f"round {i}"
+            assert after.attribute(ACTIVATION_STATE) == STATE_PENDING
 
 
 def test_verified_contacts_and_activation(gateway: KeycloakGateway, pending_user: str) -> None:
@@ -159,10 +174,11 @@ def test_verified_contacts_and_activation(gateway: KeycloakGateway, pending_user
     assert (user.email, user.email_verified) == ("new.address@example.edu", True)
     assert user.attributes[PHONE_NUMBER] == ["+85366112233"]
     assert user.attributes[PHONE_NUMBER_VERIFIED] == ["true"]
-    gateway.mark_active(pending_user)
+    assert gateway.activate(pending_user, GOOD_PASSWORD, attributes={})
     first = gateway.get_user(pending_user)
-    assert first.activation_state == STATE_ACTIVE
-    gateway.mark_active(pending_user)  # idempotent: the first activation time stays
+    assert first.activation_state == STATE_ACTIVE and first.attribute(ACTIVATED_AT)
+    # A second activation writes nothing: the first activation time stays.
+    assert not gateway.activate(pending_user, GOOD_PASSWORD + " again", attributes={})
     assert gateway.get_user(pending_user).attribute(ACTIVATED_AT) == first.attribute(ACTIVATED_AT)
 
 

@@ -110,7 +110,8 @@ def _set_code(services: Services, user_id: str, **values: object) -> None:
 def _activate_in_keycloak(services: Services, user_id: str) -> None:
     user = services.keycloak.find_user(user_id)
     assert user is not None
-    services.keycloak.mark_active(user.id)
+    # Activated the service's way: one write, a password and the state.
+    assert services.keycloak.activate(user.id, secrets.token_urlsafe(18), attributes={})
 
 
 def _lock(base: str, who: StudentDetails, **changes: str) -> None:

@@ -218,7 +218,7 @@ def test_directory_student_is_activated_and_signs_in(
     with pytest.raises(GatewayRequestRefused):
         gateway.get_user(first_sight.id)
     with pytest.raises(GatewayRequestRefused):
-        gateway.update_attributes(first_sight.id, {ACTIVATION_STATE: [STATE_PENDING]})
+        gateway.set_phone(first_sight.id, "+85361234567")
     assert gateway.find_user(ana["user_id"]) is None
     enrol_directory_student(ldap_realm, ana["user_id"])
     user = gateway.find_user(ana["user_id"])
@@ -226,9 +226,10 @@ def test_directory_student_is_activated_and_signs_in(
     assert (user.first_name, user.last_name, user.email) == ("Ana", "Lei", ana["email"])
     assert user.attribute("LDAP_ENTRY_DN") == ana["dn"]
 
-    gateway.update_attributes(user.id, {PHONE_NUMBER: ["+85361234567"]})
+    gateway.set_phone(user.id, "+85361234567")
     # The gateway writes the whole user back: names and email stay, here and in LDAP.
     pending = gateway.get_user(user.id)
+    assert pending.attribute(PHONE_NUMBER) == "+85361234567"
     assert (pending.first_name, pending.last_name, pending.email) == ("Ana", "Lei", ana["email"])
     conn = admin_connection(slapd_server)
     conn.search(ana["dn"], "(objectClass=*)", search_scope="BASE", attributes=["*"])
