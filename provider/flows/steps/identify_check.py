@@ -16,20 +16,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select
-
 from provider import audit
+from provider.activation_codes import usable_code
 from provider.guards import challenge, lockout
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_PENDING
 from provider.keyed_hash import Purpose
 from provider.proofing import (
-    normalize_activation_code,
     normalize_date_of_birth,
     normalize_id_last4,
     normalize_user_id,
 )
 from provider.services import Services
-from provider.storage.models import ActivationCode, Student
+from provider.storage.models import Student
 
 # Every failed identify answer takes at least this long, whatever failed.
 FAILURE_FLOOR_SECONDS = 0.25
@@ -170,21 +168,18 @@ def _compare(
 ) -> Proven | None:
     h = svc.hasher
     user_id = normalize_user_id(typed_user_id, svc.settings.user_id_length) or ""
-    # All three HMACs are computed on every path, matching or not.
-    code_hash = h.digest(Purpose.ACTIVATION_CODE, normalize_activation_code(typed_code) or "")
+    # All three HMACs are computed and both rows looked up on every path, matching or not.
     dob_hash = h.digest(Purpose.DATE_OF_BIRTH, normalize_date_of_birth(date_of_birth))
     last4_hash = h.digest(Purpose.ID_LAST4, normalize_id_last4(typed_id_last4) or "")
     with svc.reads() as session:
         student = session.get(Student, user_id) if user_id else None
-        code = session.scalars(
-            select(ActivationCode).where(ActivationCode.code_hash == code_hash)
-        ).one_or_none()
-    unknown = "0" * len(code_hash)  # compared against when there is no student
+        code = usable_code(session, h, user_id, typed_code, now)
+    unknown = "0" * len(dob_hash)  # compared against when there is no student
     matches = [
         student is not None,
         hmac.compare_digest(dob_hash, student.dob_hash if student else unknown),
         hmac.compare_digest(last4_hash, student.id_last4_hash if student else unknown),
-        code is not None and code.user_id == user_id and code.usable(now),
+        code is not None,
     ]
     if not all(matches) or code is None:
         return None
