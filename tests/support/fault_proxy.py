@@ -143,8 +143,10 @@ class _Connection:
                     trap.fired.set()
                     return  # cut: Keycloak never sees it
                 if trap is not None and trap.fault is Fault.UNAVAILABLE_503:
-                    self.client.sendall(_UNAVAILABLE)
+                    # Marked before the answer goes: the client may act on it (and the
+                    # test look at `fired`) before this thread runs again.
                     trap.fired.set()
+                    self.client.sendall(_UNAVAILABLE)
                     return
                 self.cut_on_answer = trap  # ANSWER_LOST: cut when Keycloak answers
                 self.upstream.sendall(request)
