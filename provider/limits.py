@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 from redis.exceptions import RedisError
@@ -101,18 +101,5 @@ def strength_limit() -> str:
     return current_app.config["UMPASS_STRENGTH_LIMIT"]
 
 
-def not_identify_post() -> bool:
-    return not (request.method == "POST" and (request.view_args or {}).get("name") == "identify")
-
-
 def send_limit() -> str:
     return current_app.config["UMPASS_SEND_LIMIT"]
-
-
-def not_code_send() -> bool:
-    """Only "Send code" posts count against the per-address sending limit."""
-    return not (
-        request.method == "POST"
-        and (request.view_args or {}).get("name") == "contacts"
-        and request.form.get("action", "").startswith("send-")
-    )

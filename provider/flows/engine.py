@@ -14,6 +14,7 @@ flow is replaced by a fresh one and the student is told, never shown an error.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.models import Flow
 
+log = logging.getLogger(__name__)
 FLOW_COOKIE = "umpass_flow"
 DEFAULT_IDLE = timedelta(minutes=30)
 MAX_LIFETIME = timedelta(hours=2)
@@ -101,17 +103,29 @@ class FlowEngine(Generic[D]):
         if flow_id and len(flow_id) <= 64:
             with self._reads() as session:
                 row = session.get(Flow, self._key(flow_id))
-                if row is not None and row.expires_at > now and row.created_at + MAX_LIFETIME > now:
-                    return FlowState(
-                        flow_id=flow_id,
-                        step=row.step,
-                        user_id=row.user_id,
-                        data=self._data_type.from_json(dict(row.state)),
-                        version=row.version,
-                        expires_at=row.expires_at,
-                    )
-                expired = True  # unknown or expired: a cookie was there
+                live = row is not None and row.expires_at > now
+                if live and row.created_at + MAX_LIFETIME > now and row.step in self.steps:
+                    data = self._read(row.state)
+                    if data is not None:
+                        return FlowState(
+                            flow_id=flow_id,
+                            step=row.step,
+                            user_id=row.user_id,
+                            data=data,
+                            version=row.version,
+                            expires_at=row.expires_at,
+                        )
+                expired = True  # unknown, expired or unreadable: a cookie was there
         return FlowState(flow_id=None, step=self.steps[0], replaced_expired=expired)
+
+    def _read(self, raw: dict[str, Any]) -> D | None:
+        """The stored data, or None when this version cannot read it (written by another
+        version of the service): the student starts again rather than meets an error."""
+        try:
+            return self._data_type.from_json(dict(raw))
+        except (KeyError, TypeError, ValueError):
+            log.warning("stored flow unreadable; starting again", extra={"outcome": "replaced"})
+            return None
 
     def start_identified(
         self, state: FlowState[D], *, user_id: str, data: D, now: datetime | None = None

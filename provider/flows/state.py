@@ -48,6 +48,9 @@ class ActivationData:
     # Replaced contacts not told yet, as Keycloak held them before the step wrote.
     owed: dict[Channel, str] = field(default_factory=dict)
     claim: str | None = None  # ISO time a password submit began activating
+    # This flow's own write made the account active (the sign-in door asserts nothing
+    # without it; older replicas read the same key).
+    activated: bool = False
     # The request of whoever sent the student here (a sign-in), carried unread.
     caller: dict[str, str] | None = None
 
@@ -73,6 +76,8 @@ class ActivationData:
             out["owed"] = self.owed
         if self.claim is not None:
             out["claim"] = self.claim
+        if self.activated:
+            out["activated"] = True
         if self.caller is not None:
             out["oidc_request"] = self.caller
         return out
@@ -91,5 +96,6 @@ class ActivationData:
             else {c: PendingContact(**p) for c, p in pending.items()},
             owed=dict(raw.get("owed") or {}),
             claim=raw.get("claim"),
+            activated=bool(raw.get("activated")),
             caller=raw.get("oidc_request"),
         )

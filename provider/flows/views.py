@@ -9,6 +9,7 @@ a finished step lands on the right page without changing anything.
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 
 from flask import (
@@ -47,6 +48,7 @@ from provider.limits import limiter, strength_limit
 from provider.services import services
 
 bp = Blueprint("flow", __name__, url_prefix="/activate")
+log = logging.getLogger(__name__)
 
 Flow = FlowState[ActivationData]
 
@@ -165,7 +167,7 @@ def step(name: str) -> ResponseReturnValue:
         if answered is not None:
             return answered
     visit = _visit(state, BY_NAME[name])
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (which Flask-WTF does not CSRF-check)
         engine().touch(state)
         return visit.step.show(visit)
     try:
@@ -186,6 +188,7 @@ def _follow(visit: Visit, outcome: Outcome) -> ResponseReturnValue:
             data.caller = caller().carry()
             session.clear()
             g.flow = engine().start_identified(state, user_id=user_id, data=data)
+            log.info("student identified", extra={"flow_step": visit.step.name, "outcome": "ok"})
             return to_current(g.flow)
         case Next():
             with contextlib.suppress(FlowConflict):  # a parallel submit moved it on

@@ -57,7 +57,7 @@ class SignInCaller:
     def on_end(self, engine: Engine, state: Flow) -> ResponseReturnValue | None:
         # The one place an identity is asserted: this browser's flow has just activated
         # its own account, and a sign-in was waiting for it.
-        if state.data is None or not state.data.caller:
+        if state.data is None or not state.data.caller or not state.data.activated:
             return None
         params = _take_sign_in(engine, state)
         if params is None:

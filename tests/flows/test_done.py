@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 from keycloak import KeycloakAdmin
 
+from provider.config import Settings
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
 from tests.flows.conftest import FlowAt
+from tests.integration.test_oidc_provider import answered_at
+from tests.support.broker import broker_request, pkce
 from tests.support.flow_at import StepClient
 from tests.support.flow_client import StudentDetails
 
@@ -51,3 +54,26 @@ def test_the_password_step_submitted_again_lands_here_and_sets_nothing(
     assert response.status_code == 302 and response.location.endswith("/activate/done")
     assert admin.get_credentials(user.id) == credentials  # the same password, untouched
     assert (at_done.flow().step, at_done.flow().version) == ("done", before)
+
+
+def test_a_sign_in_is_answered_only_for_an_account_this_flow_activated(
+    at_done: StepClient, services: Services, settings: Settings
+) -> None:
+    """The one place an identity is asserted needs this flow's own activation as well as
+    the end page: a flow at "done" without it (written by anything else) asserts nothing,
+    and keeps the waiting request."""
+    state = at_done.flow()
+    assert state.data is not None and state.data.activated  # the password step's write
+    request = broker_request(settings, pkce()[1])
+    state.data.caller, state.data.activated = dict(request), False
+    at_done.engine.save(state)
+    page = at_done.page("done")
+    assert page.status_code == 200 and 'http-equiv="refresh"' not in page.get_data(as_text=True)
+    assert at_done.data.caller == request
+    state = at_done.flow()
+    assert state.data is not None
+    state.data.activated = True
+    at_done.engine.save(state)
+    location = answered_at(at_done.page("done"))
+    assert location.startswith(settings.oidc.broker_redirect_uri) and "code=" in location
+    assert at_done.data.caller is None  # answered once

@@ -1,8 +1,10 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
 
 from provider.flows.engine import MAX_LIFETIME, FlowConflict, FlowEngine, FlowState
+from provider.flows.state import ActivationData
 from provider.storage.models import Flow
 from tests.support.flow_data import Notes
 
@@ -177,3 +179,38 @@ def test_without_a_time_the_engine_uses_the_clock(engine: FlowEngine, sessions) 
     after = datetime.now(UTC)
     assert before <= row.created_at <= row.updated_at <= after
     assert row.step == "password"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"state": {"code_id": 7}}, {"state": {"code_id": "x", "keycloak_id": "k"}}, {"step": "gone"}],
+    ids=["a-field-missing", "a-field-unreadable", "a-step-this-version-lacks"],
+)
+def test_a_flow_this_version_cannot_read_starts_again(sessions, hasher, change) -> None:
+    """Written by another version of the service (a rollback, a renamed step): the student
+    starts again with the usual message, never an error on every page."""
+    engine = FlowEngine(sessions, hasher, STEPS, ActivationData, idle=timedelta(minutes=30))
+    stored = engine.start_identified(
+        engine.load_or_start(None, T0),
+        user_id="dc12345",
+        data=ActivationData(code_id=7, keycloak_id="k"),
+        now=T0,
+    )
+    assert engine.load_or_start(stored.flow_id, T0).data == ActivationData(7, "k")
+    with sessions.begin() as session:
+        session.execute(update(Flow).where(Flow.id_hash == engine.key(stored)).values(**change))
+    again = engine.load_or_start(stored.flow_id, T0)
+    assert (again.flow_id, again.step, again.data, again.replaced_expired) == (
+        None,
+        "identify",
+        None,
+        True,
+    )
+
+
+def test_activation_data_keeps_the_keys_older_replicas_read() -> None:
+    """A rolling upgrade: what one version writes, the other resumes (same JSON keys)."""
+    data = ActivationData(code_id=7, keycloak_id="k", caller={"state": "s"}, activated=True)
+    raw = data.to_json()
+    assert raw["oidc_request"] == {"state": "s"} and raw["activated"] is True
+    assert ActivationData.from_json(raw) == data

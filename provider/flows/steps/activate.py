@@ -139,6 +139,7 @@ def activate(
             )
 
     data.forget_transient()
+    data.activated = True
     # A parallel request may have finished the flow already: its "done" stands.
     with contextlib.suppress(FlowConflict):
         engine.complete(state, now=now)

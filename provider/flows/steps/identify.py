@@ -122,7 +122,6 @@ class IdentifyStep:
                     failure=_("We could not match those details. Check each one and try again."),
                 )
             )
-        log.info("student identified", extra={"flow_step": "identify", "outcome": "ok"})
         return Identified(
             user_id=who.user_id,
             data=ActivationData(

@@ -1,4 +1,4 @@
-// The identify form's proof-of-work check (provider/flows/challenge.py), solved by the
+// The identify form's proof-of-work check (provider/guards/challenge.py), solved by the
 // vendored ALTCHA widget (provider/static/vendor/altcha/) in a worker from this origin.
 // It starts as soon as the student is in the form, and Continue waits for it. Without
 // this script the page says plainly how to do without the check.
