@@ -8,8 +8,7 @@ from keycloak import KeycloakAdmin
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
-from tests.flows.conftest import FlowAt
-from tests.support.flow_at import StepClient
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 
 
