@@ -150,6 +150,7 @@ def test_identity_only_after_activation_then_the_code_is_spent(
     # The done page, reloaded, asserts nothing more.
     again = flow.page("done")
     assert again.status_code == 200 and b"Your account is active" in again.data
+    assert b'http-equiv="refresh"' not in again.data  # no second answer to the broker
 
 
 def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(
