@@ -20,6 +20,7 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from devstack import keycloak as kc_server
@@ -35,6 +36,8 @@ from provider.config import Settings, load_settings
 from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 from provider.services import Services
 from provider.storage import migrate
+from tests.support.flow_at import FlowAt, StepClient, put_flow_at
+from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import use_demo_base
 from tests.support.listeners import loopback_listener, port_of, serving
@@ -315,3 +318,14 @@ def live_url(app: Flask, service_listener: socket.socket) -> Iterator[str]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def flow_at(app: Flask, inbox: Inbox) -> FlowAt:
+    """`flow_at("contacts", student, data={...})`: a browser whose flow is at that step
+    (tests/support/flow_at.py), for a test about that step and not the journey to it."""
+
+    def put(step: str, who: StudentDetails, data: dict[str, Any] | None = None) -> StepClient:
+        return put_flow_at(app, inbox, step, who, data)
+
+    return put

@@ -12,9 +12,8 @@ from provider.flows.state import OnRecord, PendingContact
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.services import services as app_services
-from tests.flows.conftest import FlowAt
 from tests.support.contacts_page import a_minute_passes, choose, metrics, send_refusals, tune
-from tests.support.flow_at import StepClient
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.students import enrol_student

@@ -9,10 +9,9 @@ from keycloak import KeycloakAdmin
 from provider.config import Settings
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
-from tests.flows.conftest import FlowAt
 from tests.integration.test_oidc_provider import answered_at
 from tests.support.broker import broker_request, pkce
-from tests.support.flow_at import StepClient
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 
 

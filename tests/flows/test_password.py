@@ -9,8 +9,7 @@ from keycloak import KeycloakAdmin
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode
-from tests.flows.conftest import FlowAt
-from tests.support.flow_at import StepClient
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 from tests.support.realm_changes import RealmChanges
 

@@ -10,8 +10,7 @@ import pytest
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
 from provider.policies import current_policies
 from provider.services import Services
-from tests.flows.conftest import FlowAt
-from tests.support.flow_at import StepClient
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 
 

@@ -19,8 +19,7 @@ from provider.keycloak import STATE_PENDING
 from provider.policies import current_policies
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, Flow
-from tests.flows.conftest import FlowAt
-from tests.support.flow_at import engine_of
+from tests.support.flow_at import FlowAt, engine_of
 from tests.support.flow_client import StudentDetails
 
 PASSWORD = "orbit lantern velvet 1987"

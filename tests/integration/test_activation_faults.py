@@ -8,7 +8,8 @@ token, policy and user reads through and fails only the user PUT. Crashes are th
 gunicorn worker of a service replica killing itself (SIGKILL) between two of those steps
 (tests/support/service_process.py). After each, Keycloak says what it holds (state,
 whether a password signs in, its own record of every write) and the student's retry ends
-in an account activated exactly once.
+in an account activated exactly once. Each flow is put directly at the password step
+(tests/support/flow_at.py); a replica resumes it from the shared database.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 import requests
-from flask import Flask
 from keycloak import KeycloakAdmin
 from sqlalchemy import func, select
 
@@ -28,6 +28,7 @@ from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, Flow
 from tests.support.admin_events import KeycloakWrites
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
@@ -64,10 +65,8 @@ def student(services: Services) -> StudentDetails:
 
 
 @pytest.fixture
-def at_password(app: Flask, student: StudentDetails, inbox: Inbox) -> FlowClient:
-    flow = FlowClient(app.test_client(), inbox)
-    flow.to_password_step(student)
-    return flow
+def at_password(flow_at: FlowAt, student: StudentDetails) -> StepClient:
+    return flow_at("password", student)
 
 
 def _keycloak_id(admin: KeycloakAdmin, user_id: str) -> str:
@@ -144,7 +143,7 @@ def _expire_claim(services: Services, user_id: str) -> None:
 @pytest.mark.parametrize("fault", [Fault.UNREACHABLE, Fault.UNAVAILABLE_503])
 def test_nothing_written_when_keycloak_fails_at_the_activation_write(
     fault: Fault,
-    at_password: FlowClient,
+    at_password: StepClient,
     proxy: FaultProxy,
     student: StudentDetails,
     services: Services,
@@ -175,7 +174,7 @@ def test_nothing_written_when_keycloak_fails_at_the_activation_write(
 
 
 def test_write_in_and_answer_lost_then_the_retrys_password_holds(
-    at_password: FlowClient,
+    at_password: StepClient,
     proxy: FaultProxy,
     student: StudentDetails,
     services: Services,
@@ -223,6 +222,7 @@ def test_crash_then_retry(
     after_crash: Account,
     written: bool,
     two_replicas: tuple[Replica, Replica],
+    flow_at: FlowAt,
     student: StudentDetails,
     services: Services,
     admin: KeycloakAdmin,
@@ -231,7 +231,8 @@ def test_crash_then_retry(
 ) -> None:
     replica, _ = two_replicas
     flow = FlowClient(HttpBrowser(replica.url), inbox)
-    flow.to_password_step(student)
+    flow.client.hold_flow(flow_at("password", student).flow_id)
+    assert flow.page("password").status_code == 200  # the replica resumes it there
     replica.crash_at(point)
     with pytest.raises(requests.ConnectionError):
         flow.set_password(FIRST)  # the worker died: no answer at all
@@ -257,17 +258,14 @@ def test_crash_then_retry(
 
 
 def test_a_refused_flow_cannot_later_overwrite_another_flows_activation(
-    app: Flask,
+    flow_at: FlowAt,
     student: StudentDetails,
     services: Services,
     admin: KeycloakAdmin,
-    inbox: Inbox,
     realm_changes: RealmChanges,
 ) -> None:
-    first_tab = FlowClient(app.test_client(), inbox)
-    first_tab.to_password_step(student)
-    second_tab = FlowClient(app.test_client(), inbox)
-    second_tab.to_password_step(student)
+    first_tab = flow_at("password", student)
+    second_tab = flow_at("password", student)
     policy = admin.get_realm(services.settings.keycloak.realm)["passwordPolicy"]
     with realm_changes.realm_settings({"passwordPolicy": f"{policy} and specialChars(5)"}):
         refused = first_tab.set_password(FIRST)  # Keycloak refuses: nothing written

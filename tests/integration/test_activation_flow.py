@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
+from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
@@ -184,9 +185,9 @@ def test_missing_csrf_token_is_refused_and_changes_nothing(
 
 
 def test_expired_flow_starts_again_with_a_message(
-    flow: FlowClient, student: StudentDetails, services: Services
+    flow_at: FlowAt, student: StudentDetails, services: Services
 ) -> None:
-    assert flow.identify(student).status_code == 302
+    flow = flow_at("policies", student)
     with services.sessions.begin() as db:
         db.execute(
             update(Flow)
@@ -210,10 +211,9 @@ def test_unknown_flow_cookie_is_a_fresh_start(app: Flask) -> None:
 
 
 def test_closing_the_browser_and_coming_back_resumes(
-    app: Flask, flow: FlowClient, student: StudentDetails
+    app: Flask, flow_at: FlowAt, student: StudentDetails
 ) -> None:
-    flow.identify(student)
-    flow.accept_policies()
+    flow = flow_at("contacts", student)
     cookie = flow.client.get_cookie("umpass_flow", path="/activate").value
     later = app.test_client()  # a new browser session with only the flow cookie restored
     later.set_cookie("umpass_flow", cookie, path="/activate")
@@ -271,11 +271,11 @@ def test_forwarded_for_is_ignored_without_a_configured_proxy(
 
 
 def test_not_you_start_again_forgets_the_flow(
-    flow: FlowClient, student: StudentDetails, services: Services
+    flow_at: FlowAt, student: StudentDetails, services: Services
 ) -> None:
     from tests.support.flow_client import csrf_token
 
-    flow.identify(student)
+    flow = flow_at("policies", student)
     page = flow.page("policies")
     assert "Not you, or on a shared computer? Start again" in page.get_data(as_text=True)
     old_cookie = flow.client.get_cookie("umpass_flow", path="/activate").value

@@ -12,7 +12,8 @@ test fails when its compare-and-set is taken out, the other left in.
 Every submit is sent whole but for its last byte, the last bytes then released together
 by a barrier (tests/support/replicas.race), half of them to each replica. Keycloak's admin
 events count the writes: any user PUT that makes the account active carries a password,
-and so does any password set on its own.
+and so does any password set on its own. Each flow is put directly at the password step
+(tests/support/flow_at.py), where either replica resumes it from the shared database.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from sqlalchemy import func, select
 from provider.services import Services
 from provider.storage.models import AuditEvent
 from tests.support.admin_events import KeycloakWrites
+from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
-from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
 from tests.support.replicas import HttpBrowser, Replica, Submit, race
 from tests.support.students import enrol_student
@@ -47,9 +48,11 @@ def unguarded(two_replicas: tuple[Replica, Replica]) -> Iterator[tuple[Replica, 
     yield two_replicas  # two_replicas guards them again afterwards
 
 
-def _at_password(replica: Replica, student: StudentDetails, inbox: Inbox) -> FlowClient:
-    flow = FlowClient(HttpBrowser(replica.url), inbox)
-    flow.to_password_step(student)
+def _at_password(flow_at: FlowAt, replica: Replica, student: StudentDetails) -> FlowClient:
+    """A browser over HTTP whose flow is at the password step."""
+    flow = FlowClient(HttpBrowser(replica.url))
+    flow.client.hold_flow(flow_at("password", student).flow_id)
+    assert flow.page("password").status_code == 200  # the replica resumes it there
     return flow
 
 
@@ -86,13 +89,13 @@ def _signs_in(services: Services, user_id: str, password: str) -> bool:
 
 def test_twenty_parallel_submits_of_one_flow_write_once(
     unguarded: tuple[Replica, Replica],
+    flow_at: FlowAt,
     student: StudentDetails,
     services: Services,
     admin: KeycloakAdmin,
-    inbox: Inbox,
     keycloak_writes: KeycloakWrites,
 ) -> None:
-    flow = _at_password(unguarded[0], student, inbox)
+    flow = _at_password(flow_at, unguarded[0], student)
     # One browser, one form, submitted twenty times at once: ten to each replica.
     submits = [_submit(replica, flow, PASSWORD) for replica in unguarded]
     statuses = race([submits[i % 2] for i in range(20)])
@@ -109,13 +112,13 @@ def test_twenty_parallel_submits_of_one_flow_write_once(
 
 def test_four_tabs_racing_activate_once(
     unguarded: tuple[Replica, Replica],
+    flow_at: FlowAt,
     student: StudentDetails,
     services: Services,
     admin: KeycloakAdmin,
-    inbox: Inbox,
     keycloak_writes: KeycloakWrites,
 ) -> None:
-    tabs = [_at_password(unguarded[0], student, inbox) for _ in range(4)]
+    tabs = [_at_password(flow_at, unguarded[0], student) for _ in range(4)]
     passwords = [f"{PASSWORD} tab{i}" for i in range(4)]
     submits = [_submit(unguarded[i % 2], tab, passwords[i]) for i, tab in enumerate(tabs)]
     statuses = race(submits)

@@ -6,7 +6,9 @@ retry that ends at the password step with both new contacts verified and each ol
 told exactly once (never the new ones).
 
 Faults at a write come from a real TCP proxy in front of Keycloak; crashes are a replica's
-gunicorn worker killing itself (see tests/integration/test_activation_faults.py).
+gunicorn worker killing itself (see tests/integration/test_activation_faults.py). Each flow
+is put directly at the contacts step (tests/support/flow_at.py); the new contacts are then
+proven through the step itself, over HTTP to the replica for a crash.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import dataclasses
 
 import pytest
 import requests
-from flask import Flask
 from keycloak import KeycloakAdmin
 
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from tests.support.fault_proxy import Fault, FaultProxy
+from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.replicas import HttpBrowser, Replica
@@ -59,16 +61,15 @@ def change(student: StudentDetails, admin: KeycloakAdmin) -> Change:
 
 
 def _prove_new_contacts(flow: FlowClient, change: Change) -> None:
-    assert flow.identify(change.student).status_code == 302
-    assert flow.accept_policies().status_code == 302
+    """On a flow at the contacts step: both contacts replaced and proven, not yet written."""
     flow.confirm_contacts(
         new_email=change.new_email, new_phone=change.new_phone, then_continue=False
     )
 
 
 @pytest.fixture
-def proven(app: Flask, inbox: Inbox, change: Change) -> FlowClient:
-    flow = FlowClient(app.test_client(), inbox)
+def proven(flow_at: FlowAt, change: Change) -> StepClient:
+    flow = flow_at("contacts", change.student)
     _prove_new_contacts(flow, change)
     return flow
 
@@ -135,7 +136,7 @@ def test_fault_at_a_contact_write_then_retry(
     fault: Fault,
     write: int,
     held: Contacts,
-    proven: FlowClient,
+    proven: StepClient,
     proxy: FaultProxy,
     change: Change,
     services: Services,
@@ -165,12 +166,14 @@ def test_crash_in_the_contact_writes_then_retry(
     point: str,
     held: Contacts,
     two_replicas: tuple[Replica, Replica],
+    flow_at: FlowAt,
     change: Change,
     admin: KeycloakAdmin,
     inbox: Inbox,
 ) -> None:
     replica, _ = two_replicas
     flow = FlowClient(HttpBrowser(replica.url), inbox)
+    flow.client.hold_flow(flow_at("contacts", change.student).flow_id)
     _prove_new_contacts(flow, change)
     replica.crash_at(point)
     with pytest.raises(requests.ConnectionError):

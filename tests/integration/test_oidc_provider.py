@@ -24,9 +24,11 @@ from werkzeug.test import TestResponse
 
 from provider.config import Settings
 from provider.keyed_hash import Purpose
+from provider.oidc import handoff
 from provider.services import Services
 from provider.storage.models import OidcAccessToken, OidcAuthorizationCode
 from tests.support.broker import broker_request, pkce
+from tests.support.flow_at import put_flow_at
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.students import enrol_student
@@ -68,14 +70,19 @@ def student(services: Services) -> StudentDetails:
 def _activate_with_sign_in_waiting(
     app: Flask, settings: Settings, inbox: Inbox, who: StudentDetails
 ) -> tuple[Broker, FlowClient, str]:
-    """A broker request, then the whole activation; returns the answer's Location."""
+    """A broker request, then the activation's last step; returns the answer's Location.
+
+    The request is taken from the browser's session into a flow put at the password step,
+    as identify carries it (the journey itself: `test_stop_and_return_answers_access_denied`
+    and tests/browser/test_first_sign_in.py)."""
     client = app.test_client()
     broker = Broker(client, settings)
     sent = broker.authorize()
     assert sent.status_code == 302 and sent.headers["Location"].endswith("/activate/")
-    flow = FlowClient(client, inbox)
-    assert flow.page("").status_code == 302  # the request joins this browser
-    flow.to_password_step(who)
+    assert client.get("/activate/").status_code == 302  # the request joins this browser
+    with client.session_transaction() as browser_session:
+        waiting = browser_session.pop(handoff.SESSION_KEY)
+    flow = put_flow_at(app, inbox, "password", who, data={"caller": waiting})
     assert flow.set_password(PASSWORD).headers["Location"].endswith("/activate/done")
     return broker, flow, answered_at(flow.page("done"))
 
@@ -143,6 +150,7 @@ def test_identity_only_after_activation_then_the_code_is_spent(
     # The done page, reloaded, asserts nothing more.
     again = flow.page("done")
     assert again.status_code == 200 and b"Your account is active" in again.data
+    assert b'http-equiv="refresh"' not in again.data  # no second answer to the broker
 
 
 def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(

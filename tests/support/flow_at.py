@@ -12,6 +12,7 @@ CSRF token in its session, so a post needs no page fetched first.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -132,6 +133,10 @@ def put_flow_at(
         assert state.step == "done"
     assert state.flow_id is not None
     return StepClient(app, inbox, state.flow_id)
+
+
+# The `flow_at` fixture (tests/conftest.py): `flow_at("contacts", student, data={...})`.
+FlowAt = Callable[..., StepClient]
 
 
 def _contacts_proven(app: Flask, data: ActivationData) -> None:

@@ -107,12 +107,3 @@ class FlowClient:
         return self.submit(
             "password", {"password": password, "confirm": password if confirm is None else confirm}
         )
-
-    def to_password_step(self, who: StudentDetails) -> None:
-        for response in (
-            self.identify(who),
-            self.accept_policies(),
-            self.confirm_contacts(email=who.email, phone=who.phone),
-        ):
-            assert response.status_code == 302, response.get_data(as_text=True)[:500]
-        assert self.page("password").status_code == 200

@@ -24,6 +24,7 @@ from urllib.parse import urlencode, urlsplit
 import requests
 from devstack.processes import log_tail, wait_until
 
+from provider.flows.engine import FLOW_COOKIE
 from tests.support.service_process import CRASH_POINTS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -151,6 +152,13 @@ class HttpBrowser:
                 timeout=REQUEST_TIMEOUT,
             )
         )
+
+    def hold_flow(self, flow_id: str | None) -> None:
+        """Hold a stored flow's cookie, as the browser that reached it would (every
+        replica resumes it: flows live in the shared database under the shared key)."""
+        assert flow_id, "no stored flow to hold"
+        host = urlsplit(self.base_url).hostname or ""
+        self.session.cookies.set(FLOW_COOKIE, flow_id, domain=host, path="/activate")
 
     def cookie_header(self) -> str:
         return "; ".join(f"{c.name}={c.value}" for c in self.session.cookies)
