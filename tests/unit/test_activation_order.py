@@ -195,9 +195,9 @@ def test_one_submit_writes_once_consumes_the_code_and_finishes(
     assert (done.step, done.version) == ("done", 2)  # the claim, then "done"
     row = world.row(state)
     assert (row.updated_at, row.expires_at) == (T0, T0 + world.engine.idle)
-    # What only the activation needed is gone.
+    # What only the activation needed is gone; the flow remembers it activated.
     assert done.data == ActivationData(
-        code_id=world.code_id, keycloak_id=KC_ID, accepted_policies=POLICIES
+        code_id=world.code_id, keycloak_id=KC_ID, accepted_policies=POLICIES, activated=True
     )
     assert world.audit() == [("student", "account.activated", USER, {"recovered": False})]
 
