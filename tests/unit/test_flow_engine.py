@@ -1,3 +1,4 @@
+import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -186,7 +187,7 @@ def test_without_a_time_the_engine_uses_the_clock(engine: FlowEngine, sessions) 
     [{"state": {"code_id": 7}}, {"state": {"code_id": "x", "keycloak_id": "k"}}, {"step": "gone"}],
     ids=["a-field-missing", "a-field-unreadable", "a-step-this-version-lacks"],
 )
-def test_a_flow_this_version_cannot_read_starts_again(sessions, hasher, change) -> None:
+def test_a_flow_this_version_cannot_read_starts_again(sessions, hasher, change, caplog) -> None:
     """Written by another version of the service (a rollback, a renamed step): the student
     starts again with the usual message, never an error on every page."""
     engine = FlowEngine(sessions, hasher, STEPS, ActivationData, idle=timedelta(minutes=30))
@@ -199,7 +200,13 @@ def test_a_flow_this_version_cannot_read_starts_again(sessions, hasher, change) 
     assert engine.load_or_start(stored.flow_id, T0).data == ActivationData(7, "k")
     with sessions.begin() as session:
         session.execute(update(Flow).where(Flow.id_hash == engine.key(stored)).values(**change))
-    again = engine.load_or_start(stored.flow_id, T0)
+    with caplog.at_level(logging.WARNING, logger="provider.flows.engine"):
+        again = engine.load_or_start(stored.flow_id, T0)
+    # Told to operators (a mixed-version deployment), without the flow's contents.
+    if change.get("step") != "gone":
+        (record,) = caplog.records
+        assert record.getMessage() == "stored flow unreadable; starting again"
+        assert record.__dict__.get("outcome") == "replaced"
     assert (again.flow_id, again.step, again.data, again.replaced_expired) == (
         None,
         "identify",
@@ -214,3 +221,12 @@ def test_activation_data_keeps_the_keys_older_replicas_read() -> None:
     raw = data.to_json()
     assert raw["oidc_request"] == {"state": "s"} and raw["activated"] is True
     assert ActivationData.from_json(raw) == data
+
+
+@pytest.mark.parametrize("stored", [("x", None), (None, Notes({}))], ids=["no-data", "no-id"])
+def test_a_flow_missing_its_id_or_its_data_is_never_written(engine, stored) -> None:
+    flow_id, data = stored
+    state = FlowState(flow_id=flow_id, step="policies", user_id="dc12345", data=data)
+    for write in (engine.save, engine.advance, engine.complete):
+        with pytest.raises(FlowConflict):
+            write(state, T0)
