@@ -132,14 +132,19 @@ def start() -> ResponseReturnValue:
 @bp.post("/restart")
 def restart() -> ResponseReturnValue:
     """ "Not you? Start again": forget this browser's flow (shared computers)."""
-    state = current_flow()
+    response = start_over(current_flow())
+    session.clear()
+    flash(_("We started again. Nothing was changed."))
+    return response
+
+
+def start_over(state: Flow) -> Response:
+    """End this browser's flow (audited when it had identified someone); to the first step."""
     engine().finish(state)
     if state.user_id:
         audit.record_now(
             services(current_app).sessions, audit.STUDENT, "flow.restarted", state.user_id
         )
-    session.clear()
-    flash(_("We started again. Nothing was changed."))
     return forget_flow(redirect(url_for("flow.step", name=STEPS[0].name)))
 
 

@@ -17,7 +17,7 @@ from provider import audit
 from provider.flows import caller as flow_caller
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.flows.state import ActivationData
-from provider.flows.views import current_flow, engine, forget_flow, to_current
+from provider.flows.views import current_flow, engine, forget_flow, start_over, to_current
 from provider.keycloak import STATE_ACTIVE
 from provider.oidc import handoff
 from provider.oidc.server import Subject
@@ -99,13 +99,7 @@ def keep_activation() -> ResponseReturnValue:
 @bp.post("/sign-in/switch")
 def switch_to_sign_in() -> ResponseReturnValue:
     """Start over for the sign-in that arrived: the open flow ends, the request stays."""
-    state = current_flow()
-    if state.user_id:
-        audit.record_now(
-            services(current_app).sessions, audit.STUDENT, "flow.restarted", state.user_id
-        )
-    engine().finish(state)
-    return forget_flow(redirect(url_for("flow.step", name=engine().steps[0])))
+    return start_over(current_flow())
 
 
 @bp.post("/cancel")
