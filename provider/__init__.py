@@ -15,6 +15,7 @@ from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from provider import i18n, limits, security_headers
 from provider.config import Settings, load_settings
 from provider.csrf import OriginCheckedCSRF
+from provider.flows import runner as flow_runner
 from provider.flows import views as flow_views
 from provider.flows.activation import make_engine
 from provider.keycloak import IdentityServiceUnavailable, KeycloakGateway
@@ -58,7 +59,7 @@ def create_app(
     )
     svc = Services.assemble(settings, gateway=gateway)
     install(app, svc)
-    app.extensions["umpass.flow_engine"] = make_engine(
+    activation_engine = make_engine(
         svc.sessions,
         svc.hasher,
         idle=timedelta(minutes=settings.flow_idle_minutes),
@@ -74,7 +75,7 @@ def create_app(
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(flow_views.bp)
+    flow_runner.install(app, flow_views.routes, activation_engine)
     if settings.helpdesk_client_secret:
         from provider.helpdesk import auth as helpdesk_auth
         from provider.helpdesk import views as helpdesk_views

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from flask_babel import gettext as _
 from sqlalchemy.orm import Session, sessionmaker
 
-from provider.flows.engine import FlowEngine, FlowState
+from provider.flows.caller import activation_caller
+from provider.flows.engine import FLOW_COOKIE, FlowEngine, FlowState
+from provider.flows.runner import FlowDefinition
 from provider.flows.state import ActivationData
 from provider.flows.step import Step
 from provider.flows.steps.contacts import ContactsStep
@@ -16,16 +19,16 @@ from provider.flows.steps.identify import IdentifyStep
 from provider.flows.steps.password import PasswordStep
 from provider.flows.steps.policies import PoliciesStep
 from provider.keyed_hash import KeyedHasher
+from provider.services import Services
 from provider.storage.models import ActivationCode
 
-STEPS: tuple[Step, ...] = (
+STEPS: tuple[Step[ActivationData], ...] = (
     IdentifyStep(),
     PoliciesStep(),
     ContactsStep(),
     PasswordStep(),
     DoneStep(),
 )
-BY_NAME: dict[str, Step] = {step.name: step for step in STEPS}
 
 
 def make_engine(
@@ -40,11 +43,24 @@ def make_engine(
     )
 
 
-def code_still_stands(reads: sessionmaker[Session], state: FlowState[ActivationData]) -> bool:
+def code_still_stands(svc: Services, state: FlowState[ActivationData]) -> bool:
     """Is the activation code this flow was identified with still usable (not revoked,
     re-issued or expired since)? Once the account is active the flow needs it no more."""
     if state.data is None or state.step == STEPS[-1].name:
         return True
-    with reads() as db:
+    with svc.reads() as db:
         code = db.get(ActivationCode, state.data.code_id)
     return code is not None and code.revoked_at is None and code.expires_at > datetime.now(UTC)
+
+
+ACTIVATION = FlowDefinition(
+    name="flow",
+    prefix="/activate",
+    cookie=FLOW_COOKIE,
+    steps=STEPS,
+    still_valid=code_still_stands,
+    invalid_message=lambda: _(
+        "Your activation code was replaced or has expired, so we started again."
+    ),
+    caller=activation_caller,
+)

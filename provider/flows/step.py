@@ -18,13 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol
 
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
 
-from provider.flows.engine import FlowEngine, FlowState
-from provider.flows.state import ActivationData
+from provider.flows.engine import D, FlowEngine, FlowState
 from provider.services import Services
 
 if TYPE_CHECKING:
@@ -44,11 +43,14 @@ class Next:
 
 
 @dataclass(frozen=True)
-class Identified:
-    """The first step proved who the student is: store the flow with this data."""
+class Identified(Generic[D]):
+    """The first step knows whom the flow is for: store the flow with this data. `then`
+    runs once the flow is stored under its id (work bound to that id, e.g. a code sent for
+    this flow only); its answer, if any, replaces the move to the next step."""
 
     user_id: str
-    data: ActivationData
+    data: D
+    then: Callable[[FlowState[D]], ResponseReturnValue | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ class Impossible:
     response: ResponseReturnValue
 
 
-Outcome = Stay | Next | Identified | Finished | Impossible
+Outcome = Stay | Next | Identified[D] | Finished | Impossible
 
 
 @dataclass(frozen=True)
@@ -73,21 +75,25 @@ class StepLimit:
 
     value: Callable[[], str]  # the limit, e.g. "10 per minute" (a setting)
     spends: Callable[[], bool] = field(default=lambda: request.method == "POST")
+    # Whose budget a request spends: the client's address (None), or e.g. the account
+    # typed; `scope` tells a step's limits apart.
+    key: Callable[[], str] | None = None
+    scope: str = "address"
 
 
 @dataclass
-class Visit:
+class Visit(Generic[D]):
     """One request to one step: the services, the flow and how to draw a page."""
 
     svc: Services
-    engine: FlowEngine[ActivationData]
-    state: FlowState[ActivationData]
-    step: Step
+    engine: FlowEngine[D]
+    state: FlowState[D]
+    step: Step[D]
     context: dict[str, object]  # what every page of the flow gets (step n of N, who)
     waiting_sign_in: bool  # a sign-in waits for this activation (the password write says so)
 
     @property
-    def data(self) -> ActivationData:
+    def data(self) -> D:
         """What the earlier steps collected (every step after the first has it)."""
         if self.state.data is None:
             raise LookupError("the flow has not identified anyone yet")
@@ -105,12 +111,12 @@ class Visit:
         self.engine.save(self.state)
 
 
-class Step(Protocol):
+class Step(Protocol[D]):
     name: ClassVar[str]
     title: ClassVar[LazyString]
     template: ClassVar[str]
     limits: ClassVar[tuple[StepLimit, ...]]
 
-    def show(self, visit: Visit) -> ResponseReturnValue: ...
+    def show(self, visit: Visit[D]) -> ResponseReturnValue: ...
 
-    def submit(self, visit: Visit) -> Outcome: ...
+    def submit(self, visit: Visit[D]) -> Outcome[D]: ...

@@ -51,8 +51,8 @@ class SignInCaller:
             return None
         return forget_flow(redirect(url_for("flow.step", name=engine.steps[0])))
 
-    def carry(self) -> dict[str, str] | None:
-        return handoff.take_from_session()
+    def carry_into(self, data: ActivationData) -> None:
+        data.caller = handoff.take_from_session()
 
     def on_end(self, engine: Engine, state: Flow) -> ResponseReturnValue | None:
         # The one place an identity is asserted: this browser's flow has just activated

@@ -23,6 +23,7 @@ from werkzeug.test import TestResponse
 
 from provider.contact_input import mask_email, mask_phone
 from provider.flows.engine import FLOW_COOKIE, FlowEngine, FlowState
+from provider.flows.runner import engine_extension
 from provider.flows.state import ActivationData, OnRecord
 from provider.flows.steps.activate import activate
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
@@ -37,7 +38,7 @@ DONE_PASSWORD = "orbit lantern velvet 1987"
 
 
 def engine_of(app: Flask) -> FlowEngine[ActivationData]:
-    return app.extensions["umpass.flow_engine"]
+    return app.extensions[engine_extension("flow")]
 
 
 class StepClient(FlowClient):
