@@ -25,6 +25,7 @@ from provider.oidc import views as oidc_views
 from provider.oidc.server import make_server
 from provider.oidc.signing_key import load_signing_key
 from provider.proxy import TrustedProxies
+from provider.recovery import views as recovery_views
 from provider.services import Services, install
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,7 @@ def create_app(
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     flow_runner.install(app, flow_views.routes, activation_engine)
+    recovery_views.install(app, svc)
     if settings.helpdesk_client_secret:
         from provider.helpdesk import auth as helpdesk_auth
         from provider.helpdesk import views as helpdesk_views

@@ -96,6 +96,13 @@ class Settings:
     challenge_window_minutes: float = 60
     # The challenge's work: a counter the browser searches for, at most this large.
     challenge_max_number: int = 20000
+    # Recovery codes asked for one typed account (user ID or email), whatever channel,
+    # and for one typed account on one channel: answered 429 alike whether or not the
+    # account exists.
+    recovery_account_limit: str = "5 per hour;10 per day"
+    recovery_contact_limit: str = "1 per minute;4 per hour"
+    # Recovery asks the date of birth too, after the code (a second proof).
+    recovery_asks_birth_date: bool = False
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -220,6 +227,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         challenge_after_locks=int(_number(env, "UMPASS_CHALLENGE_AFTER_LOCKS", 2, minimum=0)),
         challenge_window_minutes=_number(env, "UMPASS_CHALLENGE_WINDOW_MINUTES", 60, minimum=1),
         challenge_max_number=int(_number(env, "UMPASS_CHALLENGE_MAX_NUMBER", 20000, minimum=100)),
+        recovery_account_limit=_limit(
+            env, "UMPASS_RECOVERY_ACCOUNT_LIMIT", "5 per hour;10 per day"
+        ),
+        recovery_contact_limit=_limit(
+            env, "UMPASS_RECOVERY_CONTACT_LIMIT", "1 per minute;4 per hour"
+        ),
+        recovery_asks_birth_date=env.get("UMPASS_RECOVERY_ASKS_BIRTH_DATE", "").strip().lower()
+        in ("1", "true", "yes", "on"),
     )
 
 

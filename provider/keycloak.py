@@ -78,6 +78,7 @@ _USER_ID = re.compile(
 # Keycloak's own username limit; longer input cannot name a user and would make the
 # query string too long for Keycloak (HTTP 414).
 MAX_USERNAME_LENGTH = 255
+MAX_EMAIL_LENGTH = 254
 # Read-modify-write of a user is serialised in this process by one of a fixed set of locks.
 _LOCK_STRIPES = 64
 POLICY_CACHE_SECONDS = 60.0
@@ -353,6 +354,18 @@ class KeycloakGateway:
                 return KeycloakUser.from_representation(rep)
         return None
 
+    def find_user_by_email(self, email: str) -> KeycloakUser | None:
+        """The one user whose email is exactly this (None when none, or several)."""
+        wanted = email.strip().lower()
+        if not wanted or len(wanted) > MAX_EMAIL_LENGTH:
+            return None
+        reps = self._call(
+            "find_user",
+            lambda a: a.get_users({"email": wanted, "exact": True, "briefRepresentation": False}),
+        )
+        found = [r for r in reps if (r.get("email") or "").lower() == wanted]
+        return KeycloakUser.from_representation(found[0]) if len(found) == 1 else None
+
     def get_user(self, user_id: str) -> KeycloakUser:
         user_id = self._checked_id(user_id)
         rep = self._call("get_user", lambda a: a.get_user(user_id), about_user=True)
@@ -500,6 +513,11 @@ class KeycloakGateway:
             raise PasswordRejected(
                 policy.explain_refusal(exc.error_key, description), exc.error_key
             ) from None
+
+    def sign_out_everywhere(self, user_id: str) -> None:
+        """End every Keycloak session of the user (idempotent: none left is fine)."""
+        user_id = self._checked_id(user_id)
+        self._call("logout", lambda a: a.user_logout(user_id), about_user=True)
 
     def clear_lockout(self, user_id: str) -> None:
         """Lift Keycloak's brute-force lock on the user (a no-op when none)."""

@@ -19,6 +19,10 @@ class Purpose(StrEnum):
     CONTACT = "contact"
     CONTACT_CODE = "contact-code"
     FLOW_ID = "flow-id"
+    # What a recovery start typed (the per-account send budget's key), and a password
+    # whose write's answer was lost (held until the retry).
+    RECOVERY_ACCOUNT = "recovery-account"
+    RECOVERY_PASSWORD = "recovery-password"  # noqa: S105 - a label, not a secret
     OIDC_CODE = "oidc-code"
     OIDC_TOKEN = "oidc-token"  # noqa: S105 - a label, not a secret
     # Keys, not hashes: the proof-of-work challenge's signature and its solution's.

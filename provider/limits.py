@@ -12,6 +12,8 @@ calm 503 page (`STORAGE_ERROR`), never silently unlimited.
 from __future__ import annotations
 
 import ipaddress
+import math
+import time
 
 from flask import Flask, current_app
 from flask_limiter import Limiter
@@ -56,6 +58,8 @@ def install(app: Flask, settings: Settings) -> None:
         UMPASS_SEND_LIMIT=settings.send_limit,
         UMPASS_SIGN_IN_LIMIT=settings.sign_in_limit,
         UMPASS_STRENGTH_LIMIT=settings.strength_limit,
+        UMPASS_RECOVERY_ACCOUNT_LIMIT=settings.recovery_account_limit,
+        UMPASS_RECOVERY_CONTACT_LIMIT=settings.recovery_contact_limit,
     )
     if settings.ratelimit_storage.startswith("redis"):
         app.config["RATELIMIT_STORAGE_OPTIONS"] = {
@@ -103,3 +107,26 @@ def strength_limit() -> str:
 
 def send_limit() -> str:
     return current_app.config["UMPASS_SEND_LIMIT"]
+
+
+def recovery_account_limit() -> str:
+    return current_app.config["UMPASS_RECOVERY_ACCOUNT_LIMIT"]
+
+
+def recovery_contact_limit() -> str:
+    return current_app.config["UMPASS_RECOVERY_CONTACT_LIMIT"]
+
+
+def spend(limit_value: str, *key: str) -> int | None:
+    """Spend one request of `key` against each window of `limit_value` (e.g. "1 per
+    minute;4 per hour"), inside a view, where the key is known only after the form is
+    read. Returns None when every window had room, else the seconds until the fullest
+    one frees up (for Retry-After)."""
+    from limits import parse_many
+
+    strategy = limiter.limiter
+    for item in parse_many(limit_value):
+        if not strategy.hit(item, *key):
+            reset = strategy.get_window_stats(item, *key).reset_time
+            return max(1, math.ceil(reset - time.time()))
+    return None

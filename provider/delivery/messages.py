@@ -60,3 +60,38 @@ def notice_sms(to: str) -> TextMessage:
             "Not you? Call the IT help desk."
         ),
     )
+
+
+def recovery_notice_email(to: str, what: str, when: str) -> EmailMessage:
+    """To a verified address: the account was unlocked or its password reset, at `when`."""
+    if what == "reset":
+        subject = _("Your UMPASS password was changed")
+        message = _(
+            "The password of your UMPASS account was changed on %(when)s with a code sent "
+            "to a contact you confirmed. Every device signed in to the account was signed out.",
+            when=when,
+        )
+    else:
+        subject = _("Your UMPASS account was unlocked")
+        message = _(
+            "Your UMPASS account was unlocked on %(when)s with a code sent to a contact you "
+            "confirmed. The password was not changed.",
+            when=when,
+        )
+    return _email(to, subject, "notice", message=message)
+
+
+def recovery_notice_sms(to: str, what: str, when: str) -> TextMessage:
+    if what == "reset":
+        text = _(
+            "UMPASS: your password was changed on %(when)s. "
+            "Not you? Call the IT help desk at once.",
+            when=when,
+        )
+    else:
+        text = _(
+            "UMPASS: your account was unlocked on %(when)s. "
+            "Not you? Call the IT help desk at once.",
+            when=when,
+        )
+    return TextMessage(to=to, text=text)

@@ -141,7 +141,30 @@ def issue(
     """Check the throttles and the text budget, then make a new code; returns it and the
     send (to undo with `forget_send` when the gateway fails, so a failure costs the
     student nothing). A refusal by the student's cap or the budget is audited."""
-    contact = contact_hash(hasher, channel, value)
+    return issue_hashed(
+        sessions,
+        hasher,
+        flow_key=flow_key,
+        student=student,
+        channel=channel,
+        contact=contact_hash(hasher, channel, value),
+        now=now,
+        caps=caps,
+    )
+
+
+def issue_hashed(
+    sessions: sessionmaker[Session],
+    hasher: KeyedHasher,
+    *,
+    flow_key: str,
+    student: str,
+    channel: str,
+    contact: str,
+    now: datetime,
+    caps: SendCaps = SendCaps(),
+) -> tuple[NewCode, Send]:
+    """`issue` for a contact known by its hash (`contact_hash`) only."""
     try:
         with sessions.begin() as session:
             # Count-then-insert: parallel sends for this contact, this flow or this student
@@ -277,7 +300,28 @@ def check(
     now: datetime,
 ) -> None:
     """Accept the code (once) or raise CodeWrong / CodeExpired / TooManyWrong."""
-    contact = contact_hash(hasher, channel, value)
+    check_hashed(
+        sessions,
+        hasher,
+        flow_key=flow_key,
+        channel=channel,
+        contact=contact_hash(hasher, channel, value),
+        code=code,
+        now=now,
+    )
+
+
+def check_hashed(
+    sessions: sessionmaker[Session],
+    hasher: KeyedHasher,
+    *,
+    flow_key: str,
+    channel: str,
+    contact: str,
+    code: str,
+    now: datetime,
+) -> None:
+    """`check` for a contact known by its hash only."""
     typed = "".join(code.split())
     with sessions.begin() as session:
         row = _row(session, flow_key, channel, contact)
@@ -299,6 +343,32 @@ def check(
     if remaining <= 0:
         raise TooManyWrong
     raise CodeWrong(remaining)
+
+
+def arm_decoy(
+    sessions: sessionmaker[Session],
+    hasher: KeyedHasher,
+    *,
+    flow_key: str,
+    channel: str,
+    contact: str,
+    now: datetime,
+) -> None:
+    """A code record that nothing was sent for and no code can match, for a flow that must
+    answer exactly like one that sent a code: wrong tries, expiry and the end of tries
+    count the same. Again (a resend) it only restarts the expiry, as a new code would."""
+    with sessions.begin() as session:
+        row = _row(session, flow_key, channel, contact)
+        if row is None:
+            row = ContactVerification(
+                flow_key=flow_key, channel=channel, contact_hash=contact, failures=0, created_at=now
+            )
+            session.add(row)
+            session.flush()
+        if row.failures < MAX_WRONG:
+            # Not a 6-digit code's hash: no typed code ever matches it.
+            row.code_hash = hasher.digest(Purpose.CONTACT_CODE, f"decoy:{secrets.token_hex(16)}")
+            row.code_expires_at = now + CODE_TTL
 
 
 def is_verified(

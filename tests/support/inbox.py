@@ -11,9 +11,11 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Awaitable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from aiosmtpd.controller import Controller
 
@@ -21,6 +23,7 @@ from provider.contact_input import ContactRejected, clean_phone
 from tests.support.listeners import loopback_listener, port_of
 
 _CODE = re.compile(r"\b(\d{6})\b")
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,19 +93,31 @@ class Inbox:
         lines = self.outbox.read_text(encoding="utf-8").splitlines()
         return [json.loads(line)["text"] for line in lines if json.loads(line)["to"] == number]
 
-    def email_code(self, address: str) -> str:
-        mails = self.mails_to(address)
+    def email_code(self, address: str, *, after: int = 0) -> str:
+        """The code in the latest email to `address`, waiting (a few seconds at most) for
+        more than `after` of them: some codes are delivered off the request."""
+        mails = _wait_for(lambda: self.mails_to(address), after)
         assert mails, f"no email reached {address}"
         match = _CODE.search(mails[-1].text)
         assert match, "no code in the email"
         return match.group(1)
 
-    def sms_code(self, number: str) -> str:
-        texts = self.texts_to(number)
+    def sms_code(self, number: str, *, after: int = 0) -> str:
+        texts = _wait_for(lambda: self.texts_to(number), after)
         assert texts, f"no text message reached {number}"
         match = _CODE.search(texts[-1])
         assert match, "no code in the text message"
         return match.group(1)
+
+
+def _wait_for(read: Callable[[], list[T]], after: int, timeout: float = 10.0) -> list[T]:
+    """What `read` returns once it holds more than `after` items (or at the timeout)."""
+    deadline = time.monotonic() + timeout
+    items = read()
+    while len(items) <= after and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a mailbox: what arrives is what the test waits for
+        items = read()
+    return items
 
 
 def new_mobile() -> str:

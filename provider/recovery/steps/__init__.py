@@ -1,0 +1,1 @@
+"""The recovery flow's steps, one module each."""

@@ -1,0 +1,82 @@
+"""Recovery step (when the university asks for it, `UMPASS_RECOVERY_ASKS_BIRTH_DATE`): the
+date of birth as a second proof after the code. Wrong dates count on the same recovery
+counter as wrong codes."""
+
+from __future__ import annotations
+
+import hmac
+from datetime import UTC, datetime
+
+from flask.typing import ResponseReturnValue
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
+from wtforms import DateField
+from wtforms.validators import InputRequired
+
+from provider import audit
+from provider.flows.step import Next, Outcome, Stay, Visit
+from provider.guards import lockout
+from provider.keyed_hash import Purpose
+from provider.proofing import normalize_date_of_birth
+from provider.recovery.state import RecoveryData
+from provider.recovery.steps.code import too_many_wrong
+from provider.storage.models import Student
+
+
+class BirthDateForm(FlaskForm):
+    date_of_birth = DateField(
+        _l("Date of birth"),
+        validators=[InputRequired(_l("Enter your date of birth"))],
+        format="%Y-%m-%d",
+        description=_l("As on your ID or passport."),
+    )
+
+    def validate_date_of_birth(self, field: DateField) -> None:
+        if field.errors or field.data is None:
+            field.errors = [_("Enter your date of birth as a real date, for example 14 03 2007")]
+
+
+class BirthDateStep:
+    name = "birth-date"
+    title = _l("Confirm your date of birth")
+    template = "recovery/birth_date.html"
+    limits = ()
+
+    def show(self, visit: Visit[RecoveryData]) -> ResponseReturnValue:
+        return visit.page(form=BirthDateForm())
+
+    def submit(self, visit: Visit[RecoveryData]) -> Outcome[RecoveryData]:
+        form = BirthDateForm()
+        if not form.validate() or form.date_of_birth.data is None:
+            return Stay(visit.page(400, form=form))
+        svc = visit.svc
+        data = visit.data
+        now = datetime.now(UTC)
+        user_id = visit.state.user_id or ""
+        locked_until = lockout.begin_attempt(svc.sessions, data.lock_key, now)
+        if locked_until is not None:
+            seconds = max(1, int((locked_until - now).total_seconds()))
+            return Stay(too_many_wrong(visit, seconds, form=form))
+        typed = svc.hasher.digest(
+            Purpose.DATE_OF_BIRTH, normalize_date_of_birth(form.date_of_birth.data)
+        )
+        with svc.reads() as db:
+            student = db.get(Student, user_id)
+        held = student.dob_hash if student is not None else "0" * len(typed)
+        if not hmac.compare_digest(typed, held):
+            lock = lockout.record_failure(svc.sessions, data.lock_key, now)
+            audit.record_now(svc.sessions, audit.STUDENT, "recovery.birth_date_failed", user_id)
+            if lock is not None:
+                audit.record_now(
+                    svc.sessions,
+                    audit.STUDENT,
+                    "recovery.locked",
+                    user_id,
+                    until=lock.until.isoformat(timespec="seconds"),
+                )
+            form.date_of_birth.errors = [_("That date of birth does not match our records.")]
+            return Stay(visit.page(400, form=form))
+        lockout.record_success(svc.sessions, data.lock_key, now)
+        data.birth_date_proven = True
+        return Next()
