@@ -15,6 +15,8 @@ from provider.recovery.flow import COOKIE
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 # Every CSRF field, in either attribute order the templates write.
 _CSRF_FIELDS = re.compile(r'(<input [^>]*name="csrf_token"[^>]*value=")[^"]*"')
+# What the student typed, echoed back into the form.
+_TYPED_FIELDS = re.compile(r'(<input [^>]*name="(?:account|code)"[^>]*value=")[^"]*"')
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Answer:
 
 def blank_body(body: str) -> str:
     body = _CSRF_FIELDS.sub(r'\1-"', body)
+    body = _TYPED_FIELDS.sub(r'\1-"', body)
     return re.sub(r'nonce="[^"]*"', 'nonce="-"', body)
 
 
