@@ -26,10 +26,14 @@ LATER_STEPS = ("choose", "new-password", "finished")
 
 @pytest.fixture(params=["pending", "staff"])
 def outside(
-    request: pytest.FixtureRequest, services: Services, admin: KeycloakAdmin
+    request: pytest.FixtureRequest,
+    app: Flask,
+    inbox: Inbox,
+    services: Services,
+    admin: KeycloakAdmin,
 ) -> Iterator[Typed]:
-    if request.param == "pending":
-        yield accounts.pending(services)
+    if request.param == "pending":  # midway through activation: its contacts verified
+        yield accounts.pending(app, inbox, services)
         return
     account = accounts.staff(admin)
     yield account

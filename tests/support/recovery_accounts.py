@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from provider.delivery import background
 from provider.services import Services
 from provider.storage.models import AuditEvent, ContactSend, ContactVerification
+from tests.support.flow_at import put_flow_at
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.recovery import activate_student, recovery_engine
 from tests.support.staff import create_staff
@@ -40,8 +41,11 @@ def unknown() -> Typed:
     return Typed("unknown", name, f"{name}@example.edu", new_mobile())
 
 
-def pending(services: Services) -> Typed:
+def pending(app: Flask, inbox: Inbox, services: Services) -> Typed:
+    """A pending student midway through activation: both contacts already proven (the
+    contacts step writes them verified), the password not yet set."""
     who = enrol_student(services, "p")
+    put_flow_at(app, inbox, "password", who)
     return Typed("pending", who.user_id, who.email, who.phone, _id(services, who.user_id))
 
 
