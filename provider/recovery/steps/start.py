@@ -16,6 +16,7 @@ from wtforms.validators import InputRequired, Length
 
 from provider.flows.state import Channel
 from provider.flows.step import Identified, Outcome, Stay, StepLimit, Visit
+from provider.guards import lockout
 from provider.limits import identify_limit
 from provider.recovery import sending
 from provider.recovery.lookup import look_up, typed_key
@@ -68,7 +69,7 @@ class StartStep:
         )
         data = RecoveryData(
             channel=channel,
-            lock_key=lock_key(found.user_id or typed_key(typed)),
+            lock_key=lockout.recovery_key(found.user_id or typed_key(typed)),
             budget_key=key,
             contact=contact,
             keycloak_id=found.keycloak_id,
@@ -78,9 +79,3 @@ class StartStep:
             data=data,
             then=lambda stored: sending.send_or_arm(svc, visit.engine, stored, found, started),
         )
-
-
-def lock_key(subject: str) -> str:
-    """The wrong-try counter's key for recovery (beside identify's, in the same table):
-    the account's user ID when one was found, else what was typed."""
-    return f"r/{subject}"[:32]
