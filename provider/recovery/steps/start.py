@@ -12,7 +12,7 @@ from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectChoice, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length
 
 from provider.flows.state import Channel
 from provider.flows.step import Identified, Outcome, Stay, StepLimit, Visit
@@ -27,7 +27,8 @@ from provider.recovery.steps.wait import too_many_requests
 class StartForm(FlaskForm):
     account = StringField(
         _l("User ID or email address"),
-        validators=[InputRequired(_l("Enter your user ID or email address")), Length(max=254)],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[DataRequired(_l("Enter your user ID or email address")), Length(max=254)],
         description=_l("Your user ID, for example dc12345, or the email address on your account."),
     )
     channel = RadioField(
