@@ -1,11 +1,13 @@
 """What the help desk and monitoring see of recoveries (issue 15, point 7), after real
 recoveries against the real realm: the student's timeline in plain words with no secret,
 "clear all lockouts" lifting the recovery lock, recovery locks listed apart from identify's
-(whose counts stay as they were), the chart of recoveries per week, and the metrics."""
+(whose counts stay as they were) with a mass-lockout banner of their own, the chart of
+recoveries per week, and the metrics."""
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,11 +15,15 @@ import pytest
 import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
+from sqlalchemy import delete
 
 from provider import audit
+from provider.config import Settings
+from provider.guards import lockout
 from provider.helpdesk.recoveries import monday_of
 from provider.helpdesk.timeline import ACTIONS
 from provider.services import Services
+from provider.storage.models import IdentifyLockout
 from tests.conftest import METRICS_TOKEN, RealmUnderTest
 from tests.support.console import Console, table_rows
 from tests.support.flow_client import StudentDetails
@@ -226,6 +232,37 @@ def test_recovery_locks_are_listed_apart_and_leave_the_identify_counts_alone(
     assert _sample(after, "umpass_recovery_lockouts_active") == (
         _sample(before, "umpass_recovery_lockouts_active") + 1
     )
+
+
+def test_a_mass_recovery_lockout_raises_the_banner_on_its_own(
+    services: Services, settings: Settings, console: Console, live_url: str
+) -> None:
+    """More recovery locks within the hour than the threshold: the banner says so, by the
+    same counter the code step uses; identify's sentence (and gauge) stay as they were."""
+    keys = [
+        lockout.recovery_key(f"q{secrets.token_hex(3)}")
+        for _ in range(settings.mass_lockout_threshold + 1)
+    ]
+    now = datetime.now(UTC)
+    try:
+        for key in keys:
+            for _ in range(lockout.MAX_FAILURES):
+                assert lockout.begin_attempt(services.sessions, key, now) is None
+                lockout.record_failure(services.sessions, key, now)
+        page = console.get("/helpdesk/lockouts").text
+        metrics = _metrics(live_url)
+    finally:  # other tests expect no banner while identify's count is low
+        with services.sessions.begin() as session:
+            session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id.in_(keys)))
+    assert 'id="mass-lockout"' in page
+    assert (
+        f"locked out of recovery in the last hour, more than {settings.mass_lockout_threshold}"
+        in page
+    )
+    assert _sample(metrics, "umpass_recovery_lockouts_recent") > settings.mass_lockout_threshold
+    if _sample(metrics, "umpass_identify_lockouts_recent") <= settings.mass_lockout_threshold:
+        assert "That is what an attack on an intake looks like" not in page
+        assert _sample(metrics, "umpass_identify_mass_lockout") == 0
 
 
 def _this_week(console: Console) -> tuple[int, int]:
