@@ -32,8 +32,10 @@ RECOVERY_PREFIX = "r/"
 
 
 def lock_key(typed_user_id: str) -> str:
-    """The counter's key: the normalised ID, or what was typed (bounded) when malformed."""
-    return "".join(typed_user_id.split()).lower()[:32] or "-"
+    """The counter's key: the normalised ID, or what was typed (bounded) when malformed.
+    Never with a "/": that names recovery's counters (`recovery_key`), which typing into
+    identify must not reach."""
+    return "".join(typed_user_id.split()).lower().replace("/", "-")[:32] or "-"
 
 
 def recovery_key(subject: str) -> str:
