@@ -31,6 +31,12 @@ def lock_key(typed_user_id: str) -> str:
     return "".join(typed_user_id.split()).lower()[:32] or "-"
 
 
+def recovery_key(subject: str) -> str:
+    """The recovery flow's wrong-try counter (beside identify's, in the same table): keyed
+    by the account's user ID when one was found, else by what was typed."""
+    return f"r/{subject}"[:32]
+
+
 def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> datetime | None:
     """Count one attempt. Returns None when it may go on, or when the ID's lock ends.
 
