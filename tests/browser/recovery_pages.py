@@ -79,8 +79,8 @@ def pages(*, asks_birth_date: bool) -> dict[str, RecoveryPage]:
         "new-password": page("new-password", also="A good password"),
         "new-password-errors": page("new-password", also=THERE_IS_A_PROBLEM),
         "finished-reset": page(
-            "finished", also="Your password is changed, and every device that was signed in is "
-            "signed out."
+            "finished",
+            also="Your password is changed, and every device that was signed in is signed out.",
         ),
         "finished-unlock": page(
             "finished", also="Your account is unlocked. Your password has not changed."
@@ -107,8 +107,13 @@ class PageCheck:
     violations: dict[str, list[dict]] = field(default_factory=dict)
 
     def text(self, msgid: str, **params: str) -> str:
+        """`msgid` in this walk's language: never the English one, unless walking English
+        (an untranslated message would pass for a page in any language)."""
         found = service_text(self.app, self.language, msgid, **params)
         assert isinstance(found, str)
+        if self.language != "en":
+            english = service_text(self.app, "en", msgid, **params)
+            assert found != english, f"{msgid!r} is not translated to {self.language}"
         return found
 
     def check(self, page: Page, name: str) -> None:

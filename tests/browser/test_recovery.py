@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -48,6 +48,15 @@ from tests.support.students import enrol_student
 
 NEW_PASSWORD = "copper tide lantern 5521"
 WEAK_PASSWORD = "short"
+
+
+def _folder(artifacts: Path, *parts: str) -> Path:
+    """artifacts/browser/recovery/<parts>/, emptied of an earlier run's pictures."""
+    folder = artifacts.joinpath("recovery", *parts)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.png"):
+        old.unlink()
+    return folder
 
 
 def _active_student(app: Flask, inbox: Inbox, services: Services, prefix: str) -> StudentDetails:
@@ -110,11 +119,11 @@ def test_forgotten_password_is_reset_by_email_code_from_the_sign_in_page(
     app: Flask,
     services: Services,
     inbox: Inbox,
-    shots_in: Callable[[str], Shots],
+    artifacts: Path,
 ) -> None:
     who = _active_student(app, inbox, services, "f")
     old_password = "orbit lantern velvet 1987"
-    shots = shots_in("recovery/forgot-password")
+    shots = Shots(_folder(artifacts, "forgot-password"))
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
     _at_password_page(page, demo_url, who.user_id)
@@ -164,13 +173,13 @@ def test_locked_student_unlocks_by_text_message_code_and_keeps_the_password(
     inbox: Inbox,
     admin: KeycloakAdmin,
     realm: RealmUnderTest,
-    shots_in: Callable[[str], Shots],
+    artifacts: Path,
 ) -> None:
     who = _active_student(app, inbox, services, "k")
     password = "orbit lantern velvet 1987"
     account = services.keycloak.find_user(who.user_id)
     assert account is not None
-    shots = shots_in("recovery/locked")
+    shots = Shots(_folder(artifacts, "locked"))
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
 
@@ -201,12 +210,16 @@ def test_locked_student_unlocks_by_text_message_code_and_keeps_the_password(
     _start(page, who.user_id, "By text message")
     shots.take(page, "code-by-text")
     _enter_code(page, inbox.sms_code(who.phone, after=before))
-    expect(page.get_by_text("Your account is locked after too many wrong passwords.")).to_be_visible()
+    expect(
+        page.get_by_text("Your account is locked after too many wrong passwords.")
+    ).to_be_visible()
     shots.take(page, "choose-locked")
     page.get_by_label("Unlock my account and keep my password").check()
     page.get_by_role("button", name="Continue", exact=True).click()
     expect(page.locator("h1")).to_have_text("All done")
-    expect(page.get_by_text("Your account is unlocked. Your password has not changed.")).to_be_visible()
+    expect(
+        page.get_by_text("Your account is unlocked. Your password has not changed.")
+    ).to_be_visible()
     shots.take(page, "finished-unlocked")
     assert not services.keycloak.lockout_status(account.id)["disabled"]
     context.close()
@@ -222,15 +235,6 @@ def test_locked_student_unlocks_by_text_message_code_and_keeps_the_password(
 
 
 # -- every page, in each language ----------------------------------------------------------
-
-
-def _folder(artifacts: Path, *parts: str) -> Path:
-    """artifacts/browser/recovery/<parts>/, emptied of an earlier run's pictures."""
-    folder = artifacts.joinpath("recovery", *parts)
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
-    return folder
 
 
 def _axe_context(browser: Browser, language: str) -> BrowserContext:
@@ -301,9 +305,8 @@ def test_recovery_pages(
     _submit(page)
     walk.check(page, "finished-reset")
 
-    # Again, by text message, to unlock only (a fresh flow: the finished one is forgotten).
-    context.clear_cookies()
-    page.goto(f"{live_url}/language/{language}?next=/recover/")
+    # Again, by text message, to unlock only: "Start again" forgets the finished flow.
+    page.locator("form.not-you button").click()
     walk.check(page, "start")
     page.fill("#account", who.user_id)
     page.check("#channel-1")  # by text message
@@ -452,10 +455,10 @@ def test_email_code_walk_without_javascript(
     inbox: Inbox,
     keycloak_server: KeycloakUnderTest,
     realm: RealmUnderTest,
-    shots_in: Callable[[str], Shots],
+    artifacts: Path,
 ) -> None:
     who = _active_student(app, inbox, services, "j")
-    shots = shots_in("recovery/no-javascript")
+    shots = Shots(_folder(artifacts, "no-javascript"))
     context = browser.new_context(viewport=PHONE, java_script_enabled=False)
     page = context.new_page()
     page.goto(f"{live_url}/recover/")
