@@ -139,13 +139,15 @@ class PageCheck:
             expect(reminder).to_have_count(0)
         assert_fits(page)
         self.checked.append(name)
-        page.screenshot(path=self.shots / f"{len(self.checked):02d}-{name}.png", full_page=True)
+        shot = f"{len(self.checked):02d}-{name}"
+        page.screenshot(path=self.shots / f"{shot}.png", full_page=True)
         if self.axe:
-            self.violations[name] = axe_violations(page)
+            self.violations[shot] = axe_violations(page)
 
     def assert_clean(self, expected: list[str]) -> None:
         assert self.checked == expected, "states left unwalked"
-        assert self.violations == {name: [] for name in self.checked}, self.violations
+        assert not any(self.violations.values()), self.violations
+        assert len(self.violations) == len(self.checked)
 
 
 def assert_fits(page: Page) -> None:
