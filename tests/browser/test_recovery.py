@@ -91,9 +91,12 @@ def _follow_recovery_link(page: Page, live_url: str) -> None:
     expect(page.locator("h1")).to_have_text("Forgot your password or locked out?")
 
 
-def _sign_in_refused(page: Page) -> None:
-    """Keycloak kept the student on the password page with its error: under the field for a
-    wrong password, in the page's alert once the account is locked."""
+def _password_refused(page: Page, password: str) -> None:
+    """Type `password` at Keycloak and see it refused on the page that comes back: under the
+    field for a wrong password, in the page's alert once the account is locked."""
+    page.fill("#password", password)
+    with page.expect_navigation():  # the refusal on the old page is not this one's
+        page.click("#kc-login")
     expect(page.locator("#input-error-password, .kc-feedback-text")).not_to_have_count(0)
     expect(page.locator("#password")).to_be_visible()
     expect(page.locator("#who")).to_have_count(0)
@@ -155,8 +158,7 @@ def test_forgotten_password_is_reset_by_email_code_from_the_sign_in_page(
     context = browser.new_context(viewport=PHONE)
     page = context.new_page()
     _at_password_page(page, demo_url, who.user_id)
-    enter_password(page, old_password)
-    _sign_in_refused(page)
+    _password_refused(page, old_password)
     shots.take(page, "keycloak-old-password-refused")
     enter_password(page, NEW_PASSWORD)
     expect(page.locator("#who")).to_contain_text(who.user_id)
@@ -187,10 +189,8 @@ def test_locked_student_unlocks_by_text_message_code_and_keeps_the_password(
     # even the right one is refused.
     _at_password_page(page, demo_url, who.user_id)
     for attempt in range(admin.get_realm(realm.name)["failureFactor"]):
-        enter_password(page, f"not my password {attempt}")
-        _sign_in_refused(page)
-    enter_password(page, password)
-    _sign_in_refused(page)
+        _password_refused(page, f"not my password {attempt}")
+    _password_refused(page, password)
     assert services.keycloak.lockout_status(account.id)["disabled"]
     expect(page.locator(RECOVER_LINK)).to_be_visible()
     shots.take(page, "keycloak-locked")
