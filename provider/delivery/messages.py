@@ -27,21 +27,29 @@ def _email(to: str, subject: str, template: str, **context: object) -> EmailMess
     )
 
 
-def code_email(to: str, code: str, minutes: int, link: str) -> EmailMessage:
-    return _email(
-        to, _("Your UMPASS confirmation code"), "code", code=code, minutes=minutes, link=link
-    )
+def code_email(
+    to: str, code: str, minutes: int, link: str, *, recovery: bool = False
+) -> EmailMessage:
+    """A one-time code; `recovery`: for the account recovery page, not the activation."""
+    subject = _("Your UMPASS recovery code") if recovery else _("Your UMPASS confirmation code")
+    return _email(to, subject, "code", code=code, minutes=minutes, link=link, recovery=recovery)
 
 
-def code_sms(to: str, code: str, minutes: int) -> TextMessage:
-    return TextMessage(
-        to=to,
-        text=_(
+def code_sms(to: str, code: str, minutes: int, *, recovery: bool = False) -> TextMessage:
+    if recovery:
+        text = _(
+            "UMPASS account recovery code: %(code)s. It works for %(minutes)s minutes. "
+            "Never share it: the help desk will never ask for it.",
+            code=code,
+            minutes=minutes,
+        )
+    else:
+        text = _(
             "UMPASS code: %(code)s. It works for %(minutes)s minutes. Never share it.",
             code=code,
             minutes=minutes,
-        ),
-    )
+        )
+    return TextMessage(to=to, text=text)
 
 
 def notice_email(to: str) -> EmailMessage:

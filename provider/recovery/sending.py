@@ -119,12 +119,14 @@ def _send(
         return False  # silently: a refusal here would say the account exists
     minutes = int(verification.CODE_TTL.total_seconds() // 60)
     if channel == "email":
-        mail = texts.code_email(value, code.code, minutes, settings.base_url + "/recover/code")
+        mail = texts.code_email(
+            value, code.code, minutes, settings.base_url + "/recover/code", recovery=True
+        )
         deliver_later(
             lambda: svc.mailer.send(mail), lambda: verification.forget_send(svc.sessions, send)
         )
     else:
-        text = texts.code_sms(value, code.code, minutes)
+        text = texts.code_sms(value, code.code, minutes, recovery=True)
         deliver_later(
             lambda: svc.sms.send(text), lambda: verification.forget_send(svc.sessions, send)
         )

@@ -30,7 +30,12 @@ from provider.delivery import messages as texts
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.flows.steps.activate import CLAIM_LEASE
 from provider.guards import lockout, send_budget
-from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, PasswordRejected
+from provider.keycloak import (
+    PHONE_NUMBER,
+    PHONE_NUMBER_VERIFIED,
+    STATE_ACTIVE,
+    PasswordRejected,
+)
 from provider.keyed_hash import Purpose
 from provider.recovery.state import Outcome, RecoveryData
 from provider.services import Services
@@ -45,10 +50,16 @@ class WriteInProgress(Exception):
     """Another submit of this flow is writing right now."""
 
 
+class NotRecoverable(Exception):
+    """The account is no longer an active, enabled student (e.g. the help desk set it
+    back to pending meanwhile): nothing was written."""
+
+
 def unlock(svc: Services, engine: Engine, state: Flow, now: datetime | None = None) -> None:
     now = now or datetime.now(UTC)
-    _claim(engine, state, now)
+    data = _claim(engine, state, now)
     try:
+        _ensure_recoverable(svc, data)
         _lift_locks(svc, state)
     except Exception:
         _release(engine, state, now)
@@ -68,6 +79,7 @@ def reset(
     previous = data.password_maybe_set
     try:
         if not (data.password_set and previous == digest):  # else: this one is set already
+            _ensure_recoverable(svc, data)  # never a password on an account not active now
             data.password_set = False
             data.password_maybe_set = digest  # from here the write may land unseen
             engine.save(state, now=now)
@@ -91,6 +103,13 @@ def reset(
         _release(engine, state, now)
         raise
     _finish(svc, engine, state, "reset", now)
+
+
+def _ensure_recoverable(svc: Services, data: RecoveryData) -> None:
+    """Checked again just before the first write: proven a while ago is not enough."""
+    user = svc.keycloak.get_user(_account(data))
+    if user.activation_state != STATE_ACTIVE or not user.enabled:
+        raise NotRecoverable
 
 
 def _claim(engine: Engine, state: Flow, now: datetime) -> RecoveryData:

@@ -74,3 +74,40 @@ class RecoveryClient:
 
     def flow(self) -> FlowState[RecoveryData]:
         return recovery_engine(self.app).load_or_start(self.flow_id)
+
+
+def put_recovery_at(
+    app: Flask, inbox: Inbox | None, step: str, who: StudentDetails, **data: object
+) -> RecoveryClient:
+    """A browser whose recovery flow is at `step` for the (active) student, as the steps
+    before it would have left it: the code proven for any step after "code"."""
+    from provider.guards import lockout, verification
+    from provider.services import services
+
+    engine = recovery_engine(app)
+    svc = services(app)
+    user = svc.keycloak.find_user(who.user_id)
+    assert user is not None, f"{who.user_id} is not in Keycloak"
+    after_code = engine.steps.index(step) > engine.steps.index("code")
+    collected = RecoveryData(
+        channel="email",
+        lock_key=lockout.recovery_key(who.user_id),
+        budget_key=f"test-{who.user_id}",
+        contact=verification.contact_hash(svc.hasher, "email", who.email),
+        keycloak_id=user.id,
+        proven=after_code,
+        birth_date_proven=after_code and "birth-date" in engine.steps[: engine.steps.index(step)],
+    )
+    for name, value in data.items():
+        setattr(collected, name, value)
+    state = engine.start_identified(
+        FlowState[RecoveryData](flow_id=None, step=engine.steps[0]),
+        user_id=who.user_id,
+        data=collected,
+    )
+    while state.step != step:
+        engine.advance(state)
+    browser = RecoveryClient(app, inbox)
+    assert state.flow_id is not None
+    browser.client.set_cookie(COOKIE, state.flow_id, path="/recover")
+    return browser

@@ -48,6 +48,16 @@ class ChooseStep:
             return Next()
         try:
             writes.unlock(visit.svc, visit.engine, visit.state)
+        except writes.NotRecoverable:
+            return Stay(
+                visit.page(
+                    409,
+                    form=form,
+                    failure=_(
+                        "This account cannot be recovered here any more. Ask the IT help desk."
+                    ),
+                )
+            )
         except writes.WriteInProgress:
             return Stay(
                 visit.page(

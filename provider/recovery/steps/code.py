@@ -22,6 +22,7 @@ from wtforms.validators import Length, Optional
 
 from provider import audit
 from provider.flows.step import Next, Outcome, Stay, StepLimit, Visit
+from provider.flows.steps.identify_check import FAILURE_FLOOR_SECONDS
 from provider.guards import lockout, verification
 from provider.limits import send_limit
 from provider.recovery import sending
@@ -77,6 +78,17 @@ class CodeStep:
         return visit.page(resent=True, **page)
 
     def verify(self, visit: Visit[RecoveryData]) -> Outcome[RecoveryData]:
+        started = time.monotonic()
+        outcome = self._verify(visit)
+        if not isinstance(outcome, Next):
+            # A wrong try for a real account writes its audit too: padded, every failure
+            # answers in the same time whether or not the account exists.
+            remaining = FAILURE_FLOOR_SECONDS - (time.monotonic() - started)
+            if remaining > 0:
+                time.sleep(remaining)
+        return outcome
+
+    def _verify(self, visit: Visit[RecoveryData]) -> Outcome[RecoveryData]:
         svc = visit.svc
         data = visit.data
         form = CodeForm()

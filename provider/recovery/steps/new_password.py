@@ -57,6 +57,10 @@ class NewPasswordStep:
                 writes.reset(visit.svc, visit.engine, visit.state, password)
             except PasswordRejected as exc:
                 reason = exc.reason
+            except writes.NotRecoverable:
+                return Stay(
+                    self._page(visit, 409, form=form, tips=tips, failure=_not_recoverable())
+                )
             except writes.WriteInProgress:
                 return Stay(
                     self._page(
@@ -107,3 +111,7 @@ def _judge(visit: Visit[RecoveryData], password: str, policy: PasswordPolicy) ->
 
 def _hints(visit: Visit[RecoveryData]) -> list[str]:
     return [visit.state.user_id or "", "umpass"]
+
+
+def _not_recoverable() -> str:
+    return _("This account cannot be recovered here any more. Ask the IT help desk.")

@@ -12,10 +12,11 @@ from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import RadioField, SelectChoice, StringField
-from wtforms.validators import InputRequired, Length
+from wtforms.validators import DataRequired, InputRequired, Length
 
 from provider.flows.state import Channel
 from provider.flows.step import Identified, Outcome, Stay, StepLimit, Visit
+from provider.guards import lockout
 from provider.limits import identify_limit
 from provider.recovery import sending
 from provider.recovery.lookup import look_up, typed_key
@@ -26,7 +27,8 @@ from provider.recovery.steps.wait import too_many_requests
 class StartForm(FlaskForm):
     account = StringField(
         _l("User ID or email address"),
-        validators=[InputRequired(_l("Enter your user ID or email address")), Length(max=254)],
+        filters=[lambda value: value.strip() if isinstance(value, str) else value],
+        validators=[DataRequired(_l("Enter your user ID or email address")), Length(max=254)],
         description=_l("Your user ID, for example dc12345, or the email address on your account."),
     )
     channel = RadioField(
@@ -68,7 +70,7 @@ class StartStep:
         )
         data = RecoveryData(
             channel=channel,
-            lock_key=lock_key(found.user_id or typed_key(typed)),
+            lock_key=lockout.recovery_key(found.user_id or typed_key(typed)),
             budget_key=key,
             contact=contact,
             keycloak_id=found.keycloak_id,
@@ -78,9 +80,3 @@ class StartStep:
             data=data,
             then=lambda stored: sending.send_or_arm(svc, visit.engine, stored, found, started),
         )
-
-
-def lock_key(subject: str) -> str:
-    """The wrong-try counter's key for recovery (beside identify's, in the same table):
-    the account's user ID when one was found, else what was typed."""
-    return f"r/{subject}"[:32]
