@@ -18,7 +18,6 @@ from flask import Flask
 from sqlalchemy import update
 
 from provider.guards import lockout, verification
-from provider.recovery.steps.start import lock_key
 from provider.services import Services
 from provider.storage.models import Flow
 from tests.support import recovery_accounts as accounts
@@ -176,7 +175,7 @@ def test_five_wrong_tries_end_the_code_even_across_a_resend(
 
     # Even with the account's own lock lifted (as the help desk can), this flow's code is
     # over: the right code, resent or not, proves nothing here now.
-    lockout.clear(services.sessions, lock_key(recoverable.user_id))
+    lockout.clear(services.sessions, lockout.recovery_key(recoverable.user_id))
     answer = browser.code(second)
     assert answer.status == 400 and ENDED in answer.body
     assert browser.resend().status == 200
