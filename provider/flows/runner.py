@@ -64,9 +64,15 @@ class FlowDefinition(Generic[D]):
     invalid_message: Callable[[], str] = lambda: ""
     # Who may wait for the flow's end (a sign-in); nobody by default.
     caller: Callable[[], Caller[D]] = NoCaller
-    # Audit names: "<audit_prefix>.<step reached>" and "<audit_prefix>.restarted".
+    # Audit names: "<audit_prefix>.<step reached>", and a start-over of an identified flow
+    # (None: not audited, e.g. where the flow's owner is not proven yet and the extra
+    # write would show in the answer's time).
     audit_prefix: str = "step"
-    restarted_event: str = "flow.restarted"
+    restarted_event: str | None = "flow.restarted"
+    # Whether identifying and starting over keep the browser's session (renewing only its
+    # CSRF token): a flow that stores nothing there must not drop another's (a sign-in
+    # waiting for the activation in another tab).
+    keeps_session: bool = False
     by_name: dict[str, Step[D]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -174,7 +180,7 @@ class FlowRoutes(Generic[D]):
     def restart(self) -> ResponseReturnValue:
         """ "Not you? Start again": forget this browser's flow (shared computers)."""
         response = self.start_over(self.current_flow())
-        session.clear()
+        self._renew_session()
         flash(_("We started again. Nothing was changed."))
         return response
 
@@ -182,7 +188,7 @@ class FlowRoutes(Generic[D]):
         """End this browser's flow (audited when it had identified someone); to the
         first step."""
         self.engine().finish(state)
-        if state.user_id:
+        if state.user_id and self.flow.restarted_event:
             audit.record_now(
                 services(current_app).sessions,
                 audit.STUDENT,
@@ -190,6 +196,14 @@ class FlowRoutes(Generic[D]):
                 state.user_id,
             )
         return self.forget_flow(redirect(url_for(f"{self.flow.name}.step", name=self.flow.first)))
+
+    def _renew_session(self) -> None:
+        """Nothing from before identification carries over: the whole session goes, or,
+        for a flow that keeps it, its CSRF token (a new one is made for the next form)."""
+        if self.flow.keeps_session:
+            session.pop(current_app.config["WTF_CSRF_FIELD_NAME"], None)
+        else:
+            session.clear()
 
     def _step_limits(
         self, view: Callable[..., ResponseReturnValue]
@@ -201,7 +215,7 @@ class FlowRoutes(Generic[D]):
                     limit.value,
                     key_func=limit.key,
                     scope=f"{self.flow.name}.{step.name}.{limit.scope}",
-                    exempt_when=_exempt(step.name, limit),
+                    exempt_when=_exempt(self.flow.name, step.name, limit),
                 )(view)
         return view
 
@@ -237,7 +251,7 @@ class FlowRoutes(Generic[D]):
                 # A new flow id and a new session, so nothing from before carries over but
                 # what the caller keeps (where to answer a waiting sign-in, never who).
                 caller.carry_into(data)
-                session.clear()
+                self._renew_session()
                 stored = engine.start_identified(state, user_id=user_id, data=data)
                 setattr(g, self._g_key, stored)
                 log.info("flow identified", extra={"flow_step": visit.step.name, "outcome": "ok"})
@@ -266,11 +280,17 @@ class FlowRoutes(Generic[D]):
 
 
 @functools.cache
-def _exempt(name: str, limit: StepLimit) -> Callable[[], bool]:
+def _exempt(flow: str, name: str, limit: StepLimit) -> Callable[[], bool]:
     # One function per step and limit: a flow's routes built again (another app in the
     # same process, e.g. recovery's, made per app) then register an equal limit, which
     # Flask-Limiter keeps once, instead of a second one spending the same budget again.
-    return lambda: (request.view_args or {}).get("name") != name or not limit.spends()
+    # Every flow's step route is one view to Flask-Limiter, so each carries every flow's
+    # step limits: the blueprint tells whose request it is.
+    return lambda: (
+        request.blueprint != flow
+        or (request.view_args or {}).get("name") != name
+        or not limit.spends()
+    )
 
 
 def engine_extension(flow_name: str) -> str:

@@ -17,6 +17,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.models import IdentifyLockout
 
 MAX_FAILURES = 5
@@ -39,9 +40,19 @@ def lock_key(typed_user_id: str) -> str:
 
 
 def recovery_key(subject: str) -> str:
-    """The recovery flow's wrong-try counter (beside identify's, in the same table): keyed
-    by the account's user ID when one was found, else by what was typed."""
+    """The recovery flow's wrong-try counter for a user ID (beside identify's, in the same
+    table)."""
     return f"{RECOVERY_PREFIX}{subject}"[:32]
+
+
+def recovery_typed_key(hasher: KeyedHasher, canonical: str) -> str:
+    """Recovery's counter for what a start typed, as the lookup reads it (`canonical`):
+    never for the account found, so a lock tells nothing about which account, if any,
+    the typing names. A user ID as it is; an email address by a keyed hash (never kept in
+    clear, and longer than the key)."""
+    if "@" in canonical:
+        return recovery_key("@" + hasher.digest(Purpose.RECOVERY_ACCOUNT, canonical)[:29])
+    return recovery_key(canonical)
 
 
 def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> datetime | None:

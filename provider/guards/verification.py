@@ -353,15 +353,16 @@ def arm_decoy(
     channel: str,
     contact: str,
     now: datetime,
+    keep_live: bool = False,
 ) -> None:
     """A code record that nothing was sent for and no code can match, for a flow that must
     answer exactly like one that sent a code: wrong tries, expiry and the end of tries
-    count the same.
+    count the same. Again (a resend) it restarts the expiry, as a new code would.
 
-    Again (a resend that sent nothing, e.g. refused silently by a throttle) it restarts
-    the expiry, as a new code would, and keeps a code that is still live: the student may
-    hold a real one, and a refusal they are not told of must not take it away. Only an
-    expired code, or none, becomes the decoy."""
+    `keep_live`: the flow's contact is real and its send was refused silently (a
+    throttle): a code still live stays as it is, expiry included (the student may hold
+    it; a refusal they are not told of must neither take it away nor stretch its life).
+    Only an expired code, or none, becomes the decoy."""
     with sessions.begin() as session:
         row = _row(session, flow_key, channel, contact)
         if row is None:
@@ -370,14 +371,14 @@ def arm_decoy(
             )
             session.add(row)
             session.flush()
-        if row.failures < MAX_WRONG:
-            expires = row.code_expires_at
-            if row.code_hash is None or expires is None or now >= expires:
-                # Not a 6-digit code's hash: no typed code ever matches it.
-                row.code_hash = hasher.digest(
-                    Purpose.CONTACT_CODE, f"decoy:{secrets.token_hex(16)}"
-                )
-            row.code_expires_at = now + CODE_TTL
+        if row.failures >= MAX_WRONG:
+            return
+        live = row.code_hash is not None and row.code_expires_at is not None
+        if keep_live and live and now < row.code_expires_at:  # type: ignore[operator]
+            return
+        # Not a 6-digit code's hash: no typed code ever matches it.
+        row.code_hash = hasher.digest(Purpose.CONTACT_CODE, f"decoy:{secrets.token_hex(16)}")
+        row.code_expires_at = now + CODE_TTL
 
 
 def is_verified(

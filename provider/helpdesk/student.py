@@ -111,7 +111,10 @@ def reissue(svc: Services, user_id: str, staff: str, days: int = 30) -> IssuedCo
 
 def clear_lockouts(svc: Services, view: StudentView, staff: str) -> None:
     """Every lock: the service's identify and recovery locks, Keycloak's brute-force lock."""
-    keys = (view.user_id, lockout.recovery_key(view.user_id))
+    keys = [view.user_id, lockout.recovery_key(view.user_id)]
+    if view.account is not None and view.account.email:
+        # Recovery started by the email address counts under that typing's own key.
+        keys.append(lockout.recovery_typed_key(svc.hasher, view.account.email.lower()))
     with svc.sessions.begin() as session:
         session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id.in_(keys)))
         audit.record(session, f"staff:{staff}", "helpdesk.lockout_cleared", view.user_id)

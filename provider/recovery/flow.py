@@ -42,7 +42,10 @@ def definition(*, asks_birth_date: bool) -> FlowDefinition[RecoveryData]:
         cookie=COOKIE,
         steps=steps(asks_birth_date=asks_birth_date),
         audit_prefix="recovery.step",
-        restarted_event="recovery.restarted",
+        # A start-over is not audited: before the code is proven the flow may name a
+        # pending or disabled account, and only those would get the extra write.
+        restarted_event=None,
+        keeps_session=True,
     )
 
 

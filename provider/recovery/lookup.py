@@ -30,8 +30,19 @@ def typed_key(typed: str) -> str:
     return "".join(typed.split()).lower()[:254]
 
 
-def look_up(svc: Services, typed: str, channel: Channel) -> Found:
+def canonical(typed: str, user_id_length: int) -> str:
+    """What was typed, as the account it can name: an email address lower-cased, a user ID
+    as the lookup reads it (case, spaces and anything past its length ignored), else the
+    typing itself. Budgets and the wrong-try counter count this, so no spelling of the
+    same account buys a fresh one."""
     key = typed_key(typed)
+    if "@" in key:
+        return key
+    return normalize_user_id(key, user_id_length) or key
+
+
+def look_up(svc: Services, typed: str, channel: Channel) -> Found:
+    key = canonical(typed, svc.settings.user_id_length)
     user: KeycloakUser | None
     if "@" in key:
         user = svc.keycloak.find_user_by_email(key)

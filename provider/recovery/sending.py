@@ -23,7 +23,7 @@ from provider.flows.state import Channel
 from provider.guards import verification
 from provider.keyed_hash import Purpose
 from provider.limits import recovery_account_limit, recovery_contact_limit, spend
-from provider.recovery.lookup import Found, typed_key
+from provider.recovery.lookup import Found, canonical
 from provider.recovery.state import RecoveryData
 from provider.services import Services
 
@@ -35,8 +35,11 @@ ANSWER_FLOOR_SECONDS = 0.5
 
 
 def budget_key(svc: Services, typed: str) -> str:
-    """The per-account budgets' key: a keyed hash of what was typed (never the typing)."""
-    return svc.hasher.digest(Purpose.RECOVERY_ACCOUNT, typed_key(typed))
+    """The per-account budgets' key: a keyed hash of what was typed, as the lookup reads it
+    (never the typing)."""
+    return svc.hasher.digest(
+        Purpose.RECOVERY_ACCOUNT, canonical(typed, svc.settings.user_id_length)
+    )
 
 
 def spend_budgets(key: str, channel: Channel) -> int | None:
@@ -49,7 +52,7 @@ def spend_budgets(key: str, channel: Channel) -> int | None:
 
 def decoy_contact(svc: Services, channel: Channel) -> str:
     """A contact hash nobody holds, for a flow that sends nothing."""
-    return verification.contact_hash(svc.hasher, channel, f"decoy:{secrets.token_hex(16)}")
+    return contact_of(svc, channel, f"decoy:{secrets.token_hex(16)}")
 
 
 def send_or_arm(
@@ -77,6 +80,7 @@ def send_or_arm(
             channel=data.channel,
             contact=data.contact,
             now=now,
+            keep_live=found.keycloak_id is not None,
         )
     if found.user_id:
         audit.record_now(
@@ -123,15 +127,22 @@ def _send(
             value, code.code, minutes, settings.base_url + "/recover/code", recovery=True
         )
         deliver_later(
-            lambda: svc.mailer.send(mail), lambda: verification.forget_send(svc.sessions, send)
+            lambda: svc.mailer.send(mail),
+            lambda: verification.forget_send(svc.sessions, send),
+            deadline=verification.CODE_TTL.total_seconds() / 2,
         )
     else:
         text = texts.code_sms(value, code.code, minutes, recovery=True)
         deliver_later(
-            lambda: svc.sms.send(text), lambda: verification.forget_send(svc.sessions, send)
+            lambda: svc.sms.send(text),
+            lambda: verification.forget_send(svc.sessions, send),
+            deadline=verification.CODE_TTL.total_seconds() / 2,
         )
     return True
 
 
 def contact_of(svc: Services, channel: Channel, value: str) -> str:
-    return verification.contact_hash(svc.hasher, channel, value)
+    """The contact as recovery's sends count it: apart from the activation's count of the
+    same address, whose throttle a student sees (a visible "wait 60 s" there would tell
+    that a recovery code just went to it). The per-student cap is still shared."""
+    return verification.contact_hash(svc.hasher, f"recovery-{channel}", value)

@@ -19,8 +19,16 @@ def _contact(hasher) -> str:
     return v.contact_hash(hasher, "phone", PHONE)
 
 
-def _arm(sessions, hasher, now=T0) -> None:
-    v.arm_decoy(sessions, hasher, flow_key=FLOW, channel="phone", contact=_contact(hasher), now=now)
+def _arm(sessions, hasher, now=T0, *, keep_live: bool = False) -> None:
+    v.arm_decoy(
+        sessions,
+        hasher,
+        flow_key=FLOW,
+        channel="phone",
+        contact=_contact(hasher),
+        now=now,
+        keep_live=keep_live,
+    )
 
 
 def _issue(sessions, hasher, now=T0) -> str:
@@ -83,11 +91,21 @@ def test_armed_again_it_restarts_the_expiry_and_keeps_the_tries(sessions, hasher
 
 def test_armed_over_a_live_code_it_keeps_that_code(sessions, hasher) -> None:
     """A resend refused silently (a throttle) must not take away the code the student
-    was sent; the code lasts as long as a new one would have."""
+    was sent, nor stretch its life: it ends when it would have."""
     code = _issue(sessions, hasher)
     later = T0 + timedelta(seconds=30)
-    _arm(sessions, hasher, now=later)
-    _check(sessions, hasher, code, now=later + v.CODE_TTL - timedelta(seconds=1))
+    _arm(sessions, hasher, now=later, keep_live=True)
+    with pytest.raises(v.CodeExpired):
+        _check(sessions, hasher, code, now=T0 + v.CODE_TTL)
+    _check(sessions, hasher, code, now=T0 + v.CODE_TTL - timedelta(seconds=1))
+
+
+def test_armed_for_a_flow_that_sends_nothing_it_restarts_its_expiry(sessions, hasher) -> None:
+    """A decoy answers a resend as a new code would: alive for another CODE_TTL."""
+    _arm(sessions, hasher, now=T0)
+    _arm(sessions, hasher, now=T0 + timedelta(minutes=9))
+    with pytest.raises(v.CodeWrong):  # not expired: wrong, like any mistyped real code
+        _check(sessions, hasher, "123456", now=T0 + v.CODE_TTL + timedelta(minutes=1))
 
 
 def test_armed_over_an_expired_code_it_leaves_a_decoy(sessions, hasher) -> None:

@@ -48,7 +48,7 @@ def engine(svc: Services) -> FlowEngine[RecoveryData]:
 def deliveries(monkeypatch: pytest.MonkeyPatch) -> list[Callable[[], None]]:
     """Messages handed to the delivery pool (kept, never sent: there is no gateway here)."""
     handed: list[Callable[[], None]] = []
-    monkeypatch.setattr(sending, "deliver_later", lambda send, on_failure: handed.append(send))
+    monkeypatch.setattr(sending, "deliver_later", lambda send, on_failure, **_: handed.append(send))
     return handed
 
 

@@ -24,6 +24,7 @@ from provider import audit
 from provider.flows.step import Next, Outcome, Stay, StepLimit, Visit
 from provider.flows.steps.identify_check import FAILURE_FLOOR_SECONDS
 from provider.guards import lockout, verification
+from provider.keycloak import GatewayError
 from provider.limits import send_limit
 from provider.recovery import sending
 from provider.recovery.lookup import Found, look_up_again
@@ -67,9 +68,14 @@ class CodeStep:
         if wait is not None:
             return too_many_requests(visit, wait, **page)
         user_id = visit.state.user_id or None
-        found = Found(user_id, None, None, "unknown")
+        found = Found(user_id, None, None, "not_recoverable")
         if data.keycloak_id is not None and user_id:
-            found = look_up_again(visit.svc, data.keycloak_id, user_id, data.channel)
+            try:
+                found = look_up_again(visit.svc, data.keycloak_id, user_id, data.channel)
+            except GatewayError:
+                # Only a recoverable account's resend asks Keycloak: its failure must
+                # answer like every other resend (no code this time), not as a 503.
+                found = Found(user_id, None, None, "keycloak_unavailable")
             if found.contact is not None and (
                 sending.contact_of(visit.svc, data.channel, found.contact) != data.contact
             ):

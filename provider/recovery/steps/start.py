@@ -19,7 +19,7 @@ from provider.flows.step import Identified, Outcome, Stay, StepLimit, Visit
 from provider.guards import lockout
 from provider.limits import identify_limit
 from provider.recovery import sending
-from provider.recovery.lookup import look_up, typed_key
+from provider.recovery.lookup import canonical, look_up
 from provider.recovery.state import RecoveryData
 from provider.recovery.steps.wait import too_many_requests
 
@@ -70,7 +70,9 @@ class StartStep:
         )
         data = RecoveryData(
             channel=channel,
-            lock_key=lockout.recovery_key(found.user_id or typed_key(typed)),
+            lock_key=lockout.recovery_typed_key(
+                svc.hasher, canonical(typed, svc.settings.user_id_length)
+            ),
             budget_key=key,
             contact=contact,
             keycloak_id=found.keycloak_id,
