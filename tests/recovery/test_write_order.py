@@ -15,22 +15,27 @@ and one audit event. Keycloak's admin events say what it applied.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from flask import Flask
 from keycloak import KeycloakAdmin
+from sqlalchemy import select
 
+from provider.flows.steps.activate import CLAIM_LEASE
 from provider.keycloak import KeycloakGateway
 from provider.services import Services
 from provider.services import services as app_services
+from provider.storage.models import Flow
 from tests.support.admin_events import KeycloakWrites
 from tests.support.fault_proxy import Fault, FaultProxy
 from tests.support.flow_at import DONE_PASSWORD
-from tests.support.flow_client import StudentDetails
+from tests.support.flow_client import StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
 from tests.support.recovery import RecoveryClient
-from tests.support.recovery_at import recovery_at
+from tests.support.recovery_at import hold_recovery, put_recovery_at, recovery_at
 from tests.support.recovery_record import (
     Locked,
     RecoveryWrites,
@@ -41,6 +46,7 @@ from tests.support.recovery_record import (
     session_alive,
     signs_in,
 )
+from tests.support.replicas import HttpBrowser, Replica
 
 NEW = "quiet harbour 4417 kite"
 OLDER = "amber crane 2290 lattice"  # an earlier password of the account
@@ -253,3 +259,51 @@ def test_a_refused_old_password_is_not_taken_for_one_that_landed(
     assert not signs_in(services, who.user_id, OLDER)
     assert (inbox.mails_to(who.email), inbox.texts_to(who.phone)) == ([], [])
     assert audited(services, who.user_id, "recovery.password_reset") == 0
+
+
+def _expire_claim(services: Services, user_id: str) -> None:
+    """What the passing of CLAIM_LEASE does after a request died mid-recovery."""
+    with services.sessions.begin() as db:
+        flow = db.scalars(
+            select(Flow).where(Flow.user_id == user_id, Flow.step == "new-password")
+        ).one()
+        old = (datetime.now(UTC) - CLAIM_LEASE - timedelta(seconds=1)).isoformat()
+        flow.state = {**flow.state, "claim": old}
+
+
+def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
+    two_replicas: tuple[Replica, Replica],
+    app: Flask,
+    inbox: Inbox,
+    locked: Locked,
+    services: Services,
+    admin: KeycloakAdmin,
+    keycloak_writes: KeycloakWrites,
+) -> None:
+    """The worker dies with Keycloak's writes in, while the outcome and its audit event
+    are being written: neither stays without the other, so the retry records it once."""
+    who, account = locked.who, locked.account
+    replica, _ = two_replicas
+    browser = HttpBrowser(replica.url)
+    hold_recovery(browser, put_recovery_at(app, "new-password", who))
+
+    def submit():
+        token = csrf_token(browser.get("/recover/new-password"))  # type: ignore[arg-type]
+        form = {"csrf_token": token, "password": NEW, "confirm": NEW}
+        return browser.post("/recover/new-password", form)
+
+    replica.crash_at("at-recovery-audit")
+    with pytest.raises(requests.ConnectionError):
+        submit()  # the worker died: no answer at all
+    assert not replica.crash_armed("at-recovery-audit")  # it died there
+    assert recovery_writes(admin, account) == RecoveryWrites(1, 1, 1)
+    assert audited(services, who.user_id, "recovery.password_reset") == 0
+    assert (inbox.mails_to(who.email), inbox.texts_to(who.phone)) == ([], [])
+    # Within the lease the flow still looks busy; after it, the retry finishes.
+    assert submit().status_code == 409
+    _expire_claim(services, who.user_id)
+    _assert_done(submit())
+    assert recovery_writes(admin, account) == RecoveryWrites(1, 1, 1)
+    assert audited(services, who.user_id, "recovery.password_reset") == 1
+    _assert_told_once(inbox, who)
+    assert signs_in(services, who.user_id, NEW)
