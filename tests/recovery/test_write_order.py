@@ -35,7 +35,14 @@ from tests.support.flow_client import StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
 from tests.support.recovery import RecoveryClient
-from tests.support.recovery_at import hold_recovery, put_recovery_at, recovery_at
+from tests.support.recovery_at import (
+    WRITES,
+    CountedReplicas,
+    hold_recovery,
+    put_recovery_at,
+    recovery_at,
+    write_request,
+)
 from tests.support.recovery_record import (
     Locked,
     RecoveryWrites,
@@ -46,7 +53,7 @@ from tests.support.recovery_record import (
     session_alive,
     signs_in,
 )
-from tests.support.replicas import HttpBrowser, Replica
+from tests.support.replicas import HttpBrowser
 
 NEW = "quiet harbour 4417 kite"
 OLDER = "amber crane 2290 lattice"  # an earlier password of the account
@@ -54,18 +61,12 @@ CURRENT = "velvet tundra 5813 oboe"  # the one it holds now
 HISTORY = "passwordHistory(3)"
 TRY_AGAIN = "Try again in a moment"
 
-# Each write: its method and path as it reaches Keycloak.
-WRITES = {
-    "set-password": ("PUT", "/admin/realms/{realm}/users/{id}/reset-password"),
-    "sign-out": ("POST", "/admin/realms/{realm}/users/{id}/logout"),
-    "lift-lock": ("DELETE", "/admin/realms/{realm}/attack-detection/brute-force/users/{id}"),
-}
 FAULTS = [Fault.UNREACHABLE, Fault.UNAVAILABLE_503, Fault.ANSWER_LOST]
 
 
 def _arm(proxy: FaultProxy, services: Services, account: str, write: str, fault: Fault):
-    method, path = WRITES[write]
-    return proxy.arm(method, path.format(realm=services.settings.keycloak.realm, id=account), fault)
+    method, path = write_request(write, services.settings.keycloak.realm, account)
+    return proxy.arm(method, path, fault)
 
 
 def _submit(browser: RecoveryClient, password: str = NEW):
@@ -272,7 +273,7 @@ def _expire_claim(services: Services, user_id: str) -> None:
 
 
 def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
-    two_replicas: tuple[Replica, Replica],
+    counted_replicas: CountedReplicas,
     app: Flask,
     inbox: Inbox,
     locked: Locked,
@@ -283,7 +284,7 @@ def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
     """The worker dies with Keycloak's writes in, while the outcome and its audit event
     are being written: neither stays without the other, so the retry records it once."""
     who, account = locked.who, locked.account
-    replica, _ = two_replicas
+    replica, _ = counted_replicas.replicas
     browser = HttpBrowser(replica.url)
     hold_recovery(browser, put_recovery_at(app, "new-password", who))
 

@@ -9,6 +9,7 @@ an account that can be recovered (tests/recovery/test_walk.py walks them for rea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -20,12 +21,26 @@ from provider.recovery.flow import COOKIE
 from provider.recovery.state import RecoveryData
 from provider.recovery.steps.start import lock_key
 from provider.services import services as app_services
+from tests.support.fault_proxy import FaultProxy
 from tests.support.flow_client import StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.recovery import RecoveryClient, recovery_engine
-from tests.support.replicas import HttpBrowser, Submit
+from tests.support.recovery_record import RecoveryWrites
+from tests.support.replicas import HttpBrowser, Replica, Submit
 
 AFTER_PROOF = ("choose", "new-password")
+
+# The recovery's writes as they reach Keycloak (method, path).
+WRITES = {
+    "set-password": ("PUT", "/admin/realms/{realm}/users/{id}/reset-password"),
+    "sign-out": ("POST", "/admin/realms/{realm}/users/{id}/logout"),
+    "lift-lock": ("DELETE", "/admin/realms/{realm}/attack-detection/brute-force/users/{id}"),
+}
+
+
+def write_request(write: str, realm: str, keycloak_id: str) -> tuple[str, str]:
+    method, path = WRITES[write]
+    return method, path.format(realm=realm, id=keycloak_id)
 
 
 def put_recovery_at(
@@ -92,3 +107,26 @@ def recovery_submit(
         browser.cookie_header(),
         {"csrf_token": csrf_token(page), **form},  # type: ignore[arg-type]
     )
+
+
+@dataclass(frozen=True)
+class CountedReplicas:
+    """Two service replicas whose every Keycloak request passes a proxy that logs it."""
+
+    replicas: tuple[Replica, Replica]
+    keycloak: FaultProxy  # `requests`: "METHOD /path" of each, in order
+
+    def sent(self, method: str, path: str) -> int:
+        return self.keycloak.requests.count(f"{method} {path}")
+
+    def writes_sent(self, realm: str, keycloak_id: str) -> RecoveryWrites:
+        """The recovery's writes to this account the replicas sent (applied or not)."""
+
+        def sent(write: str) -> int:
+            return self.sent(*write_request(write, realm, keycloak_id))
+
+        return RecoveryWrites(
+            passwords_set=sent("set-password"),
+            sign_outs=sent("sign-out"),
+            locks_lifted=sent("lift-lock"),
+        )
