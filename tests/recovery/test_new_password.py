@@ -16,8 +16,7 @@ from tests.support.flow_at import DONE_PASSWORD
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
-from tests.support.recovery import RecoveryClient
-from tests.support.recovery_at import recovery_at
+from tests.support.recovery import RecoveryClient, put_recovery_at
 from tests.support.recovery_record import (
     NONE_WRITTEN,
     RecoveryWrites,
@@ -35,7 +34,7 @@ HISTORY = "passwordHistory(3)"
 
 @pytest.fixture
 def at_new_password(app: Flask, inbox: Inbox, active_student: StudentDetails) -> RecoveryClient:
-    return recovery_at(app, inbox, "new-password", active_student)
+    return put_recovery_at(app, inbox, "new-password", active_student)
 
 
 def _submit(browser: RecoveryClient, password: str):

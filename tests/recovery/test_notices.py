@@ -22,8 +22,7 @@ from tests.support.admin_events import KeycloakWrites
 from tests.support.flow_at import DONE_PASSWORD
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
-from tests.support.recovery import RecoveryClient
-from tests.support.recovery_at import recovery_at
+from tests.support.recovery import RecoveryClient, put_recovery_at
 from tests.support.recovery_record import (
     audited,
     keycloak_id,
@@ -72,7 +71,7 @@ def test_every_verified_contact_is_told_in_the_students_language(
     accept, tag, locale, not_them = language
     who = active_student
     step = "choose" if outcome == "unlocked" else "new-password"
-    browser = _in_language(recovery_at(app, inbox, step, who), accept)
+    browser = _in_language(put_recovery_at(app, inbox, step, who), accept)
     assert _finish(browser, outcome).headers["Location"].endswith("/recover/finished")
 
     today = format_date(datetime.now(UTC).date(), "medium", locale=locale)
@@ -93,7 +92,7 @@ def test_an_unverified_contact_is_not_told(
     account = services.keycloak.find_user(who.user_id)
     assert account is not None
     services.keycloak.set_phone(account.id, who.phone, verified=False)
-    browser = recovery_at(app, inbox, "choose", who, channel="email")
+    browser = put_recovery_at(app, inbox, "choose", who)
     assert _finish(browser, "unlocked").headers["Location"].endswith("/recover/finished")
     assert len(inbox.mails_to(who.email)) == 1
     assert inbox.texts_to(who.phone) == []
@@ -116,7 +115,7 @@ def test_a_notice_that_cannot_be_delivered_does_not_undo_or_hold_up_the_recovery
         gone.bind(("127.0.0.1", 0))
         mailer = SmtpMailer(SmtpSettings(host="127.0.0.1", port=gone.getsockname()[1]))
         monkeypatch.setattr(app_services(app), "mailer", mailer)
-        browser = recovery_at(app, inbox, "new-password", who)
+        browser = put_recovery_at(app, inbox, "new-password", who)
         done = _finish(browser, "reset")
     assert done.status_code == 302, done.get_data(as_text=True)[:600]
     assert done.headers["Location"].endswith("/recover/finished")
@@ -136,7 +135,7 @@ def test_a_notice_says_when_and_what_to_do(
 ) -> None:
     """The English text in full, as a reader meets it."""
     who = active_student
-    browser = recovery_at(app, inbox, "new-password", who)
+    browser = put_recovery_at(app, inbox, "new-password", who)
     _finish(browser, "reset")
     [mail] = inbox.mails_to(who.email)
     assert mail.message["Subject"] == "Your UMPASS password was changed"

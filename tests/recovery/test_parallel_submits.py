@@ -32,12 +32,11 @@ from tests.support.admin_events import KeycloakWrites
 from tests.support.flow_at import DONE_PASSWORD
 from tests.support.inbox import Inbox, _BoundController
 from tests.support.listeners import loopback_listener
-from tests.support.recovery import RecoveryClient
+from tests.support.recovery import RecoveryClient, put_recovery_at
 from tests.support.recovery_at import (
     CountedReplicas,
     hold_recovery,
     holding,
-    put_recovery_at,
     recovery_submit,
 )
 from tests.support.recovery_record import (
@@ -81,7 +80,7 @@ def test_twenty_parallel_new_password_submits_write_once(
     keycloak_writes: KeycloakWrites,
 ) -> None:
     who, account = locked.who, locked.account
-    flow_id = put_recovery_at(app, "new-password", who)
+    flow_id = put_recovery_at(app, None, "new-password", who).flow_id
     statuses = _race_the_last_step(
         counted_replicas, flow_id, "new-password", {"password": NEW, "confirm": NEW}
     )
@@ -107,7 +106,7 @@ def test_twenty_parallel_unlock_submits_write_once(
     keycloak_writes: KeycloakWrites,
 ) -> None:
     who, account = locked.who, locked.account
-    flow_id = put_recovery_at(app, "choose", who)
+    flow_id = put_recovery_at(app, None, "choose", who).flow_id
     statuses = _race_the_last_step(counted_replicas, flow_id, "choose", {"choice": "unlock"})
     once = RecoveryWrites(passwords_set=0, sign_outs=0, locks_lifted=1)
     sent = counted_replicas.writes_sent(services.settings.keycloak.realm, account)
@@ -165,7 +164,7 @@ def test_a_submit_while_the_contacts_are_told_writes_nothing_more(
     keycloak_writes: KeycloakWrites,
 ) -> None:
     who, account = locked.who, locked.account
-    flow_id = put_recovery_at(app, step, who)
+    flow_id = put_recovery_at(app, None, step, who).flow_id
     form = {"password": NEW, "confirm": NEW} if step == "new-password" else {"choice": "unlock"}
     first_tab, second_tab = (holding(RecoveryClient(app, inbox), flow_id) for _ in range(2))
     answers: dict[str, Any] = {}

@@ -34,13 +34,11 @@ from tests.support.flow_at import DONE_PASSWORD
 from tests.support.flow_client import StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
-from tests.support.recovery import RecoveryClient
+from tests.support.recovery import RecoveryClient, put_recovery_at
 from tests.support.recovery_at import (
     WRITES,
     CountedReplicas,
     hold_recovery,
-    put_recovery_at,
-    recovery_at,
     write_request,
 )
 from tests.support.recovery_record import (
@@ -114,7 +112,7 @@ def test_a_fault_at_each_write_of_a_new_password_then_the_retry_finishes(
     proxy: FaultProxy,
 ) -> None:
     who, account = locked.who, locked.account
-    browser = recovery_at(app, inbox, "new-password", who)
+    browser = put_recovery_at(app, inbox, "new-password", who)
     trap = _arm(proxy, services, account, write, fault)
     failed = _submit(browser)
     assert trap.fired.is_set()
@@ -147,7 +145,7 @@ def test_a_fault_at_the_unlock_then_the_retry_finishes(
     proxy: FaultProxy,
 ) -> None:
     who, account = locked.who, locked.account
-    browser = recovery_at(app, inbox, "choose", who)
+    browser = put_recovery_at(app, inbox, "choose", who)
     trap = _arm(proxy, services, account, "lift-lock", fault)
     failed = browser.post("choose", {"choice": "unlock"})
     assert trap.fired.is_set()
@@ -177,7 +175,7 @@ def test_keycloak_down_changes_nothing_and_the_retry_finishes(
 ) -> None:
     who, account = locked.who, locked.account
     step = "choose" if choice == "unlock" else "new-password"
-    browser = recovery_at(app, inbox, step, who)
+    browser = put_recovery_at(app, inbox, step, who)
     proxy.close()  # Keycloak is unreachable for every call
     down = browser.post("choose", {"choice": "unlock"}) if step == "choose" else _submit(browser)
     assert down.status_code == 503, down.get_data(as_text=True)[:600]
@@ -216,7 +214,7 @@ def test_a_password_that_landed_unanswered_is_taken_by_the_retry_despite_history
 ) -> None:
     who = active_student
     account = keycloak_id(admin, who.user_id)
-    browser = recovery_at(app, inbox, "new-password", who)
+    browser = put_recovery_at(app, inbox, "new-password", who)
     trap = _arm(proxy, services, account, "set-password", Fault.ANSWER_LOST)
     assert _submit(browser).status_code == 503
     assert trap.fired.is_set()
@@ -247,7 +245,7 @@ def test_a_refused_old_password_is_not_taken_for_one_that_landed(
     # The account's history: DONE_PASSWORD, OLDER, and now CURRENT.
     services.keycloak.set_password(account, OLDER)
     services.keycloak.set_password(account, CURRENT)
-    browser = recovery_at(app, inbox, "new-password", who)
+    browser = put_recovery_at(app, inbox, "new-password", who)
     trap = _arm(proxy, services, account, "set-password", Fault.UNAVAILABLE_503)
     assert _submit(browser, OLDER).status_code == 503
     assert trap.fired.is_set()
@@ -286,7 +284,7 @@ def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
     who, account = locked.who, locked.account
     replica, _ = counted_replicas.replicas
     browser = HttpBrowser(replica.url)
-    hold_recovery(browser, put_recovery_at(app, "new-password", who))
+    hold_recovery(browser, put_recovery_at(app, None, "new-password", who).flow_id)
 
     def submit():
         token = csrf_token(browser.get("/recover/new-password"))  # type: ignore[arg-type]
