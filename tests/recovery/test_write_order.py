@@ -306,3 +306,27 @@ def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
     assert audited(services, who.user_id, "recovery.password_reset") == 1
     _assert_told_once(inbox, who)
     assert signs_in(services, who.user_id, NEW)
+
+
+@pytest.mark.parametrize("step", ["choose", "new-password"])
+def test_an_account_no_longer_active_is_not_written(
+    step: str,
+    app: Flask,
+    inbox: Inbox,
+    active_student: StudentDetails,
+    services: Services,
+    admin: KeycloakAdmin,
+    keycloak_writes: KeycloakWrites,
+) -> None:
+    """Proven a while ago is not enough: an account the help desk disabled since is left
+    as it is."""
+    who = active_student
+    account = keycloak_id(admin, who.user_id)
+    browser = put_recovery_at(app, inbox, step, who)
+    admin.update_user(account, {"enabled": False})
+    refused = browser.post("choose", {"choice": "unlock"}) if step == "choose" else _submit(browser)
+    assert refused.status_code == 409, refused.get_data(as_text=True)[:600]
+    assert "cannot be recovered here any more" in refused.get_data(as_text=True)
+    assert browser.flow().step == step
+    assert recovery_writes(admin, account) == RecoveryWrites(0, 0, 0)
+    assert (inbox.mails_to(who.email), inbox.texts_to(who.phone)) == ([], [])
