@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -34,18 +35,54 @@ from tests.support.recovery_record import (
 NEW = "quiet harbour 4417 kite"
 
 
-# The student's language (as the browser asks for it) and what a notice holds in it: the
-# email's language tag, the date of the change as that language writes it, and the
-# sentence saying what to do if it was not them.
-@pytest.fixture(
-    params=[
-        ("en-GB,en;q=0.8", "en", "en", "If it was not, contact the IT help desk at once."),
-        ("zh-TW,zh;q=0.9", "zh-Hant", "zh_Hant", "如果不是，請立即聯絡資訊科技服務台。"),
-        ("pt-PT,pt;q=0.9", "pt", "pt", "Se não foi, contacte de imediato o apoio informático."),
-    ],
-    ids=["en", "zh-TW", "pt"],
-)
-def language(request: pytest.FixtureRequest) -> tuple[str, str, str, str]:
+@dataclass(frozen=True)
+class Language:
+    """The student's language as the browser asks for it, and what a notice holds in it."""
+
+    accept: str  # Accept-Language
+    tag: str  # the email's language tag
+    locale: str  # how the language writes a date (babel)
+    subjects: dict[str, str]  # the email's subject, per outcome
+    mail_not_them: str  # what to do if it was not them, in the email
+    text_not_them: str  # ... and in the text message
+
+
+LANGUAGES = [
+    Language(
+        "en-GB,en;q=0.8",
+        "en",
+        "en",
+        {
+            "unlocked": "Your UMPASS account was unlocked",
+            "reset": "Your UMPASS password was changed",
+        },
+        "If it was not, contact the IT help desk at once.",
+        "Not you? Call the IT help desk at once.",
+    ),
+    Language(
+        "zh-TW,zh;q=0.9",
+        "zh-Hant",
+        "zh_Hant",
+        {"unlocked": "您的 UMPASS 帳戶已解鎖", "reset": "您的 UMPASS 密碼已更改"},
+        "如果不是，請立即聯絡資訊科技服務台。",
+        "並非您本人操作？請立即致電資訊科技服務台。",
+    ),
+    Language(
+        "pt-PT,pt;q=0.9",
+        "pt",
+        "pt",
+        {
+            "unlocked": "A sua conta UMPASS foi desbloqueada",
+            "reset": "A sua palavra-passe UMPASS foi alterada",
+        },
+        "Se não foi, contacte de imediato o apoio informático.",
+        "Não foi você? Ligue já para o apoio informático.",
+    ),
+]
+
+
+@pytest.fixture(params=LANGUAGES, ids=["en", "zh-TW", "pt"])
+def language(request: pytest.FixtureRequest) -> Language:
     return request.param
 
 
@@ -63,26 +100,28 @@ def _finish(browser: RecoveryClient, outcome: str):
 @pytest.mark.parametrize("outcome", ["unlocked", "reset"])
 def test_every_verified_contact_is_told_in_the_students_language(
     outcome: str,
-    language: tuple[str, str, str, str],
+    language: Language,
     app: Flask,
     inbox: Inbox,
     active_student: StudentDetails,
 ) -> None:
-    accept, tag, locale, not_them = language
     who = active_student
     step = "choose" if outcome == "unlocked" else "new-password"
-    browser = _in_language(put_recovery_at(app, inbox, step, who), accept)
+    browser = _in_language(put_recovery_at(app, inbox, step, who), language.accept)
     assert _finish(browser, outcome).headers["Location"].endswith("/recover/finished")
 
-    today = format_date(datetime.now(UTC).date(), "medium", locale=locale)
+    today = format_date(datetime.now(UTC).date(), "medium", locale=language.locale)
     [mail] = inbox.mails_to(who.email)
     [text] = inbox.texts_to(who.phone)
-    assert mail.message["Content-Language"] == tag
-    assert f'<html lang="{tag}">' in mail.html
+    assert mail.message["Content-Language"] == language.tag
+    assert f'<html lang="{language.tag}">' in mail.html
+    assert mail.message["Subject"] == language.subjects[outcome]  # what happened
     for body in (mail.text, text):
         assert today in body, body  # when, as the student's language writes a date
         assert "UTC" in body
-    assert not_them in mail.text  # what to do if it was not them
+    # What to do if it was not them.
+    assert language.mail_not_them in mail.text
+    assert text.endswith(language.text_not_them), text
 
 
 def test_an_unverified_contact_is_not_told(
