@@ -56,8 +56,8 @@ _DERIVED_DESCRIPTIONS = {
     "activation and never reach a password form; other accounts sign in as before.",
     "directGrantFlow": "UMPASS: the realm's direct grant flow; a pending account is refused "
     "after the password check.",
-    "resetCredentialsFlow": "UMPASS: the realm's reset credentials flow; a pending account is "
-    "refused after the email link.",
+    "resetCredentialsFlow": "UMPASS: every reset refused; students reset or unlock at the "
+    "service's /recover/.",
 }
 
 
@@ -525,9 +525,13 @@ class RealmApplier(Planner):
                 "description": _DERIVED_DESCRIPTIONS[binding],
                 "executions": tree,
             }
-            keep, old = self._ensure_flow(
-                builder, desired, f"built from {source!r}, keeping {_summary(source_tree)}"
+            kept = _summary(source_tree, within=tree)
+            why = (
+                f"built from {source!r}, keeping {kept}"
+                if kept
+                else f"in place of {source!r}: refuses every request"
             )
+            keep, old = self._ensure_flow(builder, desired, why)
             superseded += old
             if current != keep and self._write(
                 Change("change", f"{binding} binding", _show(current), logical, f"was {current!r}")
@@ -762,8 +766,8 @@ _CONDITIONS = {
 }
 
 
-def _summary(tree: list[dict[str, Any]]) -> str:
-    """The realm's enabled steps, in order, without the conditions."""
+def _steps(tree: list[dict[str, Any]]) -> list[str]:
+    """A flow's enabled steps, in order, without the conditions."""
     seen: list[str] = []
 
     def walk(nodes: list[dict[str, Any]]) -> None:
@@ -776,4 +780,10 @@ def _summary(tree: list[dict[str, Any]]) -> str:
             walk(node.get("executions", []))
 
     walk(tree)
-    return ", ".join(seen) or "no steps"
+    return seen
+
+
+def _summary(tree: list[dict[str, Any]], *, within: list[dict[str, Any]]) -> str:
+    """The realm's steps that the extension's flow (`within`) still runs ("" for none)."""
+    ours = set(_steps(within))
+    return ", ".join(step for step in _steps(tree) if step in ours)

@@ -11,8 +11,9 @@ and returns the tree of the flow the extension binds in its place:
   check refuses a pending account that arrived by one of them.
 - direct grant: a pending account is refused after the password check (so the answer
   does not say who is pending); the rest stays.
-- reset credentials: a pending account is refused after the email link is followed
-  (only the mailbox's owner learns the state); the rest stays.
+- reset credentials: every reset is refused. Students reset or unlock at the service's
+  /recover/ (a code to a contact they verified); Keycloak refuses anyway while the realm's
+  `resetPasswordAllowed` is off, which apply requires: this holds if it is switched on.
 - after another identity provider (its post-login flow): a pending account that signs
   in through it, linked before or linked now, is refused.
 
@@ -28,6 +29,9 @@ from typing import Any
 Node = dict[str, Any]
 
 PENDING_MESSAGE = "umpassActivationUnavailable"
+# Keycloak's own text for a refused reset, in every theme and language; the umpass theme's
+# version sends the student to "Forgot your password or locked out?".
+RESET_REFUSED_MESSAGE = "resetCredentialNotAllowedMessage"
 ACTIVATION_PROVIDER = "umpass-activation"
 
 
@@ -199,7 +203,9 @@ def direct_grant(source: list[Node], source_alias: str) -> list[Node]:
 
 
 def reset_credentials(source: list[Node], source_alias: str) -> list[Node]:
-    return _guarded_after(source, source_alias, "reset-credential-email", "reset credentials")
+    """Nothing of the realm's reset flow stays (its arguments go unused): a flow that only
+    refuses, before any account is chosen or any email sent."""
+    return [_deny(RESET_REFUSED_MESSAGE)]
 
 
 def post_broker_login(source: list[Node] | None) -> list[Node]:

@@ -1,4 +1,4 @@
-"""The Prometheus scrape: the funnel, the code-send budget and the identify lockouts.
+"""The Prometheus scrape: the funnel, the code-send budget, the lockouts and the recoveries.
 
 Its own module, beside the help desk rather than in it: it reads the help desk's figures and
 the student flow's send budget, and the help desk stays free of the flow.
@@ -16,6 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from provider.guards import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
+from provider.helpdesk import recoveries as recovery_data
 from provider.services import services
 
 bp = Blueprint("metrics", __name__)
@@ -33,4 +34,5 @@ def metrics() -> ResponseReturnValue:
     registry.register(funnel_data.FunnelCollector(svc))
     registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
     registry.register(lockout_data.LockoutCollector(svc))
+    registry.register(recovery_data.RecoveriesCollector(svc))
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

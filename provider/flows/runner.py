@@ -10,6 +10,7 @@ a re-submit of a finished step lands on the right page without changing anything
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -264,7 +265,11 @@ class FlowRoutes(Generic[D]):
         raise TypeError(f"not an outcome: {outcome!r}")
 
 
+@functools.cache
 def _exempt(name: str, limit: StepLimit) -> Callable[[], bool]:
+    # One function per step and limit: a flow's routes built again (another app in the
+    # same process, e.g. recovery's, made per app) then register an equal limit, which
+    # Flask-Limiter keeps once, instead of a second one spending the same budget again.
     return lambda: (request.view_args or {}).get("name") != name or not limit.spends()
 
 

@@ -26,15 +26,22 @@ MAX_LOCK = timedelta(days=1)
 _MAX_ROUNDS = 20
 
 
+# Recovery's wrong-try counter lives in the same table, under this prefix (the help desk
+# lists and clears it beside identify's).
+RECOVERY_PREFIX = "r/"
+
+
 def lock_key(typed_user_id: str) -> str:
-    """The counter's key: the normalised ID, or what was typed (bounded) when malformed."""
-    return "".join(typed_user_id.split()).lower()[:32] or "-"
+    """The counter's key: the normalised ID, or what was typed (bounded) when malformed.
+    Never with a "/": that names recovery's counters (`recovery_key`), which typing into
+    identify must not reach."""
+    return "".join(typed_user_id.split()).lower().replace("/", "-")[:32] or "-"
 
 
 def recovery_key(subject: str) -> str:
     """The recovery flow's wrong-try counter (beside identify's, in the same table): keyed
     by the account's user ID when one was found, else by what was typed."""
-    return f"r/{subject}"[:32]
+    return f"{RECOVERY_PREFIX}{subject}"[:32]
 
 
 def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> datetime | None:

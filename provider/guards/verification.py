@@ -356,7 +356,12 @@ def arm_decoy(
 ) -> None:
     """A code record that nothing was sent for and no code can match, for a flow that must
     answer exactly like one that sent a code: wrong tries, expiry and the end of tries
-    count the same. Again (a resend) it only restarts the expiry, as a new code would."""
+    count the same.
+
+    Again (a resend that sent nothing, e.g. refused silently by a throttle) it restarts
+    the expiry, as a new code would, and keeps a code that is still live: the student may
+    hold a real one, and a refusal they are not told of must not take it away. Only an
+    expired code, or none, becomes the decoy."""
     with sessions.begin() as session:
         row = _row(session, flow_key, channel, contact)
         if row is None:
@@ -366,8 +371,12 @@ def arm_decoy(
             session.add(row)
             session.flush()
         if row.failures < MAX_WRONG:
-            # Not a 6-digit code's hash: no typed code ever matches it.
-            row.code_hash = hasher.digest(Purpose.CONTACT_CODE, f"decoy:{secrets.token_hex(16)}")
+            expires = row.code_expires_at
+            if row.code_hash is None or expires is None or now >= expires:
+                # Not a 6-digit code's hash: no typed code ever matches it.
+                row.code_hash = hasher.digest(
+                    Purpose.CONTACT_CODE, f"decoy:{secrets.token_hex(16)}"
+                )
             row.code_expires_at = now + CODE_TTL
 
 

@@ -1,8 +1,14 @@
-"""User IDs locked out of the identify step now, for the console's list and for
-Prometheus: an attack on an intake shows as many IDs locked within the hour.
+"""User IDs locked out now, for the console's list and for Prometheus: an attack on an
+intake shows as many IDs locked within the hour.
+
+Two doors lock, in the one counter table: identify (activation), keyed by the typed user
+ID, and recovery's wrong codes, keyed `r/<user ID>` (`lockout.recovery_key`). Each door is
+counted on its own, against the same threshold: a student locked at both doors is one
+lock at each, not two at either, and the identify figures (and their metrics) mean what
+they meant before recovery existed.
 
 Only the user ID is ever shown: a lock on typing that is not a user ID (which may be an
-ID number typed into the wrong box) is counted but not spelled out.
+ID number, or an email address, typed into the wrong box) is counted but not spelled out.
 """
 
 from __future__ import annotations
@@ -11,12 +17,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, select
 
 from provider import audit
+from provider.guards.lockout import RECOVERY_PREFIX
 from provider.proofing import normalize_user_id
 from provider.services import Services
 from provider.storage.models import AuditEvent, IdentifyLockout, Student
@@ -24,6 +32,14 @@ from provider.storage.models import AuditEvent, IdentifyLockout, Student
 RECENT = timedelta(hours=1)  # "locked within the last hour": the mass-lockout banner
 LIST_LIMIT = 500  # rows on the page; the counts above it are always complete
 NOT_ENROLLED = "(not enrolled)"  # an intake label: a typed ID this service never enrolled
+
+Door = Literal["identify", "recovery"]
+IS_RECOVERY = IdentifyLockout.user_id.startswith(RECOVERY_PREFIX)
+# The user ID (or typing) a row is about, whichever door locked it.
+SUBJECT = case(
+    (IS_RECOVERY, func.substr(IdentifyLockout.user_id, len(RECOVERY_PREFIX) + 1)),
+    else_=IdentifyLockout.user_id,
+)
 
 
 @dataclass(frozen=True)
@@ -33,19 +49,26 @@ class LockedId:
     locked_until: datetime
     in_a_row: int
     enrolled: bool
+    door: Door = "identify"
 
 
 @dataclass(frozen=True)
 class Overview:
-    rows: list[LockedId]
-    locked_now: int
+    rows: list[LockedId]  # both doors, newest first
+    locked_now: int  # identify's, as every figure without "recovery" in its name
     locked_recently: int
     threshold: int
     by_intake: dict[str, int] = field(default_factory=dict)
+    recovery_locked_now: int = 0
+    recovery_locked_recently: int = 0
 
     @property
     def mass_lockout(self) -> bool:
         return self.locked_recently > self.threshold
+
+    @property
+    def recovery_mass_lockout(self) -> bool:
+        return self.recovery_locked_recently > self.threshold
 
 
 def overview(svc: Services, now: datetime | None = None) -> Overview:
@@ -53,8 +76,8 @@ def overview(svc: Services, now: datetime | None = None) -> Overview:
     locked = IdentifyLockout.locked_until > now
     with svc.reads() as session:
         rows = session.execute(
-            select(IdentifyLockout, Student.user_id.is_not(None))
-            .outerjoin(Student, Student.user_id == IdentifyLockout.user_id)
+            select(IdentifyLockout, Student.user_id.is_not(None), IS_RECOVERY)
+            .outerjoin(Student, Student.user_id == SUBJECT)
             .where(locked)
             .order_by(
                 IdentifyLockout.locked_at.desc().nulls_last(),
@@ -62,29 +85,37 @@ def overview(svc: Services, now: datetime | None = None) -> Overview:
             )
             .limit(LIST_LIMIT)
         ).all()
-        recently = session.scalar(
-            select(func.count())
-            .select_from(IdentifyLockout)
-            .where(IdentifyLockout.locked_at > now - RECENT)
-        )
+        recent = IdentifyLockout.locked_at > now - RECENT
+
+        def count(*where: ColumnElement[bool]) -> int:
+            return session.scalar(select(func.count()).where(*where)) or 0
+
+        recently, recovery_recently = count(recent, ~IS_RECOVERY), count(recent, IS_RECOVERY)
+        recovery_now = count(locked, IS_RECOVERY)
     by_intake = _locked_by_intake(svc, now)
     length = svc.settings.user_id_length
     return Overview(
         rows=[
             LockedId(
-                user_id=normalize_user_id(row.user_id, length),
+                user_id=normalize_user_id(
+                    row.user_id.removeprefix(RECOVERY_PREFIX) if recovery else row.user_id,
+                    length,
+                ),
                 locked_at=row.locked_at,
                 locked_until=row.locked_until,
                 in_a_row=row.lock_count,
                 enrolled=bool(enrolled),
+                door="recovery" if recovery else "identify",
             )
-            for row, enrolled in rows
+            for row, enrolled, recovery in rows
             if row.locked_until is not None
         ],
         locked_now=sum(by_intake.values()),
-        locked_recently=recently or 0,
+        locked_recently=recently,
         threshold=svc.settings.mass_lockout_threshold,
         by_intake=by_intake,
+        recovery_locked_now=recovery_now,
+        recovery_locked_recently=recovery_recently,
     )
 
 
@@ -98,7 +129,7 @@ def _locked_by_intake(svc: Services, now: datetime) -> dict[str, int]:
             select(Student.user_id.is_not(None), Student.intake, func.count())
             .select_from(IdentifyLockout)
             .outerjoin(Student, Student.user_id == IdentifyLockout.user_id)
-            .where(IdentifyLockout.locked_until > now)
+            .where(IdentifyLockout.locked_until > now, ~IS_RECOVERY)
             .group_by(Student.user_id.is_not(None), Student.intake)
         ).all()
     totals: Counter[str] = Counter()
@@ -158,4 +189,14 @@ class LockoutCollector(Collector):
             "1 while more user IDs were locked within the hour than "
             "UMPASS_MASS_LOCKOUT_THRESHOLD (the console's banner), else 0",
             value=int(view.mass_lockout),
+        )
+        yield GaugeMetricFamily(
+            "umpass_recovery_lockouts_active",
+            "Accounts (or typed user IDs) locked out of recovery now, after wrong codes",
+            value=view.recovery_locked_now,
+        )
+        yield GaugeMetricFamily(
+            "umpass_recovery_lockouts_recent",
+            "Accounts (or typed user IDs) whose latest recovery lock started within the last hour",
+            value=view.recovery_locked_recently,
         )

@@ -1,8 +1,9 @@
 """What the help desk sees of one student, and what it may do: never a secret.
 
 The timeline comes from the audit log (imported, codes issued and revoked, identify
-attempts and lockouts, steps reached, activated, help-desk actions) plus the codes'
-status and both lockouts (the service's identify lock, Keycloak's brute-force lock).
+attempts and lockouts, steps reached, activated, recoveries, help-desk actions) plus the
+codes' status and the lockouts (the service's identify and recovery locks, Keycloak's
+brute-force lock).
 No code, date of birth, ID digits or full contact is ever shown: contacts are masked.
 """
 
@@ -17,6 +18,7 @@ from sqlalchemy import delete, select
 from provider import audit
 from provider.activation_codes import IssuedCode, issue_code
 from provider.contact_input import mask_email, mask_phone
+from provider.guards import lockout
 from provider.keycloak import PHONE_NUMBER, KeycloakUser
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, IdentifyLockout, Student
@@ -40,6 +42,8 @@ class StudentView:
     events: list[AuditEvent] = field(default_factory=list)
     service_lock_until: datetime | None = None
     service_failures: int = 0
+    recovery_lock_until: datetime | None = None
+    recovery_failures: int = 0
     keycloak_locked: bool = False
 
     @property
@@ -68,16 +72,23 @@ def look_up(svc: Services, user_id: str, now: datetime | None = None) -> Student
             .limit(TIMELINE_LIMIT)
         ).all()
         lock = session.get(IdentifyLockout, user_id)
+        recovery_lock = session.get(IdentifyLockout, lockout.recovery_key(user_id))
     account = svc.keycloak.find_user(user_id)
     view = StudentView(user_id=user_id, enrolled=enrolled, account=account, events=list(events))
     view.codes = [CodeLine(c.issued_at, c.expires_at, _status(c, now)) for c in codes]
-    if lock is not None:
-        view.service_failures = lock.failures
-        if lock.locked_until and lock.locked_until > now:
-            view.service_lock_until = lock.locked_until
+    view.service_lock_until, view.service_failures = _lock_state(lock, now)
+    view.recovery_lock_until, view.recovery_failures = _lock_state(recovery_lock, now)
     if account is not None:
         view.keycloak_locked = bool(svc.keycloak.lockout_status(account.id).get("disabled"))
     return view
+
+
+def _lock_state(row: IdentifyLockout | None, now: datetime) -> tuple[datetime | None, int]:
+    """When the lock ends (None when not locked now), and the failures counted since."""
+    if row is None:
+        return None, 0
+    locked = row.locked_until is not None and row.locked_until > now
+    return (row.locked_until if locked else None), row.failures
 
 
 def _status(code: ActivationCode, now: datetime) -> str:
@@ -99,9 +110,10 @@ def reissue(svc: Services, user_id: str, staff: str, days: int = 30) -> IssuedCo
 
 
 def clear_lockouts(svc: Services, view: StudentView, staff: str) -> None:
-    """Both locks: the service's identify lock and Keycloak's brute-force lock."""
+    """Every lock: the service's identify and recovery locks, Keycloak's brute-force lock."""
+    keys = (view.user_id, lockout.recovery_key(view.user_id))
     with svc.sessions.begin() as session:
-        session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id == view.user_id))
+        session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id.in_(keys)))
         audit.record(session, f"staff:{staff}", "helpdesk.lockout_cleared", view.user_id)
     if view.account is not None:
         svc.keycloak.clear_lockout(view.account.id)

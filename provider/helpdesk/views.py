@@ -7,6 +7,7 @@ import csv
 import io
 from datetime import UTC, datetime
 
+from babel.dates import format_skeleton
 from flask import (
     Blueprint,
     Response,
@@ -19,14 +20,17 @@ from flask import (
     url_for,
 )
 from flask.typing import ResponseReturnValue
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from sqlalchemy import select
 
 from provider import audit
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
+from provider.helpdesk import recoveries as recovery_data
 from provider.helpdesk import student as students
 from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
+from provider.helpdesk.timeline import lines as timeline_lines
 from provider.keycloak import STATE_PENDING
 from provider.proofing import normalize_user_id
 from provider.services import Services, services
@@ -78,7 +82,7 @@ def student(user_id: str, new_code: object = None) -> ResponseReturnValue:
         audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.not_found", user_id)
         return render_template("helpdesk/not_found.html", user_id=user_id), 404
     audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
-    timeline = [students.describe(e) for e in view.events]
+    timeline = timeline_lines(view.events, view.enrolled)
     response = render_template(
         "helpdesk/student.html", view=view, timeline=timeline, new_code=new_code
     )
@@ -131,7 +135,7 @@ def reissue_code(user_id: str) -> ResponseReturnValue:
 def unlock(user_id: str) -> ResponseReturnValue:
     view = _enrolled_or_404(user_id)
     students.clear_lockouts(_svc(), view, _me())
-    flash(_("Both lockouts are cleared: the student can try again now."))
+    flash(_("All lockouts are cleared: the student can try again now."))
     return redirect(url_for("helpdesk.student", user_id=user_id))
 
 
@@ -160,6 +164,16 @@ def audit_export() -> ResponseReturnValue:
 def funnel() -> ResponseReturnValue:
     rows = funnel_data.funnels(_svc())
     return render_template("helpdesk/funnel.html", rows=rows, stages=funnel_data.ORDER)
+
+
+@bp.get("/recoveries")
+@requires(ADMIN)
+def recoveries() -> ResponseReturnValue:
+    """Recoveries per week (unlocked, new password), the last 12 weeks, as a chart and a table."""
+    weeks = recovery_data.weekly(_svc())
+    peak = max([1, *(max(w.unlocked, w.reset) for w in weeks)])
+    labels = [format_skeleton("MMMd", w.starts, locale=get_locale()) for w in weeks]
+    return render_template("helpdesk/recoveries.html", weeks=weeks, peak=peak, labels=labels)
 
 
 @bp.get("/funnel.csv")

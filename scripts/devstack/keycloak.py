@@ -187,6 +187,13 @@ def _link_assets(kc_home: Path, instance: str) -> None:
     shutil.copyfile(BLOCKLIST, blocklists / BLOCKLIST.name)
 
 
+def theme_links(service_url: str) -> dict[str, str]:
+    """The login theme's links into the service, as the environment theme.properties reads:
+    "Activate your account" and "Forgot your password or locked out?"."""
+    base = service_url.rstrip("/")
+    return {"UMPASS_ACTIVATION_URL": f"{base}/activate/", "UMPASS_RECOVERY_URL": f"{base}/recover/"}
+
+
 def start_throwaway(admin_password: str, admin_user: str = "admin") -> RunningKeycloak:
     """The test instance on free loopback ports, replacing one an interrupted run left
     (the ports are chosen again if one is taken before Keycloak binds it)."""
@@ -251,10 +258,10 @@ def start(
     else:
         args = ["start", "--optimized", "--http-enabled=true", "--hostname-strict=false", *common]
     env = _java_env()
-    # The login theme's "Activate your account" link (theme.properties reads it).
     base_url = os.environ.get("UMPASS_BASE_URL", "").rstrip("/")
-    if base_url and not env.get("UMPASS_ACTIVATION_URL"):
-        env["UMPASS_ACTIVATION_URL"] = f"{base_url}/activate/"
+    if base_url:
+        for name, url in theme_links(base_url).items():
+            env[name] = env.get(name) or url
     env["KC_BOOTSTRAP_ADMIN_USERNAME"] = admin_user
     env["KC_BOOTSTRAP_ADMIN_PASSWORD"] = admin_password
     log_file = kc_home.parent / "keycloak.log"

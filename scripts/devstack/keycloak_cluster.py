@@ -185,7 +185,7 @@ class KeycloakNode:
         ca_file: Path,
         admin_user: str,
         admin_password: str,
-        activation_url: str,
+        service_url: str,
     ) -> None:
         self.argv = [
             str(self.home / "bin" / "kc.sh"),
@@ -209,8 +209,8 @@ class KeycloakNode:
             "JAVA_OPTS_KC_HEAP": kc.HEAP,
             "KC_BOOTSTRAP_ADMIN_USERNAME": admin_user,
             "KC_BOOTSTRAP_ADMIN_PASSWORD": admin_password,
-            # The login theme's "Activate your account" link (theme.properties reads it).
-            "UMPASS_ACTIVATION_URL": activation_url,
+            # The login theme's links into the service (theme.properties reads them).
+            **kc.theme_links(service_url),
         }
 
     def start(self, *, wait: bool = True, timeout: float = START_TIMEOUT) -> None:

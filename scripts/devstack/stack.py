@@ -412,7 +412,7 @@ class Stack:
                 ca_file=self.ca_file,
                 admin_user=self.admin_user,
                 admin_password=self.admin_password,
-                activation_url=f"{self.service_url}/activate/",
+                service_url=self.service_url,
             )
 
     def _db_upgrade(self) -> None:

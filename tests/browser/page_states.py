@@ -124,6 +124,7 @@ HELPDESK = (
     PageState("helpdesk-code-reissued", STUDENT + "/code", "", "New activation code"),
     PageState("helpdesk-not-found", STUDENT, "No such student"),
     PageState("helpdesk-funnel", r"/helpdesk/funnel", "Activation funnel"),
+    PageState("helpdesk-recoveries", r"/helpdesk/recoveries", "Recoveries per week"),
     PageState("helpdesk-lockouts", r"/helpdesk/lockouts", "Locked user IDs"),
     PageState(
         "helpdesk-signed-out",

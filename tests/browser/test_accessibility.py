@@ -217,6 +217,8 @@ def test_helpdesk_pages(
     walk.check(page, "helpdesk-not-found")
     page.goto(f"{live_url}/helpdesk/funnel")
     walk.check(page, "helpdesk-funnel")
+    page.goto(f"{live_url}/helpdesk/recoveries")
+    walk.check(page, "helpdesk-recoveries")
     page.goto(f"{live_url}/helpdesk/lockouts")
     walk.check(page, "helpdesk-lockouts")
     page.locator("form[action$='/helpdesk/logout'] button").click()

@@ -1,7 +1,8 @@
 """The help-desk console in Chromium: staff sign in through the realm; roles are checked
-on every route; re-issued codes are shown once and work; both lockouts clear; every
+on every route; re-issued codes are shown once and work; all lockouts clear; every
 action is audited and exported; the funnel is a chart, a CSV and Prometheus metrics;
-locked user IDs are a list, metrics and, past the threshold, a mass-lockout banner."""
+locked user IDs are a list, metrics and, past the threshold, a mass-lockout banner;
+recoveries show on the timeline, the lockouts and a chart per week."""
 
 from __future__ import annotations
 
@@ -29,8 +30,11 @@ from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.conftest import METRICS_TOKEN, KeycloakUnderTest, RealmUnderTest
 from tests.support.challenge import lock
 from tests.support.flow_client import FlowClient
+from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
 from tests.support.realm_changes import RealmChanges
+from tests.support.recovery import activate_student
+from tests.support.recovery_story import Walked, lock_recovery, recover
 from tests.support.shots import Shots
 from tests.support.staff import STAFF_PASSWORD
 from tests.support.students import enrol_student
@@ -94,8 +98,8 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
     who.code = new_code
     assert flow.identify(who).headers["Location"].endswith("/activate/policies")
     page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
-    expect(page.locator(".timeline")).to_contain_text("helpdesk.code_reissued")
-    expect(page.locator(".timeline")).to_contain_text("student.imported")
+    expect(page.locator(".timeline")).to_contain_text("Help desk issued a new activation code")
+    expect(page.locator(".timeline")).to_contain_text("Imported from the Registry")
     expect(page.locator(".timeline")).to_contain_text(f"staff:{helpdesk_staff}")
     shots.take(page, "timeline")
 
@@ -146,14 +150,14 @@ def test_clearing_both_lockouts(
     context, page = _signed_in(browser, live_url, helpdesk_staff)
     page.goto(f"{live_url}/helpdesk/students/{pending.user_id}")
     expect(page.locator("#service-lock")).to_contain_text("until")
-    page.get_by_role("button", name="Clear both lockouts").click()
-    expect(page.get_by_text("Both lockouts are cleared")).to_be_visible()
+    page.get_by_role("button", name="Clear all lockouts").click()
+    expect(page.get_by_text("All lockouts are cleared")).to_be_visible()
     expect(page.locator("#service-lock")).to_contain_text("no")
     assert flow.identify(pending).headers["Location"].endswith("/activate/policies")
 
     page.goto(f"{live_url}/helpdesk/students/{active.user_id}")
     expect(page.locator("#keycloak-lock")).to_have_text("yes")
-    page.get_by_role("button", name="Clear both lockouts").click()
+    page.get_by_role("button", name="Clear all lockouts").click()
     expect(page.locator("#keycloak-lock")).to_have_text("no")
     assert sign_in_as(PASSWORD)
     context.close()
@@ -364,7 +368,8 @@ def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
     rows = page.locator("#locked-ids tbody tr")
     newest = [rows.nth(i).locator("td").first.inner_text() for i in range(3)]
     assert newest == [f"{ghost} (not enrolled here)", second.user_id, first.user_id]
-    expect(rows.first.locator("td").nth(3)).to_have_text("1")  # locks in a row
+    expect(rows.first.locator("td").nth(1)).to_have_text("activation")  # the door
+    expect(rows.first.locator("td").nth(4)).to_have_text("1")  # locks in a row
     expect(page.locator("#lockout-counts")).to_contain_text(f"{intake}: 2")
     body = page.content()
     assert first.email not in body and first.phone not in body and first.code not in body
@@ -392,7 +397,7 @@ def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
 
     # Each row leads to the student's page, where the lock is cleared as before.
     page.get_by_role("link", name=first.user_id, exact=True).click()
-    page.get_by_role("button", name="Clear both lockouts").click()
+    page.get_by_role("button", name="Clear all lockouts").click()
     page.get_by_role("link", name="Locked user IDs").click()
     expect(page.get_by_role("link", name=second.user_id, exact=True)).to_be_visible()
     expect(page.get_by_role("link", name=first.user_id, exact=True)).to_have_count(0)
@@ -401,3 +406,49 @@ def test_locked_ids_are_listed_counted_and_a_mass_lockout_is_flagged(
     events = _events_of(services, f"staff:{helpdesk_staff}")
     viewed = [detail for action, _, detail in events if action == "helpdesk.lockouts_viewed"]
     assert len(viewed) >= 3 and all(set(detail) == {"locked", "recent"} for detail in viewed)
+
+
+def test_recoveries_on_the_timeline_the_lockouts_and_the_chart(
+    browser: Browser,
+    live_url: str,
+    admin_staff: str,
+    services: Services,
+    app: Flask,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """What the desk sees after a student's recoveries: plain words, no secret."""
+    shots = shots_in("helpdesk-recovery")
+    who, walked = enrol_student(services, "v"), Walked()
+    activate_student(app, inbox, who)
+    recover(app, inbox, who, choice="unlock", channel="phone", walked=walked)
+    recover(app, inbox, who, choice="password", walked=walked)
+    lock_recovery(app, inbox, who, typed=who.email, channel="phone", sends=False)
+
+    context, page = _signed_in(browser, live_url, admin_staff)
+    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
+    timeline = page.locator(".timeline")
+    for words in (
+        "Recovery started: a code was sent",
+        "Account unlocked by the student (recovery)",
+        "Password reset by the student (recovery)",
+        "Recovery: locked after wrong tries",
+    ):
+        expect(timeline).to_contain_text(words)
+    expect(page.locator("#recovery-lock")).to_contain_text("until")
+    assert not any(secret in page.content() for secret in (*walked.codes, *walked.passwords))
+    shots.take(page, "timeline")
+
+    page.get_by_role("link", name="Locked user IDs").click()
+    row = page.locator("#locked-ids tr[data-door=recovery]", has_text=who.user_id)
+    expect(row.locator("td").nth(1)).to_have_text("recovery")
+    shots.take(page, "lockouts")
+
+    page.get_by_role("link", name="Recoveries per week").click()
+    expect(page.get_by_role("heading", name="Recoveries per week")).to_be_visible()
+    chart = page.get_by_role("img", name=re.compile("Recoveries per week, last 12 weeks"))
+    expect(chart).to_be_visible()
+    this_week = page.locator("#recoveries-table tbody tr").last.locator("td")
+    assert int(this_week.nth(0).inner_text()) >= 1 and int(this_week.nth(1).inner_text()) >= 1
+    shots.take(page, "recoveries-chart")
+    context.close()

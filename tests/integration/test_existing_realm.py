@@ -2,8 +2,9 @@
 
 The realm (tests.support.university_realm) has its own profile attribute holding data,
 an unmanaged attribute, a stricter password policy with history, stricter brute force,
-forgotten-password on, its own browser flow with conditional OTP, a second identity
-provider, other clients and roles, and a staff account with OTP. The extension's plan
+forgotten-password on (apply turns it off: students reset at the service), its own
+browser flow with conditional OTP, a second identity provider, other clients and roles,
+and a staff account with OTP. The extension's plan
 must name exactly what it will do; after `apply` everything of the university's still
 works and is unchanged; `--uninstall` brings the realm back, setting by setting.
 """
@@ -98,6 +99,7 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
     lines = [line.split(" — ")[0] for line in installed.plan.lines()]
     assert lines == [
         "change adminPermissionsEnabled: off → on",
+        "change resetPasswordAllowed: on → off",
         "raise password policy: length(14) and passwordHistory(5) → length(14) and "
         "passwordHistory(5) and maxLength(128) and notUsername(undefined) and "
         "notEmail(undefined) and passwordBlacklist(umpass-common-passwords.txt)",
@@ -143,7 +145,6 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "failureFactor 3",
         "maxFailureWaitSeconds 1800",
         "waitIncrementSeconds 120",
-        "resetPasswordAllowed on",
         "loginTheme keycloak.v2",
         "unmanagedAttributePolicy ADMIN_EDIT",
         "identity providers partner",
@@ -174,6 +175,7 @@ def test_only_what_the_extension_manages_changed(installed: Installed) -> None:
     allowed = (
         # Fine-grained admin permissions v2: Keycloak makes its client when they are on.
         "realm.adminPermissionsEnabled: false → true",
+        "realm.resetPasswordAllowed: true → false",
         "realm.adminPermissionsClient: added ",
         "clients.admin-permissions: added ",
         "clientRoles.admin-permissions: added ",
@@ -221,7 +223,7 @@ def test_the_stricter_password_policy_and_brute_force_stay(
     assert "length(12)" not in policy
     assert (realm["failureFactor"], realm["waitIncrementSeconds"]) == (3, 120)
     assert (realm["maxFailureWaitSeconds"], realm["maxDeltaTimeSeconds"]) == (1800, 86400)
-    assert realm["resetPasswordAllowed"] is True
+    assert realm["resetPasswordAllowed"] is False  # students reset at the service (uninstall: on)
     assert realm["loginTheme"] == "keycloak.v2"
     assert set(realm["supportedLocales"]) == {"en", "de", "zh-TW", "pt"}
 

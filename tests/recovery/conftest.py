@@ -14,11 +14,13 @@ from provider.services import Services
 # The integration tests' fixtures for Keycloak's record of writes and the fault proxy, for
 # the recovery's writes too.
 from tests.integration.conftest import keycloak_writes, proxy  # noqa: F401
+from tests.support import recovery_accounts as accounts
 from tests.support.fault_proxy import FaultProxy
 from tests.support.flow_at import DONE_PASSWORD
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.recovery import RecoveryClient, activate_student
+from tests.support.recovery_accounts import Typed
 from tests.support.recovery_at import CountedReplicas
 from tests.support.recovery_record import Locked, keycloak_id, lock_at_keycloak, open_session
 from tests.support.replicas import start_replica
@@ -36,6 +38,20 @@ def active_student(app: Flask, inbox: Inbox, services: Services) -> StudentDetai
 @pytest.fixture
 def browser(app: Flask, inbox: Inbox) -> RecoveryClient:
     return RecoveryClient(app, inbox)
+
+
+@pytest.fixture
+def recoverable(app: Flask, inbox: Inbox, services: Services) -> Typed:
+    """A fresh active student with both contacts verified, as a start can name it."""
+    return accounts.active(app, inbox, services)
+
+
+@pytest.fixture
+def generous_budgets(app: Flask, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-account budgets with room for every request of the test (a fresh counter: the
+    limit string is part of its key), for a test about something else than them."""
+    monkeypatch.setitem(app.config, "UMPASS_RECOVERY_ACCOUNT_LIMIT", "1000 per hour")
+    monkeypatch.setitem(app.config, "UMPASS_RECOVERY_CONTACT_LIMIT", "1000 per hour")
 
 
 @pytest.fixture

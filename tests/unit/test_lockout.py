@@ -53,6 +53,11 @@ def test_lock_key_is_bounded_and_normalised() -> None:
     assert lockout.lock_key("   ") == "-"
 
 
+def test_identify_typing_never_reaches_a_recovery_counter() -> None:
+    assert lockout.lock_key("r/dc12345") != lockout.recovery_key("dc12345")
+    assert "/" not in lockout.lock_key("R/DC12345/x")
+
+
 def test_parallel_attempts_cannot_pass_the_limit(sessions) -> None:
     # Ten attempts counted before any of them fails: only five may go on.
     results = [lockout.begin_attempt(sessions, "dc99999", T0) for _ in range(10)]

@@ -200,16 +200,29 @@ def test_guards_go_after_the_step_that_proves_who_it_is() -> None:
         "[pending: refused]",
         "[otp]",
     ]
+    with pytest.raises(
+        flow_merge.FlowMergeError, match="has no enabled direct-grant-validate-password step"
+    ):
+        flow_merge.direct_grant(direct[:1], "d")
+
+
+def test_the_reset_flow_only_refuses_whatever_the_realm_had() -> None:
+    """Students reset at the service's /recover/: nothing of Keycloak's reset (choose an
+    account, email it a link, set a password) runs, not even the first step."""
     reset = [
         {"authenticator": "reset-credentials-choose-user", "requirement": "REQUIRED"},
         {"authenticator": "reset-credential-email", "requirement": "REQUIRED"},
         {"authenticator": "reset-password", "requirement": "REQUIRED"},
     ]
-    assert _steps(flow_merge.reset_credentials(reset, "r"))[2] == "[pending: refused]"
-    with pytest.raises(
-        flow_merge.FlowMergeError, match="has no enabled direct-grant-validate-password step"
-    ):
-        flow_merge.direct_grant(direct[:1], "d")
+    refuse = [
+        {
+            "authenticator": "deny-access-authenticator",
+            "requirement": "REQUIRED",
+            "config": {"denyErrorMessage": "resetCredentialNotAllowedMessage"},
+        }
+    ]
+    assert flow_merge.reset_credentials(reset, "r") == refuse
+    assert flow_merge.reset_credentials([], "no email step") == refuse
 
 
 def test_a_disabled_form_is_not_the_one_split() -> None:

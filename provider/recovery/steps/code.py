@@ -136,11 +136,18 @@ class CodeStep:
             # No answer was given (the database failed): not the student's failure.
             lockout.release_attempt(svc.sessions, data.lock_key)
             raise
-        lockout.record_success(svc.sessions, data.lock_key, now)
         if data.keycloak_id is None or not subject:
-            # Cannot happen (a decoy matches no code); never go on without an account.
+            # Cannot happen (a decoy matches no code); never go on without an account, and
+            # let the attempt count as a wrong one.
             form.code.errors = [_wrong(verification.CodeWrong(0))]
             return Stay(visit.page(400, form=form, **page))
+        if svc.settings.recovery_asks_birth_date:
+            # The proof is not complete until the date of birth: the right code neither
+            # counts as a wrong try nor wipes out the wrong ones (a new flow's code would
+            # otherwise buy a fresh set of date-of-birth guesses).
+            lockout.release_attempt(svc.sessions, data.lock_key)
+        else:
+            lockout.record_success(svc.sessions, data.lock_key, now)
         data.proven = True
         audit.record_now(svc.sessions, audit.STUDENT, "recovery.code_proven", subject)
         return Next()
