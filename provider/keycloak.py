@@ -381,6 +381,19 @@ class KeycloakGateway:
         self._policy = (time.monotonic(), policy)
         return policy
 
+    def password_stamp(self, user_id: str) -> int | None:
+        """When Keycloak last set the user's password (its own clock, in ms), or None when
+        the user has none. Keycloak restamps the password credential on every set, so
+        two reads that differ tell that a password was set in between."""
+        user_id = self._checked_id(user_id)
+        credentials = self._call(
+            "credentials", lambda a: a.get_credentials(user_id), about_user=True
+        )
+        stamps = [
+            int(c.get("createdDate") or 0) for c in credentials if c.get("type") == "password"
+        ]
+        return max(stamps) if stamps else None
+
     def lockout_status(self, user_id: str) -> dict[str, Any]:
         """Keycloak's brute-force record for the user (`disabled`, `numFailures`, ...)."""
         path = self._lockout_path(user_id)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -174,9 +174,16 @@ class FlowEngine(Generic[D]):
                 .values(updated_at=now, expires_at=now + self.idle)
             )
 
-    def save(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
-        """Write what the current step collected, staying on it."""
-        return self._write(state, state.step, now)
+    def save(
+        self,
+        state: FlowState[D],
+        now: datetime | None = None,
+        *,
+        along: Callable[[Session], None] | None = None,
+    ) -> FlowState[D]:
+        """Write what the current step collected, staying on it; `along` writes more in the
+        same transaction (e.g. the audit event of what the flow now records as done)."""
+        return self._write(state, state.step, now, along)
 
     def advance(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
         """The current step is done: write and move to the next one in the list."""
@@ -190,7 +197,13 @@ class FlowEngine(Generic[D]):
         index = self.steps.index(step)
         return self.steps[min(index + 1, len(self.steps) - 1)]
 
-    def _write(self, state: FlowState[D], step: str, now: datetime | None) -> FlowState[D]:
+    def _write(
+        self,
+        state: FlowState[D],
+        step: str,
+        now: datetime | None,
+        along: Callable[[Session], None] | None = None,
+    ) -> FlowState[D]:
         """Write the state and the step if nobody else changed the flow meanwhile."""
         if state.flow_id is None or state.data is None:
             raise FlowConflict  # nothing stored yet: only identify starts a flow
@@ -210,6 +223,8 @@ class FlowEngine(Generic[D]):
             )
             if result.rowcount != 1:
                 raise FlowConflict
+            if along is not None:
+                along(session)
         state.step = step
         state.version += 1
         return state

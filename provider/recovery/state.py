@@ -24,13 +24,15 @@ class RecoveryData:
     keycloak_id: str | None = None  # None: nothing was sent, nothing can be recovered
     proven: bool = False  # the code was right
     birth_date_proven: bool = False
-    claim: str | None = None  # ISO time a final submit began writing
+    claim: str | None = None  # ISO time a final submit began writing (until the end page)
     # What this flow wrote to Keycloak so far (a retry goes on from there).
     outcome: Outcome | None = None
     password_set: bool = False
-    # A keyed digest of a password whose write's answer was lost: the retry with the same
-    # password may meet the realm's history refusing it because it did land.
-    password_maybe_set: str | None = None
+    # The password last sent, as a keyed digest, and Keycloak's stamp of the password it
+    # replaces: a retry with the same password after a lost answer reads the stamp again
+    # to tell whether that write landed (provider/recovery/writes.py).
+    password_digest: str | None = None
+    password_stamp: int | None = None
     signed_out: bool = False
     told: bool = False
 

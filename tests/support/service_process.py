@@ -9,8 +9,9 @@ switched by files in UMPASS_TEST_CONTROL_DIR (never part of the product):
 * A crash point: when a file named after a point exists, the worker removes it and kills
   itself with SIGKILL right there (no cleanup, no answer), as a process killed by the
   kernel or a lost machine would; gunicorn's master starts a fresh worker. The points
-  are between the steps of the activation write (provider/flows/steps/activate.py) and of the
-  contacts write (provider/flows/contacts_step.py); see CRASH_POINTS.
+  are between the steps of the activation write (provider/flows/steps/activate.py), of the
+  contacts write (provider/flows/contacts_step.py) and of recovery's (provider/recovery/
+  writes.py); see CRASH_POINTS.
 * `unguarded`: the gateway's already-active check sees every account as pending, as it
   does when two replicas both read the account before either wrote. Only the database
   claims then stand between parallel submits and a second Keycloak write.
@@ -42,6 +43,9 @@ CRASH_POINTS = {
     # contacts (provider/flows/contacts_step.py)
     "between-contact-writes": "the email is written to Keycloak; the phone is not",
     "after-contact-writes": "both are written; the flow has not moved on",
+    # recovery (provider/recovery/writes.py)
+    "at-recovery-audit": "Keycloak's writes are in; the outcome and its audit event are being "
+    "recorded",
 }
 
 
@@ -103,6 +107,7 @@ class HookedGateway(KeycloakGateway):
 
 
 def _install_crash_points(control: _Control) -> None:
+    from provider import audit
     from provider.flows.engine import FlowEngine
     from provider.flows.step import Next
     from provider.flows.steps import activate as activation
@@ -112,6 +117,7 @@ def _install_crash_points(control: _Control) -> None:
     consume_code = activation.consume_code
     complete = FlowEngine.complete
     finish = ContactsStep.finish
+    record = audit.record
 
     def claim_code_hooked(*args: Any, **kwargs: Any) -> Any:
         control.crash_if_armed("after-flow-claim")
@@ -131,10 +137,16 @@ def _install_crash_points(control: _Control) -> None:
             control.crash_if_armed("after-contact-writes")
         return outcome
 
+    def record_hooked(session: Any, actor: str, action: str, *args: Any, **kwargs: Any) -> Any:
+        if action in ("recovery.password_reset", "recovery.unlocked"):
+            control.crash_if_armed("at-recovery-audit")
+        return record(session, actor, action, *args, **kwargs)
+
     activation._claim_code = claim_code_hooked  # type: ignore[assignment]
     activation.consume_code = consume_code_hooked  # type: ignore[assignment]
     FlowEngine.complete = complete_hooked  # type: ignore[method-assign]
     ContactsStep.finish = finish_hooked  # type: ignore[method-assign]
+    audit.record = record_hooked  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from wtforms import RadioField, SelectChoice
 from wtforms.validators import InputRequired
 
 from provider.flows.step import Finished, Next, Outcome, Stay, Visit
-from provider.keycloak import GatewayError
+from provider.keycloak import GatewayError, IdentityServiceUnavailable
 from provider.recovery import writes
 from provider.recovery.state import RecoveryData
 
@@ -64,6 +64,18 @@ class ChooseStep:
                     409,
                     form=ChooseForm(formdata=None),
                     failure=_("We are already unlocking your account. Wait a moment, then reload."),
+                )
+            )
+        except IdentityServiceUnavailable:
+            log.warning("unlock cut short", extra={"flow_step": self.name})
+            return Stay(
+                visit.page(
+                    503,
+                    form=ChooseForm(formdata=None),
+                    failure=_(
+                        "The sign-in service did not answer, so we could not unlock your "
+                        "account yet. Try again in a moment."
+                    ),
                 )
             )
         log.info("account unlocked", extra={"flow_step": self.name, "outcome": "ok"})

@@ -13,7 +13,7 @@ from flask_babel import lazy_gettext as _l
 
 from provider.flows.step import Finished, Outcome, Stay, Visit
 from provider.flows.steps.password_rules import PasswordForm, strength, weakness
-from provider.keycloak import PasswordRejected
+from provider.keycloak import IdentityServiceUnavailable, PasswordRejected
 from provider.password_policy import PasswordPolicy
 from provider.recovery import writes
 from provider.recovery.state import RecoveryData
@@ -71,6 +71,22 @@ class NewPasswordStep:
                         failure=_(
                             "We are already changing your password. Wait a moment, then reload "
                             "this page."
+                        ),
+                    )
+                )
+            except IdentityServiceUnavailable:
+                # Part of the change may be in (the flow knows which): the same password
+                # again finishes it. Not "nothing has been changed", which may be untrue.
+                log.warning("password reset cut short", extra={"flow_step": self.name})
+                return Stay(
+                    self._page(
+                        visit,
+                        503,
+                        form=PasswordForm(formdata=None),
+                        tips=tips,
+                        failure=_(
+                            "The sign-in service did not answer, so we could not finish. "
+                            "Try again in a moment with the same new password."
                         ),
                     )
                 )
