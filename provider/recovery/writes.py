@@ -88,6 +88,7 @@ def unlock(svc: Services, engine: Engine, state: Flow, now: datetime | None = No
     """Lift the locks, keep the password; raise `NotRecoverable`, a gateway error (retry)
     or `WriteInProgress`."""
     now = now or datetime.now(UTC)
+    _require_proofs(svc, state)
     data = _claim(engine, state, now)
     with _claimed(engine, state, now):
         user = svc.keycloak.get_user(_account(data))
@@ -103,6 +104,7 @@ def reset(
     """Set `password`, sign out everywhere, lift the locks; raise `PasswordRejected` or
     `NotRecoverable` (nothing changed), a gateway error (retry) or `WriteInProgress`."""
     now = now or datetime.now(UTC)
+    _require_proofs(svc, state)
     data = _claim(engine, state, now)
     keycloak_id = _account(data)
     with _claimed(engine, state, now):
@@ -115,6 +117,16 @@ def reset(
             engine.save(state, now=now)
         _lift_locks(svc, state, now)
         _finish(svc, engine, state, "reset", contacts, now)
+
+
+def _require_proofs(svc: Services, state: Flow) -> None:
+    """Every proof the university asks for now, not only those its flow began with (a flow
+    started before the date of birth was asked for never reaches a write without it)."""
+    data = state.data
+    if data is None or not data.proven:
+        raise FlowConflict
+    if svc.settings.recovery_asks_birth_date and not data.birth_date_proven:
+        raise FlowConflict
 
 
 def _claim(engine: Engine, state: Flow, now: datetime) -> RecoveryData:
@@ -213,8 +225,11 @@ def _lift_locks(svc: Services, state: Flow, now: datetime) -> None:
     if data is None:
         raise FlowConflict
     svc.keycloak.clear_lockout(_account(data))
-    lockout.clear(svc.sessions, lockout.lock_key(state.user_id or ""))
+    user_id = state.user_id or ""
+    lockout.clear(svc.sessions, lockout.lock_key(user_id))
+    # Recovery's counters: the one this flow's typing counted on, and the user ID's.
     lockout.record_success(svc.sessions, data.lock_key, now)
+    lockout.record_success(svc.sessions, lockout.recovery_key(user_id), now)
 
 
 def _finish(
