@@ -22,6 +22,8 @@ class RecoveryData:
     budget_key: str  # the per-account send budget's key (a keyed hash of what was typed)
     contact: str  # keyed hash of the contact the code went to (a decoy's when nothing was sent)
     keycloak_id: str | None = None  # None: nothing was sent, nothing can be recovered
+    # The recoverable account's own counter (`counters`), whatever way it was typed.
+    account_lock_key: str | None = None
     proven: bool = False  # the code was right
     birth_date_proven: bool = False
     claim: str | None = None  # ISO time a final submit began writing (until the end page)

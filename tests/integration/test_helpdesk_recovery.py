@@ -80,7 +80,8 @@ def test_the_timeline_tells_each_recovery_event_in_plain_words_and_no_secret(
     # ... a new password by an email code ...
     recover(app, inbox, who, choice="password", walked=walked)
     # ... then, typing the email address, a start inside the phone's minute (no code goes
-    # out), wrong codes until the lock, and "start again".
+    # out), wrong codes until the lock, and "start again" (not audited: before the proof
+    # only an existing account would get that write).
     lock_recovery(app, inbox, who, typed=who.email, channel="phone", sends=False).post(
         "restart", {}
     )
@@ -100,7 +101,6 @@ def test_the_timeline_tells_each_recovery_event_in_plain_words_and_no_secret(
             "Recovery started: no code was sent",
             "by text message; too many codes sent already",
         ),
-        "recovery.restarted": ("Recovery started again", ""),
     }
     for action, words in expected.items():
         assert said.get(action) == words, action
@@ -167,10 +167,12 @@ def test_clearing_all_lockouts_lifts_the_recovery_lock(
     lock_recovery(app, inbox, who)
     page = console.get(f"/helpdesk/students/{who.user_id}").text
     assert re.search(r'id="recovery-lock">until \d{4}-', page)
-    # Locked: a new recovery's right code waits too.
+    # Locked: a new recovery typed another way gets no 429 (that would say whose the
+    # email is), but its right code is a wrong one while the account's counter is locked.
     blocked = RecoveryClient(app, inbox)
     code = code_sent(blocked, inbox, who, who.email, "phone")
-    assert blocked.code(code).status_code == 429
+    refused = blocked.code(code)
+    assert refused.status_code == 400 and "That code is not right" in refused.get_data(True)
 
     console.post(f"/helpdesk/students/{who.user_id}/unlock", f"/helpdesk/students/{who.user_id}")
     page = console.get(f"/helpdesk/students/{who.user_id}").text

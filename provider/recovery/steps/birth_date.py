@@ -16,9 +16,9 @@ from wtforms.validators import InputRequired
 
 from provider import audit
 from provider.flows.step import Next, Outcome, Stay, Visit
-from provider.guards import lockout
 from provider.keyed_hash import Purpose
 from provider.proofing import normalize_date_of_birth
+from provider.recovery import counters
 from provider.recovery.state import RecoveryData
 from provider.recovery.steps.code import too_many_wrong
 from provider.storage.models import Student
@@ -54,8 +54,12 @@ class BirthDateStep:
         data = visit.data
         now = datetime.now(UTC)
         user_id = visit.state.user_id or ""
-        locked_until = lockout.begin_attempt(svc.sessions, data.lock_key, now)
+        attempt = counters.begin(svc, data, now)
+        # After the code, the account's own lock may show: the account is proven.
+        locked_until = attempt.locked_until or attempt.account_locked_until
         if locked_until is not None:
+            if attempt.account_locked:
+                counters.released(svc, data)  # the typed counter's try: not a wrong one
             seconds = max(1, int((locked_until - now).total_seconds()))
             return Stay(too_many_wrong(visit, seconds, form=form))
         typed = svc.hasher.digest(
@@ -65,9 +69,9 @@ class BirthDateStep:
             student = db.get(Student, user_id)
         held = student.dob_hash if student is not None else "0" * len(typed)
         if not hmac.compare_digest(typed, held):
-            lock = lockout.record_failure(svc.sessions, data.lock_key, now)
+            locks = counters.failed(svc, data, now)
             audit.record_now(svc.sessions, audit.STUDENT, "recovery.birth_date_failed", user_id)
-            if lock is not None:
+            for lock in locks[:1]:  # one try, one lock told (both counters may lock at once)
                 audit.record_now(
                     svc.sessions,
                     audit.STUDENT,
@@ -77,6 +81,6 @@ class BirthDateStep:
                 )
             form.date_of_birth.errors = [_("That date of birth does not match our records.")]
             return Stay(visit.page(400, form=form))
-        lockout.record_success(svc.sessions, data.lock_key, now)
+        counters.succeeded(svc, data, now)
         data.birth_date_proven = True
         return Next()

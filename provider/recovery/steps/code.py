@@ -23,10 +23,10 @@ from wtforms.validators import Length, Optional
 from provider import audit
 from provider.flows.step import Next, Outcome, Stay, StepLimit, Visit
 from provider.flows.steps.identify_check import FAILURE_FLOOR_SECONDS
-from provider.guards import lockout, verification
+from provider.guards import verification
 from provider.keycloak import GatewayError
 from provider.limits import send_limit
-from provider.recovery import sending
+from provider.recovery import counters, sending
 from provider.recovery.lookup import Found, look_up_again
 from provider.recovery.state import RecoveryData
 from provider.recovery.steps.wait import too_many_requests
@@ -104,9 +104,9 @@ class CodeStep:
             return Stay(visit.page(400, form=form, **page))
         now = datetime.now(UTC)
         subject = visit.state.user_id or None
-        locked_until = lockout.begin_attempt(svc.sessions, data.lock_key, now)
-        if locked_until is not None:
-            seconds = max(1, int((locked_until - now).total_seconds()))
+        attempt = counters.begin(svc, data, now)
+        if attempt.locked_until is not None:
+            seconds = max(1, int((attempt.locked_until - now).total_seconds()))
             return Stay(too_many_wrong(visit, seconds, form=form, **page))
         try:
             verification.check_hashed(
@@ -115,11 +115,13 @@ class CodeStep:
                 flow_key=visit.engine.key(visit.state),
                 channel=data.channel,
                 contact=data.contact,
-                code=form.code.data or "",
+                # The account's own counter is locked: this try is a wrong one, answered
+                # and counted as any other (no typed code matches an empty one).
+                code="" if attempt.account_locked else form.code.data or "",
                 now=now,
             )
         except (verification.CodeWrong, verification.CodeExpired, verification.TooManyWrong) as e:
-            lock = lockout.record_failure(svc.sessions, data.lock_key, now)
+            locks = counters.failed(svc, data, now)
             if subject:
                 audit.record_now(
                     svc.sessions,
@@ -128,7 +130,7 @@ class CodeStep:
                     subject,
                     reason=type(e).__name__,
                 )
-                if lock is not None:
+                for lock in locks[:1]:  # one try, one lock told (both counters may lock at once)
                     audit.record_now(
                         svc.sessions,
                         audit.STUDENT,
@@ -140,7 +142,7 @@ class CodeStep:
             return Stay(visit.page(400, form=form, **page))
         except Exception:
             # No answer was given (the database failed): not the student's failure.
-            lockout.release_attempt(svc.sessions, data.lock_key)
+            counters.released(svc, data)
             raise
         if data.keycloak_id is None or not subject:
             # Cannot happen (a decoy matches no code); never go on without an account, and
@@ -151,9 +153,9 @@ class CodeStep:
             # The proof is not complete until the date of birth: the right code neither
             # counts as a wrong try nor wipes out the wrong ones (a new flow's code would
             # otherwise buy a fresh set of date-of-birth guesses).
-            lockout.release_attempt(svc.sessions, data.lock_key)
+            counters.released(svc, data)
         else:
-            lockout.record_success(svc.sessions, data.lock_key, now)
+            counters.succeeded(svc, data, now)
         data.proven = True
         audit.record_now(svc.sessions, audit.STUDENT, "recovery.code_proven", subject)
         return Next()

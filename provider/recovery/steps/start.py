@@ -76,6 +76,9 @@ class StartStep:
             budget_key=key,
             contact=contact,
             keycloak_id=found.keycloak_id,
+            account_lock_key=lockout.recovery_key(found.user_id)
+            if found.keycloak_id is not None and found.user_id
+            else None,
         )
         return Identified(
             user_id=found.user_id or "",
