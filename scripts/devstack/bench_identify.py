@@ -19,24 +19,24 @@ any failure answered faster than the floor.
 
 from __future__ import annotations
 
-import argparse
-import os
-import random
 import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 
 import requests
 from rich.console import Console
-from rich.table import Table
 from sqlalchemy import delete, update
 
 from devstack.background import serve_on_a_free_port
-from devstack.bench_stack import BenchStack, bench_realm_on, bench_stack
+from devstack.bench_timing import (
+    keycloak_for,
+    percentile,
+    shuffled_rounds,
+    timing_table,
+    uniformity_main,
+)
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.activation_codes import revoke_codes
 from provider.config import load_settings
@@ -138,31 +138,9 @@ def _post_seconds(base: str, sent: dict[str, str]) -> tuple[int, str, float]:
         return answer.status_code, text, time.perf_counter() - started
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _keycloak(url: str | None) -> AbstractContextManager[BenchStack]:
-    limits = {"UMPASS_IDENTIFY_LIMIT": "100000 per minute"}  # every attempt from 127.0.0.1
-    if url is None:
-        console.print("[bold]starting Keycloak[/]")
-        return bench_stack(**limits)
-    return bench_realm_on(
-        url, os.environ["KEYCLOAK_ADMIN_USER"], os.environ["KEYCLOAK_ADMIN_PASSWORD"], **limits
-    )
-
-
-def _rounds(cases: list[str], rounds: int) -> Iterator[str]:
-    shuffle = random.Random(13)  # noqa: S311 - an order, the same every run: no secret
-    for _ in range(rounds):
-        order = list(cases)
-        shuffle.shuffle(order)
-        yield from order
-
-
 def run(rounds: int, keycloak_url: str | None) -> int:
-    with _keycloak(keycloak_url) as stack:
+    # Every attempt comes from 127.0.0.1.
+    with keycloak_for(keycloak_url, console, UMPASS_IDENTIFY_LIMIT="100000 per minute") as stack:
         env = stack.env
         apply_realm(ApplyOptions.from_env(env, fast_hash=True))  # identify sets no password
         svc = Services.assemble(load_settings(env))
@@ -177,7 +155,7 @@ def run(rounds: int, keycloak_url: str | None) -> int:
         seconds: dict[str, list[float]] = {case: [] for case in cases}
         try:
             _post_seconds(service.direct_url, cases["unknown ID"])  # warm-up, not counted
-            for case in _rounds(list(cases), rounds):
+            for case in shuffled_rounds(list(cases), rounds, seed=13):
                 status, page, took = _post_seconds(service.direct_url, cases[case])
                 want_status, want_text = expected[case]
                 if status != want_status or want_text not in page:
@@ -191,23 +169,19 @@ def run(rounds: int, keycloak_url: str | None) -> int:
             service.stop()
 
     floor_ms = FAILURE_FLOOR_SECONDS * 1000
-    table = Table("kind", "n", "min ms", "p50 ms", "p95 ms", "max ms", title="identify POST")
-    for case, values in seconds.items():
-        ms = [v * 1000 for v in values]
-        table.add_row(
-            case,
-            str(len(ms)),
-            *(f"{x:.0f}" for x in (min(ms), _percentile(ms, 0.5), _percentile(ms, 0.95), max(ms))),
+    console.print(
+        timing_table(
+            "identify POST", {c: [v * 1000 for v in values] for c, values in seconds.items()}
         )
-    console.print(table)
+    )
     failures = {
         case: [v * 1000 for v in values] for case, values in seconds.items() if case != SUCCESS
     }
-    p50 = {case: _percentile(ms, 0.5) for case, ms in failures.items()}
+    p50 = {case: percentile(ms, 0.5) for case, ms in failures.items()}
     fastest = min(min(ms) for ms in failures.values())
     spread = max(p50.values()) - min(p50.values())
     held = fastest >= floor_ms
-    success_p50 = _percentile([v * 1000 for v in seconds[SUCCESS]], 0.5)
+    success_p50 = percentile([v * 1000 for v in seconds[SUCCESS]], 0.5)
     print(
         f"RESULT identify_floor_ms={floor_ms:.0f} failure_min_ms={fastest:.1f} "
         f"failure_p50_spread_ms={spread:.1f} slowest_failure_p50_ms={max(p50.values()):.1f} "
@@ -217,11 +191,7 @@ def run(rounds: int, keycloak_url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench identify-uniformity")
-    parser.add_argument("--rounds", type=int, default=30, help="attempts per kind")
-    parser.add_argument("--keycloak", help="use this Keycloak instead of starting one")
-    args = parser.parse_args(argv)
-    return run(args.rounds, args.keycloak)
+    return uniformity_main("scripts/bench identify-uniformity", run, argv)
 
 
 if __name__ == "__main__":

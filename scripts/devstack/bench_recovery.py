@@ -17,27 +17,27 @@ exits 1 when any answer came faster than the floor or a code did not go out.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import random
 import re
 import secrets
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from datetime import date
 from pathlib import Path
 
 import requests
 from rich.console import Console
 from rich.progress import Progress
-from rich.table import Table
 from sqlalchemy import delete
 
 from devstack.background import serve_on_a_free_port
-from devstack.bench_stack import BenchStack, bench_realm_on, bench_stack
+from devstack.bench_timing import (
+    keycloak_for,
+    percentile,
+    shuffled_rounds,
+    timing_table,
+    uniformity_main,
+)
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
 from provider.keycloak_connection import MasterAdmin, admin_api
@@ -123,35 +123,6 @@ def _post_seconds(base: str, account: str) -> tuple[int, float]:
         return answer.status_code, time.perf_counter() - started
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def _keycloak(url: str | None) -> AbstractContextManager[BenchStack]:
-    many = "100000 per minute"  # every attempt from 127.0.0.1, for the same few accounts
-    limits = {
-        "UMPASS_IDENTIFY_LIMIT": many,
-        "UMPASS_RECOVERY_ACCOUNT_LIMIT": many,
-        "UMPASS_RECOVERY_CONTACT_LIMIT": many,
-        "UMPASS_STUDENT_SEND_LIMIT": "100000 per hour",
-    }
-    if url is None:
-        console.print("[bold]starting Keycloak[/]")
-        return bench_stack(**limits)
-    return bench_realm_on(
-        url, os.environ["KEYCLOAK_ADMIN_USER"], os.environ["KEYCLOAK_ADMIN_PASSWORD"], **limits
-    )
-
-
-def _rounds(cases: list[str], rounds: int) -> Iterator[str]:
-    shuffle = random.Random(17)  # noqa: S311 - an order, the same every run: no secret
-    for _ in range(rounds):
-        order = list(cases)
-        shuffle.shuffle(order)
-        yield from order
-
-
 def _texts_to(outbox: Path, number: str) -> int:
     if not outbox.exists():
         return 0
@@ -160,7 +131,14 @@ def _texts_to(outbox: Path, number: str) -> int:
 
 
 def run(rounds: int, keycloak_url: str | None) -> int:
-    with _keycloak(keycloak_url) as stack:
+    many = "100000 per minute"  # every attempt from 127.0.0.1, for the same few accounts
+    limits = {
+        "UMPASS_IDENTIFY_LIMIT": many,
+        "UMPASS_RECOVERY_ACCOUNT_LIMIT": many,
+        "UMPASS_RECOVERY_CONTACT_LIMIT": many,
+        "UMPASS_STUDENT_SEND_LIMIT": "100000 per hour",
+    }
+    with keycloak_for(keycloak_url, console, **limits) as stack:
         env = stack.env
         apply_realm(ApplyOptions.from_env(env, fast_hash=True))
         svc = Services.assemble(load_settings(env))
@@ -171,7 +149,7 @@ def run(rounds: int, keycloak_url: str | None) -> int:
         seconds: dict[str, list[float]] = {case: [] for case in cases}
         try:
             _post_seconds(service.direct_url, cases["unknown user ID"])  # warm-up
-            order = list(_rounds(list(cases), rounds))
+            order = list(shuffled_rounds(list(cases), rounds, seed=17))
             with Progress(console=console) as progress:
                 task = progress.add_task("start answers", total=len(order))
                 for case in order:
@@ -190,24 +168,9 @@ def run(rounds: int, keycloak_url: str | None) -> int:
             service.stop()
 
     floor_ms = ANSWER_FLOOR_SECONDS * 1000
-    table = Table("kind", "n", "min ms", "p50 ms", "p95 ms", "max ms", title="recovery start POST")
     ms = {case: [v * 1000 for v in values] for case, values in seconds.items()}
-    for case, values in ms.items():
-        table.add_row(
-            case,
-            str(len(values)),
-            *(
-                f"{x:.0f}"
-                for x in (
-                    min(values),
-                    _percentile(values, 0.5),
-                    _percentile(values, 0.95),
-                    max(values),
-                )
-            ),
-        )
-    console.print(table)
-    p50 = {case: _percentile(values, 0.5) for case, values in ms.items()}
+    console.print(timing_table("recovery start POST", ms))
+    p50 = {case: percentile(values, 0.5) for case, values in ms.items()}
     others = [p for case, p in p50.items() if case != RECOVERABLE]
     fastest = min(min(values) for values in ms.values())
     spread = max(p50.values()) - min(p50.values())
@@ -222,11 +185,7 @@ def run(rounds: int, keycloak_url: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/bench recovery-uniformity")
-    parser.add_argument("--rounds", type=int, default=30, help="attempts per kind")
-    parser.add_argument("--keycloak", help="use this Keycloak instead of starting one")
-    args = parser.parse_args(argv)
-    return run(args.rounds, args.keycloak)
+    return uniformity_main("scripts/bench recovery-uniformity", run, argv)
 
 
 if __name__ == "__main__":

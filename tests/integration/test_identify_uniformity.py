@@ -29,6 +29,7 @@ from provider.guards.lockout import MAX_FAILURES
 from provider.services import Services
 from provider.storage.models import ActivationCode
 from tests.support.flow_client import StudentDetails
+from tests.support.recovery_http import blank_header
 from tests.support.students import enrol_student
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -56,19 +57,6 @@ def _blank_body(body: str) -> str:
     return body
 
 
-def _blank_header(name: str, value: str) -> tuple[str, str]:
-    lowered = name.lower()
-    if lowered in ("date", "content-length"):
-        return name, "-"
-    if lowered.startswith("content-security-policy"):
-        return name, re.sub(r"'nonce-[^']*'", "'nonce-'", value)
-    if lowered == "set-cookie":
-        cookie, _, attributes = value.partition(";")
-        attributes = re.sub(r"(?i)expires=[^;]*", "Expires=-", attributes)
-        return name, f"{cookie.split('=', 1)[0]}=-;{attributes}"
-    return name, value
-
-
 def attempt(base: str, details: dict[str, str]) -> Answer:
     """A browser of its own: the page, then the form posted as Chromium would post it."""
     with requests.Session() as browser:
@@ -86,7 +74,7 @@ def attempt(base: str, details: dict[str, str]) -> Answer:
         return Answer(
             status=answer.status_code,
             body=_blank_body(answer.text),
-            headers=[_blank_header(k, v) for k, v in raw],
+            headers=[blank_header(k, v) for k, v in raw],
             cookies_set=sorted(v.split("=", 1)[0] for k, v in raw if k.lower() == "set-cookie"),
             cookies_held=sorted(c.name for c in browser.cookies),
         )

@@ -41,6 +41,8 @@ def blank_body(body: str) -> str:
 
 
 def blank_header(name: str, value: str) -> tuple[str, str]:
+    """A response header with what differs on every answer blanked (its date, length, the
+    CSP nonce, a cookie's value and expiry): for comparing answers side by side."""
     lowered = name.lower()
     if lowered in ("date", "content-length"):
         return name, "-"
