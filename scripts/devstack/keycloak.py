@@ -154,6 +154,8 @@ class RunningKeycloak:
     url: str
     management_url: str
     log_file: Path
+    # The process that asked for a throwaway (a test run); None for dev servers.
+    owner: int | None = None
 
     def state_file(self) -> Path:
         return state_path(self.instance)
@@ -196,9 +198,18 @@ def theme_links(service_url: str) -> dict[str, str]:
 
 def start_throwaway(admin_password: str, admin_user: str = "admin") -> RunningKeycloak:
     """The test instance on free loopback ports, replacing one an interrupted run left
-    (the ports are chosen again if one is taken before Keycloak binds it)."""
+    (the ports are chosen again if one is taken before Keycloak binds it). One a test run
+    that is still alive owns is never replaced: two runs sharing a cache would otherwise
+    pull the first one's Keycloak from under it."""
+    owner = _owner_of("test")
+    if owner is not None and owner != os.getpid() and _alive(owner):
+        raise KeycloakStartError(
+            f"another test run (process {owner}) is using the test Keycloak of "
+            f"{home('test').parent}: wait for it, or give this run its own "
+            "UMPASS_CACHE_DIR, or point UMPASS_TEST_KEYCLOAK_URL at a Keycloak you run"
+        )
     stop("test")
-    return on_free_ports(
+    running = on_free_ports(
         lambda http_port, management_port: start(
             "test",
             http_port=http_port,
@@ -209,6 +220,17 @@ def start_throwaway(admin_password: str, admin_user: str = "admin") -> RunningKe
         2,
         KeycloakStartError,
     )
+    running.owner = os.getpid()
+    _record(running)
+    return running
+
+
+def _owner_of(instance: str) -> int | None:
+    try:
+        owner = json.loads(state_path(instance).read_text()).get("owner")
+    except (OSError, ValueError):
+        return None
+    return owner if isinstance(owner, int) else None
 
 
 def start(
@@ -283,8 +305,13 @@ def start(
             raise KeycloakStartError("Keycloak exited while starting: " + log_tail(log_file))
         _kill_group(process.pid)
         raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
-    state_path(instance).write_text(json.dumps({**running.__dict__, "log_file": str(log_file)}))
+    _record(running)
     return running
+
+
+def _record(running: RunningKeycloak) -> None:
+    state = {**running.__dict__, "log_file": str(running.log_file)}
+    running.state_file().write_text(json.dumps(state))
 
 
 def status(instance: str) -> RunningKeycloak | None:

@@ -75,6 +75,28 @@ def test_stop_never_kills_a_process_that_is_not_ours(
     assert not state.exists()
 
 
+def test_a_throwaway_never_replaces_one_a_live_test_run_owns(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("UMPASS_CACHE_DIR", str(tmp_path))
+    state = kc_server.state_path("test")
+    state.parent.mkdir(parents=True)
+    other_run = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        record = {"instance": "test", "pid": other_run.pid, "url": "x", "management_url": "x"}
+        state.write_text(json.dumps({**record, "log_file": "x", "owner": other_run.pid}))
+        with pytest.raises(kc_server.KeycloakStartError, match="another test run"):
+            kc_server.start_throwaway("irrelevant")
+        assert state.exists(), "the other run's record was thrown away"
+    finally:
+        other_run.kill()
+        other_run.wait()
+
+
 def test_a_port_taken_between_choosing_and_binding_is_chosen_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
