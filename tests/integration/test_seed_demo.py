@@ -12,7 +12,7 @@ from keycloak import KeycloakAdmin
 
 from provider import demo_students
 from provider.activation_codes import usable_code
-from provider.demo_students import FIXED, State
+from provider.demo_students import FIXED
 from provider.guards import lockout
 from provider.keycloak import ACTIVATION_STATE, STATE_ACTIVE
 from provider.keyed_hash import Purpose
