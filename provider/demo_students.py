@@ -31,7 +31,12 @@ from provider.keycloak import (
 )
 from provider.services import Services
 from provider.storage.models import Student
-from provider.students import NewStudent, create_pending_student, enrol_and_issue
+from provider.students import (
+    NewStudent,
+    NotAPendingStudent,
+    create_pending_student,
+    enrol_and_issue,
+)
 
 DEMO_INTAKE = "demo"
 EXTRA_PREFIX = "demo"
@@ -180,6 +185,8 @@ def _refresh(svc: Services, student: NewStudent) -> Outcome:
         if not _is_pending(user):
             return Outcome(student, State.LEFT)
         return _issued(student, enrol_and_issue(svc, user.username, student), svc)
+    except NotAPendingStudent:  # made meanwhile by someone else, and not pending
+        return Outcome(student, State.LEFT)
     except IdentityServiceUnavailable:
         raise
     except Conflict:
@@ -194,6 +201,8 @@ def _create_new(svc: Services, student: NewStudent) -> Outcome | None:
         if svc.keycloak.find_user(student.user_id) is not None:
             return None
         return _issued(student, create_pending_student(svc, student), svc)
+    except NotAPendingStudent:
+        return None
     except IdentityServiceUnavailable:
         raise
     except Conflict:
