@@ -231,9 +231,11 @@ def start(
     management_port: int | None = None,
     admin_user: str | None = None,
     admin_password: str | None = None,
-    timeout: float = 240.0,
+    timeout: float | None = None,
 ) -> RunningKeycloak:
     """Start Keycloak in the background and wait until /health/ready answers."""
+    # A busy machine may need longer for dev mode's build at every start (UMPASS_KC_START_TIMEOUT).
+    timeout = timeout or float(os.environ.get("UMPASS_KC_START_TIMEOUT") or 240)
     if instance not in DEFAULT_PORTS:
         raise KeycloakStartError(f"unknown instance {instance!r}: use dev or test")
     admin_user = admin_user or os.environ.get("KEYCLOAK_ADMIN_USER", "")
@@ -295,7 +297,10 @@ def start(
         if ended():
             raise KeycloakStartError("Keycloak exited while starting: " + log_tail(log_file))
         _kill_group(process.pid)
-        raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
+        raise KeycloakStartError(
+            f"Keycloak was not ready after {timeout:.0f} s; see {log_file} "
+            "(a busy machine: UMPASS_KC_START_TIMEOUT=600)"
+        )
     state_path(instance).write_text(json.dumps({**running.__dict__, "log_file": str(log_file)}))
     return running
 
