@@ -14,6 +14,7 @@ import email.policy
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -36,7 +37,9 @@ class Mail:
     text: str
 
 
-def parse(raw: bytes, name: str = "") -> Mail:
+def parse(raw: bytes, name: str = "", received: str = "") -> Mail:
+    """One message; `received` stands in for a missing Date header (the service's mailer
+    leaves it to the mail server)."""
     message = email.message_from_bytes(raw, _class=EmailMessage, policy=email.policy.default)
     body = message.get_body(preferencelist=("plain", "html"))
     text = body.get_content() if body is not None else ""
@@ -45,7 +48,7 @@ def parse(raw: bytes, name: str = "") -> Mail:
         sender=str(message.get("From", "")),
         to=str(message.get("To", "")),
         subject=str(message.get("Subject", "")),
-        date=str(message.get("Date", "")),
+        date=str(message.get("Date", "")) or received,
         text=text.replace("\r\n", "\n"),
     )
 
@@ -73,7 +76,12 @@ def with_links(text: str) -> list[tuple[str, bool]]:
 
 def newest_mails(folder: Path, count: int = SHOWN) -> list[Mail]:
     files = sorted(folder.glob("*.eml"), reverse=True)[:count]
-    return [parse(path.read_bytes(), path.name) for path in files]
+    return [parse(path.read_bytes(), path.name, _modified(path)) for path in files]
+
+
+def _modified(path: Path) -> str:
+    stamp = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    return stamp.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def newest_texts(outbox: Path, count: int = SHOWN) -> list[dict[str, str]]:

@@ -34,11 +34,13 @@ class FolderHandler:
     def save(self, raw: bytes, recipients: list[str]) -> Path:
         with self._lock:
             number = len(list(self.folder.glob("*.eml"))) + 1
-            stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+            now = datetime.now(UTC)
+            stamp = now.strftime("%Y%m%d-%H%M%S")
             to = re.sub(r"[^A-Za-z0-9@._+-]", "_", (recipients or ["nobody"])[0])[:60]
             path = self.folder / f"{number:04d}-{stamp}-{to}.eml"
             path.write_bytes(raw)
-            path.with_suffix(".txt").write_text(decoded(parse(raw, path.name)), encoding="utf-8")
+            mail = parse(raw, path.name, now.strftime("%Y-%m-%d %H:%M:%S UTC"))
+            path.with_suffix(".txt").write_text(decoded(mail), encoding="utf-8")
             return path
 
     async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:

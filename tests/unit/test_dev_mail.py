@@ -4,6 +4,7 @@ scripts/dev), and /dev/mail showing them, which exists only in development."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from devstack.mail_catcher import FolderHandler
@@ -46,6 +47,7 @@ def test_each_email_is_kept_decoded_with_its_links_whole(tmp_path: Path) -> None
     decoded = eml.with_suffix(".txt").read_text(encoding="utf-8")
     assert "Subject: Your UMPASS confirmation code" in decoded
     assert "To: ana.lei@example.edu" in decoded
+    assert re.search(r"^Date: \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$", decoded, re.M)
     assert LINK in decoded
     assert "您的確認碼是 482913。" in decoded
     assert eml.name.startswith("0001-") and eml.name.endswith("-ana.lei@example.edu.eml")
