@@ -263,7 +263,10 @@ def cmd_seed_demo(args: argparse.Namespace) -> None:
             "run `umpass seed-demo` again once it is up"
         ) from exc
     for outcome in report.left:
-        print(f"  {outcome.student.user_id}: {outcome.state.value}", file=sys.stderr)
+        print(
+            f"  {outcome.student.user_id}: {outcome.reason}, {outcome.state.value}",
+            file=sys.stderr,
+        )
     for outcome in report.failed:
         print(f"  {outcome.student.user_id}: failed: {outcome.reason}", file=sys.stderr)
     _print_demo_codes(report.pending)

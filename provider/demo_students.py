@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from provider.activation_codes import EnrolmentError, IssuedCode
 from provider.guards import lockout
 from provider.keycloak import (
+    STATE_ACTIVE,
     STATE_PENDING,
     Conflict,
     GatewayError,
@@ -101,7 +102,7 @@ def extra_student(number: int, user_id_length: int) -> NewStudent:
 
 class State(Enum):
     PENDING = "pending: new code below"
-    LEFT = "not pending (active, disabled or staff): left as it is"
+    LEFT = "left as it is, no code"
     FAILED = "failed"
 
 
@@ -183,7 +184,7 @@ def _refresh(svc: Services, student: NewStudent) -> Outcome:
         if user is None:
             return _issued(student, create_pending_student(svc, student), svc)
         if not _is_pending(user):
-            return Outcome(student, State.LEFT)
+            return Outcome(student, State.LEFT, reason=_why_not_pending(user))
         return _issued(student, enrol_and_issue(svc, user.username, student), svc)
     except NotAPendingStudent:  # made meanwhile by someone else, and not pending
         return Outcome(student, State.LEFT)
@@ -209,6 +210,14 @@ def _create_new(svc: Services, student: NewStudent) -> Outcome | None:
         return _failed(student, _email_taken(student))
     except (GatewayError, EnrolmentError, ValueError, SQLAlchemyError) as exc:
         return _failed(student, _generic(exc))
+
+
+def _why_not_pending(user: KeycloakUser) -> str:
+    if not user.enabled:
+        return "disabled"
+    if user.activation_state == STATE_ACTIVE:
+        return "activated"
+    return "not a student (no activation state)"
 
 
 def _is_pending(user: KeycloakUser) -> bool:

@@ -66,7 +66,7 @@ def test_seed_demo_starts_again_from_any_state(services: Services, admin: Keyclo
     admin.delete_user(admin.get_user_id(JOAO))
 
     second = demo_students.seed(services)
-    assert [o.student.user_id for o in second.left] == [ANA]
+    assert [(o.student.user_id, o.reason) for o in second.left] == [(ANA, "activated")]
     assert not second.failed
     ready = _ready(services, second)
     assert list(ready) == [WAI_MAN, JOAO, "demo001"]
