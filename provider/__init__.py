@@ -90,6 +90,12 @@ def create_app(
             settings.helpdesk_client_secret,
         )
         app.register_blueprint(helpdesk_views.bp)
+    if settings.development:  # never in production: the page shows live codes
+        from provider import dev_mail
+
+        app.config["UMPASS_DEV_MAIL_DIR"] = settings.dev_mail_dir
+        app.config["UMPASS_DEV_SMS_OUTBOX"] = settings.delivery.sms_outbox
+        app.register_blueprint(dev_mail.bp)
     if settings.metrics_token:
         from provider import metrics
 

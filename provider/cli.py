@@ -7,8 +7,9 @@
     umpass create-student ... a pending student with proofing data; prints its code once
     umpass revoke-code --user-id ID
                               revoke the student's usable activation codes
-    umpass seed-demo [--count N]
-                              the same for a few demo students (development)
+    umpass seed-demo [--count N] [--fresh]
+                              codes for the pending demo students, new demo students until
+                              N are pending; --fresh: N new ones (development)
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
     umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
@@ -30,7 +31,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from provider import limits
+from provider import demo_students, limits
 from provider.activation_codes import EnrolmentError, IssuedCode, revoke_codes
 from provider.config import ConfigError, Settings, load_settings
 from provider.csrf import origin_of
@@ -42,7 +43,7 @@ from provider.keycloak import (
     ServiceCredentialRejected,
 )
 from provider.progress import progress_bar
-from provider.proofing import normalize_user_id
+from provider.proofing import normalize_id_last4, normalize_user_id
 from provider.services import Services
 from provider.storage import engine as db
 from provider.storage import migrate
@@ -52,40 +53,6 @@ from provider.students import NewStudent, NotAPendingStudent, create_pending_stu
 
 class CommandError(Exception):
     """A one-line, actionable reason the command cannot go on."""
-
-
-DEMO_STUDENTS = [
-    NewStudent(
-        "dc12345",
-        "Ana",
-        "Lei",
-        "ana.lei@example.edu",
-        "+85362345678",
-        date(2007, 3, 14),
-        "1234567(8)",
-        "demo",
-    ),
-    NewStudent(
-        "dc23456",
-        "Wai Man",
-        "Chan",
-        "waiman.chan@example.edu",
-        "+85366543210",
-        date(2006, 11, 2),
-        "M765432(1)",
-        "demo",
-    ),
-    NewStudent(
-        "dc34567",
-        "João",
-        "Sousa",
-        "joao.sousa@example.edu",
-        "+85368881234",
-        date(2007, 7, 30),
-        "P4455667",
-        "demo",
-    ),
-]
 
 
 def _settings() -> Settings:
@@ -284,7 +251,53 @@ def cmd_revoke_code(args: argparse.Namespace) -> None:
 
 
 def cmd_seed_demo(args: argparse.Namespace) -> None:
-    _print_codes(_create(DEMO_STUDENTS[: args.count]))
+    if args.count < 1:
+        raise CommandError("--count must be at least 1")
+    settings = _settings()
+    svc = Services.assemble(settings, gateway=check_services(settings))
+    try:
+        report = demo_students.seed(svc, wanted=args.count, fresh=args.fresh)
+    except IdentityServiceUnavailable as exc:
+        raise CommandError(
+            f"Keycloak at {settings.keycloak.url} stopped answering ({exc}): "
+            "run `umpass seed-demo` again once it is up"
+        ) from exc
+    for outcome in report.left:
+        print(
+            f"  {outcome.student.user_id}: {outcome.reason}, {outcome.state.value}",
+            file=sys.stderr,
+        )
+    for outcome in report.failed:
+        print(f"  {outcome.student.user_id}: failed: {outcome.reason}", file=sys.stderr)
+    _print_demo_codes(report.pending)
+    if len(report.pending) < args.count:
+        raise CommandError(
+            f"only {len(report.pending)} of {args.count} demo students are pending "
+            "(reasons above): run `umpass seed-demo --fresh` for new ones"
+        )
+
+
+def _print_demo_codes(pending: list[demo_students.Outcome]) -> None:
+    table = Table(
+        "user ID",
+        "activation code",
+        "date of birth\n(day month year)",
+        "ID number\n(last 4)",
+        "email",
+        title="Demo students ready to activate (codes shown once; development only)",
+    )
+    for outcome in pending:
+        student, issued = outcome.student, outcome.code
+        if issued is None:  # pending outcomes carry their code
+            continue
+        table.add_row(
+            student.user_id,
+            issued.code,
+            student.date_of_birth.strftime("%d %m %Y"),
+            normalize_id_last4(student.id_number) or "",
+            student.email,
+        )
+    Console().print(table)
 
 
 def cmd_purge(args: argparse.Namespace) -> None:
@@ -349,8 +362,13 @@ def main(argv: list[str] | None = None) -> int:
     create.add_argument("--intake")
     revoke = sub.add_parser("revoke-code", help="revoke a student's usable activation codes")
     revoke.add_argument("--user-id", required=True)
-    seed = sub.add_parser("seed-demo", help="create pending demo students")
-    seed.add_argument("--count", type=int, default=len(DEMO_STUDENTS))
+    seed = sub.add_parser(
+        "seed-demo", help="codes for pending demo students; new ones until enough are pending"
+    )
+    seed.add_argument("--count", type=int, default=3, help="pending students wanted")
+    seed.add_argument(
+        "--fresh", action="store_true", help="make COUNT new demo students (new user IDs)"
+    )
     purge = sub.add_parser("purge", help="delete rows past their retention (cron-safe)")
     purge.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
     intake_commands: dict[str, Callable] = {}

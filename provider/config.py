@@ -103,6 +103,23 @@ class Settings:
     recovery_contact_limit: str = "1 per minute;4 per hour"
     # Recovery asks the date of birth too, after the code (a second proof).
     recovery_asks_birth_date: bool = False
+    # UMPASS_ENV=development: the developer pages (/dev/mail) and relaxable limits.
+    development: bool = False
+    # Development only: the request limits above not set explicitly are RELAXED_LIMIT.
+    relaxed_limits: bool = False
+    dev_mail_dir: str = "var/mail"
+
+
+# UMPASS_DEV_RELAXED_LIMITS: a developer walking the flow again and again from 127.0.0.1.
+RELAXED_LIMIT = "1000 per minute"
+RELAXABLE_LIMITS = (
+    "UMPASS_IDENTIFY_LIMIT",
+    "UMPASS_SEND_LIMIT",
+    "UMPASS_SIGN_IN_LIMIT",
+    "UMPASS_STRENGTH_LIMIT",
+    "UMPASS_RECOVERY_ACCOUNT_LIMIT",
+    "UMPASS_RECOVERY_CONTACT_LIMIT",
+)
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -188,6 +205,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     if environment == "production" and not testing:
         _refuse_weak_secrets(env, {"UMPASS_SECRET_KEY": secret_key, "UMPASS_HMAC_KEY": hmac_key})
         _refuse_plain_transport(delivery)
+    relaxed = _relaxed_limits(env, development=environment == "development")
+    if relaxed:
+        env = {name: RELAXED_LIMIT for name in RELAXABLE_LIMITS} | {
+            name: value for name, value in env.items() if value.strip()
+        }
     base_url = _http_url(env, "UMPASS_BASE_URL", "http://127.0.0.1:5000")
     if environment == "production" and not testing and not _https_or_loopback(base_url):
         raise ConfigError(
@@ -235,7 +257,26 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         recovery_asks_birth_date=env.get("UMPASS_RECOVERY_ASKS_BIRTH_DATE", "").strip().lower()
         in ("1", "true", "yes", "on"),
+        development=environment == "development",
+        relaxed_limits=relaxed,
+        dev_mail_dir=env.get("UMPASS_DEV_MAIL_DIR", "").strip() or "var/mail",
     )
+
+
+def _relaxed_limits(env: Mapping[str, str], *, development: bool) -> bool:
+    """UMPASS_DEV_RELAXED_LIMITS: refused outside development, whatever else is set, so
+    that a copied development .env cannot take a production service's limits away."""
+    raw = env.get("UMPASS_DEV_RELAXED_LIMITS", "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw not in ("1", "true", "yes", "on"):
+        raise ConfigError(f"UMPASS_DEV_RELAXED_LIMITS={raw!r} must be true or false")
+    if not development:
+        raise ConfigError(
+            "UMPASS_DEV_RELAXED_LIMITS is for a developer machine only (UMPASS_ENV=development): "
+            "remove it; production keeps every request limit"
+        )
+    return True
 
 
 # Secrets checked in production, besides the two keys above (each only when set).

@@ -54,6 +54,12 @@ def create_pending_student(svc: Services, student: NewStudent) -> IssuedCode:
     # that account's password.
     if svc.keycloak.get_user(keycloak_id).activation_state != STATE_PENDING:
         raise NotAPendingStudent(user_id)
+    return enrol_and_issue(svc, user_id, student)
+
+
+def enrol_and_issue(svc: Services, user_id: str, student: NewStudent) -> IssuedCode:
+    """Store the proofing hashes of `user_id` (normalised, an account already known to be
+    pending) and issue a fresh code, revoking the one before."""
     with svc.sessions.begin() as session:
         enrol(
             session,

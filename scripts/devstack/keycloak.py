@@ -10,7 +10,11 @@ repository (`$UMPASS_CACHE_DIR`, default `~/.cache/umpass`), and is unpacked onc
 instance so a development server and a test server never share files:
 
 * `dev`  runs `start-dev` with a file database that survives restarts and theme caching
-  off, so theme edits show at once;
+  off, so theme edits show at once. It is unpacked into the checkout (`var/keycloak/`,
+  or `$UMPASS_DEV_KEYCLOAK_DIR`): its data belongs with the `.env` that holds its admin
+  password, so a second clone gets a server of its own. When the admin credential is
+  refused all the same (`.env` deleted and written anew), `repair_admin` gives the server
+  `.env`'s credential back with `kc.sh bootstrap-admin`, keeping every realm and user;
 * `test` is built once (`kc.sh build --db=dev-mem`) and then started `--optimized`:
   a fresh in-memory database each run and about half the start time.
 """
@@ -21,10 +25,12 @@ import argparse
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -94,7 +100,14 @@ def fetch() -> Path:
     return target
 
 
+def dev_dir() -> Path:
+    """Where the checkout's own dev server lives (distribution, data, log, state)."""
+    return Path(os.environ.get("UMPASS_DEV_KEYCLOAK_DIR") or REPO_ROOT / "var" / "keycloak")
+
+
 def home(instance: str) -> Path:
+    if instance == "dev":
+        return dev_dir() / f"keycloak-{KEYCLOAK_VERSION}"
     return cache_dir() / f"keycloak-{KEYCLOAK_VERSION}" / instance / f"keycloak-{KEYCLOAK_VERSION}"
 
 
@@ -104,16 +117,16 @@ def install(instance: str) -> Path:
     if (kc_home / "bin" / "kc.sh").exists():
         return kc_home
     archive = fetch()
-    partial = kc_home.parent.with_name(instance + ".partial")
+    partial = kc_home.with_name(kc_home.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    _say(f"unpacking Keycloak {KEYCLOAK_VERSION} for the {instance} instance")
+    _say(f"unpacking Keycloak {KEYCLOAK_VERSION} for the {instance} instance into {kc_home}")
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(partial)
     for script in (partial / f"keycloak-{KEYCLOAK_VERSION}" / "bin").glob("*.sh"):
         script.chmod(0o755)
-    kc_home.parent.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(kc_home.parent, ignore_errors=True)
-    partial.rename(kc_home.parent)
+    shutil.rmtree(kc_home, ignore_errors=True)
+    (partial / f"keycloak-{KEYCLOAK_VERSION}").rename(kc_home)
+    partial.rmdir()
     return kc_home
 
 
@@ -240,9 +253,11 @@ def start(
     management_port: int | None = None,
     admin_user: str | None = None,
     admin_password: str | None = None,
-    timeout: float = 240.0,
+    timeout: float | None = None,
 ) -> RunningKeycloak:
     """Start Keycloak in the background and wait until /health/ready answers."""
+    # A busy machine may need longer for dev mode's build at every start (UMPASS_KC_START_TIMEOUT).
+    timeout = timeout or float(os.environ.get("UMPASS_KC_START_TIMEOUT") or 240)
     if instance not in DEFAULT_PORTS:
         raise KeycloakStartError(f"unknown instance {instance!r}: use dev or test")
     admin_user = admin_user or os.environ.get("KEYCLOAK_ADMIN_USER", "")
@@ -304,7 +319,10 @@ def start(
         if ended():
             raise KeycloakStartError("Keycloak exited while starting: " + log_tail(log_file))
         _kill_group(process.pid)
-        raise KeycloakStartError(f"Keycloak was not ready after {timeout:.0f} s; see {log_file}")
+        raise KeycloakStartError(
+            f"Keycloak was not ready after {timeout:.0f} s; see {log_file} "
+            "(a busy machine: UMPASS_KC_START_TIMEOUT=600)"
+        )
     _record(running)
     return running
 
@@ -312,6 +330,115 @@ def start(
 def _record(running: RunningKeycloak) -> None:
     state = {**running.__dict__, "log_file": str(running.log_file)}
     running.state_file().write_text(json.dumps(state))
+
+
+class AdminRefused(KeycloakStartError):
+    """The server answers but refuses the admin credential it was given."""
+
+
+def admin_token(url: str, username: str, password: str) -> str:
+    """A master-realm admin token; `AdminRefused` when the credential is refused."""
+    body = urllib.parse.urlencode(
+        {
+            "grant_type": "password",
+            "client_id": "admin-cli",
+            "username": username,
+            "password": password,
+        }
+    ).encode()
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{url}/realms/master/protocol/openid-connect/token", data=body, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+            return str(json.load(resp)["access_token"])
+    except urllib.error.HTTPError as exc:
+        if exc.code in (400, 401):
+            raise AdminRefused(f"the server at {url} refused the admin {username!r}") from exc
+        raise KeycloakStartError(f"{url} answered {exc.code} to an admin sign-in") from exc
+
+
+def _admin_call(url: str, token: str, method: str, path: str, body: object = None) -> object:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        f"{url}/admin/realms/master{path}",
+        data=data,
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310
+        raw = resp.read()
+    return json.loads(raw) if raw else None
+
+
+def repair_admin(instance: str, admin_user: str, admin_password: str) -> RunningKeycloak:
+    """Give the server `admin_user` with `admin_password` back, keeping its data.
+
+    The checkout's dev server was first started with another `.env` (deleted and written
+    anew): its master realm knows another password. Keycloak's own recovery path: stop it,
+    `kc.sh bootstrap-admin user` puts a temporary admin into its database, start it again,
+    and through that temporary admin set (or create) ours; the temporary one is deleted."""
+    running = status(instance)
+    if running is None:
+        raise KeycloakStartError(f"the {instance} server is not running: nothing to repair")
+    http_port = int(running.url.rsplit(":", 1)[1])
+    management_port = int(running.management_url.rsplit(":", 1)[1])
+    stop(instance)
+    helper = f"umpass-repair-{secrets.token_hex(4)}"
+    helper_password = secrets.token_urlsafe(24)
+    _say(f"giving the {instance} server the admin password from .env (kc.sh bootstrap-admin)")
+    env = {**_java_env(), "UMPASS_REPAIR_PASSWORD": helper_password}
+    result = subprocess.run(
+        [
+            str(home(instance) / "bin" / "kc.sh"),
+            "bootstrap-admin",
+            "user",
+            f"--username={helper}",
+            "--password:env=UMPASS_REPAIR_PASSWORD",
+            "--no-prompt",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise KeycloakStartError(
+            "kc.sh bootstrap-admin failed: " + tail(result.stdout + result.stderr, 5)
+        )
+    running = start(
+        instance,
+        http_port=http_port,
+        management_port=management_port,
+        admin_user=admin_user,
+        admin_password=admin_password,
+    )
+    token = admin_token(running.url, helper, helper_password)
+    quoted = urllib.parse.quote(admin_user)
+    found = _admin_call(running.url, token, "GET", f"/users?username={quoted}&exact=true")
+    credential = {"type": "password", "value": admin_password, "temporary": False}
+    if isinstance(found, list) and found:
+        user_id = found[0]["id"]
+        _admin_call(running.url, token, "PUT", f"/users/{user_id}/reset-password", credential)
+    else:
+        _admin_call(
+            running.url,
+            token,
+            "POST",
+            "/users",
+            {"username": admin_user, "enabled": True, "credentials": [credential]},
+        )
+        created = _admin_call(running.url, token, "GET", f"/users?username={quoted}&exact=true")
+        user_id = created[0]["id"]  # type: ignore[index]
+        role = _admin_call(running.url, token, "GET", "/roles/admin")
+        _admin_call(running.url, token, "POST", f"/users/{user_id}/role-mappings/realm", [role])
+    helpers = _admin_call(running.url, token, "GET", f"/users?username={helper}&exact=true")
+    for user in helpers if isinstance(helpers, list) else []:
+        _admin_call(running.url, token, "DELETE", f"/users/{user['id']}")
+    admin_token(running.url, admin_user, admin_password)  # AdminRefused if it did not hold
+    _say(f"the {instance} server accepts the admin {admin_user!r} from .env again")
+    return running
 
 
 def status(instance: str) -> RunningKeycloak | None:
@@ -385,9 +512,25 @@ def _is_our_server(pid: int, instance: str) -> bool:
     return str(home(instance) / "bin").encode() in cmdline
 
 
+def _with_admin(running: RunningKeycloak) -> RunningKeycloak:
+    """`running`, once it accepts the admin credential from the environment."""
+    user = os.environ.get("KEYCLOAK_ADMIN_USER", "")
+    password = os.environ.get("KEYCLOAK_ADMIN_PASSWORD", "")
+    try:
+        admin_token(running.url, user, password)
+        return running
+    except AdminRefused:
+        return repair_admin(running.instance, user, password)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/keycloak", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
+    parser.add_argument(
+        "--repair-admin",
+        action="store_true",
+        help="start: when the server refuses KEYCLOAK_ADMIN_USER/PASSWORD, give them back",
+    )
     parser.add_argument("--instance", default="dev", choices=sorted(DEFAULT_PORTS))
     parser.add_argument("--http-port", type=int)
     parser.add_argument("--management-port", type=int)
@@ -399,6 +542,8 @@ def main(argv: list[str] | None = None) -> int:
             running = start(
                 args.instance, http_port=args.http_port, management_port=args.management_port
             )
+            if args.repair_admin:
+                running = _with_admin(running)
             print(running.url)
         elif args.command == "stop":
             if not stop(args.instance):

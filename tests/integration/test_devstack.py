@@ -56,7 +56,7 @@ def test_stop_never_kills_a_process_that_is_not_ours(
     import json
     import os
 
-    monkeypatch.setenv("UMPASS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("UMPASS_DEV_KEYCLOAK_DIR", str(tmp_path / "keycloak"))
     state = kc_server.state_path("dev")
     state.parent.mkdir(parents=True)
     # A stale record pointing at this very test process: stop must leave it alone.
@@ -224,3 +224,13 @@ def test_a_renamed_server_is_still_ours_to_kill_and_restart(tmp_path: Path) -> N
     finally:
         server.stop(grace=5.0)
     assert not server.answers()
+
+
+def test_the_dev_server_belongs_to_the_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Its data beside the .env that holds its admin password: a second clone gets its own
+    (a shared one in the machine-wide cache refused every clone's password but the first)."""
+    monkeypatch.delenv("UMPASS_DEV_KEYCLOAK_DIR", raising=False)
+    checkout = Path(kc_server.__file__).resolve().parents[2]
+    assert kc_server.home("dev").is_relative_to(checkout / "var")
+    assert kc_server.state_path("dev").is_relative_to(checkout / "var")
+    assert not kc_server.home("test").is_relative_to(checkout)

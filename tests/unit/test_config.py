@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from provider.config import ConfigError, load_settings
+from provider.config import RELAXED_LIMIT, ConfigError, load_settings
 
 BASE = {"UMPASS_KC_CLIENT_SECRET": "very-secret-value", "UMPASS_ENV": "development"}
 # Fixed stand-ins for secrets.token_urlsafe(32): long and varied enough for production.
@@ -168,3 +168,33 @@ def test_mail_over_tls_or_on_this_host_is_accepted_in_production() -> None:
         load_settings({**PRODUCTION, "UMPASS_SMTP_HOST": "127.0.0.1"}).delivery.smtp_host
         == "127.0.0.1"
     )
+
+
+def test_development_relaxes_the_request_limits_not_set_explicitly() -> None:
+    relaxed = load_settings(
+        {**BASE, "UMPASS_DEV_RELAXED_LIMITS": "true", "UMPASS_SEND_LIMIT": "5 per hour"}
+    )
+    assert relaxed.relaxed_limits and relaxed.development
+    assert relaxed.identify_limit == RELAXED_LIMIT
+    assert relaxed.sign_in_limit == relaxed.strength_limit == RELAXED_LIMIT
+    assert relaxed.recovery_account_limit == relaxed.recovery_contact_limit == RELAXED_LIMIT
+    assert relaxed.send_limit == "5 per hour"  # set explicitly: kept
+    # What is never relaxed: per student, not per address (and the identify lockout).
+    assert relaxed.student_send_limit == load_settings(BASE).student_send_limit
+    assert load_settings(BASE).identify_limit == "10 per minute;100 per hour"
+
+
+@pytest.mark.parametrize("value", ["true", "1", "yes"])
+def test_production_refuses_relaxed_limits(value: str) -> None:
+    with pytest.raises(ConfigError, match="UMPASS_DEV_RELAXED_LIMITS is for a developer"):
+        load_settings({**PRODUCTION, "UMPASS_DEV_RELAXED_LIMITS": value})
+    with pytest.raises(ConfigError, match="UMPASS_DEV_RELAXED_LIMITS is for a developer"):
+        load_settings({**PRODUCTION, "UMPASS_TESTING": "1", "UMPASS_DEV_RELAXED_LIMITS": value})
+    production = load_settings({**PRODUCTION, "UMPASS_DEV_RELAXED_LIMITS": "false"})
+    assert not production.relaxed_limits and not production.development
+    assert production.identify_limit == "10 per minute;100 per hour"
+
+
+def test_relaxed_limits_must_say_true_or_false() -> None:
+    with pytest.raises(ConfigError, match="must be true or false"):
+        load_settings({**BASE, "UMPASS_DEV_RELAXED_LIMITS": "very"})
