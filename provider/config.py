@@ -103,6 +103,13 @@ class Settings:
     recovery_contact_limit: str = "1 per minute;4 per hour"
     # Recovery asks the date of birth too, after the code (a second proof).
     recovery_asks_birth_date: bool = False
+    # Contacts kept from the Registry must be proven by a code too (off: only a new or
+    # changed contact needs one, as the FAQ says; a kept one stays unverified unless proven).
+    require_proof_of_kept_contacts: bool = False
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -233,8 +240,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recovery_contact_limit=_limit(
             env, "UMPASS_RECOVERY_CONTACT_LIMIT", "1 per minute;4 per hour"
         ),
-        recovery_asks_birth_date=env.get("UMPASS_RECOVERY_ASKS_BIRTH_DATE", "").strip().lower()
-        in ("1", "true", "yes", "on"),
+        recovery_asks_birth_date=_switch(env, "UMPASS_RECOVERY_ASKS_BIRTH_DATE"),
+        require_proof_of_kept_contacts=_switch(env, "UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS"),
     )
 
 
