@@ -172,7 +172,7 @@ class ContactsStep:
             return Stay(self._page(visit, 400, choose=form))
         to_send = action[5:] if action.startswith("send-") else None
         if to_send not in pending and all(item.optional for item in pending.values()):
-            # Nothing has to be proven: on, leaving every kept contact as it is.
+            # Nothing must be proven: on to the next step, each kept contact left as it is.
             visit.data.pending = None
             return Next()
         visit.data.pending = pending
