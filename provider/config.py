@@ -108,6 +108,9 @@ class Settings:
     # Development only: the request limits above not set explicitly are RELAXED_LIMIT.
     relaxed_limits: bool = False
     dev_mail_dir: str = "var/mail"
+    # Contacts kept from the Registry must be proven by a code too (off: only a new or
+    # changed contact needs one, as the FAQ says; a kept one stays unverified unless proven).
+    require_proof_of_kept_contacts: bool = False
 
 
 # UMPASS_DEV_RELAXED_LIMITS: a developer walking the flow again and again from 127.0.0.1.
@@ -120,6 +123,10 @@ RELAXABLE_LIMITS = (
     "UMPASS_RECOVERY_ACCOUNT_LIMIT",
     "UMPASS_RECOVERY_CONTACT_LIMIT",
 )
+
+
+def _switch(env: Mapping[str, str], name: str) -> bool:
+    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -255,11 +262,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         recovery_contact_limit=_limit(
             env, "UMPASS_RECOVERY_CONTACT_LIMIT", "1 per minute;4 per hour"
         ),
-        recovery_asks_birth_date=env.get("UMPASS_RECOVERY_ASKS_BIRTH_DATE", "").strip().lower()
-        in ("1", "true", "yes", "on"),
+        recovery_asks_birth_date=_switch(env, "UMPASS_RECOVERY_ASKS_BIRTH_DATE"),
         development=environment == "development",
         relaxed_limits=relaxed,
         dev_mail_dir=env.get("UMPASS_DEV_MAIL_DIR", "").strip() or "var/mail",
+        require_proof_of_kept_contacts=_switch(env, "UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS"),
     )
 
 

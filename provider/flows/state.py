@@ -24,13 +24,17 @@ class OnRecord:
 
 @dataclass
 class PendingContact:
-    """A contact the student chose on the contacts step and still has to prove."""
+    """A contact the student chose on the contacts step: to prove, or (optional) that may
+    be proven."""
 
     value: str | None  # the new one typed; None: the one on record (read when needed)
     shown: str  # what the page shows: the value typed, or the mask of the one on record
     replaces: bool  # a contact on record is replaced (its holder gets a notice)
     sent: bool = False
     verified: bool = False
+    # Kept from the Registry and, by the university's choice, provable but not required:
+    # left unproven, it is never written and stays unverified in Keycloak.
+    optional: bool = False
 
 
 @dataclass

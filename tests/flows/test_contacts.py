@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import html
+import re
 import secrets
 
 import pytest
 from flask import Flask
 
 from provider.flows.state import OnRecord, PendingContact
-from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
+from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_ACTIVE
+from provider.recovery.lookup import verified_contact
 from provider.services import Services
 from provider.services import services as app_services
-from tests.support.contacts_page import a_minute_passes, choose, metrics, send_refusals, tune
-from tests.support.flow_at import FlowAt, StepClient
+from tests.support.contacts_page import (
+    a_minute_passes,
+    choose,
+    metrics,
+    primary_buttons,
+    send_refusals,
+    tune,
+)
+from tests.support.flow_at import DONE_PASSWORD, FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox, new_mobile
 from tests.support.students import enrol_student
@@ -41,10 +50,14 @@ def test_the_page_shows_the_contacts_on_record_to_keep_or_change(
     body = page.get_data(as_text=True)
     assert "Step 3 of 5" in body
     assert f"+853 ••••{student.phone[-4:]}" in body and "s•••@example.edu" in body
-    assert "(not confirmed yet)" in body
     for name in ("email_choice", "new_email", "phone_choice", "new_phone"):
         assert f'name="{name}"' in body
     assert 'value="choose"' in body and 'name="csrf_token"' in body
+    # Each kept, unproven contact: proving it offered in one tap, and why.
+    assert body.count("Send a code to confirm") == 2
+    assert "we can only help you through a confirmed email address." in body
+    assert "we can only help you through a confirmed mobile number." in body
+    assert primary_buttons(body) == ["choose"]
 
 
 def test_choosing_a_new_email_asks_to_prove_it_and_writes_nothing(
@@ -55,12 +68,15 @@ def test_choosing_a_new_email_asks_to_prove_it_and_writes_nothing(
     assert response.status_code == 200
     body = response.get_data(as_text=True)
     assert 'value="send-email"' in body and 'value="send-phone"' in body
+    assert primary_buttons(body) == ["send-email"]  # the one thing left to do
     flow = at_contacts.flow()
     assert flow.step == "contacts"
     assert flow.data is not None and flow.data.pending == {
         "email": PendingContact(value=new_email, shown=new_email, replaces=True),
-        # Kept, but not proven yet: its code goes to the number on record.
-        "phone": PendingContact(value=None, shown=f"+853 ••••{student.phone[-4:]}", replaces=False),
+        # Kept, not proven: it may be (its code goes to the number on record), need not be.
+        "phone": PendingContact(
+            value=None, shown=f"+853 ••••{student.phone[-4:]}", replaces=False, optional=True
+        ),
     }
     _unchanged(services, student)  # nothing unproven is ever written
     assert inbox.mails_to(new_email) == [] and inbox.mails_to(student.email) == []
@@ -116,8 +132,7 @@ def test_new_contacts_are_proven_written_and_the_old_ones_told(
 def test_resend_is_throttled_before_the_gateway(
     at_contacts: StepClient, student: StudentDetails, inbox: Inbox
 ) -> None:
-    assert choose(at_contacts).status_code == 200
-    assert at_contacts.submit("contacts", {"action": "send-email"}).status_code == 200
+    assert choose(at_contacts, action="send-email").status_code == 200
     before = len(inbox.mails_to(student.email))
     again = at_contacts.submit("contacts", {"action": "send-email"})
     assert again.status_code == 429
@@ -152,22 +167,124 @@ def test_bad_phone_gets_a_reason(
     _unchanged(services, student)
 
 
-def test_continue_needs_every_contact_proven(
-    at_contacts: StepClient, student: StudentDetails, services: Services
+# -- what the FAQ asks: a code for a new contact only; proof of a kept one offered ----------
+
+
+def _verified(services: Services, student: StudentDetails) -> tuple[bool, bool]:
+    """(email, phone): whether Keycloak marks each verified, and so recovery may use it."""
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None
+    return verified_contact(user, "email") is not None, verified_contact(user, "phone") is not None
+
+
+def test_kept_contacts_continue_without_a_code_and_stay_unverified(
+    at_contacts: StepClient, student: StudentDetails, services: Services, inbox: Inbox
 ) -> None:
-    assert choose(at_contacts).status_code == 200
+    response = choose(at_contacts)  # "Continue" with both kept, nothing proven
+    assert response.status_code == 302 and response.location.endswith("/activate/password")
+    assert at_contacts.flow().step == "password" and at_contacts.data.pending is None
+    assert inbox.mails_to(student.email) == [] and inbox.texts_to(student.phone) == []
+    # Through the activation's final write: active, the contacts as the Registry gave
+    # them, unverified, so recovery never sends a code to either.
+    done = at_contacts.set_password(DONE_PASSWORD)
+    assert done.status_code == 302 and done.location.endswith("/activate/done")
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and user.activation_state == STATE_ACTIVE
+    _unchanged(services, student)
+    assert _verified(services, student) == (False, False)
+
+
+def test_proving_a_kept_contact_takes_one_tap_and_marks_only_it_verified(
+    at_contacts: StepClient, student: StudentDetails, services: Services, inbox: Inbox
+) -> None:
+    sent = choose(at_contacts, action="send-email")  # "Send a code to confirm" by the email
+    assert sent.status_code == 200
+    body = sent.get_data(as_text=True)
+    assert "We sent a code to s•••@example.edu." in body
+    assert primary_buttons(body) == ["verify-email"]
+    code = inbox.email_code(student.email)  # to the address on record
+    proven = at_contacts.submit("contacts", {"action": "verify-email", "code_email": code})
+    assert proven.status_code == 200
+    body = proven.get_data(as_text=True)
+    assert primary_buttons(body) == ["continue"]  # the phone may stay unproven
+    assert "Send a code to confirm" in body and inbox.texts_to(student.phone) == []
     response = at_contacts.submit("contacts", {"action": "continue"})
-    assert response.status_code == 400
-    assert "Confirm your email address first." in response.get_data(as_text=True)
+    assert response.status_code == 302 and response.location.endswith("/activate/password")
+    assert _verified(services, student) == (True, False)
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and user.email == student.email
+    assert user.attribute(PHONE_NUMBER) == student.phone  # unproven: untouched
+    assert at_contacts.data.on_record["email"] == OnRecord("s•••@example.edu", True)
+    assert at_contacts.data.on_record["phone"].verified is False
+    assert inbox.mails_to(student.email)[-1].message["Subject"] == "Your UMPASS confirmation code"
+
+
+def test_the_university_can_require_proof_of_kept_contacts(
+    app: Flask,
+    at_contacts: StepClient,
+    student: StudentDetails,
+    services: Services,
+    inbox: Inbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tune(app, monkeypatch, require_proof_of_kept_contacts=True)
+    body = at_contacts.page("contacts").get_data(as_text=True)
+    assert "Send a code to confirm" not in body and "(not confirmed yet)" in body
+    asked = choose(at_contacts)
+    assert asked.status_code == 200
+    assert primary_buttons(asked.get_data(as_text=True)) == ["send-email"]
+    refused = at_contacts.submit("contacts", {"action": "continue"})
+    assert refused.status_code == 400
+    assert "Confirm your email address first." in refused.get_data(as_text=True)
     assert at_contacts.flow().step == "contacts"
     _unchanged(services, student)
+    proven = at_contacts.confirm_contacts(email=student.email, phone=student.phone)
+    assert proven.status_code == 302
+    assert _verified(services, student) == (True, True)
+
+
+def test_a_changed_contact_still_needs_its_code(
+    at_contacts: StepClient, student: StudentDetails, services: Services, inbox: Inbox
+) -> None:
+    new_email = f"changed.{student.user_id}@gmail.com"
+    choose(at_contacts, email_choice="change", new_email=new_email)
+    refused = at_contacts.submit("contacts", {"action": "continue"})
+    assert refused.status_code == 400
+    assert "Confirm your email address first." in refused.get_data(as_text=True)
+    _unchanged(services, student)
+    at_contacts.submit("contacts", {"action": "send-email"})
+    code = inbox.email_code(new_email)
+    at_contacts.submit("contacts", {"action": "verify-email", "code_email": code})
+    response = at_contacts.submit("contacts", {"action": "continue"})
+    assert response.status_code == 302
+    user = services.keycloak.find_user(student.user_id)
+    assert user is not None and (user.email, user.email_verified) == (new_email, True)
+    assert _verified(services, student) == (True, False)  # the kept phone: not proven
+
+
+def test_the_resend_wait_says_when_to_reload_and_hides_the_button(
+    at_contacts: StepClient, student: StudentDetails, services: Services
+) -> None:
+    """Without JavaScript: the wait in words and a plain link to load the page again (a
+    reload of a posted page would post again); static/js/countdown.js counts it down."""
+    body = choose(at_contacts, action="send-phone").get_data(as_text=True)
+    assert re.search(r"You can ask for a new code in (59|60) seconds\.", body)
+    assert 'href="/activate/contacts">Then reload this page to ask for it.</a>' in body
+    assert 'data-other="You can ask for a new code in {n} seconds."' in body
+    assert 'data-one="You can ask for a new code in 1 second."' in body
+    assert re.search(r'<span id="send-phone" hidden>\s*<button[^>]*value="send-phone"', body)
+    assert "js/countdown.js" in body
+    # Loaded again (GET, as the link does) once the wait is over: the button, no script.
+    a_minute_passes(services, student)
+    again = at_contacts.page("contacts").get_data(as_text=True)
+    assert "You can ask for a new code in" not in again and "js/countdown.js" not in again
+    assert 'value="send-phone">Send a new code</button>' in again
 
 
 def test_wrong_code_says_how_many_tries_are_left(
     at_contacts: StepClient, student: StudentDetails, inbox: Inbox
 ) -> None:
-    choose(at_contacts)
-    at_contacts.submit("contacts", {"action": "send-phone"})
+    choose(at_contacts, action="send-phone")
     code = inbox.sms_code(student.phone)
     wrong = f"{(int(code) + 1) % 10**6:06d}"
     response = at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": wrong})
@@ -180,8 +297,7 @@ def test_wrong_code_says_how_many_tries_are_left(
 def test_five_wrong_tries_count_across_a_resend(
     at_contacts: StepClient, student: StudentDetails, inbox: Inbox, services: Services
 ) -> None:
-    choose(at_contacts)
-    at_contacts.submit("contacts", {"action": "send-phone"})
+    choose(at_contacts, action="send-phone")
     first = inbox.sms_code(student.phone)
     wrong = f"{(int(first) + 1) % 10**6:06d}"
     for left in (4, 3, 2):
@@ -215,10 +331,9 @@ def test_smtp_down_is_a_plain_retry_and_costs_nothing(
     inbox: Inbox,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    choose(at_contacts)
     mailer = app_services(app).mailer
     monkeypatch.setattr(mailer, "settings", type(mailer.settings)(host="127.0.0.1", port=9))
-    failed = at_contacts.submit("contacts", {"action": "send-email"})
+    failed = choose(at_contacts, action="send-email")
     assert failed.status_code == 503
     assert "We couldn't send the code to your email address" in html.unescape(
         failed.get_data(as_text=True)
@@ -240,11 +355,6 @@ def test_an_email_taken_by_another_account_is_refused(
     at_contacts.submit(
         "contacts", {"action": "verify-email", "code_email": inbox.email_code(taken)}
     )
-    early = at_contacts.submit("contacts", {"action": "continue"})
-    assert "Confirm your mobile number first." in early.get_data(as_text=True)
-    at_contacts.submit("contacts", {"action": "send-phone"})
-    code = inbox.sms_code(student.phone)
-    at_contacts.submit("contacts", {"action": "verify-phone", "code_phone": code})
     response = at_contacts.submit("contacts", {"action": "continue"})
     assert response.status_code == 400
     assert "That email address belongs to another account." in response.get_data(as_text=True)
@@ -262,8 +372,7 @@ def test_code_sends_are_limited_per_client_address(
     for _ in range(3):  # three students on one network, one send each
         flow = flow_at("contacts", enrol_student(services, "n"))
         flow.client.environ_base.update(address)
-        choose(flow)
-        statuses.append(flow.submit("contacts", {"action": "send-email"}).status_code)
+        statuses.append(choose(flow, action="send-email").status_code)
     assert statuses == [200, 200, 429]
 
 
@@ -274,9 +383,9 @@ def test_only_unproven_contacts_are_asked_for_and_odd_actions_do_no_harm(
     assert user is not None
     services.keycloak.set_phone(user.id, student.phone, verified=True)  # proven before
     flow = flow_at("contacts", student)
-    page = choose(flow)
+    page = choose(flow, action="send-email")
     body = page.get_data(as_text=True)
-    assert 'value="send-email"' in body and 'value="send-phone"' not in body
+    assert 'value="verify-email"' in body and 'value="send-phone"' not in body
     for odd in (
         {"action": "verify-phone", "code_phone": "123456"},
         {"action": "send-phone"},
@@ -304,14 +413,12 @@ def test_the_text_budget_refuses_the_next_text_and_email_still_works(
     sent_before = int(before[("umpass_sms_sent_today", ())])
     # Room for one more text today, whatever the earlier tests sent.
     tune(app, monkeypatch, sms_daily_budget=sent_before + 1)
-    choose(at_contacts)
-    assert at_contacts.submit("contacts", {"action": "send-phone"}).status_code == 200
+    assert choose(at_contacts, action="send-phone").status_code == 200
     assert inbox.sms_code(student.phone)
     # Another student's text is one too many.
     other = enrol_student(services, "b")
     flow = flow_at("contacts", other)
-    choose(flow)
-    refused = flow.submit("contacts", {"action": "send-phone"})
+    refused = choose(flow, action="send-phone")
     assert refused.status_code == 429
     assert 0 < int(refused.headers["Retry-After"]) <= 24 * 3600  # midnight UTC
     text = html.unescape(refused.get_data(as_text=True))
@@ -340,13 +447,12 @@ def test_a_text_that_was_not_delivered_costs_no_budget(
 ) -> None:
     sent_before = int(metrics(app)[("umpass_sms_sent_today", ())])
     tune(app, monkeypatch, sms_daily_budget=sent_before + 1)
-    choose(at_contacts)
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     sms = app_services(app).sms
     with monkeypatch.context() as broken:
         broken.setattr(sms, "path", str(blocker / "outbox.jsonl"))  # cannot be written
-        failed = at_contacts.submit("contacts", {"action": "send-phone"})
+        failed = choose(at_contacts, action="send-phone")
     assert failed.status_code == 503
     assert metrics(app)[("umpass_sms_sent_today", ())] == sent_before
     retried = at_contacts.submit("contacts", {"action": "send-phone"})  # the unit came back
@@ -363,8 +469,7 @@ def test_texts_off_is_a_plain_message_and_email_still_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tune(app, monkeypatch, sms_daily_budget=0)
-    choose(at_contacts)
-    refused = at_contacts.submit("contacts", {"action": "send-phone"})
+    refused = choose(at_contacts, action="send-phone")
     assert refused.status_code == 503
     assert "We can't send text messages at the moment." in html.unescape(
         refused.get_data(as_text=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 from flask import Flask
@@ -22,6 +23,11 @@ def choose(flow: FlowClient, **fields: str) -> TestResponse:
     """The choose stage: keep both contacts unless `fields` say otherwise."""
     data = {"action": "choose", "email_choice": "keep", "phone_choice": "keep", **fields}
     return flow.submit("contacts", data)
+
+
+def primary_buttons(body: str) -> list[str]:
+    """The actions of the page's primary buttons (GOV.UK: exactly one per page)."""
+    return re.findall(r'<button class="button" type="submit" name="action" value="([^"]+)"', body)
 
 
 def a_minute_passes(services: Services, student: StudentDetails) -> None:

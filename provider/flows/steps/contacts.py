@@ -1,9 +1,12 @@
-"""Step 3, contacts: keep or change the phone and email, and prove each new or unconfirmed one.
+"""Step 3, contacts: keep or change the phone and email, and prove each new one.
 
 Two stages on one page: *choose* (keep what is on record, or type a new one), then
-*verify* (for each contact that needs it: "Send code", then "Verify"). "Continue" writes
-the proven contacts to Keycloak (nothing unproven ever is) and sends a notice to a
-contact that was replaced.
+*verify* (for each contact that needs it: "Send code", then "Verify"). As the FAQ says, a
+contact kept from the Registry needs no code unless the university requires it
+(`UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS`): proving it is offered and recommended, as only
+a proven contact can be used for recovery. "Continue" writes the proven contacts to
+Keycloak as verified (nothing unproven ever is: a kept one left unproven stays as the
+Registry gave it, unverified) and sends a notice to a contact that was replaced.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class ContactsStep:
                     )
         context.setdefault("choose", ChooseForm(formdata=None) if pending is None else None)
         context.setdefault("verify", VerifyForm(formdata=None) if pending is not None else None)
+        context.setdefault("proof_optional", not visit.svc.settings.require_proof_of_kept_contacts)
         headers = {}
         if status == 429 and "retry_after" in context:
             headers["Retry-After"] = str(context["retry_after"])
@@ -109,6 +113,8 @@ class ContactsStep:
             on_record=visit.data.on_record,
             pending=pending,
             waits=waits,
+            primary=_primary(pending),
+            resend_texts=_resend_texts(),
             **context,
         )
 
@@ -118,7 +124,7 @@ class ContactsStep:
         action = request.form.get("action", "")
         pending = visit.data.pending
         if action == "choose" or pending is None:
-            return self.choose(visit)
+            return self.choose(visit, action)
         if action == "change":
             visit.data.pending = None
             visit.save()
@@ -131,10 +137,13 @@ class ContactsStep:
             return self.finish(visit)
         return Stay(self._page(visit))
 
-    def choose(self, visit: Visit) -> Outcome:
+    def choose(self, visit: Visit, action: str = "choose") -> Outcome:
+        """Take the choices; `action` "send-<channel>" also sends that contact its code
+        (the choose page's one tap to prove a kept contact)."""
         form = ChooseForm()
         if not form.validate():
             return Stay(self._page(visit, 400, choose=form))
+        kept_optional = not visit.svc.settings.require_proof_of_kept_contacts
         record = visit.data.on_record
         pending: dict[Channel, PendingContact] = {}
         policy = PhonePolicy(country_codes=visit.svc.settings.delivery.phone_country_codes)
@@ -157,14 +166,19 @@ class ContactsStep:
                 )
             elif not held.verified:
                 pending[channel] = PendingContact(
-                    value=None, shown=held.masked or "", replaces=False
+                    value=None, shown=held.masked or "", replaces=False, optional=kept_optional
                 )
         if form.errors or any(form[f"new_{c}"].errors for c in CHANNELS):
             return Stay(self._page(visit, 400, choose=form))
-        if not pending:
-            return Next()  # both on record and already proven
+        to_send = action[5:] if action.startswith("send-") else None
+        if to_send not in pending and all(item.optional for item in pending.values()):
+            # Nothing must be proven: on to the next step, each kept contact left as it is.
+            visit.data.pending = None
+            return Next()
         visit.data.pending = pending
         visit.save()
+        if to_send in pending:
+            return Stay(self.send(visit, cast(Channel, to_send)))
         return Stay(self._page(visit))
 
     def send(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
@@ -271,12 +285,13 @@ class ContactsStep:
         """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
         data = visit.data
         pending = data.pending or {}
-        waiting = [c for c, item in pending.items() if not item.verified]
+        waiting = [c for c, item in pending.items() if not (item.verified or item.optional)]
         if waiting:
             return Stay(self._page(visit, 400, failure=_confirm_first(waiting[0])))
         svc = visit.svc
         flow_key = visit.engine.key(visit.state)
-        values = {channel: _value(visit, channel) for channel in pending}
+        # Only the proven are written; an optional one left unproven stays as it is.
+        values = {channel: _value(visit, channel) for channel, i in pending.items() if i.verified}
         for channel, value in values.items():
             # The code record, not the flow's flag, decides: this exact value was proven.
             if not verification.is_verified(svc.sessions, svc.hasher, flow_key, channel, value):
@@ -364,6 +379,45 @@ class ContactsStep:
         # beats never).
         del owed[channel]
         visit.save()
+
+
+def _primary(pending: dict[Channel, PendingContact] | None) -> str:
+    """The one action the page shows as its primary button (GOV.UK: one per page).
+
+    Choosing, "Continue". Then: a code sent and not yet entered is what the student is
+    doing ("Verify"); else "Continue" once nothing more has to be proven; else the next
+    contact that must be proven ("Send code").
+    """
+    if pending is None:
+        return "choose"
+    unproven = [(c, item) for c, item in pending.items() if not item.verified]
+    for channel, item in unproven:
+        if item.sent:
+            return f"verify-{channel}"
+    for channel, item in unproven:
+        if not item.optional:
+            return f"send-{channel}"
+    return "continue"
+
+
+# Stands for the number in the countdown's sentence, which the script fills in.
+_COUNT_MARK = 987654
+
+
+def _resend_texts() -> dict[str, str]:
+    """The wait's sentence for one second and, with "{n}", for any other number: the
+    countdown script (static/js/countdown.js) words each second as the server would."""
+    one = ngettext(
+        "You can ask for a new code in %(num)d second.",
+        "You can ask for a new code in %(num)d seconds.",
+        1,
+    )
+    other = ngettext(
+        "You can ask for a new code in %(num)d second.",
+        "You can ask for a new code in %(num)d seconds.",
+        _COUNT_MARK,
+    )
+    return {"one": one, "other": other.replace(str(_COUNT_MARK), "{n}")}
 
 
 def _value(visit: Visit, channel: Channel) -> str:
