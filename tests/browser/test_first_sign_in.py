@@ -28,6 +28,7 @@ from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.accounts import set_attributes
+from tests.support.date_boxes import type_date_of_birth
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
@@ -69,7 +70,7 @@ class Journey:
 def _identify(page: Page, who: StudentDetails) -> None:
     page.get_by_label("User ID").fill(who.user_id)
     page.get_by_label("Activation code").fill(who.code)
-    page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+    type_date_of_birth(page, who.date_of_birth)
     page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
     page.get_by_role("button", name="Continue").click()
 
