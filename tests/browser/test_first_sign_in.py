@@ -335,7 +335,7 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
     # The service misbehaving: an answer naming the staff account, not the student.
     with app.test_request_context():
         page = handoff.answer(params, Subject(keycloak_id=staff.id, username=staff.username))
-    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    url = html.unescape(re.search(r'content="\d+;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     back = start.session.get(url, timeout=30)
     assert "We could not finish signing you in" in html.unescape(back.text)
     assert admin.get_user_social_logins(staff.id) == []  # nothing linked
@@ -356,7 +356,7 @@ def _assert_at_keycloak(
     params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
     with app.test_request_context():
         page = handoff.answer(params, subject)
-    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    url = html.unescape(re.search(r'content="\d+;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     answer = session.get(url, allow_redirects=False, timeout=30)
     while answer.status_code in (302, 303) and not answer.headers["Location"].startswith(
         demo_callback()
