@@ -32,6 +32,11 @@ class Caller(Protocol[D]):
         """At identification: carry what it needs from the browser's session into the flow."""
         ...
 
+    def user_id_hint(self) -> str | None:
+        """The user ID the student already typed where they came from, as the caller was
+        told it: unchecked text, for a pre-fill only."""
+        ...
+
     def on_end(self, engine: FlowEngine[D], state: FlowState[D]) -> ResponseReturnValue | None:
         """At the flow's last page, once its goal is reached: the answer, or None."""
         ...
@@ -51,6 +56,9 @@ class NoCaller:
         return None
 
     def carry_into(self, data: object) -> None:
+        return None
+
+    def user_id_hint(self) -> None:
         return None
 
     def on_end(self, engine: FlowEngine[Any], state: FlowState[Any]) -> None:

@@ -54,6 +54,12 @@ class SignInCaller:
     def carry_into(self, data: ActivationData) -> None:
         data.caller = handoff.take_from_session()
 
+    def user_id_hint(self) -> str | None:
+        # Keycloak's login_hint on the request waiting here (the pre-fill's source).
+        waiting = session.get(handoff.SESSION_KEY)
+        hint = waiting.get(handoff.LOGIN_HINT) if isinstance(waiting, dict) else None
+        return hint if isinstance(hint, str) else None
+
     def on_end(self, engine: Engine, state: Flow) -> ResponseReturnValue | None:
         # The one place an identity is asserted: this browser's flow has just activated
         # its own account, and a sign-in was waiting for it.

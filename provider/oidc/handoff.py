@@ -25,11 +25,17 @@ from flask_babel import lazy_gettext as _l
 from provider.oidc.server import Subject
 
 SESSION_KEY = "umpass_oidc_request"
+# How long the end page of a first sign-in shows the user ID before it moves on.
+SHOW_USER_ID_SECONDS = 6
 INVALID_SIGN_IN = _l(
     "This sign-in link is not valid. Go back to the page you were signing in to and try again."
 )
+LOGIN_HINT = "login_hint"
 # What an authorization request may carry through the flow, and how long each may be.
+# `login_hint` (the user ID typed at Keycloak, when it forwards one) only pre-fills the
+# identify form: it is never trusted and asserts nothing.
 PARAMS = {
+    LOGIN_HINT: 64,
     "response_type": 16,
     "client_id": 64,
     "redirect_uri": 512,
@@ -80,7 +86,8 @@ def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnVal
 
     The caller has already removed `params` from where they were kept, so each request
     is answered once. The answer is a page that moves on by itself (meta refresh, no
-    script) rather than a redirect: the last form submit would otherwise carry a
+    script; after a few seconds when it shows the user ID to sign in with) rather than a
+    redirect: the last form submit would otherwise carry a
     redirect chain through Keycloak to the campus app, which the pages' CSP
     `form-action 'self'` rightly stops."""
     request = StoredAuthorizationRequest(params, issuer())
@@ -92,4 +99,12 @@ def answer(params: dict[str, str], subject: Subject | None) -> ResponseReturnVal
         # No longer a valid request (e.g. its nonce was used meanwhile): say so plainly,
         # never authlib's JSON.
         return render_template("error.html", message=INVALID_SIGN_IN), 400
-    return render_template("oidc/return.html", url=location, signed_in=subject is not None)
+    if subject is None:
+        return render_template("oidc/return.html", url=location, wait_seconds=0, user_id=None)
+    # Signed in: long enough to read the user ID (well inside the code's lifetime).
+    return render_template(
+        "oidc/return.html",
+        url=location,
+        wait_seconds=SHOW_USER_ID_SECONDS,
+        user_id=subject.username,
+    )

@@ -41,6 +41,7 @@ from devstack.bench_stack import (
 )
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
+from provider.date_input import form_fields
 from provider.keycloak import ACCEPTED_POLICIES, KeycloakGateway
 from provider.progress import progress_bar
 from provider.services import Services
@@ -96,7 +97,7 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
         {
             "user_id": user_id,
             "activation_code": code,
-            "date_of_birth": DOB.isoformat(),
+            **form_fields(DOB),
             "id_last4": f"{n:07d}"[-4:],
         },
     )

@@ -40,6 +40,7 @@ from devstack.bench_timing import (
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.activation_codes import revoke_codes
 from provider.config import load_settings
+from provider.date_input import form_fields
 from provider.flows.steps.identify_check import FAILURE_FLOOR_SECONDS
 from provider.guards import lockout
 from provider.proofing import normalize_id_last4
@@ -73,7 +74,7 @@ def _student(svc: Services, prefix: str) -> dict[str, str]:
     return {
         "user_id": user_id,
         "activation_code": issued.code,
-        "date_of_birth": DOB.isoformat(),
+        **form_fields(DOB),
         "id_last4": normalize_id_last4(ID_NUMBER) or "",
     }
 
@@ -97,7 +98,7 @@ def _cases(svc: Services) -> dict[str, dict[str, str]]:
     cases = {
         "unknown ID": {**_student(svc, "u"), "user_id": f"zz{secrets.token_hex(3)[:5]}"},
         "wrong code": {**_student(svc, "c"), "activation_code": "AAAAA-BBBBB-CCCCC"},
-        "wrong date": {**_student(svc, "d"), "date_of_birth": "2006-06-07"},
+        "wrong date": {**_student(svc, "d"), **form_fields(date(2006, 6, 7))},
         "wrong last 4": {**_student(svc, "l"), "id_last4": "0000"},
     }
     expired = cases["expired code"] = _student(svc, "e")

@@ -13,7 +13,7 @@ import secrets
 import sys
 
 from authlib.integrations.flask_client import OAuth, OAuthError
-from flask import Blueprint, Flask, redirect, render_template_string, session, url_for
+from flask import Blueprint, Flask, redirect, render_template_string, request, session, url_for
 from flask.typing import ResponseReturnValue
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -59,7 +59,11 @@ def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Fla
 
     @bp.get("/login")
     def login() -> ResponseReturnValue:
-        return oauth.umpass.authorize_redirect(url_for("demo.callback", _external=True))
+        # A campus app that knows who is signing in may say so (OIDC login_hint): Keycloak
+        # pre-fills its username and, with the provider's "loginHint" on, passes it on to
+        # activation, which pre-fills its user ID (and trusts it no further).
+        extra = {"login_hint": hint[:64]} if (hint := request.args.get("login_hint")) else {}
+        return oauth.umpass.authorize_redirect(url_for("demo.callback", _external=True), **extra)
 
     @bp.get("/callback")
     def callback() -> ResponseReturnValue:

@@ -166,7 +166,10 @@ class StudentBrowser:
             {
                 "user_id": who.user_id,
                 "activation_code": who.code,
-                "date_of_birth": who.date_of_birth.isoformat(),
+                # The date as three boxes, day / month / year (provider/date_input.py).
+                "date_of_birth-day": str(who.date_of_birth.day),
+                "date_of_birth-month": str(who.date_of_birth.month),
+                "date_of_birth-year": str(who.date_of_birth.year),
                 "id_last4": who.id_last4,
             },
             expect=expect,

@@ -39,6 +39,7 @@ from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.broker import broker_request, pkce
+from tests.support.date_boxes import fill_date_of_birth
 from tests.support.flow_client import FlowClient
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback
@@ -87,7 +88,7 @@ def _submit(page: Page) -> None:
 def _identify(page: Page, user_id: str, code: str, born: date, last4: str) -> None:
     page.fill("#user_id", user_id)
     page.fill("#activation_code", code)
-    page.fill("#date_of_birth", born.isoformat())
+    fill_date_of_birth(page, born)
     page.fill("#id_last4", last4)
     _submit(page)
 
@@ -291,7 +292,7 @@ def test_keyboard_only_reaches_and_submits_identify(browser: Browser, live_url: 
     page.keyboard.press("Tab")  # the skip link comes first
     assert page.evaluate("document.activeElement.className") == "skip-link"
     order: list[str] = []
-    for _ in range(20):  # past the language links; a date input takes one stop per part
+    for _ in range(20):  # past the language links
         page.keyboard.press("Tab")
         here = page.evaluate("document.activeElement.id || document.activeElement.type")
         if here != "user_id" and not order:
@@ -300,7 +301,15 @@ def test_keyboard_only_reaches_and_submits_identify(browser: Browser, live_url: 
             order.append(here)
         if here == "submit":
             break
-    assert order == ["user_id", "activation_code", "date_of_birth", "id_last4", "submit"]
+    assert order == [
+        "user_id",
+        "activation_code",
+        "date_of_birth-day",
+        "date_of_birth-month",
+        "date_of_birth-year",
+        "id_last4",
+        "submit",
+    ]
     page.keyboard.press("Enter")  # on the submit button with every field empty
     expect(page.locator(".error-summary")).to_be_visible()
     expect(page.locator(".error-summary")).to_be_focused()  # it takes focus (autofocus)

@@ -16,6 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
+from tests.support.date_boxes import type_date_of_birth
 from tests.support.inbox import Inbox
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
@@ -69,7 +70,7 @@ def test_student_activates_without_javascript_then_signs_in(
 
     page.get_by_label("User ID").fill(user_id.upper())
     page.get_by_label("Activation code").fill(student.code)
-    page.get_by_label("Date of birth").fill("2006-12-01")
+    type_date_of_birth(page, date(2006, 12, 1))
     page.get_by_label("Last 4 characters of your ID or passport number").fill("0000")
     page.get_by_role("button", name="Continue").click()
     assert "We could not match those details" in page.locator(".error-summary").inner_text()
@@ -151,7 +152,7 @@ def test_live_strength_meter_with_javascript(
     page.goto(f"{live_url}/activate/")
     page.get_by_label("User ID").fill(user_id)
     page.get_by_label("Activation code").fill(student.code)
-    page.get_by_label("Date of birth").fill("2005-01-02")
+    type_date_of_birth(page, date(2005, 1, 2))
     page.get_by_label("Last 4 characters of your ID or passport number").fill("4567")
     page.get_by_role("button", name="Continue").click()
     for box in page.get_by_role("checkbox").all():

@@ -28,6 +28,7 @@ from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD, prove_contacts
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.accounts import set_attributes
+from tests.support.date_boxes import type_date_of_birth
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
@@ -69,7 +70,7 @@ class Journey:
 def _identify(page: Page, who: StudentDetails) -> None:
     page.get_by_label("User ID").fill(who.user_id)
     page.get_by_label("Activation code").fill(who.code)
-    page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+    type_date_of_birth(page, who.date_of_birth)
     page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
     page.get_by_role("button", name="Continue").click()
 
@@ -119,7 +120,12 @@ def test_pending_student_is_activated_and_lands_signed_in(
     shots.take(page, "identify-from-sign-in")
     _activate(page, who, inbox, shots)
 
-    # Back at the demo app, signed in as this student, without typing the password again.
+    # The end page shows the user ID to sign in with, then moves on by itself (nothing
+    # is pressed here): back at the demo app, signed in as this student, without typing
+    # the password again.
+    expect(page.locator("#user-id")).to_have_text(who.user_id)
+    expect(page.get_by_text("we will sign you in to where you started")).to_be_visible()
+    shots.take(page, "done-from-sign-in")
     page.wait_for_url(f"{demo_url}/**")
     expect(page.locator("#who")).to_contain_text(who.user_id)
     expect(page.locator("#state")).to_have_text("active")
@@ -160,6 +166,41 @@ def test_pending_student_is_activated_and_lands_signed_in(
         third.page.goto(f"{demo_url}/")
         expect(third.page.locator("#who")).to_have_count(0)  # nobody signed in
         third.context.close()
+
+
+def test_a_user_id_the_campus_app_passes_on_is_not_typed_again(
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    inbox: Inbox,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """A campus app that knows who signs in sends login_hint: Keycloak pre-fills its
+    username and passes it on (the provider's "loginHint"), and identify pre-fills its user
+    ID with it. A pre-fill only: the code, date and digits still prove who it is. (The
+    ID typed into Keycloak's own username form is not passed on: Keycloak's redirector
+    forwards only a login_hint the app sent.)"""
+    who = enrol_student(services, "h")
+    shots = shots_in("first-sign-in-hint")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
+    page = trip.page
+    page.goto(f"{demo_url}/login?{urlencode({'login_hint': who.user_id.upper()})}")
+    expect(page.locator("#username")).to_have_value(who.user_id.upper())
+    page.click("#kc-login")
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.get_by_label("User ID")).to_have_value(who.user_id)
+    shots.take(page, "identify-pre-filled")
+    page.get_by_label("Activation code").fill("AAAAA-BBBBB-CCCCC")
+    type_date_of_birth(page, who.date_of_birth)
+    page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("We could not match those details")).to_be_visible()
+    page.get_by_label("Activation code").fill(who.code)
+    type_date_of_birth(page, who.date_of_birth)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator(".caption")).to_have_text("Step 2 of 5")
+    trip.context.close()
 
 
 def test_active_student_is_never_sent_to_activation(
@@ -294,7 +335,7 @@ def test_even_a_compromised_service_cannot_reach_an_account_that_is_not_active(
     # The service misbehaving: an answer naming the staff account, not the student.
     with app.test_request_context():
         page = handoff.answer(params, Subject(keycloak_id=staff.id, username=staff.username))
-    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    url = html.unescape(re.search(r'content="\d+;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     back = start.session.get(url, timeout=30)
     assert "We could not finish signing you in" in html.unescape(back.text)
     assert admin.get_user_social_logins(staff.id) == []  # nothing linked
@@ -315,7 +356,7 @@ def _assert_at_keycloak(
     params = {k: v[0] for k, v in parse_qs(authorize.query).items()}
     with app.test_request_context():
         page = handoff.answer(params, subject)
-    url = html.unescape(re.search(r'content="0;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
+    url = html.unescape(re.search(r'content="\d+;url=([^"]+)"', str(page)).group(1))  # type: ignore[union-attr]
     answer = session.get(url, allow_redirects=False, timeout=30)
     while answer.status_code in (302, 303) and not answer.headers["Location"].startswith(
         demo_callback()

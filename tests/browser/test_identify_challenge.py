@@ -15,6 +15,7 @@ from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 from provider.services import Services
 from tests.browser.page_states import AXE_JS, axe_violations
 from tests.support.challenge import end_lock, make_hot
+from tests.support.date_boxes import type_date_of_birth
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
@@ -31,7 +32,7 @@ def _hot_student(app: Flask, services: Services, prefix: str) -> StudentDetails:
 def _fill(page: Page, who: StudentDetails) -> None:
     page.get_by_label("User ID").fill(who.user_id)
     page.get_by_label("Activation code").fill(who.code)
-    page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+    type_date_of_birth(page, who.date_of_birth)
     page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
 
 

@@ -13,6 +13,7 @@ from playwright.sync_api import Browser
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
 from tests.browser.test_activation_in_chromium import PASSWORD
+from tests.support.date_boxes import fill_date_of_birth
 from tests.support.inbox import Inbox
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
@@ -75,7 +76,7 @@ def test_flow_in_each_language(
     shots.take(page, "identify")
     page.fill("#user_id", user_id)
     page.fill("#activation_code", student.code)
-    page.fill("#date_of_birth", "2006-08-08")
+    fill_date_of_birth(page, date(2006, 8, 8))
     page.fill("#id_last4", "4567")
     page.click("button[type=submit]")
     shots.take(page, "policies")

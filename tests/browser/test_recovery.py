@@ -38,6 +38,7 @@ from tests.browser.recovery_pages import (
 )
 from tests.browser.sso import enter_password, enter_username
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
+from tests.support.date_boxes import fill_date_of_birth
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
@@ -387,7 +388,7 @@ def test_recovery_pages_with_the_birth_date(
     walk.check(page, "birth-date")
     _submit(page)
     walk.check(page, "birth-date-errors")
-    page.fill("#date_of_birth", who.date_of_birth.isoformat())
+    fill_date_of_birth(page, who.date_of_birth)
     _submit(page)
     walk.check(page, "choose")
     context.close()

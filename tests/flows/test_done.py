@@ -8,6 +8,7 @@ from keycloak import KeycloakAdmin
 
 from provider.config import Settings
 from provider.keycloak import STATE_ACTIVE
+from provider.oidc import handoff
 from provider.services import Services
 from tests.integration.test_oidc_provider import answered_at
 from tests.support.broker import broker_request, pkce
@@ -21,13 +22,15 @@ def at_done(flow_at: FlowAt, student: StudentDetails) -> StepClient:
 
 
 def test_the_page_says_the_account_is_active_and_where_to_sign_in(
-    at_done: StepClient, services: Services
+    at_done: StepClient, services: Services, student: StudentDetails
 ) -> None:
     page = at_done.page("done")
     assert page.status_code == 200
     body = page.get_data(as_text=True)
     assert "Step 5 of 5" in body
     assert "Your account is active" in body
+    # The user ID to sign in with, shown (the flow's own, as identify normalised it).
+    assert f'Your user ID is<br><strong class="user-id" id="user-id">{student.user_id}<' in body
     assert f'href="{services.settings.after_activation_url}"' in body
     assert "<form" not in body.split("<main", 1)[-1]  # nothing left to submit
 
@@ -73,6 +76,6 @@ def test_a_sign_in_is_answered_only_for_an_account_this_flow_activated(
     assert state.data is not None
     state.data.activated = True
     at_done.engine.save(state)
-    location = answered_at(at_done.page("done"))
+    location = answered_at(at_done.page("done"), wait=handoff.SHOW_USER_ID_SECONDS)
     assert location.startswith(settings.oidc.broker_redirect_uri) and "code=" in location
     assert at_done.data.caller is None  # answered once

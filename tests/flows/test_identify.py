@@ -5,9 +5,15 @@ tests/integration/test_identify_challenge.py."""
 
 from __future__ import annotations
 
+import html
+import re
+from datetime import date
+
+import pytest
 from flask import Flask
 from sqlalchemy import select
 
+from provider.date_input import form_fields
 from provider.flows.engine import FLOW_COOKIE
 from provider.flows.state import OnRecord
 from provider.keycloak import STATE_PENDING
@@ -15,6 +21,10 @@ from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
 from tests.support.flow_at import StepClient, identified_data
 from tests.support.flow_client import StudentDetails
+
+DATE_BOXES = ("date_of_birth-day", "date_of_birth-month", "date_of_birth-year")
+REAL = "Date of birth must be a real date, for example 27 3 2007"
+FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 
 def _nothing_stored(browser: StepClient, services: Services, student: StudentDetails) -> None:
@@ -31,9 +41,18 @@ def test_the_page_asks_for_the_four_details(browser: StepClient) -> None:
     assert page.status_code == 200
     body = page.get_data(as_text=True)
     assert "Step 1 of 5" in body
-    for name in ("user_id", "activation_code", "date_of_birth", "id_last4", "csrf_token"):
+    for name in ("user_id", "activation_code", "id_last4", "csrf_token", *DATE_BOXES):
         assert f'name="{name}"' in body
-    assert 'type="date"' in body and "altcha-widget" not in body  # no check for a fresh ID
+    assert "altcha-widget" not in body  # no check for a fresh ID
+    # The date: three labelled boxes in a group named by its legend, never the
+    # browser's own date picker (which shows the browser locale's order).
+    assert 'type="date"' not in body
+    assert '<legend class="label">Date of birth</legend>' in body
+    assert "For example, 27 3 2007" in body
+    for part in ("day", "month", "year"):
+        box = _box(body, part)
+        assert 'inputmode="numeric"' in box and f'autocomplete="bday-{part}"' in box
+        assert f'<label class="date-input__label" for="date_of_birth-{part}">' in body
 
 
 def test_missing_details_are_each_named_and_nothing_is_counted(
@@ -53,13 +72,95 @@ def test_missing_details_are_each_named_and_nothing_is_counted(
     _nothing_stored(browser, services, student)
 
 
-def test_impossible_date_gets_a_plain_message(
+def _box(body: str, part: str) -> str:
+    found = re.search(rf'<input [^>]*id="date_of_birth-{part}"[^>]*>', body)
+    assert found, part
+    return found.group(0)
+
+
+def _date_answer(
+    browser: StepClient, student: StudentDetails, day: str, month: str, year: str
+) -> tuple[str, str, list[str]]:
+    """The message by the date, where the summary links, and the boxes marked wrong."""
+    typed = {"date_of_birth-day": day, "date_of_birth-month": month, "date_of_birth-year": year}
+    response = browser.identify(student, **typed)
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    message = re.search(
+        r'<p class="error-message" id="date_of_birth-error">.*?</span> ([^<]+)', body
+    )
+    link = re.search(r'<a href="#(date_of_birth[^"]*)">', body)
+    assert message and link, body
+    marked = [part for part in ("day", "month", "year") if "aria-invalid" in _box(body, part)]
+    for name, value in typed.items():  # what was typed stays, escaped
+        shown = re.search(r'value="([^"]*)"', _box(body, name.rsplit("-", 1)[1]))
+        assert shown and html.unescape(shown.group(1)) == value
+    return message.group(1), link.group(1), marked
+
+
+@pytest.mark.parametrize(
+    ("typed", "message", "marked"),
+    [
+        (("", "", ""), "Enter your date of birth", ["day", "month", "year"]),
+        (("", "3", "2007"), "Date of birth must include a day", ["day"]),
+        (("27", "", ""), "Date of birth must include a month and year", ["month", "year"]),
+        (("30", "2", "2007"), REAL, ["day"]),
+        (
+            ("27", "13", "2007"),
+            REAL,
+            ["month"],
+        ),
+        (
+            ("x", "3", "2oo7"),
+            REAL,
+            ["day", "year"],
+        ),
+        (("27", "3", "07"), "Year must include 4 numbers, for example 2007", ["year"]),
+        (("27", "3", "2999"), "Date of birth must be in the past", ["day", "month", "year"]),
+        (
+            ('"><b>', "3", "2007"),
+            REAL,
+            ["day"],
+        ),
+    ],
+)
+def test_a_date_that_cannot_be_one_is_named_in_day_month_year_order_at_its_box(
+    browser: StepClient,
+    student: StudentDetails,
+    services: Services,
+    typed: tuple[str, str, str],
+    message: str,
+    marked: list[str],
+) -> None:
+    said, link, wrong = _date_answer(browser, student, *typed)
+    assert (said, wrong) == (message, marked)
+    assert link == f"date_of_birth-{marked[0]}"  # the summary leads to the first wrong box
+    _nothing_stored(browser, services, student)
+
+
+def test_full_width_digits_are_a_date(
     browser: StepClient, student: StudentDetails, services: Services
 ) -> None:
-    response = browser.identify(student, date_of_birth="2007-02-30")
+    born = student.date_of_birth
+    typed = {
+        "date_of_birth-day": str(born.day).translate(FULL_WIDTH),
+        "date_of_birth-month": f" {born.month} ",
+        "date_of_birth-year": str(born.year).translate(FULL_WIDTH),
+    }
+    response = browser.identify(student, **typed)
+    assert response.status_code == 302 and response.location.endswith("/activate/policies")
+
+
+def test_a_real_date_that_is_not_theirs_is_the_one_uniform_failure(
+    browser: StepClient, student: StudentDetails
+) -> None:
+    """Only a date that cannot be one is a form error: a wrong real date says nothing
+    about which detail was wrong (tests/integration/test_identify_uniformity.py)."""
+    response = browser.identify(student, **form_fields(date(2006, 2, 27)))
+    body = response.get_data(as_text=True)
     assert response.status_code == 400
-    assert "Enter your date of birth as a real date" in response.get_data(as_text=True)
-    _nothing_stored(browser, services, student)
+    assert "We could not match those details" in body
+    assert 'id="date_of_birth-error"' not in body and "aria-invalid" not in body
 
 
 def test_the_right_details_start_a_flow_at_the_policies(

@@ -13,6 +13,7 @@ from keycloak import KeycloakAdmin
 from sqlalchemy import select, update
 
 from provider.activation_codes import issue_code, revoke_codes
+from provider.date_input import form_fields
 from provider.flows.engine import FlowEngine, FlowState
 from provider.flows.state import ActivationData, PendingContact
 from provider.keycloak import STATE_PENDING
@@ -61,7 +62,7 @@ def test_any_other_step_sends_to_the_current_one_and_changes_nothing(
     everything = {
         "user_id": student.user_id,
         "activation_code": student.code,
-        "date_of_birth": student.date_of_birth.isoformat(),
+        **form_fields(student.date_of_birth),
         "id_last4": student.id_last4,
         **{p.field_name: "y" for p in current_policies()},
         "password": PASSWORD,

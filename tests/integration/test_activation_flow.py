@@ -11,6 +11,7 @@ from flask import Flask
 from keycloak import KeycloakAdmin
 from sqlalchemy import select, update
 
+from provider.date_input import form_fields
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
@@ -174,7 +175,7 @@ def test_missing_csrf_token_is_refused_and_changes_nothing(
         data={
             "user_id": student.user_id,
             "activation_code": student.code,
-            "date_of_birth": student.date_of_birth.isoformat(),
+            **form_fields(student.date_of_birth),
             "id_last4": student.id_last4,
         },
     )

@@ -16,6 +16,7 @@ from flask import Flask
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
+from provider.date_input import form_fields
 from provider.guards import challenge as challenges
 from provider.keyed_hash import Purpose
 from provider.services import Services
@@ -38,7 +39,7 @@ def _post(
         "csrf_token": csrf_token(page),
         "user_id": who.user_id,
         "activation_code": who.code,
-        "date_of_birth": who.date_of_birth.isoformat(),
+        **form_fields(who.date_of_birth),
         "id_last4": who.id_last4,
         **overrides,
     }

@@ -25,6 +25,7 @@ import requests
 from sqlalchemy import update
 
 from provider.activation_codes import revoke_codes
+from provider.date_input import form_fields
 from provider.guards.lockout import MAX_FAILURES
 from provider.services import Services
 from provider.storage.models import ActivationCode
@@ -33,7 +34,14 @@ from tests.support.recovery_http import blank_header
 from tests.support.students import enrol_student
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-TYPED = ("user_id", "activation_code", "date_of_birth", "id_last4")
+TYPED = (
+    "user_id",
+    "activation_code",
+    "date_of_birth-day",
+    "date_of_birth-month",
+    "date_of_birth-year",
+    "id_last4",
+)
 MISMATCH = "We could not match those details. Check each one and try again."
 LOCKED = re.compile(
     r"Too many attempts for this user ID\. Try again in \d+ minutes?, or ask the IT help desk\."
@@ -84,7 +92,7 @@ def details(who: StudentDetails, **changes: str) -> dict[str, str]:
     return {
         "user_id": who.user_id,
         "activation_code": who.code,
-        "date_of_birth": who.date_of_birth.isoformat(),
+        **form_fields(who.date_of_birth),
         "id_last4": who.id_last4,
         **changes,
     }
@@ -128,7 +136,7 @@ def test_every_identify_failure_looks_the_same(live_url: str, services: Services
     cases["malformed ID"] = details(fresh("m"), user_id="??")
     cases["wrong code"] = details(fresh("c"), activation_code="AAAAA-BBBBB-CCCCC")
     cases["someone else's code"] = details(fresh("s"), activation_code=fresh("o").code)
-    cases["wrong date"] = details(fresh("d"), date_of_birth=date(2006, 2, 27).isoformat())
+    cases["wrong date"] = details(fresh("d"), **form_fields(date(2006, 2, 27)))
     cases["wrong last 4"] = details(fresh("l"), id_last4="4568")
 
     expired = fresh("e")

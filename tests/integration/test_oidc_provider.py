@@ -25,6 +25,7 @@ from werkzeug.test import TestResponse
 from provider.config import Settings
 from provider.keyed_hash import Purpose
 from provider.oidc import handoff
+from provider.oidc.server import CODE_LIFETIME
 from provider.services import Services
 from provider.storage.models import OidcAccessToken, OidcAuthorizationCode
 from tests.support.broker import broker_request, pkce
@@ -84,14 +85,23 @@ def _activate_with_sign_in_waiting(
         waiting = browser_session.pop(handoff.SESSION_KEY)
     flow = put_flow_at(app, inbox, "password", who, data={"caller": waiting})
     assert flow.set_password(PASSWORD).headers["Location"].endswith("/activate/done")
-    return broker, flow, answered_at(flow.page("done"))
+    end = flow.page("done")
+    # The student's last page shows the user ID to sign in with, says it moves on and
+    # when, then moves on by itself (no script needed) well inside the code's lifetime.
+    body = end.get_data(as_text=True)
+    assert f'<strong class="user-id" id="user-id">{who.user_id}</strong>' in body
+    wait = handoff.SHOW_USER_ID_SECONDS
+    assert f"In {wait} seconds we will sign you in to where you started" in body
+    assert 2 <= wait <= CODE_LIFETIME.total_seconds() / 4
+    return broker, flow, answered_at(end, wait=wait)
 
 
-def answered_at(page: TestResponse) -> str:
-    """Where an answer page sends the browser (meta refresh, and the same link)."""
+def answered_at(page: TestResponse, wait: int = 0) -> str:
+    """Where an answer page sends the browser (meta refresh after `wait` seconds, and
+    the same link)."""
     assert page.status_code == 200
     body = page.get_data(as_text=True)
-    refresh = re.search(r'http-equiv="refresh" content="0;url=([^"]+)"', body)
+    refresh = re.search(rf'http-equiv="refresh" content="{wait};url=([^"]+)"', body)
     link = re.search(r'<a class="button" href="([^"]+)"', body)
     assert refresh and link and refresh.group(1) == link.group(1)
     return html.unescape(refresh.group(1))
@@ -151,6 +161,7 @@ def test_identity_only_after_activation_then_the_code_is_spent(
     again = flow.page("done")
     assert again.status_code == 200 and b"Your account is active" in again.data
     assert b'http-equiv="refresh"' not in again.data  # no second answer to the broker
+    assert f'id="user-id">{student.user_id}<'.encode() in again.data
 
 
 def test_a_finished_flow_is_never_asserted_for_the_next_sign_in(
@@ -322,3 +333,57 @@ def test_a_nonce_is_answered_once(
     assert again.status_code == 302
     query = parse_qs(urlparse(again.headers["Location"]).query)
     assert query.get("error") == ["invalid_request"] and "code" not in query
+
+
+# -- Keycloak's login_hint: a pre-fill of the user ID, never trusted ------------------------
+
+
+def _identify_page_after(
+    app: Flask, settings: Settings, hint: str | None
+) -> tuple[FlaskClient, str]:
+    client = app.test_client()
+    assert Broker(client, settings).authorize(login_hint=hint).status_code == 302
+    assert client.get("/activate/").status_code == 302
+    page = client.get("/activate/identify")
+    assert page.status_code == 200
+    return client, page.get_data(as_text=True)
+
+
+def _user_id_box(body: str) -> str:
+    box = re.search(r'<input [^>]*id="user_id"[^>]*>', body)
+    assert box is not None
+    return box.group(0)
+
+
+def test_the_login_hint_pre_fills_the_user_id_and_proves_nothing(
+    app: Flask, settings: Settings, inbox: Inbox, student: StudentDetails
+) -> None:
+    typed_at_keycloak = f"  {student.user_id.upper()} "  # as a student may type it
+    client, body = _identify_page_after(app, settings, typed_at_keycloak)
+    assert f'value="{student.user_id}"' in _user_id_box(body)
+    # Only a pre-fill: without the code, date and digits nobody is identified.
+    flow = FlowClient(client, inbox)
+    refused = flow.identify(student, activation_code="AAAAA-BBBBB-CCCCC")
+    assert refused.status_code == 400
+    assert "We could not match those details" in refused.get_data(as_text=True)
+    assert flow.identify(student).headers["Location"].endswith("/activate/policies")
+
+
+@pytest.mark.parametrize(
+    "hint",
+    [
+        '"><script>alert(1)</script>',
+        'dc12345" autofocus onfocus="x',
+        "x" * 5000,
+        "dc12345@example.edu",
+        "dc 1<b>",
+        "",
+        None,
+    ],
+)
+def test_a_hint_that_cannot_be_a_user_id_is_dropped(
+    app: Flask, settings: Settings, hint: str | None
+) -> None:
+    _, body = _identify_page_after(app, settings, hint)
+    assert 'value=""' in _user_id_box(body)
+    assert "<script>alert" not in body and "onfocus" not in body

@@ -14,6 +14,7 @@ from flask import Flask
 
 from provider import create_app
 from provider.config import Settings
+from provider.date_input import form_fields
 from provider.guards.lockout import BASE_LOCK
 from provider.keycloak import KeycloakGateway
 from provider.services import Services
@@ -53,7 +54,7 @@ def _at_birth_date(
 
 
 def _date(browser: RecoveryClient, day: date) -> tuple[int, str, str | None]:
-    answer = browser.post("birth-date", {"date_of_birth": day.isoformat()})
+    answer = browser.post("birth-date", form_fields(day))
     return answer.status_code, answer.get_data(as_text=True), answer.headers.get("Location")
 
 
@@ -82,7 +83,7 @@ def test_wrong_dates_and_wrong_codes_are_one_counter(
     assert (status, NOT_IT in body) == (400, True)
     status, body, _ = _date(browser, date(2006, 3, 2))  # the fifth: recovery locks
     assert (status, NOT_IT in body) == (400, True)
-    answer = browser.post("birth-date", {"date_of_birth": BIRTH_DATE.isoformat()})
+    answer = browser.post("birth-date", form_fields(BIRTH_DATE))
     assert answer.status_code == 429 and LOCKED in answer.get_data(as_text=True)
     assert 0 < int(answer.headers["Retry-After"]) <= BASE_LOCK.total_seconds()
 
@@ -99,7 +100,7 @@ def test_proving_the_code_again_in_a_new_flow_does_not_wipe_out_wrong_dates(
     second = _at_birth_date(asking_app, inbox, services, recoverable, recoverable.email)
     status, body, _ = _date(second, date(2006, 3, 5))
     assert (status, NOT_IT in body) == (400, True)
-    answer = second.post("birth-date", {"date_of_birth": BIRTH_DATE.isoformat()})
+    answer = second.post("birth-date", form_fields(BIRTH_DATE))
     assert answer.status_code == 429 and LOCKED in answer.get_data(as_text=True)
     actions = [action for action, _ in accounts.audit_of(services, recoverable.user_id)]
     assert actions.count("recovery.birth_date_failed") == 5

@@ -10,6 +10,7 @@ from datetime import date
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from provider.date_input import form_fields
 from tests.support.inbox import Inbox
 
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
@@ -49,7 +50,7 @@ class FlowClient:
         data = {
             "user_id": who.user_id,
             "activation_code": who.code,
-            "date_of_birth": who.date_of_birth.isoformat(),
+            **form_fields(who.date_of_birth),
             "id_last4": who.id_last4,
             **overrides,
         }

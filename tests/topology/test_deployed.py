@@ -12,12 +12,14 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from datetime import date
 
 import pytest
 import requests
 from devstack.stack import Stack
 from devstack.student_walk import Student, StudentBrowser, https_session
 
+from provider.date_input import form_fields
 from tests.support.keycloak_login import post_login_form
 from tests.support.realm_changes import RealmChanges
 from tests.support.staff import STAFF_PASSWORD
@@ -119,7 +121,7 @@ def _identify_attempt(student: StudentBrowser, **headers: str) -> int:
             "csrf_token": token.group(1),
             "user_id": f"n{secrets.token_hex(3)}",  # unknown IDs: no per-ID lockout in play
             "activation_code": "WRONG-CODE",
-            "date_of_birth": "2006-01-01",
+            **form_fields(date(2006, 1, 1)),
             "id_last4": "0000",
         },
         **headers,

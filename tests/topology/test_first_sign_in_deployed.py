@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Playwright, expect
 from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.browser.sso import enter_username
 from tests.browser.test_activation_in_chromium import prove_contacts
+from tests.support.date_boxes import type_date_of_birth
 from tests.support.shots import Shots
 from tests.topology.conftest import Accounts
 
@@ -76,7 +77,7 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
         shots.take(page, "identify-over-https")
         page.get_by_label("User ID").fill(who.user_id)
         page.get_by_label("Activation code").fill(who.code)
-        page.get_by_label("Date of birth").fill(who.date_of_birth.isoformat())
+        type_date_of_birth(page, who.date_of_birth)
         page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
         page.get_by_role("button", name="Continue").click()
         expect(page.locator(".caption")).to_have_text("Step 2 of 5")

@@ -17,15 +17,18 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf import FlaskForm
-from wtforms import DateField, StringField
+from wtforms import StringField
 from wtforms.validators import InputRequired, Length
 
 from provider.contact_input import mask_email, mask_phone
+from provider.date_input import DateOfBirthField
+from provider.flows.caller import activation_caller
 from provider.flows.state import ActivationData, OnRecord
 from provider.flows.step import Identified, Outcome, Stay, StepLimit, Visit
 from provider.flows.steps import identify_check as check
 from provider.guards import challenge, lockout
 from provider.limits import identify_limit
+from provider.proofing import normalize_user_id
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +44,7 @@ class IdentifyForm(FlaskForm):
         validators=[InputRequired(_l("Enter your activation code")), Length(max=64)],
         description=_l("From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR."),
     )
-    date_of_birth = DateField(
-        _l("Date of birth"),
-        validators=[InputRequired(_l("Enter your date of birth"))],
-        format="%Y-%m-%d",
-        description=_l("As on your ID or passport."),
-    )
-
-    def validate_date_of_birth(self, field: DateField) -> None:
-        # WTForms' own parse error says "Not a valid date value": say it plainly.
-        if field.errors or field.data is None:
-            field.errors = [_("Enter your date of birth as a real date, for example 14 03 2007")]
-
+    date_of_birth = DateOfBirthField()
     id_last4 = StringField(
         _l("Last 4 characters of your ID or passport number"),
         validators=[InputRequired(_l("Enter the last 4 characters of your ID")), Length(max=64)],
@@ -82,7 +74,9 @@ class IdentifyStep:
     limits = (StepLimit(identify_limit),)
 
     def show(self, visit: Visit) -> ResponseReturnValue:
-        return visit.page(form=IdentifyForm(), check=_remembered_check(visit, _now()))
+        form = IdentifyForm()
+        form.user_id.data = user_id_hint(visit)
+        return visit.page(form=form, check=_remembered_check(visit, _now()))
 
     def submit(self, visit: Visit) -> Outcome:
         form = IdentifyForm()
@@ -134,6 +128,16 @@ class IdentifyStep:
                 hints=[w for w in (who.first_name, who.last_name, who.email_local) if w],
             ),
         )
+
+
+def user_id_hint(visit: Visit) -> str | None:
+    """The user ID typed where the student came from (Keycloak's sign-in page), as a
+    pre-fill: only a value that can be a user ID, in its canonical form; it proves
+    nothing (the code, date and digits still do)."""
+    hint = activation_caller().user_id_hint()
+    if not hint:
+        return None
+    return normalize_user_id(hint[:64], visit.svc.settings.user_id_length)
 
 
 def _now() -> datetime:

@@ -11,10 +11,9 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
-from wtforms import DateField
-from wtforms.validators import InputRequired
 
 from provider import audit
+from provider.date_input import DateOfBirthField
 from provider.flows.step import Next, Outcome, Stay, Visit
 from provider.keyed_hash import Purpose
 from provider.proofing import normalize_date_of_birth
@@ -25,16 +24,7 @@ from provider.storage.models import Student
 
 
 class BirthDateForm(FlaskForm):
-    date_of_birth = DateField(
-        _l("Date of birth"),
-        validators=[InputRequired(_l("Enter your date of birth"))],
-        format="%Y-%m-%d",
-        description=_l("As on your ID or passport."),
-    )
-
-    def validate_date_of_birth(self, field: DateField) -> None:
-        if field.errors or field.data is None:
-            field.errors = [_("Enter your date of birth as a real date, for example 14 03 2007")]
+    date_of_birth = DateOfBirthField()
 
 
 class BirthDateStep:
@@ -79,7 +69,7 @@ class BirthDateStep:
                     user_id,
                     until=lock.until.isoformat(timespec="seconds"),
                 )
-            form.date_of_birth.errors = [_("That date of birth does not match our records.")]
+            form.date_of_birth.refuse(_("That date of birth does not match our records."))
             return Stay(visit.page(400, form=form))
         counters.succeeded(svc, data, now)
         data.birth_date_proven = True
