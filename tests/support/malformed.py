@@ -1,0 +1,145 @@
+"""Posts no page of ours sends: a file in a text field, a field twice, a body that is not a
+form, bytes that are not UTF-8. Each is a set of keyword arguments for a Flask test
+client's `post` (or `requests.post`, through `as_requests`), carrying the CSRF token in
+the `X-CSRFToken` header as well, so that the post reaches the form handling even where
+its body cannot be read.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+from werkzeug.datastructures import FileStorage
+
+# The size the service takes in one request (provider/__init__.py, MAX_REQUEST_BYTES).
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Post:
+    """One malformed post: `body` (bytes) with `content_type`, or `data` for the client to
+    encode (a dict whose values may be files or lists)."""
+
+    name: str
+    content_type: str | None = None
+    body: bytes | None = None
+    data: Mapping[str, Any] | None = None
+
+    def for_client(self, token: str) -> dict[str, Any]:
+        headers = {"X-CSRFToken": token}
+        if self.data is not None:
+            return {"data": dict(self.data), "headers": headers}
+        return {"data": self.body, "content_type": self.content_type, "headers": headers}
+
+
+def urlencoded(pairs: list[tuple[str, str]]) -> bytes:
+    return "&".join(f"{quote(k)}={quote(v)}" for k, v in pairs).encode()
+
+
+def multipart(parts: list[tuple[bytes, bytes]], boundary: bytes = b"b0undary") -> bytes:
+    """A multipart body from (raw name, raw value) parts, bytes as given."""
+    out = b""
+    for name, value in parts:
+        out += b"--" + boundary + b"\r\n"
+        out += b'Content-Disposition: form-data; name="' + name + b'"\r\n\r\n'
+        out += value + b"\r\n"
+    return out + b"--" + boundary + b"--\r\n"
+
+
+def as_file(text: str) -> FileStorage:
+    return FileStorage(io.BytesIO(text.encode()), filename="field.txt")
+
+
+def malformed_posts(fields: Mapping[str, str], token: str, text_field: str) -> list[Post]:
+    """Each malformed post of a form whose valid fields are `fields` (its CSRF token
+    `token` included in each body too); `text_field` is the text field abused."""
+    form = {"csrf_token": token, **fields}
+    pairs = list(form.items())
+    value = fields[text_field]
+    return [
+        Post("file in a text field", data={**form, text_field: as_file(value)}),
+        Post(
+            "a file beside the fields",
+            data={**form, "extra": as_file("x")},
+        ),
+        Post("a field twice", data={**form, text_field: [value, value + "x"]}),
+        Post(
+            "the CSRF token twice",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded([*pairs, ("csrf_token", token)]),
+        ),
+        Post("text/plain", content_type="text/plain", body=urlencoded(pairs)),
+        Post("JSON", content_type="application/json", body=json.dumps(form).encode()),
+        Post(
+            "JSON with a number",
+            content_type="application/json",
+            body=json.dumps({**form, text_field: 12345}).encode(),
+        ),
+        Post("no content type", content_type="", body=urlencoded(pairs)),
+        Post(
+            "multipart without a boundary",
+            content_type="multipart/form-data",
+            body=multipart([(k.encode(), v.encode()) for k, v in pairs]),
+        ),
+        Post(
+            "garbage multipart",
+            content_type="multipart/form-data; boundary=b0undary",
+            body=b"--b0undary\r\nnot a header\r\n\r\n\xff\xfe--b0und",
+        ),
+        Post(
+            "raw invalid UTF-8 value",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded(pairs) + b"&" + text_field.encode() + b"=\xff\xfe",
+        ),
+        Post(
+            "percent-encoded invalid UTF-8 value",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded([(k, v) for k, v in pairs if k != text_field])
+            + f"&{text_field}=%FF%FE".encode(),
+        ),
+        Post(
+            "percent-encoded invalid UTF-8 name",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded(pairs) + b"&%C3%28=1",
+        ),
+        Post(
+            "multipart invalid UTF-8 value",
+            content_type="multipart/form-data; boundary=b0undary",
+            body=multipart(
+                [(k.encode(), v.encode()) for k, v in pairs if k != text_field]
+                + [(text_field.encode(), b"\xff\xfe")]
+            ),
+        ),
+        Post(
+            "multipart invalid UTF-8 name",
+            content_type="multipart/form-data; boundary=b0undary",
+            body=multipart([(k.encode(), v.encode()) for k, v in pairs] + [(b"\xff", b"1")]),
+        ),
+        Post(
+            "a NUL character",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded([(k, v + "\x00" if k == text_field else v) for k, v in pairs]),
+        ),
+        Post(
+            "a huge field (under the request size)",
+            content_type="application/x-www-form-urlencoded",
+            body=urlencoded([(k, v) for k, v in pairs if k != text_field])
+            + f"&{text_field}=".encode()
+            + b"a" * (MAX_REQUEST_BYTES - 2048),
+        ),
+    ]
+
+
+def oversized(fields: Mapping[str, str], token: str, text_field: str) -> Post:
+    """Over the request size: 413 is the answer."""
+    pairs = [("csrf_token", token), *fields.items()]
+    return Post(
+        "over the request size",
+        content_type="application/x-www-form-urlencoded",
+        body=urlencoded(pairs) + f"&{text_field}=".encode() + b"a" * MAX_REQUEST_BYTES,
+    )
