@@ -82,7 +82,9 @@ def test_identify_names_why_a_malformed_post_was_refused(
     assert REFUSED in response.get_data(as_text=True)
 
 
-def test_identify_over_the_request_size_is_413(browser: StepClient, student: StudentDetails) -> None:
+def test_identify_over_the_request_size_is_413(
+    browser: StepClient, student: StudentDetails
+) -> None:
     post = oversized(_identify_fields(student), browser.token, "user_id")
     response = browser.client.post("/activate/identify", **post.for_client(browser.token))
     assert response.status_code == 413
