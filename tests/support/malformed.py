@@ -143,3 +143,111 @@ def oversized(fields: Mapping[str, str], token: str, text_field: str) -> Post:
         content_type="application/x-www-form-urlencoded",
         body=urlencoded(pairs) + f"&{text_field}=".encode() + b"a" * MAX_REQUEST_BYTES,
     )
+
+
+# -- arbitrary posts, for the property-based tests ------------------------------------
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file part (a filename is what makes a multipart part a file)."""
+
+    content: bytes
+
+
+FieldValue = str | bytes | Upload  # bytes: sent as they are (maybe not UTF-8)
+
+
+@dataclass(frozen=True)
+class ArbitraryPost:
+    """A post as a fuzzer draws it; `body()` makes its bytes with the page's CSRF token.
+
+    `encoding`: "urlencoded" or "multipart" (the fields encoded so), or a content type
+    sent as it is with the fields urlencoded (text/plain, JSON, nothing, garbage) or with
+    `raw` as the whole body."""
+
+    fields: tuple[tuple[str | bytes, FieldValue], ...]
+    encoding: str
+    token_in_body: bool
+    raw: bytes | None = None
+
+    def body(self, token: str) -> tuple[bytes, str]:
+        fields = (("csrf_token", token), *self.fields) if self.token_in_body else self.fields
+        if self.encoding == "multipart":
+            return _multipart(fields), "multipart/form-data; boundary=fuzzB0undary"
+        content_type = (
+            "application/x-www-form-urlencoded" if self.encoding == "urlencoded" else self.encoding
+        )
+        if self.raw is not None:
+            return self.raw, content_type
+        return _urlencoded(fields), content_type
+
+
+def _raw(text: str | bytes) -> bytes:
+    return text if isinstance(text, bytes) else text.encode()
+
+
+def _urlencoded(fields: tuple[tuple[str | bytes, FieldValue], ...]) -> bytes:
+    def one(value: FieldValue) -> bytes:
+        if isinstance(value, Upload):
+            return quote(value.content).encode()
+        if isinstance(value, bytes):
+            return value  # as it is: raw bytes in the body
+        return quote(value).encode()
+
+    return b"&".join(quote(_raw(name)).encode() + b"=" + one(value) for name, value in fields)
+
+
+def _multipart(fields: tuple[tuple[str | bytes, FieldValue], ...]) -> bytes:
+    out = b""
+    for name, value in fields:
+        out += b'--fuzzB0undary\r\nContent-Disposition: form-data; name="' + _raw(name) + b'"'
+        if isinstance(value, Upload):
+            out += b'; filename="f.txt"\r\nContent-Type: text/plain\r\n\r\n' + value.content
+        else:
+            out += b"\r\n\r\n" + _raw(value)
+        out += b"\r\n"
+    return out + b"--fuzzB0undary--\r\n"
+
+
+def arbitrary_posts(real_names: list[str], plausible: list[str]) -> Any:
+    """A Hypothesis strategy of `ArbitraryPost`s: field names drawn from the form's own
+    and any text or bytes; values plausible for the form, any text, bytes, files, and
+    huge ones; fields repeated as the draw falls; any encoding or content type."""
+    from hypothesis import strategies as st
+
+    names = st.one_of(
+        st.sampled_from(real_names), st.text(max_size=12), st.binary(min_size=1, max_size=6)
+    )
+    values = st.one_of(
+        st.sampled_from(plausible),
+        st.text(max_size=40),
+        st.binary(max_size=16),
+        st.builds(Upload, st.binary(max_size=32)),
+        st.sampled_from(["a" * 300, "7" * 5000, "x" * (MAX_REQUEST_BYTES - 4096)]),
+    )
+    encodings = st.one_of(
+        st.sampled_from(
+            [
+                "urlencoded",
+                "urlencoded",
+                "multipart",
+                "multipart",
+                "text/plain",
+                "application/json",
+                "",
+                "multipart/form-data",
+                "multipart/form-data; boundary=fuzzB0undary",
+                "application/x-www-form-urlencoded; charset=latin-1",
+            ]
+        ),
+        # Printable ASCII: what any HTTP client can put in a header.
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    )
+    return st.builds(
+        ArbitraryPost,
+        fields=st.lists(st.tuples(names, values), max_size=8).map(tuple),
+        encoding=encodings,
+        token_in_body=st.booleans(),
+        raw=st.one_of(st.none(), st.binary(max_size=200), st.just(b'{"csrf_token": 1}')),
+    )
