@@ -121,8 +121,8 @@ def refusal() -> str | None:
 
 def message() -> str:
     return _(
-        "We could not read the form that was sent. Fill it in again on this page and "
-        "send it from here."
+        "We could not read the form that was sent. Nothing was changed. "
+        "Fill it in and send it again."
     )
 
 
