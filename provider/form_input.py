@@ -136,6 +136,8 @@ def why_malformed(req: Request, *, files_allowed: bool = False) -> str | None:
     if req.files and not files_allowed:
         return "file"
     for name, values in form.lists():
+        if not isinstance(name, str):  # a multipart part whose name werkzeug could not read
+            return "unnamed"
         if len(values) > 1:
             return "repeated"
         for text in (name, *values):

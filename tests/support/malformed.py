@@ -121,6 +121,11 @@ def malformed_posts(fields: Mapping[str, str], token: str, text_field: str) -> l
             body=multipart([(k.encode(), v.encode()) for k, v in pairs] + [(b"\xff", b"1")]),
         ),
         Post(
+            "multipart part without a readable name",
+            content_type="multipart/form-data; boundary=b0undary",
+            body=multipart([(k.encode(), v.encode()) for k, v in pairs] + [(b"\\", b"")]),
+        ),
+        Post(
             "a NUL character",
             content_type="application/x-www-form-urlencoded",
             body=urlencoded([(k, v + "\x00" if k == text_field else v) for k, v in pairs]),
@@ -244,10 +249,29 @@ def arbitrary_posts(real_names: list[str], plausible: list[str]) -> Any:
         # Printable ASCII: what any HTTP client can put in a header.
         st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
     )
-    return st.builds(
+    anything = st.builds(
         ArbitraryPost,
         fields=st.lists(st.tuples(names, values), max_size=8).map(tuple),
         encoding=encodings,
         token_in_body=st.booleans(),
         raw=st.one_of(st.none(), st.binary(max_size=200), st.just(b'{"csrf_token": 1}')),
     )
+    # As often: a form as a browser sends it (each name once, text any browser can send),
+    # so that half the draws get past the refusal of malformed posts to the form itself.
+    typed = st.text(st.characters(blacklist_categories=("Cc", "Cs")), max_size=40)
+    well_formed = st.builds(
+        ArbitraryPost,
+        fields=st.lists(
+            st.tuples(
+                st.one_of(st.sampled_from(real_names), typed),
+                st.one_of(
+                    st.sampled_from(plausible), typed, st.sampled_from(["a" * 300, "7" * 5000])
+                ),
+            ),
+            max_size=8,
+            unique_by=lambda field: field[0],
+        ).map(tuple),
+        encoding=st.sampled_from(["urlencoded", "multipart"]),
+        token_in_body=st.just(True),
+    )
+    return st.one_of(well_formed, anything)
