@@ -13,6 +13,14 @@ a plain form is refused with 400. A step of a flow answers with its own page aga
 (`refusal()`, read by the runner); any other form's route gets the error page here.
 Nothing a refused post carried is read, counted or stored.
 
+Identify's guarantees hold for a refused post. It is not a failed try: it is refused
+before the check reads anything (no lookup, no HMAC, no `lockout.begin_attempt`), so it
+tested no guess and there is nothing to count; counting it would instead let anyone lock
+an ID with posts that prove nothing, under a user ID read from a body we could not read.
+It needs no time floor either: the floor hides which detail of a real check failed, and
+a refusal is decided by the request's own bytes alone, the same for every account (as an
+empty field's 400 is). The per-address limit still spends on it like on any post.
+
 Routes that take a file (none today) say so with `@takes_files`.
 """
 
