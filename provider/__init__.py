@@ -12,7 +12,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
-from provider import i18n, limits, security_headers
+from provider import form_input, i18n, limits, security_headers
 from provider.config import Settings, load_settings
 from provider.csrf import OriginCheckedCSRF
 from provider.flows import runner as flow_runner
@@ -69,6 +69,8 @@ def create_app(
     app.jinja_env.add_extension("jinja2.ext.do")
     i18n.install(app)
     csrf = OriginCheckedCSRF(app)
+    # After CSRF's check; OAuth's back channel answers its own errors (in JSON).
+    form_input.install(app, own_body_blueprints=(oidc_views.bp.name,))
     limits.install(app, settings)
     security_headers.install(app)
 

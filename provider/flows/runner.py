@@ -23,6 +23,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     request,
     session,
@@ -31,7 +32,7 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 
-from provider import audit
+from provider import audit, form_input
 from provider.flows.caller import Caller, NoCaller
 from provider.flows.engine import D, FlowConflict, FlowEngine, FlowState
 from provider.flows.step import (
@@ -96,7 +97,9 @@ class FlowRoutes(Generic[D]):
         self.bp = Blueprint(definition.name, __name__, url_prefix=definition.prefix)
         self.bp.get("/")(self.start)
         self.bp.post("/restart")(self.restart)
-        self.bp.route("/<name>", methods=["GET", "POST"])(self._step_limits(self.step))
+        self.bp.route("/<name>", methods=["GET", "POST"])(
+            form_input.answers_malformed_posts(self._step_limits(self.step))
+        )
         self.bp.after_app_request(self._set_cookie)
 
     def engine(self) -> FlowEngine[D]:
@@ -234,11 +237,22 @@ class FlowRoutes(Generic[D]):
         if request.method != "POST":  # GET, and HEAD (which Flask-WTF does not CSRF-check)
             self.engine().touch(state)
             return visit.step.show(visit)
+        if form_input.refusal() is not None:
+            return self._refused(visit)
         try:
             outcome = visit.step.submit(visit)
         except FlowConflict:  # a parallel request changed the flow first: look again
             return self.to_current(self.engine().load_or_start(state.flow_id))
         return self._follow(visit, outcome)
+
+    def _refused(self, visit: Visit[D]) -> ResponseReturnValue:
+        """A post no page of ours sends (provider/form_input.py): the step's page again,
+        400, and nothing it carried read. Not a try of anything: see form_input."""
+        flash(form_input.message())
+        response = make_response(visit.step.show(visit))
+        if response.status_code == 200:
+            response.status_code = 400
+        return response
 
     def _follow(self, visit: Visit[D], outcome: Outcome[D]) -> ResponseReturnValue:
         state = visit.state
