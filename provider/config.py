@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provider.secret_strength import refusal
 
@@ -103,6 +104,8 @@ class Settings:
     recovery_contact_limit: str = "1 per minute;4 per hour"
     # Recovery asks the date of birth too, after the code (a second proof).
     recovery_asks_birth_date: bool = False
+    # The university's clock (IANA name): the help desk reads times on it, as students do.
+    time_zone: str = "Asia/Macau"
 
 
 def _require(env: Mapping[str, str], name: str, hint: str) -> str:
@@ -235,7 +238,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         recovery_asks_birth_date=env.get("UMPASS_RECOVERY_ASKS_BIRTH_DATE", "").strip().lower()
         in ("1", "true", "yes", "on"),
+        time_zone=_time_zone(env),
     )
+
+
+def _time_zone(env: Mapping[str, str]) -> str:
+    name = env.get("UMPASS_TIME_ZONE", "").strip() or "Asia/Macau"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"UMPASS_TIME_ZONE={name!r} is not a time zone: use an IANA name, e.g. Asia/Macau"
+        ) from None
+    return name
 
 
 # Secrets checked in production, besides the two keys above (each only when set).
