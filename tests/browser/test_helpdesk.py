@@ -281,8 +281,10 @@ def test_roles_are_checked_on_every_route(
     context, page = _signed_in(browser, live_url, helpdesk_staff)
     for route in ("/helpdesk/funnel", "/helpdesk/funnel.csv", "/helpdesk/audit.csv"):
         assert page.request.get(live_url + route).status == 403
-    refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code")
-    assert refused.status == 400
+    # CSRF on both of the new code's posts: the question's and the answer's.
+    for form in ({}, {"confirm": "yes"}):
+        refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code", form=form)
+        assert refused.status == 400
     missing = f"zz{secrets.token_hex(3)[:5]}"
     assert page.request.get(f"{live_url}/helpdesk/students/{missing}").status == 404
     context.close()
