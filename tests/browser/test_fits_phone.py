@@ -38,7 +38,7 @@ from provider.oidc import handoff
 from provider.oidc.server import Subject
 from provider.recovery.flow import COOKIE as RECOVERY_COOKIE
 from provider.services import Services
-from tests.browser.page_states import KEYCLOAK_LOCALE, LANGUAGES
+from tests.browser.page_states import KEYCLOAK_LOCALE, LANGUAGES, keycloak_text
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
@@ -63,9 +63,13 @@ class Phone:
         self.page, self.language, self.shots = page, language, shots
         self.widths: dict[str, int] = {}
 
-    def measure(self, name: str, *, keycloak: bool = False) -> None:
+    def measure(self, name: str, *, keycloak: bool = False, says: str = "") -> None:
+        """`says`: a text that tells this page from the others (what they all share, the
+        language, is checked anyway)."""
         page = self.page
         expect(page.locator("h1")).to_be_visible()
+        if says:
+            expect(page.locator("body")).to_contain_text(says)
         lang = KEYCLOAK_LOCALE[self.language] if keycloak else HTML_LANG[self.language]
         expect(page.locator("html")).to_have_attribute("lang", lang)
         width, window = page.evaluate(WIDTHS)
@@ -317,6 +321,10 @@ def test_keycloak_pages(
     phone = phone_for(language)
     page = phone.page
     locale = KEYCLOAK_LOCALE[language]
+
+    def text(key: str) -> str:
+        return keycloak_text(keycloak_server.url, realm.name, locale, key)
+
     realm_url = f"{keycloak_server.url}/realms/{realm.name}"
     params, _verifier = authorization_request("umpass-demo", demo_callback())
     sign_in = f"{realm_url}/protocol/openid-connect/auth?" + urlencode(
@@ -351,16 +359,17 @@ def test_keycloak_pages(
     # A pending student sent to the service, who goes back to sign-in unactivated.
     pending = enrol_student(services, "p")
     page.goto(sign_in)
-    with page.expect_request(re.compile(re.escape(live_url) + r"/oidc/authorize\?")) as sent:
-        enter_username(page, pending.user_id)
-    expect(page.locator(".return-to-sign-in button")).to_be_visible()
-    page.locator(".return-to-sign-in button").click()
-    page.locator("main a.button").click()
+    enter_username(page, pending.user_id)
+    page.locator(".return-to-sign-in button").click()  # moves on to Keycloak by itself
     expect(page).to_have_url(re.compile(re.escape(realm_url) + r"/broker/"))
-    phone.measure("pending-turned-back", keycloak=True)
+    phone.measure("pending-turned-back", keycloak=True, says=text("umpassActivationUnavailable"))
 
     # The realm's broker flows refusing an assertion (the service made to name a staff
     # account): Keycloak's deny page.
+    page.goto(sign_in)
+    with page.expect_request(re.compile(re.escape(live_url) + r"/oidc/authorize\?")) as sent:
+        enter_username(page, pending.user_id)
+    expect(page.locator(".return-to-sign-in button")).to_be_visible()
     authorize = {k: v[0] for k, v in parse_qs(urlparse(sent.value.url).query).items()}
     staff = realm_changes.add_staff()
     with app.test_request_context():
@@ -368,11 +377,12 @@ def test_keycloak_pages(
     found = re.search(r'content="0;url=([^"]+)"', str(answer))
     assert found is not None
     page.goto(html.unescape(found.group(1)))
-    expect(page).to_have_url(re.compile(re.escape(realm_url) + r"/broker/"))
-    phone.measure("broker-refused", keycloak=True)
+    phone.measure(
+        "broker-refused", keycloak=True, says=text("identityProviderUnexpectedErrorMessage")
+    )
 
     page.goto(f"{realm_url}/login-actions/reset-credentials?client_id=umpass-demo")
-    phone.measure("reset-refused", keycloak=True)
+    phone.measure("reset-refused", keycloak=True, says=text("resetCredentialNotAllowedMessage"))
     bad = {**params, "redirect_uri": "https://attacker.example/cb", "ui_locales": locale}
     page.goto(f"{realm_url}/protocol/openid-connect/auth?{urlencode(bad)}")
     phone.measure("invalid-request", keycloak=True)
