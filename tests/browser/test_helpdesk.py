@@ -70,7 +70,9 @@ def shots(shots_in: Callable[[str], Shots]) -> Shots:
 
 def _codes_of(services: Services, user_id: str) -> int:
     with services.sessions() as db:
-        return len(db.scalars(select(ActivationCode).where(ActivationCode.user_id == user_id)).all())
+        return len(
+            db.scalars(select(ActivationCode).where(ActivationCode.user_id == user_id)).all()
+        )
 
 
 def test_help_desk_reissues_a_code_shown_once_that_works(
