@@ -62,6 +62,21 @@ ACTIONS: dict[str, LazyString] = {
     "helpdesk.lockout_cleared": _l("Help desk cleared the lockouts"),
 }
 
+# The account's state and a code's status, as the student's page shows them.
+STATES: dict[str, LazyString] = {
+    "pending": _l("pending"),
+    "active": _l("active"),
+    "usable": _l("usable"),
+    "used": _l("used"),
+    "revoked": _l("revoked"),
+    "expired": _l("expired"),
+}
+
+
+def state(name: str | None) -> str:
+    return str(STATES[name]) if name in STATES else (name or "")
+
+
 # Detail values that are names: channels and the reasons the service records.
 VALUES: dict[str, LazyString] = {
     "email": _l("by email"),

@@ -62,6 +62,7 @@ def console_context() -> dict[str, object]:
         # Times on the university's clock, and that clock's name beside them.
         "local_time": lambda at, pattern="yyyy-MM-dd HH:mm": plain.local(at, tz, pattern),
         "zone_name": plain.zone_name(tz),
+        "state_word": plain.state,
     }
 
 
