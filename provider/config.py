@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from provider.secret_strength import refusal
 
@@ -111,6 +112,8 @@ class Settings:
     # Contacts kept from the Registry must be proven by a code too (off: only a new or
     # changed contact needs one, as the FAQ says; a kept one stays unverified unless proven).
     require_proof_of_kept_contacts: bool = False
+    # The university's clock (IANA name): the help desk reads times on it, as students do.
+    time_zone: str = "Asia/Macau"
 
 
 # UMPASS_DEV_RELAXED_LIMITS: a developer walking the flow again and again from 127.0.0.1.
@@ -267,6 +270,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         relaxed_limits=relaxed,
         dev_mail_dir=env.get("UMPASS_DEV_MAIL_DIR", "").strip() or "var/mail",
         require_proof_of_kept_contacts=_switch(env, "UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS"),
+        time_zone=_time_zone(env),
     )
 
 
@@ -284,6 +288,17 @@ def _relaxed_limits(env: Mapping[str, str], *, development: bool) -> bool:
             "remove it; production keeps every request limit"
         )
     return True
+
+
+def _time_zone(env: Mapping[str, str]) -> str:
+    name = env.get("UMPASS_TIME_ZONE", "").strip() or "Asia/Macau"
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"UMPASS_TIME_ZONE={name!r} is not a time zone: use an IANA name, e.g. Asia/Macau"
+        ) from None
+    return name
 
 
 # Secrets checked in production, besides the two keys above (each only when set).

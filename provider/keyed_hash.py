@@ -28,6 +28,8 @@ class Purpose(StrEnum):
     # Keys, not hashes: the proof-of-work challenge's signature and its solution's.
     CHALLENGE_SIGNATURE = "challenge-signature"
     CHALLENGE_SOLUTION = "challenge-solution"
+    # A key, not a hash: seals a new activation code on its way to being shown once.
+    CODE_DISPLAY = "code-display"
 
 
 class KeyedHasher:

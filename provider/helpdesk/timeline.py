@@ -1,18 +1,23 @@
 """A student's audit events in plain words, for the help desk's timeline.
 
-One mapping from audit action to a translated sentence, and one from the few detail
-values that are codes (a channel, a reason) to words. The details never hold a secret
-(see `provider.audit`); an action or value not listed here is shown as it is, so a new
-event is never hidden, only plainer once it is listed. The CSV export keeps the raw
-names (`student.describe`): it is read by programs and by people who grep.
+One mapping from audit action to a translated sentence, one from the few detail values
+that are codes (a channel, a reason) to words, and who acted in words too. Times are in
+the university's time zone (`UMPASS_TIME_ZONE`), the one the student and the desk live
+in, never UTC. The details never hold a secret (see `provider.audit`); an action or value
+not listed here is shown as it is, so a new event is never hidden, only plainer once it
+is listed. The CSV export keeps the raw names and UTC (`student.describe`): it is read by
+programs and by people who grep.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from babel.dates import format_datetime, get_timezone_location
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel.speaklater import LazyString
@@ -30,9 +35,11 @@ ACTIONS: dict[str, LazyString] = {
     "identify.failed": _l("Activation: the details did not match"),
     audit.LOCK_STARTED: _l("Activation: locked after wrong details"),
     "identify.locked": _l("Activation: tried while locked"),
+    "step.policies": _l("Activation: shown the policies"),
     "step.contacts": _l("Activation: accepted the policies"),
     "step.password": _l("Activation: confirmed the contacts"),
     "contacts.send_refused": _l("Activation: a contact code was not sent"),
+    "step.done": _l("Activation: chose a password"),
     "account.activated": _l("Account activated"),
     "flow.restarted": _l("Activation started again"),
     "sign_in.asserted": _l("Sent back to sign-in, signed in"),
@@ -42,6 +49,7 @@ ACTIONS: dict[str, LazyString] = {
     "recovery.birth_date_failed": _l("Recovery: the date of birth did not match"),
     "recovery.locked": _l("Recovery: locked after wrong tries"),
     "recovery.code_proven": _l("Recovery: the code was right"),
+    "recovery.step.code": _l("Recovery: asked for the code"),
     "recovery.step.birth-date": _l("Recovery: asked for the date of birth"),
     "recovery.step.choose": _l("Recovery: offered to unlock or set a new password"),
     "recovery.step.new-password": _l("Recovery: chose a new password"),
@@ -53,6 +61,21 @@ ACTIONS: dict[str, LazyString] = {
     "helpdesk.code_reissued": _l("Help desk issued a new activation code"),
     "helpdesk.lockout_cleared": _l("Help desk cleared the lockouts"),
 }
+
+# The account's state and a code's status, as the student's page shows them.
+STATES: dict[str, LazyString] = {
+    "pending": _l("pending"),
+    "active": _l("active"),
+    "usable": _l("usable"),
+    "used": _l("used"),
+    "revoked": _l("revoked"),
+    "expired": _l("expired"),
+}
+
+
+def state(name: str | None) -> str:
+    return str(STATES[name]) if name in STATES else (name or "")
+
 
 # Detail values that are names: channels and the reasons the service records.
 VALUES: dict[str, LazyString] = {
@@ -76,20 +99,36 @@ VALUES: dict[str, LazyString] = {
 }
 
 
-def _when(value: Any) -> str:
+def zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def zone_name(tz: tzinfo) -> str:
+    """The zone as people say it, in the page's language, and its IANA name:
+    "Macao SAR China Time (Asia/Macau)"."""
+    return f"{get_timezone_location(tz, locale=get_locale())} ({tz})"
+
+
+def local(at: datetime, tz: tzinfo, pattern: str = "yyyy-MM-dd HH:mm") -> str:
+    """`at` (aware, or naive UTC as the database keeps it) on the wall clock of `tz`."""
+    return format_datetime(at, pattern, tzinfo=tz, locale=get_locale())
+
+
+def _when(value: Any, tz: tzinfo) -> str:
     try:
-        return datetime.fromisoformat(str(value)).strftime("%Y-%m-%d %H:%M UTC")
+        return local(datetime.fromisoformat(str(value)), tz)
     except ValueError:
         return str(value)
 
 
 # Detail keys whose value reads better inside a sentence.
-KEYS: dict[str, Callable[[Any], str]] = {
-    "until": lambda v: _("until %(time)s", time=_when(v)),
-    "expires_at": lambda v: _("expires %(time)s", time=_when(v)),
-    "in_a_row": lambda v: _("lock %(n)s in a row", n=v),
-    "intake": lambda v: _("intake %(name)s", name=v),
-    "recovered": lambda v: _("finishing what an earlier try began"),
+KEYS: dict[str, Callable[[Any, tzinfo], str]] = {
+    "until": lambda v, tz: _("until %(time)s", time=_when(v, tz)),
+    "expires_at": lambda v, tz: _("expires %(time)s", time=_when(v, tz)),
+    "in_a_row": lambda v, tz: _("lock %(n)s in a row", n=v),
+    "intake": lambda v, tz: _("intake %(name)s", name=v),
+    "recovered": lambda v, tz: _("finishing what an earlier try began"),
+    "count": lambda v, tz: _("%(n)s revoked", n=v),
 }
 # Details that say only "as usual": left out.
 SILENT: dict[str, Any] = {"reason": "ok", "recovered": False}
@@ -99,13 +138,24 @@ def what(action: str) -> str:
     return str(ACTIONS[action]) if action in ACTIONS else action
 
 
-def details(detail: dict[str, Any] | None) -> str:
+def who(actor: str) -> str:
+    """The actor in words: the student, the service itself, or the staff member by name."""
+    if actor == audit.STUDENT:
+        return _("The student")
+    if actor == audit.SYSTEM:
+        return _("The service")
+    if actor.startswith("staff:"):
+        return _("Help desk: %(name)s", name=actor.removeprefix("staff:"))
+    return actor
+
+
+def details(detail: dict[str, Any] | None, tz: tzinfo) -> str:
     words = []
     for key, value in sorted((detail or {}).items()):
         if key in SILENT and value == SILENT[key]:
             continue
         if key in KEYS:
-            words.append(KEYS[key](value))
+            words.append(KEYS[key](value, tz))
         elif isinstance(value, str) and value in VALUES:
             words.append(str(VALUES[value]))
         else:
@@ -113,21 +163,24 @@ def details(detail: dict[str, Any] | None) -> str:
     return "; ".join(words)
 
 
-def row(at: datetime, actor: str, action: str, detail: dict[str, Any] | None) -> dict[str, str]:
-    """One line of the timeline: when, who, what happened, and its details."""
+def row(
+    at: datetime, actor: str, action: str, detail: dict[str, Any] | None, tz: tzinfo
+) -> dict[str, str]:
+    """One line of the timeline: when (on the local clock), who, what happened, details."""
     return {
-        "at": at.strftime("%Y-%m-%d %H:%M:%S"),
+        "at": local(at, tz, "yyyy-MM-dd HH:mm:ss"),
         "actor": actor,
+        "who": who(actor),
         "action": action,
         "what": what(action),
-        "detail": details(detail),
+        "detail": details(detail, tz),
     }
 
 
-def lines(events: list[AuditEvent], enrolled: Student | None) -> list[dict[str, str]]:
+def lines(events: list[AuditEvent], enrolled: Student | None, tz: tzinfo) -> list[dict[str, str]]:
     """The timeline, newest first; its last line, when the Registry's data arrived."""
-    rows = [row(e.at, e.actor, e.action, e.detail) for e in events]
+    rows = [row(e.at, e.actor, e.action, e.detail, tz) for e in events]
     if enrolled is not None:
         intake = {"intake": enrolled.intake} if enrolled.intake else {}
-        rows.append(row(enrolled.created_at, audit.SYSTEM, IMPORTED, intake))
+        rows.append(row(enrolled.created_at, audit.SYSTEM, IMPORTED, intake, tz))
     return rows

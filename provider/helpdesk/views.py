@@ -17,6 +17,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from flask.typing import ResponseReturnValue
@@ -25,12 +26,14 @@ from flask_babel import gettext as _
 from sqlalchemy import select
 
 from provider import audit
+from provider.activation_codes import IssuedCode
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import recoveries as recovery_data
+from provider.helpdesk import shown_once
 from provider.helpdesk import student as students
+from provider.helpdesk import timeline as plain
 from provider.helpdesk.auth import ADMIN, HELPDESK, requires, staff
-from provider.helpdesk.timeline import lines as timeline_lines
 from provider.keycloak import STATE_PENDING
 from provider.proofing import normalize_user_id
 from provider.services import Services, services
@@ -52,7 +55,15 @@ def _me() -> str:
 @bp.context_processor
 def console_context() -> dict[str, object]:
     who = staff()
-    return {"staff": who, "is_admin": bool(who and ADMIN in who["roles"])}
+    tz = plain.zone(_svc().settings.time_zone)
+    return {
+        "staff": who,
+        "is_admin": bool(who and ADMIN in who["roles"]),
+        # Times on the university's clock, and that clock's name beside them.
+        "local_time": lambda at, pattern="yyyy-MM-dd HH:mm": plain.local(at, tz, pattern),
+        "zone_name": plain.zone_name(tz),
+        "state_word": plain.state,
+    }
 
 
 @bp.get("/signed-out")
@@ -75,14 +86,18 @@ def home() -> ResponseReturnValue:
 
 @bp.get("/students/<user_id>")
 @requires(HELPDESK, ADMIN)
-def student(user_id: str, new_code: object = None) -> ResponseReturnValue:
+def student(user_id: str) -> ResponseReturnValue:
+    return _student_page(user_id)
+
+
+def _student_page(user_id: str, new_code: IssuedCode | None = None) -> ResponseReturnValue:
     svc = _svc()
     view = students.look_up(svc, user_id)
     if view.enrolled is None:  # only students this service enrolled, never staff accounts
         audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.not_found", user_id)
         return render_template("helpdesk/not_found.html", user_id=user_id), 404
     audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
-    timeline = timeline_lines(view.events, view.enrolled)
+    timeline = plain.lines(view.events, view.enrolled, plain.zone(svc.settings.time_zone))
     response = render_template(
         "helpdesk/student.html", view=view, timeline=timeline, new_code=new_code
     )
@@ -121,13 +136,37 @@ def lockouts() -> ResponseReturnValue:
 @bp.post("/students/<user_id>/code")
 @requires(HELPDESK, ADMIN)
 def reissue_code(user_id: str) -> ResponseReturnValue:
+    """First a question (the current code will stop working), then, with confirm=yes, a
+    new code; its page is reached by redirect, so a reload never posts again."""
     view = _enrolled_or_404(user_id)
     if view.account is None or view.account.activation_state != STATE_PENDING:
         flash(_("This account is active already: it needs no activation code."))
-        return redirect(url_for("helpdesk.student", user_id=user_id))
+        return redirect(url_for("helpdesk.student", user_id=user_id), 303)
+    if request.form.get("confirm") != "yes":
+        page = render_template("helpdesk/confirm_code.html", view=view)
+        return page, 200, {"Cache-Control": "no-store"}
     issued = students.reissue(_svc(), user_id, _me())
-    # Shown once, on this response only (no-store): it is never stored or logged.
-    return student(user_id, new_code=issued)
+    session[shown_once.TICKET] = shown_once.seal(_svc(), issued)
+    return redirect(url_for("helpdesk.new_code", user_id=user_id), 303)
+
+
+@bp.get("/students/<user_id>/new-code")
+@requires(HELPDESK, ADMIN)
+def new_code(user_id: str) -> ResponseReturnValue:
+    """The code just issued, shown once (no-store); a reload shows the student's page."""
+    ticket = session.get(shown_once.TICKET)
+    if isinstance(ticket, dict) and ticket.get("user_id") == user_id:
+        session.pop(shown_once.TICKET)
+    issued = shown_once.take(_svc(), ticket, user_id)
+    if issued is None:
+        flash(
+            _(
+                "A new code is shown only once, just after it is issued. "
+                "Issue another if the student still needs one."
+            )
+        )
+        return redirect(url_for("helpdesk.student", user_id=user_id))
+    return _student_page(user_id, new_code=issued)
 
 
 @bp.post("/students/<user_id>/unlock")

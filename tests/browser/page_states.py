@@ -121,7 +121,10 @@ STUDENT = r"/helpdesk/students/\w+"
 HELPDESK = (
     PageState("helpdesk-home", r"/helpdesk/", "Find a student"),
     PageState("helpdesk-student", STUDENT, "", "Timeline"),
-    PageState("helpdesk-code-reissued", STUDENT + "/code", "", "New activation code"),
+    PageState(
+        "helpdesk-confirm-code", STUDENT + "/code", "Issue a new activation code to %(user_id)s?"
+    ),
+    PageState("helpdesk-code-reissued", STUDENT + "/new-code", "", "New activation code"),
     PageState("helpdesk-not-found", STUDENT, "No such student"),
     PageState("helpdesk-funnel", r"/helpdesk/funnel", "Activation funnel"),
     PageState("helpdesk-recoveries", r"/helpdesk/recoveries", "Recoveries per week"),

@@ -212,6 +212,8 @@ def test_helpdesk_pages(
     page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
     walk.check(page, "helpdesk-student", heading=who.user_id)
     page.locator("form[action$='/code'] button").click()
+    walk.check(page, "helpdesk-confirm-code", user_id=who.user_id)
+    page.locator("main form[action$='/code'] button[value=yes]").click()
     walk.check(page, "helpdesk-code-reissued", heading=who.user_id)
     page.goto(f"{live_url}/helpdesk/students/zz{secrets.randbelow(10**5):05d}")
     walk.check(page, "helpdesk-not-found")

@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -67,6 +68,13 @@ def shots(shots_in: Callable[[str], Shots]) -> Shots:
     return shots_in("helpdesk")
 
 
+def _codes_of(services: Services, user_id: str) -> int:
+    with services.sessions() as db:
+        return len(
+            db.scalars(select(ActivationCode).where(ActivationCode.user_id == user_id)).all()
+        )
+
+
 def test_help_desk_reissues_a_code_shown_once_that_works(
     browser: Browser,
     live_url: str,
@@ -85,12 +93,42 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
     body = page.content()
     assert who.email not in body and who.phone not in body  # masked only
     assert who.code not in body
+
+    # A question first: nothing is issued until it is answered.
     page.get_by_role("button", name="Issue a new code").click()
+    expect(page.get_by_role("heading", name=f"Issue a new activation code to {who.user_id}?"))
+    shots.take(page, "code-confirm")
+    assert _codes_of(services, who.user_id) == 1
+    page.get_by_role("link", name="Cancel").click()
+    expect(page.get_by_role("heading", name=who.user_id)).to_be_visible()
+    assert _codes_of(services, who.user_id) == 1
+    page.get_by_role("button", name="Issue a new code").click()
+
+    # Yes: the code's page is reached by a redirect (a GET); the session cookie the POST
+    # set (the code's ticket in it) is kept, to send again below.
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.get_by_role("button", name="Yes, issue a new code").click()
+    assert posted.value.status == 303
+    ticket_cookie = (posted.value.header_value("set-cookie") or "").split(";")[0]
+    assert ticket_cookie
+    page.wait_for_url(f"{live_url}/helpdesk/students/{who.user_id}/new-code")
     new_code = page.locator("#new-code .code").inner_text()
     shots.take(page, "code-reissued")
-    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
-    expect(page.locator("#new-code")).to_have_count(0)  # shown once
+    assert _codes_of(services, who.user_id) == 2
+
+    # Shown once: a reload shows it no more and issues no other; nor does the cookie the
+    # browser held before the code was shown, sent again.
+    page.reload()
+    page.wait_for_url(f"{live_url}/helpdesk/students/{who.user_id}")
+    expect(page.locator("#new-code")).to_have_count(0)
+    expect(page.get_by_text("A new code is shown only once")).to_be_visible()
     assert new_code not in page.content()
+    replayed = page.request.get(
+        f"{live_url}/helpdesk/students/{who.user_id}/new-code",
+        headers={"Cookie": ticket_cookie},
+    )
+    assert replayed.ok and new_code not in replayed.text()
+    assert _codes_of(services, who.user_id) == 2
 
     flow = FlowClient(app.test_client())
     old = flow.identify(who)
@@ -98,9 +136,15 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
     who.code = new_code
     assert flow.identify(who).headers["Location"].endswith("/activate/policies")
     page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
-    expect(page.locator(".timeline")).to_contain_text("Help desk issued a new activation code")
-    expect(page.locator(".timeline")).to_contain_text("Imported from the Registry")
-    expect(page.locator(".timeline")).to_contain_text(f"staff:{helpdesk_staff}")
+    timeline = page.locator(".timeline")
+    expect(timeline).to_contain_text("Help desk issued a new activation code")
+    expect(timeline).to_contain_text("Imported from the Registry")
+    # Who, in words: the staff member by name, the service, the student.
+    issued = timeline.locator("tr[data-action='helpdesk.code_reissued']")
+    expect(issued.locator("td").nth(1)).to_have_text(f"Help desk: {helpdesk_staff}")
+    imported = timeline.locator("tr[data-action='student.imported']")
+    expect(imported.locator("td").nth(1)).to_have_text("The service")
+    expect(timeline).not_to_contain_text("staff:")
     shots.take(page, "timeline")
 
     # Signing out ends the realm's session too: the next person at this PC must sign in.
@@ -117,6 +161,39 @@ def test_help_desk_reissues_a_code_shown_once_that_works(
             select(AuditEvent.action).where(AuditEvent.actor == f"staff:{helpdesk_staff}")
         ).all()
     assert {"staff.signed_in", "staff.signed_out"} <= set(staff_events)
+
+
+def test_the_timeline_is_on_the_universitys_clock(
+    browser: Browser,
+    live_url: str,
+    helpdesk_staff: str,
+    services: Services,
+    settings: Settings,
+) -> None:
+    """Each time on the student's page is on the university's clock (UMPASS_TIME_ZONE,
+    Asia/Macau by default: UTC+8), and the page names that clock."""
+    who = enrol_student(services, "z")
+    context, page = _signed_in(browser, live_url, helpdesk_staff)
+    page.goto(f"{live_url}/helpdesk/students/{who.user_id}")
+    assert settings.time_zone == "Asia/Macau"
+    expect(page.locator("#time-zone")).to_have_text(
+        "Times are in Macao SAR China Time (Asia/Macau)."
+    )
+    with services.sessions() as db:
+        issued = db.scalars(
+            select(AuditEvent.at).where(
+                AuditEvent.subject == who.user_id, AuditEvent.action == "code.issued"
+            )
+        ).one()
+        expires = db.scalars(
+            select(ActivationCode.expires_at).where(ActivationCode.user_id == who.user_id)
+        ).one()
+    macau = ZoneInfo("Asia/Macau")
+    row = page.locator(".timeline tr[data-action='code.issued'] td")
+    expect(row.nth(0)).to_have_text(issued.astimezone(macau).strftime("%Y-%m-%d %H:%M:%S"))
+    until = expires.astimezone(macau).strftime("%Y-%m-%d %H:%M")
+    expect(row.nth(3)).to_have_text(f"expires {until}")
+    context.close()
 
 
 def test_clearing_both_lockouts(
@@ -206,8 +283,10 @@ def test_roles_are_checked_on_every_route(
     context, page = _signed_in(browser, live_url, helpdesk_staff)
     for route in ("/helpdesk/funnel", "/helpdesk/funnel.csv", "/helpdesk/audit.csv"):
         assert page.request.get(live_url + route).status == 403
-    refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code")
-    assert refused.status == 400
+    # CSRF on both of the new code's posts: the question's and the answer's.
+    for form in ({}, {"confirm": "yes"}):
+        refused = page.request.post(f"{live_url}/helpdesk/students/{who.user_id}/code", form=form)
+        assert refused.status == 400
     missing = f"zz{secrets.token_hex(3)[:5]}"
     assert page.request.get(f"{live_url}/helpdesk/students/{missing}").status == 404
     context.close()

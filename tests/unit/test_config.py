@@ -53,6 +53,7 @@ def test_defaults() -> None:
         ({**BASE, "UMPASS_MASS_LOCKOUT_THRESHOLD": "0"}, "THRESHOLD must be at least 1"),
         ({**BASE, "UMPASS_CHALLENGE_AFTER_LOCKS": "two"}, "AFTER_LOCKS='two' is not a number"),
         ({**BASE, "UMPASS_CHALLENGE_MAX_NUMBER": "10"}, "MAX_NUMBER must be at least 100"),
+        ({**BASE, "UMPASS_TIME_ZONE": "Macau"}, "UMPASS_TIME_ZONE='Macau' is not a time zone"),
         (
             {**PRODUCTION, "UMPASS_SMS_WEBHOOK_URL": "http://sms.example.com/send"},
             "UMPASS_SMS_WEBHOOK_URL must start with https:// in production",
