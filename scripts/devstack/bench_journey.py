@@ -63,6 +63,7 @@ from provider.storage import migrate
 from provider.students import NewStudent, create_pending_student
 
 console = Console(stderr=True)
+wide = Console(stderr=True, width=max(console.width, 150))  # the table, even in a log file
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run"]
 VIEWPORT = {"width": 360, "height": 740}
@@ -196,23 +197,30 @@ def walk_once(
     shots: Path | None,
 ) -> Journey:
     context = browser.new_context(viewport=VIEWPORT, locale=language)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    walk = Walk(
+        page,
+        student,
+        PASSWORD,
+        codes,
+        new_contacts=_new_contacts(student) if path == "change" else None,
+        shots=shots,
+    )
     try:
-        page = context.new_page()
-        page.set_default_timeout(60_000)
-        walk = Walk(
-            page,
-            student,
-            PASSWORD,
-            codes,
-            new_contacts=_new_contacts(student) if path == "change" else None,
-            shots=shots,
-        )
         if path == "first_sign_in":
             walk.run(f"{site.demo}/login", ends=_signed_in_at(site.demo))
         else:
             walk.run(f"{site.service}/", ends=_at_step("done"))
             walk.read_final("done")
         return Journey(path, language, walk.tally, walk.trail)
+    except Exception as exc:
+        # What the page showed when the walker gave up, for whoever reads the traceback.
+        if shots is not None:
+            shots.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shots / "stuck.png"))
+            (shots / "stuck.html").write_text(page.content())
+        raise RuntimeError(f"{path} ({language}) stuck at {page.url} after {walk.trail}") from exc
     finally:
         context.close()
 
@@ -236,7 +244,7 @@ def _background(
     return part
 
 
-def run(rounds: int, languages: list[str], shots: Path | None) -> int:
+def run(rounds: int, languages: list[str], paths: list[str], shots: Path | None) -> int:
     service_port, demo_port = free_port(), free_port()
     site = Site(f"http://127.0.0.1:{service_port}", f"http://127.0.0.1:{demo_port}/demo")
     console.print("[bold]starting Keycloak[/] (production hashing), the service, the demo app")
@@ -292,11 +300,11 @@ def run(rounds: int, languages: list[str], shots: Path | None) -> int:
                 )
             )
             codes = Deliveries(mails, Path(env["UMPASS_SMS_OUTBOX"])).source()
-            results = _walk_all(svc, site, codes, rounds, languages, shots)
+            results = _walk_all(svc, site, codes, rounds, languages, paths, shots)
         finally:
             for part in parts:
                 part.stop()
-    _report(results, languages)
+    _report(results, languages, paths)
     return 0
 
 
@@ -306,11 +314,12 @@ def _walk_all(
     codes: CodeSource,
     rounds: int,
     languages: list[str],
+    paths: list[str],
     shots: Path | None,
 ) -> dict[tuple[str, str], list[Journey]]:
     results: dict[tuple[str, str], list[Journey]] = {}
-    plan = [(p, "en", -1) for p in PATHS]  # warm-up: not reported
-    plan += [(p, lang, r) for r in range(rounds) for p in PATHS for lang in languages]
+    plan = [(p, "en", -1) for p in paths]  # warm-up: not reported
+    plan += [(p, lang, r) for r in range(rounds) for p in paths for lang in languages]
     with (
         sync_playwright() as playwright,
         progress_bar(console=console, transient=False, label_width=30) as progress,
@@ -321,7 +330,7 @@ def _walk_all(
             for n, (path, language, round_) in enumerate(plan):
                 label = "warm-up" if round_ < 0 else f"round {round_ + 1}"
                 progress.update(task, description=f"{path} {language} ({label})")
-                folder = shots / f"{path}-{language}" if shots and round_ == 0 else None
+                folder = shots / f"{path}-{language}" if shots and round_ <= 0 else None
                 journey = walk_once(browser, site, _enrol(svc, n), codes, path, language, folder)
                 if round_ >= 0:
                     results.setdefault((path, language), []).append(journey)
@@ -340,7 +349,9 @@ def _clock(seconds: float) -> str:
     return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
 
 
-def _report(results: dict[tuple[str, str], list[Journey]], languages: list[str]) -> None:
+def _report(
+    results: dict[tuple[str, str], list[Journey]], languages: list[str], paths: list[str]
+) -> None:
     table = Table(
         "path",
         "lang",
@@ -355,7 +366,7 @@ def _report(results: dict[tuple[str, str], list[Journey]], languages: list[str])
         title="A first-time student on a 360 px phone (s; median round)",
     )
     result: dict[str, float] = {}
-    for path in PATHS:
+    for path in paths:
         for language in languages:
             t = _median(results[(path, language)]).tally
             read = f"{t.reading_s():.0f} ({t.read.words}w {t.read.cjk_chars}字"
@@ -381,11 +392,11 @@ def _report(results: dict[tuple[str, str], list[Journey]], languages: list[str])
             if language == "en":
                 result[f"journey_{path}_measured_s"] = t.measured_s
         table.add_section()
-    console.print(table)
-    for path in PATHS:
+    wide.print(table)
+    for path in paths:
         pages = " > ".join(_median(results[(path, languages[0])]).trail)
         console.print(f"[dim]{path} ({languages[0]}):[/] {pages}")
-    headline = [f"journey_{p}_s" for p in PATHS]
+    headline = [f"journey_{p}_s" for p in paths]
     keys = headline + [k for k in result if k not in headline]
     print("RESULT " + " ".join(f"{k}={result[k]:.1f}" for k in keys if k in result))
 
@@ -394,6 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench journey")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--languages", default=",".join(LANGUAGES))
+    parser.add_argument("--paths", default=",".join(PATHS), help="keep, change, first_sign_in")
     parser.add_argument(
         "--shots",
         default="artifacts/journey",
@@ -401,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     languages = [lang.strip() for lang in args.languages.split(",") if lang.strip()]
-    return run(max(1, args.rounds), languages, Path(args.shots) if args.shots else None)
+    paths = [p.strip() for p in args.paths.split(",") if p.strip() in PATHS]
+    return run(max(1, args.rounds), languages, paths, Path(args.shots) if args.shots else None)
 
 
 if __name__ == "__main__":

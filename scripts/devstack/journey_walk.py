@@ -19,8 +19,8 @@ from datetime import date
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page
-from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from devstack.journey_pace import PageReader, Tally
 
@@ -106,7 +106,7 @@ class Walk:
     def run(self, start_url: str, *, ends: Callable[[Page], bool]) -> Tally:
         """From `start_url` (the service's start page or an app's sign-in link) until
         `ends(page)` holds; the tally of the whole journey."""
-        self._timed(lambda: self.page.goto(start_url, wait_until="load"))
+        self._timed(lambda: (self.page.goto(start_url, wait_until="load"), self._settle()))
         for _ in range(MAX_PAGES):
             if ends(self.page):
                 return self.tally
@@ -268,23 +268,9 @@ class Walk:
         self._submit(self._form_of(boxes.first), "password")
 
     def _done(self) -> None:
-        """The end of the direct path (read, and the journey is over); on the way back to
-        sign-in, the page either moves on by itself (the wait is measured time) or offers
-        a button (read and tapped)."""
-        self._look("done", count_reading=False)
-        started = time.perf_counter()
-        url = self.page.url
-        refresh = self.page.locator("meta[http-equiv=refresh i]")
-        if refresh.count() or self.page.locator("[data-auto-continue]").count():
-            try:
-                self.page.wait_for_url(lambda now: now != url, timeout=AUTO_ADVANCE_WAIT_S * 1000)
-                self.page.wait_for_load_state("load")
-                self.tally.measured_s += time.perf_counter() - started
-                self.tally.pages += 1
-                return
-            except PlaywrightTimeout:
-                pass
-        self._read_now("done")
+        """On the way back to sign-in: a done page that did not move on by itself (that
+        one, `_settle` follows) offers a way on: read and tapped."""
+        self._look("done")
         self._tap(self._primary().first)
 
     # -- reading, typing, tapping -----------------------------------------------------
@@ -337,6 +323,24 @@ class Walk:
     def _click_and_wait(self, target: Locator) -> None:
         with self.page.expect_navigation(wait_until="load", timeout=NAVIGATION_TIMEOUT_MS):
             target.click()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Follow pages that move on by themselves (a meta refresh: the service's way back
+        to Keycloak, a done page that goes on alone); their wait is measured time."""
+        for _ in range(MAX_PAGES):
+            url = self.page.url
+            try:
+                moving = self.page.locator("meta[http-equiv=refresh i]").count() > 0
+            except PlaywrightError:  # the page went on while being looked at
+                moving = True
+            if not moving:
+                return
+            self.page.wait_for_url(
+                lambda now, before=url: now != before,  # type: ignore[misc]
+                wait_until="load",
+                timeout=AUTO_ADVANCE_WAIT_S * 1000,
+            )
 
     def _timed(self, action: Callable[[], object]) -> None:
         started = time.perf_counter()
