@@ -162,7 +162,10 @@ class Walk:
             return
         parts = {"day": str(when.day), "month": str(when.month), "year": str(when.year)}
         for part, value in parts.items():
-            field_ = form.locator(f"[name*=date][name*={part}], [name*=birth][name*={part}]")
+            field_ = form.locator(
+                f"[autocomplete=bday-{part}], [name*=date][name*={part}], "
+                f"[name*=birth][name*={part}], [name*=dob][name*={part}]"
+            )
             if not field_.count():
                 raise JourneyStuck(f"no {part} field for the date of birth on {self.page.url}")
             if field_.first.evaluate("el => el.tagName") == "SELECT":
