@@ -408,6 +408,7 @@ def _report(
         "taps",
         "codes",
         "measured",
+        "waited",
         "total",
         "target",
         title="A first-time student on a 360 px phone (s; median round)",
@@ -431,6 +432,7 @@ def _report(
                 f"{t.taps_s():.0f} ({t.taps})",
                 f"{t.codes_s():.0f} ({t.codes})",
                 f"{t.measured_s:.1f}",
+                f"{t.waited_s:.1f}",
                 f"{t.total_s():.0f} ({_clock(t.total_s())})",
                 verdict,
             )

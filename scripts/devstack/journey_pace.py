@@ -88,6 +88,7 @@ class Tally:
     taps: int = 0
     codes: int = 0
     measured_s: float = 0.0  # real wall time of the navigations: server and page load
+    waited_s: float = 0.0  # real wall time a page took to move on by itself
     pages: int = 0  # page loads the student waited for
 
     def reading_s(self) -> float:
@@ -106,7 +107,7 @@ class Tally:
         return self.reading_s() + self.typing_s() + self.taps_s() + self.codes_s()
 
     def total_s(self) -> float:
-        return self.human_s() + self.measured_s
+        return self.human_s() + self.measured_s + self.waited_s
 
 
 class PageReader:

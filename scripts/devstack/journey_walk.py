@@ -100,6 +100,7 @@ class Walk:
     tally: Tally = field(default_factory=Tally)
     trail: list[str] = field(default_factory=list)  # the pages met, in order
     _reader: PageReader = field(default_factory=PageReader)
+    _waited: float = 0.0  # of the tap being timed: a page's own delay before moving on
 
     # -- the journey ------------------------------------------------------------------
 
@@ -329,26 +330,34 @@ class Walk:
         self._settle()
 
     def _settle(self) -> None:
-        """Follow pages that move on by themselves (a meta refresh: the service's way back
-        to Keycloak, a done page that goes on alone); their wait is measured time."""
+        """Follow pages that move on by themselves: a meta refresh at once (the service's
+        way back to Keycloak) is part of the page load; one after a delay (a done page
+        that goes on alone) is time the student waits, counted as `waited_s`."""
         for _ in range(MAX_PAGES):
             url = self.page.url
             try:
-                moving = self.page.locator("meta[http-equiv=refresh i]").count() > 0
+                refresh = self.page.locator("meta[http-equiv=refresh i]")
+                content = refresh.first.get_attribute("content") if refresh.count() else None
             except PlaywrightError:  # the page went on while being looked at
-                moving = True
-            if not moving:
+                content = "0"
+            if content is None:
                 return
+            delay = re.match(r"\s*(\d+)", content)
+            started = time.perf_counter()
             self.page.wait_for_url(
                 lambda now, before=url: now != before,  # type: ignore[misc]
                 wait_until="load",
                 timeout=AUTO_ADVANCE_WAIT_S * 1000,
             )
+            if delay:  # the page's own delay; what follows it (redirects, load) is measured
+                self._waited += min(float(delay.group(1)), time.perf_counter() - started)
 
     def _timed(self, action: Callable[[], object]) -> None:
         started = time.perf_counter()
+        self._waited = 0.0
         action()
-        self.tally.measured_s += time.perf_counter() - started
+        self.tally.measured_s += time.perf_counter() - started - self._waited
+        self.tally.waited_s += self._waited
         self.tally.pages += 1
 
     # -- finding things ---------------------------------------------------------------
