@@ -23,6 +23,7 @@ from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page
 
 from devstack.journey_pace import PageReader, Tally
+from devstack.student_walk import Student
 
 NAVIGATION_TIMEOUT_MS = 60_000
 AUTO_ADVANCE_WAIT_S = 30.0  # how long a page may take to move on by itself
@@ -59,16 +60,6 @@ _VISIBLE_TEXT_JS = """
 
 class JourneyStuck(Exception):
     """The walker met a page it could not get past; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class Student:
-    user_id: str
-    code: str
-    date_of_birth: date
-    id_last4: str
-    email: str
-    phone: str
 
 
 @dataclass(frozen=True)
