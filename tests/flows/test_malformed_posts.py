@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
+from provider.date_input import form_fields
 from provider.services import Services
 from provider.storage.models import IdentifyLockout
 from tests.support.flow_at import FlowAt, StepClient
@@ -20,7 +21,7 @@ def _identify_fields(student: StudentDetails) -> dict[str, str]:
     return {
         "user_id": student.user_id,
         "activation_code": student.code,
-        "date_of_birth": student.date_of_birth.isoformat(),
+        **form_fields(student.date_of_birth),
         "id_last4": student.id_last4,
     }
 
@@ -43,14 +44,21 @@ def _case(fields: dict[str, str], token: str, text_field: str, name: str) -> Pos
     return next(p for p in malformed_posts(fields, token, text_field) if p.name == name)
 
 
-_STUDENT_SHAPE = {"user_id": "x", "activation_code": "x", "date_of_birth": "x", "id_last4": "x"}
+_STUDENT_SHAPE = {
+    "user_id": "x",
+    "activation_code": "x",
+    "date_of_birth-day": "x",
+    "date_of_birth-month": "x",
+    "date_of_birth-year": "x",
+    "id_last4": "x",
+}
 
 
 # Each case abuses the activation code (the post names the real student, so a try counted
 # would show as a lock row); the file case also each other text field.
 IDENTIFY_CASES = [
     *[("activation_code", c) for c in _names(_STUDENT_SHAPE, "activation_code")],
-    *[(f, "file in a text field") for f in ("user_id", "id_last4", "date_of_birth")],
+    *[(f, "file in a text field") for f in ("user_id", "id_last4", "date_of_birth-day")],
 ]
 
 
@@ -140,6 +148,8 @@ def test_the_well_formed_posts_still_pass(
         data={"csrf_token": at_contacts.token, **_CONTACTS_FIELDS},
         content_type="multipart/form-data",
     )
-    assert kept.status_code == 200, kept.get_data(as_text=True)[:400]  # to proving them
+    # Kept contacts need no code (the FAQ): on to the password step.
+    assert kept.status_code == 302, kept.get_data(as_text=True)[:400]
+    assert kept.headers["Location"].endswith("/activate/password")
     identified = browser.submit("identify", _identify_fields(student))
     assert identified.status_code == 302

@@ -115,10 +115,17 @@ class Students:
 
 
 def _verifying(students: Students) -> StepClient:
-    """At contacts, both contacts chosen: the page of "Send code" and "Verify"."""
+    """At contacts, a new email chosen: the page of "Send code" and "Verify" (kept
+    contacts alone need no code and would move on to the password step)."""
     browser = students.at("contacts")
     chosen = browser.submit(
-        "contacts", {"action": "choose", "email_choice": "keep", "phone_choice": "keep"}
+        "contacts",
+        {
+            "action": "choose",
+            "email_choice": "change",
+            "new_email": "fuzz.new@example.edu",
+            "phone_choice": "keep",
+        },
     )
     assert chosen.status_code == 200, chosen.status_code
     return browser
@@ -354,7 +361,14 @@ def test_forms_over_real_http(
     for step, fields, abused, arrange in (
         (
             "identify",
-            {"user_id": "ab12345", "activation_code": "X", "date_of_birth": "", "id_last4": "1"},
+            {
+                "user_id": "ab12345",
+                "activation_code": "X",
+                "date_of_birth-day": "",
+                "date_of_birth-month": "",
+                "date_of_birth-year": "",
+                "id_last4": "1",
+            },
             "activation_code",
             lambda: None,
         ),
