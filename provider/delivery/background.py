@@ -32,7 +32,8 @@ def deliver_later(
 ) -> Future[None] | None:
     """Send in the background; None when the backlog is full (then `on_failure` ran).
     `deadline`: seconds after which a send still waiting is dropped as failed."""
-    if not _slots.acquire(blocking=False):
+    slots = _slots  # the slot taken is the one given back, whatever `_slots` is by then
+    if not slots.acquire(blocking=False):
         log.warning("delivery backlog full", extra={"action": "deliver_later"})
         _fail(on_failure)
         return None
@@ -50,7 +51,7 @@ def deliver_later(
             log.exception("delivery failed unexpectedly", extra={"action": "deliver_later"})
             _fail(on_failure)
         finally:
-            _slots.release()
+            slots.release()
 
     return _POOL.submit(run)
 

@@ -39,7 +39,23 @@ def test_a_full_backlog_fails_at_once_and_frees_its_slots(monkeypatch) -> None:
     release.set()
     assert first is not None
     first.result(timeout=5)
-    assert background.deliver_later(lambda: None, lambda: None) is not None
+    again = background.deliver_later(lambda: None, lambda: None)
+    assert again is not None
+    again.result(timeout=5)
+
+
+def test_a_slot_goes_back_to_the_backlog_it_was_taken_from(monkeypatch) -> None:
+    """A send still running when the backlog is replaced (a test's patch undone, here)
+    gives its slot back to the one it took it from, never to the new one."""
+    taken_from = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(background, "_slots", taken_from)
+    release = threading.Event()
+    running = background.deliver_later(lambda: release.wait(5) and None, lambda: None)
+    assert running is not None
+    monkeypatch.setattr(background, "_slots", threading.BoundedSemaphore(1))
+    release.set()
+    running.result(timeout=5)  # raised "released too many times" into the new one before
+    assert taken_from.acquire(blocking=False)
 
 
 def test_a_failing_failure_handler_is_logged_not_lost() -> None:
