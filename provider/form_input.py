@@ -98,9 +98,17 @@ class FormRequest(Request):
         try:
             super()._load_form_data()
         except ValueError:  # bytes that are not UTF-8, a broken multipart body
-            self.unreadable = True
-            self.__dict__["form"] = self.parameter_storage_class()
-            self.__dict__["files"] = self.parameter_storage_class()
+            self._unreadable()
+            return
+        # A multipart part whose name werkzeug could not read comes back named None; the
+        # CSRF check, which runs first, would trip over it (a 500): an unreadable form.
+        if any(not isinstance(name, str) for name in self.__dict__["form"]):
+            self._unreadable()
+
+    def _unreadable(self) -> None:
+        self.unreadable = True
+        self.__dict__["form"] = self.parameter_storage_class()
+        self.__dict__["files"] = self.parameter_storage_class()
 
 
 def _marked(view: F, mark: str) -> F:

@@ -262,7 +262,18 @@ def test_help_desk_console_signs_in_and_posts_over_https(
     assert page.status_code == 200
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)  # the console's forms
     assert token
-    issued = desk.post(f"/helpdesk/students/{who.user_id}/code", {"csrf_token": token.group(1)})
+    code_form = f"/helpdesk/students/{who.user_id}/code"
+    asked = desk.post(code_form, {"csrf_token": token.group(1)})
+    assert asked.status_code == 200  # the question first: nothing issued yet
+    accounts.assert_untouched(who)
+    confirmed = desk.post(code_form, {"csrf_token": token.group(1), "confirm": "yes"})
+    assert confirmed.status_code == 303
+    issued = desk.session.get(
+        f"{stack.service_url}{confirmed.headers['Location']}"
+        if confirmed.headers["Location"].startswith("/")
+        else confirmed.headers["Location"],
+        timeout=60,
+    )
     assert issued.status_code == 200
     new_code = re.search(r'<p class="code">([^<]+)</p>', issued.text)
     assert new_code
