@@ -52,7 +52,7 @@ from rich.table import Table
 from devstack import keycloak as kc_server
 from devstack.background import Background
 from devstack.bench_stack import ADMIN_USER, BenchStack, bench_realm_on
-from devstack.journey_pace import Tally
+from devstack.journey_pace import Tally, reading_seconds
 from devstack.journey_walk import CodeSource, NewContacts, Student, Walk
 from devstack.processes import free_port
 from keycloak_config.apply import ApplyOptions, apply_realm
@@ -445,6 +445,10 @@ def _report(
     for path in paths:
         pages = " > ".join(_median(results[(path, languages[0])]).trail)
         console.print(f"[dim]{path} ({languages[0]}):[/] {pages}")
+        for language in languages:
+            by_page = _median(results[(path, language)]).tally.read_by_page
+            words = ", ".join(f"{name} {reading_seconds(n):.0f}s" for name, n in by_page.items())
+            console.print(f"[dim]  reading {language}:[/] {words}")
     headline = [f"journey_{p}_s" for p in paths]
     keys = headline + [k for k in result if k not in headline]
     print("RESULT " + " ".join(f"{k}={result[k]:.1f}" for k in keys if k in result))

@@ -90,6 +90,7 @@ class Tally:
     measured_s: float = 0.0  # real wall time of the navigations: server and page load
     waited_s: float = 0.0  # real wall time a page took to move on by itself
     pages: int = 0  # page loads the student waited for
+    read_by_page: dict[str, TextCount] = field(default_factory=dict)  # where reading goes
 
     def reading_s(self) -> float:
         return reading_seconds(self.read) + reading_seconds(self.skimmed, skim=True)

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Locator, Page
 
-from devstack.journey_pace import PageReader, Tally
+from devstack.journey_pace import PageReader, Tally, TextCount
 from devstack.student_walk import Student
 
 NAVIGATION_TIMEOUT_MS = 60_000
@@ -283,6 +283,8 @@ class Walk:
         read, skimmed = self._reader.read(name, seen["text"], seen["policy"])
         self.tally.read += read
         self.tally.skimmed += skimmed
+        by_page = self.tally.read_by_page
+        by_page[name] = by_page.get(name, TextCount()) + read
 
     def read_final(self, name: str) -> None:
         """The last page, read to know what comes next (the direct path's done page)."""

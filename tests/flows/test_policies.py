@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from provider.i18n import LANGUAGE_COOKIE, LANGUAGES
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
 from provider.policies import current_policies
 from provider.services import Services
@@ -74,3 +75,22 @@ def test_accepting_every_policy_records_each_version_and_moves_on(
     user = services.keycloak.find_user(student.user_id)
     assert user is not None and user.activation_state == STATE_PENDING
     assert ACCEPTED_POLICIES not in user.attributes
+
+
+def _shape(html_text: str) -> tuple[int, int]:
+    return html_text.count("<h3>"), html_text.count("<li>")
+
+
+@pytest.mark.parametrize("language", [lang for lang in LANGUAGES if lang != "en"])
+def test_every_policy_reads_in_each_language_with_the_same_sections(language: str) -> None:
+    for policy in current_policies():
+        translated = policy.html_in(language)
+        assert translated != policy.html, f"{policy.id} has no {language} body"
+        assert _shape(translated) == _shape(policy.html), f"{policy.id} ({language})"
+
+
+def test_the_page_shows_the_policies_in_the_students_language(at_policies: StepClient) -> None:
+    at_policies.client.set_cookie(LANGUAGE_COOKIE, "pt")
+    body = html.unescape(at_policies.page("policies").get_data(as_text=True))
+    assert "Compromete-se a" in body and "Gabinete de Proteção de Dados" in body
+    assert "You agree to" not in body
