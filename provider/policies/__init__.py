@@ -3,8 +3,9 @@
 Policies are Markdown files in provider/policies/ with a small header (id, version,
 title); the same policy in another language is a header-less body beside it,
 ``<file>.<language>.md`` (``privacy-notice.zh_Hant.md``), of the same version. They are
-rendered with raw HTML switched off, so a policy file cannot inject markup or script. What was accepted (id, version, time) goes into the flow and, at
-activation, onto the Keycloak account.
+rendered with raw HTML switched off, so a policy file cannot inject markup or script.
+What was accepted (id, version, time) goes into the flow and, at activation, onto the
+Keycloak account.
 """
 
 from __future__ import annotations
