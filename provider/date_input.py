@@ -41,7 +41,7 @@ YEAR_DIGITS = _l("Year must include 4 numbers, for example 2007")
 IN_FUTURE = _l("Date of birth must be in the past")
 LABELS = {"day": _l("Day"), "month": _l("Month"), "year": _l("Year")}
 LABEL = _l("Date of birth")
-HINT = _l("As on your ID or passport. For example, 27 3 2007")
+HINT = _l("For example, 27 3 2007")
 
 
 @dataclass(frozen=True)

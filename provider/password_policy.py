@@ -10,10 +10,16 @@ understands. Keycloak stays the judge: nothing here accepts a password.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from babel.lists import format_list
+from flask_babel import get_locale, ngettext
 from flask_babel import gettext as _
-from flask_babel import ngettext
+
+# A maximum this long is no limit anyone meets: not worth a line to read (Keycloak still
+# refuses a longer one, and the refusal says the limit).
+MAX_LENGTH_WORTH_SAYING = 64
 
 _RULE = re.compile(r"\s*([A-Za-z][A-Za-z0-9-]*)\s*(?:\(([^)]*)\))?\s*")
 
@@ -45,8 +51,11 @@ class PasswordPolicy:
     def max_length(self) -> int | None:
         return self._int("maxLength", 64) if "maxLength" in self.rules else None
 
-    def tips(self) -> list[str]:
-        """Plain sentences, one per rule, in the order a person would check them."""
+    def tips(self, also_avoid: Sequence[str] = ()) -> list[str]:
+        """Plain sentences, one per rule, in the order a person would check them.
+
+        `also_avoid`: what else the caller refuses ("date of birth"), said in the same
+        one sentence as the user ID and email the realm refuses."""
         tips: list[str] = []
         if self.min_length:
             tips.append(
@@ -55,7 +64,7 @@ class PasswordPolicy:
                     n=self.min_length,
                 )
             )
-        if self.max_length:
+        if self.max_length and self.max_length < MAX_LENGTH_WORTH_SAYING:
             tips.append(_("Use no more than %(n)d characters.", n=self.max_length))
         counts = {
             "digits": lambda n: ngettext(
@@ -80,10 +89,15 @@ class PasswordPolicy:
         for rule, sentence in counts.items():
             if rule in self.rules:
                 tips.append(sentence(self._int(rule, 1)))
+        avoid: list[str] = []
         if "notUsername" in self.rules or "notContainsUsername" in self.rules:
-            tips.append(_("Do not use your user ID."))
+            avoid.append(_("user ID"))
         if "notEmail" in self.rules:
-            tips.append(_("Do not use your email address."))
+            avoid.append(_("email address"))
+        avoid.extend(str(thing) for thing in also_avoid)
+        if avoid:
+            things = format_list(avoid, style="or", locale=str(get_locale() or "en"))
+            tips.append(_("Do not use your %(things)s.", things=things))
         if "passwordBlacklist" in self.rules:
             tips.append(_("Avoid common passwords: they are refused."))
         if "passwordHistory" in self.rules:

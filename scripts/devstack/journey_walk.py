@@ -92,6 +92,7 @@ class Walk:
     trail: list[str] = field(default_factory=list)  # the pages met, in order
     _reader: PageReader = field(default_factory=PageReader)
     _waited: float = 0.0  # of the tap being timed: a page's own delay before moving on
+    _before_choice: dict[str, int] = field(default_factory=dict)  # codes seen, by channel
 
     # -- the journey ------------------------------------------------------------------
 
@@ -193,6 +194,7 @@ class Walk:
                 if other.count() and not other.first.is_checked():
                     other.first.check()
                     self.tally.taps += 1
+                self._read_now("contacts")  # what the choice revealed (the new box)
                 self._type(page.locator(f"[name=new_{channel}]"), typed)
         else:
             keep = page.locator("input[type=radio][value=keep]")
@@ -202,6 +204,9 @@ class Walk:
                     self.tally.taps += 1
         form = self._form_of(page.locator("[name=new_email]"))
         choose = form.locator("button[name=action][value=choose]")
+        if change is not None:  # a new contact's code may go out with the choice
+            addresses = {"email": change.email, "phone": change.phone_e164}
+            self._before_choice = {c: self.codes.count(c, a) for c, a in addresses.items()}
         self._tap(choose if choose.count() else self._primary(form).first)
 
     def _prove_contacts(self) -> None:
@@ -222,8 +227,11 @@ class Walk:
             code_field = page.locator(f"[name=code_{channel}]")
             if not send.count() and not code_field.count():
                 continue  # proven already, or never asked
-            arrived = self.codes.count(channel, addresses[channel])
-            if send.count():
+            if code_field.count() and code_field.first.is_visible():
+                # Sent already (with the choice): the code is the one that came then.
+                arrived = self._before_choice.get(channel, 0)
+            else:
+                arrived = self.codes.count(channel, addresses[channel])
                 self._tap(send.first)
                 self._look("contacts")
             code = self.codes.wait_code(channel, addresses[channel], arrived)

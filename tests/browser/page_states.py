@@ -80,7 +80,7 @@ FLOW = (
         "contacts-choose",
         r"/activate/contacts",
         "Your phone and email",
-        "We use these to help you if you forget your password. Keep them, or enter new ones.",
+        "We use these to help you if you forget your password.",
     ),
     PageState("sign-in-elsewhere", r"/activate/", "Another sign-in started"),
     PageState(

@@ -1,6 +1,6 @@
 """The contacts step in Chromium at 360 px: the "new code in N seconds" wait counts down
 under the page's CSP where JavaScript runs (then the button comes), says how to go on
-where it does not, and Enter on the choice page chooses (never sends a code)."""
+where it does not, and Enter on the choice page chooses (a kept contact gets no code)."""
 
 from __future__ import annotations
 
@@ -99,19 +99,23 @@ def test_without_javascript_the_page_says_to_reload_and_the_link_brings_the_butt
     context.close()
 
 
-def test_enter_on_the_choice_page_chooses_and_sends_no_code(
+def test_enter_on_the_choice_page_chooses_and_sends_only_the_new_contacts_code(
     browser: Browser, live_url: str, app: Flask, services: Services, inbox: Inbox
 ) -> None:
     """The "Send a code to confirm" buttons come before "Continue" in the form; Enter in a
-    field must still press "Continue" (the form's hidden first button), not send a code."""
+    field must still press "Continue" (the form's hidden first button): the new number's
+    code goes out with the choice, the kept email gets none. The new number's box shows
+    only once "Use a different one" is chosen (CSS, no script)."""
     context, page, who = _at_contacts(browser, live_url, app, services, inbox)
     new = new_mobile()
+    expect(page.get_by_label("New mobile number")).to_be_hidden()  # "Keep it" is chosen
     page.get_by_label("Use a different one").nth(1).check()
+    expect(page.get_by_label("New mobile number")).to_be_visible()
     page.get_by_label("New mobile number").fill(new)
     page.get_by_label("New mobile number").press("Enter")
-    # The changed number now needs its code; nothing was sent yet.
     expect(page.get_by_role("heading", name=re.compile("Your mobile number:"))).to_be_visible()
-    expect(page.get_by_role("button", name="Send code")).to_have_class("button")  # primary
-    assert inbox.mails_to(who.email) == [] and inbox.texts_to(new) == []
-    assert inbox.texts_to(who.phone) == []
+    expect(page.get_by_role("status").filter(has_text="We sent a code to")).to_be_visible()
+    expect(page.get_by_role("button", name="Verify")).to_have_class("button")  # primary
+    assert len(inbox.texts_to(new)) == 1
+    assert inbox.mails_to(who.email) == [] and inbox.texts_to(who.phone) == []
     context.close()

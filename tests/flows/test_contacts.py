@@ -53,33 +53,35 @@ def test_the_page_shows_the_contacts_on_record_to_keep_or_change(
     for name in ("email_choice", "new_email", "phone_choice", "new_phone"):
         assert f'name="{name}"' in body
     assert 'value="choose"' in body and 'name="csrf_token"' in body
-    # Each kept, unproven contact: proving it offered in one tap, and why.
+    # Each kept, unproven contact: proving it offered in one tap, and why (said once).
     assert body.count("Send a code to confirm") == 2
-    assert "we can only help you through a confirmed email address." in body
-    assert "we can only help you through a confirmed mobile number." in body
+    assert body.count("Not confirmed yet.") == 2
+    assert body.count("we can only help you through a confirmed one.") == 1
     assert primary_buttons(body) == ["choose"]
 
 
-def test_choosing_a_new_email_asks_to_prove_it_and_writes_nothing(
+def test_choosing_a_new_email_sends_its_code_at_once_and_writes_nothing(
     at_contacts: StepClient, student: StudentDetails, services: Services, inbox: Inbox
 ) -> None:
     new_email = f"new.{student.user_id}@gmail.com"
     response = choose(at_contacts, email_choice="change", new_email=new_email)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert 'value="send-email"' in body and 'value="send-phone"' in body
-    assert primary_buttons(body) == ["send-email"]  # the one thing left to do
+    assert f"We sent a code to {new_email}." in body
+    assert len(inbox.mails_to(new_email)) == 1  # no "Send code" tap needed
+    assert 'name="code_email"' in body and 'value="send-phone"' in body
+    assert primary_buttons(body) == ["verify-email"]  # the one thing left to do
     flow = at_contacts.flow()
     assert flow.step == "contacts"
     assert flow.data is not None and flow.data.pending == {
-        "email": PendingContact(value=new_email, shown=new_email, replaces=True),
+        "email": PendingContact(value=new_email, shown=new_email, replaces=True, sent=True),
         # Kept, not proven: it may be (its code goes to the number on record), need not be.
         "phone": PendingContact(
             value=None, shown=f"+853 ••••{student.phone[-4:]}", replaces=False, optional=True
         ),
     }
     _unchanged(services, student)  # nothing unproven is ever written
-    assert inbox.mails_to(new_email) == [] and inbox.mails_to(student.email) == []
+    assert inbox.mails_to(student.email) == []  # the kept one's code only when asked
 
 
 def test_contacts_proven_before_need_nothing_more(
@@ -231,14 +233,23 @@ def test_the_university_can_require_proof_of_kept_contacts(
     body = at_contacts.page("contacts").get_data(as_text=True)
     assert "Send a code to confirm" not in body and "(not confirmed yet)" in body
     asked = choose(at_contacts)
-    assert asked.status_code == 200
-    assert primary_buttons(asked.get_data(as_text=True)) == ["send-email"]
+    assert asked.status_code == 200  # both must be proven: both codes go out at once
+    assert len(inbox.mails_to(student.email)) == 1 and len(inbox.texts_to(student.phone)) == 1
+    assert primary_buttons(asked.get_data(as_text=True)) == ["verify-email"]
     refused = at_contacts.submit("contacts", {"action": "continue"})
     assert refused.status_code == 400
     assert "Confirm your email address first." in refused.get_data(as_text=True)
     assert at_contacts.flow().step == "contacts"
     _unchanged(services, student)
-    proven = at_contacts.confirm_contacts(email=student.email, phone=student.phone)
+    for channel, code in (
+        ("email", inbox.email_code(student.email)),
+        ("phone", inbox.sms_code(student.phone)),
+    ):
+        checked = at_contacts.submit(
+            "contacts", {"action": f"verify-{channel}", f"code_{channel}": code}
+        )
+        assert checked.status_code == 200
+    proven = at_contacts.submit("contacts", {"action": "continue"})
     assert proven.status_code == 302
     assert _verified(services, student) == (True, True)
 
@@ -252,8 +263,7 @@ def test_a_changed_contact_still_needs_its_code(
     assert refused.status_code == 400
     assert "Confirm your email address first." in refused.get_data(as_text=True)
     _unchanged(services, student)
-    at_contacts.submit("contacts", {"action": "send-email"})
-    code = inbox.email_code(new_email)
+    code = inbox.email_code(new_email)  # sent with the choice
     at_contacts.submit("contacts", {"action": "verify-email", "code_email": code})
     response = at_contacts.submit("contacts", {"action": "continue"})
     assert response.status_code == 302

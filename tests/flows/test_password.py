@@ -45,7 +45,7 @@ def test_the_page_shows_the_rules_before_typing(at_password: StepClient) -> None
     body = page.get_data(as_text=True)
     assert "Step 4 of 5" in body
     assert "Use at least 12 characters" in body  # the realm's policy, read live
-    assert "Do not use your date of birth or your activation code." in body
+    assert "Do not use your user ID, email address, date of birth, or activation code." in body
     assert body.count('autocomplete="new-password"') == 2
     assert 'name="password"' in body and 'name="confirm"' in body
 

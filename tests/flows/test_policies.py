@@ -33,7 +33,11 @@ def test_the_page_shows_each_policy_with_its_own_box(at_policies: StepClient) ->
     assert policies
     for policy in policies:
         assert f'name="{policy.field_name}" type="checkbox"' in body
-        assert f"I accept “{policy.title}” (version {policy.version})" in body
+        # Seen: "I accept this policy" under its title; heard: which one, too.
+        assert (
+            'I accept this policy <span class="visually-hidden">'
+            f"“{policy.title}” (version {policy.version})</span>" in body
+        )
     assert 'name="csrf_token"' in body
 
 

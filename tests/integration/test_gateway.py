@@ -218,7 +218,7 @@ def test_clear_lockout_after_failed_logins(
 def test_realm_password_policy_as_tips(gateway: KeycloakGateway) -> None:
     tips = gateway.password_policy().tips()
     assert tips[0].startswith("Use at least 12 characters")
-    assert "Do not use your user ID." in tips
+    assert "Do not use your user ID or email address." in tips
     assert "Avoid common passwords: they are refused." in tips
 
 

@@ -18,10 +18,21 @@ def test_tips_are_plain_sentences_without_hashing_detail() -> None:
     tips = PasswordPolicy.parse(REALM).tips()
     assert tips == [
         "Use at least 12 characters. A few unrelated words work well.",
-        "Use no more than 128 characters.",
-        "Do not use your user ID.",
-        "Do not use your email address.",
+        "Do not use your user ID or email address.",
         "Avoid common passwords: they are refused.",
+    ]
+
+
+def test_what_to_avoid_is_one_sentence_and_a_short_maximum_is_said() -> None:
+    policy = PasswordPolicy.parse("length(8) and maxLength(20) and notUsername and notEmail")
+    assert policy.tips(also_avoid=["date of birth", "activation code"]) == [
+        "Use at least 8 characters. A few unrelated words work well.",
+        "Use no more than 20 characters.",
+        "Do not use your user ID, email address, date of birth, or activation code.",
+    ]
+    assert PasswordPolicy.parse("length(8)").tips(also_avoid=["date of birth"]) == [
+        "Use at least 8 characters. A few unrelated words work well.",
+        "Do not use your date of birth.",
     ]
 
 

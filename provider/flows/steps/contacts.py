@@ -76,15 +76,9 @@ class ContactsStep:
     name = "contacts"
     title = _l("Your phone and email")
     template = "flow/contacts.html"
-    # Only "Send code" spends the per-address sending budget.
-    limits = (
-        StepLimit(
-            send_limit,
-            spends=lambda: (
-                request.method == "POST" and request.form.get("action", "").startswith("send-")
-            ),
-        ),
-    )
+    # Only what sends a code spends the per-address sending budget: "Send code", and
+    # Continue with a new contact typed in (its code goes out at once).
+    limits = (StepLimit(send_limit, spends=lambda: _sends_codes()),)
 
     # -- rendering -------------------------------------------------------------------
 
@@ -170,21 +164,40 @@ class ContactsStep:
                 )
         if form.errors or any(form[f"new_{c}"].errors for c in CHANNELS):
             return Stay(self._page(visit, 400, choose=form))
-        to_send = action[5:] if action.startswith("send-") else None
-        if to_send not in pending and all(item.optional for item in pending.values()):
+        asked = action[5:] if action.startswith("send-") else None
+        if asked not in pending and all(item.optional for item in pending.values()):
             # Nothing must be proven: on to the next step, each kept contact left as it is.
             visit.data.pending = None
             return Next()
         visit.data.pending = pending
         visit.save()
-        if to_send in pending:
-            return Stay(self.send(visit, cast(Channel, to_send)))
-        return Stay(self._page(visit))
+        # The codes go out at once, to the one asked for and to every contact that must
+        # be proven (a new one), so the next page is where the codes are typed.
+        to_send = [c for c, i in pending.items() if c == asked or not i.optional]
+        return Stay(self._send_each(visit, cast(list[Channel], to_send)))
 
     def send(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+        return self._send_each(visit, [channel])
+
+    def _send_each(self, visit: Visit, channels: list[Channel]) -> ResponseReturnValue:
+        """Send each its code, in order; the first refusal is the page's answer, with what
+        was sent before it said as sent."""
+        sent: list[Channel] = []
+        for channel in channels:
+            refused = self._send_one(visit, channel)
+            if refused is not None:
+                status, failure, retry_after = refused
+                extra = {"retry_after": retry_after} if retry_after is not None else {}
+                return self._page(visit, status, failure=failure, sent=sent, **extra)
+            sent.append(channel)
+        return self._page(visit, sent=sent)
+
+    def _send_one(self, visit: Visit, channel: Channel) -> tuple[int, str, int | None] | None:
+        """Issue and deliver one contact's code: None when sent (or nothing to send),
+        else (status, message, seconds to wait)."""
         item = (visit.data.pending or {}).get(channel)
         if item is None or item.verified:
-            return self._page(visit)
+            return None
         value = _value(visit, channel)
         now = datetime.now(UTC)
         svc = visit.svc
@@ -203,26 +216,23 @@ class ContactsStep:
                 ),
             )
         except verification.StudentCapped as wait:
-            return self._page(visit, 429, failure=_capped(wait.seconds), retry_after=wait.seconds)
+            return 429, _capped(wait.seconds), wait.seconds
         except verification.SmsBudgetSpent as spent:
             if spent.seconds is None:  # texts are off
-                return self._page(visit, 503, failure=_texts_off())
-            return self._page(
-                visit, 429, failure=_budget_spent(spent.seconds), retry_after=spent.seconds
-            )
+                return 503, _texts_off(), None
+            return 429, _budget_spent(spent.seconds), spent.seconds
         except verification.Throttled as wait:
-            return self._page(
-                visit,
+            return (
                 429,
-                failure=ngettext(
+                ngettext(
                     "You can ask for a new code in %(num)d second.",
                     "You can ask for a new code in %(num)d seconds.",
                     wait.seconds,
                 ),
-                retry_after=wait.seconds,
+                wait.seconds,
             )
         except verification.TooManyWrong:
-            return self._page(visit, 400, failure=_too_many(channel))
+            return 400, _too_many(channel), None
         minutes = int(verification.CODE_TTL.total_seconds() // 60)
         try:
             if channel == "email":
@@ -233,18 +243,23 @@ class ContactsStep:
         except DeliveryFailed:
             verification.forget_send(svc.sessions, sent)
             log.warning("code not delivered", extra={"action": f"send-{channel}"})
-            return self._page(
-                visit,
+            return (
                 503,
-                failure=_("We couldn't send the code to your email address. Please try again.")
+                _("We couldn't send the code to your email address. Please try again.")
                 if channel == "email"
                 else _("We couldn't send the code to your mobile number. Please try again."),
+                None,
             )
         item.sent = True
         visit.save()
-        return self._page(visit, sent=channel)
+        return None
 
     def verify(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+        shown = self._check_code(visit, channel)
+        return self._page(visit) if shown is None else shown
+
+    def _check_code(self, visit: Visit, channel: Channel) -> ResponseReturnValue | None:
+        """None when the code proved the contact; else the page saying why not."""
         form = VerifyForm()
         if not form.validate():
             return self._page(visit, 400, verify=form)
@@ -279,7 +294,7 @@ class ContactsStep:
             return self._page(visit, 400, verify=form)
         (visit.data.pending or {})[channel].verified = True
         visit.save()
-        return self._page(visit)
+        return None
 
     def finish(self, visit: Visit) -> Outcome:
         """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
@@ -499,3 +514,14 @@ def _texts_off() -> str:
         "We can't send text messages at the moment. You can still confirm your email "
         "address now; for your mobile number, ask the IT help desk."
     )
+
+
+def _sends_codes() -> bool:
+    """Whether this request may send a code (what the sending budget is spent on)."""
+    if request.method != "POST":
+        return False
+    action = request.form.get("action", "")
+    if action.startswith("send-"):
+        return True
+    typed_new = any(request.form.get(f"new_{c}", "").strip() for c in CHANNELS)
+    return action in ("choose", "") and typed_new

@@ -37,12 +37,12 @@ class IdentifyForm(FlaskForm):
     user_id = StringField(
         _l("User ID"),
         validators=[InputRequired(_l("Enter your user ID")), Length(max=64)],
-        description=_l("The first 7 characters of your student number, for example dc12345."),
+        description=_l("As on your activation letter, for example dc12345."),
     )
     activation_code = StringField(
         _l("Activation code"),
         validators=[InputRequired(_l("Enter your activation code")), Length(max=64)],
-        description=_l("From the Registry's letter or email, for example ABCDE-FGHJK-MNPQR."),
+        description=_l("From your activation letter or email."),
     )
     date_of_birth = DateOfBirthField()
     id_last4 = StringField(

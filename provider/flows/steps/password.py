@@ -25,7 +25,7 @@ from provider.storage.models import ActivationCode, Student
 log = logging.getLogger(__name__)
 
 # Rules the service adds to the realm's own, shown with Keycloak's tips.
-SERVICE_TIPS = [_l("Do not use your date of birth or your activation code.")]
+SERVICE_AVOIDS = (_l("date of birth"), _l("activation code"))
 
 
 class PasswordStep:
@@ -93,7 +93,7 @@ def strength_verdict(visit: Visit) -> ResponseReturnValue:
 
 def _tips(visit: Visit, policy: PasswordPolicy | None = None) -> list[object]:
     policy = policy or visit.svc.keycloak.password_policy()
-    return [*policy.tips(), *SERVICE_TIPS]
+    return list(policy.tips(also_avoid=SERVICE_AVOIDS))
 
 
 def _judge(visit: Visit, password: str, policy: PasswordPolicy) -> str | None:

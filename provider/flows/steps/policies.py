@@ -12,11 +12,12 @@ from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
+from markupsafe import Markup
 from wtforms import BooleanField
 
 from provider.flows.step import Next, Outcome, Stay, Visit
 from provider.i18n import select_locale
-from provider.policies import accepted_record, current_policies
+from provider.policies import Policy, accepted_record, current_policies
 
 
 def _form() -> FlaskForm:
@@ -27,13 +28,7 @@ def _form() -> FlaskForm:
         setattr(
             PoliciesForm,
             policy.field_name,
-            BooleanField(
-                _(
-                    "I accept “%(title)s” (version %(version)s)",
-                    title=policy.title_in(select_locale()),
-                    version=policy.version,
-                )
-            ),
+            BooleanField(_accept_label(policy)),
         )
     return PoliciesForm()
 
@@ -62,3 +57,16 @@ class PoliciesStep:
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         visit.data.accepted_policies = [accepted_record(p, at) for p in policies]
         return Next()
+
+
+def _accept_label(policy: Policy) -> Markup:
+    """ "I accept this policy": the title and version are right above it; a screen
+    reader, going from box to box, hears them too (visually hidden)."""
+    named = _(
+        "“%(title)s” (version %(version)s)",
+        title=policy.title_in(select_locale()),
+        version=policy.version,
+    )
+    return Markup('{} <span class="visually-hidden">{}</span>').format(
+        _("I accept this policy"), named
+    )

@@ -22,7 +22,7 @@ from provider.storage.models import Student
 log = logging.getLogger(__name__)
 
 # The rule the service adds to the realm's own, shown with Keycloak's tips.
-BIRTH_DATE_TIP = _l("Do not use your date of birth.")
+BIRTH_DATE = _l("date of birth")
 
 
 class NewPasswordStep:
@@ -107,7 +107,7 @@ def strength_verdict(visit: Visit[RecoveryData]) -> ResponseReturnValue:
 
 def _tips(visit: Visit[RecoveryData], policy: PasswordPolicy | None = None) -> list[object]:
     policy = policy or visit.svc.keycloak.password_policy()
-    return [*policy.tips(), BIRTH_DATE_TIP]
+    return list(policy.tips(also_avoid=(BIRTH_DATE,)))
 
 
 def _judge(visit: Visit[RecoveryData], password: str, policy: PasswordPolicy) -> str | None:
