@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             version = (home / "version.txt").read_text().split()[-1]
         jar = build(home, kc.cache_dir(), version)
         if args.out:
-            out = args.out / JAR_NAME if args.out.is_dir() else args.out
+            folder = args.out.is_dir() or str(args.out).endswith(os.sep)
+            out = args.out / JAR_NAME if folder else args.out
+            out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(jar, out)
             jar = out
     except (AddonBuildError, kc.KeycloakStartError) as exc:
