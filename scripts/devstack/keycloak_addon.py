@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--keycloak-home", type=Path, help="compile against this Keycloak (default: the project's)"
     )
-    parser.add_argument("--out", type=Path, help="also copy the JAR here (a file or a folder)")
+    parser.add_argument("--out", help="also copy the JAR here (a file or a folder)")
     args = parser.parse_args(argv)
     try:
         home = args.keycloak_home or kc.install("test")
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             version = (home / "version.txt").read_text().split()[-1]
         jar = build(home, kc.cache_dir(), version)
         if args.out:
-            folder = args.out.is_dir() or str(args.out).endswith(os.sep)
-            out = args.out / JAR_NAME if folder else args.out
+            folder = Path(args.out).is_dir() or args.out.endswith("/")
+            out = Path(args.out) / JAR_NAME if folder else Path(args.out)
             out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(jar, out)
             jar = out
