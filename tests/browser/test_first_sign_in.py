@@ -210,8 +210,8 @@ def test_the_user_id_typed_at_keycloak_is_not_typed_again(
 ) -> None:
     """The campus app sends no hint; the student types the user ID into Keycloak's
     username form, in capitals and with spaces. Keycloak's authenticator from
-    keycloak_addon/ passes the account's username on, and identify shows it already
-    filled in, as the service writes it. Never trusted: a wrong code still gets the one
+    keycloak_addon/ passes it on, and identify shows it already filled in, as the service
+    writes it. Never trusted: a wrong code still gets the one
     message, and only the code, date and digits get the student on."""
     who = enrol_student(services, "k")
     shots = shots_in("first-sign-in-typed-id")
@@ -253,6 +253,28 @@ def test_the_account_typed_over_the_apps_hint_is_the_one_passed_on(
     enter_username(page, typed.user_id)
     page.wait_for_url(f"{live_url}/activate/identify")
     expect(page.get_by_label("User ID")).to_have_value(typed.user_id)
+    trip.context.close()
+
+
+def test_an_email_typed_at_keycloak_does_not_reveal_whose_user_id_it_is(
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """Keycloak also finds an account by its email. Whoever types a pending student's
+    email is sent to activation as before, but identify is not filled in with that
+    student's user ID: only an ID the person typed is passed on, never looked up. The
+    app's own hint is dropped too: it no longer names what was typed."""
+    who = enrol_student(services, "e")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots_in("first-sign-in-typed-id"))
+    page = trip.page
+    page.goto(f"{demo_url}/login?{urlencode({'login_hint': who.user_id})}")
+    enter_username(page, who.email.upper())
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.locator(".caption")).to_have_text("Step 1 of 5")
+    expect(page.get_by_label("User ID")).to_have_value("")
     trip.context.close()
 
 

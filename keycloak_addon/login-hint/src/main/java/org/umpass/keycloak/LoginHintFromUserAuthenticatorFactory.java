@@ -32,8 +32,9 @@ public final class LoginHintFromUserAuthenticatorFactory implements Authenticato
 
     @Override
     public String getHelpText() {
-        return "Sets the sign-in's login_hint to the identified account's username, so that the "
-                + "Identity Provider Redirector after it passes the typed user ID on.";
+        return "Sets the sign-in's login_hint to the username typed into the Username Form "
+                + "(not an email: then it clears it), so that the Identity Provider Redirector "
+                + "after it passes the typed user ID on.";
     }
 
     @Override
