@@ -483,9 +483,32 @@ class RealmApplier(Planner):
                     tree = transform(source_tree, source)
                 except flow_merge.FlowMergeError as exc:
                     raise ApplyError(str(exc)) from None
+                if binding == "browserFlow":
+                    tree = self._with_user_id_passed_on(tree)
                 self._derived[binding] = (logical, source, source_tree, tree)
             self._refuse_client_overrides(top_level)
         return self._derived
+
+    def _with_user_id_passed_on(self, tree: list[Any]) -> list[Any]:
+        """The browser flow carries the typed user ID on to activation where Keycloak has
+        the project's authenticator (keycloak_addon/login-hint); the plan says when not."""
+        response = self.admin.connection.raw_get(
+            f"admin/realms/{self.realm}/authentication/authenticator-providers"
+        )
+        if response.status_code >= 300:
+            raise ApplyError(
+                f"Keycloak answered its list of authenticators with HTTP {response.status_code}"
+            )
+        offered = {p["id"] for p in response.json()}
+        if flow_merge.LOGIN_HINT_STEP not in offered:
+            self.plan.notes.append(
+                f"Keycloak has no {flow_merge.LOGIN_HINT_STEP} authenticator, so the user ID "
+                "a student types at sign-in is not carried over to activation (they type it "
+                "again there): to carry it over, build the JAR (scripts/keycloak addon), put "
+                "it in providers/ of every Keycloak node, run kc.sh build, restart, and apply "
+                "again"
+            )
+        return flow_merge.pass_user_id_on(tree, offered)
 
     def _refuse_client_overrides(self, top_level: list[dict[str, Any]]) -> None:
         """A client that overrides the browser or direct grant flow with one of the
@@ -531,6 +554,11 @@ class RealmApplier(Planner):
                 if kept
                 else f"in place of {source!r}: refuses every request"
             )
+            if flow_merge.LOGIN_HINT_STEP in _steps(tree):
+                why += (
+                    f"; with {flow_merge.LOGIN_HINT_STEP}: the user ID typed at sign-in "
+                    "goes on to activation"
+                )
             keep, old = self._ensure_flow(builder, desired, why)
             superseded += old
             if current != keep and self._write(

@@ -17,6 +17,10 @@ and returns the tree of the flow the extension binds in its place:
 - after another identity provider (its post-login flow): a pending account that signs
   in through it, linked before or linked now, is refused.
 
+When Keycloak offers the project's authenticator (keycloak_addon/login-hint),
+`pass_user_id_on` adds it to the pending branch of the browser flow, so the user ID the
+student typed reaches activation as `login_hint`.
+
 Where a flow lacks the step the extension needs, `FlowMergeError` says what to do.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Collection
 from typing import Any
 
 Node = dict[str, Any]
@@ -33,6 +38,9 @@ PENDING_MESSAGE = "umpassActivationUnavailable"
 # version sends the student to "Forgot your password or locked out?".
 RESET_REFUSED_MESSAGE = "resetCredentialNotAllowedMessage"
 ACTIVATION_PROVIDER = "umpass-activation"
+_TO_ACTIVATION = "pending: to activation"
+# keycloak_addon/login-hint: sets the sign-in's login_hint to the identified username.
+LOGIN_HINT_STEP = "umpass-login-hint-from-user"
 
 
 class FlowMergeError(Exception):
@@ -72,7 +80,7 @@ def pending_refused(name: str = "pending: refused") -> Node:
 
 def _to_activation() -> Node:
     return {
-        "flow": "pending: to activation",
+        "flow": _TO_ACTIVATION,
         "requirement": "CONDITIONAL",
         "executions": [
             _is_pending(negate=False),
@@ -90,6 +98,38 @@ def _to_activation() -> Node:
             },
         ],
     }
+
+
+def pass_user_id_on(tree: list[Node], offered: Collection[str]) -> list[Node]:
+    """The browser flow `tree` with the step that passes the typed user ID on to
+    activation (as `login_hint`), when Keycloak offers it (`offered`: its authenticator
+    ids); otherwise `tree` as it is: the student types the ID again at activation.
+
+    The step must run before the redirector, and Keycloak ignores ALTERNATIVE steps that
+    sit beside a REQUIRED one: the redirector and its deny fallback move, as they were,
+    into a REQUIRED sub-flow after the step."""
+    if LOGIN_HINT_STEP not in offered:
+        return tree
+    out = copy.deepcopy(tree)
+
+    def walk(nodes: list[Node]) -> None:
+        for node in nodes:
+            if node.get("flow") == _TO_ACTIVATION:
+                condition, *rest = node["executions"]
+                node["executions"] = [
+                    condition,
+                    {"authenticator": LOGIN_HINT_STEP, "requirement": "REQUIRED"},
+                    {
+                        "flow": "pending: to activation or refused",
+                        "requirement": "REQUIRED",
+                        "executions": rest,
+                    },
+                ]
+            elif "executions" in node:
+                walk(node["executions"])
+
+    walk(out)
+    return out
 
 
 _USERNAME_PASSWORD = "auth-username-password-form"  # noqa: S105 (a step name)

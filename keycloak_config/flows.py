@@ -34,6 +34,13 @@ class FlowError(Exception):
     """Keycloak refused part of a flow; the message says which."""
 
 
+class UnreadableFlow(FlowError):
+    """Keycloak will not list a flow's steps (HTTP 404 for a flow that is there): one of
+    them names an authenticator the server no longer has, e.g. after the JAR of
+    keycloak_addon/ was taken out of `providers/`. Such a flow also fails every sign-in
+    that reaches it: it is never kept, a new copy is built and it is deleted."""
+
+
 def desired_flows() -> list[dict[str, Any]]:
     return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(FLOWS_DIR.glob("*.json"))]
 
@@ -56,7 +63,16 @@ class FlowBuilder:
 
     def tree(self, top_alias: str) -> list[dict[str, Any]]:
         """The flow as the same kind of tree the JSON files hold."""
-        flat = self._get(f"{self.base}/flows/{quote(top_alias, safe='')}/executions")
+        path = f"{self.base}/flows/{quote(top_alias, safe='')}/executions"
+        response = self.admin.connection.raw_get(path)
+        if response.status_code == 404 and any(f["alias"] == top_alias for f in self.top_level()):
+            raise UnreadableFlow(
+                f"Keycloak cannot show flow {top_alias!r}: a step in it names an "
+                "authenticator the server does not have"
+            )
+        if response.status_code >= 300:
+            raise FlowError(f"Keycloak answered {path} with HTTP {response.status_code}")
+        flat = response.json()
         root: list[dict[str, Any]] = []
         stack: list[list[dict[str, Any]]] = [root]
         for execution in flat:
@@ -79,7 +95,11 @@ class FlowBuilder:
         return root
 
     def matches(self, top_alias: str, desired: dict[str, Any]) -> bool:
-        return _normalized(self.tree(top_alias)) == _normalized(desired["executions"])
+        try:
+            tree = self.tree(top_alias)
+        except UnreadableFlow:
+            return False
+        return _normalized(tree) == _normalized(desired["executions"])
 
     # -- writing ------------------------------------------------------------------
 

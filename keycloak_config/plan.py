@@ -39,6 +39,9 @@ class Change:
 class Plan:
     realm: str
     changes: list[Change] = field(default_factory=list)
+    # What the realm will not have although nothing is wrong (an optional part missing):
+    # printed under the plan, never a write or drift.
+    notes: list[str] = field(default_factory=list)
 
     def writes(self) -> list[Change]:
         return [c for c in self.changes if c.action != "keep"]
@@ -56,6 +59,7 @@ class Plan:
                 out += [f"  - {c.line()}" for c in items]
         if not self.writes():
             out.append("\nNothing to do: the realm is up to date.")
+        out += [f"\nNote: {note}" for note in self.notes]
         return "\n".join(out)
 
 

@@ -4,6 +4,7 @@
     python -m devstack.keycloak start [--instance dev|test] [--http-port N] [--management-port N]
     python -m devstack.keycloak stop  [--instance dev|test]
     python -m devstack.keycloak status [--instance dev|test]
+    python -m devstack.keycloak addon [--keycloak-home DIR] [--out FILE]
 
 The zip comes from Maven Central through `mvn dependency:copy` into a cache outside the
 repository (`$UMPASS_CACHE_DIR`, default `~/.cache/umpass`), and is unpacked once per
@@ -17,6 +18,9 @@ instance so a development server and a test server never share files:
   `.env`'s credential back with `kc.sh bootstrap-admin`, keeping every realm and user;
 * `test` is built once (`kc.sh build --db=dev-mem`) and then started `--optimized`:
   a fresh in-memory database each run and about half the start time.
+
+Each instance gets the project's authenticator JAR (`devstack.keycloak_addon`) in its
+`providers/` before it is built; a changed JAR rebuilds the `test` server.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import keycloak_addon
 from devstack.processes import (
     command_line,
     log_tail,
@@ -135,20 +140,31 @@ def _java_env() -> dict[str, str]:
     env["JAVA_OPTS_KC_HEAP"] = HEAP
     if not env.get("JAVA_HOME") and shutil.which("java") is None:
         raise KeycloakStartError(
-            "no Java found: apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME)"
+            "no Java found: apt-get install -y openjdk-17-jdk-headless (or set JAVA_HOME)"
         )
     return env
 
 
-def _build_test_instance(kc_home: Path) -> None:
+def install_addon(kc_home: Path) -> str:
+    """The project's authenticator JAR in `kc_home/providers/`; its hash."""
+    try:
+        return keycloak_addon.install_into(kc_home, cache_dir(), KEYCLOAK_VERSION)
+    except keycloak_addon.AddonBuildError as exc:
+        raise KeycloakStartError(str(exc)) from exc
+
+
+def build_optimized(kc_home: Path, options: list[str]) -> None:
+    """`kc.sh build` once for these options and this authenticator JAR: the stamp names
+    both, so a changed JAR (or option) builds again."""
     stamp = kc_home / ".umpass-build"
-    wanted = " ".join(TEST_BUILD_OPTIONS)
+    wanted = " ".join([*options, f"addon={install_addon(kc_home)}"])
     if stamp.exists() and stamp.read_text() == wanted:
         return
-    _say("building the optimized test server (once, ~20 s)")
+    _say(f"building the optimized {kc_home.parent.name} server (~20 s)")
     result = subprocess.run(
-        [str(kc_home / "bin" / "kc.sh"), "build", *TEST_BUILD_OPTIONS],
+        [str(kc_home / "bin" / "kc.sh"), "build", *options],
         env=_java_env(),
+        stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
         check=False,
@@ -283,7 +299,9 @@ def start(
             )
     kc_home = install(instance)
     if instance == "test":
-        _build_test_instance(kc_home)
+        build_optimized(kc_home, TEST_BUILD_OPTIONS)
+    else:
+        install_addon(kc_home)  # start-dev builds at every start
     _link_assets(kc_home, instance)
     common = [
         "--http-host=127.0.0.1",
@@ -524,6 +542,9 @@ def _with_admin(running: RunningKeycloak) -> RunningKeycloak:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["addon"]:  # build the authenticator JAR: scripts/keycloak addon --help
+        return keycloak_addon.main(argv[1:])
     parser = argparse.ArgumentParser(prog="scripts/keycloak", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch", "start", "stop", "status"])
     parser.add_argument(

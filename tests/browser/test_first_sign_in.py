@@ -178,9 +178,7 @@ def test_a_user_id_the_campus_app_passes_on_is_not_typed_again(
 ) -> None:
     """A campus app that knows who signs in sends login_hint: Keycloak pre-fills its
     username and passes it on (the provider's "loginHint"), and identify pre-fills its user
-    ID with it. A pre-fill only: the code, date and digits still prove who it is. (The
-    ID typed into Keycloak's own username form is not passed on: Keycloak's redirector
-    forwards only a login_hint the app sent.)"""
+    ID with it. A pre-fill only: the code, date and digits still prove who it is."""
     who = enrol_student(services, "h")
     shots = shots_in("first-sign-in-hint")
     trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
@@ -200,6 +198,83 @@ def test_a_user_id_the_campus_app_passes_on_is_not_typed_again(
     type_date_of_birth(page, who.date_of_birth)
     page.get_by_role("button", name="Continue").click()
     expect(page.locator(".caption")).to_have_text("Step 2 of 5")
+    trip.context.close()
+
+
+def test_the_user_id_typed_at_keycloak_is_not_typed_again(
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """The campus app sends no hint; the student types the user ID into Keycloak's
+    username form, in capitals and with spaces. Keycloak's authenticator from
+    keycloak_addon/ passes it on, and identify shows it already filled in, as the service
+    writes it. Never trusted: a wrong code still gets the one
+    message, and only the code, date and digits get the student on."""
+    who = enrol_student(services, "k")
+    shots = shots_in("first-sign-in-typed-id")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots)
+    page = trip.open_demo(demo_url)
+    assert "login_hint" not in page.url
+    enter_username(page, f"  {who.user_id.upper()} ")
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.get_by_label("User ID")).to_have_value(who.user_id)
+    shots.take(page, "identify-pre-filled-from-keycloak")
+    page.get_by_label("Activation code").fill("AAAAA-BBBBB-CCCCC")
+    type_date_of_birth(page, who.date_of_birth)
+    page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_text("We could not match those details")).to_be_visible()
+    expect(page.locator(".caption")).to_have_text("Step 1 of 5")
+    page.get_by_label("Activation code").fill(who.code)
+    type_date_of_birth(page, who.date_of_birth)
+    page.get_by_role("button", name="Continue").click()
+    expect(page.locator(".caption")).to_have_text("Step 2 of 5")
+    trip.context.close()
+
+
+def test_the_account_typed_over_the_apps_hint_is_the_one_passed_on(
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """The campus app suggests one user ID, the student types another: identify is
+    filled in with the account Keycloak identified, not the app's suggestion."""
+    suggested = enrol_student(services, "m")
+    typed = enrol_student(services, "n")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots_in("first-sign-in-typed-id"))
+    page = trip.page
+    page.goto(f"{demo_url}/login?{urlencode({'login_hint': suggested.user_id})}")
+    expect(page.locator("#username")).to_have_value(suggested.user_id)
+    enter_username(page, typed.user_id)
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.get_by_label("User ID")).to_have_value(typed.user_id)
+    trip.context.close()
+
+
+def test_an_email_typed_at_keycloak_does_not_reveal_whose_user_id_it_is(
+    browser: Browser,
+    demo_url: str,
+    live_url: str,
+    services: Services,
+    shots_in: Callable[[str], Shots],
+) -> None:
+    """Keycloak also finds an account by its email. Whoever types a pending student's
+    email is sent to activation as before, but identify is not filled in with that
+    student's user ID: only an ID the person typed is passed on, never looked up. The
+    app's own hint is dropped too: it no longer names what was typed."""
+    who = enrol_student(services, "e")
+    trip = Journey(browser.new_context(viewport=VIEWPORT), shots_in("first-sign-in-typed-id"))
+    page = trip.page
+    page.goto(f"{demo_url}/login?{urlencode({'login_hint': who.user_id})}")
+    enter_username(page, who.email.upper())
+    page.wait_for_url(f"{live_url}/activate/identify")
+    expect(page.locator(".caption")).to_have_text("Step 1 of 5")
+    expect(page.get_by_label("User ID")).to_have_value("")
     trip.context.close()
 
 

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from keycloak import KeycloakAdmin
 
+from keycloak_config import flow_merge
 from keycloak_config.apply import apply_realm
 from keycloak_config.flows import FlowBuilder
 from provider.config import Settings
@@ -74,6 +75,53 @@ def test_flows_and_identity_provider_are_applied(
             {"syncMode": "FORCE", "attribute": "umpass_broker_ticket", "attribute.value": "spent"},
         )
     ]
+
+
+def test_the_typed_user_id_is_passed_on_where_keycloak_has_the_step(
+    realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    """This Keycloak carries keycloak_addon/'s JAR: the pending branch sets login_hint
+    from the identified account before the redirector, and the plan said so."""
+    offered = admin.connection.raw_get(
+        f"admin/realms/{realm.name}/authentication/authenticator-providers"
+    ).json()
+    assert flow_merge.LOGIN_HINT_STEP in {p["id"] for p in offered}
+    line = next(x for x in realm.first_apply if x.startswith("add flow umpass browser"))
+    assert f"with {flow_merge.LOGIN_HINT_STEP}: the user ID typed at sign-in goes on" in line
+    tree = FlowBuilder(admin, realm.name).tree(_bound_browser_flow(admin, realm))
+    forms = tree[0]["executions"][-1]["executions"]
+    pending = next(n for n in forms if n.get("flow") == "pending: to activation")
+    assert [
+        (n.get("authenticator") or n["flow"], n["requirement"]) for n in pending["executions"]
+    ] == [
+        ("conditional-user-attribute", "REQUIRED"),
+        (flow_merge.LOGIN_HINT_STEP, "REQUIRED"),
+        ("pending: to activation or refused", "REQUIRED"),
+    ]
+    redirect_or_deny = pending["executions"][2]["executions"]
+    assert [(n.get("authenticator") or n["flow"], n["requirement"]) for n in redirect_or_deny] == [
+        ("identity-provider-redirector", "ALTERNATIVE"),
+        ("pending: activation unavailable", "ALTERNATIVE"),
+    ]
+    # Applied as planned: nothing to do, no drift.
+    assert apply_realm(realm.options, dry_run=True).writes() == []
+
+
+def test_without_the_step_the_plan_says_the_user_id_stays_behind(
+    realm: RealmUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Keycloak without the JAR (here: the extension looking for a step this one does
+    not offer): the browser flow is planned without the step, and the plan says in one
+    line what that means and how to add it."""
+    monkeypatch.setattr(flow_merge, "LOGIN_HINT_STEP", "umpass-not-deployed")
+    plan = apply_realm(realm.options, dry_run=True)
+    lines = plan.lines()
+    assert lines[0].startswith("change flow umpass browser — built from 'browser', keeping")
+    assert "umpass-not-deployed" not in lines[0]
+    assert all("umpass browser" in line for line in lines), lines  # nothing else changes
+    (note,) = plan.notes
+    assert "not carried over to activation" in note and "scripts/keycloak addon" in note
+    assert f"\nNote: {note}" in plan.render("Plan")
 
 
 def test_pending_student_is_sent_to_activation_with_a_full_request(

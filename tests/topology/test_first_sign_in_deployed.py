@@ -75,7 +75,8 @@ def test_first_sign_in_completes_while_a_keycloak_node_dies(
         # loaded machine, more than Playwright's default 30 s (a red CI run showed it).
         page.wait_for_url(f"{stack.service_url}/activate/identify", timeout=120_000)
         shots.take(page, "identify-over-https")
-        page.get_by_label("User ID").fill(who.user_id)
+        # The node that answered has keycloak_addon/'s JAR: the ID typed there is filled in.
+        expect(page.get_by_label("User ID")).to_have_value(who.user_id)
         page.get_by_label("Activation code").fill(who.code)
         type_date_of_birth(page, who.date_of_birth)
         page.get_by_label("Last 4 characters of your ID or passport number").fill(who.id_last4)

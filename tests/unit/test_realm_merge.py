@@ -182,6 +182,72 @@ def test_a_pending_account_never_reaches_a_password_form() -> None:
     assert pending[2]["executions"][0]["authenticator"] == "deny-access-authenticator"
 
 
+def _pending_branches(tree: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    found = []
+    for node in tree:
+        if node.get("flow") == "pending: to activation":
+            found.append(node["executions"])
+        found += _pending_branches(node.get("executions", []))
+    return found
+
+
+def test_the_typed_user_id_goes_on_only_where_keycloak_offers_the_step() -> None:
+    """The decision, from Keycloak's list of authenticators: with the project's JAR
+    deployed, the pending branch first passes the username on as login_hint; without it
+    the flow is exactly what it was."""
+    for source in (
+        _builtin_browser(),
+        [  # an alternative username-password form, split in place
+            {
+                "flow": "forms",
+                "requirement": "REQUIRED",
+                "executions": [
+                    {
+                        "authenticator": "auth-x509-client-username-form",
+                        "requirement": "ALTERNATIVE",
+                    },
+                    {"authenticator": "auth-username-password-form", "requirement": "ALTERNATIVE"},
+                ],
+            }
+        ],
+    ):
+        tree = flow_merge.browser(source, "b")
+        (before,) = _pending_branches(tree)
+        without = ["auth-cookie", "identity-provider-redirector", "auth-username-form"]
+        assert flow_merge.pass_user_id_on(tree, without) == tree
+
+        offered = [*without, flow_merge.LOGIN_HINT_STEP]
+        carried = flow_merge.pass_user_id_on(tree, offered)
+        assert tree == flow_merge.browser(source, "b")  # a new tree; the old one untouched
+        (after,) = _pending_branches(carried)
+        assert _steps(after) == [
+            "conditional-user-attribute",
+            flow_merge.LOGIN_HINT_STEP,
+            "[pending: to activation or refused]",
+        ]
+        assert after[0] == before[0]
+        assert after[1]["requirement"] == "REQUIRED" and "config" not in after[1]
+        # Keycloak ignores ALTERNATIVE steps beside a REQUIRED one: the redirector and its
+        # deny fallback, unchanged, go into a REQUIRED sub-flow of their own.
+        assert after[2]["requirement"] == "REQUIRED"
+        assert after[2]["executions"] == before[1:]
+        assert _steps(before[1:]) == [
+            "identity-provider-redirector",
+            "[pending: activation unavailable]",
+        ]
+        # Nothing else of the flow changed.
+        assert _strip_pending(carried) == _strip_pending(tree)
+
+
+def _strip_pending(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {**n, "executions": _strip_pending(n["executions"])}
+        if "executions" in n and n.get("flow") != "pending: to activation"
+        else ({**n, "executions": "…"} if "executions" in n else n)
+        for n in tree
+    ]
+
+
 def test_a_browser_flow_without_a_username_form_is_refused_with_what_to_do() -> None:
     only_kerberos = [{"authenticator": "auth-spnego", "requirement": "REQUIRED"}]
     with pytest.raises(flow_merge.FlowMergeError, match="bind a browser flow with a username"):
