@@ -2,7 +2,8 @@
 and as Prometheus counters.
 
 A recovery is counted once, when it ends (`recovery.unlocked` or `recovery.password_reset`,
-each written once per flow). Weeks start on Monday, UTC. The counters read the audit log
+each written once per flow). Weeks start on Monday in the help desk's time zone
+(`UMPASS_TIME_ZONE`, as the timeline's times). The counters read the audit log
 like the lockout counters do, so they keep its retention: a purge of old events looks like
 a counter reset to Prometheus, which `rate()` and `increase()` take in their stride.
 No label carries a user ID or anything typed: only outcomes, channels and reasons.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -42,11 +43,13 @@ def monday_of(day: date) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def weekly(svc: Services, now: datetime | None = None, weeks: int = WEEKS) -> list[Week]:
-    """The last `weeks` weeks, oldest first, the current (unfinished) week last."""
+def weekly(
+    svc: Services, now: datetime | None = None, weeks: int = WEEKS, zone: tzinfo = UTC
+) -> list[Week]:
+    """The last `weeks` weeks in `zone`, oldest first, the current (unfinished) week last."""
     now = now or datetime.now(UTC)
-    first = monday_of(now.astimezone(UTC).date()) - timedelta(weeks=weeks - 1)
-    since = datetime.combine(first, time(), tzinfo=UTC)
+    first = monday_of(now.astimezone(zone).date()) - timedelta(weeks=weeks - 1)
+    since = datetime.combine(first, time(), tzinfo=zone)
     counts = {first + timedelta(weeks=n): dict.fromkeys(OUTCOMES, 0) for n in range(weeks)}
     outcome_of = {action: outcome for outcome, action in OUTCOMES.items()}
     with svc.reads() as session:
@@ -57,7 +60,7 @@ def weekly(svc: Services, now: datetime | None = None, weeks: int = WEEKS) -> li
                 AuditEvent.action.in_(outcome_of), AuditEvent.at >= since
             )
         ):
-            week = counts.get(monday_of(at.astimezone(UTC).date()))
+            week = counts.get(monday_of(at.astimezone(zone).date()))
             if week is not None:  # an event stamped in the future stays out
                 week[outcome_of[action]] += 1
     return [Week(starts, c["unlocked"], c["reset"]) for starts, c in counts.items()]

@@ -209,7 +209,7 @@ def funnel() -> ResponseReturnValue:
 @requires(ADMIN)
 def recoveries() -> ResponseReturnValue:
     """Recoveries per week (unlocked, new password), the last 12 weeks, as a chart and a table."""
-    weeks = recovery_data.weekly(_svc())
+    weeks = recovery_data.weekly(_svc(), zone=plain.zone(_svc().settings.time_zone))
     peak = max([1, *(max(w.unlocked, w.reset) for w in weeks)])
     labels = [format_skeleton("MMMd", w.starts, locale=get_locale()) for w in weeks]
     return render_template("helpdesk/recoveries.html", weeks=weeks, peak=peak, labels=labels)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from types import SimpleNamespace
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,3 +40,17 @@ def test_each_week_counts_its_unlocks_and_new_passwords(sessions: sessionmaker[S
     assert (weeks[-2].unlocked, weeks[-2].reset) == (1, 0)
     assert (weeks[0].unlocked, weeks[0].reset) == (0, 1)
     assert sum(w.total for w in weeks) == 5
+
+
+def test_weeks_start_on_monday_in_the_help_desks_time_zone(
+    sessions: sessionmaker[Session],
+) -> None:
+    macau = ZoneInfo("Asia/Macau")  # UTC+8: Monday 00:30 there is Sunday 16:30 in UTC
+    _add(sessions, datetime(2026, 8, 31, 0, 30, tzinfo=macau), "recovery.unlocked")
+    _add(sessions, datetime(2026, 8, 30, 23, 30, tzinfo=macau), "recovery.password_reset")
+
+    weeks = weekly(SimpleNamespace(reads=sessions), now=NOW, zone=macau)
+
+    assert weeks[-1].starts == date(2026, 8, 31)
+    assert (weeks[-1].unlocked, weeks[-1].reset) == (1, 0)  # this week, there
+    assert (weeks[-2].unlocked, weeks[-2].reset) == (0, 1)  # Sunday, last week
