@@ -7,8 +7,9 @@ hashing), the service as a real `umpass serve` process, the demo campus app, an 
 catcher and the SMS outbox. Then Debian's Chromium, at a 360x740 viewport, plays a
 first-time student in each language on three paths:
 
-* keep: the start page, identify, policies, contacts (the Registry's kept), password,
-  done;
+* keep: from the address the activation letter gives (`<base>/activate/`, the identify
+  page; the start page at `/` is for whoever types the bare address, about 18 s more),
+  policies, contacts (the Registry's kept), password, done;
 * change: the same, with a new email and a new mobile number (each proven by its code);
 * first sign-in: the demo app's sign-in link, Keycloak's username page, the activation,
   and back through Keycloak to the app, signed in.
@@ -214,7 +215,8 @@ def walk_once(
         if path == "first_sign_in":
             walk.run(f"{site.demo}/login", ends=_signed_in_at(site.demo))
         else:
-            walk.run(f"{site.service}/", ends=_at_step("done"))
+            # Where the activation letter sends the student (`umpass letters`: <base>/activate/).
+            walk.run(f"{site.service}/activate/", ends=_at_step("done"))
             walk.read_final("done")
         return Journey(path, language, walk.tally, walk.trail)
     except Exception as exc:

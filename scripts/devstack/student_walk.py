@@ -198,7 +198,7 @@ class StudentBrowser:
                     continue  # proven before
                 before = self.codes.count(channel, to)
                 self.submit("contacts", {"action": f"send-{channel}"}, expect=200)
-            elif 'value="verify-email"' not in answer.text:
+            elif 'name="code_email"' not in answer.text:
                 continue  # proven before: no code went
             code = (
                 self.codes.email_code(to, after=before)

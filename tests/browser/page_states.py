@@ -80,14 +80,15 @@ FLOW = (
         "contacts-choose",
         r"/activate/contacts",
         "Your phone and email",
-        "We use these to help you if you forget your password.",
+        "If you forget your password, we can help you only through a contact confirmed "
+        "with a code.",
     ),
     PageState("sign-in-elsewhere", r"/activate/", "Another sign-in started"),
     PageState(
         "contacts-code-sent",
         r"/activate/contacts",
         "Your phone and email",
-        "We sent a code to %(contact)s.",
+        "Code sent.",
     ),
     PageState(
         "contacts-wrong-code",

@@ -87,12 +87,10 @@ def test_flow_in_each_language(
     page.click("button[value=send-email]")  # keep both; prove the email in one tap
     assert expected["email_sent"] in page.content()
     page.fill("#code_email", inbox.email_code(email))
-    page.click("button[value=verify-email]")
-    page.click("button[value=send-phone]")
-    page.fill("#code_phone", inbox.sms_code(phone))
-    page.click("button[value=verify-phone]")
+    page.click("button[value=send-phone]")  # the email's code typed is checked on the way
     shots.take(page, "contacts-confirmed")
-    page.click("button[value=continue]")
+    page.fill("#code_phone", inbox.sms_code(phone))
+    page.click("button[value=continue]:visible")
     shots.take(page, "password")
     page.fill("#password", PASSWORD)
     page.fill("#confirm", PASSWORD)

@@ -56,7 +56,7 @@ def test_the_page_shows_the_contacts_on_record_to_keep_or_change(
     # Each kept, unproven contact: proving it offered in one tap, and why (said once).
     assert body.count("Send a code to confirm") == 2
     assert body.count("Not confirmed yet.") == 2
-    assert body.count("we can only help you through a confirmed one.") == 1
+    assert body.count("we can help you only through a contact confirmed with a code.") == 1
     assert primary_buttons(body) == ["choose"]
 
 
@@ -67,10 +67,10 @@ def test_choosing_a_new_email_sends_its_code_at_once_and_writes_nothing(
     response = choose(at_contacts, email_choice="change", new_email=new_email)
     assert response.status_code == 200
     body = response.get_data(as_text=True)
-    assert f"We sent a code to {new_email}." in body
+    assert "Code sent." in body and f'<span class="contact">{new_email}</span>' in body
     assert len(inbox.mails_to(new_email)) == 1  # no "Send code" tap needed
     assert 'name="code_email"' in body and 'value="send-phone"' in body
-    assert primary_buttons(body) == ["verify-email"]  # the one thing left to do
+    assert primary_buttons(body) == ["continue"]  # type the code, then Continue
     flow = at_contacts.flow()
     assert flow.step == "contacts"
     assert flow.data is not None and flow.data.pending == {
@@ -139,7 +139,7 @@ def test_resend_is_throttled_before_the_gateway(
     again = at_contacts.submit("contacts", {"action": "send-email"})
     assert again.status_code == 429
     assert 55 <= int(again.headers["Retry-After"]) <= 60
-    assert "You can ask for a new code in" in again.get_data(as_text=True)
+    assert "New code in" in again.get_data(as_text=True)
     assert len(inbox.mails_to(student.email)) == before  # the gateway was never called
 
 
@@ -202,15 +202,12 @@ def test_proving_a_kept_contact_takes_one_tap_and_marks_only_it_verified(
     sent = choose(at_contacts, action="send-email")  # "Send a code to confirm" by the email
     assert sent.status_code == 200
     body = sent.get_data(as_text=True)
-    assert "We sent a code to s•••@example.edu." in body
-    assert primary_buttons(body) == ["verify-email"]
-    code = inbox.email_code(student.email)  # to the address on record
-    proven = at_contacts.submit("contacts", {"action": "verify-email", "code_email": code})
-    assert proven.status_code == 200
-    body = proven.get_data(as_text=True)
-    assert primary_buttons(body) == ["continue"]  # the phone may stay unproven
+    assert "Code sent." in body and 'Your email address: <span class="contact">s•••@' in body
+    assert primary_buttons(body) == ["continue"]  # type the code, then Continue
     assert "Send a code to confirm" in body and inbox.texts_to(student.phone) == []
-    response = at_contacts.submit("contacts", {"action": "continue"})
+    code = inbox.email_code(student.email)  # to the address on record
+    # One tap checks the code and goes on: the phone may stay unproven.
+    response = at_contacts.submit("contacts", {"action": "continue", "code_email": code})
     assert response.status_code == 302 and response.location.endswith("/activate/password")
     assert _verified(services, student) == (True, False)
     user = services.keycloak.find_user(student.user_id)
@@ -235,21 +232,22 @@ def test_the_university_can_require_proof_of_kept_contacts(
     asked = choose(at_contacts)
     assert asked.status_code == 200  # both must be proven: both codes go out at once
     assert len(inbox.mails_to(student.email)) == 1 and len(inbox.texts_to(student.phone)) == 1
-    assert primary_buttons(asked.get_data(as_text=True)) == ["verify-email"]
+    assert primary_buttons(asked.get_data(as_text=True)) == ["continue"]
     refused = at_contacts.submit("contacts", {"action": "continue"})
     assert refused.status_code == 400
-    assert "Confirm your email address first." in refused.get_data(as_text=True)
+    assert refused.get_data(as_text=True).count("Enter the 6-digit code") == 4  # summary, field
     assert at_contacts.flow().step == "contacts"
     _unchanged(services, student)
-    for channel, code in (
-        ("email", inbox.email_code(student.email)),
-        ("phone", inbox.sms_code(student.phone)),
-    ):
-        checked = at_contacts.submit(
-            "contacts", {"action": f"verify-{channel}", f"code_{channel}": code}
-        )
-        assert checked.status_code == 200
-    proven = at_contacts.submit("contacts", {"action": "continue"})
+    email_code, text_code = inbox.email_code(student.email), inbox.sms_code(student.phone)
+    wrong = f"{(int(text_code) + 1) % 1_000_000:06d}"
+    # The right email code and a wrong text code: the email stays proven, nothing written.
+    half = at_contacts.submit(
+        "contacts", {"action": "continue", "code_email": email_code, "code_phone": wrong}
+    )
+    assert half.status_code == 400 and "That code is not right." in half.get_data(as_text=True)
+    assert at_contacts.data.pending is not None and at_contacts.data.pending["email"].verified
+    _unchanged(services, student)
+    proven = at_contacts.submit("contacts", {"action": "continue", "code_phone": text_code})
     assert proven.status_code == 302
     assert _verified(services, student) == (True, True)
 
@@ -261,11 +259,10 @@ def test_a_changed_contact_still_needs_its_code(
     choose(at_contacts, email_choice="change", new_email=new_email)
     refused = at_contacts.submit("contacts", {"action": "continue"})
     assert refused.status_code == 400
-    assert "Confirm your email address first." in refused.get_data(as_text=True)
+    assert "Enter the 6-digit code" in refused.get_data(as_text=True)
     _unchanged(services, student)
     code = inbox.email_code(new_email)  # sent with the choice
-    at_contacts.submit("contacts", {"action": "verify-email", "code_email": code})
-    response = at_contacts.submit("contacts", {"action": "continue"})
+    response = at_contacts.submit("contacts", {"action": "continue", "code_email": code})
     assert response.status_code == 302
     user = services.keycloak.find_user(student.user_id)
     assert user is not None and (user.email, user.email_verified) == (new_email, True)
@@ -278,16 +275,16 @@ def test_the_resend_wait_says_when_to_reload_and_hides_the_button(
     """Without JavaScript: the wait in words and a plain link to load the page again (a
     reload of a posted page would post again); static/js/countdown.js counts it down."""
     body = choose(at_contacts, action="send-phone").get_data(as_text=True)
-    assert re.search(r"You can ask for a new code in (59|60) seconds\.", body)
+    assert re.search(r"New code in (59|60) seconds\.", body)
     assert 'href="/activate/contacts">Then reload this page to ask for it.</a>' in body
-    assert 'data-other="You can ask for a new code in {n} seconds."' in body
-    assert 'data-one="You can ask for a new code in 1 second."' in body
+    assert 'data-other="New code in {n} seconds."' in body
+    assert 'data-one="New code in 1 second."' in body
     assert re.search(r'<span id="send-phone" hidden>\s*<button[^>]*value="send-phone"', body)
     assert "js/countdown.js" in body
     # Loaded again (GET, as the link does) once the wait is over: the button, no script.
     a_minute_passes(services, student)
     again = at_contacts.page("contacts").get_data(as_text=True)
-    assert "You can ask for a new code in" not in again and "js/countdown.js" not in again
+    assert "New code in" not in again and "js/countdown.js" not in again
     assert 'value="send-phone">Send a new code</button>' in again
 
 
@@ -395,7 +392,7 @@ def test_only_unproven_contacts_are_asked_for_and_odd_actions_do_no_harm(
     flow = flow_at("contacts", student)
     page = choose(flow, action="send-email")
     body = page.get_data(as_text=True)
-    assert 'value="verify-email"' in body and 'value="send-phone"' not in body
+    assert 'name="code_email"' in body and 'value="send-phone"' not in body
     for odd in (
         {"action": "verify-phone", "code_phone": "123456"},
         {"action": "send-phone"},

@@ -62,7 +62,8 @@ def test_whole_flow_activates_and_the_password_signs_in(
     assert flow.accept_policies().location.endswith("/activate/contacts")
     contacts = flow.page("contacts").get_data(as_text=True)
     assert f"+853 ••••{student.phone[-4:]}" in contacts and "a•••@example.edu" in contacts
-    assert "Not confirmed yet." in contacts and "only help you through a confirmed" in contacts
+    assert "Not confirmed yet." in contacts
+    assert "only through a contact confirmed with a code" in contacts
     confirmed = flow.confirm_contacts(email=student.email, phone=student.phone)
     assert confirmed.location.endswith("/activate/password")
     password_page = flow.page("password").get_data(as_text=True)

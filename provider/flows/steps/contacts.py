@@ -124,11 +124,11 @@ class ContactsStep:
             visit.save()
             return Stay(self._page(visit))
         if action.startswith("send-") and action[5:] in pending:
-            return Stay(self.send(visit, cast(Channel, action[5:])))
+            return Stay(self.send_keeping_typed(visit, cast(Channel, action[5:])))
         if action.startswith("verify-") and action[7:] in pending:
             return Stay(self.verify(visit, cast(Channel, action[7:])))
         if action == "continue":
-            return self.finish(visit)
+            return self.confirm(visit)
         return Stay(self._page(visit))
 
     def choose(self, visit: Visit, action: str = "choose") -> Outcome:
@@ -176,7 +176,16 @@ class ContactsStep:
         to_send = [c for c, i in pending.items() if c == asked or not i.optional]
         return Stay(self._send_each(visit, cast(list[Channel], to_send)))
 
-    def send(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+    def send_keeping_typed(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
+        """A "Send" on the codes page: a code typed for another contact is checked first,
+        so the student who typed the email's code and then asks for the phone's keeps it."""
+        form = VerifyForm()
+        if form.validate():
+            for other, item in (visit.data.pending or {}).items():
+                if other != channel and item.sent and not item.verified:
+                    self._prove(visit, other, form, required=False)
+        if any(form[f"code_{c}"].errors for c in CHANNELS):
+            return self._page(visit, 400, verify=form)
         return self._send_each(visit, [channel])
 
     def _send_each(self, visit: Visit, channels: list[Channel]) -> ResponseReturnValue:
@@ -225,8 +234,8 @@ class ContactsStep:
             return (
                 429,
                 ngettext(
-                    "You can ask for a new code in %(num)d second.",
-                    "You can ask for a new code in %(num)d seconds.",
+                    "New code in %(num)d second.",
+                    "New code in %(num)d seconds.",
                     wait.seconds,
                 ),
                 wait.seconds,
@@ -255,18 +264,22 @@ class ContactsStep:
         return None
 
     def verify(self, visit: Visit, channel: Channel) -> ResponseReturnValue:
-        shown = self._check_code(visit, channel)
-        return self._page(visit) if shown is None else shown
-
-    def _check_code(self, visit: Visit, channel: Channel) -> ResponseReturnValue | None:
-        """None when the code proved the contact; else the page saying why not."""
+        """One contact's code alone (its own "verify-<channel>")."""
         form = VerifyForm()
         if not form.validate():
             return self._page(visit, 400, verify=form)
+        if not self._prove(visit, channel, form, required=True):
+            return self._page(visit, 400, verify=form)
+        return self._page(visit)
+
+    def _prove(self, visit: Visit, channel: Channel, form: VerifyForm, *, required: bool) -> bool:
+        """Check the code typed for `channel`: True when it proved the contact (or none
+        was typed and none is `required`); else False, with the field's error set."""
         field = form[f"code_{channel}"]
         if not (field.data or "").strip():
-            field.errors = [_("Enter the 6-digit code")]
-            return self._page(visit, 400, verify=form)
+            if required:
+                field.errors = [_("Enter the 6-digit code")]
+            return not required
         try:
             verification.check(
                 visit.svc.sessions,
@@ -285,16 +298,31 @@ class ContactsStep:
                     wrong.remaining,
                 )
             ]
-            return self._page(visit, 400, verify=form)
+            return False
         except verification.CodeExpired:
             field.errors = [_("That code has expired. Ask for a new one.")]
-            return self._page(visit, 400, verify=form)
+            return False
         except verification.TooManyWrong:
             field.errors = [_too_many(channel)]
-            return self._page(visit, 400, verify=form)
+            return False
         (visit.data.pending or {})[channel].verified = True
         visit.save()
-        return None
+        return True
+
+    def confirm(self, visit: Visit) -> Outcome:
+        """ "Continue" on the codes page: check every code typed (one that must be proven
+        needs its code), then write and go on; any wrong code keeps the page, the right
+        ones stay proven."""
+        form = VerifyForm()
+        if not form.validate():
+            return Stay(self._page(visit, 400, verify=form))
+        proven = True
+        for channel, item in (visit.data.pending or {}).items():
+            if item.sent and not item.verified:
+                proven &= self._prove(visit, channel, form, required=not item.optional)
+        if not proven:
+            return Stay(self._page(visit, 400, verify=form))
+        return self.finish(visit)
 
     def finish(self, visit: Visit) -> Outcome:
         """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
@@ -399,19 +427,14 @@ class ContactsStep:
 def _primary(pending: dict[Channel, PendingContact] | None) -> str:
     """The one action the page shows as its primary button (GOV.UK: one per page).
 
-    Choosing, "Continue". Then: a code sent and not yet entered is what the student is
-    doing ("Verify"); else "Continue" once nothing more has to be proven; else the next
-    contact that must be proven ("Send code").
+    Choosing, "Continue". Then "Continue" (it checks the codes typed), unless a contact
+    that must be proven has no code yet: its "Send code" comes first.
     """
     if pending is None:
         return "choose"
-    unproven = [(c, item) for c, item in pending.items() if not item.verified]
-    for channel, item in unproven:
-        if item.sent:
-            return f"verify-{channel}"
-    for channel, item in unproven:
-        if not item.optional:
-            return f"send-{channel}"
+    for channel, item in pending.items():
+        if not (item.verified or item.sent or item.optional):
+            return f"send-{channel}"  # its code did not go out: that comes first
     return "continue"
 
 
@@ -423,13 +446,13 @@ def _resend_texts() -> dict[str, str]:
     """The wait's sentence for one second and, with "{n}", for any other number: the
     countdown script (static/js/countdown.js) words each second as the server would."""
     one = ngettext(
-        "You can ask for a new code in %(num)d second.",
-        "You can ask for a new code in %(num)d seconds.",
+        "New code in %(num)d second.",
+        "New code in %(num)d seconds.",
         1,
     )
     other = ngettext(
-        "You can ask for a new code in %(num)d second.",
-        "You can ask for a new code in %(num)d seconds.",
+        "New code in %(num)d second.",
+        "New code in %(num)d seconds.",
         _COUNT_MARK,
     )
     return {"one": one, "other": other.replace(str(_COUNT_MARK), "{n}")}
