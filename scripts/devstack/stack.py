@@ -347,9 +347,20 @@ class Stack:
             _result(jobs["postgres"])
             _result(jobs["homes"])
             self._configure_nodes()
-            for node in self.keycloak_nodes:
+            # On an empty database (nothing cached yet) the first node makes the schema
+            # alone: two nodes at once race to create Liquibase's own lock table and one
+            # exits. With the cached schema they start together.
+            alone = not self.keycloak_schema_cached
+            for node in self.keycloak_nodes[:1] if alone else self.keycloak_nodes:
                 node.start(wait=False)
             self.save()  # every pid is recorded before anything waits on it
+            if alone:
+                progress.timed(
+                    "keycloak schema, first node alone", self.keycloak_nodes[0].wait_ready
+                )
+                for node in self.keycloak_nodes[1:]:
+                    node.start(wait=False)
+                self.save()
             node_jobs = [
                 pool.submit(progress.timed, f"keycloak node {n.index + 1}", n.wait_ready)
                 for n in self.keycloak_nodes
