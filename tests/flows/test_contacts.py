@@ -383,6 +383,25 @@ def test_code_sends_are_limited_per_client_address(
     assert statuses == [200, 200, 429]
 
 
+def test_a_new_contact_spends_the_address_budget_whatever_the_action_says(
+    app: Flask, flow_at: FlowAt, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Any choice that types a new contact sends its code: the per-address limit counts
+    it, also when the post names an action the page never offers."""
+    monkeypatch.setitem(app.config, "UMPASS_SEND_LIMIT", "2 per hour")
+    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}
+    statuses = []
+    for action in ("choose", "nonsense", "nonsense"):
+        who = enrol_student(services, "n")
+        flow = flow_at("contacts", who)
+        flow.client.environ_base.update(address)
+        new_email = f"budget.{who.user_id}@gmail.com"
+        statuses.append(
+            choose(flow, action=action, email_choice="change", new_email=new_email).status_code
+        )
+    assert statuses == [200, 200, 429]
+
+
 def test_only_unproven_contacts_are_asked_for_and_odd_actions_do_no_harm(
     flow_at: FlowAt, services: Services, inbox: Inbox, student: StudentDetails
 ) -> None:

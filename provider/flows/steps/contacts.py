@@ -76,8 +76,8 @@ class ContactsStep:
     name = "contacts"
     title = _l("Your phone and email")
     template = "flow/contacts.html"
-    # Only what sends a code spends the per-address sending budget: "Send code", and
-    # Continue with a new contact typed in (its code goes out at once).
+    # Only what may send a code spends the per-address sending budget: "Send code", and
+    # any choice with a new contact typed in (its code goes out at once).
     limits = (StepLimit(send_limit, spends=lambda: _sends_codes()),)
 
     # -- rendering -------------------------------------------------------------------
@@ -543,8 +543,8 @@ def _sends_codes() -> bool:
     """Whether this request may send a code (what the sending budget is spent on)."""
     if request.method != "POST":
         return False
-    action = request.form.get("action", "")
-    if action.startswith("send-"):
+    # Any action may reach the choice (a flow with nothing pending takes every post as
+    # one), so a typed new contact counts whatever the action says.
+    if request.form.get("action", "").startswith("send-"):
         return True
-    typed_new = any(request.form.get(f"new_{c}", "").strip() for c in CHANNELS)
-    return action in ("choose", "") and typed_new
+    return any(request.form.get(f"new_{c}", "").strip() for c in CHANNELS)
