@@ -181,9 +181,7 @@ class ContactsStep:
         so the student who typed the email's code and then asks for the phone's keeps it."""
         form = VerifyForm()
         if form.validate():
-            for other, item in (visit.data.pending or {}).items():
-                if other != channel and item.sent and not item.verified:
-                    self._prove(visit, other, form, required=False)
+            self._prove_typed(visit, form, skip=channel, insist=False)
         if any(form[f"code_{c}"].errors for c in CHANNELS):
             return self._page(visit, 400, verify=form)
         return self._send_each(visit, [channel])
@@ -316,13 +314,21 @@ class ContactsStep:
         form = VerifyForm()
         if not form.validate():
             return Stay(self._page(visit, 400, verify=form))
-        proven = True
-        for channel, item in (visit.data.pending or {}).items():
-            if item.sent and not item.verified:
-                proven &= self._prove(visit, channel, form, required=not item.optional)
-        if not proven:
+        if not self._prove_typed(visit, form, insist=True):
             return Stay(self._page(visit, 400, verify=form))
         return self.finish(visit)
+
+    def _prove_typed(
+        self, visit: Visit, form: VerifyForm, *, insist: bool, skip: Channel | None = None
+    ) -> bool:
+        """Check the code typed for each contact whose code went out (but `skip`); with
+        `insist`, one that must be proven needs its code. True when none was wrong."""
+        proven = True
+        for channel, item in (visit.data.pending or {}).items():
+            if channel != skip and item.sent and not item.verified:
+                required = insist and not item.optional
+                proven &= self._prove(visit, channel, form, required=required)
+        return proven
 
     def finish(self, visit: Visit) -> Outcome:
         """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
