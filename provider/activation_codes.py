@@ -44,8 +44,10 @@ def enrol(
     date_of_birth: date,
     id_number: str,
     intake: str | None = None,
+    keycloak_id: str | None = None,
 ) -> Student:
-    """Store (or replace) the proofing hashes for `user_id` (already normalised)."""
+    """Store (or replace) the proofing hashes for `user_id` (already normalised), and the
+    account's Keycloak id when the caller knows it."""
     last4 = normalize_id_last4(id_number)
     if last4 is None:
         raise EnrolmentError("the ID/passport number needs at least 4 letters or digits")
@@ -53,6 +55,8 @@ def enrol(
     student.dob_hash = hasher.digest(Purpose.DATE_OF_BIRTH, normalize_date_of_birth(date_of_birth))
     student.id_last4_hash = hasher.digest(Purpose.ID_LAST4, last4)
     student.intake = intake
+    if keycloak_id is not None:
+        student.keycloak_id = keycloak_id
     session.add(student)
     return student
 

@@ -185,7 +185,9 @@ def _refresh(svc: Services, student: NewStudent) -> Outcome:
             return _issued(student, create_pending_student(svc, student), svc)
         if not _is_pending(user):
             return Outcome(student, State.LEFT, reason=_why_not_pending(user))
-        return _issued(student, enrol_and_issue(svc, user.username, student), svc)
+        return _issued(
+            student, enrol_and_issue(svc, user.username, student, keycloak_id=user.id), svc
+        )
     except NotAPendingStudent:  # made meanwhile by someone else, and not pending
         return Outcome(student, State.LEFT)
     except IdentityServiceUnavailable:

@@ -43,6 +43,7 @@ from keycloak.exceptions import (
     KeycloakGetError,
     raise_error_from_response,
 )
+from prometheus_client import Counter
 
 from provider.config import KeycloakSettings
 from provider.keycloak_connection import ServiceAccount, admin_api
@@ -51,6 +52,16 @@ from provider.password_policy import PasswordPolicy
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+# Every admin-API request this process made, by what it was for: the cost a step adds to
+# Keycloak, read by /metrics and by `scripts/bench activation`. Not in the global
+# registry: /metrics builds a registry per scrape and adds it there.
+ADMIN_CALLS = Counter(
+    "umpass_keycloak_admin_calls",
+    "Keycloak admin-API requests made by this process, by action",
+    ["action"],
+    registry=None,
+)
 
 # User-profile attribute names shared with keycloak_config/user-profile.json.
 ACTIVATION_STATE = "activation_state"
@@ -270,6 +281,7 @@ class KeycloakGateway:
         """
         with self._lease() as admin:
             self._ensure_token(admin, action)
+            ADMIN_CALLS.labels(action).inc()
             try:
                 return fn(admin)
             except KeycloakConnectionError as exc:

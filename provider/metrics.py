@@ -17,6 +17,7 @@ from provider.guards import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import recoveries as recovery_data
+from provider.keycloak import ADMIN_CALLS
 from provider.services import services
 
 bp = Blueprint("metrics", __name__)
@@ -35,4 +36,5 @@ def metrics() -> ResponseReturnValue:
     registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
     registry.register(lockout_data.LockoutCollector(svc))
     registry.register(recovery_data.RecoveriesCollector(svc))
+    registry.register(ADMIN_CALLS)  # this worker's own count (one process per scrape)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -54,10 +54,12 @@ def create_pending_student(svc: Services, student: NewStudent) -> IssuedCode:
     # that account's password.
     if svc.keycloak.get_user(keycloak_id).activation_state != STATE_PENDING:
         raise NotAPendingStudent(user_id)
-    return enrol_and_issue(svc, user_id, student)
+    return enrol_and_issue(svc, user_id, student, keycloak_id=keycloak_id)
 
 
-def enrol_and_issue(svc: Services, user_id: str, student: NewStudent) -> IssuedCode:
+def enrol_and_issue(
+    svc: Services, user_id: str, student: NewStudent, *, keycloak_id: str | None = None
+) -> IssuedCode:
     """Store the proofing hashes of `user_id` (normalised, an account already known to be
     pending) and issue a fresh code, revoking the one before."""
     with svc.sessions.begin() as session:
@@ -68,6 +70,7 @@ def enrol_and_issue(svc: Services, user_id: str, student: NewStudent) -> IssuedC
             date_of_birth=student.date_of_birth,
             id_number=student.id_number,
             intake=student.intake,
+            keycloak_id=keycloak_id,
         )
         session.flush()
         return issue_code(session, svc.hasher, user_id)

@@ -19,7 +19,6 @@ from provider.flows.steps.identify import IdentifyStep
 from provider.flows.steps.password import PasswordStep
 from provider.flows.steps.policies import PoliciesStep
 from provider.keyed_hash import KeyedHasher
-from provider.services import Services
 from provider.storage.models import ActivationCode
 
 STEPS: tuple[Step[ActivationData], ...] = (
@@ -43,13 +42,12 @@ def make_engine(
     )
 
 
-def code_still_stands(svc: Services, state: FlowState[ActivationData]) -> bool:
+def code_still_stands(db: Session, state: FlowState[ActivationData]) -> bool:
     """Is the activation code this flow was identified with still usable (not revoked,
     re-issued or expired since)? Once the account is active the flow needs it no more."""
     if state.data is None or state.step == STEPS[-1].name:
         return True
-    with svc.reads() as db:
-        code = db.get(ActivationCode, state.data.code_id)
+    code = db.get(ActivationCode, state.data.code_id)
     return code is not None and code.revoked_at is None and code.expires_at > datetime.now(UTC)
 
 

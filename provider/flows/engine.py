@@ -59,6 +59,8 @@ class FlowState(Generic[D]):
     expires_at: datetime | None = None
     is_new: bool = False
     replaced_expired: bool = False
+    # What the flow was identified with still stands (the `stands` check of `load_or_start`).
+    stands: bool = True
 
 
 class FlowConflict(Exception):
@@ -96,8 +98,18 @@ class FlowEngine(Generic[D]):
         """1-based position for "Step n of N"."""
         return self.steps.index(step) + 1
 
-    def load_or_start(self, flow_id: str | None, now: datetime | None = None) -> FlowState[D]:
-        """The live flow for this cookie, or a fresh (not yet stored) one at the first step."""
+    def load_or_start(
+        self,
+        flow_id: str | None,
+        now: datetime | None = None,
+        *,
+        stands: Callable[[Session, FlowState[D]], bool] | None = None,
+    ) -> FlowState[D]:
+        """The live flow for this cookie, or a fresh (not yet stored) one at the first step.
+
+        `stands` checks, in the same read, that what a stored flow was identified with
+        still stands (its answer in `FlowState.stands`): one round trip, not two, on
+        every request."""
         now = now or datetime.now(UTC)
         expired = False
         if flow_id and len(flow_id) <= 64:
@@ -107,7 +119,7 @@ class FlowEngine(Generic[D]):
                 if live and row.created_at + MAX_LIFETIME > now and row.step in self.steps:
                     data = self._read(row.state)
                     if data is not None:
-                        return FlowState(
+                        state = FlowState(
                             flow_id=flow_id,
                             step=row.step,
                             user_id=row.user_id,
@@ -115,6 +127,9 @@ class FlowEngine(Generic[D]):
                             version=row.version,
                             expires_at=row.expires_at,
                         )
+                        if stands is not None and state.user_id:
+                            state.stands = stands(session, state)
+                        return state
                 expired = True  # unknown, expired or unreadable: a cookie was there
         return FlowState(flow_id=None, step=self.steps[0], replaced_expired=expired)
 
@@ -134,7 +149,7 @@ class FlowEngine(Generic[D]):
         before identification is never trusted after it), dropping the one it replaces,
         at the step after the current one."""
         now = now or datetime.now(UTC)
-        step = self._after(state.step)
+        step = self.next_step(state.step)
         flow_id = secrets.token_urlsafe(24)
         with self._sessions.begin() as session:
             if state.flow_id:
@@ -185,15 +200,23 @@ class FlowEngine(Generic[D]):
         same transaction (e.g. the audit event of what the flow now records as done)."""
         return self._write(state, state.step, now, along)
 
-    def advance(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
-        """The current step is done: write and move to the next one in the list."""
-        return self._write(state, self._after(state.step), now)
+    def advance(
+        self,
+        state: FlowState[D],
+        now: datetime | None = None,
+        *,
+        along: Callable[[Session], None] | None = None,
+    ) -> FlowState[D]:
+        """The current step is done: write and move to the next one in the list (`along`
+        as in `save`)."""
+        return self._write(state, self.next_step(state.step), now, along)
 
     def complete(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
         """The flow reached its goal: write and move to its last step (the end page)."""
         return self._write(state, self.steps[-1], now)
 
-    def _after(self, step: str) -> str:
+    def next_step(self, step: str) -> str:
+        """The step that follows `step` in the list (the last one stays last)."""
         index = self.steps.index(step)
         return self.steps[min(index + 1, len(self.steps) - 1)]
 

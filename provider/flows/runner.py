@@ -31,6 +31,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from sqlalchemy.orm import Session
 
 from provider import audit, form_input
 from provider.flows.caller import Caller, NoCaller
@@ -47,7 +48,7 @@ from provider.flows.step import (
     Visit,
 )
 from provider.limits import limiter
-from provider.services import Services, services
+from provider.services import services
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,8 @@ class FlowDefinition(Generic[D]):
     cookie: str
     steps: tuple[Step[D], ...]
     # Does what the flow was identified with still stand (e.g. the activation code)?
-    still_valid: Callable[[Services, FlowState[D]], bool] = lambda svc, state: True
+    # Asked in the read that loads the flow, with its session.
+    still_valid: Callable[[Session, FlowState[D]], bool] | None = None
     invalid_message: Callable[[], str] = lambda: ""
     # Who may wait for the flow's end (a sign-in); nobody by default.
     caller: Callable[[], Caller[D]] = NoCaller
@@ -113,10 +115,12 @@ class FlowRoutes(Generic[D]):
         if state is not None:
             return state
         engine = self.engine()
-        state = engine.load_or_start(request.cookies.get(self.flow.cookie))
+        state = engine.load_or_start(
+            request.cookies.get(self.flow.cookie), stands=self.flow.still_valid
+        )
         if state.replaced_expired:
             flash(_("Your session timed out, so we started again. Nothing was changed."))
-        elif state.user_id and not self.flow.still_valid(services(current_app), state):
+        elif state.user_id and not state.stands:
             # What the flow was identified with no longer stands: it ends here, before
             # any further write, and the student starts over.
             engine.finish(state)
@@ -273,16 +277,21 @@ class FlowRoutes(Generic[D]):
                     return then(stored) or self.to_current(stored)
                 return self.to_current(stored)
             case Next():
-                with contextlib.suppress(FlowConflict):  # a parallel submit moved it on
-                    engine.advance(state)
-                    # For the funnel: who got how far (the step just reached).
-                    audit.record_now(
-                        visit.svc.sessions,
-                        audit.STUDENT,
-                        f"{self.flow.audit_prefix}.{state.step}",
-                        state.user_id,
+                reached = engine.next_step(state.step)
+                try:
+                    # For the funnel, in the same transaction: who got how far.
+                    engine.advance(
+                        state,
+                        along=lambda session: audit.record(
+                            session,
+                            audit.STUDENT,
+                            f"{self.flow.audit_prefix}.{reached}",
+                            state.user_id,
+                        ),
                     )
-                return self.to_current(engine.load_or_start(state.flow_id))
+                except FlowConflict:  # a parallel submit moved it on: look where it is
+                    return self.to_current(engine.load_or_start(state.flow_id))
+                return self.to_current(state)
             case Finished():
                 if state.step != self.flow.last:
                     with contextlib.suppress(FlowConflict):  # a parallel request finished it

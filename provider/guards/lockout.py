@@ -179,11 +179,16 @@ def hot(
 
 def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
     with sessions.begin() as session:
-        session.execute(
-            update(IdentifyLockout)
-            .where(IdentifyLockout.user_id == key)
-            .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
-        )
+        record_success_in(session, key, now)
+
+
+def record_success_in(session: Session, key: str, now: datetime) -> None:
+    """`record_success` in the caller's transaction (beside the audit of the success)."""
+    session.execute(
+        update(IdentifyLockout)
+        .where(IdentifyLockout.user_id == key)
+        .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
+    )
 
 
 def clear(sessions: sessionmaker[Session], key: str) -> None:

@@ -1,17 +1,26 @@
-"""Benchmark: N students activate concurrently over HTTP, against a floor.
+"""Benchmark: students activate over HTTP, at saturation and at a stated arrival rate,
+against a floor.
 
-    scripts/bench activation [--students 50] [--concurrency 50]
+    scripts/bench activation [--students 50] [--concurrency 50] [--rate R]
+                             [--database postgresql|sqlite] [--profile]
 
 Starts its own Keycloak (test instance, free ports) with the realm's PRODUCTION password
-hashing, and the service as a real `umpass serve` process. Then:
+hashing, a throwaway PostgreSQL (as deployed; `--database sqlite` for the embedded
+default) and the service as a real `umpass serve` process (gunicorn, one worker). After a
+few warm-up students (not counted):
 
-* service: N students walk the whole flow over HTTP (identify, policies, contacts,
-  password), `--concurrency` at a time;
+* saturation: N students walk the whole flow over HTTP (identify, policies, contacts,
+  password), `--concurrency` at a time, as fast as the stack answers;
 * floor: N other pending students reach the same end state (permanent password,
-  active, accepted policies) by one admin-API call each, same concurrency, no web flow.
+  active, accepted policies) by one admin-API call each, same concurrency, no web flow;
+* open loop: N more students arrive at random (Poisson) at `--rate` per second (by
+  default 60 % of the floor's rate just measured) and walk the flow: the latency a
+  student sees at that load, per step.
 
-Prints activations per second, p50/p95 per step, the service's peak RSS, a chart, and
-last `RESULT activation_ratio=<service s per activation / floor s per activation> ...`.
+Prints the steps' p50/p95 for both runs, the CPU of every process per activation (with
+Keycloak's against the floor's), the admin-API calls per activation by purpose, the
+service's peak RSS and, with `--profile`, where the service's CPU goes (py-spy); last
+`RESULT activation_ratio=<service s per activation / floor s per activation> ...`.
 """
 
 from __future__ import annotations
@@ -19,11 +28,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import random
 import re
+import secrets
 import sys
+import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
@@ -32,12 +46,16 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from devstack import postgres as pg_server
 from devstack.background import Background, serve_on_a_free_port
+from devstack.bench_profile import Profile, Recording
 from devstack.bench_stack import (
     bench_stack,
+    cpu_seconds,
     enrol_with_proven_contacts,
     peak_rss_mb,
     process_group,
+    process_tree,
 )
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
@@ -50,8 +68,22 @@ from provider.students import NewStudent
 
 console = Console(stderr=True)
 _CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+_ADMIN_CALLS = re.compile(r'^umpass_keycloak_admin_calls_total\{action="([a-z_]+)"\} ([0-9.e+]+)$')
 PASSWORD = "lantern {n} orbit velvet meadow"  # noqa: S105 - a benchmark passphrase
 DOB = date(2006, 6, 6)
+STEPS = ("identify", "policies", "contacts", "password")
+# Students through each path before anything is measured: Keycloak's JIT compiles its hot
+# paths over the first few hundred requests, and that CPU would land on whichever path ran
+# first.
+WARM_UP = 20
+# What each admin call is for, in the table of calls per activation.
+CALL_PURPOSE = {
+    "find_user": "identify: the pending account behind the four details",
+    "get_user": "read-before-write (a PUT replaces the whole user)",
+    "update_user": "the activation: password + active + policies, one PUT",
+    "unlink": "drop an old link to the activation provider",
+    "password_policy": "the realm's password policy (cached)",
+}
 
 
 def _progress() -> Progress:
@@ -72,11 +104,11 @@ def _student(n: int, prefix: str) -> NewStudent:
 
 
 def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
-    """One student's flow; seconds per step (GET + POST of the step)."""
+    """One student's flow; seconds per step (the GET of its page + the POST)."""
     s = requests.Session()
     times: dict[str, float] = {}
 
-    def step(name: str, data: dict[str, str]) -> None:
+    def step(name: str, answers: Callable[[str], dict[str, str]]) -> None:
         started = time.perf_counter()
         page = s.get(f"{base}/activate/{name}", timeout=120)
         token = _CSRF.search(page.text)
@@ -84,7 +116,7 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
             raise RuntimeError(f"{name}: no form (HTTP {page.status_code})")
         done = s.post(
             f"{base}/activate/{name}",
-            data={"csrf_token": token.group(1), **data},
+            data={"csrf_token": token.group(1), **answers(page.text)},
             allow_redirects=False,
             timeout=120,
         )
@@ -92,21 +124,22 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
             raise RuntimeError(f"{name}: HTTP {done.status_code}")
         times[name] = time.perf_counter() - started
 
+    last4 = f"{n:07d}"[-4:]
     step(
         "identify",
-        {
+        lambda _: {
             "user_id": user_id,
             "activation_code": code,
             **form_fields(DOB),
-            "id_last4": f"{n:07d}"[-4:],
+            "id_last4": last4,
         },
     )
-    policies = s.get(f"{base}/activate/policies", timeout=120).text
-    boxes = set(re.findall(r'name="(accept_[a-z0-9_]+)"', policies))
-    step("policies", {b: "y" for b in boxes})
-    step("contacts", {"action": "choose", "email_choice": "keep", "phone_choice": "keep"})
+    step(
+        "policies", lambda page: dict.fromkeys(re.findall(r'name="(accept_[a-z0-9_]+)"', page), "y")
+    )
+    step("contacts", lambda _: {"action": "choose", "email_choice": "keep", "phone_choice": "keep"})
     password = PASSWORD.format(n=n)
-    step("password", {"password": password, "confirm": password})
+    step("password", lambda _: {"password": password, "confirm": password})
     return times
 
 
@@ -115,22 +148,133 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time used so far by these processes and their threads."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
-    return total
+@dataclasses.dataclass
+class _Meters:
+    """CPU seconds per process kind, read before and after a phase."""
+
+    kinds: dict[str, Callable[[], list[int]]]
+
+    def read(self) -> dict[str, float]:
+        return {kind: cpu_seconds(pids()) for kind, pids in self.kinds.items()}
+
+    @contextmanager
+    def phase(self, into: dict[str, float]) -> Iterator[None]:
+        before = self.read()
+        yield
+        after = self.read()
+        into.update({kind: after[kind] - before[kind] for kind in after})
 
 
-def run(students: int, concurrency: int, processes: int = 1) -> int:
+def _admin_calls(base: str, token: str) -> Counter[str]:
+    """The service's admin-API requests so far, by action (its /metrics)."""
+    text = requests.get(
+        f"{base}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    ).text
+    calls: Counter[str] = Counter()
+    for line in text.splitlines():
+        if m := _ADMIN_CALLS.match(line):
+            calls[m[1]] = int(float(m[2]))
+    return calls
+
+
+@contextmanager
+def _database(kind: str, workdir: Path) -> Iterator[tuple[str, Callable[[], list[int]]]]:
+    """The service's database URL and a reader of its server's processes (none for SQLite)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir}/bench.db", list
+        return
+    console.print("[bold]starting PostgreSQL[/]")
+    server = pg_server.start_throwaway()
+    try:
+        url = server.create_database(f"bench_{secrets.token_hex(3)}")
+        yield url, lambda: process_tree(pid) if (pid := server.pid()) else []
+    finally:
+        server.destroy()
+
+
+def _run_closed(
+    label: str, base: str, students: list[tuple[str, str, int]], concurrency: int
+) -> tuple[float, dict[str, list[float]]]:
+    """Every student at once, `concurrency` at a time: seconds for all, seconds per step."""
+    per_step: dict[str, list[float]] = defaultdict(list)
+    with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        task = progress.add_task(label, total=len(students))
+        started = time.perf_counter()
+        futures = [pool.submit(_walk, base, u, c, n) for u, c, n in students]
+        for future in futures:
+            for name, seconds in future.result().items():
+                per_step[name].append(seconds)
+            progress.advance(task)
+        return time.perf_counter() - started, per_step
+
+
+def _run_floor(
+    label: str, gateway: KeycloakGateway, user_ids: list[str], concurrency: int
+) -> tuple[float, list[float]]:
+    """The same end state by one admin-API activation each: seconds for all, and each's."""
+    accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
+
+    def one(index: int, uid: str) -> float:
+        began = time.perf_counter()
+        if not gateway.activate(uid, PASSWORD.format(n=index), attributes=accepted):
+            raise RuntimeError("floor activation wrote nothing")
+        return time.perf_counter() - began
+
+    with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
+        task = progress.add_task(label, total=len(user_ids))
+        started = time.perf_counter()
+        latencies = []
+        for future in [pool.submit(one, i, uid) for i, uid in enumerate(user_ids)]:
+            latencies.append(future.result())
+            progress.advance(task)
+        return time.perf_counter() - started, latencies
+
+
+def _run_open(
+    base: str, students: list[tuple[str, str, int]], rate: float
+) -> dict[str, list[float]]:
+    """Students arriving at random (Poisson, `rate` per second), each walking on arrival."""
+    arrivals = random.Random(17)  # the same arrival pattern on every run  # noqa: S311
+    at, offsets = 0.0, []
+    for _ in students:
+        at += arrivals.expovariate(rate)
+        offsets.append(at)
+    per_step: dict[str, list[float]] = defaultdict(list)
+    lock = threading.Lock()
+    with _progress() as progress:
+        task = progress.add_task(f"open loop at {rate:.2f}/s", total=len(students))
+        start = time.perf_counter()
+
+        def arrive(offset: float, student: tuple[str, str, int]) -> None:
+            time.sleep(max(0.0, start + offset - time.perf_counter()))  # the arrival time
+            times = _walk(base, *student)
+            with lock:
+                for name, seconds in times.items():
+                    per_step[name].append(seconds)
+            progress.advance(task)
+
+        with ThreadPoolExecutor(max_workers=len(students)) as pool:
+            for future in [
+                pool.submit(arrive, o, s) for o, s in zip(offsets, students, strict=True)
+            ]:
+                future.result()
+    return per_step
+
+
+def run(args: argparse.Namespace) -> int:
+    students, concurrency = args.students, args.concurrency
+    metrics_token = secrets.token_urlsafe(32)
     console.print("[bold]starting Keycloak[/] (production hashing)")
-    services: list[Background] = []
+    service: Background | None = None
     # All students share 127.0.0.1: the per-address identify limit would stop them.
-    with bench_stack(UMPASS_IDENTIFY_LIMIT="100000 per minute") as stack:
-        running, env, workdir = stack.keycloak, stack.env, stack.workdir
+    with (
+        bench_stack(
+            UMPASS_IDENTIFY_LIMIT="100000 per minute", UMPASS_METRICS_TOKEN=metrics_token
+        ) as stack,
+        _database(args.database, stack.workdir) as (database_url, database_pids),
+    ):
+        running, workdir = stack.keycloak, stack.workdir
+        env = {**stack.env, "DATABASE_URL": database_url}
         try:
             # Production hashing: no fast_hash.
             apply_realm(ApplyOptions.from_env(env, theme=True, with_demo=True))
@@ -138,16 +282,19 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
             svc = Services.assemble(settings)
             migrate.upgrade(svc.engine)
 
-            codes: list[tuple[str, str, int]] = []
+            groups: dict[str, list[tuple[str, str, int]]] = {"w": [], "s": [], "o": []}
+            sizes = {"w": WARM_UP, "s": students, "o": students}
             floor_ids: list[str] = []
             with _progress() as progress:
-                task = progress.add_task("creating students", total=2 * students)
-                for n in range(students):
-                    student = _student(n, "s")
-                    issued = enrol_with_proven_contacts(svc, student)
-                    codes.append((issued.user_id, issued.code, n))
-                    progress.advance(task)
-                for n in range(students):
+                task = progress.add_task(
+                    "creating students", total=sum(sizes.values()) + WARM_UP + students
+                )
+                for prefix, size in sizes.items():
+                    for n in range(size):
+                        issued = enrol_with_proven_contacts(svc, _student(n, prefix))
+                        groups[prefix].append((issued.user_id, issued.code, n))
+                        progress.advance(task)
+                for n in range(WARM_UP + students):
                     floor_ids.append(
                         svc.keycloak.create_user(
                             f"f{n:05d}",
@@ -158,91 +305,59 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
                         )
                     )
                     progress.advance(task)
+            svc.engine.dispose()
 
-            for index in range(processes):
-                services.append(
-                    serve_on_a_free_port(
-                        workdir / f"service-{index}.log",
-                        {**env, "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 4))},
-                        threads=max(8, concurrency // processes),
-                        name=f"service {index + 1}",
-                    )
-                )
-            bases = [part.direct_url for part in services]
-
-            per_step: dict[str, list[float]] = defaultdict(list)
-            kc_pids = process_group(running.pid)
-            service_pids = [part.pid for part in services if part.pid is not None]
-            cpu_before = {
-                "keycloak": _cpu_seconds(kc_pids),
-                "service": _cpu_seconds(service_pids),
-                "bench client": _cpu_seconds([os.getpid()]),
-            }
-            with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-                task = progress.add_task("students activating (web)", total=students)
-                started = time.perf_counter()
-                # Flows live in the shared database: any process serves any request, as
-                # behind a load balancer without affinity; students are spread round-robin.
-                futures = [pool.submit(_walk, bases[n % len(bases)], u, c, n) for u, c, n in codes]
-                for future in futures:
-                    for name, seconds in future.result().items():
-                        per_step[name].append(seconds)
-                    progress.advance(task)
-                service_seconds = time.perf_counter() - started
-            cpu_used = {
-                "keycloak": _cpu_seconds(kc_pids) - cpu_before["keycloak"],
-                "service": _cpu_seconds(service_pids) - cpu_before["service"],
-                "bench client": _cpu_seconds([os.getpid()]) - cpu_before["bench client"],
-            }
-            service_rss = sum(peak_rss_mb(pid) for pid in service_pids)
-
+            service = serve_on_a_free_port(
+                workdir / "service.log",
+                # As many connections as the floor has: the comparison is of work, not of queueing.
+                {**env, "UMPASS_KC_POOL_SIZE": str(concurrency)},
+                threads=max(8, concurrency),
+            )
+            base, service_pid = service.direct_url, service.pid or 0
+            meters = _Meters(
+                {
+                    "keycloak": lambda: process_group(running.pid),
+                    "service": lambda: process_tree(service_pid),
+                    "database": database_pids,
+                    "bench client": lambda: [os.getpid()],
+                }
+            )
             gateway = KeycloakGateway(dataclasses.replace(settings.keycloak, pool_size=concurrency))
-            accepted = {ACCEPTED_POLICIES: ["it-acceptable-use@2026-09:2026-11-26T00:00:00Z"]}
-            with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
-                task = progress.add_task("floor: admin API directly", total=students)
-                started = time.perf_counter()
+            _run_closed("warm-up (not counted)", base, groups["w"], min(WARM_UP, concurrency))
+            _run_floor("floor warm-up", gateway, floor_ids[:WARM_UP], min(WARM_UP, concurrency))
 
-                def floor_one(index: int, uid: str) -> float:
-                    began = time.perf_counter()
-                    if not gateway.activate(uid, PASSWORD.format(n=index), attributes=accepted):
-                        raise RuntimeError("floor activation wrote nothing")
-                    return time.perf_counter() - began
+            calls_before = _admin_calls(base, metrics_token)
+            service_cpu: dict[str, float] = {}
+            recording = Recording(service_pid, workdir / "py-spy.txt") if args.profile else None
+            with meters.phase(service_cpu):
+                service_seconds, saturated = _run_closed(
+                    "students activating (web)", base, groups["s"], concurrency
+                )
+            profile = recording.stop() if recording else None
+            calls = _admin_calls(base, metrics_token) - calls_before
+            service_rss = sum(peak_rss_mb(pid) for pid in process_tree(service_pid))
 
-                futures = [pool.submit(floor_one, i, uid) for i, uid in enumerate(floor_ids)]
-                floor_latency = []
-                for future in futures:
-                    floor_latency.append(future.result())
-                    progress.advance(task)
-                floor_seconds = time.perf_counter() - started
+            floor_cpu: dict[str, float] = {}
+            with meters.phase(floor_cpu):
+                floor_seconds, floor_latency = _run_floor(
+                    "floor: admin API directly", gateway, floor_ids[WARM_UP:], concurrency
+                )
+
+            rate = args.rate or 0.6 * students / floor_seconds
+            opened = _run_open(base, groups["o"], rate)
         finally:
-            for part in services:
-                part.stop()
+            if service is not None:
+                service.stop()
 
-    table = Table("step", "p50 ms", "p95 ms", "chart (p95)", title=f"{students} students")
-    widest = max(_percentile(v, 0.95) for v in per_step.values())
-    for name in ("identify", "policies", "contacts", "password"):
-        values = per_step[name]
-        p50, p95 = _percentile(values, 0.5) * 1000, _percentile(values, 0.95) * 1000
-        bar = "█" * max(1, int(40 * (p95 / 1000) / widest))
-        table.add_row(name, f"{p50:.0f}", f"{p95:.0f}", bar)
-    console.print(table)
-    where = Table(
-        "process",
-        "CPU s",
-        "ms per activation",
-        "share",
-        title=f"Where the time goes: {service_seconds:.1f} s wall on {os.cpu_count()} cores",
-    )
-    total_cpu = sum(cpu_used.values()) or 1.0
-    for name, seconds in cpu_used.items():
-        where.add_row(
-            name,
-            f"{seconds:.1f}",
-            f"{1000 * seconds / students:.0f}",
-            "█" * int(30 * seconds / total_cpu),
-        )
-    console.print(where)
-    ratio = (service_seconds / students) / (floor_seconds / students)
+    _print_steps(students, saturated, opened, rate)
+    _print_cpu(students, service_seconds, service_cpu, floor_cpu)
+    _print_calls(students, calls)
+    if profile is not None:
+        _print_profile(students, profile, service_cpu["service"])
+    ratio = service_seconds / floor_seconds
+    service_ms = 1000 * service_cpu["service"] / students
+    kc_ms = 1000 * service_cpu["keycloak"] / students
+    floor_kc_ms = 1000 * floor_cpu["keycloak"] / students
     print(
         f"service: {students / service_seconds:.2f} activations/s "
         f"({service_seconds:.1f} s for {students}); peak RSS {service_rss:.0f} MB"
@@ -252,22 +367,115 @@ def run(students: int, concurrency: int, processes: int = 1) -> int:
         f"one admin-API activation p50 {_percentile(floor_latency, 0.5) * 1000:.0f} ms, "
         f"p95 {_percentile(floor_latency, 0.95) * 1000:.0f} ms at the same concurrency"
     )
-    p95 = {n: _percentile(v, 0.95) * 1000 for n, v in per_step.items()}
-    p95_text = " ".join(f"p95_{n}_ms={v:.0f}" for n, v in p95.items())
+    open_p95 = " ".join(
+        f"p50_{n}_ms={_percentile(opened[n], 0.5) * 1000:.0f} "
+        f"p95_{n}_ms={_percentile(opened[n], 0.95) * 1000:.0f}"
+        for n in STEPS
+    )
     print(
         f"RESULT activation_ratio={ratio:.2f} activations_per_s={students / service_seconds:.2f} "
-        f"floor_per_s={students / floor_seconds:.2f} service_rss_mb={service_rss:.0f} {p95_text}"
+        f"floor_per_s={students / floor_seconds:.2f} service_cpu_ms={service_ms:.0f} "
+        f"kc_cpu_ms={kc_ms:.0f} floor_kc_cpu_ms={floor_kc_ms:.0f} "
+        f"kc_cpu_ratio={kc_ms / floor_kc_ms:.2f} kc_calls={sum(calls.values()) / students:.1f} "
+        f"service_rss_mb={service_rss:.0f} rate_per_s={rate:.2f} {open_p95}"
     )
     return 0
 
 
+def _bar(value: float, widest: float, width: int = 30) -> str:
+    return "█" * max(1, round(width * value / widest)) if widest > 0 else ""
+
+
+def _print_steps(
+    students: int, saturated: dict[str, list[float]], opened: dict[str, list[float]], rate: float
+) -> None:
+    table = Table(
+        "step",
+        "saturated p50",
+        "p95 ms",
+        f"at {rate:.2f}/s p50",
+        "p95 ms",
+        "chart (p95 at that rate)",
+        title=f"{students} students each run",
+    )
+    widest = max(_percentile(opened[n], 0.95) for n in STEPS)
+    for name in STEPS:
+        table.add_row(
+            name,
+            f"{_percentile(saturated[name], 0.5) * 1000:.0f}",
+            f"{_percentile(saturated[name], 0.95) * 1000:.0f}",
+            f"{_percentile(opened[name], 0.5) * 1000:.0f}",
+            f"{_percentile(opened[name], 0.95) * 1000:.0f}",
+            _bar(_percentile(opened[name], 0.95), widest),
+        )
+    console.print(table)
+
+
+def _print_cpu(
+    students: int, seconds: float, ours: dict[str, float], floor: dict[str, float]
+) -> None:
+    table = Table(
+        "process",
+        "CPU s",
+        "ms per activation",
+        "floor's ms",
+        "chart",
+        title=f"Where the CPU goes: {seconds:.1f} s wall on {os.cpu_count()} cores",
+    )
+    widest = max(max(ours.values()), max(floor.values()))
+    for kind in ours:
+        table.add_row(
+            kind,
+            f"{ours[kind]:.1f}",
+            f"{1000 * ours[kind] / students:.0f}",
+            f"{1000 * floor[kind] / students:.0f}",
+            _bar(ours[kind], widest),
+        )
+    console.print(table)
+
+
+def _print_calls(students: int, calls: Counter[str]) -> None:
+    table = Table("admin call", "per activation", "what for", title="Keycloak admin-API calls")
+    for action, count in calls.most_common():
+        table.add_row(action, f"{count / students:.2f}", CALL_PURPOSE.get(action, ""))
+    table.add_row("all", f"{sum(calls.values()) / students:.2f}", "the floor makes 1 (+1 read)")
+    console.print(table)
+
+
+def _print_profile(students: int, profile: Profile, measured_cpu: float) -> None:
+    total = sum(profile.samples.values())
+    table = Table(
+        "cost",
+        "ms per activation",
+        "chart",
+        title=(
+            f"Service CPU by cost (py-spy, {total / profile.rate:.1f} s sampled, "
+            f"{measured_cpu:.1f} s measured)"
+        ),
+    )
+    widest = max(profile.samples.values(), default=0)
+    for name, count in profile.samples.most_common():
+        table.add_row(name, f"{profile.ms_per(count, students):.1f}", _bar(count, widest))
+    console.print(table)
+    top = Table("service function (innermost, inclusive)", "ms per activation")
+    for name, count in profile.functions.most_common(12):
+        top.add_row(name, f"{profile.ms_per(count, students):.1f}")
+    console.print(top)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench activation")
-    parser.add_argument("--students", type=int, default=50)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--processes", type=int, default=1, help="service processes")
-    args = parser.parse_args(argv)
-    return run(args.students, args.concurrency, args.processes)
+    parser.add_argument("--students", type=int, default=50, help="per run (3 runs + warm-up)")
+    parser.add_argument("--concurrency", type=int, default=50, help="of the saturation run")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        help="open-loop arrivals per second (default: 60%% of the floor's)",
+    )
+    parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
+    parser.add_argument("--profile", action="store_true", help="py-spy over the saturation run")
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -102,6 +102,39 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and every process below it (a gunicorn master and its workers, PostgreSQL's
+    postmaster and its backends)."""
+    children: dict[int, list[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(proc.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU used so far by these processes, their threads and the children
+    they have reaped (a PostgreSQL backend that ended still counts in its postmaster)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended in between
+        total += sum(int(f) for f in fields[11:15]) / ticks  # utime stime cutime cstime
+    return total
+
+
 def process_group(group: int) -> list[int]:
     """Every process in the group (Keycloak's launcher script and its JVM)."""
     pids = []

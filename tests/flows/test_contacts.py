@@ -14,6 +14,7 @@ from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_ACTIVE
 from provider.recovery.lookup import verified_contact
 from provider.services import Services
 from provider.services import services as app_services
+from tests.support.addresses import fresh_address
 from tests.support.contacts_page import (
     a_minute_passes,
     choose,
@@ -374,7 +375,7 @@ def test_code_sends_are_limited_per_client_address(
     app: Flask, flow_at: FlowAt, services: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(app.config, "UMPASS_SEND_LIMIT", "2 per hour")
-    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}  # a WSGI value only
+    address = {"REMOTE_ADDR": fresh_address()}  # a WSGI value only
     statuses = []
     for _ in range(3):  # three students on one network, one send each
         flow = flow_at("contacts", enrol_student(services, "n"))
@@ -389,7 +390,7 @@ def test_a_new_contact_spends_the_address_budget_whatever_the_action_says(
     """Any choice that types a new contact sends its code: the per-address limit counts
     it, also when the post names an action the page never offers."""
     monkeypatch.setitem(app.config, "UMPASS_SEND_LIMIT", "2 per hour")
-    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}
+    address = {"REMOTE_ADDR": fresh_address()}
     statuses = []
     for action in ("choose", "nonsense", "nonsense"):
         who = enrol_student(services, "n")

@@ -11,16 +11,23 @@ from datetime import date
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from keycloak import KeycloakAdmin
+from sqlalchemy import select, update
 
 from provider.date_input import form_fields
 from provider.flows.engine import FLOW_COOKIE
 from provider.flows.state import OnRecord
-from provider.keycloak import STATE_PENDING
+from provider.keycloak import (
+    ACTIVATION_STATE,
+    ADMIN_CALLS,
+    PHONE_NUMBER,
+    STATE_PENDING,
+)
 from provider.services import Services
-from provider.storage.models import ActivationCode, Flow, IdentifyLockout
+from provider.storage.models import ActivationCode, Flow, IdentifyLockout, Student
 from tests.support.flow_at import StepClient, identified_data
 from tests.support.flow_client import StudentDetails
+from tests.support.students import enrol_student
 
 DATE_BOXES = ("date_of_birth-day", "date_of_birth-month", "date_of_birth-year")
 REAL = "Date of birth must be a real date, for example 27 3 2007"
@@ -189,3 +196,72 @@ def test_the_right_details_start_a_flow_at_the_policies(
     assert (data.accepted_policies, data.pending, data.claim) == ([], None, None)
     # What tests/support/flow_at.py puts into the flows it makes is exactly this.
     assert identified_data(app, student) == (student.user_id, data)
+
+
+def _identified_as(browser: StepClient) -> tuple[str | None, str | None]:
+    """The user ID and Keycloak account of the flow the browser was just given."""
+    cookie = browser.client.get_cookie(FLOW_COOKIE, path="/activate")
+    assert cookie is not None
+    state = browser.engine.load_or_start(cookie.value)
+    return state.user_id, state.data.keycloak_id if state.data else None
+
+
+def _admin_calls(action: str) -> float:
+    return ADMIN_CALLS.labels(action)._value.get()
+
+
+def _stored_id(services: Services, user_id: str) -> str | None:
+    with services.reads() as db:
+        student = db.get(Student, user_id)
+        return student.keycloak_id if student else None
+
+
+def test_identify_reads_the_account_by_the_id_stored_at_enrolment(
+    browser: StepClient, student: StudentDetails, services: Services
+) -> None:
+    """One read by id, never a search by username: under fine-grained admin permissions a
+    search costs Keycloak ~20x the CPU of a read (scripts/bench activation)."""
+    searches = _admin_calls("find_user")
+    assert _stored_id(services, student.user_id) is not None
+    response = browser.identify(student)
+    assert response.status_code == 302 and response.location.endswith("/activate/policies")
+    assert _admin_calls("find_user") == searches
+
+
+def test_a_stored_id_that_names_another_account_is_never_trusted(
+    browser: StepClient, services: Services
+) -> None:
+    """The stored id is a hint: an id that reads another account (a stale or tampered
+    row) is checked against the username, and the account found by username is the one
+    identified (and remembered)."""
+    student, other = enrol_student(services, "k"), enrol_student(services, "k")
+    real, others = _stored_id(services, student.user_id), _stored_id(services, other.user_id)
+    with services.sessions.begin() as db:
+        db.execute(
+            update(Student).where(Student.user_id == student.user_id).values(keycloak_id=others)
+        )
+    response = browser.identify(student)
+    assert response.status_code == 302 and response.location.endswith("/activate/policies")
+    assert real != others
+    assert _identified_as(browser) == (student.user_id, real)
+    assert _stored_id(services, student.user_id) == real
+
+
+def test_an_account_made_again_is_found_by_username(
+    browser: StepClient, services: Services, admin: KeycloakAdmin
+) -> None:
+    """An account deleted and made again (a new id) is found by its username, and its new
+    id remembered."""
+    student = enrol_student(services, "k")
+    old = _stored_id(services, student.user_id)
+    assert old is not None
+    admin.delete_user(old)
+    made_again = services.keycloak.create_user(
+        student.user_id,
+        email=student.email,
+        attributes={ACTIVATION_STATE: [STATE_PENDING], PHONE_NUMBER: [student.phone]},
+    )
+    response = browser.identify(student)
+    assert response.status_code == 302 and response.location.endswith("/activate/policies")
+    assert _identified_as(browser) == (student.user_id, made_again)
+    assert _stored_id(services, student.user_id) == made_again

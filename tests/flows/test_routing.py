@@ -45,8 +45,8 @@ def _a_parallel_request_writes_first(app: Flask, monkeypatch: pytest.MonkeyPatch
     load = engine.load_or_start
     left = [write]
 
-    def load_then_lose_the_race(flow_id: str | None, now: datetime | None = None):
-        state = load(flow_id, now)
+    def load_then_lose_the_race(flow_id: str | None, now: datetime | None = None, **kw):
+        state = load(flow_id, now, **kw)
         if left and state.flow_id is not None:
             left.pop()(engine, load(flow_id))  # the other request, on its own copy
         return state

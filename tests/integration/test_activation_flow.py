@@ -15,6 +15,7 @@ from provider.date_input import form_fields
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
+from tests.support.addresses import fresh_address
 from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
@@ -226,7 +227,7 @@ def test_identify_attempts_are_limited_per_client_address(
     app: Flask, student: StudentDetails, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(app.config, "UMPASS_IDENTIFY_LIMIT", "3 per minute")
-    address = {"REMOTE_ADDR": f"192.0.2.{secrets.randbelow(250) + 1}"}  # a WSGI value only
+    address = {"REMOTE_ADDR": fresh_address()}  # a WSGI value only
     codes = []
     for _ in range(4):
         client = FlowClient(app.test_client())

@@ -16,10 +16,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from sqlalchemy import update
+
 from provider import audit
 from provider.activation_codes import usable_code
 from provider.guards import challenge, lockout
-from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED, STATE_PENDING
+from provider.keycloak import (
+    PHONE_NUMBER,
+    PHONE_NUMBER_VERIFIED,
+    STATE_PENDING,
+    KeycloakUser,
+    UserNotFound,
+)
 from provider.keyed_hash import Purpose
 from provider.proofing import (
     normalize_date_of_birth,
@@ -119,8 +127,9 @@ def identify(
             raise _failed(svc, lock_key, subject, now, reason="challenge")
         if result is None:
             raise _failed(svc, lock_key, subject, now)
-        lockout.record_success(svc.sessions, lock_key, now)
-        audit.record_now(svc.sessions, audit.STUDENT, "identify.ok", result.user_id)
+        with svc.sessions.begin() as session:
+            lockout.record_success_in(session, lock_key, now)
+            audit.record(session, audit.STUDENT, "identify.ok", result.user_id)
         return result
     except (IdentifyFailed, IdentifyLocked):
         remaining = FAILURE_FLOOR_SECONDS - (time.monotonic() - started)
@@ -185,7 +194,7 @@ def _compare(
         return None
     # Only a caller who already knows every secret gets this far: the Keycloak lookup's
     # timing reveals nothing to anyone else.
-    user = svc.keycloak.find_user(user_id)
+    user = _account(svc, user_id, student.keycloak_id if student else None)
     if user is None or user.activation_state != STATE_PENDING:
         return None
     return Proven(
@@ -199,3 +208,24 @@ def _compare(
         email_verified=user.email_verified,
         phone_verified=user.attribute(PHONE_NUMBER_VERIFIED) == "true",
     )
+
+
+def _account(svc: Services, user_id: str, known_id: str | None) -> KeycloakUser | None:
+    """The Keycloak account named `user_id`: read by the id stored at enrolment (one
+    cheap read), else, or when that account is gone or now has another username, found
+    by username (a search, which Keycloak's fine-grained permissions make ~20x dearer)
+    and its id remembered for next time."""
+    if known_id:
+        try:
+            user = svc.keycloak.get_user(known_id)
+        except UserNotFound:
+            user = None
+        if user is not None and user.username == user_id:
+            return user
+    user = svc.keycloak.find_user(user_id)
+    if user is not None and user.id != known_id:
+        with svc.sessions.begin() as session:
+            session.execute(
+                update(Student).where(Student.user_id == user_id).values(keycloak_id=user.id)
+            )
+    return user
