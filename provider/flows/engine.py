@@ -187,6 +187,7 @@ class FlowEngine(Generic[D]):
                 update(Flow)
                 .where(Flow.id_hash == self._key(state.flow_id))
                 .values(updated_at=now, expires_at=now + self.idle)
+                .execution_options(synchronize_session=False)
             )
 
     def save(
@@ -243,6 +244,7 @@ class FlowEngine(Generic[D]):
                     updated_at=now,
                     expires_at=now + self.idle,
                 )
+                .execution_options(synchronize_session=False)  # nothing loaded to update
             )
             if result.rowcount != 1:
                 raise FlowConflict

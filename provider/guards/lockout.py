@@ -74,6 +74,8 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
                     IdentifyLockout.failures < MAX_FAILURES,
                 )
                 .values(failures=IdentifyLockout.failures + 1, updated_at=now)
+                # Nothing of the row is loaded yet: the ORM need not look for it.
+                .execution_options(synchronize_session=False)
             ).rowcount
             if counted:
                 return None
@@ -188,6 +190,7 @@ def record_success_in(session: Session, key: str, now: datetime) -> None:
         update(IdentifyLockout)
         .where(IdentifyLockout.user_id == key)
         .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 

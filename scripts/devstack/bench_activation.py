@@ -307,12 +307,9 @@ def run(args: argparse.Namespace) -> int:
                     progress.advance(task)
             svc.engine.dispose()
 
-            service = serve_on_a_free_port(
-                workdir / "service.log",
-                # As many connections as the floor has: the comparison is of work, not of queueing.
-                {**env, "UMPASS_KC_POOL_SIZE": str(concurrency)},
-                threads=max(8, concurrency),
-            )
+            # As deployed: `umpass serve`'s threads and pools; more students than threads
+            # wait in gunicorn's queue, as they would behind a load balancer.
+            service = serve_on_a_free_port(workdir / "service.log", env, threads=args.threads)
             base, service_pid = service.direct_url, service.pid or 0
             meters = _Meters(
                 {
@@ -335,7 +332,8 @@ def run(args: argparse.Namespace) -> int:
                 )
             profile = recording.stop() if recording else None
             calls = _admin_calls(base, metrics_token) - calls_before
-            service_rss = sum(peak_rss_mb(pid) for pid in process_tree(service_pid))
+            # Per process (gunicorn's master and its worker): what one process must fit in.
+            service_rss = max(peak_rss_mb(pid) for pid in process_tree(service_pid))
 
             floor_cpu: dict[str, float] = {}
             with meters.phase(floor_cpu):
@@ -360,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
     floor_kc_ms = 1000 * floor_cpu["keycloak"] / students
     print(
         f"service: {students / service_seconds:.2f} activations/s "
-        f"({service_seconds:.1f} s for {students}); peak RSS {service_rss:.0f} MB"
+        f"({service_seconds:.1f} s for {students}); peak RSS {service_rss:.0f} MB per process"
     )
     print(
         f"floor:   {students / floor_seconds:.2f} activations/s ({floor_seconds:.1f} s); "
@@ -473,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="open-loop arrivals per second (default: 60%% of the floor's)",
     )
+    parser.add_argument("--threads", type=int, default=8, help="the service's (umpass serve)")
     parser.add_argument("--database", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--profile", action="store_true", help="py-spy over the saturation run")
     return run(parser.parse_args(argv))

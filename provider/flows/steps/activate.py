@@ -172,6 +172,7 @@ def _claim_code(
                 ),
             )
             .values(claimed_by=flow_key, claimed_at=now)
+            .execution_options(synchronize_session=False)  # `code` is not read again
         ).rowcount
         if not taken:
             return None
