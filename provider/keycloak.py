@@ -493,19 +493,23 @@ class KeycloakGateway:
         `for_sign_in`: a sign-in waits for this activation, so the same write opens the
         account's handoff ticket. Otherwise the write closes any ticket an earlier
         activation left open. Either way any earlier link to the activation provider is
-        removed first: an account set back to pending (e.g. handed to the wrong person)
-        keeps no link that a replayed assertion could sign in through.
+        removed before the write: an account set back to pending (e.g. handed to the wrong
+        person) keeps no link that a replayed assertion could sign in through.
         """
         when = (activated_at or datetime.now(UTC)).astimezone(UTC)
         stamp = when.isoformat(timespec="seconds").replace("+00:00", "Z")
         credential = {"type": "password", "value": password, "temporary": False}
         wrote: list[bool] = []
         ticket = {BROKER_TICKET: [TICKET_OPEN] if for_sign_in else None}
-        self._unlink_activation_provider(user_id)
 
         def to_active(current: Mapping[str, Any]) -> _Change | None:
             if (current.get("attributes") or {}).get(ACTIVATION_STATE) == [STATE_ACTIVE]:
                 return None
+            # The read lists the account's links (a realm with an identity provider): the
+            # DELETE only when there is one to drop, always when the read cannot tell.
+            links = current.get("federatedIdentities")
+            if links is None or any(x.get("identityProvider") == BROKER_ALIAS for x in links):
+                self._unlink_activation_provider(user_id)
             wrote.append(True)
             # The password is chosen here: drop only a pending "update password"; any
             # other action an admin set (e.g. configure OTP) stays.
