@@ -27,10 +27,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
+import shutil
+import signal
+import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -61,7 +66,6 @@ PASSWORD = "lantern {n} orbit velvet meadow"  # noqa: S105 - a benchmark passphr
 DOB = date(2006, 6, 6)
 NATIVE_REALM = "native-bench"
 DEMO_CLIENT = "umpass-demo"
-WARM_UP = 2  # journeys per path before measuring (the JIT, caches, connection pools)
 TERMS, UPDATE_PASSWORD = "TERMS_AND_CONDITIONS", "UPDATE_PASSWORD"
 
 
@@ -88,7 +92,7 @@ class Phase:
     journeys: list[Journey]
     wall: float
     cpu: dict[str, float]  # process -> CPU seconds during the phase
-    backchannel: dict[str, int]  # path -> Keycloak's calls to the service
+    calls: dict[str, dict[str, int]]  # counter -> "METHOD path" -> calls during the phase
 
     @property
     def per_s(self) -> float:
@@ -252,10 +256,17 @@ def native_student(admin: KeycloakAdmin, n: int) -> Student:
 
 # -- running ------------------------------------------------------------------------------
 
+BACKCHANNEL = "Keycloak → service"
+ADMIN_CALLS = "service → Keycloak admin"
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
-def _counts(proxy: Background) -> dict[str, int]:
+
+def _counts(proxy: Background) -> Counter[str]:
     with urllib.request.urlopen(proxy.direct_url + COUNTS_PATH, timeout=10) as resp:  # noqa: S310
-        return dict(json.load(resp))
+        counts: Counter[str] = Counter()
+        for call, n in json.load(resp).items():
+            counts[_UUID.sub("{id}", call)] += n  # calls about one account each: one kind
+        return counts
 
 
 def run_phase(
@@ -263,18 +274,24 @@ def run_phase(
     walk: Callable[[Student], Journey],
     students: list[Student],
     concurrency: int,
+    warm_up: int,
     processes: dict[str, list[int]],
-    proxy: Background,
+    counters: dict[str, Background],
     trace: bool,
+    profile: Callable[[], Callable[[], None]] | None = None,
 ) -> Phase:
-    for who in students[:WARM_UP]:
-        warm = walk(who)  # not counted
+    # Not counted: one journey alone, then as many as run at once (Keycloak's JIT, the
+    # service's pool of admin connections, each with its token, filled as in a day's use).
+    warm = walk(students[0])
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(walk, students[1:warm_up]))
     if trace:
         console.print(f"[bold]{name}[/]: one journey's {warm.requests} browser requests")
         for method, url, status in warm.visited:
             console.print(f"  {method:4} {status} {url.split('?', 1)[0]}")
-    measured = students[WARM_UP:]
-    before_calls = _counts(proxy)
+    measured = students[warm_up:]
+    stop_profile = profile() if profile else None
+    calls_before = {label: _counts(proxy) for label, proxy in counters.items()}
     before = {p: _cpu_seconds(pids) for p, pids in processes.items()}
     journeys: list[Journey] = []
     with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -286,9 +303,34 @@ def run_phase(
             progress.advance(task)
         wall = time.perf_counter() - started
     cpu = {p: _cpu_seconds(pids) - before[p] for p, pids in processes.items()}
-    after_calls = _counts(proxy)
-    calls = {k: v - before_calls.get(k, 0) for k, v in after_calls.items()}
-    return Phase(name, journeys, wall, cpu, {k: v for k, v in calls.items() if v})
+    calls = {label: dict(_counts(proxy) - calls_before[label]) for label, proxy in counters.items()}
+    if stop_profile:
+        stop_profile()
+    return Phase(name, journeys, wall, cpu, calls)
+
+
+def _py_spy(pid: int, out: Path) -> Callable[[], Callable[[], None]]:
+    """Sample the service (its workers too) with py-spy while a phase runs; collapsed
+    stacks to `out`. Costs CPU of its own: a profiled run is not a measurement."""
+    py_spy = os.environ.get("UMPASS_PY_SPY") or shutil.which("py-spy")
+    if not py_spy:
+        raise SystemExit("--profile needs py-spy (on PATH, or UMPASS_PY_SPY)")
+
+    def start() -> Callable[[], None]:
+        # --gil: only samples that hold the GIL, i.e. the service's own CPU, not its waits.
+        argv = [py_spy, "record", "-p", str(pid), "--subprocesses", "--nonblocking", "--gil"]
+        argv += ["-r", "250", "-f", "raw", "-o", str(out)]
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(2)  # attached to every worker before the first journey
+
+        def stop() -> None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=60)
+            console.print(f"profile of the service: {out}")
+
+        return stop
+
+    return start
 
 
 def _background(
@@ -299,29 +341,35 @@ def _background(
     return part
 
 
-def run(students: int, concurrency: int, trace: bool = False) -> int:
-    service_port, proxy_port = free_port(), free_port()
+def _counter(name: str, port: int, target: str, env: dict[str, str], log: Path) -> Background:
+    argv = [sys.executable, "-m", "devstack.counting_proxy", "--port", str(port)]
+    return _background(name, [*argv, "--target", target], port, COUNTS_PATH, env, log)
+
+
+def run(students: int, concurrency: int, trace: bool = False, profile: Path | None = None) -> int:
+    service_port, backchannel_port, admin_port = free_port(), free_port(), free_port()
     service = f"http://127.0.0.1:{service_port}"
-    backchannel = f"http://127.0.0.1:{proxy_port}"
     demo = f"http://127.0.0.1:{free_port()}/demo"  # never fetched: the journey ends there
     redirect_uri = f"{demo}/callback"
-    total = students + WARM_UP
+    warm_up = 1 + concurrency
+    total = students + warm_up
     console.print("[bold]starting Keycloak[/] (production hashing)")
-    parts: list[Background] = []
+    parts: dict[str, Background] = {}
     with bench_stack(
         # All students share 127.0.0.1: the per-address limits would stop them.
         UMPASS_IDENTIFY_LIMIT="100000 per minute",
         UMPASS_SIGN_IN_LIMIT="100000 per minute",
         UMPASS_BASE_URL=service,
-        UMPASS_BACKCHANNEL_URL=backchannel,
+        # Keycloak's calls to the service go through a counter of their own.
+        UMPASS_BACKCHANNEL_URL=f"http://127.0.0.1:{backchannel_port}",
         UMPASS_DEMO_BASE_URL=demo,
     ) as stack:
+        keycloak = stack.keycloak.url
         env = {
             **stack.env,
             "UMPASS_OIDC_KEY_FILE": str(stack.workdir / "oidc-signing-key.pem"),
             "UMPASS_KC_POOL_SIZE": str(max(4, concurrency // 2)),
         }
-        keycloak = stack.keycloak.url
         try:
             # Production hashing: no fast_hash.
             options = ApplyOptions.from_env(env, theme=True, with_demo=True)
@@ -344,63 +392,65 @@ def run(students: int, concurrency: int, trace: bool = False) -> int:
                     native.append(native_student(admin, n))
                     progress.advance(task)
 
-            parts.append(
-                _background(
-                    "service",
-                    [
-                        sys.executable,
-                        *("-m", "provider.cli", "serve", "--host", "127.0.0.1"),
-                        *("--port", str(service_port), "--workers", "1"),
-                        *("--threads", str(max(8, concurrency))),
-                    ],
-                    service_port,
-                    "/healthz",
-                    env,
-                    stack.workdir / "service.log",
-                )
+            work = stack.workdir
+            parts[BACKCHANNEL] = _counter(
+                BACKCHANNEL, backchannel_port, service, env, work / "backchannel.log"
             )
-            parts.append(
-                _background(
-                    "back-channel counter",
-                    [
-                        sys.executable,
-                        *("-m", "devstack.counting_proxy", "--port", str(proxy_port)),
-                        *("--target", service),
-                    ],
-                    proxy_port,
-                    COUNTS_PATH,
-                    env,
-                    stack.workdir / "proxy.log",
+            service_env = dict(env)
+            if trace:
+                # The service's admin calls through a counter too (an extra hop for
+                # every call: only when asked). The browser still goes to Keycloak.
+                parts[ADMIN_CALLS] = _counter(
+                    ADMIN_CALLS, admin_port, keycloak, env, work / "admin.log"
                 )
+                service_env["UMPASS_KEYCLOAK_URL"] = parts[ADMIN_CALLS].direct_url
+                service_env["UMPASS_BROKER_REDIRECT_URI"] = (
+                    f"{keycloak}/realms/{options.realm}/broker/umpass-activation/endpoint"
+                )
+            argv = [sys.executable, "-m", "provider.cli", "serve", "--host", "127.0.0.1"]
+            argv += ["--port", str(service_port), "--workers", "1"]
+            argv += ["--threads", str(max(8, concurrency))]
+            parts["service"] = _background(
+                "service", argv, service_port, "/healthz", service_env, work / "service.log"
             )
             processes = {
                 "keycloak": process_group(stack.keycloak.pid),
-                "service": process_group(parts[0].pid or 0),
-                "back-channel counter": process_group(parts[1].pid or 0),
+                "service": process_group(parts["service"].pid or 0),
+                "counters": [
+                    p
+                    for c in parts.values()
+                    if c.name != "service"
+                    for p in process_group(c.pid or 0)
+                ],
                 "bench client": [os.getpid()],
             }
+            counters = {k: v for k, v in parts.items() if k != "service"}
+            spy = _py_spy(parts["service"].pid or 0, profile) if profile else None
             phases = [
                 run_phase(
                     "ours",
                     lambda who: ours_journey(keycloak, options.realm, redirect_uri, who),
                     ours,
                     concurrency,
+                    warm_up,
                     processes,
-                    parts[1],
+                    counters,
                     trace,
+                    spy,
                 ),
                 run_phase(
                     "native",
                     lambda who: native_journey(keycloak, NATIVE_REALM, redirect_uri, who),
                     native,
                     concurrency,
+                    warm_up,
                     processes,
-                    parts[1],
+                    counters,
                     trace,
                 ),
             ]
         finally:
-            for part in parts:
+            for part in parts.values():
                 part.stop()
     report(phases, students, concurrency)
     return 0
@@ -419,23 +469,21 @@ def report(phases: list[Phase], students: int, concurrency: int) -> None:
         ("p50 ms", lambda p: f"{p.latency_ms(0.5):.0f}"),
         ("p95 ms", lambda p: f"{p.latency_ms(0.95):.0f}"),
         ("browser requests", lambda p: f"{p.requests:.1f}"),
-        (
-            "Keycloak → service calls",
-            lambda p: (
-                " ".join(
-                    f"{path.rsplit('/', 1)[-1]} {n / len(p.journeys):.2f}"
-                    for path, n in sorted(p.backchannel.items())
-                )
-                or "0"
-            ),
-        ),
         ("Keycloak CPU ms", lambda p: f"{p.cpu_ms('keycloak'):.0f}"),
         ("service CPU ms", lambda p: f"{p.cpu_ms('service'):.0f}"),
         ("bench client CPU ms", lambda p: f"{p.cpu_ms('bench client'):.0f}"),
+        ("call counters' CPU ms", lambda p: f"{p.cpu_ms('counters'):.0f}"),
     ]
     for label, cell in rows:
         table.add_row(label, cell(ours), cell(native))
     console.print(table)
+    for counter in ours.calls:
+        calls = Table("call", "ours", "native", title=f"{counter} calls per journey")
+        for call in sorted(set(ours.calls[counter]) | set(native.calls[counter])):
+            calls.add_row(
+                call, *(f"{p.calls[counter].get(call, 0) / len(p.journeys):.2f}" for p in phases)
+            )
+        console.print(calls)
     chart = Table("", "", title=f"CPU per journey, ms ({os.cpu_count()} cores)")
     widest = max(p.cpu_ms("keycloak") + p.cpu_ms("service") for p in phases) or 1.0
     for phase in phases:
@@ -462,8 +510,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trace", action="store_true", help="print one journey's requests on each path"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy the service during the measured first sign-ins (collapsed stacks here)",
+    )
     args = parser.parse_args(argv)
-    return run(args.students, args.concurrency, args.trace)
+    return run(args.students, args.concurrency, args.trace, args.profile)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ work never shows in the service's or the load client's CPU.
 
     python -m devstack.counting_proxy --port N --target http://127.0.0.1:M
 
-`GET /__counts` answers the counts so far as JSON (not forwarded).
+`GET /__counts` answers the counts so far ("METHOD path": n) as JSON (not forwarded).
 """
 
 from __future__ import annotations
@@ -45,9 +45,11 @@ def make_handler(target: str) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             self._forward()
 
+        do_PUT = do_DELETE = do_PATCH = do_POST
+
         def _forward(self) -> None:
             with lock:
-                counts[urlsplit(self.path).path] += 1
+                counts[f"{self.command} {urlsplit(self.path).path}"] += 1
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else None
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
