@@ -134,7 +134,7 @@ class FlowEngine(Generic[D]):
         before identification is never trusted after it), dropping the one it replaces,
         at the step after the current one."""
         now = now or datetime.now(UTC)
-        step = self._after(state.step)
+        step = self.after(state.step)
         flow_id = secrets.token_urlsafe(24)
         with self._sessions.begin() as session:
             if state.flow_id:
@@ -185,15 +185,23 @@ class FlowEngine(Generic[D]):
         same transaction (e.g. the audit event of what the flow now records as done)."""
         return self._write(state, state.step, now, along)
 
-    def advance(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
-        """The current step is done: write and move to the next one in the list."""
-        return self._write(state, self._after(state.step), now)
+    def advance(
+        self,
+        state: FlowState[D],
+        now: datetime | None = None,
+        *,
+        along: Callable[[Session], None] | None = None,
+    ) -> FlowState[D]:
+        """The current step is done: write and move to the next one in the list (`along`
+        as in `save`)."""
+        return self._write(state, self.after(state.step), now, along)
 
     def complete(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
         """The flow reached its goal: write and move to its last step (the end page)."""
         return self._write(state, self.steps[-1], now)
 
-    def _after(self, step: str) -> str:
+    def after(self, step: str) -> str:
+        """The step that follows `step` (the last one follows itself)."""
         index = self.steps.index(step)
         return self.steps[min(index + 1, len(self.steps) - 1)]
 

@@ -273,16 +273,16 @@ class FlowRoutes(Generic[D]):
                     return then(stored) or self.to_current(stored)
                 return self.to_current(stored)
             case Next():
-                with contextlib.suppress(FlowConflict):  # a parallel submit moved it on
-                    engine.advance(state)
-                    # For the funnel: who got how far (the step just reached).
-                    audit.record_now(
-                        visit.svc.sessions,
-                        audit.STUDENT,
-                        f"{self.flow.audit_prefix}.{state.step}",
-                        state.user_id,
+                # For the funnel: who got how far (the step reached), written with the move.
+                reached = f"{self.flow.audit_prefix}.{engine.after(state.step)}"
+                try:
+                    moved = engine.advance(
+                        state,
+                        along=lambda db: audit.record(db, audit.STUDENT, reached, state.user_id),
                     )
-                return self.to_current(engine.load_or_start(state.flow_id))
+                except FlowConflict:  # a parallel submit moved it on: look again
+                    return self.to_current(engine.load_or_start(state.flow_id))
+                return self.to_current(moved)
             case Finished():
                 if state.step != self.flow.last:
                     with contextlib.suppress(FlowConflict):  # a parallel request finished it

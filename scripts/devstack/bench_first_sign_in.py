@@ -93,6 +93,7 @@ class Phase:
     wall: float
     cpu: dict[str, float]  # process -> CPU seconds during the phase
     calls: dict[str, dict[str, int]]  # counter -> "METHOD path" -> calls during the phase
+    load: float  # the machine's 1-minute load average as the phase ended (others' work too)
 
     @property
     def per_s(self) -> float:
@@ -306,7 +307,7 @@ def run_phase(
     calls = {label: dict(_counts(proxy) - calls_before[label]) for label, proxy in counters.items()}
     if stop_profile:
         stop_profile()
-    return Phase(name, journeys, wall, cpu, calls)
+    return Phase(name, journeys, wall, cpu, calls, os.getloadavg()[0])
 
 
 def _py_spy(pid: int, out: Path) -> Callable[[], Callable[[], None]]:
@@ -473,6 +474,7 @@ def report(phases: list[Phase], students: int, concurrency: int) -> None:
         ("service CPU ms", lambda p: f"{p.cpu_ms('service'):.0f}"),
         ("bench client CPU ms", lambda p: f"{p.cpu_ms('bench client'):.0f}"),
         ("call counters' CPU ms", lambda p: f"{p.cpu_ms('counters'):.0f}"),
+        ("load average after", lambda p: f"{p.load:.1f}"),
     ]
     for label, cell in rows:
         table.add_row(label, cell(ours), cell(native))
