@@ -49,8 +49,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 from devstack.background import Background
-from devstack.bench_activation import _cpu_seconds, _percentile, _student
-from devstack.bench_stack import bench_stack, enrol_with_proven_contacts, process_group
+from devstack.bench_activation import _percentile, _student
+from devstack.bench_stack import bench_stack, cpu_seconds, enrol_with_proven_contacts, process_group
 from devstack.counting_proxy import COUNTS_PATH
 from devstack.http_browser import Browser, BrowserError, Page
 from devstack.processes import free_port
@@ -293,7 +293,7 @@ def run_phase(
     measured = students[warm_up:]
     stop_profile = profile() if profile else None
     calls_before = {label: _counts(proxy) for label, proxy in counters.items()}
-    before = {p: _cpu_seconds(pids) for p, pids in processes.items()}
+    before = {p: cpu_seconds(pids) for p, pids in processes.items()}
     journeys: list[Journey] = []
     with _progress() as progress, ThreadPoolExecutor(max_workers=concurrency) as pool:
         task = progress.add_task(f"{name}: first sign-ins", total=len(measured))
@@ -303,7 +303,7 @@ def run_phase(
             journeys.append(future.result())
             progress.advance(task)
         wall = time.perf_counter() - started
-    cpu = {p: _cpu_seconds(pids) - before[p] for p, pids in processes.items()}
+    cpu = {p: cpu_seconds(pids) - before[p] for p, pids in processes.items()}
     calls = {label: dict(_counts(proxy) - calls_before[label]) for label, proxy in counters.items()}
     if stop_profile:
         stop_profile()
