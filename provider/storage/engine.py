@@ -4,43 +4,40 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DisconnectionError
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A server database (PostgreSQL): each worker process keeps a small pool. A request holds
 # a connection only for one short transaction at a time, so a pool below a threaded
 # worker's thread count still serves it; beyond the overflow a request waits
 # POOL_TIMEOUT, then fails (503) rather than hanging. A dead server is noticed within
-# CONNECT_TIMEOUT, and a ping replaces connections a database restart cut (see
-# `_ping_when_idle`).
+# CONNECT_TIMEOUT, and pre-ping replaces connections a database restart cut. The ping is a
+# round trip per transaction (~21 per activation), and stays: pinging only connections idle
+# a second was tried (issue 17) and a PostgreSQL restart shorter than that second reached a
+# student as an error (tests/topology: restarted mid-flow).
 POOL_SIZE = 8
 MAX_OVERFLOW = 16
 POOL_TIMEOUT = 10
 CONNECT_TIMEOUT = 5
 # Execution option marking connections that only read (see `read_only`).
 READ_ONLY = "umpass_read_only"
-# A pooled connection back in the pool for less than this is handed out without a ping.
-PING_AFTER_IDLE_SECONDS = 1.0
 
 
 def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        server = create_engine(
+        return create_engine(
             url,
+            pool_pre_ping=True,
             pool_size=POOL_SIZE,
             max_overflow=MAX_OVERFLOW,
             pool_timeout=POOL_TIMEOUT,
             connect_args={"connect_timeout": CONNECT_TIMEOUT},
         )
-        _ping_when_idle(server)
-        return server
     if url.database and url.database != ":memory:":
         path = Path(url.database)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,35 +73,6 @@ def make_engine(database_url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
-
-
-def _ping_when_idle(engine: Engine) -> None:
-    """SQLAlchemy's pre-ping, only for a connection that sat in the pool a while.
-
-    A ping on every checkout was a round trip for every transaction (a third of the
-    service's database round trips in `scripts/bench activation`). Under load a connection
-    is back in use within milliseconds of its return; one idle for a second or more is
-    pinged first and, if the server cut it (a restart, a failover, an idle timeout),
-    replaced before a request sees it. A cut in the last second reaches one request as a
-    disconnect: SQLAlchemy then discards every connection of the pool made before it, and
-    the request gets the calm "try again" page like any database fault.
-    """
-
-    @event.listens_for(engine, "checkin")
-    def _returned(_dbapi_connection: Any, record: Any) -> None:
-        record.info["returned_at"] = time.monotonic()
-
-    @event.listens_for(engine, "checkout")
-    def _ping(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        returned = record.info.get("returned_at")
-        if returned is not None and time.monotonic() - returned < PING_AFTER_IDLE_SECONDS:
-            return
-        try:
-            with dbapi_connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-        except Exception as exc:
-            # The pool closes this connection and checks out another (up to 3 tries).
-            raise DisconnectionError("ping failed") from exc
 
 
 def read_only(engine: Engine) -> Engine:
