@@ -36,6 +36,7 @@ from rich.table import Table
 from devstack.bench_stack import bench_stack, peak_rss_mb, process_group
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
+from provider.keycloak import STUDENTS_GROUP
 from provider.intake.provision import BATCH_SIZE, PARALLEL_BATCHES, user_representation
 from provider.intake.records import IntakeRecord
 from provider.progress import progress_bar
@@ -143,6 +144,10 @@ def run(students: int) -> int:
         # small as theirs (the import first reads which accounts exist).
         floor_realm = "umpass-bench-floor"
         admins[0].create_realm({"realm": floor_realm, "enabled": True}, skip_exists=True)
+        # The accounts ours sends join the students group: the floor's realm needs it too.
+        admins[0].change_current_realm(floor_realm)
+        admins[0].create_group({"name": STUDENTS_GROUP}, skip_exists=True)
+        admins[0].change_current_realm("master")
         ours_csv, warm_csv = workdir / "intake.csv", workdir / "warmup.csv"
         _csv(_rows(students, "s"), ours_csv)
         _csv(_rows(300, "w"), warm_csv)
