@@ -15,8 +15,8 @@ of N generated students, then, after a small warm-up import:
   student written to the CSV. Its peak RSS is that process's own (wait4).
 
 Prints, per size, seconds, students per second and a chart; then a table of the sizes
-(ours, floor, ratio, peak RSS, RSS per 1000 students and the growth from the size
-before) with a chart, and last
+(ours, floor, ratio, the import process's own CPU seconds, peak RSS, RSS per 1000
+students and the growth from the size before) with a chart, and last
 `RESULT provisioning_ratio=<worst ours / floor> ratio_<N>=… rss_<N>_mb=… …`.
 """
 
@@ -129,6 +129,7 @@ class Measured:
     students: int
     floors: dict[str, float]
     ours_seconds: float
+    ours_cpu_seconds: float  # the import process's own CPU (user + system)
     ours_rss_mb: float
     codes: int
     keycloak_rss_mb: float
@@ -142,15 +143,18 @@ class Measured:
         return self.ours_seconds / self.floor_seconds
 
 
-def _run_measured(args: list[str], env: dict[str, str], workdir: Path) -> tuple[int, str, float]:
-    """Run a command to its end: exit code, stderr, and its own peak RSS in MB (wait4
-    reports the one child, where RUSAGE_CHILDREN would keep the largest of all runs)."""
+def _run_measured(
+    args: list[str], env: dict[str, str], workdir: Path
+) -> tuple[int, str, float, float]:
+    """Run a command to its end: exit code, stderr, its CPU seconds and its own peak RSS in
+    MB (wait4 reports the one child, where RUSAGE_CHILDREN keeps the largest of all runs)."""
     out, err = workdir / "ours.out", workdir / "ours.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr)
         _, status, usage = os.wait4(process.pid, 0)
         process.returncode = os.waitstatus_to_exitcode(status)
-    return process.returncode, err.read_text(encoding="utf-8"), usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime
+    return process.returncode, err.read_text(encoding="utf-8"), cpu, usage.ru_maxrss / 1024
 
 
 def measure(students: int, sequential_floor: bool) -> Measured:
@@ -188,7 +192,7 @@ def measure(students: int, sequential_floor: bool) -> Measured:
         umpass = [sys.executable, "-m", "provider.cli"]
 
         console.print("warming up (300 students through the real command)")
-        warm_exit, warm_err, _ = _run_measured(
+        warm_exit, warm_err, _, _ = _run_measured(
             [*umpass, "import-intake", "--intake", "warmup", "--csv", str(warm_csv)], env, workdir
         )
         if warm_exit:
@@ -206,7 +210,7 @@ def measure(students: int, sequential_floor: bool) -> Measured:
                 floors[name] = time.perf_counter() - started
             task = progress.add_task("ours: import-intake", total=None)
             started = time.perf_counter()
-            ours_exit, ours_err, ours_rss = _run_measured(
+            ours_exit, ours_err, ours_cpu, ours_rss = _run_measured(
                 [
                     *umpass,
                     "import-intake",
@@ -229,7 +233,7 @@ def measure(students: int, sequential_floor: bool) -> Measured:
         keycloak_rss = max(peak_rss_mb(pid) for pid in process_group(running.pid))
 
     console.print(ours_err.strip().splitlines()[-2:])
-    measured = Measured(students, floors, ours_seconds, ours_rss, codes, keycloak_rss)
+    measured = Measured(students, floors, ours_seconds, ours_cpu, ours_rss, codes, keycloak_rss)
     table = Table("run", "seconds", "students/s", "chart", title=f"{students} students")
     runs = {**floors, "ours: import-intake (+ codes)": ours_seconds}
     widest = max(runs.values())
@@ -240,7 +244,8 @@ def measure(students: int, sequential_floor: bool) -> Measured:
     console.print(table)
     print(
         f"{students}: ours {ours_seconds:.1f} s ({students / ours_seconds:.0f} students/s, "
-        f"{codes} codes, peak RSS {ours_rss:.0f} MB); floor {measured.floor_seconds:.1f} s "
+        f"{ours_cpu:.1f} s of CPU, {codes} codes, peak RSS {ours_rss:.0f} MB); "
+        f"floor {measured.floor_seconds:.1f} s "
         f"(the faster of {', '.join(f'{s:.1f} s' for s in floors.values())}); "
         f"ratio {measured.ratio:.2f}; Keycloak peak RSS {keycloak_rss:.0f} MB",
         flush=True,
@@ -254,13 +259,12 @@ def report(results: list[Measured]) -> None:
         "ours s",
         "floor s",
         "ratio",
+        "ours CPU s",
         "peak RSS MB",
-        "RSS MB / 1000 students",
-        "growth KB / student",
-        "ours ▒ / floor █",
-        title="provisioning by size",
+        "MB / 1000",
+        "KB / student more",
+        title="provisioning by size (RSS: the import process; KB: growth from the size before)",
     )
-    widest = max(r.ours_seconds for r in results)
     before: Measured | None = None
     for r in results:
         growth = (
@@ -273,21 +277,27 @@ def report(results: list[Measured]) -> None:
             f"{r.ours_seconds:.1f}",
             f"{r.floor_seconds:.1f}",
             f"{r.ratio:.2f}",
+            f"{r.ours_cpu_seconds:.1f}",
             f"{r.ours_rss_mb:.0f}",
             f"{r.ours_rss_mb * 1000 / r.students:.2f}",
             growth,
-            "▒" * int(30 * r.ours_seconds / widest)
-            + "\n"
-            + "█" * int(30 * r.floor_seconds / widest),
         )
         before = r
     console.print(table)
+    widest = max(max(r.ours_seconds, r.floor_seconds) for r in results)
+    for r in results:
+        for name, seconds in (("ours", r.ours_seconds), ("floor", r.floor_seconds)):
+            bar = "█" * max(1, int(50 * seconds / widest))
+            console.print(
+                f"{r.students if name == 'ours' else '':>7} {name:<5} {bar} {seconds:.1f} s"
+            )
     per_size = " ".join(
         f"ratio_{r.students}={r.ratio:.2f} seconds_{r.students}={r.ours_seconds:.1f} "
-        f"floor_{r.students}={r.floor_seconds:.1f} rss_{r.students}_mb={r.ours_rss_mb:.0f}"
+        f"floor_{r.students}={r.floor_seconds:.1f} cpu_{r.students}={r.ours_cpu_seconds:.1f} "
+        f"rss_{r.students}_mb={r.ours_rss_mb:.0f}"
         for r in results
     )
-    print(f"RESULT provisioning_ratio={max(r.ratio for r in results):.2f} {per_size}")
+    print(f"RESULT provisioning_ratio={max(r.ratio for r in results):.2f} {per_size}", flush=True)
 
 
 def _sizes(text: str) -> list[int]:
