@@ -12,7 +12,8 @@ of N generated students, then, after a small warm-up import:
   `--sequential-floor`, also one at a time; the ratio is taken against the faster);
 * ours:  `umpass import-intake --csv … --codes-out …` as a real process: validation of
   every row, the realm's check, the partial import, proofing hashes and a code per
-  student written to the CSV. Its peak RSS is that process's own (wait4).
+  student written to the CSV. Its peak RSS is that process's own (VmHWM, read while
+  it runs), its CPU seconds from wait4.
 
 Prints, per size, seconds, students per second and a chart; then a table of the sizes
 (ours, floor, ratio, the import process's own CPU seconds, peak RSS, RSS per 1000
@@ -27,8 +28,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -146,15 +149,31 @@ class Measured:
 def _run_measured(
     args: list[str], env: dict[str, str], workdir: Path
 ) -> tuple[int, str, float, float]:
-    """Run a command to its end: exit code, stderr, its CPU seconds and its own peak RSS in
-    MB (wait4 reports the one child, where RUSAGE_CHILDREN keeps the largest of all runs)."""
+    """Run a command to its end: exit code, stderr, its CPU seconds (wait4) and its own peak
+    RSS in MB. The peak is read from /proc while it runs (VmHWM, which only grows): the
+    ru_maxrss that wait4 or RUSAGE_CHILDREN report starts from this process's own peak
+    (Linux keeps the high-water mark of the memory the child was spawned from), so it
+    would measure the benchmark's generated rows, not the import."""
     out, err = workdir / "ours.out", workdir / "ours.err"
     with out.open("wb") as stdout, err.open("wb") as stderr:
         process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr)
+        peak = 0.0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not done.wait(0.05):
+                with suppress(OSError):
+                    peak = max(peak, peak_rss_mb(process.pid))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        watcher.join()
         process.returncode = os.waitstatus_to_exitcode(status)
     cpu = usage.ru_utime + usage.ru_stime
-    return process.returncode, err.read_text(encoding="utf-8"), cpu, usage.ru_maxrss / 1024
+    return process.returncode, err.read_text(encoding="utf-8"), cpu, peak
 
 
 def measure(students: int, sequential_floor: bool) -> Measured:
