@@ -2,7 +2,9 @@
 is written, in memory that does not grow with the intake.
 
 What it keeps of each student is three 8-byte keys (keys.py): its user ID, its email and
-the two together, which is all that the duplicate check and the realm's check need. The
+the two together, which is all that the duplicate check and the realm's check need. Keys
+only say which user IDs to look at again: the duplicates reported are found by comparing
+the exact IDs, so a collision costs a second look, never a wrong refusal. The
 checked records themselves wait for the second pass in an encrypted spool (spool.py), so
 the source is read once and the rows written are exactly the rows checked.
 """

@@ -4,9 +4,9 @@ what it remembers about every student is 8 bytes, not the name.
 A key is Python's own string hash: 64 bits, keyed afresh in every process (SipHash), so
 nobody can choose names that collide. Equal names always have equal keys; two different
 names share one with a chance of about 1 in 10^19 per pair, i.e. about 1 in 10^9 for an
-intake of 50,000 against a realm of 100,000 accounts. Where a collision could make the
-import refuse a row or name an account, the exact name is compared before anything is
-said (see realm_check.py).
+intake of 50,000 against a realm of 100,000 accounts. What a collision could do is said
+where keys are used (checked.py, realm_check.py); an account that is named in a message
+is always compared by its exact name.
 """
 
 from __future__ import annotations

@@ -7,9 +7,10 @@ to nothing at all. What is kept is bounded by the intake, not the realm: keys of
 intake's user IDs that have accounts (and which are active), the realm's students-group
 members as keys, and exact names only for the rare accounts that conflict.
 
-A key collision (keys.py: about one import in 10^9) could at worst take a row for an
-active or existing account: the row gets no account this time, and since the partial
-import never changes an account that exists, nobody else's account is touched.
+A key collision (keys.py: about one import in 10^9) could at worst refuse a row that is
+fine, or take a row for an active or existing account (that row then gets no account
+this time); since the partial import never changes an account that exists, nobody
+else's account is ever touched.
 """
 
 from __future__ import annotations
