@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 from rich.console import Console
@@ -28,14 +29,15 @@ from sqlalchemy import select
 from provider.config import Settings
 from provider.contact_input import PhonePolicy
 from provider.intake import letters as letter_files
-from provider.intake.csv_source import columns_from_env, read_csv
+from provider.intake.checked import CheckedIntake, check_intake
+from provider.intake.csv_source import columns_from_env, csv_rows
 from provider.intake.provision import (
     Provisioner,
     ProvisioningError,
     import_intake,
     issue_intake_codes,
 )
-from provider.intake.records import IntakeInvalid, IntakeRecord, IntakeSourceError, validate
+from provider.intake.records import IntakeInvalid, IntakeRecord, IntakeSourceError, Rules
 from provider.keycloak import STUDENTS_GROUP
 from provider.progress import progress_bar
 from provider.proofing import normalize_user_id
@@ -77,22 +79,21 @@ def _progress() -> Progress:
     return progress_bar(console=Console(stderr=True))
 
 
-def read_records(args: argparse.Namespace, svc_settings: Settings) -> list[IntakeRecord]:
+def check_source(args: argparse.Namespace, svc_settings: Settings) -> CheckedIntake:
+    """Every row of the CSV or the directory checked, read once as it streams in."""
+    rules = Rules(
+        user_id_length=svc_settings.user_id_length,
+        phone_policy=PhonePolicy(country_codes=svc_settings.delivery.phone_country_codes),
+    )
     try:
         if args.csv:
-            raw = read_csv(args.csv, columns_from_env(os.environ))
-        else:
-            from provider.intake.ldap_source import (  # only when asked: needs ldap3
-                ldap_settings_from_env,
-                read_ldap,
-            )
-
-            raw = read_ldap(ldap_settings_from_env(os.environ))
-        return validate(
-            raw,
-            user_id_length=svc_settings.user_id_length,
-            phone_policy=PhonePolicy(country_codes=svc_settings.delivery.phone_country_codes),
+            return check_intake(csv_rows(args.csv, columns_from_env(os.environ)), rules)
+        from provider.intake.ldap_source import (  # only when asked: needs ldap3
+            ldap_rows,
+            ldap_settings_from_env,
         )
+
+        return check_intake(ldap_rows(ldap_settings_from_env(os.environ)), rules)
     except IntakeSourceError as exc:
         raise IntakeCommandError(str(exc)) from None
     except IntakeInvalid as invalid:
@@ -103,12 +104,10 @@ def _problems(invalid: IntakeInvalid) -> IntakeCommandError:
     shown = invalid.problems[:MAX_PROBLEMS_SHOWN]
     for problem in shown:
         print(f"  {problem}", file=sys.stderr)
-    more = len(invalid.problems) - len(shown)
+    more = invalid.total - len(shown)
     if more:
         print(f"  … and {more} more", file=sys.stderr)
-    return IntakeCommandError(
-        f"{len(invalid.problems)} problem(s) in the intake: nothing was imported"
-    )
+    return IntakeCommandError(f"{invalid.total} problem(s) in the intake: nothing was imported")
 
 
 def _provisioner(svc: Services) -> Provisioner:
@@ -122,46 +121,42 @@ def _provisioner(svc: Services) -> Provisioner:
 
 
 def cmd_import_intake(args: argparse.Namespace, svc: Services) -> None:
-    records = read_records(args, svc.settings)
-    print(f"{len(records)} students in intake {args.intake}: every row is valid", file=sys.stderr)
-    if args.check:
-        return
-    _check_outputs(args)
-    provisioner = _provisioner(svc)
-    sheet = letter_files.CodeSheet(args.codes_out) if args.codes_out else None
-    by_id = {r.user_id: r for r in records}
-    try:
-        with _progress() as progress:
-            task = progress.add_task("importing", total=len(records))
-            report = import_intake(
-                svc,
-                provisioner,
-                records,
-                args.intake,
-                progress=lambda n: progress.advance(task, n),
-                after_batch=(
-                    (lambda batch: _issue(svc, args, sheet, [r.user_id for r in batch], by_id.get))
-                    if sheet
-                    else None
-                ),
-            )
-    except IntakeInvalid as invalid:  # conflicts with accounts already in Keycloak
-        raise _problems(invalid) from None
-    except ProvisioningError as exc:
-        raise IntakeCommandError(f"{exc} (run the same import again to complete it)") from None
-    finally:
-        if sheet:
-            sheet.close()
-            if not sheet.letters:  # nothing issued: leave no empty file behind
-                sheet.path.unlink(missing_ok=True)
+    with check_source(args, svc.settings) as checked:
+        print(
+            f"{checked.count} students in intake {args.intake}: every row is valid",
+            file=sys.stderr,
+        )
+        if args.check:
+            return
+        _check_outputs(args)
+        provisioner = _provisioner(svc)
+        sheet = _code_sheet(args, svc) if args.codes_out else None
+        try:
+            with _progress() as progress:
+                task = progress.add_task("importing", total=checked.count)
+                report = import_intake(
+                    svc,
+                    provisioner,
+                    checked,
+                    args.intake,
+                    progress=lambda n: progress.advance(task, n),
+                    after_batch=partial(_issue, svc, args, sheet) if sheet else None,
+                )
+        except IntakeInvalid as invalid:  # conflicts with accounts already in Keycloak
+            raise _problems(invalid) from None
+        except ProvisioningError as exc:
+            raise IntakeCommandError(f"{exc} (run the same import again to complete it)") from None
+        finally:
+            if sheet:
+                sheet.close()  # removed again when nothing was issued
     print(
-        f"created {len(report.created)}, already there {len(report.existing_pending)}, "
-        f"already active (left as they are) {len(report.already_active)}, "
+        f"created {report.created}, already there {report.existing_pending}, "
+        f"already active (left as they are) {report.already_active}, "
         f"proofing data stored {report.enrolled}, joined {STUDENTS_GROUP} {report.joined_group}",
         file=sys.stderr,
     )
     if sheet:
-        _finish_sheet(svc, args, sheet, len(records) - len(report.already_active))
+        _finish_sheet(args, sheet, checked.count - report.already_active)
 
 
 def cmd_issue_codes(args: argparse.Namespace, svc: Services) -> None:
@@ -195,12 +190,12 @@ def cmd_issue_codes(args: argparse.Namespace, svc: Services) -> None:
             language=students[user_id].language or "en",
         )
 
-    sheet = letter_files.CodeSheet(args.codes_out)
+    sheet = _code_sheet(args, svc)
     try:
-        _issue(svc, args, sheet, sorted(students), person)
+        _issue(svc, args, sheet, [person(user_id) for user_id in sorted(students)])
     finally:
         sheet.close()
-    _finish_sheet(svc, args, sheet, len(students))
+    _finish_sheet(args, sheet, len(students))
 
 
 def _pending_people(provisioner: Provisioner) -> dict[str, tuple[str, str, str]]:
@@ -218,46 +213,47 @@ def _check_outputs(args: argparse.Namespace) -> None:
         raise IntakeCommandError("--letters-out needs --codes-out too (the mail-merge file)")
 
 
+def _code_sheet(args: argparse.Namespace, svc: Services) -> letter_files.CodeSheet:
+    return letter_files.CodeSheet(
+        args.codes_out, args.letters_out, svc.settings.base_url + "/activate/"
+    )
+
+
 def _issue(
     svc: Services,
     args: argparse.Namespace,
     sheet: letter_files.CodeSheet,
-    user_ids: Sequence[str],
-    person: Callable[[str], IntakeRecord | None],
+    people: Sequence[IntakeRecord],
 ) -> None:
+    """Codes for one batch of students, straight onto the sheet."""
     issued = issue_intake_codes(
         svc,
-        user_ids,
+        [who.user_id for who in people],
         ttl=timedelta(days=args.expires_days),
         reissue=getattr(args, "reissue", False),
         actor=f"cli:{getpass.getuser()}",
     )
-    letters = []
-    for code in issued:
-        who = person(code.user_id)
-        letters.append(
+    by_id = {who.user_id: who for who in people}
+    sheet.add(
+        [
             letter_files.Letter(
                 user_id=code.user_id,
-                first_name=who.first_name if who else "",
-                last_name=who.last_name if who else "",
-                email=who.email if who else "",
-                language=who.language if who else "en",
+                first_name=by_id[code.user_id].first_name,
+                last_name=by_id[code.user_id].last_name,
+                email=by_id[code.user_id].email,
+                language=by_id[code.user_id].language,
                 code=code.code,
                 expires_at=code.expires_at,
             )
-        )
-    sheet.add(letters)
+            for code in issued
+        ]
+    )
 
 
-def _finish_sheet(
-    svc: Services, args: argparse.Namespace, sheet: letter_files.CodeSheet, asked: int
-) -> None:
-    if args.letters_out is not None:
-        html = letter_files.letters_html(sheet.letters, svc.settings.base_url + "/activate/")
-        letter_files.write_once(args.letters_out, html)
-    skipped = asked - len(sheet.letters)
+def _finish_sheet(args: argparse.Namespace, sheet: letter_files.CodeSheet, asked: int) -> None:
+    skipped = asked - sheet.count
     print(
-        f"{len(sheet.letters)} code(s) written to {args.codes_out}"
+        f"{sheet.count} code(s) written to {args.codes_out}"
         + (f" and {args.letters_out}" if args.letters_out else "")
         + (f"; {skipped} student(s) already hold a usable code (use --reissue)" if skipped else ""),
         file=sys.stderr,

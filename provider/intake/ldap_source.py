@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
@@ -135,9 +135,16 @@ def ldap_settings_from_env(env: Mapping[str, str]) -> LdapSourceSettings:
 
 
 def read_ldap(settings: LdapSourceSettings) -> list[RawRecord]:
-    """Every matching entry as a `RawRecord`: the first value of each mapped attribute
-    (LDAP keeps no order among values), "" where the entry has none. All or nothing: a
-    search the server cut short is an error, never a shorter intake."""
+    """Every matching entry at once (tests, small directories); the import streams
+    `ldap_rows`."""
+    return list(ldap_rows(settings))
+
+
+def ldap_rows(settings: LdapSourceSettings) -> Iterator[RawRecord]:
+    """Every matching entry as a `RawRecord`, a page at a time: the first value of each
+    mapped attribute (LDAP keeps no order among values), "" where the entry has none.
+    All or nothing: a search the server cut short is an error at its end, never a shorter
+    intake (the import checks every entry before it writes anything)."""
     url = settings.url
     server = Server(
         url,
@@ -156,7 +163,7 @@ def read_ldap(settings: LdapSourceSettings) -> list[RawRecord]:
     )
     try:
         _bind(conn, settings)
-        return _search(conn, settings, _attribute_names(conn, settings.attributes))
+        yield from _search(conn, settings, _attribute_names(conn, settings.attributes))
     except IntakeSourceError:
         raise
     except (LDAPCommunicationError, LDAPResponseTimeoutError) as exc:
@@ -226,7 +233,7 @@ def _attribute_names(conn: Connection, attributes: Mapping[str, str]) -> dict[st
 
 def _search(
     conn: Connection, settings: LdapSourceSettings, names: Mapping[str, set[str]]
-) -> list[RawRecord]:
+) -> Iterator[RawRecord]:
     try:
         entries = conn.extend.standard.paged_search(
             settings.base_dn,
@@ -236,7 +243,7 @@ def _search(
             paged_size=PAGE_SIZE,
             generator=True,
         )
-        records = []
+        entries_read = 0
         for entry in entries:
             if entry.get("type") != "searchResEntry":
                 continue  # a referral elsewhere: not followed
@@ -245,7 +252,8 @@ def _search(
             for name, aliases in names.items():
                 found = next((raw[a] for a in aliases if a in raw), None)
                 values[name] = found[0].decode("utf-8", "replace") if found else ""
-            records.append(RawRecord(where=entry["dn"], values=values))
+            entries_read += 1
+            yield RawRecord(where=entry["dn"], values=values)
     except (LDAPInvalidDNSyntaxResult, LDAPInvalidDnError) as exc:
         raise IntakeSourceError(
             f"the base DN {settings.base_dn} is not a valid DN: check UMPASS_LDAP_BASE_DN"
@@ -262,12 +270,11 @@ def _search(
     # ldap3 raises on neither limit: the last page's result is the only sign of a cut.
     if conn.result.get("result") == RESULT_SIZE_LIMIT_EXCEEDED:
         raise IntakeSourceError(
-            f"the LDAP server at {settings.url} stopped after {len(records)} entries (its size "
+            f"the LDAP server at {settings.url} stopped after {entries_read} entries (its size "
             f"limit for {settings.bind_dn}): raise that limit for paged searches"
         )
     if conn.result.get("result") == RESULT_TIME_LIMIT_EXCEEDED:
         raise IntakeSourceError(
-            f"the LDAP server at {settings.url} stopped after {len(records)} entries (its time "
+            f"the LDAP server at {settings.url} stopped after {entries_read} entries (its time "
             f"limit for {settings.bind_dn}): raise that limit"
         )
-    return records

@@ -46,15 +46,33 @@ CSV_HEADER = [
 
 
 class CodeSheet:
-    """The mail-merge CSV, written as codes are issued (a crash leaves exactly the codes
-    that were issued so far on paper), then the letters at the end."""
+    """The mail-merge CSV and, when asked for, the printable letters, both written as codes
+    are issued, a batch at a time: a crash leaves on paper exactly the codes issued so far,
+    and nothing of a batch stays in memory once it is written."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self, path: Path, letters_path: Path | None = None, activation_url: str = ""
+    ) -> None:
         self.path = path
-        self.letters: list[Letter] = []
+        self.letters_path = letters_path
+        self.count = 0  # letters written
+        self._url = activation_url
         self._file = _create_private(path)
         self._writer = csv.writer(self._file)
         self._writer.writerow(CSV_HEADER)
+        self._pages: TextIO | None = None
+        self._app: Flask | None = None
+        self._tail = ""
+        if letters_path is not None:
+            try:
+                self._pages = _create_private(letters_path)
+            except BaseException:
+                self._file.close()
+                path.unlink()
+                raise
+            self._app = _renderer()
+            head, self._tail = _letters_frame(self._app)
+            self._pages.write(head)
 
     def add(self, letters: Sequence[Letter]) -> None:
         for letter in letters:
@@ -69,24 +87,49 @@ class CodeSheet:
                     letter.expires_at.strftime("%Y-%m-%d"),
                 ]
             )
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self.letters.extend(letters)
+        _sync(self._file)
+        if self._pages is not None and self._app is not None:
+            self._pages.write("".join(_pages(self._app, letters, self._url)))
+            _sync(self._pages)
+        self.count += len(letters)
 
     def close(self) -> None:
+        """Finish both files; when no code was written, remove them (nothing to hand out)."""
         self._file.close()
+        if self._pages is not None:
+            self._pages.write(self._tail)
+            self._pages.close()
+        if not self.count:
+            self.path.unlink(missing_ok=True)
+            if self.letters_path is not None:
+                self.letters_path.unlink(missing_ok=True)
 
 
-def letters_html(letters: Sequence[Letter], activation_url: str) -> str:
-    """One page per student, each in the student's own language."""
-    pages = []
-    with _renderer().test_request_context():
+_PAGES_MARK = "\0pages\0"
+
+
+def _letters_frame(app: Flask) -> tuple[str, str]:
+    """The letters file before and after its pages."""
+    with app.test_request_context():
+        frame = render_template("letters/letters.html", pages=[_PAGES_MARK])
+    head, _, tail = frame.partition(_PAGES_MARK)
+    return head, tail
+
+
+def _pages(app: Flask, letters: Sequence[Letter], activation_url: str) -> list[str]:
+    with app.test_request_context():
+        pages = []
         for letter in letters:
             with force_locale(letter.language):
                 pages.append(
                     render_template("letters/letter.html", letter=letter, url=activation_url)
                 )
-        return render_template("letters/letters.html", pages=pages)
+        return pages
+
+
+def _sync(file: TextIO) -> None:
+    file.flush()
+    os.fsync(file.fileno())
 
 
 def _renderer() -> Flask:
@@ -95,12 +138,6 @@ def _renderer() -> Flask:
     app = Flask(__name__, template_folder=str(TEMPLATES))
     i18n.install(app)
     return app
-
-
-def write_once(path: Path, text: str) -> None:
-    """Create `path` (mode 0600) with `text`; an existing file is never overwritten."""
-    with _create_private(path) as out:
-        out.write(text)
 
 
 def _create_private(path: Path) -> TextIO:

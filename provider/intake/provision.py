@@ -3,13 +3,17 @@
 Keycloak first, then the database, both idempotent, so a crash or an outage anywhere
 leaves an intake that the same command completes when run again:
 
-1. The accounts that are already active are read once (one paged query) and left out:
-   an active student is never touched.
+1. The realm is read once, a page at a time (realm_check.py): rows that would touch an
+   account that is not theirs stop the import before any write, and the accounts that
+   are already active are left out: an active student is never touched.
 2. The others go to Keycloak's partial import in batches, with `ifResourceExists: SKIP`:
    new accounts are created pending with no password; existing ones are left exactly as
    they are. The provisioning credential (`umpass-provisioner`, which alone holds
    `manage-realm`) does this, never the running service's.
 3. Proofing hashes are stored for every student of the intake who has none yet.
+
+The records come from the checked intake (checked.py) chunk by chunk and leave batch by
+batch, so memory stays flat however large the intake.
 
 Codes are a separate step (`issue_intake_codes`): shown once, stored as HMACs.
 """
@@ -20,11 +24,12 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from itertools import islice
+from typing import Any, TypeVar
 
 from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakConnectionError, KeycloakError
@@ -33,7 +38,10 @@ from sqlalchemy import insert, select, update
 from provider import audit
 from provider.activation_codes import DEFAULT_CODE_TTL, IssuedCode
 from provider.config import KeycloakSettings
-from provider.intake.records import IntakeInvalid, IntakeRecord, Problem
+from provider.intake.checked import CheckedIntake, IntakeIndex
+from provider.intake.keys import key
+from provider.intake.realm_check import RealmView, read_realm
+from provider.intake.records import IntakeInvalid, IntakeRecord
 from provider.keycloak import (
     ACTIVATION_STATE,
     PHONE_NUMBER,
@@ -51,7 +59,9 @@ BATCH_SIZE = 500
 # Batches Keycloak imports at once: on two cores, two keep Keycloak busy while the
 # database work on finished batches runs beside them.
 PARALLEL_BATCHES = int(os.environ.get("UMPASS_IMPORT_PARALLEL", "2"))
+PAGE_SIZE = 1000  # users per read of a listing
 PROGRAMME = "programme"
+T = TypeVar("T")
 Progress = Callable[[int], None]  # called with how many records a step just finished
 
 
@@ -62,58 +72,15 @@ class ProvisioningError(Exception):
 
 @dataclass
 class ImportReport:
+    """How many students of the intake went which way (counts, not names: an intake is
+    tens of thousands)."""
+
     intake: str
-    created: list[str] = field(default_factory=list)
-    existing_pending: list[str] = field(default_factory=list)
-    already_active: list[str] = field(default_factory=list)
+    created: int = 0
+    existing_pending: int = 0
+    already_active: int = 0
     enrolled: int = 0  # proofing hashes stored by this run
     joined_group: int = 0  # pending accounts that joined the students group
-
-
-@dataclass(frozen=True)
-class RealmAccounts:
-    email_of: dict[str, str]  # username -> email (lower case), every account
-    pending: set[str]
-    active: set[str]
-
-    def problems(self, records: Sequence[IntakeRecord]) -> list[Problem]:
-        """Rows that would touch an account that is not theirs; checked before any write.
-
-        Keycloak's partial import skips a user whose username *or email* exists, so
-        without this a Registry row could be attached to a staff account, to another
-        student's account, or to nothing at all."""
-        owner = {email: user for user, email in self.email_of.items() if email}
-        found = []
-        for r in records:
-            existing = self.email_of.get(r.user_id)
-            if existing is not None:
-                if r.user_id in self.active:
-                    continue  # left as it is, reported as already active
-                if r.user_id not in self.pending:
-                    found.append(
-                        Problem(
-                            r.where,
-                            f"{r.user_id} is an account that is not a pending student: "
-                            "nothing of it is changed",
-                        )
-                    )
-                elif existing != r.email.lower():
-                    found.append(
-                        Problem(
-                            r.where,
-                            f"{r.user_id} is already in Keycloak with another email: "
-                            "correct the row or the account",
-                        )
-                    )
-            elif owner.get(r.email.lower(), r.user_id) != r.user_id:
-                found.append(
-                    Problem(
-                        r.where,
-                        f"the email of {r.user_id} belongs to another account "
-                        f"({owner[r.email.lower()]})",
-                    )
-                )
-        return found
 
 
 class Provisioner:
@@ -136,56 +103,54 @@ class Provisioner:
             )
         return admin
 
-    def active_usernames(self) -> set[str]:
-        return {u["username"] for u in self._all_users(q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}")}
-
     def pending_users(self) -> list[dict[str, Any]]:
-        return self._all_users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}")
+        return list(self.users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}"))
 
-    def accounts(self) -> RealmAccounts:
-        """Who is in the realm already: usernames with their email, and who is pending
-        or active (three paged reads, brief representations)."""
-        every = self._all_users()
-        return RealmAccounts(
-            email_of={u["username"]: (u.get("email") or "").lower() for u in every},
-            pending={u["username"] for u in self.pending_users()},
-            active=self.active_usernames(),
+    def realm_view(self, intake: IntakeIndex) -> RealmView:
+        """What the realm holds that concerns `intake` (four paged reads, brief
+        representations, each page dropped once looked at)."""
+        group = self._get(f"admin/realms/{self.realm}/group-by-path/{STUDENTS_GROUP}")
+        return read_realm(
+            intake,
+            members=self.users(path=f"groups/{group['id']}/members"),
+            active=self.users(q=f"{ACTIVATION_STATE}:{STATE_ACTIVE}"),
+            pending=self.users(q=f"{ACTIVATION_STATE}:{STATE_PENDING}"),
+            everyone=self.users(),
         )
 
-    def join_pending_students(self) -> int:
-        """Pending accounts outside the students group (made before it existed, or by other
+    def join_students(self, account_ids: Iterable[str]) -> int:
+        """These pending accounts (made before the students group existed, or by other
         means) join it: the service's credential reaches group members only."""
-        group = f"/{STUDENTS_GROUP}"
-        found = self._get(f"admin/realms/{self.realm}/group-by-path{group}")
-        members = {u["id"] for u in self._all_users(path=f"groups/{found['id']}/members")}
-        joined = 0
-        for user in self.pending_users():
-            if user["id"] in members:
-                continue
+        account_ids = list(account_ids)
+        if not account_ids:
+            return 0
+        group = self._get(f"admin/realms/{self.realm}/group-by-path/{STUDENTS_GROUP}")
+        for account_id in account_ids:
             response = self.admin.connection.raw_put(
-                f"admin/realms/{self.realm}/users/{user['id']}/groups/{found['id']}", data="{}"
+                f"admin/realms/{self.realm}/users/{account_id}/groups/{group['id']}", data="{}"
             )
             if response.status_code >= 300:
                 raise ProvisioningError(
                     f"Keycloak refused to add a pending account to {STUDENTS_GROUP} "
                     f"(HTTP {response.status_code})"
                 )
-            joined += 1
-        return joined
+        return len(account_ids)
 
-    def _all_users(self, path: str = "users", **query: str) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
+    def users(self, path: str = "users", **query: str) -> Iterator[dict[str, Any]]:
+        """Every user of a listing, read a page at a time as the caller goes."""
+        first = 0
         while True:
             page = self._get(
                 f"admin/realms/{self.realm}/{path}",
                 briefRepresentation="true",
-                first=str(len(found)),
-                max="1000",
+                first=str(first),
+                max=str(PAGE_SIZE),
                 **query,
             )
-            found.extend(page)
-            if len(page) < 1000:
-                return found
+            yield from page
+            if len(page) < PAGE_SIZE:
+                return
+            first += len(page)
 
     def import_users(self, users: Sequence[dict[str, Any]]) -> dict[str, str]:
         """username -> ADDED or SKIPPED, for one batch."""
@@ -238,7 +203,7 @@ def user_representation(record: IntakeRecord) -> dict[str, Any]:
 def import_intake(
     svc: Services,
     provisioner: Provisioner,
-    records: Sequence[IntakeRecord],
+    checked: CheckedIntake,
     intake: str,
     *,
     progress: Progress | None = None,
@@ -249,21 +214,25 @@ def import_intake(
     (e.g. to issue its codes). The database work on one batch overlaps Keycloak's import
     of the next (one worker thread talks to Keycloak), so the import takes about as long
     as Keycloak's own partial import."""
-    report = ImportReport(intake=intake)
-    accounts = provisioner.accounts()
-    conflicts = accounts.problems(records)
+    realm = provisioner.realm_view(checked.index)
+    conflicts = realm.problems(checked.records())
     if conflicts:
         raise IntakeInvalid(conflicts)
-    active = accounts.active
-    todo = [r for r in records if r.user_id not in active]
-    report.already_active = sorted(r.user_id for r in records if r.user_id in active)
+    report = ImportReport(intake=intake)
+
+    def todo() -> Iterator[IntakeRecord]:
+        for record in checked.records():
+            if key(record.user_id) in realm.active:
+                report.already_active += 1
+                if progress:
+                    progress(1)
+            else:
+                yield record
 
     def finish(batch: Sequence[IntakeRecord], results: dict[str, str]) -> None:
-        for record in batch:
-            if results.get(record.user_id) == "ADDED":
-                report.created.append(record.user_id)
-            else:
-                report.existing_pending.append(record.user_id)
+        added = sum(1 for record in batch if results.get(record.user_id) == "ADDED")
+        report.created += added
+        report.existing_pending += len(batch) - added
         report.enrolled += _enrol_missing(svc, batch, intake)
         if after_batch:
             after_batch(batch)
@@ -272,7 +241,7 @@ def import_intake(
 
     in_flight: deque[tuple[Sequence[IntakeRecord], Future[dict[str, str]]]] = deque()
     with ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="import") as pool:
-        for batch in _batches(todo, batch_size):
+        for batch in _chunked(todo(), batch_size):
             if len(in_flight) == PARALLEL_BATCHES:
                 done, running = in_flight.popleft()
                 finish(done, running.result())
@@ -281,7 +250,7 @@ def import_intake(
         while in_flight:
             done, running = in_flight.popleft()
             finish(done, running.result())
-    report.joined_group = provisioner.join_pending_students()
+    report.joined_group = provisioner.join_students(realm.outside_group)
     with svc.sessions.begin() as session:
         audit.record(
             session,
@@ -289,9 +258,9 @@ def import_intake(
             "intake.imported",
             None,
             intake=intake,
-            created=len(report.created),
+            created=report.created,
             enrolled=report.enrolled,
-            already_active=len(report.already_active),
+            already_active=report.already_active,
         )
     return report
 
@@ -432,3 +401,10 @@ def issue_intake_codes(
 def _batches(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """Lists of `size` (the last may be shorter), taken from `items` only as needed."""
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

@@ -2,15 +2,15 @@
 checks that run on all of them before anything is written.
 
 A source yields `RawRecord`s: text fields exactly as found, plus where they were found
-("line 7", or an LDAP DN). `validate` turns them into `IntakeRecord`s or a list of
-`Problem`s in plain words; an import goes ahead only when the list is empty, so nothing
-is ever half-imported.
+("line 7", or an LDAP DN). `check_record` turns each into an `IntakeRecord` or
+`Problem`s in plain words; `checked.check_intake` runs it over a whole intake, and an
+import goes ahead only when no row has a problem, so nothing is ever half-imported.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
@@ -85,11 +85,13 @@ class IntakeSourceError(Exception):
 
 
 class IntakeInvalid(Exception):
-    """The intake has problems; nothing was written."""
+    """The intake has problems; nothing was written. `problems` holds the first ones
+    found (in the source's order), `total` counts them all."""
 
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        super().__init__(f"{len(problems)} problem(s)")
+    def __init__(self, problems: Sequence[Problem], total: int | None = None) -> None:
         self.problems = list(problems)
+        self.total = max(total or 0, len(self.problems))
+        super().__init__(f"{self.total} problem(s)")
 
 
 def parse_date(text: str) -> date | None:
@@ -103,44 +105,22 @@ def parse_date(text: str) -> date | None:
     return None
 
 
-def validate(
-    raw: Iterable[RawRecord],
-    *,
-    user_id_length: int,
-    phone_policy: PhonePolicy | None = None,
-    today: date | None = None,
-) -> list[IntakeRecord]:
-    """Every record checked; raises `IntakeInvalid` listing every problem found."""
-    today = today or date.today()
-    problems: list[Problem] = []
-    records: list[IntakeRecord] = []
-    first_seen: dict[str, str] = {}
-    for item in raw:
-        found = _check(item, user_id_length, phone_policy, today, problems)
-        if found is None:
-            continue
-        if found.user_id in first_seen:
-            problems.append(
-                Problem(
-                    item.where,
-                    f"student {found.user_id} appears twice (also {first_seen[found.user_id]})",
-                )
-            )
-            continue
-        first_seen[found.user_id] = item.where
-        records.append(found)
-    if problems:
-        raise IntakeInvalid(problems)
-    return records
+@dataclass(frozen=True)
+class Rules:
+    """What a row is checked against."""
+
+    user_id_length: int
+    phone_policy: PhonePolicy | None = None
+    today: date = field(default_factory=date.today)
 
 
-def _check(
-    item: RawRecord,
-    user_id_length: int,
-    phone_policy: PhonePolicy | None,
-    today: date,
-    problems: list[Problem],
-) -> IntakeRecord | None:
+def appears_twice(user_id: str, where: str, first_where: str) -> Problem:
+    return Problem(where, f"student {user_id} appears twice (also {first_where})")
+
+
+def check_record(item: RawRecord, rules: Rules, problems: list[Problem]) -> IntakeRecord | None:
+    """The row as a record, or None with what is wrong with it added to `problems`."""
+    user_id_length, phone_policy, today = rules.user_id_length, rules.phone_policy, rules.today
     v = {k: (item.values.get(k) or "").strip() for k in FIELDS}
     before = len(problems)
 

@@ -1,30 +1,38 @@
 """Benchmark: import a generated intake of N students (with codes) against a floor.
 
-    scripts/bench provisioning [--students 10000]
+    scripts/bench provisioning [--students 10000[,50000,...]] [--sequential-floor]
 
-Starts its own Keycloak (test instance, free ports), applies the realm, writes a Registry
-CSV of N generated students, then, after a small warm-up import:
+For each size, starts its own Keycloak (test instance, free ports; a fresh one per size,
+so that each size is measured as if run alone), applies the realm, writes a Registry CSV
+of N generated students, then, after a small warm-up import:
 
 * floor: Keycloak's bare partial import of the same N users (other usernames, in a
   realm of their own), in the same batches, straight from this process: no
-  validation, no hashes, no codes; once with one batch at a time and once with as
-  many at once as ours sends (the ratio is taken against the faster);
+  validation, no hashes, no codes; as many batches at once as ours sends (and, with
+  `--sequential-floor`, also one at a time; the ratio is taken against the faster);
 * ours:  `umpass import-intake --csv … --codes-out …` as a real process: validation of
-  every row, the partial import, proofing hashes and a code per student.
+  every row, the realm's check, the partial import, proofing hashes and a code per
+  student written to the CSV. Its peak RSS is that process's own (VmHWM, read while
+  it runs), its CPU seconds from wait4.
 
-Prints seconds, students per second, peak RSS, a chart, and last
-`RESULT provisioning_ratio=<ours / floor> seconds=<ours> …`.
+Prints, per size, seconds, students per second and a chart; then a table of the sizes
+(ours, floor, ratio, the import process's own CPU seconds, peak RSS, RSS per 1000
+students and the growth from the size before) with a chart, and last
+`RESULT provisioning_ratio=<worst ours / floor> ratio_<N>=… rss_<N>_mb=… …`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -38,6 +46,7 @@ from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
 from provider.intake.provision import BATCH_SIZE, PARALLEL_BATCHES, user_representation
 from provider.intake.records import IntakeRecord
+from provider.keycloak import STUDENTS_GROUP
 from provider.progress import progress_bar
 from provider.services import Services
 from provider.storage import migrate
@@ -118,8 +127,57 @@ def _bare_import(
             progress.advance(task, future.result())
 
 
-def run(students: int) -> int:
-    console.print("[bold]starting Keycloak[/]")
+@dataclass(frozen=True)
+class Measured:
+    students: int
+    floors: dict[str, float]
+    ours_seconds: float
+    ours_cpu_seconds: float  # the import process's own CPU (user + system)
+    ours_rss_mb: float
+    codes: int
+    keycloak_rss_mb: float
+
+    @property
+    def floor_seconds(self) -> float:
+        return min(self.floors.values())
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_seconds / self.floor_seconds
+
+
+def _run_measured(
+    args: list[str], env: dict[str, str], workdir: Path
+) -> tuple[int, str, float, float]:
+    """Run a command to its end: exit code, stderr, its CPU seconds (wait4) and its own peak
+    RSS in MB. The peak is read from /proc while it runs (VmHWM, which only grows): the
+    ru_maxrss that wait4 or RUSAGE_CHILDREN report starts from this process's own peak
+    (Linux keeps the high-water mark of the memory the child was spawned from), so it
+    would measure the benchmark's generated rows, not the import."""
+    out, err = workdir / "ours.out", workdir / "ours.err"
+    with out.open("wb") as stdout, err.open("wb") as stderr:
+        process = subprocess.Popen(args, env=env, stdout=stdout, stderr=stderr)
+        peak = 0.0
+        done = threading.Event()
+
+        def watch() -> None:
+            nonlocal peak
+            while not done.wait(0.05):
+                with suppress(OSError):
+                    peak = max(peak, peak_rss_mb(process.pid))
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        watcher.join()
+        process.returncode = os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return process.returncode, err.read_text(encoding="utf-8"), cpu, peak
+
+
+def measure(students: int, sequential_floor: bool) -> Measured:
+    console.print(f"[bold]{students} students: starting Keycloak[/]")
     with bench_stack(COLUMNS="100") as stack:
         running, env, workdir = stack.keycloak, stack.env, stack.workdir
         admin_password = stack.admin_password
@@ -143,57 +201,58 @@ def run(students: int) -> int:
         # small as theirs (the import first reads which accounts exist).
         floor_realm = "umpass-bench-floor"
         admins[0].create_realm({"realm": floor_realm, "enabled": True}, skip_exists=True)
+        # The accounts ours sends join the students group: the floor's realm needs it too.
+        admins[0].change_current_realm(floor_realm)
+        admins[0].create_group({"name": STUDENTS_GROUP}, skip_exists=True)
+        admins[0].change_current_realm("master")
         ours_csv, warm_csv = workdir / "intake.csv", workdir / "warmup.csv"
         _csv(_rows(students, "s"), ours_csv)
         _csv(_rows(300, "w"), warm_csv)
-
-        def umpass(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "provider.cli", *args],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+        umpass = [sys.executable, "-m", "provider.cli"]
 
         console.print("warming up (300 students through the real command)")
-        warm = umpass("import-intake", "--intake", "warmup", "--csv", str(warm_csv))
-        if warm.returncode:
-            raise RuntimeError(warm.stderr)
+        warm_exit, warm_err, _, _ = _run_measured(
+            [*umpass, "import-intake", "--intake", "warmup", "--csv", str(warm_csv)], env, workdir
+        )
+        if warm_exit:
+            raise RuntimeError(warm_err)
 
         with progress_bar(console=console, transient=False, label_width=24) as progress:
-            # Two floors: batches one after another, and as many at once as ours sends.
-            # The ratio is taken against the faster one.
             floors: dict[str, float] = {}
-            for name, prefix, clients in (
-                ("floor: sequential", "f", admins[:1]),
-                (f"floor: {len(admins)} at once", "g", admins),
-            ):
+            kinds = [(f"floor: {len(admins)} at once", "g", admins)]
+            if sequential_floor:
+                kinds.insert(0, ("floor: sequential", "f", admins[:1]))
+            for name, prefix, clients in kinds:
                 task = progress.add_task(name, total=students)
                 started = time.perf_counter()
                 _bare_import(clients, floor_realm, _rows(students, prefix), progress, task)
                 floors[name] = time.perf_counter() - started
-            floor_seconds = min(floors.values())
             task = progress.add_task("ours: import-intake", total=None)
             started = time.perf_counter()
-            ours = umpass(
-                "import-intake",
-                "--intake",
-                "bench",
-                "--csv",
-                str(ours_csv),
-                "--codes-out",
-                str(workdir / "codes.csv"),
+            ours_exit, ours_err, ours_cpu, ours_rss = _run_measured(
+                [
+                    *umpass,
+                    "import-intake",
+                    "--intake",
+                    "bench",
+                    "--csv",
+                    str(ours_csv),
+                    "--codes-out",
+                    str(workdir / "codes.csv"),
+                ],
+                env,
+                workdir,
             )
             ours_seconds = time.perf_counter() - started
             progress.update(task, total=1, completed=1)
-        if ours.returncode:
-            raise RuntimeError(ours.stderr)
-        ours_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        codes = sum(1 for _ in (workdir / "codes.csv").open()) - 1
+        if ours_exit:
+            raise RuntimeError(ours_err)
+        with (workdir / "codes.csv").open() as codes_file:
+            codes = sum(1 for _ in codes_file) - 1
         keycloak_rss = max(peak_rss_mb(pid) for pid in process_group(running.pid))
 
-    console.print(ours.stderr.strip().splitlines()[-2:])
+    console.print(ours_err.strip().splitlines()[-2:])
+    measured = Measured(students, floors, ours_seconds, ours_cpu, ours_rss, codes, keycloak_rss)
     table = Table("run", "seconds", "students/s", "chart", title=f"{students} students")
     runs = {**floors, "ours: import-intake (+ codes)": ours_seconds}
     widest = max(runs.values())
@@ -203,27 +262,86 @@ def run(students: int) -> int:
         )
     console.print(table)
     print(
-        f"ours:  {ours_seconds:.1f} s, {students / ours_seconds:.0f} students/s, "
-        f"{codes} codes, peak RSS {ours_rss:.0f} MB"
+        f"{students}: ours {ours_seconds:.1f} s ({students / ours_seconds:.0f} students/s, "
+        f"{ours_cpu:.1f} s of CPU, {codes} codes, peak RSS {ours_rss:.0f} MB); "
+        f"floor {measured.floor_seconds:.1f} s "
+        f"(the faster of {', '.join(f'{s:.1f} s' for s in floors.values())}); "
+        f"ratio {measured.ratio:.2f}; Keycloak peak RSS {keycloak_rss:.0f} MB",
+        flush=True,
     )
-    print(
-        f"floor: {floor_seconds:.1f} s, {students / floor_seconds:.0f} students/s (the faster "
-        f"of {', '.join(f'{s:.1f} s' for s in floors.values())}); "
-        f"Keycloak peak RSS {keycloak_rss:.0f} MB"
+    return measured
+
+
+def report(results: list[Measured]) -> None:
+    table = Table(
+        "students",
+        "ours s",
+        "floor s",
+        "ratio",
+        "ours CPU s",
+        "peak RSS MB",
+        "MB / 1000",
+        "KB / student more",
+        title="provisioning by size (RSS: the import process; KB: growth from the size before)",
     )
-    print(
-        f"RESULT provisioning_ratio={ours_seconds / floor_seconds:.2f} seconds={ours_seconds:.1f} "
-        f"floor_seconds={floor_seconds:.1f} students={students} codes={codes} "
-        f"peak_rss_mb={ours_rss:.0f}"
+    before: Measured | None = None
+    for r in results:
+        growth = (
+            f"{(r.ours_rss_mb - before.ours_rss_mb) * 1024 / (r.students - before.students):.2f}"
+            if before is not None and r.students != before.students
+            else "–"
+        )
+        table.add_row(
+            str(r.students),
+            f"{r.ours_seconds:.1f}",
+            f"{r.floor_seconds:.1f}",
+            f"{r.ratio:.2f}",
+            f"{r.ours_cpu_seconds:.1f}",
+            f"{r.ours_rss_mb:.0f}",
+            f"{r.ours_rss_mb * 1000 / r.students:.2f}",
+            growth,
+        )
+        before = r
+    console.print(table)
+    widest = max(max(r.ours_seconds, r.floor_seconds) for r in results)
+    for r in results:
+        for name, seconds in (("ours", r.ours_seconds), ("floor", r.floor_seconds)):
+            bar = "█" * max(1, int(50 * seconds / widest))
+            console.print(
+                f"{r.students if name == 'ours' else '':>7} {name:<5} {bar} {seconds:.1f} s"
+            )
+    per_size = " ".join(
+        f"ratio_{r.students}={r.ratio:.2f} seconds_{r.students}={r.ours_seconds:.1f} "
+        f"floor_{r.students}={r.floor_seconds:.1f} cpu_{r.students}={r.ours_cpu_seconds:.1f} "
+        f"rss_{r.students}_mb={r.ours_rss_mb:.0f}"
+        for r in results
     )
-    return 0
+    print(f"RESULT provisioning_ratio={max(r.ratio for r in results):.2f} {per_size}", flush=True)
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not sizes like 10000,50000") from None
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError("sizes are whole numbers of students, at least 1")
+    return sizes
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench provisioning")
-    parser.add_argument("--students", type=int, default=10_000)
+    parser.add_argument(
+        "--students", type=_sizes, default=[10_000], help="one size or several: 10000,50000"
+    )
+    parser.add_argument(
+        "--sequential-floor",
+        action="store_true",
+        help="also measure the floor one batch at a time (the ratio takes the faster)",
+    )
     args = parser.parse_args(argv)
-    return run(args.students)
+    report([measure(size, args.sequential_floor) for size in args.students])
+    return 0
 
 
 if __name__ == "__main__":

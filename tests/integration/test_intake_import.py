@@ -18,6 +18,9 @@ from flask import Flask
 from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
+from provider.intake.checked import check_intake
+from provider.intake.provision import Provisioner, import_intake
+from provider.intake.records import RawRecord, Rules
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
 from provider.services import Services
 from provider.storage.models import ActivationCode, AuditEvent, Student
@@ -83,6 +86,14 @@ def intake(
         "COLUMNS": "120",
     }
     return Intake(env, tmp_path)
+
+
+def _provisioner(services: Services, realm: RealmUnderTest) -> Provisioner:
+    return Provisioner(
+        services.settings.keycloak,
+        "umpass-provisioner",
+        realm.options.variables["PROVISIONER_CLIENT_SECRET"],
+    )
 
 
 def _codes(path: Path) -> dict[str, dict[str, str]]:
@@ -243,9 +254,6 @@ def test_import_from_ldap_through_the_command(
 def test_many_batches_in_flight_all_arrive_once(services: Services, realm: RealmUnderTest) -> None:
     """Small batches, two at a time: every student created once, enrolled once, and the
     after-batch hook sees each student exactly once, in batches that exist in Keycloak."""
-    from provider.intake.provision import Provisioner, import_intake
-    from provider.intake.records import RawRecord, validate
-
     raw = [
         RawRecord(
             f"line {n + 2}",
@@ -261,7 +269,6 @@ def test_many_batches_in_flight_all_arrive_once(services: Services, realm: Realm
         )
         for n in range(7)
     ]
-    records = validate(raw, user_id_length=7)
     seen: list[str] = []
 
     def after(batch):
@@ -269,16 +276,17 @@ def test_many_batches_in_flight_all_arrive_once(services: Services, realm: Realm
             assert services.keycloak.find_user(record.user_id) is not None
         seen.extend(r.user_id for r in batch)
 
-    provisioner = Provisioner(
-        services.settings.keycloak,
-        "umpass-provisioner",
-        realm.options.variables["PROVISIONER_CLIENT_SECRET"],
-    )
-    report = import_intake(
-        services, provisioner, records, "batches", batch_size=2, after_batch=after
-    )
-    assert sorted(report.created) == sorted(seen) == sorted(r.user_id for r in records)
-    assert report.enrolled == 7
+    with check_intake(raw, Rules(user_id_length=7)) as checked:
+        report = import_intake(
+            services,
+            _provisioner(services, realm),
+            checked,
+            "batches",
+            batch_size=2,
+            after_batch=after,
+        )
+    assert sorted(seen) == sorted(r.values["user_id"] for r in raw)
+    assert (report.created, report.existing_pending, report.enrolled) == (7, 0, 7)
 
 
 def test_rows_that_would_touch_someone_elses_account_import_nothing(
@@ -348,9 +356,6 @@ class _Crash(Exception):
 def test_an_import_cut_short_is_run_again_to_completion(
     services: Services, realm: RealmUnderTest, admin: KeycloakAdmin
 ) -> None:
-    from provider.intake.provision import Provisioner, import_intake
-    from provider.intake.records import RawRecord, validate
-
     raw = [
         RawRecord(
             f"line {n + 2}",
@@ -366,27 +371,26 @@ def test_an_import_cut_short_is_run_again_to_completion(
         )
         for n in range(7)
     ]
-    records = validate(raw, user_id_length=7)
-    provisioner = Provisioner(
-        services.settings.keycloak,
-        "umpass-provisioner",
-        realm.options.variables["PROVISIONER_CLIENT_SECRET"],
-    )
+    provisioner = _provisioner(services, realm)
     done: list[str] = []
 
     def crash_after_one_batch(batch: object) -> None:
         done.extend(r.user_id for r in batch)  # type: ignore[attr-defined]
         raise _Crash
 
-    with pytest.raises(_Crash):
-        import_intake(
-            services, provisioner, records, "cut", batch_size=2, after_batch=crash_after_one_batch
-        )
-    assert 0 < len(done) < len(records)
+    def run(**options):
+        with check_intake(raw, Rules(user_id_length=7)) as checked:
+            return import_intake(services, provisioner, checked, "cut", batch_size=2, **options)
 
-    again = import_intake(services, provisioner, records, "cut", batch_size=2)
-    everyone = sorted(r.user_id for r in records)
-    assert sorted(again.created + again.existing_pending) == everyone
+    with pytest.raises(_Crash):
+        run(after_batch=crash_after_one_batch)
+    assert 0 < len(done) < len(raw)
+
+    again = run()
+    everyone = sorted(r.values["user_id"] for r in raw)
+    # The crashed run's batches (and the one in flight beside them) are there already.
+    assert again.created + again.existing_pending == len(raw)
+    assert again.existing_pending >= len(done)
     group = admin.get_group_by_path("/umpass-students")
     members = {m["username"] for m in admin.get_group_members(group["id"], {"max": 1000})}
     for user_id in everyone:
@@ -396,5 +400,52 @@ def test_an_import_cut_short_is_run_again_to_completion(
     with services.reads() as session:
         stored = session.scalars(select(Student.user_id).where(Student.user_id.in_(everyone)))
         assert sorted(stored) == everyone  # proofing data once each
-    third = import_intake(services, provisioner, records, "cut", batch_size=2)
-    assert (third.created, third.enrolled, third.joined_group) == ([], 0, 0)  # nothing changed
+    third = run()
+    assert (third.created, third.enrolled, third.joined_group) == (0, 0, 0)  # nothing changed
+
+
+def test_the_import_takes_its_records_batch_by_batch(
+    services: Services, realm: RealmUnderTest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Memory flat in the intake's size: the second pass takes the checked records as
+    batches leave for Keycloak, never all of them at once."""
+    from provider.intake.provision import PARALLEL_BATCHES
+
+    raw = [
+        RawRecord(
+            f"line {n + 2}",
+            {
+                "user_id": f"l{secrets.token_hex(3)}",
+                "first_name": "Lazy",
+                "last_name": f"Stream{n}",
+                "email": f"l{n}.{secrets.token_hex(3)}@example.edu",
+                "phone": new_mobile(),
+                "date_of_birth": "2006-08-08",
+                "id_number": f"L{n:07d}",
+            },
+        )
+        for n in range(40)
+    ]
+    taken = 0
+    taken_at_first_batch: list[int] = []
+    with check_intake(raw, Rules(user_id_length=7), chunk_size=4) as checked:
+        records = checked.records
+
+        def counted():
+            nonlocal taken
+            for record in records():
+                taken += 1
+                yield record
+
+        monkeypatch.setattr(checked, "records", counted)
+        report = import_intake(
+            services,
+            _provisioner(services, realm),
+            checked,
+            "lazy",
+            batch_size=2,
+            after_batch=lambda batch: taken_at_first_batch.append(taken),
+        )
+    # The batch just done, those in flight, and the next one being filled: no more.
+    assert taken_at_first_batch[0] <= (PARALLEL_BATCHES + 1) * 2
+    assert taken == report.created == 40

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from devstack import slapd
 
+from provider.intake.checked import validate
 from provider.intake.ldap_source import (
     DEFAULT_ATTRIBUTES,
     IntakeSourceError,
@@ -27,7 +28,7 @@ from provider.intake.ldap_source import (
     ldap_settings_from_env,
     read_ldap,
 )
-from provider.intake.records import IntakeInvalid, Problem, validate
+from provider.intake.records import IntakeInvalid, Problem
 from tests.support.ldap_server import seed_students, student
 
 USER_ID_LENGTH = 7

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from provider.intake.checked import validate
 from provider.intake.csv_source import DEFAULT_COLUMNS, columns_from_env, read_csv
-from provider.intake.records import IntakeInvalid, IntakeSourceError, RawRecord, validate
+from provider.intake.records import IntakeInvalid, IntakeSourceError, RawRecord
 
 HEADER = (
     "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
