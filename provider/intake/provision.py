@@ -24,7 +24,7 @@ import json
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -61,6 +61,8 @@ BATCH_SIZE = 500
 PARALLEL_BATCHES = int(os.environ.get("UMPASS_IMPORT_PARALLEL", "2"))
 PAGE_SIZE = 1000  # users per read of a listing
 PROGRAMME = "programme"
+# username -> (ADDED or SKIPPED, the account id Keycloak answered with)
+ImportResults = dict[str, tuple[str, str | None]]
 T = TypeVar("T")
 Progress = Callable[[int], None]  # called with how many records a step just finished
 
@@ -152,8 +154,8 @@ class Provisioner:
                 return
             first += len(page)
 
-    def import_users(self, users: Sequence[dict[str, Any]]) -> dict[str, str]:
-        """username -> ADDED or SKIPPED, for one batch."""
+    def import_users(self, users: Sequence[dict[str, Any]]) -> ImportResults:
+        """username -> (ADDED or SKIPPED, the account's id), for one batch."""
         body = {"ifResourceExists": "SKIP", "users": list(users)}
         try:
             response = self.admin.connection.raw_post(
@@ -167,7 +169,7 @@ class Provisioner:
                 f"{response.text[:200]}"
             )
         return {
-            r["resourceName"]: r["action"]
+            r["resourceName"]: (r["action"], r.get("id"))
             for r in response.json().get("results", [])
             if r.get("resourceType") == "USER"
         }
@@ -229,17 +231,18 @@ def import_intake(
             else:
                 yield record
 
-    def finish(batch: Sequence[IntakeRecord], results: dict[str, str]) -> None:
-        added = sum(1 for record in batch if results.get(record.user_id) == "ADDED")
+    def finish(batch: Sequence[IntakeRecord], results: ImportResults) -> None:
+        added = sum(1 for r in batch if results.get(r.user_id, ("", None))[0] == "ADDED")
         report.created += added
         report.existing_pending += len(batch) - added
-        report.enrolled += _enrol_missing(svc, batch, intake)
+        accounts = {name: account for name, (_action, account) in results.items() if account}
+        report.enrolled += _enrol_missing(svc, batch, intake, accounts)
         if after_batch:
             after_batch(batch)
         if progress:
             progress(len(batch))
 
-    in_flight: deque[tuple[Sequence[IntakeRecord], Future[dict[str, str]]]] = deque()
+    in_flight: deque[tuple[Sequence[IntakeRecord], Future[ImportResults]]] = deque()
     with ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="import") as pool:
         for batch in _chunked(todo(), batch_size):
             if len(in_flight) == PARALLEL_BATCHES:
@@ -265,8 +268,12 @@ def import_intake(
     return report
 
 
-def _enrol_missing(svc: Services, records: Sequence[IntakeRecord], intake: str) -> int:
-    """Proofing hashes for the students that have none; existing rows are left alone."""
+def _enrol_missing(
+    svc: Services, records: Sequence[IntakeRecord], intake: str, accounts: Mapping[str, str]
+) -> int:
+    """Proofing hashes for the students that have none, with their Keycloak id (from the
+    partial import's answer: identify then reads the account by id, never searches);
+    existing rows are left alone."""
     added = 0
     now = datetime.now(UTC)
     with svc.sessions.begin() as session:
@@ -285,6 +292,7 @@ def _enrol_missing(svc: Services, records: Sequence[IntakeRecord], intake: str) 
                     "intake": intake,
                     "language": record.language,
                     "created_at": now,
+                    "keycloak_id": accounts.get(record.user_id),
                 }
                 for record in batch
                 if record.user_id not in known

@@ -107,13 +107,17 @@ def test_import_creates_pending_accounts_and_codes_that_work(
     done = intake.run_import("--codes-out", str(codes), "--letters-out", str(letters))
     assert done.returncode == 0, done.stderr
     assert "created 3, already there 0, already active (left as they are) 0" in done.stderr
+    accounts = {}
     for row in intake.rows:
         user = services.keycloak.find_user(row["user_id"])
         assert user is not None and user.activation_state == STATE_PENDING
         assert user.attribute("phone_number") == row["phone"]
+        accounts[row["user_id"]] = user.id
     with services.reads() as session:
         students = session.scalars(select(Student).where(Student.intake == intake.name)).all()
         assert {s.user_id for s in students} == {r["user_id"] for r in intake.rows}
+        # Each account's id from the import's answer: identify reads it, never searches.
+        assert {s.user_id: s.keycloak_id for s in students} == accounts
         stored = [value for s in students for value in (s.dob_hash, s.id_last4_hash)]
     # Keyed hashes only: 64 hex digits each, none of them a plain value.
     assert all(len(v) == 64 and set(v) <= set("0123456789abcdef") for v in stored)
