@@ -152,6 +152,15 @@ class Background:
         )
 
 
+def start_background(
+    name: str, argv: list[str], port: int, health: str, env: dict[str, str], log: Path
+) -> Background:
+    """Start one part of a benchmark's stack on `port` and wait until `health` answers."""
+    part = Background(name=name, argv=argv, port=port, log_file=log, health_path=health, env=env)
+    part.start()
+    return part
+
+
 def serve_on_a_free_port(
     log_file: Path, env: Mapping[str, str], *, threads: int = 8, name: str = "service"
 ) -> Background:

@@ -29,9 +29,6 @@ import json
 import os
 import re
 import secrets
-import shutil
-import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -48,8 +45,9 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from devstack.background import Background
+from devstack.background import Background, start_background
 from devstack.bench_activation import _percentile, _student
+from devstack.bench_profile import Recording
 from devstack.bench_stack import bench_stack, cpu_seconds, enrol_with_proven_contacts, process_group
 from devstack.counting_proxy import COUNTS_PATH
 from devstack.http_browser import Browser, BrowserError, Page
@@ -311,22 +309,16 @@ def run_phase(
 
 
 def _py_spy(pid: int, out: Path) -> Callable[[], Callable[[], None]]:
-    """Sample the service (its workers too) with py-spy while a phase runs; collapsed
-    stacks to `out`. Costs CPU of its own: a profiled run is not a measurement."""
-    py_spy = os.environ.get("UMPASS_PY_SPY") or shutil.which("py-spy")
-    if not py_spy:
-        raise SystemExit("--profile needs py-spy (on PATH, or UMPASS_PY_SPY)")
+    """Sample the service (its workers too) with py-spy while a phase runs (the same
+    recording as `scripts/bench activation --profile`); raw collapsed stacks to `out`.
+    Costs CPU of its own: a profiled run is not a measurement."""
 
     def start() -> Callable[[], None]:
-        # --gil: only samples that hold the GIL, i.e. the service's own CPU, not its waits.
-        argv = [py_spy, "record", "-p", str(pid), "--subprocesses", "--nonblocking", "--gil"]
-        argv += ["-r", "250", "-f", "raw", "-o", str(out)]
-        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        recording = Recording(pid, out)
         time.sleep(2)  # attached to every worker before the first journey
 
         def stop() -> None:
-            spy.send_signal(signal.SIGINT)
-            spy.wait(timeout=60)
+            recording.stop()
             console.print(f"profile of the service: {out}")
 
         return stop
@@ -334,17 +326,9 @@ def _py_spy(pid: int, out: Path) -> Callable[[], Callable[[], None]]:
     return start
 
 
-def _background(
-    name: str, argv: list[str], port: int, health: str, env: dict[str, str], log: Path
-) -> Background:
-    part = Background(name=name, argv=argv, port=port, log_file=log, health_path=health, env=env)
-    part.start()
-    return part
-
-
 def _counter(name: str, port: int, target: str, env: dict[str, str], log: Path) -> Background:
     argv = [sys.executable, "-m", "devstack.counting_proxy", "--port", str(port)]
-    return _background(name, [*argv, "--target", target], port, COUNTS_PATH, env, log)
+    return start_background(name, [*argv, "--target", target], port, COUNTS_PATH, env, log)
 
 
 def run(students: int, concurrency: int, trace: bool = False, profile: Path | None = None) -> int:
@@ -411,7 +395,7 @@ def run(students: int, concurrency: int, trace: bool = False, profile: Path | No
             argv = [sys.executable, "-m", "provider.cli", "serve", "--host", "127.0.0.1"]
             argv += ["--port", str(service_port), "--workers", "1"]
             argv += ["--threads", str(max(8, concurrency))]
-            parts["service"] = _background(
+            parts["service"] = start_background(
                 "service", argv, service_port, "/healthz", service_env, work / "service.log"
             )
             processes = {

@@ -51,7 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 from devstack import keycloak as kc_server
-from devstack.background import Background
+from devstack.background import Background, start_background
 from devstack.bench_stack import ADMIN_USER, BenchStack, bench_realm_on
 from devstack.journey_pace import Tally, reading_seconds
 from devstack.journey_walk import CodeSource, NewContacts, Student, Walk
@@ -241,14 +241,6 @@ def _signed_in_at(demo: str) -> Callable[[Page], bool]:
 # -- the run ------------------------------------------------------------------------------
 
 
-def _background(
-    name: str, argv: list[str], port: int, health: str, env: dict[str, str], log: Path
-) -> Background:
-    part = Background(name=name, argv=argv, port=port, log_file=log, health_path=health, env=env)
-    part.start()
-    return part
-
-
 @contextmanager
 def _keycloak(url: str | None, **extra_env: str) -> Iterator[BenchStack]:
     """The given Keycloak (a realm of this run's, deleted afterwards), or our own test
@@ -315,7 +307,7 @@ def run(
         parts: list[Background] = []
         try:
             parts.append(
-                _background(
+                start_background(
                     "service",
                     [
                         sys.executable,
@@ -338,7 +330,7 @@ def run(
                 )
             )
             parts.append(
-                _background(
+                start_background(
                     "demo app",
                     [sys.executable, "-m", "devstack.demo_app", "--port", str(demo_port)],
                     demo_port,
