@@ -9,9 +9,11 @@ master realm. python-keycloak's connection is not thread-safe: each caller keeps
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
+from requests.utils import get_environ_proxies
 
 
 @dataclass(frozen=True)
@@ -62,13 +64,25 @@ def admin_api(
             "client_id": credentials.client_id,
             "client_secret_key": credentials.secret,
         }
+    server_url = url.rstrip("/") + "/"
     connection = KeycloakOpenIDConnection(
         # python-keycloak joins paths onto this URL: the trailing slash keeps a path prefix
         # such as /auth.
-        server_url=url.rstrip("/") + "/",
+        server_url=server_url,
         timeout=timeout,
-        verify=ca_bundle or True,
+        verify=ca_bundle or _environ_ca_bundle() or True,
         max_retries=retries,
         **sign_in,
     )
+    # What requests would read from the environment on every call (proxies for this URL,
+    # its CA bundle above) is read once here: scanning os.environ twice per request was
+    # ~1 ms of the service's CPU per admin call (issue 17).
+    session = connection._s  # python-keycloak's requests.Session (no public accessor)
+    session.proxies.update(get_environ_proxies(server_url))
+    session.trust_env = False
     return KeycloakAdmin(connection=connection)
+
+
+def _environ_ca_bundle() -> str | None:
+    """The CA bundle requests itself would take from the environment."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
