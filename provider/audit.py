@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Connection, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.storage.models import AuditEvent
@@ -19,11 +20,16 @@ SYSTEM = "system"
 LOCK_STARTED = "identify.lock_started"
 
 
-def record(session: Session, actor: str, action: str, subject: str | None, **detail: Any) -> None:
-    """Add one event to the caller's transaction."""
-    session.add(
-        AuditEvent(at=datetime.now(UTC), actor=actor, action=action, subject=subject, detail=detail)
-    )
+def record(
+    db: Session | Connection, actor: str, action: str, subject: str | None, **detail: Any
+) -> None:
+    """Add one event to the caller's transaction: an ORM session's (written with its other
+    rows, in one batch for many), or a Core connection's (the flow engine's), at once."""
+    event = {"at": datetime.now(UTC), "actor": actor, "action": action, "subject": subject}
+    if isinstance(db, Session):
+        db.add(AuditEvent(**event, detail=detail))
+    else:
+        db.execute(insert(AuditEvent.__table__).values(**event, detail=detail))
 
 
 def record_now(

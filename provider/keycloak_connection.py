@@ -70,13 +70,17 @@ def admin_api(
         # such as /auth.
         server_url=server_url,
         timeout=timeout,
-        verify=ca_bundle or _environ_ca_bundle() or True,
+        verify=ca_bundle or True,
         max_retries=retries,
         **sign_in,
     )
     # What requests would read from the environment on every call (proxies for this URL,
-    # its CA bundle above) is read once here: scanning os.environ twice per request was
-    # ~1 ms of the service's CPU per admin call (issue 17).
+    # its CA bundle) is read once here: scanning os.environ twice per request was ~1 ms
+    # of the service's CPU per admin call (issue 17). The bundle is set after the
+    # connection is made, for requests only (httpx, which python-keycloak also sets up,
+    # deprecates a path there).
+    if not ca_bundle and (environ_bundle := _environ_ca_bundle()):
+        connection.verify = environ_bundle
     session = connection._s  # python-keycloak's requests.Session (no public accessor)
     session.proxies.update(get_environ_proxies(server_url))
     session.trust_env = False

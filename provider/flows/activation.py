@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from flask_babel import gettext as _
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.flows.caller import activation_caller
@@ -20,6 +21,11 @@ from provider.flows.steps.password import PasswordStep
 from provider.flows.steps.policies import PoliciesStep
 from provider.keyed_hash import KeyedHasher
 from provider.storage.models import ActivationCode
+
+_CODES = ActivationCode.__table__
+_CODE_STANDS = select(_CODES.c.revoked_at, _CODES.c.expires_at).where(
+    _CODES.c.id == bindparam("code_id")
+)
 
 STEPS: tuple[Step[ActivationData], ...] = (
     IdentifyStep(),
@@ -42,12 +48,12 @@ def make_engine(
     )
 
 
-def code_still_stands(db: Session, state: FlowState[ActivationData]) -> bool:
+def code_still_stands(db: Connection, state: FlowState[ActivationData]) -> bool:
     """Is the activation code this flow was identified with still usable (not revoked,
     re-issued or expired since)? Once the account is active the flow needs it no more."""
     if state.data is None or state.step == STEPS[-1].name:
         return True
-    code = db.get(ActivationCode, state.data.code_id)
+    code = db.execute(_CODE_STANDS, {"code_id": state.data.code_id}).first()
     return code is not None and code.revoked_at is None and code.expires_at > datetime.now(UTC)
 
 

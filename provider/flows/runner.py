@@ -31,7 +31,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from provider import audit, form_input
 from provider.flows.caller import Caller, NoCaller
@@ -63,7 +63,7 @@ class FlowDefinition(Generic[D]):
     steps: tuple[Step[D], ...]
     # Does what the flow was identified with still stand (e.g. the activation code)?
     # Asked in the read that loads the flow, with its session.
-    still_valid: Callable[[Session, FlowState[D]], bool] | None = None
+    still_valid: Callable[[Connection, FlowState[D]], bool] | None = None
     invalid_message: Callable[[], str] = lambda: ""
     # Who may wait for the flow's end (a sign-in); nobody by default.
     caller: Callable[[], Caller[D]] = NoCaller

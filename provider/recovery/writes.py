@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from flask_babel import format_datetime
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from provider import audit
 from provider.delivery import DeliveryFailed
@@ -250,8 +250,8 @@ def _finish(
         data.told = False  # (an unlock cut short before a new password: tell of this one)
         event = AUDIT_EVENTS[outcome]
 
-        def recorded(session: Session) -> None:
-            audit.record(session, audit.STUDENT, event, state.user_id, channel=data.channel)
+        def recorded(conn: Connection) -> None:
+            audit.record(conn, audit.STUDENT, event, state.user_id, channel=data.channel)
 
         engine.save(state, now=now, along=recorded)
     if not data.told:
