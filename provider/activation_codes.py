@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from provider import audit
@@ -23,6 +24,8 @@ from provider.proofing import (
 from provider.storage.models import ActivationCode, Student
 
 DEFAULT_CODE_TTL = timedelta(days=30)
+_CODES = ActivationCode.__table__
+_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("digest"))
 
 
 class EnrolmentError(ValueError):
@@ -110,27 +113,29 @@ def revoke_codes(
 
 
 def usable_code(
-    session: Session, hasher: KeyedHasher, user_id: str, typed_code: str, now: datetime
-) -> ActivationCode | None:
-    """The student's usable code matching `typed_code`, or None (HMAC always computed)."""
+    db: Session | Connection, hasher: KeyedHasher, user_id: str, typed_code: str, now: datetime
+) -> Row[Any] | None:
+    """The student's usable code matching `typed_code` (its row: `.id`, `.expires_at`, ...),
+    or None (HMAC always computed). Core, on an ORM session or a connection: identify
+    runs it on every attempt."""
     stored = normalize_activation_code(typed_code) or ""
     digest = hasher.digest(Purpose.ACTIVATION_CODE, stored)
-    record = session.scalars(
-        select(ActivationCode).where(ActivationCode.code_hash == digest)
-    ).one_or_none()
-    if record is None or record.user_id != user_id or not record.usable(now):
+    record = db.execute(_BY_HASH, {"digest": digest}).one_or_none()
+    if record is None or record.user_id != user_id:
+        return None
+    if record.used_at is not None or record.revoked_at is not None or now >= record.expires_at:
         return None
     return record
 
 
-def consume_code(session: Session, code_id: int, now: datetime) -> bool:
+def consume_code(db: Session | Connection, code_id: int, now: datetime) -> bool:
     """Mark the code used, once: False when it was already used or revoked."""
-    result = session.execute(
-        update(ActivationCode)
+    result = db.execute(
+        update(_CODES)
         .where(
-            ActivationCode.id == code_id,
-            ActivationCode.used_at.is_(None),
-            ActivationCode.revoked_at.is_(None),
+            _CODES.c.id == code_id,
+            _CODES.c.used_at.is_(None),
+            _CODES.c.revoked_at.is_(None),
         )
         .values(used_at=now)
     )

@@ -24,7 +24,6 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Engine,
     bindparam,
     delete,
     insert,
@@ -35,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.keyed_hash import KeyedHasher, Purpose
+from provider.storage.engine import bind_of
 from provider.storage.models import Flow
 
 log = logging.getLogger(__name__)
@@ -93,8 +93,8 @@ class FlowEngine(Generic[D]):
         idle: timedelta = DEFAULT_IDLE,
         reads: sessionmaker[Session] | None = None,
     ) -> None:
-        self._bind = _engine_of(sessions)
-        self._read_bind = _engine_of(reads or sessions)
+        self._bind = bind_of(sessions)
+        self._read_bind = bind_of(reads or sessions)
         self._hasher = hasher
         self.steps = tuple(steps)
         self._data_type = data_type
@@ -226,9 +226,16 @@ class FlowEngine(Generic[D]):
         as in `save`)."""
         return self._write(state, self.next_step(state.step), now, along)
 
-    def complete(self, state: FlowState[D], now: datetime | None = None) -> FlowState[D]:
-        """The flow reached its goal: write and move to its last step (the end page)."""
-        return self._write(state, self.steps[-1], now)
+    def complete(
+        self,
+        state: FlowState[D],
+        now: datetime | None = None,
+        *,
+        along: Callable[[Connection], None] | None = None,
+    ) -> FlowState[D]:
+        """The flow reached its goal: write and move to its last step (the end page);
+        `along` as in `save`."""
+        return self._write(state, self.steps[-1], now, along)
 
     def next_step(self, step: str) -> str:
         """The step that follows `step` in the list (the last one stays last)."""
@@ -273,14 +280,6 @@ class FlowEngine(Generic[D]):
         if state.flow_id:
             with self._bind.begin() as conn:
                 conn.execute(delete(_FLOWS).where(_FLOWS.c.id_hash == self._key(state.flow_id)))
-
-
-def _engine_of(sessions: sessionmaker[Session]) -> Engine:
-    """The engine (with its execution options, e.g. read-only) a sessionmaker binds to."""
-    bind = sessions.kw["bind"]
-    if not isinstance(bind, Engine):
-        raise TypeError("a flow engine needs sessions bound to an Engine")
-    return bind
 
 
 def flow_expired(now: datetime, flow: Any = Flow) -> ColumnElement[bool]:

@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.keyed_hash import KeyedHasher, Purpose
+from provider.storage.engine import bind_of
 from provider.storage.models import IdentifyLockout
 
 MAX_FAILURES = 5
@@ -30,6 +31,10 @@ _MAX_ROUNDS = 20
 # Recovery's wrong-try counter lives in the same table, under this prefix (the help desk
 # lists and clears it beside identify's).
 RECOVERY_PREFIX = "r/"
+
+# Every identify reads and counts here: SQLAlchemy Core on a connection (see bind_of).
+_ROWS = IdentifyLockout.__table__
+_ROW = select(_ROWS).where(_ROWS.c.user_id == bindparam("key"))
 
 
 def lock_key(typed_user_id: str) -> str:
@@ -61,25 +66,21 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
     The count and the check are one UPDATE, so parallel attempts cannot slip past the
     limit: once `MAX_FAILURES` are counted (even still in flight), the next is refused.
     """
+    bind = bind_of(sessions)
     for _ in range(_MAX_ROUNDS):
-        with sessions.begin() as session:
-            counted = session.execute(
-                update(IdentifyLockout)
+        with bind.begin() as conn:
+            counted = conn.execute(
+                update(_ROWS)
                 .where(
-                    IdentifyLockout.user_id == key,
-                    or_(
-                        IdentifyLockout.locked_until.is_(None),
-                        IdentifyLockout.locked_until <= now,
-                    ),
-                    IdentifyLockout.failures < MAX_FAILURES,
+                    _ROWS.c.user_id == key,
+                    or_(_ROWS.c.locked_until.is_(None), _ROWS.c.locked_until <= now),
+                    _ROWS.c.failures < MAX_FAILURES,
                 )
-                .values(failures=IdentifyLockout.failures + 1, updated_at=now)
-                # Nothing of the row is loaded yet: the ORM need not look for it.
-                .execution_options(synchronize_session=False)
+                .values(failures=_ROWS.c.failures + 1, updated_at=now)
             ).rowcount
             if counted:
                 return None
-            row = session.get(IdentifyLockout, key)
+            row = conn.execute(_ROW, {"key": key}).first()
             if row is not None:
                 if row.locked_until is not None and row.locked_until > now:
                     return row.locked_until
@@ -93,12 +94,9 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
                     # earlier lock, over by now, must not stop the reset, or the count
                     # would stay full for good. The reset touches no lock: one that a
                     # parallel failure sets meanwhile holds all the same.
-                    session.execute(
-                        update(IdentifyLockout)
-                        .where(
-                            IdentifyLockout.user_id == key,
-                            IdentifyLockout.updated_at == row.updated_at,
-                        )
+                    conn.execute(
+                        update(_ROWS)
+                        .where(_ROWS.c.user_id == key, _ROWS.c.updated_at == row.updated_at)
                         .values(failures=0, updated_at=now)
                     )
                     continue
@@ -106,8 +104,10 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
                 # UPDATE looked, which PostgreSQL's READ COMMITTED allows. Count again.
                 continue
         try:
-            with sessions.begin() as session:
-                session.add(IdentifyLockout(user_id=key, failures=1, lock_count=0, updated_at=now))
+            with bind.begin() as conn:
+                conn.execute(
+                    insert(_ROWS).values(user_id=key, failures=1, lock_count=0, updated_at=now)
+                )
         except IntegrityError:  # a parallel first attempt created it: count on that row
             continue
         return None
@@ -171,8 +171,8 @@ def hot(
     counter alone, so an ID that does not exist is hot exactly like one that does."""
     if after_locks <= 0:
         return None
-    with sessions() as session:
-        row = session.get(IdentifyLockout, key)
+    with bind_of(sessions).connect() as conn:
+        row = conn.execute(_ROW, {"key": key}).first()
     if row is None or row.locked_until is None or row.lock_count < after_locks:
         return None
     check_ends = row.locked_until + window
@@ -180,17 +180,16 @@ def hot(
 
 
 def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> None:
-    with sessions.begin() as session:
-        record_success_in(session, key, now)
+    with bind_of(sessions).begin() as conn:
+        record_success_in(conn, key, now)
 
 
-def record_success_in(session: Session, key: str, now: datetime) -> None:
+def record_success_in(db: Session | Connection, key: str, now: datetime) -> None:
     """`record_success` in the caller's transaction (beside the audit of the success)."""
-    session.execute(
-        update(IdentifyLockout)
-        .where(IdentifyLockout.user_id == key)
+    db.execute(
+        update(_ROWS)
+        .where(_ROWS.c.user_id == key)
         .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
-        .execution_options(synchronize_session=False)
     )
 
 

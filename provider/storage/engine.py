@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 # A server database (PostgreSQL): each worker process keeps a small pool. A request holds
@@ -79,6 +80,16 @@ def read_only(engine: Engine) -> Engine:
     """The same database for transactions that never write: on SQLite they do not queue
     behind writers for the write lock."""
     return engine.execution_options(**{READ_ONLY: True})
+
+
+def bind_of(sessions: sessionmaker[Session]) -> Engine:
+    """The engine (with its execution options, e.g. read-only) a sessionmaker binds to: for
+    the hot paths that talk Core on a connection, where an ORM session's unit of work
+    costs about twice the CPU per transaction (issue 17)."""
+    bind = sessions.kw["bind"]
+    if not isinstance(bind, Engine):
+        raise TypeError("sessions bound to an Engine are needed here")
+    return bind
 
 
 def check(engine: Engine) -> None:

@@ -99,9 +99,6 @@ class ActivationCode(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claimed_at: Mapped[datetime | None]
 
-    def usable(self, now: datetime) -> bool:
-        return self.used_at is None and self.revoked_at is None and now < self.expires_at
-
 
 class IdentifyLockout(Base):
     """Consecutive identify failures for a typed user ID, whether or not it exists."""

@@ -234,19 +234,21 @@ def test_a_parallel_first_attempt_is_counted_too(sessions) -> None:
     """Between this attempt finding no row and creating it, a parallel first attempt
     creates it: both are counted, on the one row."""
     parallel = sessionmaker(sessions.kw["bind"], expire_on_commit=False)  # another request
+    pool = sessions.kw["bind"].pool
     raced = []
 
-    def other_attempt_first(session) -> None:
+    def other_attempt_first(*_connection: object) -> None:
+        # A connection going back to the pool: the transaction that found no row is over.
         if raced:
             return
         raced.append(True)
         assert lockout.begin_attempt(parallel, "dc12345", T0) is None
 
-    event.listen(sessions, "after_commit", other_attempt_first)
+    event.listen(pool, "checkin", other_attempt_first)
     try:
         assert lockout.begin_attempt(sessions, "dc12345", T0) is None
     finally:
-        event.remove(sessions, "after_commit", other_attempt_first)
+        event.remove(pool, "checkin", other_attempt_first)
     assert raced
     with sessions() as session:
         assert session.get(IdentifyLockout, "dc12345").failures == 2

@@ -4,15 +4,16 @@ Order, and why each crash point is safe:
 
 1. Claim the flow (compare-and-set on its version): of twenty parallel submits of one
    flow, one goes on; the others are told activation is under way.
-2. Claim the activation code in the database for this flow: of two flows of the same
-   student (two tabs, two devices, two replicas), one goes on. A claim older than
-   `CLAIM_LEASE` belonged to a request that died and may be taken over.
+2. Claim the activation code in the database for this flow, in the same transaction as
+   1 (both or neither): of two flows of the same student (two tabs, two devices, two
+   replicas), one goes on. A claim older than `CLAIM_LEASE` belonged to a request that
+   died and may be taken over.
 3. One Keycloak write sets the permanent password and `activation_state=active`
    together (see `KeycloakGateway.activate`). Before it the account is untouched and
    pending; after it, fully active.
-4. Consume the code, then move the flow to "done". A crash before either leaves an
-   active account and a code still claimed (or consumed) by this flow: the student's
-   next submit finds the account active *and* the claim its own, sets the password just
+4. Consume the code and move the flow to "done", in one transaction. A crash before it
+   leaves an active account and a code still claimed by this flow: the student's next
+   submit finds the account active *and* the claim its own, sets the password just
    typed (it may differ from the first) and finishes. A flow that never wrote, or whose
    claim was given back after a refusal, can never touch an account that is already
    active.
@@ -24,7 +25,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import or_, update
+from sqlalchemy import Connection, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import audit
@@ -39,7 +40,10 @@ from provider.keycloak import (
     UserNotFound,
 )
 from provider.services import Services
+from provider.storage.engine import bind_of
 from provider.storage.models import ActivationCode
+
+_CODES = ActivationCode.__table__
 
 # Longer than the slowest Keycloak round a request can make (pool wait, token, read and
 # write at UMPASS_KC_TIMEOUT each), so a live request's claim is never taken over.
@@ -52,6 +56,10 @@ class ActivationInProgress(Exception):
 
 class ActivationImpossible(Exception):
     """The code was revoked or used, or the account was activated some other way."""
+
+
+class _CodeRefused(Exception):
+    """The code could not be claimed for this flow (inside the claims' transaction)."""
 
 
 @dataclass(frozen=True)
@@ -77,17 +85,26 @@ def activate(
     if data.claim and now - datetime.fromisoformat(data.claim) < CLAIM_LEASE:
         raise ActivationInProgress
     data.claim = now.isoformat()
+    code_id = data.code_id
+    claims: list[_CodeClaim] = []
+
+    def claim_code(conn: Connection) -> None:
+        claim = _claim_code(conn, code_id, flow_key, now)
+        if claim is None:
+            raise _CodeRefused
+        claims.append(claim)
+
     try:
-        engine.save(state, now=now)
+        flow_key = engine.key(state)
+        # Both claims in one transaction: the flow's (compare-and-set on its version),
+        # then the code's; a refused code takes the flow's claim back with it.
+        engine.save(state, now=now, along=claim_code)
     except FlowConflict:
         raise ActivationInProgress from None
-
-    flow_key = engine.key(state)
-    code_id = data.code_id
-    code_claim = _claim_code(svc.sessions, code_id, flow_key, now)
-    if code_claim is None:
-        _release_flow(engine, state, now)
-        raise ActivationImpossible
+    except _CodeRefused:
+        data.claim = None
+        raise ActivationImpossible from None
+    code_claim = claims[0]
     keycloak_id = data.keycloak_id
     try:
         if code_claim.already_used:
@@ -127,11 +144,12 @@ def activate(
         else:
             _release(svc.sessions, engine, state, code_id, flow_key, now)
         raise
-    if not code_claim.already_used:
-        with svc.sessions.begin() as session:
-            consume_code(session, code_id, now)
+
+    def consumed(conn: Connection) -> None:
+        if not code_claim.already_used:
+            consume_code(conn, code_id, now)
             audit.record(
-                session,
+                conn,
                 audit.STUDENT,
                 "account.activated",
                 state.user_id,
@@ -140,42 +158,47 @@ def activate(
 
     data.forget_transient()
     data.activated = True
-    # A parallel request may have finished the flow already: its "done" stands.
-    with contextlib.suppress(FlowConflict):
-        engine.complete(state, now=now)
+    try:
+        # The code consumed and the flow "done" in one transaction.
+        engine.complete(state, now=now, along=consumed)
+    except FlowConflict:
+        # A parallel request finished the flow first: its "done" stands, and the code is
+        # consumed all the same.
+        with bind_of(svc.sessions).begin() as conn:
+            consumed(conn)
 
 
-def _claim_code(
-    sessions: sessionmaker[Session], code_id: int, flow_key: str, now: datetime
-) -> _CodeClaim | None:
+def _claim_code(conn: Connection, code_id: int, flow_key: str, now: datetime) -> _CodeClaim | None:
     """Take the code for this flow; None when it is revoked, or used or held by another."""
-    with sessions.begin() as session:
-        code = session.get(ActivationCode, code_id)
-        if code is None or code.revoked_at is not None:
-            return None
-        if code.used_at is None and code.expires_at <= now:
-            return None  # expired while the student was on the later steps
-        ours = code.claimed_by == flow_key
-        if code.used_at is not None:
-            return _CodeClaim(ours_before=True, already_used=True) if ours else None
-        taken = session.execute(
-            update(ActivationCode)
-            .where(
-                ActivationCode.id == code_id,
-                ActivationCode.used_at.is_(None),
-                ActivationCode.revoked_at.is_(None),
-                ActivationCode.expires_at > now,
-                or_(
-                    ActivationCode.claimed_by.is_(None),
-                    ActivationCode.claimed_by == flow_key,
-                    ActivationCode.claimed_at < now - CLAIM_LEASE,
-                ),
-            )
-            .values(claimed_by=flow_key, claimed_at=now)
-            .execution_options(synchronize_session=False)  # `code` is not read again
-        ).rowcount
-        if not taken:
-            return None
+    code = conn.execute(
+        select(
+            _CODES.c.revoked_at, _CODES.c.used_at, _CODES.c.expires_at, _CODES.c.claimed_by
+        ).where(_CODES.c.id == code_id)
+    ).first()
+    if code is None or code.revoked_at is not None:
+        return None
+    if code.used_at is None and code.expires_at <= now:
+        return None  # expired while the student was on the later steps
+    ours = code.claimed_by == flow_key
+    if code.used_at is not None:
+        return _CodeClaim(ours_before=True, already_used=True) if ours else None
+    taken = conn.execute(
+        update(_CODES)
+        .where(
+            _CODES.c.id == code_id,
+            _CODES.c.used_at.is_(None),
+            _CODES.c.revoked_at.is_(None),
+            _CODES.c.expires_at > now,
+            or_(
+                _CODES.c.claimed_by.is_(None),
+                _CODES.c.claimed_by == flow_key,
+                _CODES.c.claimed_at < now - CLAIM_LEASE,
+            ),
+        )
+        .values(claimed_by=flow_key, claimed_at=now)
+    ).rowcount
+    if not taken:
+        return None
     return _CodeClaim(ours_before=ours, already_used=False)
 
 

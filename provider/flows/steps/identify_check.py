@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 
 from provider import audit
 from provider.activation_codes import usable_code
@@ -35,10 +35,15 @@ from provider.proofing import (
     normalize_user_id,
 )
 from provider.services import Services
+from provider.storage.engine import bind_of
 from provider.storage.models import Student
 
 # Every failed identify answer takes at least this long, whatever failed.
 FAILURE_FLOOR_SECONDS = 0.25
+_STUDENTS = Student.__table__
+_STUDENT = select(_STUDENTS.c.dob_hash, _STUDENTS.c.id_last4_hash, _STUDENTS.c.keycloak_id).where(
+    _STUDENTS.c.user_id == bindparam("user_id")
+)
 
 
 @dataclass(frozen=True)
@@ -127,9 +132,9 @@ def identify(
             raise _failed(svc, lock_key, subject, now, reason="challenge")
         if result is None:
             raise _failed(svc, lock_key, subject, now)
-        with svc.sessions.begin() as session:
-            lockout.record_success_in(session, lock_key, now)
-            audit.record(session, audit.STUDENT, "identify.ok", result.user_id)
+        with bind_of(svc.sessions).begin() as conn:
+            lockout.record_success_in(conn, lock_key, now)
+            audit.record(conn, audit.STUDENT, "identify.ok", result.user_id)
         return result
     except (IdentifyFailed, IdentifyLocked):
         remaining = FAILURE_FLOOR_SECONDS - (time.monotonic() - started)
@@ -180,9 +185,9 @@ def _compare(
     # All three HMACs are computed and both rows looked up on every path, matching or not.
     dob_hash = h.digest(Purpose.DATE_OF_BIRTH, normalize_date_of_birth(date_of_birth))
     last4_hash = h.digest(Purpose.ID_LAST4, normalize_id_last4(typed_id_last4) or "")
-    with svc.reads() as session:
-        student = session.get(Student, user_id) if user_id else None
-        code = usable_code(session, h, user_id, typed_code, now)
+    with bind_of(svc.reads).connect() as conn:
+        student = conn.execute(_STUDENT, {"user_id": user_id}).first() if user_id else None
+        code = usable_code(conn, h, user_id, typed_code, now)
     unknown = "0" * len(dob_hash)  # compared against when there is no student
     matches = [
         student is not None,

@@ -14,16 +14,24 @@ from flask import jsonify, request
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
+from sqlalchemy import bindparam, select
 
 from provider.flows.step import Finished, Impossible, Outcome, Stay, Visit
 from provider.flows.steps import activate as activation
 from provider.flows.steps.password_rules import PasswordForm, strength, weakness
 from provider.keycloak import PasswordRejected
 from provider.password_policy import PasswordPolicy
+from provider.storage.engine import bind_of
 from provider.storage.models import ActivationCode, Student
 
 log = logging.getLogger(__name__)
 
+_DOB_HASH = select(Student.__table__.c.dob_hash).where(
+    Student.__table__.c.user_id == bindparam("user_id")
+)
+_CODE_HASH = select(ActivationCode.__table__.c.code_hash).where(
+    ActivationCode.__table__.c.id == bindparam("code_id")
+)
 # Rules the service adds to the realm's own, shown with Keycloak's tips.
 SERVICE_AVOIDS = (_l("date of birth"), _l("activation code"))
 
@@ -99,17 +107,17 @@ def _tips(visit: Visit, policy: PasswordPolicy | None = None) -> list[object]:
 def _judge(visit: Visit, password: str, policy: PasswordPolicy) -> str | None:
     """The service's own verdict on a password for this student (None: send it on)."""
     svc = visit.svc
-    with svc.reads() as db:
-        student = db.get(Student, visit.state.user_id)
-        code = db.get(ActivationCode, visit.data.code_id)
+    with bind_of(svc.reads).connect() as conn:
+        dob_hash = conn.execute(_DOB_HASH, {"user_id": visit.state.user_id}).scalar()
+        code_hash = conn.execute(_CODE_HASH, {"code_id": visit.data.code_id}).scalar()
     return weakness(
         password,
         policy=policy,
         user_id=visit.state.user_id or "",
         hints=_hints(visit),
         hasher=svc.hasher,
-        dob_hash=student.dob_hash if student else None,
-        code_hash=code.code_hash if code else None,
+        dob_hash=dob_hash,
+        code_hash=code_hash,
     )
 
 
