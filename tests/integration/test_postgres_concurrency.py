@@ -31,7 +31,7 @@ from provider.intake.provision import issue_intake_codes
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.oidc.server import ActivationCodeGrant
 from provider.storage import migrate
-from provider.storage.engine import make_engine
+from provider.storage.engine import bind_of, make_engine
 from provider.storage.models import (
     ActivationCode,
     ContactSend,
@@ -118,12 +118,18 @@ def _code(sessions: sessionmaker[Session], hasher: KeyedHasher) -> tuple[str, in
 # -- activation codes ---------------------------------------------------------------------
 
 
+def _claim(sessions: sessionmaker[Session], code_id: int, flow_key: str, now: datetime) -> object:
+    """The code's claim in a transaction of its own (activate makes it the flow's)."""
+    with bind_of(sessions).begin() as conn:
+        return _claim_code(conn, code_id, flow_key, now)
+
+
 def test_activation_code_is_claimed_by_one_flow(
     sessions: sessionmaker[Session], hasher: KeyedHasher
 ) -> None:
     _, code_id = _code(sessions, hasher)
     now = datetime.now(UTC)
-    claims = race(lambda i: _claim_code(sessions, code_id, f"flow-{i}", now))
+    claims = race(lambda i: _claim(sessions, code_id, f"flow-{i}", now))
     assert not [c for c in claims if isinstance(c, Exception)]
     assert sum(c is not None for c in claims) == 1
     winner = next(i for i, c in enumerate(claims) if c is not None)
@@ -652,7 +658,7 @@ def test_a_code_withdrawn_between_the_claims_read_and_write_is_not_claimed(
             )
 
     ran = _meanwhile(pg_sessions, "UPDATE activation_codes SET claimed_by", withdraw)
-    assert _claim_code(pg_sessions, code_id, "flow-key", now) is None
+    assert _claim(pg_sessions, code_id, "flow-key", now) is None
     assert ran
     with pg_sessions() as session:
         assert session.get(ActivationCode, code_id).claimed_by is None
