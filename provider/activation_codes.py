@@ -26,6 +26,15 @@ from provider.storage.models import ActivationCode, Student
 DEFAULT_CODE_TTL = timedelta(days=30)
 _CODES = ActivationCode.__table__
 _BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("digest"))
+_CONSUME = (
+    update(_CODES)
+    .where(
+        _CODES.c.id == bindparam("code_id"),
+        _CODES.c.used_at.is_(None),
+        _CODES.c.revoked_at.is_(None),
+    )
+    .values(used_at=bindparam("now"))
+)
 
 
 class EnrolmentError(ValueError):
@@ -130,13 +139,4 @@ def usable_code(
 
 def consume_code(db: Session | Connection, code_id: int, now: datetime) -> bool:
     """Mark the code used, once: False when it was already used or revoked."""
-    result = db.execute(
-        update(_CODES)
-        .where(
-            _CODES.c.id == code_id,
-            _CODES.c.used_at.is_(None),
-            _CODES.c.revoked_at.is_(None),
-        )
-        .values(used_at=now)
-    )
-    return result.rowcount == 1
+    return db.execute(_CONSUME, {"code_id": code_id, "now": now}).rowcount == 1

@@ -14,6 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from provider.storage.models import AuditEvent
 
+_INSERT = insert(AuditEvent.__table__)  # built once (see provider/flows/engine.py)
+
 STUDENT = "student"
 SYSTEM = "system"
 # A typed user ID's identify lock began (counted for the lockout metrics).
@@ -29,7 +31,7 @@ def record(
     if isinstance(db, Session):
         db.add(AuditEvent(**event, detail=detail))
     else:
-        db.execute(insert(AuditEvent.__table__).values(**event, detail=detail))
+        db.execute(_INSERT, {**event, "detail": detail})
 
 
 def record_now(

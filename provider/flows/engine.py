@@ -42,7 +42,28 @@ log = logging.getLogger(__name__)
 # connection, not ORM sessions, whose unit of work cost about twice the CPU per
 # transaction (issue 17). The rows are the ORM's table, so nothing else changes.
 _FLOWS = Flow.__table__
+# Built once with bound parameters: a statement made per call costs SQLAlchemy its cache
+# key each time (about as much again as running it).
 _LOAD = select(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key"))
+_INSERT = insert(_FLOWS)
+_DELETE = delete(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key"))
+_TOUCH = (
+    update(_FLOWS)
+    .where(_FLOWS.c.id_hash == bindparam("key"))
+    .values(updated_at=bindparam("now"), expires_at=bindparam("expires"))
+)
+_WRITE = (
+    update(_FLOWS)
+    .where(_FLOWS.c.id_hash == bindparam("key"), _FLOWS.c.version == bindparam("seen"))
+    .values(
+        step=bindparam("step"),
+        user_id=bindparam("user"),
+        state=bindparam("data"),
+        version=_FLOWS.c.version + 1,  # = seen + 1: the WHERE holds it at seen
+        updated_at=bindparam("now"),
+        expires_at=bindparam("expires"),
+    )
+)
 FLOW_COOKIE = "umpass_flow"
 DEFAULT_IDLE = timedelta(minutes=30)
 MAX_LIFETIME = timedelta(hours=2)
@@ -168,18 +189,19 @@ class FlowEngine(Generic[D]):
         flow_id = secrets.token_urlsafe(24)
         with self._bind.begin() as conn:
             if state.flow_id:
-                conn.execute(delete(_FLOWS).where(_FLOWS.c.id_hash == self._key(state.flow_id)))
+                conn.execute(_DELETE, {"key": self._key(state.flow_id)})
             conn.execute(
-                insert(_FLOWS).values(
-                    id_hash=self._key(flow_id),
-                    user_id=user_id,
-                    step=step,
-                    state=data.to_json(),
-                    version=0,
-                    created_at=now,
-                    updated_at=now,
-                    expires_at=now + self.idle,
-                )
+                _INSERT,
+                {
+                    "id_hash": self._key(flow_id),
+                    "user_id": user_id,
+                    "step": step,
+                    "state": data.to_json(),
+                    "version": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "expires_at": now + self.idle,
+                },
             )
         return FlowState(
             flow_id=flow_id,
@@ -199,9 +221,8 @@ class FlowEngine(Generic[D]):
             return
         with self._bind.begin() as conn:
             conn.execute(
-                update(_FLOWS)
-                .where(_FLOWS.c.id_hash == self._key(state.flow_id))
-                .values(updated_at=now, expires_at=now + self.idle)
+                _TOUCH,
+                {"key": self._key(state.flow_id), "now": now, "expires": now + self.idle},
             )
 
     def save(
@@ -255,17 +276,16 @@ class FlowEngine(Generic[D]):
         now = now or datetime.now(UTC)
         with self._bind.begin() as conn:
             result = conn.execute(
-                update(_FLOWS)
-                .where(_FLOWS.c.id_hash == self._key(state.flow_id))
-                .where(_FLOWS.c.version == state.version)
-                .values(
-                    step=step,
-                    user_id=state.user_id,
-                    state=state.data.to_json(),
-                    version=state.version + 1,
-                    updated_at=now,
-                    expires_at=now + self.idle,
-                )
+                _WRITE,
+                {
+                    "key": self._key(state.flow_id),
+                    "seen": state.version,
+                    "step": step,
+                    "user": state.user_id,
+                    "data": state.data.to_json(),
+                    "now": now,
+                    "expires": now + self.idle,
+                },
             )
             if result.rowcount != 1:
                 raise FlowConflict
@@ -279,7 +299,7 @@ class FlowEngine(Generic[D]):
         """Forget the flow (the "Not you? Start again" of a shared computer)."""
         if state.flow_id:
             with self._bind.begin() as conn:
-                conn.execute(delete(_FLOWS).where(_FLOWS.c.id_hash == self._key(state.flow_id)))
+                conn.execute(_DELETE, {"key": self._key(state.flow_id)})
 
 
 def flow_expired(now: datetime, flow: Any = Flow) -> ColumnElement[bool]:

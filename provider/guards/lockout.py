@@ -35,6 +35,22 @@ RECOVERY_PREFIX = "r/"
 # Every identify reads and counts here: SQLAlchemy Core on a connection (see bind_of).
 _ROWS = IdentifyLockout.__table__
 _ROW = select(_ROWS).where(_ROWS.c.user_id == bindparam("key"))
+# Built once with bound parameters (see provider/flows/engine.py).
+_COUNT = (
+    update(_ROWS)
+    .where(
+        _ROWS.c.user_id == bindparam("key"),
+        or_(_ROWS.c.locked_until.is_(None), _ROWS.c.locked_until <= bindparam("now")),
+        _ROWS.c.failures < MAX_FAILURES,
+    )
+    .values(failures=_ROWS.c.failures + 1, updated_at=bindparam("now"))
+)
+_CREATE = insert(_ROWS)
+_SUCCEEDED = (
+    update(_ROWS)
+    .where(_ROWS.c.user_id == bindparam("key"))
+    .values(failures=0, lock_count=0, locked_until=None, updated_at=bindparam("now"))
+)
 
 
 def lock_key(typed_user_id: str) -> str:
@@ -69,15 +85,7 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
     bind = bind_of(sessions)
     for _ in range(_MAX_ROUNDS):
         with bind.begin() as conn:
-            counted = conn.execute(
-                update(_ROWS)
-                .where(
-                    _ROWS.c.user_id == key,
-                    or_(_ROWS.c.locked_until.is_(None), _ROWS.c.locked_until <= now),
-                    _ROWS.c.failures < MAX_FAILURES,
-                )
-                .values(failures=_ROWS.c.failures + 1, updated_at=now)
-            ).rowcount
+            counted = conn.execute(_COUNT, {"key": key, "now": now}).rowcount
             if counted:
                 return None
             row = conn.execute(_ROW, {"key": key}).first()
@@ -106,7 +114,7 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
         try:
             with bind.begin() as conn:
                 conn.execute(
-                    insert(_ROWS).values(user_id=key, failures=1, lock_count=0, updated_at=now)
+                    _CREATE, {"user_id": key, "failures": 1, "lock_count": 0, "updated_at": now}
                 )
         except IntegrityError:  # a parallel first attempt created it: count on that row
             continue
@@ -186,11 +194,7 @@ def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> 
 
 def record_success_in(db: Session | Connection, key: str, now: datetime) -> None:
     """`record_success` in the caller's transaction (beside the audit of the success)."""
-    db.execute(
-        update(_ROWS)
-        .where(_ROWS.c.user_id == key)
-        .values(failures=0, lock_count=0, locked_until=None, updated_at=now)
-    )
+    db.execute(_SUCCEEDED, {"key": key, "now": now})
 
 
 def clear(sessions: sessionmaker[Session], key: str) -> None:
