@@ -17,7 +17,7 @@ from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import PasswordField
 from wtforms.validators import EqualTo, InputRequired, Length
-from zxcvbn import zxcvbn
+from zxcvbn_rs_py import zxcvbn
 
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.password_policy import PasswordPolicy
@@ -118,8 +118,7 @@ def weakness(
     compact = re.sub(r"[\s-]+", "", password).upper()
     if code_hash and hasher.digest(Purpose.ACTIVATION_CODE, compact) == code_hash:
         return _("Your password cannot be your activation code.")
-    result = zxcvbn(password[:_SCORED_PREFIX], user_inputs=[h for h in hints if h])
-    if result["score"] < MIN_SCORE:
+    if _score(password, hints) < MIN_SCORE:
         # zxcvbn's own feedback is English only: one plain sentence of ours instead.
         return _(
             "Choose a harder password: this one would be easy to guess. Try a few unrelated words."
@@ -129,4 +128,14 @@ def weakness(
 
 def strength(password: str, hints: list[str]) -> int:
     """zxcvbn's 0..4 score, for the meter."""
-    return int(zxcvbn(password[:_SCORED_PREFIX], user_inputs=[h for h in hints if h])["score"])
+    return _score(password, hints)
+
+
+def _score(password: str, hints: list[str]) -> int:
+    """zxcvbn's 0..4 score of the password, the student's own details as hints.
+
+    The Rust port of zxcvbn (zxcvbn-rs-py), not the pure-Python one: the same algorithm
+    and dictionaries, about ten times less CPU (a 30-character passphrase: 0.6 ms, not
+    6.5; issue 17). Over 9,000 common passwords and variants the two agreed on 99.5 % of
+    scores and on all but 16 verdicts at MIN_SCORE, those in both directions."""
+    return int(zxcvbn(password[:_SCORED_PREFIX], [h for h in hints if h]).score)
