@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from flask_babel import gettext as _
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ColumnElement, Table, bindparam, exists, or_
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider.flows.caller import activation_caller
-from provider.flows.engine import FLOW_COOKIE, FlowEngine, FlowState
+from provider.flows.engine import FLOW_COOKIE, FlowEngine
 from provider.flows.runner import FlowDefinition
 from provider.flows.state import ActivationData
 from provider.flows.step import Step
@@ -23,9 +23,6 @@ from provider.keyed_hash import KeyedHasher
 from provider.storage.models import ActivationCode
 
 _CODES = ActivationCode.__table__
-_CODE_STANDS = select(_CODES.c.revoked_at, _CODES.c.expires_at).where(
-    _CODES.c.id == bindparam("code_id")
-)
 
 STEPS: tuple[Step[ActivationData], ...] = (
     IdentifyStep(),
@@ -48,13 +45,18 @@ def make_engine(
     )
 
 
-def code_still_stands(db: Connection, state: FlowState[ActivationData]) -> bool:
+def code_still_stands(flows: Table) -> ColumnElement[bool]:
     """Is the activation code this flow was identified with still usable (not revoked,
-    re-issued or expired since)? Once the account is active the flow needs it no more."""
-    if state.data is None or state.step == STEPS[-1].name:
-        return True
-    code = db.execute(_CODE_STANDS, {"code_id": state.data.code_id}).first()
-    return code is not None and code.revoked_at is None and code.expires_at > datetime.now(UTC)
+    re-issued or expired since)? Once the account is active the flow needs it no more.
+    A condition on the flow's row: checked in the statement that loads it."""
+    return or_(
+        flows.c.step == STEPS[-1].name,
+        exists().where(
+            _CODES.c.id == flows.c.state["code_id"].as_integer(),
+            _CODES.c.revoked_at.is_(None),
+            _CODES.c.expires_at > bindparam("now"),
+        ),
+    )
 
 
 ACTIVATION = FlowDefinition(

@@ -24,6 +24,8 @@ from typing import Any, Generic, Protocol, Self, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
+    Table,
     bindparam,
     delete,
     insert,
@@ -99,6 +101,12 @@ class FlowState(Generic[D]):
     stands: bool = True
 
 
+# What a stored flow was identified with still stands, as a condition on its row (e.g. its
+# activation code not revoked), so that loading the flow and checking it are one statement;
+# the condition may use the bound parameter "now".
+StandsClause = Callable[[Table], ColumnElement[bool]]
+
+
 class FlowConflict(Exception):
     """Another request changed the flow first (double submit); reload and look again."""
 
@@ -116,6 +124,7 @@ class FlowEngine(Generic[D]):
     ) -> None:
         self._bind = bind_of(sessions)
         self._read_bind = bind_of(reads or sessions)
+        self._loads: dict[StandsClause, Select[Any]] = {}
         self._hasher = hasher
         self.steps = tuple(steps)
         self._data_type = data_type
@@ -139,35 +148,47 @@ class FlowEngine(Generic[D]):
         flow_id: str | None,
         now: datetime | None = None,
         *,
-        stands: Callable[[Connection, FlowState[D]], bool] | None = None,
+        stands: StandsClause | None = None,
     ) -> FlowState[D]:
         """The live flow for this cookie, or a fresh (not yet stored) one at the first step.
 
-        `stands` checks, in the same read, that what a stored flow was identified with
-        still stands (its answer in `FlowState.stands`): one round trip, not two, on
+        `stands` checks, in the same statement, that what a stored flow was identified
+        with still stands (its answer in `FlowState.stands`): one round trip, not two, on
         every request."""
         now = now or datetime.now(UTC)
         expired = False
         if flow_id and len(flow_id) <= 64:
             with self._read_bind.connect() as conn:
-                row = conn.execute(_LOAD, {"key": self._key(flow_id)}).first()
-                live = row is not None and row.expires_at > now
-                if live and row.created_at + MAX_LIFETIME > now and row.step in self.steps:
-                    data = self._read(row.state)
-                    if data is not None:
-                        state = FlowState(
-                            flow_id=flow_id,
-                            step=row.step,
-                            user_id=row.user_id,
-                            data=data,
-                            version=row.version,
-                            expires_at=row.expires_at,
-                        )
-                        if stands is not None and state.user_id:
-                            state.stands = stands(conn, state)
-                        return state
-                expired = True  # unknown, expired or unreadable: a cookie was there
+                row = conn.execute(
+                    self._load(stands), {"key": self._key(flow_id), "now": now}
+                ).first()
+            live = row is not None and row.expires_at > now
+            if live and row.created_at + MAX_LIFETIME > now and row.step in self.steps:
+                data = self._read(row.state)
+                if data is not None:
+                    state = FlowState(
+                        flow_id=flow_id,
+                        step=row.step,
+                        user_id=row.user_id,
+                        data=data,
+                        version=row.version,
+                        expires_at=row.expires_at,
+                    )
+                    if stands is not None and state.user_id:
+                        state.stands = bool(row.stands)
+                    return state
+            expired = True  # unknown, expired or unreadable: a cookie was there
         return FlowState(flow_id=None, step=self.steps[0], replaced_expired=expired)
+
+    def _load(self, stands: StandsClause | None) -> Select[Any]:
+        """The load statement, with the `stands` column when asked (built once each)."""
+        if stands is None:
+            return _LOAD
+        statement = self._loads.get(stands)
+        if statement is None:
+            statement = _LOAD.add_columns(stands(_FLOWS).label("stands"))
+            self._loads[stands] = statement
+        return statement
 
     def _read(self, raw: dict[str, Any]) -> D | None:
         """The stored data, or None when this version cannot read it (written by another

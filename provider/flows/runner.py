@@ -31,11 +31,10 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
-from sqlalchemy import Connection
 
 from provider import audit, form_input
 from provider.flows.caller import Caller, NoCaller
-from provider.flows.engine import D, FlowConflict, FlowEngine, FlowState
+from provider.flows.engine import D, FlowConflict, FlowEngine, FlowState, StandsClause
 from provider.flows.step import (
     Finished,
     Identified,
@@ -63,7 +62,7 @@ class FlowDefinition(Generic[D]):
     steps: tuple[Step[D], ...]
     # Does what the flow was identified with still stand (e.g. the activation code)?
     # Asked in the read that loads the flow, with its session.
-    still_valid: Callable[[Connection, FlowState[D]], bool] | None = None
+    still_valid: StandsClause | None = None
     invalid_message: Callable[[], str] = lambda: ""
     # Who may wait for the flow's end (a sign-in); nobody by default.
     caller: Callable[[], Caller[D]] = NoCaller
