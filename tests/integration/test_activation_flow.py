@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from provider.date_input import form_fields
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
+from provider.storage.engine import bind_of
 from provider.storage.models import ActivationCode, Flow, IdentifyLockout
 from tests.support.addresses import fresh_address
 from tests.support.flow_at import FlowAt
@@ -306,6 +307,7 @@ def test_the_final_claim_refuses_an_expired_code(
         ).one()
         code.expires_at = now - timedelta(seconds=1)
         code_id = code.id
-    assert _claim_code(services.sessions, code_id, "flow-key", now) is None
+    with bind_of(services.sessions).begin() as conn:
+        assert _claim_code(conn, code_id, "flow-key", now) is None
     with services.sessions() as db:
         assert db.get(ActivationCode, code_id).claimed_by is None

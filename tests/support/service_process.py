@@ -36,10 +36,10 @@ from provider.keycloak import ACTIVATION_STATE, STATE_PENDING, KeycloakGateway
 # Where each crash point sits, in the order the write passes them.
 CRASH_POINTS = {
     # activation (provider/flows/steps/activate.py)
-    "after-flow-claim": "the flow is claimed; the code is not yet",
+    "in-the-claims": "the flow's claim is written, the code's is next, in one transaction",
     "after-code-claim": "both are claimed; Keycloak not yet written",
-    "after-activation-write": "Keycloak holds the password; the code is not consumed",
-    "after-code-consumed": "the code is consumed; the flow is not yet done",
+    "in-the-finish": "Keycloak holds the password; the code's use and the flow's 'done' are "
+    "being written, in one transaction",
     # contacts (provider/flows/contacts_step.py)
     "between-contact-writes": "the email is written to Keycloak; the phone is not",
     "after-contact-writes": "both are written; the flow has not moved on",
@@ -108,28 +108,22 @@ class HookedGateway(KeycloakGateway):
 
 def _install_crash_points(control: _Control) -> None:
     from provider import audit
-    from provider.flows.engine import FlowEngine
     from provider.flows.step import Next
     from provider.flows.steps import activate as activation
     from provider.flows.steps.contacts import ContactsStep
 
     claim_code = activation._claim_code
     consume_code = activation.consume_code
-    complete = FlowEngine.complete
     finish = ContactsStep.finish
     record = audit.record
 
     def claim_code_hooked(*args: Any, **kwargs: Any) -> Any:
-        control.crash_if_armed("after-flow-claim")
+        control.crash_if_armed("in-the-claims")
         return claim_code(*args, **kwargs)
 
     def consume_code_hooked(*args: Any, **kwargs: Any) -> Any:
-        control.crash_if_armed("after-activation-write")
+        control.crash_if_armed("in-the-finish")
         return consume_code(*args, **kwargs)
-
-    def complete_hooked(self: FlowEngine, state: Any, **kwargs: Any) -> Any:
-        control.crash_if_armed("after-code-consumed")  # the move to "done" is next
-        return complete(self, state, **kwargs)
 
     def finish_hooked(self: ContactsStep, visit: Any) -> Any:
         outcome = finish(self, visit)
@@ -144,7 +138,6 @@ def _install_crash_points(control: _Control) -> None:
 
     activation._claim_code = claim_code_hooked  # type: ignore[assignment]
     activation.consume_code = consume_code_hooked  # type: ignore[assignment]
-    FlowEngine.complete = complete_hooked  # type: ignore[method-assign]
     ContactsStep.finish = finish_hooked  # type: ignore[method-assign]
     audit.record = record_hooked  # type: ignore[assignment]
 
