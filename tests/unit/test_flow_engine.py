@@ -2,7 +2,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import ColumnElement, Table, and_, bindparam, update
 
 from provider.flows.engine import MAX_LIFETIME, FlowConflict, FlowEngine, FlowState
 from provider.flows.state import ActivationData
@@ -230,3 +230,27 @@ def test_a_flow_missing_its_id_or_its_data_is_never_written(engine, stored) -> N
     for write in (engine.save, engine.advance, engine.complete):
         with pytest.raises(FlowConflict):
             write(state, T0)
+
+
+def _code_at_least(flows: Table) -> ColumnElement[bool]:
+    """A condition on the flow's row, with the load's "now": the stored code_id is 7 or
+    more and the flow was made no later than now."""
+    return and_(flows.c.state["code_id"].as_integer() >= 7, flows.c.created_at <= bindparam("now"))
+
+
+def _code_above(flows: Table) -> ColumnElement[bool]:
+    return flows.c.state["code_id"].as_integer() > 7
+
+
+def test_what_the_flow_stands_on_is_read_with_it(engine: FlowEngine) -> None:
+    """`stands` is a condition on the flow's row, checked in the statement that loads it;
+    each condition keeps a statement of its own."""
+    state = _identified(engine)
+    later = T0 + timedelta(minutes=1)
+    assert engine.load_or_start(state.flow_id, later, stands=_code_at_least).stands is True
+    assert engine.load_or_start(state.flow_id, later, stands=_code_above).stands is False
+    assert engine.load_or_start(state.flow_id, later, stands=_code_at_least).stands is True
+    # The load's own time is the "now" the condition sees.
+    earlier = T0 - timedelta(minutes=1)
+    assert engine.load_or_start(state.flow_id, earlier, stands=_code_at_least).stands is False
+    assert engine.load_or_start(state.flow_id, later).stands is True  # nothing asked
