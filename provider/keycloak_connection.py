@@ -9,11 +9,9 @@ master realm. python-keycloak's connection is not thread-safe: each caller keeps
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from keycloak import KeycloakAdmin, KeycloakOpenIDConnection
-from requests.utils import get_environ_proxies
 
 
 @dataclass(frozen=True)
@@ -75,18 +73,13 @@ def admin_api(
         **sign_in,
     )
     # What requests would read from the environment on every call (proxies for this URL,
-    # its CA bundle) is read once here: scanning os.environ twice per request was ~1 ms
-    # of the service's CPU per admin call (issue 17). The bundle is set after the
-    # connection is made, for requests only (httpx, which python-keycloak also sets up,
-    # deprecates a path there).
-    if not ca_bundle and (environ_bundle := _environ_ca_bundle()):
-        connection.verify = environ_bundle
+    # its CA bundle) is read once here, by requests' own rule: scanning os.environ twice
+    # per request was ~1 ms of the service's CPU per admin call (issue 17). The bundle is
+    # set after the connection is made, for requests only (httpx, which python-keycloak
+    # also sets up, deprecates a path there).
     session = connection._s  # python-keycloak's requests.Session (no public accessor)
-    session.proxies.update(get_environ_proxies(server_url))
+    environ = session.merge_environment_settings(server_url, {}, None, connection.verify, None)
+    connection.verify = environ["verify"]
+    session.proxies.update(environ["proxies"])
     session.trust_env = False
     return KeycloakAdmin(connection=connection)
-
-
-def _environ_ca_bundle() -> str | None:
-    """The CA bundle requests itself would take from the environment."""
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
