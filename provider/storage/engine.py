@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,10 +17,7 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 # a connection only for one short transaction at a time, so a pool below a threaded
 # worker's thread count still serves it; beyond the overflow a request waits
 # POOL_TIMEOUT, then fails (503) rather than hanging. A dead server is noticed within
-# CONNECT_TIMEOUT, and pre-ping replaces connections a database restart cut. The ping is a
-# round trip per transaction (~21 per activation), and stays: pinging only connections idle
-# a second was tried (issue 17) and a PostgreSQL restart shorter than that second reached a
-# student as an error (tests/topology: restarted mid-flow).
+# CONNECT_TIMEOUT, and `_discard_if_cut` replaces connections a database restart cut.
 POOL_SIZE = 8
 MAX_OVERFLOW = 16
 POOL_TIMEOUT = 10
@@ -31,14 +29,15 @@ READ_ONLY = "umpass_read_only"
 def make_engine(database_url: str) -> Engine:
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
-        return create_engine(
+        engine = create_engine(
             url,
-            pool_pre_ping=True,
             pool_size=POOL_SIZE,
             max_overflow=MAX_OVERFLOW,
             pool_timeout=POOL_TIMEOUT,
             connect_args={"connect_timeout": CONNECT_TIMEOUT},
         )
+        event.listen(engine, "checkout", _discard_if_cut)
+        return engine
     if url.database and url.database != ":memory:":
         path = Path(url.database)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +73,20 @@ def make_engine(database_url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _discard_if_cut(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Instead of pre-ping's round trip on every checkout (~21 per activation, issue 17),
+    look at the pooled connection's socket. An idle connection's server never speaks
+    first: a readable socket means it wrote its goodbye (a restart or shutdown sends
+    FATAL 57P01, then closes) or the connection closed. Raising DisconnectionError makes
+    the pool drop it and check out another (SQLAlchemy retries up to three times, then
+    connects anew). tests/topology restarts PostgreSQL mid-flow through this."""
+    if dbapi_connection.closed:
+        raise exc.DisconnectionError("the connection is closed")
+    readable, _, _ = select.select([dbapi_connection.fileno()], [], [], 0)
+    if readable:
+        raise exc.DisconnectionError("the server spoke first: it has cut the connection")
 
 
 def read_only(engine: Engine) -> Engine:
