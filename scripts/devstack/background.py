@@ -162,17 +162,23 @@ def start_background(
 
 
 def serve_on_a_free_port(
-    log_file: Path, env: Mapping[str, str], *, threads: int = 8, name: str = "service"
+    log_file: Path,
+    env: Mapping[str, str],
+    *,
+    threads: int = 8,
+    name: str = "service",
+    module: str = "provider.cli",
 ) -> Background:
     """`umpass serve` (one worker) on a free loopback port, once /healthz answers; the port
-    is chosen again if something takes it before gunicorn binds it."""
+    is chosen again if something takes it before gunicorn binds it. `module` is another
+    app with the same `serve` command line (devstack.framework_floor)."""
 
     def start(port: int) -> Background:
         part = Background(
             name=name,
             argv=[
                 sys.executable,
-                *("-m", "provider.cli", "serve", "--host", "127.0.0.1", "--port", str(port)),
+                *("-m", module, "serve", "--host", "127.0.0.1", "--port", str(port)),
                 *("--workers", "1", "--threads", str(threads)),
             ],
             port=port,

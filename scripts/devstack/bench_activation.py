@@ -17,7 +17,10 @@ few warm-up students (not counted):
   Keycloak keeps warming for minutes, which would favour whichever side ran second;
 * open loop: N more students arrive at random (Poisson) at `--rate` per second (by
   default 60 % of the floor's rate just measured) and walk the flow: the latency a
-  student sees at that load, per step.
+  student sees at that load, per step;
+* framework floor: N students walk four steps of an app built from the service's
+  libraries and nothing else (devstack.framework_floor, the same gunicorn settings and
+  database): what the stack costs before the service does any work of its own.
 
 Prints the steps' p50/p95 for both runs, the CPU of every process per activation (with
 Keycloak's against the floor's), the admin-API calls per activation by purpose, the
@@ -78,6 +81,7 @@ STEPS = ("identify", "policies", "contacts", "password")
 # paths over the first few hundred requests, and that CPU would land on whichever path ran
 # first.
 WARM_UP = 20
+FRAMEWORK_STEPS = 4  # devstack.framework_floor.STEPS: a GET and a POST each
 # What each admin call is for, in the table of calls per activation.
 CALL_PURPOSE = {
     "find_user": "identify: the pending account behind the four details",
@@ -237,6 +241,46 @@ def _run_floor(
         return time.perf_counter() - started, latencies
 
 
+def _walk_framework_floor(base: str) -> None:
+    """One student's eight requests through the framework floor (devstack.framework_floor)."""
+    s = requests.Session()
+    for n in range(FRAMEWORK_STEPS):
+        page = s.get(f"{base}/step/{n}", timeout=120)
+        token = _CSRF.search(page.text)
+        if not token:
+            raise RuntimeError(f"framework floor step {n}: no form (HTTP {page.status_code})")
+        answer = {"csrf_token": token.group(1), "answer": "yes", "other": "no", "agree": "y"}
+        done = s.post(f"{base}/step/{n}", data=answer, allow_redirects=False, timeout=120)
+        if done.status_code != 302:
+            raise RuntimeError(f"framework floor step {n}: HTTP {done.status_code}")
+
+
+def _run_framework_floor(
+    label: str, env: dict[str, str], workdir: Path, students: int, concurrency: int, threads: int
+) -> float:
+    """CPU seconds of the framework floor's process tree for `students` walks."""
+
+    floor = serve_on_a_free_port(
+        workdir / "framework-floor.log",
+        env,  # scripts/ is on PYTHONPATH (scripts/bootstrap)
+        threads=threads,
+        name="framework floor",
+        module="devstack.framework_floor",
+    )
+    try:
+        base = floor.direct_url
+        with ThreadPoolExecutor(concurrency) as pool:  # warm-up, as the service had
+            list(pool.map(lambda _: _walk_framework_floor(base), range(WARM_UP)))
+        before = cpu_seconds(process_tree(floor.pid or 0))
+        with _progress() as progress, ThreadPoolExecutor(concurrency) as pool:
+            task = progress.add_task(label, total=students)
+            for _ in pool.map(lambda _: _walk_framework_floor(base), range(students)):
+                progress.advance(task)
+        return cpu_seconds(process_tree(floor.pid or 0)) - before
+    finally:
+        floor.stop()
+
+
 def _run_open(
     base: str, students: list[tuple[str, str, int]], rate: float
 ) -> dict[str, list[float]]:
@@ -375,6 +419,9 @@ def run(args: argparse.Namespace) -> int:
 
             rate = args.rate or 0.6 * students / floor_seconds
             opened = _run_open(base, groups["o"], rate)
+            framework_cpu = _run_framework_floor(
+                "framework floor", env, workdir, students, concurrency, args.threads
+            )
         finally:
             if service is not None:
                 service.stop()
@@ -388,6 +435,7 @@ def run(args: argparse.Namespace) -> int:
     service_ms = 1000 * service_cpu["service"] / students
     kc_ms = 1000 * service_cpu["keycloak"] / students
     floor_kc_ms = 1000 * floor_cpu["keycloak"] / students
+    framework_ms = 1000 * framework_cpu / students
     print(
         f"service: {students / service_seconds:.2f} activations/s "
         f"({service_seconds:.1f} s for {students}); peak RSS {service_rss:.0f} MB per process"
@@ -396,6 +444,11 @@ def run(args: argparse.Namespace) -> int:
         f"floor:   {students / floor_seconds:.2f} activations/s ({floor_seconds:.1f} s); "
         f"one admin-API activation p50 {_percentile(floor_latency, 0.5) * 1000:.0f} ms, "
         f"p95 {_percentile(floor_latency, 0.95) * 1000:.0f} ms at the same concurrency"
+    )
+    print(
+        f"framework floor: {framework_ms:.0f} ms CPU per activation for the libraries alone "
+        f"(8 requests, a read each, a write per POST); the service's own work: "
+        f"{service_ms - framework_ms:.0f} ms"
     )
     open_p95 = " ".join(
         f"p50_{n}_ms={_percentile(opened[n], 0.5) * 1000:.0f} "
@@ -407,6 +460,8 @@ def run(args: argparse.Namespace) -> int:
         f"floor_per_s={students / floor_seconds:.2f} service_cpu_ms={service_ms:.0f} "
         f"kc_cpu_ms={kc_ms:.0f} floor_kc_cpu_ms={floor_kc_ms:.0f} "
         f"kc_cpu_ratio={kc_ms / floor_kc_ms:.2f} kc_calls={sum(calls.values()) / students:.1f} "
+        f"framework_cpu_ms={framework_ms:.0f} "
+        f"service_over_framework_ms={service_ms - framework_ms:.0f} "
         f"service_rss_mb={service_rss:.0f} rate_per_s={rate:.2f} {open_p95}"
     )
     return 0

@@ -2,14 +2,14 @@
 
     scripts/bench provisioning [--students 10000[,50000,...]] [--sequential-floor]
 
-For each size, starts its own Keycloak (test instance, free ports; a fresh one per size,
-so that each size is measured as if run alone), applies the realm, writes a Registry CSV
-of N generated students, then, after a small warm-up import:
+For each size and each side, starts a Keycloak of its own (test instance, free ports,
+fresh), applies the realm (its user profile, group and events: what `apply` leaves), and
+after a warm-up of 300 students through that side:
 
-* floor: Keycloak's bare partial import of the same N users (other usernames, in a
-  realm of their own), in the same batches, straight from this process: no
-  validation, no hashes, no codes; as many batches at once as ours sends (and, with
-  `--sequential-floor`, also one at a time; the ratio is taken against the faster);
+* floor: Keycloak's bare partial import of the same N users (other usernames) into the
+  realm, in the same batches, straight from this process: no validation, no hashes, no
+  codes; as many batches at once as ours sends (and, with `--sequential-floor`, also
+  one at a time; the ratio is taken against the faster);
 * ours:  `umpass import-intake --csv … --codes-out …` as a real process: validation of
   every row, the realm's check, the partial import, proofing hashes and a code per
   student written to the CSV. Its peak RSS is that process's own (VmHWM, read while
@@ -30,8 +30,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -41,17 +42,17 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 from rich.table import Table
 
-from devstack.bench_stack import bench_stack, peak_rss_mb, process_group
+from devstack.bench_stack import BenchStack, bench_stack, peak_rss_mb, process_group
 from keycloak_config.apply import ApplyOptions, apply_realm
 from provider.config import load_settings
 from provider.intake.provision import BATCH_SIZE, PARALLEL_BATCHES, user_representation
 from provider.intake.records import IntakeRecord
-from provider.keycloak import STUDENTS_GROUP
 from provider.progress import progress_bar
 from provider.services import Services
 from provider.storage import migrate
 
 console = Console(stderr=True)
+WARM_UP = 300  # students through each side before it is measured (Keycloak's JIT)
 HEADER = (
     "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
 )
@@ -176,19 +177,19 @@ def _run_measured(
     return process.returncode, err.read_text(encoding="utf-8"), cpu, peak
 
 
-def measure(students: int, sequential_floor: bool) -> Measured:
-    console.print(f"[bold]{students} students: starting Keycloak[/]")
+@contextmanager
+def _fresh_realm(label: str) -> Iterator[tuple[BenchStack, list[KeycloakAdmin]]]:
+    """A Keycloak of its own with the realm applied (as `apply` leaves it: the user
+    profile, the students group, events), and admin clients for the parallel batches."""
+    console.print(f"[bold]{label}: starting Keycloak[/]")
     with bench_stack(COLUMNS="100") as stack:
-        running, env, workdir = stack.keycloak, stack.env, stack.workdir
-        admin_password = stack.admin_password
-        apply_realm(ApplyOptions.from_env(env, theme=True, with_demo=True))
-        migrate.upgrade(Services.assemble(load_settings(env)).engine)
+        apply_realm(ApplyOptions.from_env(stack.env, theme=True, with_demo=True))
         admins = [
             KeycloakAdmin(
                 connection=KeycloakOpenIDConnection(
-                    server_url=running.url + "/",
+                    server_url=stack.keycloak.url + "/",
                     username="admin",
-                    password=admin_password,
+                    password=stack.admin_password,
                     realm_name="master",
                     user_realm_name="master",
                     client_id="admin-cli",
@@ -197,27 +198,16 @@ def measure(students: int, sequential_floor: bool) -> Measured:
             )
             for _ in range(PARALLEL_BATCHES)
         ]
-        # The floors import into a realm of their own, so ours starts from a realm as
-        # small as theirs (the import first reads which accounts exist).
-        floor_realm = "umpass-bench-floor"
-        admins[0].create_realm({"realm": floor_realm, "enabled": True}, skip_exists=True)
-        # The accounts ours sends join the students group: the floor's realm needs it too.
-        admins[0].change_current_realm(floor_realm)
-        admins[0].create_group({"name": STUDENTS_GROUP}, skip_exists=True)
-        admins[0].change_current_realm("master")
-        ours_csv, warm_csv = workdir / "intake.csv", workdir / "warmup.csv"
-        _csv(_rows(students, "s"), ours_csv)
-        _csv(_rows(300, "w"), warm_csv)
-        umpass = [sys.executable, "-m", "provider.cli"]
+        yield stack, admins
 
-        console.print("warming up (300 students through the real command)")
-        warm_exit, warm_err, _, _ = _run_measured(
-            [*umpass, "import-intake", "--intake", "warmup", "--csv", str(warm_csv)], env, workdir
-        )
-        if warm_exit:
-            raise RuntimeError(warm_err)
 
+def _floors(students: int, sequential_floor: bool) -> dict[str, float]:
+    """The bare partial import into the same realm as ours, on a Keycloak as fresh."""
+    with _fresh_realm(f"{students} students, floor") as (stack, admins):
+        realm = stack.env["UMPASS_REALM"]
         with progress_bar(console=console, transient=False, label_width=24) as progress:
+            task = progress.add_task("floor: warm-up", total=WARM_UP)
+            _bare_import(admins, realm, _rows(WARM_UP, "w"), progress, task)
             floors: dict[str, float] = {}
             kinds = [(f"floor: {len(admins)} at once", "g", admins)]
             if sequential_floor:
@@ -225,8 +215,32 @@ def measure(students: int, sequential_floor: bool) -> Measured:
             for name, prefix, clients in kinds:
                 task = progress.add_task(name, total=students)
                 started = time.perf_counter()
-                _bare_import(clients, floor_realm, _rows(students, prefix), progress, task)
+                _bare_import(clients, realm, _rows(students, prefix), progress, task)
                 floors[name] = time.perf_counter() - started
+    return floors
+
+
+def measure(students: int, sequential_floor: bool) -> Measured:
+    # Each side on a Keycloak of its own, started fresh, with the realm as `apply` leaves
+    # it: the floor's accounts keep the attributes ours keep (the user profile declares
+    # them), and neither side imports into tables the other has filled.
+    floors = _floors(students, sequential_floor)
+    with _fresh_realm(f"{students} students, ours") as (stack, _):
+        running, env, workdir = stack.keycloak, stack.env, stack.workdir
+        migrate.upgrade(Services.assemble(load_settings(env)).engine)
+        ours_csv, warm_csv = workdir / "intake.csv", workdir / "warmup.csv"
+        _csv(_rows(students, "s"), ours_csv)
+        _csv(_rows(WARM_UP, "w"), warm_csv)
+        umpass = [sys.executable, "-m", "provider.cli"]
+
+        console.print(f"warming up ({WARM_UP} students through the real command)")
+        warm_exit, warm_err, _, _ = _run_measured(
+            [*umpass, "import-intake", "--intake", "warmup", "--csv", str(warm_csv)], env, workdir
+        )
+        if warm_exit:
+            raise RuntimeError(warm_err)
+
+        with progress_bar(console=console, transient=False, label_width=24) as progress:
             task = progress.add_task("ours: import-intake", total=None)
             started = time.perf_counter()
             ours_exit, ours_err, ours_cpu, ours_rss = _run_measured(
