@@ -75,13 +75,15 @@ def _touch() -> StatementLambdaElement:
 
 
 def _write() -> StatementLambdaElement:
+    # No parameter is named like a column: Core would SET a column from a parameter of its
+    # name even where `values` does not (a mutation run found `step` written that way).
+    # The user never changes after identify (identifying again makes a new flow).
     return lambda_stmt(
         lambda: (
             update(_FLOWS)
             .where(_FLOWS.c.id_hash == bindparam("key"), _FLOWS.c.version == bindparam("seen"))
             .values(
-                step=bindparam("step"),
-                user_id=bindparam("user"),
+                step=bindparam("to_step"),
                 state=bindparam("data"),
                 version=_FLOWS.c.version + 1,  # = seen + 1: the WHERE holds it at seen
                 updated_at=bindparam("now"),
@@ -326,8 +328,7 @@ class FlowEngine(Generic[D]):
                 {
                     "key": self._key(state.flow_id),
                     "seen": state.version,
-                    "step": step,
-                    "user": state.user_id,
+                    "to_step": step,
                     "data": state.data.to_json(),
                     "now": now,
                     "expires": now + self.idle,
