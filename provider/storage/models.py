@@ -249,3 +249,17 @@ class UsedChallenge(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PolicyPublication(Base):
+    """A policy version made current: from then on every student must accept it. Rows are
+    only added (a later version supersedes), so the history of publishing is kept."""
+
+    __tablename__ = "policy_publications"
+    __table_args__ = (UniqueConstraint("policy_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(255))

@@ -9,10 +9,11 @@ import pytest
 
 from provider.i18n import LANGUAGE_COOKIE, LANGUAGES
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
-from provider.policies import current_policies
+from provider.policies import documents
 from provider.services import Services
 from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
+from tests.support.policies import current_policies
 
 
 @pytest.fixture
@@ -20,16 +21,18 @@ def at_policies(flow_at: FlowAt, student: StudentDetails) -> StepClient:
     return flow_at("policies", student)
 
 
-def _all_boxes() -> dict[str, str]:
-    return {p.field_name: "y" for p in current_policies()}
+def _all_boxes(services: Services) -> dict[str, str]:
+    return {p.field_name: "y" for p in current_policies(services)}
 
 
-def test_the_page_shows_each_policy_with_its_own_box(at_policies: StepClient) -> None:
+def test_the_page_shows_each_policy_with_its_own_box(
+    at_policies: StepClient, services: Services
+) -> None:
     page = at_policies.page("policies")
     assert page.status_code == 200
     body = html.unescape(page.get_data(as_text=True))
     assert "Step 2 of 5" in body
-    policies = current_policies()
+    policies = current_policies(services)
     assert policies
     for policy in policies:
         assert f'name="{policy.field_name}" type="checkbox"' in body
@@ -45,8 +48,8 @@ def test_a_box_left_unchecked_is_named_and_nothing_is_accepted(
     at_policies: StepClient, student: StudentDetails, services: Services
 ) -> None:
     before = at_policies.flow().version
-    last = current_policies()[-1]
-    boxes = _all_boxes()
+    last = current_policies(services)[-1]
+    boxes = _all_boxes(services)
     del boxes[last.field_name]
     response = at_policies.submit("policies", boxes)
     assert response.status_code == 400
@@ -64,13 +67,13 @@ def test_accepting_every_policy_records_each_version_and_moves_on(
     at_policies: StepClient, student: StudentDetails, services: Services
 ) -> None:
     started = datetime.now(UTC).replace(microsecond=0)
-    response = at_policies.submit("policies", _all_boxes())
+    response = at_policies.submit("policies", _all_boxes(services))
     assert response.status_code == 302 and response.location.endswith("/activate/contacts")
     state = at_policies.flow()
     assert state.step == "contacts" and state.data is not None
     records = state.data.accepted_policies
     assert [r.rsplit(":", 3)[0] for r in records] == [
-        f"{p.id}@{p.version}" for p in current_policies()
+        f"{p.id}@{p.version}" for p in current_policies(services)
     ]
     for record in records:
         at = datetime.fromisoformat(record.split(":", 1)[1].replace("Z", "+00:00"))
@@ -87,7 +90,7 @@ def _shape(html_text: str) -> tuple[int, int]:
 
 @pytest.mark.parametrize("language", [lang for lang in LANGUAGES if lang != "en"])
 def test_every_policy_reads_in_each_language_with_the_same_sections(language: str) -> None:
-    for policy in current_policies():
+    for policy in (p for versions in documents().values() for p in versions):
         translated = policy.html_in(language)
         assert translated != policy.html, f"{policy.id} has no {language} body"
         assert _shape(translated) == _shape(policy.html), f"{policy.id} ({language})"

@@ -1,7 +1,9 @@
 """Step 2, policies: each campus IT policy shown in full and accepted by its own box.
 
-The documents and their versions are `provider.policies`; what was accepted
-(``id@version:time``) goes into the flow and, at activation, onto the account.
+The documents and their versions are `provider.policies`; the versions shown are the ones
+published now (`provider.policies.published`, read on every show and submit, so a version
+published meanwhile is the one accepted). What was accepted (``id@version:time``) goes into
+the flow and, at activation, onto the account.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from wtforms import BooleanField
 
 from provider.flows.step import Next, Outcome, Stay, Visit
 from provider.i18n import select_locale
-from provider.policies import Policy, accepted_record, current_policies
+from provider.policies import Policy, accepted_record
+from provider.policies.published import current
 
 
-def _form() -> FlaskForm:
+def _form(policies: tuple[Policy, ...]) -> FlaskForm:
     class PoliciesForm(FlaskForm):
         pass
 
-    for policy in current_policies():
+    for policy in policies:
         setattr(
             PoliciesForm,
             policy.field_name,
@@ -40,11 +43,12 @@ class PoliciesStep:
     limits = ()
 
     def show(self, visit: Visit) -> ResponseReturnValue:
-        return visit.page(form=_form(), policies=current_policies())
+        policies = _current(visit)
+        return visit.page(form=_form(policies), policies=policies)
 
     def submit(self, visit: Visit) -> Outcome:
-        form = _form()
-        policies = current_policies()
+        policies = _current(visit)
+        form = _form(policies)
         if not form.validate():
             return Stay(visit.page(400, form=form, policies=policies))
         missing = [p for p in policies if not form[p.field_name].data]
@@ -57,6 +61,11 @@ class PoliciesStep:
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         visit.data.accepted_policies = [accepted_record(p, at) for p in policies]
         return Next()
+
+
+def _current(visit: Visit) -> tuple[Policy, ...]:
+    with visit.svc.reads() as db:
+        return current(db)
 
 
 def _accept_label(policy: Policy) -> Markup:
