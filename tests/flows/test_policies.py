@@ -6,14 +6,16 @@ import html
 from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from provider.i18n import LANGUAGE_COOKIE, LANGUAGES
 from provider.keycloak import ACCEPTED_POLICIES, STATE_PENDING
 from provider.policies import documents
 from provider.services import Services
+from provider.storage.models import AuditEvent
 from tests.support.flow_at import FlowAt, StepClient
 from tests.support.flow_client import StudentDetails
-from tests.support.policies import current_policies
+from tests.support.policies import current_policies, published
 
 
 @pytest.fixture
@@ -101,3 +103,40 @@ def test_the_page_shows_the_policies_in_the_students_language(at_policies: StepC
     body = html.unescape(at_policies.page("policies").get_data(as_text=True))
     assert "Compromete-se a" in body and "Gabinete de Proteção de Dados" in body
     assert "You agree to" not in body
+
+
+def _audited(services: Services, user_id: str) -> list[str]:
+    with services.reads() as db:
+        query = select(AuditEvent.action).where(AuditEvent.subject == user_id)
+        return list(db.scalars(query.order_by(AuditEvent.id)))
+
+
+def test_a_version_published_while_the_student_is_further_on_is_accepted_before_activation(
+    flow_at: FlowAt, student: StudentDetails, services: Services
+) -> None:
+    flow = flow_at("password", student)  # accepted it-acceptable-use@2026-09 on the way
+    with published(services, "it-acceptable-use", "2027-01"):
+        # Any later page (the password page, or its submit) goes back to the policies first.
+        response = flow.client.get("/activate/password")
+        assert response.status_code == 302 and response.location.endswith("/activate/policies")
+        assert flow.flow().step == "policies"
+        assert _audited(services, student.user_id)[-1] == "step.policies.reopened"
+        body = html.unescape(flow.page("policies").get_data(as_text=True))
+        assert "A new version of a campus IT policy was published" in body
+        assert "What changed since version 2026-09, which you accepted" in body
+        assert "Version 2027-01:" in body and "two-step sign-in" in body
+        assert "version 2027-01" in body
+        response = flow.submit("policies", _all_boxes(services))
+        assert response.location.endswith("/activate/contacts")
+        keys = [r.rsplit(":", 3)[0] for r in flow.flow().data.accepted_policies]
+        assert "it-acceptable-use@2027-01" in keys and "it-acceptable-use@2026-09" not in keys
+        # Holds now: the next step is shown as it is.
+        assert flow.client.get("/activate/contacts").status_code == 200
+
+
+def test_a_student_who_never_accepted_sees_no_change_summary(
+    at_policies: StepClient, services: Services
+) -> None:
+    with published(services, "it-acceptable-use", "2027-01"):
+        body = html.unescape(at_policies.page("policies").get_data(as_text=True))
+    assert "version 2027-01" in body and "What changed since" not in body

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import delete
+
 from provider.policies import Policy
-from provider.policies.published import current
+from provider.policies.published import current, publish
 from provider.services import Services
+from provider.storage.models import PolicyPublication
 
 
 def current_policies(svc: Services) -> tuple[Policy, ...]:
     with svc.reads() as db:
         return current(db)
+
+
+@contextmanager
+def published(svc: Services, policy_id: str, version: str) -> Iterator[None]:
+    """`version` current while the block runs; the publication removed afterwards (the
+    database is shared by the session's tests), whether the test passed or failed."""
+    publish(svc.sessions, policy_id, version, "test")
+    try:
+        yield
+    finally:
+        with svc.sessions.begin() as db:
+            db.execute(
+                delete(PolicyPublication).where(
+                    PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
+                )
+            )

@@ -19,7 +19,7 @@ from wtforms import BooleanField
 
 from provider.flows.step import Next, Outcome, Stay, Visit
 from provider.i18n import select_locale
-from provider.policies import Policy, accepted_record
+from provider.policies import Policy, accepted_record, documents, parse_record
 from provider.policies.published import current
 
 
@@ -44,23 +44,50 @@ class PoliciesStep:
 
     def show(self, visit: Visit) -> ResponseReturnValue:
         policies = _current(visit)
-        return visit.page(form=_form(policies), policies=policies)
+        return visit.page(form=_form(policies), policies=policies, earlier=_earlier(visit))
+
+    def holds(self, visit: Visit) -> bool:
+        """What the student accepted is still what is current (a version published while
+        they were on a later step sends them back here before the account is activated)."""
+        accepted = {r.key for r in map(parse_record, visit.data.accepted_policies) if r}
+        return accepted == {p.key for p in _current(visit)}
+
+    def reopened_message(self) -> str:
+        return _(
+            "A new version of a campus IT policy was published while you were activating "
+            "your account. Read it and accept it to go on."
+        )
 
     def submit(self, visit: Visit) -> Outcome:
         policies = _current(visit)
         form = _form(policies)
         if not form.validate():
-            return Stay(visit.page(400, form=form, policies=policies))
+            return Stay(visit.page(400, form=form, policies=policies, earlier=_earlier(visit)))
         missing = [p for p in policies if not form[p.field_name].data]
         if missing:
             for p in missing:
                 form[p.field_name].errors = [
                     _("Accept “%(title)s” to continue", title=p.title_in(select_locale()))
                 ]
-            return Stay(visit.page(400, form=form, policies=policies))
+            return Stay(visit.page(400, form=form, policies=policies, earlier=_earlier(visit)))
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         visit.data.accepted_policies = [accepted_record(p, at) for p in policies]
         return Next()
+
+
+def _earlier(visit: Visit) -> dict[str, tuple[str, list[Policy]]]:
+    """For each policy this student accepted an earlier version of: that version, and the
+    versions since, each with its change summary (what the page says changed)."""
+    return changes_since(visit.data.accepted_policies)
+
+
+def changes_since(records: list[str]) -> dict[str, tuple[str, list[Policy]]]:
+    out: dict[str, tuple[str, list[Policy]]] = {}
+    for record in filter(None, map(parse_record, records)):
+        later = [p for p in documents().get(record.policy_id, ()) if p.version > record.version]
+        if later:
+            out[record.policy_id] = (record.version, later)
+    return out
 
 
 def _current(visit: Visit) -> tuple[Policy, ...]:
