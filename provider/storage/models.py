@@ -263,3 +263,21 @@ class PolicyPublication(Base):
     version: Mapped[str] = mapped_column(String(16))
     published_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_by: Mapped[str] = mapped_column(String(255))
+
+
+class PolicyAcceptance(Base):
+    """Evidence: a student accepted one version of one policy, at that time (the same
+    ``id@version:time`` the account holds). Kept as long as the account's record: not
+    purged with the audit log, since an audit of who accepted what may come years later."""
+
+    __tablename__ = "policy_acceptances"
+    __table_args__ = (
+        UniqueConstraint("user_id", "policy_id", "version"),
+        Index("ix_policy_acceptances_version", "policy_id", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    policy_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    accepted_at: Mapped[datetime] = mapped_column()

@@ -1,4 +1,4 @@
-"""policy versions published (each one every student must accept)
+"""policy versions published (each one every student must accept), and who accepted which
 
 Revision ID: 0011
 Revises: 0010
@@ -29,7 +29,20 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("policy_id", "version"),
     )
+    op.create_table(
+        "policy_acceptances",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("policy_id", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.String(length=16), nullable=False),
+        sa.Column("accepted_at", provider.storage.models.UTCDateTime(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("user_id", "policy_id", "version"),
+    )
+    op.create_index("ix_policy_acceptances_version", "policy_acceptances", ["policy_id", "version"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_policy_acceptances_version", table_name="policy_acceptances")
+    op.drop_table("policy_acceptances")
     op.drop_table("policy_publications")
