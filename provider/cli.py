@@ -15,8 +15,8 @@
     umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
     umpass policies           every policy version: current or not, accepted, still to accept
     umpass publish-policy POLICY VERSION
-                              make a newer version current (audited): every student must
-                              accept it from then on
+                              make a newer version current (audited): students activating
+                              from then on accept it
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -362,7 +362,10 @@ def cmd_publish_policy(args: argparse.Namespace) -> None:
         done = publish(svc.sessions, args.policy, args.version, f"cli:{getpass.getuser()}")
     except PublishRefused as exc:
         raise CommandError(str(exc)) from None
-    print(f"{done.policy.key} is published: every student must accept it from now on")
+    print(f"{done.policy.key} is published: students activating from now on accept it")
+    # Said plainly, so nobody takes the evidence page's "still to accept" for a reminder
+    # that reaches them: active students are not asked again at sign-in yet.
+    print("note: active students are not asked to accept it at sign-in yet (README)")
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {

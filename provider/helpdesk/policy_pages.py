@@ -103,8 +103,8 @@ def publish_version(policy_id: str, version: str) -> ResponseReturnValue:
     else:
         flash(
             _(
-                "Version %(version)s of “%(title)s” is published: every student accepts it "
-                "at their next sign-in.",
+                "Version %(version)s of “%(title)s” is published: students activating from "
+                "now on accept it.",
                 version=version,
                 title=policy.title,
             )
