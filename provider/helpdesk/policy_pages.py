@@ -24,6 +24,7 @@ from flask_babel import gettext as _
 from provider import audit
 from provider.helpdesk.auth import ADMIN, requires, staff
 from provider.helpdesk.views import console_context
+from provider.i18n import select_locale
 from provider.policies import documents, find
 from provider.policies import evidence as evidence_data
 from provider.policies.published import PublishRefused, current_versions, publish
@@ -106,7 +107,7 @@ def publish_version(policy_id: str, version: str) -> ResponseReturnValue:
                 "Version %(version)s of “%(title)s” is published: students activating from "
                 "now on accept it.",
                 version=version,
-                title=policy.title,
+                title=policy.title_in(select_locale()),
             )
         )
     return redirect(url_for("helpdesk_policies.overview"), 303)

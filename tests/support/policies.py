@@ -32,3 +32,18 @@ def published(svc: Services, policy_id: str, version: str) -> Iterator[None]:
                     PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
                 )
             )
+
+
+@contextmanager
+def unpublished_after(svc: Services, policy_id: str, version: str) -> Iterator[None]:
+    """For a test that publishes `version` itself (through the console): the publication
+    is removed when the block ends, whether the test passed or failed."""
+    try:
+        yield
+    finally:
+        with svc.sessions.begin() as db:
+            db.execute(
+                delete(PolicyPublication).where(
+                    PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
+                )
+            )
