@@ -17,6 +17,10 @@
     umpass publish-policy POLICY VERSION
                               make a newer version current (audited): students activating
                               from then on accept it
+    umpass backfill-policy-evidence
+                              the acceptances on activated students' accounts kept as the
+                              service's evidence too (for students activated before it kept
+                              its own); resumable
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -356,6 +360,21 @@ def cmd_policies(_args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+def cmd_backfill_policy_evidence(_args: argparse.Namespace) -> None:
+    from provider.policies import backfill
+
+    settings = _settings()
+    svc = Services.assemble(settings, gateway=check_services(settings))
+    total = len(backfill.activated_students(svc))
+    with progress_bar() as progress:
+        task = progress.add_task("accounts read", total=total)
+        done = backfill.backfill(svc, lambda: progress.advance(task))
+    print(
+        f"{done.students} activated students read: {done.kept} acceptances added, "
+        f"{done.missing} accounts no longer in Keycloak"
+    )
+
+
 def cmd_publish_policy(args: argparse.Namespace) -> None:
     svc = _policy_services()
     try:
@@ -371,6 +390,7 @@ def cmd_publish_policy(args: argparse.Namespace) -> None:
 COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "policies": cmd_policies,
     "publish-policy": cmd_publish_policy,
+    "backfill-policy-evidence": cmd_backfill_policy_evidence,
     "check": cmd_check,
     "serve": cmd_serve,
     "seed-demo": cmd_seed_demo,
@@ -420,6 +440,10 @@ def main(argv: list[str] | None = None) -> int:
     publishing = sub.add_parser("publish-policy", help="make a newer policy version current")
     publishing.add_argument("policy", help="the policy id, e.g. it-acceptable-use")
     publishing.add_argument("version", help="the version, e.g. 2027-01")
+    sub.add_parser(
+        "backfill-policy-evidence",
+        help="keep the acceptances on activated students' accounts as evidence (resumable)",
+    )
     intake_commands: dict[str, Callable] = {}
     intake.add_commands(sub, intake_commands)
     args = parser.parse_args(argv)
