@@ -306,6 +306,19 @@ class FlowEngine(Generic[D]):
         `along` as in `save`."""
         return self._write(state, self.steps[-1], now, along)
 
+    def back_to(
+        self,
+        state: FlowState[D],
+        step: str,
+        now: datetime | None = None,
+        *,
+        along: Callable[[Connection], None] | None = None,
+    ) -> FlowState[D]:
+        """An earlier step's result no longer holds: write and move back to it."""
+        if self.steps.index(step) >= self.steps.index(state.step):
+            raise ValueError(f"{step!r} is not before {state.step!r}")
+        return self._write(state, step, now, along)
+
     def next_step(self, step: str) -> str:
         """The step that follows `step` in the list (the last one stays last)."""
         index = self.steps.index(step)

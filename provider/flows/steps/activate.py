@@ -40,6 +40,7 @@ from provider.keycloak import (
     IdentityServiceUnavailable,
     UserNotFound,
 )
+from provider.policies import evidence
 from provider.services import Services
 from provider.storage.engine import bind_of
 from provider.storage.models import ActivationCode
@@ -186,6 +187,8 @@ def activate(
                 state.user_id,
                 recovered=code_claim.ours_before,
             )
+            # The evidence the account now holds, kept by the service too.
+            evidence.record(conn, state.user_id or "", data.accepted_policies)
 
     data.forget_transient()
     data.activated = True
