@@ -34,6 +34,16 @@ def record(
         db.execute(_INSERT, {**event, "detail": detail})
 
 
+def record_each(
+    conn: Connection, actor: str, action: str, subject: str | None, details: list[dict[str, Any]]
+) -> None:
+    """One event per detail, in one statement (executemany) on the caller's connection."""
+    if details:
+        at = datetime.now(UTC)
+        event = {"at": at, "actor": actor, "action": action, "subject": subject}
+        conn.execute(_INSERT, [{**event, "detail": detail} for detail in details])
+
+
 def record_now(
     sessions: sessionmaker[Session], actor: str, action: str, subject: str | None, **detail: Any
 ) -> None:

@@ -12,7 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, func, insert, select
+from sqlalchemy import Connection, Insert, and_, func, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from provider import audit
@@ -22,7 +24,6 @@ from provider.storage.models import ActivationCode, PolicyAcceptance, Student
 
 ACCEPTED = "policy.accepted"
 _TABLE = PolicyAcceptance.__table__
-_INSERT = insert(_TABLE)
 
 
 def _when(acceptance: Acceptance) -> datetime:
@@ -31,31 +32,38 @@ def _when(acceptance: Acceptance) -> datetime:
 
 def record(conn: Connection, user_id: str, records: Iterable[str]) -> list[Acceptance]:
     """Keep each ``id@version:time`` of `records` not kept yet for `user_id`, audited;
-    returns what was new."""
-    wanted = [a for a in map(parse_record, records) if a is not None]
+    returns what was new. Two statements whatever the number of policies (it runs in
+    every activation's last transaction): the rows inserted unless kept already, and
+    their audit events."""
+    wanted = {(a.policy_id, a.version): a for a in map(parse_record, records) if a is not None}
     if not wanted:
         return []
-    kept = {
-        (policy_id, version)
-        for policy_id, version in conn.execute(
-            select(_TABLE.c.policy_id, _TABLE.c.version).where(_TABLE.c.user_id == user_id)
-        )
-    }
-    new = [a for a in wanted if (a.policy_id, a.version) not in kept]
-    for a in new:
-        conn.execute(
-            _INSERT,
-            {
-                "user_id": user_id,
-                "policy_id": a.policy_id,
-                "version": a.version,
-                "accepted_at": _when(a),
-            },
-        )
-        audit.record(
-            conn, audit.STUDENT, ACCEPTED, user_id, policy=a.policy_id, version=a.version, at=a.at
-        )
+    rows = [
+        {"user_id": user_id, "policy_id": p, "version": v, "accepted_at": _when(a)}
+        for (p, v), a in wanted.items()
+    ]
+    inserted = conn.execute(_insert_new(conn, rows)).all()
+    new = [wanted[(row.policy_id, row.version)] for row in inserted]
+    audit.record_each(
+        conn,
+        audit.STUDENT,
+        ACCEPTED,
+        user_id,
+        [{"policy": a.policy_id, "version": a.version, "at": a.at} for a in new],
+    )
     return new
+
+
+def _insert_new(conn: Connection, rows: list[dict[str, object]]) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING: a version kept already keeps its first
+    time (a retried activation writes the same records again)."""
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    return (
+        dialect_insert(_TABLE)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["user_id", "policy_id", "version"])
+        .returning(_TABLE.c.policy_id, _TABLE.c.version)
+    )
 
 
 @dataclass(frozen=True)
