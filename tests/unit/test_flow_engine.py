@@ -275,3 +275,24 @@ def test_advance_runs_along_in_its_own_transaction(engine: FlowEngine, sessions)
     with pytest.raises(FlowConflict):
         engine.advance(stale, T0, along=along)  # the write lost: along never ran
     assert touched == ["policies"]
+
+
+def test_back_to_moves_to_an_earlier_step_only(engine: FlowEngine, sessions) -> None:
+    """A step whose result stopped holding: the flow goes back to it, written like any
+    move (compare-and-set, `along` in the same transaction)."""
+    state = _identified(engine)
+    engine.advance(state, T0)  # at password
+    with pytest.raises(ValueError, match="not before"):
+        engine.back_to(state, "password", T0)  # not back: where it is
+    with pytest.raises(ValueError, match="not before"):
+        engine.back_to(state, "done", T0)
+    audited: list[str] = []
+    moved = engine.back_to(state, "policies", T0, along=lambda conn: audited.append("x"))
+    assert (moved.step, moved.version, audited) == ("policies", 2, ["x"])
+    row = _row(sessions, engine, state)
+    assert (row.step, row.version) == ("policies", 2)
+    stale = FlowState(
+        flow_id=state.flow_id, step="password", user_id="dc12345", data=state.data, version=1
+    )
+    with pytest.raises(FlowConflict):
+        engine.back_to(stale, "policies", T0)
