@@ -92,6 +92,12 @@ def create_app(
             settings.helpdesk_client_secret,
         )
         app.register_blueprint(helpdesk_views.bp)
+    if settings.realm_health.enabled:
+        from provider.realm_health import views as realm_health_views
+
+        realm_health_views.install(
+            app, settings.realm_health.cache_seconds, page=bool(settings.helpdesk_client_secret)
+        )
     if settings.development:  # never in production: the page shows live codes
         from provider import dev_mail
 

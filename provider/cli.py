@@ -13,6 +13,9 @@
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
     umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
+    umpass realm-check [--mail-to ADDR] [--state FILE]
+                              the realm against keycloak_config/: exit 1 on drift, and an
+                              email when new drift appears (provider/realm_health)
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -325,7 +328,29 @@ def cmd_purge(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+def cmd_realm_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from provider.delivery.smtp import SmtpMailer
+    from provider.realm_health import command
+    from provider.realm_health.report import check_realm
+    from provider.services import smtp_settings
+
+    settings = _settings()
+    if not settings.realm_health.enabled:
+        raise CommandError(
+            "UMPASS_KC_MONITOR_SECRET is not set: set it, run `python -m keycloak_config.apply` "
+            "(which creates the read-only client umpass-realm-monitor), then check again"
+        )
+    report = check_realm(settings)
+    print(command.render(report))
+    to = args.mail_to or settings.realm_health.alert_email
+    status, note = command.run(report, SmtpMailer(smtp_settings(settings)), to, Path(args.state))
+    print(note)
+    return status
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "check": cmd_check,
     "serve": cmd_serve,
     "seed-demo": cmd_seed_demo,
@@ -333,6 +358,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "create-student": cmd_create_student,
     "revoke-code": cmd_revoke_code,
     "purge": cmd_purge,
+    "realm-check": cmd_realm_check,
 }
 
 
@@ -371,6 +397,17 @@ def main(argv: list[str] | None = None) -> int:
     )
     purge = sub.add_parser("purge", help="delete rows past their retention (cron-safe)")
     purge.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
+    realm_check = sub.add_parser(
+        "realm-check", help="the realm against keycloak_config/ (exit 1 on drift; cron-safe)"
+    )
+    realm_check.add_argument(
+        "--mail-to", help="alert address (default UMPASS_REALM_ALERT_EMAIL)", default=""
+    )
+    realm_check.add_argument(
+        "--state",
+        default="var/realm-check.json",
+        help="what the last run saw, so only new drift is mailed",
+    )
     intake_commands: dict[str, Callable] = {}
     intake.add_commands(sub, intake_commands)
     args = parser.parse_args(argv)
@@ -380,7 +417,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in intake_commands:
             intake_commands[args.command](args, Services.assemble(_settings()))
         else:
-            COMMANDS[args.command](args)
+            status = COMMANDS[args.command](args)
+            if status:
+                return status
     except (CommandError, intake.IntakeCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -79,6 +79,11 @@ class RealmUnderTest:
             "UMPASS_KC_CLIENT_ID": "umpass-activation",
             "UMPASS_KC_CLIENT_SECRET": self.options.variables["ACTIVATION_CLIENT_SECRET"],
             "UMPASS_KC_PROVISIONER_SECRET": self.options.variables["PROVISIONER_CLIENT_SECRET"],
+            "UMPASS_KC_MONITOR_SECRET": self.options.variables["MONITOR_CLIENT_SECRET"],
+            # As the realm was applied; the health report plans with the same flags.
+            "UMPASS_REALM_APPLY_FLAGS": "--theme --with-demo --fast-hash",
+            # Each test makes drift by hand and must see it at once.
+            "UMPASS_REALM_HEALTH_CACHE_SECONDS": "0",
             "KEYCLOAK_ADMIN_USER": server.admin_user,
             "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
             "UMPASS_DEMO_BASE_URL": self.demo_base,
@@ -175,6 +180,7 @@ def realm(
             "UMPASS_BASE_URL": f"http://127.0.0.1:{service_port}",
             "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_KC_MONITOR_SECRET": secrets.token_urlsafe(24),
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
         theme=True,

@@ -1,0 +1,328 @@
+"""The settings a university must keep, each checked live against the realm.
+
+Each check reads what it needs through the monitor account and says OK or what is wrong.
+Its title, why it matters and how to repair it are plain English message ids, translated
+where the page shows them (the JSON stays English, for monitoring). The expected values
+come from keycloak_config itself (its flow names, its service-account roles, its user
+profile), so a check can never disagree with what `apply` sets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from flask_babel import lazy_gettext as _l
+from keycloak import KeycloakAdmin
+
+from keycloak_config.applier import MONITOR_CLIENT
+from keycloak_config.flow_merge import ACTIVATION_PROVIDER, DERIVED
+from keycloak_config.flows import is_copy_of
+from keycloak_config.options import load
+from provider.realm_health.drift import options_for
+
+REDIRECTOR = "identity-provider-redirector"
+REPAIR = "python -m keycloak_config.apply"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    found: str = ""  # what the realm holds, when it is wrong (names and values, no secret)
+
+
+@dataclass(frozen=True)
+class Check:
+    key: str
+    title: Any  # lazy message: str() gives the language of the request, or English
+    why: Any
+    run: Callable[[RealmView], Outcome]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    key: str
+    title: Any
+    why: Any
+    ok: bool
+    found: str
+
+    @property
+    def problem_key(self) -> str:
+        return f"check:{self.key}"
+
+
+class RealmView:
+    """What the checks read, each piece once per report."""
+
+    def __init__(self, reader: KeycloakAdmin, realm: str, variables: dict[str, str]) -> None:
+        self.reader, self.realm_name, self.variables = reader, realm, variables
+        self._realm: dict[str, Any] | None = None
+        self._provider: dict[str, Any] | None = None
+
+    def get(self, path: str) -> Any:
+        response = self.reader.connection.raw_get(f"admin/realms/{self.realm_name}/{path}")
+        response.raise_for_status()
+        return response.json()
+
+    @property
+    def realm(self) -> dict[str, Any]:
+        if self._realm is None:
+            self._realm = self.reader.get_realm(self.realm_name)
+        return self._realm
+
+    @property
+    def provider(self) -> dict[str, Any] | None:
+        if self._provider is None:
+            response = self.reader.connection.raw_get(
+                f"admin/realms/{self.realm_name}/identity-provider/instances/{ACTIVATION_PROVIDER}"
+            )
+            if response.status_code == 404:
+                return None
+            response.raise_for_status()
+            self._provider = response.json()
+        return self._provider
+
+
+def _bound(binding: str) -> Callable[[RealmView], Outcome]:
+    logical = DERIVED[binding][0]
+
+    def run(view: RealmView) -> Outcome:
+        alias = view.realm.get(binding)
+        return Outcome(is_copy_of(alias, logical), f"{binding} = {alias!r}")
+
+    return run
+
+
+def _first_broker_login(view: RealmView) -> Outcome:
+    provider = view.provider
+    if provider is None:
+        return Outcome(False, f"no identity provider {ACTIVATION_PROVIDER}")
+    wanted = load("identity-provider.json", view.variables)
+    wrong = [
+        f"{key} = {provider.get(key)!r}"
+        for key in ("firstBrokerLoginFlowAlias", "postBrokerLoginFlowAlias")
+        if not is_copy_of(provider.get(key), wanted[key])
+    ]
+    return Outcome(not wrong, "; ".join(wrong))
+
+
+def _no_redirector_on_top(view: RealmView) -> Outcome:
+    """A redirector at the top of a bound flow sends everyone to one identity provider
+    before the username is asked: pending and active accounts alike."""
+    found = []
+    for binding in ("browserFlow", "directGrantFlow", "firstBrokerLoginFlow"):
+        alias = view.realm.get(binding)
+        if not alias:
+            continue
+        steps = view.get(f"authentication/flows/{_quote(alias)}/executions")
+        found += [
+            f"{alias}: {REDIRECTOR} ({s.get('requirement')})"
+            for s in steps
+            if s.get("level") == 0
+            and s.get("providerId") == REDIRECTOR
+            and s.get("requirement") != "DISABLED"
+        ]
+    return Outcome(not found, "; ".join(found))
+
+
+# What keeps a forged or replayed answer out: where tokens and keys come from, that
+# signatures and PKCE are checked, and that the provider never overwrites an account.
+_PROVIDER_CONFIG = (
+    "issuer",
+    "tokenUrl",
+    "jwksUrl",
+    "validateSignature",
+    "pkceEnabled",
+    "pkceMethod",
+    "syncMode",
+    "clientId",
+    "clientAuthMethod",
+)
+
+
+def _provider_settings(view: RealmView) -> Outcome:
+    provider = view.provider
+    if provider is None:
+        return Outcome(False, f"no identity provider {ACTIVATION_PROVIDER}")
+    wanted = load("identity-provider.json", view.variables)
+    config = provider.get("config") or {}
+    wrong = [
+        f"{key} = {provider.get(key)!r}"
+        for key in ("enabled", "hideOnLogin", "trustEmail", "linkOnly")
+        if provider.get(key) != wanted[key]
+    ]
+    wrong += [
+        f"{key} = {config.get(key)!r}"
+        for key in _PROVIDER_CONFIG
+        if config.get(key) != wanted["config"][key]
+    ]
+    return Outcome(not wrong, "; ".join(wrong))
+
+
+def _activation_state_admin_only(view: RealmView) -> Outcome:
+    profile = view.get("users/profile")
+    found = next(
+        (a for a in profile.get("attributes", []) if a.get("name") == "activation_state"), None
+    )
+    if found is None:
+        return Outcome(False, "activation_state is not declared in the user profile")
+    permissions = found.get("permissions") or {}
+    view_by, edit_by = permissions.get("view") or [], permissions.get("edit") or []
+    ok = set(view_by) <= {"admin"} and set(edit_by) <= {"admin"}
+    return Outcome(ok, f"view: {', '.join(view_by)}; edit: {', '.join(edit_by)}")
+
+
+def _setting(key: str, wanted: object) -> Callable[[RealmView], Outcome]:
+    def run(view: RealmView) -> Outcome:
+        value = view.realm.get(key)
+        return Outcome(value == wanted, f"{key} = {value!r}")
+
+    return run
+
+
+def _reset_credentials(view: RealmView) -> Outcome:
+    realm = view.realm
+    logical = DERIVED["resetCredentialsFlow"][0]
+    wrong = []
+    if not is_copy_of(realm.get("resetCredentialsFlow"), logical):
+        wrong.append(f"resetCredentialsFlow = {realm.get('resetCredentialsFlow')!r}")
+    if realm.get("resetPasswordAllowed") is not False:
+        wrong.append(f"resetPasswordAllowed = {realm.get('resetPasswordAllowed')!r}")
+    return Outcome(not wrong, "; ".join(wrong))
+
+
+def _service_account_roles(view: RealmView) -> Outcome:
+    """Effective roles (composites included): one more role anywhere is more reach."""
+    wanted: dict[str, list[str]] = load("service-accounts.json", view.variables)
+    if not view.variables.get("MONITOR_CLIENT_SECRET"):
+        wanted.pop(MONITOR_CLIENT, None)
+    clients = {c["clientId"]: c for c in view.reader.get_clients()}
+    rm = clients["realm-management"]["id"]
+    wrong = []
+    for client_id, roles in wanted.items():
+        if client_id not in clients:
+            wrong.append(f"{client_id}: missing")
+            continue
+        user = view.reader.get_client_service_account_user(clients[client_id]["id"])
+        held = {r["name"] for r in view.reader.get_composite_client_roles_of_user(user["id"], rm)}
+        if held != set(roles):
+            more, fewer = sorted(held - set(roles)), sorted(set(roles) - held)
+            wrong.append(
+                f"{client_id}: "
+                + "; ".join(
+                    [f"extra {', '.join(more)}"] * bool(more)
+                    + [f"lacks {', '.join(fewer)}"] * bool(fewer)
+                )
+            )
+    return Outcome(not wrong, "; ".join(wrong))
+
+
+def _quote(alias: str) -> str:
+    from urllib.parse import quote
+
+    return quote(alias, safe="")
+
+
+CHECKS: tuple[Check, ...] = (
+    Check(
+        "browser-flow",
+        _l("Sign-in (browser) flow is the activation's"),
+        _l(
+            "Bound to another flow, pending students reach a password form and are never "
+            "sent to activation."
+        ),
+        _bound("browserFlow"),
+    ),
+    Check(
+        "direct-grant-flow",
+        _l("Direct grant flow is the activation's"),
+        _l("Bound to another flow, a pending account can get tokens with a password alone."),
+        _bound("directGrantFlow"),
+    ),
+    Check(
+        "first-broker-login",
+        _l("Activation provider's first and post sign-in flows are the activation's"),
+        _l(
+            "They link the student who comes back from activation to their own account and "
+            "refuse one that is not active."
+        ),
+        _first_broker_login,
+    ),
+    Check(
+        "no-redirector-on-top",
+        _l("No Identity Provider Redirector at the top of a flow"),
+        _l(
+            "A redirector at the top sends everyone to one identity provider before the user "
+            "ID is asked, around the pending check."
+        ),
+        _no_redirector_on_top,
+    ),
+    Check(
+        "identity-provider",
+        _l("Activation identity provider's settings"),
+        _l(
+            "Signature checks, PKCE, the issuer and import-only sync keep a forged or replayed "
+            "answer from signing anyone in."
+        ),
+        _provider_settings,
+    ),
+    Check(
+        "activation-state-admin-only",
+        _l("activation_state is admin-only in the user profile"),
+        _l(
+            "If students could see or edit it, one could mark their own account active "
+            "without activating."
+        ),
+        _activation_state_admin_only,
+    ),
+    Check(
+        "duplicate-emails-off",
+        _l("Duplicate emails are off"),
+        _l("A verified email must lead to exactly one account, or codes reach the wrong one."),
+        _setting("duplicateEmailsAllowed", False),
+    ),
+    Check(
+        "reset-credentials",
+        _l("Keycloak's own password reset is off"),
+        _l(
+            "Students reset at the service's recovery, by a code to a verified contact; "
+            "Keycloak's reset by email link would go around it."
+        ),
+        _reset_credentials,
+    ),
+    Check(
+        "brute-force",
+        _l("Brute-force detection is on"),
+        _l("Without it passwords can be guessed without limit."),
+        _setting("bruteForceProtected", True),
+    ),
+    Check(
+        "service-account-roles",
+        _l("Service accounts hold exactly their roles"),
+        _l(
+            "One more role (view-users on the activation service, say) reaches every account, "
+            "staff included."
+        ),
+        _service_account_roles,
+    ),
+)
+
+
+def run_checks(reader: KeycloakAdmin, settings: Any) -> list[CheckResult]:
+    """Every check; one that cannot read what it needs is red with the reason."""
+    options = options_for(settings)
+    view = RealmView(reader, settings.keycloak.realm, options.variables)
+    results = []
+    for check in CHECKS:
+        try:
+            outcome = check.run(view)
+        except Exception as exc:  # one unreadable check must not hide the rest
+            outcome = Outcome(False, f"could not be read ({type(exc).__name__})")
+        results.append(
+            CheckResult(
+                check.key, check.title, check.why, outcome.ok, "" if outcome.ok else outcome.found
+            )
+        )
+    return results
