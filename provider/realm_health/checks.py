@@ -20,6 +20,7 @@ from keycloak_config.applier import MONITOR_CLIENT
 from keycloak_config.flow_merge import ACTIVATION_PROVIDER, DERIVED
 from keycloak_config.flows import is_copy_of
 from keycloak_config.options import load
+from keycloak_config.student_permissions import SERVICE_CLIENT
 from provider.realm_health.drift import options_for
 
 REDIRECTOR = "identity-provider-redirector"
@@ -109,21 +110,30 @@ def _first_broker_login(view: RealmView) -> Outcome:
 
 
 def _no_redirector_on_top(view: RealmView) -> Outcome:
-    """A redirector at the top of a bound flow sends everyone to one identity provider
-    before the username is asked: pending and active accounts alike."""
+    """A redirector with a default provider, outside any conditional sub-flow, sends every
+    sign-in to that provider before the user ID is asked: pending and active accounts
+    alike, around the pending check. (The realm's own redirector that only honours
+    `kc_idp_hint` may stay; ours sits inside the `pending` condition.)"""
     found = []
-    for binding in ("browserFlow", "directGrantFlow", "firstBrokerLoginFlow"):
+    for binding in ("browserFlow", "directGrantFlow"):
         alias = view.realm.get(binding)
         if not alias:
             continue
-        steps = view.get(f"authentication/flows/{_quote(alias)}/executions")
-        found += [
-            f"{alias}: {REDIRECTOR} ({s.get('requirement')})"
-            for s in steps
-            if s.get("level") == 0
-            and s.get("providerId") == REDIRECTOR
-            and s.get("requirement") != "DISABLED"
-        ]
+        guards: list[tuple[int, bool]] = []  # (level, conditional) of the sub-flows above
+        for step in view.get(f"authentication/flows/{_quote(alias)}/executions"):
+            level = step.get("level", 0)
+            guards = [g for g in guards if g[0] < level]
+            enabled = step.get("requirement") != "DISABLED"
+            if step.get("authenticationFlow"):
+                guards.append((level, step.get("requirement") == "CONDITIONAL"))
+                continue
+            if step.get("providerId") != REDIRECTOR or not enabled or any(c for _, c in guards):
+                continue
+            config_id = step.get("authenticationConfig")
+            config = view.get(f"authentication/config/{config_id}") if config_id else {}
+            default = (config.get("config") or {}).get("defaultProvider")
+            if default:
+                found.append(f"{alias}: {REDIRECTOR} to {default} ({step.get('requirement')})")
     return Outcome(not found, "; ".join(found))
 
 
@@ -194,7 +204,9 @@ def _reset_credentials(view: RealmView) -> Outcome:
 
 
 def _service_account_roles(view: RealmView) -> Outcome:
-    """Effective roles (composites included): one more role anywhere is more reach."""
+    """Each account's own roles are exactly keycloak_config's; the activation service's
+    effective ones too (composites and the default role included): one more role there,
+    such as view-users, switches the fine-grained evaluation off and reaches every account."""
     wanted: dict[str, list[str]] = load("service-accounts.json", view.variables)
     if not view.variables.get("MONITOR_CLIENT_SECRET"):
         wanted.pop(MONITOR_CLIENT, None)
@@ -206,16 +218,16 @@ def _service_account_roles(view: RealmView) -> Outcome:
             wrong.append(f"{client_id}: missing")
             continue
         user = view.reader.get_client_service_account_user(clients[client_id]["id"])
-        held = {r["name"] for r in view.reader.get_composite_client_roles_of_user(user["id"], rm)}
-        if held != set(roles):
-            more, fewer = sorted(held - set(roles)), sorted(set(roles) - held)
-            wrong.append(
-                f"{client_id}: "
-                + "; ".join(
-                    [f"extra {', '.join(more)}"] * bool(more)
-                    + [f"lacks {', '.join(fewer)}"] * bool(fewer)
-                )
-            )
+        held = {r["name"] for r in view.reader.get_client_roles_of_user(user["id"], rm)}
+        if client_id == SERVICE_CLIENT:
+            held |= {
+                r["name"] for r in view.reader.get_composite_client_roles_of_user(user["id"], rm)
+            }
+        more, fewer = sorted(held - set(roles)), sorted(set(roles) - held)
+        if more:
+            wrong.append(f"{client_id}: extra {', '.join(more)}")
+        if fewer:
+            wrong.append(f"{client_id}: lacks {', '.join(fewer)}")
     return Outcome(not wrong, "; ".join(wrong))
 
 

@@ -1,0 +1,164 @@
+"""Realm health against the real Keycloak: drift made by hand through the admin API shows
+red in the JSON and the gauges, and `apply` turns every item green again; the scheduled
+check exits 1 on drift and emails (through the real SMTP inbox) once per new problem.
+
+The drift is the three an IT admin meets most: the browser flow bound back to Keycloak's
+own `browser`, duplicate emails switched on, and `activation_state` made user-editable in
+the user profile.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+from keycloak import KeycloakAdmin
+
+from keycloak_config.apply import apply_realm
+from tests.conftest import METRICS_TOKEN, RealmUnderTest
+from tests.support.cli import run_module
+from tests.support.inbox import Inbox
+from tests.support.realm_changes import RealmChanges
+
+BEARER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+HAND_MADE = {"browser-flow", "duplicate-emails-off", "activation-state-admin-only"}
+
+
+def _report(client: FlaskClient) -> dict[str, Any]:
+    response = client.get("/metrics/realm-health", headers=BEARER)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _gauges(client: FlaskClient) -> dict[str, float]:
+    text = client.get("/metrics", headers=BEARER).get_data(as_text=True)
+    return {
+        name: float(value)
+        for name, value in re.findall(r"^(umpass_realm_\w+) (\S+)$", text, re.MULTILINE)
+    }
+
+
+def _red(report: dict[str, Any]) -> set[str]:
+    return {c["key"] for c in report["checks"] if not c["ok"]}
+
+
+@pytest.fixture
+def hand_made_drift(
+    admin: KeycloakAdmin, realm: RealmUnderTest, realm_changes: RealmChanges
+) -> Iterator[None]:
+    """The three changes, by hand; undone at the end (apply records what it repairs, so
+    the install record is put back as it was too)."""
+    attributes = admin.get_realm(realm.name).get("attributes") or {}
+    record = attributes.get("umpass.install")
+    realm_changes.on_undo(
+        lambda: admin.update_realm(
+            realm.name,
+            {
+                "attributes": {
+                    **(admin.get_realm(realm.name).get("attributes") or {}),
+                    "umpass.install": record,
+                }
+            },
+        )
+    )
+    path = f"admin/realms/{realm.name}/users/profile"
+    before = admin.connection.raw_get(path).json()
+    realm_changes.on_undo(lambda: admin.connection.raw_put(path, data=json.dumps(before)))
+    # Keycloak switches sign-in by email off with duplicate emails on: named here, so that
+    # the undo puts it back too.
+    realm_changes.update_realm(
+        {"browserFlow": "browser", "duplicateEmailsAllowed": True, "loginWithEmailAllowed": False}
+    )
+    loose = json.loads(json.dumps(before))
+    for attribute in loose["attributes"]:
+        if attribute["name"] == "activation_state":
+            attribute["permissions"] = {"view": ["admin", "user"], "edit": ["admin", "user"]}
+    assert admin.connection.raw_put(path, data=json.dumps(loose)).status_code < 300
+    yield
+
+
+def test_a_freshly_applied_realm_is_all_green(client: FlaskClient) -> None:
+    report = _report(client)
+    assert report["error"] is None
+    assert _red(report) == set()
+    assert len(report["checks"]) >= 9
+    assert report["drift"] == []
+    assert report["healthy"] is True
+    assert _gauges(client) == {
+        "umpass_realm_check_up": 1.0,
+        "umpass_realm_drift_items": 0.0,
+        "umpass_realm_failed_checks": 0.0,
+    }
+
+
+def test_drift_by_hand_is_red_until_apply(
+    client: FlaskClient, realm: RealmUnderTest, hand_made_drift: None
+) -> None:
+    report = _report(client)
+    assert _red(report) == HAND_MADE
+    found = {c["key"]: c["found"] for c in report["checks"] if not c["ok"]}
+    assert found["browser-flow"] == "browserFlow = 'browser'"
+    assert found["duplicate-emails-off"] == "duplicateEmailsAllowed = True"
+    assert "user" in found["activation-state-admin-only"]
+    subjects = [(d["action"], d["subject"]) for d in report["drift"]]
+    assert ("change", "browserFlow binding") in subjects
+    assert ("change", "duplicateEmailsAllowed") in subjects
+    assert ("change", "user-profile attribute activation_state") in subjects
+    assert report["healthy"] is False
+    gauges = _gauges(client)
+    assert gauges["umpass_realm_failed_checks"] == 3.0
+    assert gauges["umpass_realm_drift_items"] == len(report["drift"]) >= 3
+
+    apply_realm(realm.options)
+
+    report = _report(client)
+    assert _red(report) == set()
+    assert report["drift"] == []
+    assert _gauges(client)["umpass_realm_drift_items"] == 0.0
+
+
+def test_json_and_gauges_need_the_metrics_token(client: FlaskClient) -> None:
+    assert client.get("/metrics/realm-health").status_code == 404
+    wrong = {"Authorization": "Bearer " + "x" * len(METRICS_TOKEN)}
+    assert client.get("/metrics/realm-health", headers=wrong).status_code == 404
+
+
+def test_scheduled_check_exits_1_on_drift_and_mails_once_per_new_problem(
+    service_env: dict[str, str],
+    realm: RealmUnderTest,
+    inbox: Inbox,
+    tmp_path: Path,
+    hand_made_drift: None,
+) -> None:
+    to = f"it-{secrets.token_hex(3)}@example.edu"
+    state = tmp_path / "realm-check.json"
+    env = {**service_env, "UMPASS_REALM_ALERT_EMAIL": to}
+
+    def check() -> Any:
+        return run_module("provider.cli", env, "realm-check", "--state", str(state))
+
+    first = check()
+    assert first.returncode == 1, first.stderr
+    assert "[Needs repair] Sign-in (browser) flow is the activation's" in first.stdout
+    assert "alert emailed (" in first.stdout
+    mails = inbox.mails_to(to)
+    assert len(mails) == 1
+    assert mails[0].message["Subject"] == f"UMPASS realm {realm.name} needs repair"
+    assert "New: check:browser-flow" in mails[0].text
+    assert "change browserFlow binding" in mails[0].text
+
+    second = check()  # the same drift: no second email
+    assert second.returncode == 1
+    assert "no new problem: no email" in second.stdout
+    assert len(inbox.mails_to(to)) == 1
+
+    apply_realm(realm.options)
+    healthy = check()
+    assert healthy.returncode == 0, healthy.stdout
+    assert len(inbox.mails_to(to)) == 1
