@@ -266,8 +266,8 @@ CHECKS: tuple[Check, ...] = (
         "no-redirector-on-top",
         _l("No Identity Provider Redirector at the top of a flow"),
         _l(
-            "A redirector at the top sends everyone to one identity provider before the user "
-            "ID is asked, around the pending check."
+            "A redirector with a default provider, outside the pending check, sends everyone "
+            "to that provider before the user ID is asked."
         ),
         _no_redirector_on_top,
     ),
