@@ -184,8 +184,18 @@ KEYCLOAK_PAGES = (
     ),
 )
 
-ALL_STATES = {s.name: s for s in (*FLOW, *HELPDESK, *KEYCLOAK_PAGES)}
-assert len(ALL_STATES) == len(FLOW) + len(HELPDESK) + len(KEYCLOAK_PAGES), "names repeat"
+# The realm-health page (activation-admin), healthy and with drift made by hand.
+REALM_HEALTH = (
+    PageState(
+        "realm-health", r"/helpdesk/realm-health", "Realm health", "Everything is as it should be."
+    ),
+    PageState("realm-health-drift", r"/helpdesk/realm-health", "Realm health", "Needs repair"),
+)
+
+ALL_STATES = {s.name: s for s in (*FLOW, *HELPDESK, *KEYCLOAK_PAGES, *REALM_HEALTH)}
+assert len(ALL_STATES) == len(FLOW) + len(HELPDESK) + len(KEYCLOAK_PAGES) + len(REALM_HEALTH), (
+    "names repeat"
+)
 
 # Violations in Keycloak's own markup that the `umpass` theme (messages, CSS and a footer)
 # cannot reach. Each is exact: another violation, or this one gone (Keycloak fixed it,

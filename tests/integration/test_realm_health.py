@@ -9,10 +9,8 @@ the user profile.
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +23,9 @@ from tests.conftest import METRICS_TOKEN, RealmUnderTest
 from tests.support.cli import run_module
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
+from tests.support.realm_drift import HAND_MADE, make_hand_drift
 
 BEARER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-HAND_MADE = {"browser-flow", "duplicate-emails-off", "activation-state-admin-only"}
 
 
 def _report(client: FlaskClient) -> dict[str, Any]:
@@ -51,36 +49,8 @@ def _red(report: dict[str, Any]) -> set[str]:
 @pytest.fixture
 def hand_made_drift(
     admin: KeycloakAdmin, realm: RealmUnderTest, realm_changes: RealmChanges
-) -> Iterator[None]:
-    """The three changes, by hand; undone at the end (apply records what it repairs, so
-    the install record is put back as it was too)."""
-    attributes = admin.get_realm(realm.name).get("attributes") or {}
-    record = attributes.get("umpass.install")
-    realm_changes.on_undo(
-        lambda: admin.update_realm(
-            realm.name,
-            {
-                "attributes": {
-                    **(admin.get_realm(realm.name).get("attributes") or {}),
-                    "umpass.install": record,
-                }
-            },
-        )
-    )
-    path = f"admin/realms/{realm.name}/users/profile"
-    before = admin.connection.raw_get(path).json()
-    realm_changes.on_undo(lambda: admin.connection.raw_put(path, data=json.dumps(before)))
-    # Keycloak switches sign-in by email off with duplicate emails on: named here, so that
-    # the undo puts it back too.
-    realm_changes.update_realm(
-        {"browserFlow": "browser", "duplicateEmailsAllowed": True, "loginWithEmailAllowed": False}
-    )
-    loose = json.loads(json.dumps(before))
-    for attribute in loose["attributes"]:
-        if attribute["name"] == "activation_state":
-            attribute["permissions"] = {"view": ["admin", "user"], "edit": ["admin", "user"]}
-    assert admin.connection.raw_put(path, data=json.dumps(loose)).status_code < 300
-    yield
+) -> None:
+    make_hand_drift(admin, realm.name, realm_changes)
 
 
 def test_a_freshly_applied_realm_is_all_green(client: FlaskClient) -> None:
