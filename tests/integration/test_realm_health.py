@@ -9,10 +9,12 @@ the user profile.
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from flask.testing import FlaskClient
@@ -132,3 +134,54 @@ def test_scheduled_check_exits_1_on_drift_and_mails_once_per_new_problem(
     healthy = check()
     assert healthy.returncode == 0, healthy.stdout
     assert len(inbox.mails_to(to)) == 1
+
+
+def test_a_redirector_sending_everyone_away_on_top_of_the_flow_is_red(
+    client: FlaskClient, realm: RealmUnderTest, admin: KeycloakAdmin
+) -> None:
+    """A redirector with a default provider added at the top of the bound browser flow (by
+    hand, in place) is red until apply builds the flow anew; the realm's own redirector
+    inside the flow, which only honours kc_idp_hint, stays green."""
+    base = f"admin/realms/{realm.name}/authentication"
+    alias = quote(admin.get_realm(realm.name)["browserFlow"], safe="")
+    added = admin.connection.raw_post(
+        f"{base}/flows/{alias}/executions/execution",
+        data=json.dumps({"provider": "identity-provider-redirector"}),
+    )
+    assert added.status_code < 300, added.text
+    steps = admin.connection.raw_get(f"{base}/flows/{alias}/executions").json()
+    step = next(
+        s
+        for s in steps
+        if s.get("level") == 0 and s.get("providerId") == "identity-provider-redirector"
+    )
+    config = {
+        "alias": f"away-{secrets.token_hex(3)}",
+        "config": {"defaultProvider": "umpass-activation"},
+    }
+    assert (
+        admin.connection.raw_post(
+            f"{base}/executions/{step['id']}/config", data=json.dumps(config)
+        ).status_code
+        < 300
+    )
+    assert (
+        admin.connection.raw_put(
+            f"{base}/flows/{alias}/executions",
+            data=json.dumps({**step, "requirement": "ALTERNATIVE"}),
+        ).status_code
+        < 300
+    )
+
+    report = _report(client)
+    assert _red(report) == {"no-redirector-on-top"}
+    found = next(c["found"] for c in report["checks"] if c["key"] == "no-redirector-on-top")
+    assert "identity-provider-redirector to umpass-activation" in found
+    assert ("change", "flow umpass browser") in [
+        (d["action"], d["subject"]) for d in report["drift"]
+    ]
+
+    apply_realm(realm.options)  # a new copy of the flow, bound; the edited one deleted
+    report = _report(client)
+    assert _red(report) == set()
+    assert report["drift"] == []
