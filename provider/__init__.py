@@ -82,6 +82,7 @@ def create_app(
     recovery_views.install(app, svc)
     if settings.helpdesk_client_secret:
         from provider.helpdesk import auth as helpdesk_auth
+        from provider.helpdesk import policy_pages as helpdesk_policies
         from provider.helpdesk import views as helpdesk_views
 
         helpdesk_auth.install(
@@ -92,6 +93,7 @@ def create_app(
             settings.helpdesk_client_secret,
         )
         app.register_blueprint(helpdesk_views.bp)
+        app.register_blueprint(helpdesk_policies.bp)
     if settings.realm_health.enabled:
         from provider.realm_health import views as realm_health_views
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, select, update
+from sqlalchemy import Connection, Row, bindparam, lambda_stmt, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.lambdas import StatementLambdaElement
 
 from provider import audit
 from provider.keyed_hash import KeyedHasher, Purpose
@@ -25,16 +26,25 @@ from provider.storage.models import ActivationCode, Student
 
 DEFAULT_CODE_TTL = timedelta(days=30)
 _CODES = ActivationCode.__table__
-_BY_HASH = select(_CODES).where(_CODES.c.code_hash == bindparam("digest"))
-_CONSUME = (
-    update(_CODES)
-    .where(
-        _CODES.c.id == bindparam("code_id"),
-        _CODES.c.used_at.is_(None),
-        _CODES.c.revoked_at.is_(None),
+
+
+# Statements as lambdas (see provider/flows/engine.py).
+def _by_hash() -> StatementLambdaElement:
+    return lambda_stmt(lambda: select(_CODES).where(_CODES.c.code_hash == bindparam("digest")))
+
+
+def _consume() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: (
+            update(_CODES)
+            .where(
+                _CODES.c.id == bindparam("code_id"),
+                _CODES.c.used_at.is_(None),
+                _CODES.c.revoked_at.is_(None),
+            )
+            .values(used_at=bindparam("now"))
+        )
     )
-    .values(used_at=bindparam("now"))
-)
 
 
 class EnrolmentError(ValueError):
@@ -129,7 +139,7 @@ def usable_code(
     runs it on every attempt."""
     stored = normalize_activation_code(typed_code) or ""
     digest = hasher.digest(Purpose.ACTIVATION_CODE, stored)
-    record = db.execute(_BY_HASH, {"digest": digest}).one_or_none()
+    record = db.execute(_by_hash(), {"digest": digest}).one_or_none()
     if record is None or record.user_id != user_id:
         return None
     if record.used_at is not None or record.revoked_at is not None or now >= record.expires_at:
@@ -139,4 +149,4 @@ def usable_code(
 
 def consume_code(db: Session | Connection, code_id: int, now: datetime) -> bool:
     """Mark the code used, once: False when it was already used or revoked."""
-    return db.execute(_CONSUME, {"code_id": code_id, "now": now}).rowcount == 1
+    return db.execute(_consume(), {"code_id": code_id, "now": now}).rowcount == 1

@@ -16,6 +16,14 @@
     umpass realm-check [--mail-to ADDR] [--state FILE]
                               the realm against keycloak_config/: exit 1 on drift, and an
                               email when new drift appears (provider/realm_health)
+    umpass policies           every policy version: current or not, accepted, still to accept
+    umpass publish-policy POLICY VERSION
+                              make a newer version current (audited): students activating
+                              from then on accept it
+    umpass backfill-policy-evidence
+                              the acceptances on activated students' accounts kept as the
+                              service's evidence too (for students activated before it kept
+                              its own); resumable
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -45,6 +53,8 @@ from provider.keycloak import (
     KeycloakGateway,
     ServiceCredentialRejected,
 )
+from provider.policies import documents, evidence
+from provider.policies.published import PublishRefused, current_versions, publish
 from provider.progress import progress_bar
 from provider.proofing import normalize_id_last4, normalize_user_id
 from provider.services import Services
@@ -350,7 +360,62 @@ def cmd_realm_check(args: argparse.Namespace) -> int:
     return status
 
 
+def _policy_services() -> Services:
+    svc = Services.assemble(_settings())
+    try:
+        with svc.reads() as db:
+            current_versions(db)
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot read the database ({type(exc).__name__}): is it running, "
+            "is DATABASE_URL right, has `umpass db-upgrade` run?"
+        ) from exc
+    return svc
+
+
+def cmd_policies(_args: argparse.Namespace) -> None:
+    svc = _policy_services()
+    with svc.reads() as db:
+        rows = evidence.counts(db, documents())
+    table = Table("policy", "version", "status", "accepted", "still to accept", title="Policies")
+    for row in rows:
+        status = "current" if row.current else "-"
+        due = "-" if row.still_due is None else str(row.still_due)
+        table.add_row(row.policy.id, row.policy.version, status, str(row.accepted), due)
+    Console().print(table)
+
+
+def cmd_backfill_policy_evidence(_args: argparse.Namespace) -> None:
+    from provider.policies import backfill
+
+    settings = _settings()
+    svc = Services.assemble(settings, gateway=check_services(settings))
+    total = len(backfill.activated_students(svc))
+    with progress_bar() as progress:
+        task = progress.add_task("accounts read", total=total)
+        done = backfill.backfill(svc, lambda: progress.advance(task))
+    print(
+        f"{done.students} activated students read: {done.kept} acceptances added, "
+        f"{done.missing} accounts no longer in Keycloak"
+    )
+
+
+def cmd_publish_policy(args: argparse.Namespace) -> None:
+    svc = _policy_services()
+    try:
+        done = publish(svc.sessions, args.policy, args.version, f"cli:{getpass.getuser()}")
+    except PublishRefused as exc:
+        raise CommandError(str(exc)) from None
+    print(f"{done.policy.key} is published: students activating from now on accept it")
+    # Said plainly, so nobody takes the evidence page's "still to accept" for a reminder
+    # that reaches them: active students are not asked again at sign-in yet.
+    print("note: active students are not asked to accept it at sign-in yet (README)")
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
+    "policies": cmd_policies,
+    "publish-policy": cmd_publish_policy,
+    "backfill-policy-evidence": cmd_backfill_policy_evidence,
     "check": cmd_check,
     "serve": cmd_serve,
     "seed-demo": cmd_seed_demo,
@@ -403,10 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     realm_check.add_argument(
         "--mail-to", help="alert address (default UMPASS_REALM_ALERT_EMAIL)", default=""
     )
-    realm_check.add_argument(
-        "--state",
-        default="var/realm-check.json",
-        help="what the last run saw, so only new drift is mailed",
+    sub.add_parser("policies", help="every policy version, accepted and still to accept")
+    publishing = sub.add_parser("publish-policy", help="make a newer policy version current")
+    publishing.add_argument("policy", help="the policy id, e.g. it-acceptable-use")
+    publishing.add_argument("version", help="the version, e.g. 2027-01")
+    sub.add_parser(
+        "backfill-policy-evidence",
+        help="keep the acceptances on activated students' accounts as evidence (resumable)",
     )
     intake_commands: dict[str, Callable] = {}
     intake.add_commands(sub, intake_commands)

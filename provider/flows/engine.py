@@ -29,11 +29,13 @@ from sqlalchemy import (
     bindparam,
     delete,
     insert,
+    lambda_stmt,
     or_,
     select,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.lambdas import StatementLambdaElement
 
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.engine import bind_of
@@ -44,28 +46,53 @@ log = logging.getLogger(__name__)
 # connection, not ORM sessions, whose unit of work cost about twice the CPU per
 # transaction (issue 17). The rows are the ORM's table, so nothing else changes.
 _FLOWS = Flow.__table__
-# Built once with bound parameters: a statement made per call costs SQLAlchemy its cache
-# key each time (about as much again as running it).
-_LOAD = select(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key"))
-_INSERT = insert(_FLOWS)
-_DELETE = delete(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key"))
-_TOUCH = (
-    update(_FLOWS)
-    .where(_FLOWS.c.id_hash == bindparam("key"))
-    .values(updated_at=bindparam("now"), expires_at=bindparam("expires"))
-)
-_WRITE = (
-    update(_FLOWS)
-    .where(_FLOWS.c.id_hash == bindparam("key"), _FLOWS.c.version == bindparam("seen"))
-    .values(
-        step=bindparam("step"),
-        user_id=bindparam("user"),
-        state=bindparam("data"),
-        version=_FLOWS.c.version + 1,  # = seen + 1: the WHERE holds it at seen
-        updated_at=bindparam("now"),
-        expires_at=bindparam("expires"),
+
+
+# A statement made per call costs SQLAlchemy its cache key each time (about as much again
+# as running it): the writes are lambdas, which SQLAlchemy builds once per code location,
+# and the loads are built once per engine (`FlowEngine._load`). Functions, not module
+# constants, so that mutation testing reaches them.
+def _load_statement() -> Select[Any]:
+    return select(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key"))
+
+
+def _insert() -> StatementLambdaElement:
+    return lambda_stmt(lambda: insert(_FLOWS))
+
+
+def _delete() -> StatementLambdaElement:
+    return lambda_stmt(lambda: delete(_FLOWS).where(_FLOWS.c.id_hash == bindparam("key")))
+
+
+def _touch() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: (
+            update(_FLOWS)
+            .where(_FLOWS.c.id_hash == bindparam("key"))
+            .values(updated_at=bindparam("now"), expires_at=bindparam("expires"))
+        )
     )
-)
+
+
+def _write() -> StatementLambdaElement:
+    # No parameter is named like a column: Core would SET a column from a parameter of its
+    # name even where `values` does not (a mutation run found `step` written that way).
+    # The user never changes after identify (identifying again makes a new flow).
+    return lambda_stmt(
+        lambda: (
+            update(_FLOWS)
+            .where(_FLOWS.c.id_hash == bindparam("key"), _FLOWS.c.version == bindparam("seen"))
+            .values(
+                step=bindparam("to_step"),
+                state=bindparam("data"),
+                version=_FLOWS.c.version + 1,  # = seen + 1: the WHERE holds it at seen
+                updated_at=bindparam("now"),
+                expires_at=bindparam("expires"),
+            )
+        )
+    )
+
+
 FLOW_COOKIE = "umpass_flow"
 DEFAULT_IDLE = timedelta(minutes=30)
 MAX_LIFETIME = timedelta(hours=2)
@@ -124,7 +151,7 @@ class FlowEngine(Generic[D]):
     ) -> None:
         self._bind = bind_of(sessions)
         self._read_bind = bind_of(reads or sessions)
-        self._loads: dict[StandsClause, Select[Any]] = {}
+        self._loads: dict[StandsClause | None, Select[Any]] = {}
         self._hasher = hasher
         self.steps = tuple(steps)
         self._data_type = data_type
@@ -182,11 +209,11 @@ class FlowEngine(Generic[D]):
 
     def _load(self, stands: StandsClause | None) -> Select[Any]:
         """The load statement, with the `stands` column when asked (built once each)."""
-        if stands is None:
-            return _LOAD
         statement = self._loads.get(stands)
         if statement is None:
-            statement = _LOAD.add_columns(stands(_FLOWS).label("stands"))
+            statement = _load_statement()
+            if stands is not None:
+                statement = statement.add_columns(stands(_FLOWS).label("stands"))
             self._loads[stands] = statement
         return statement
 
@@ -210,9 +237,9 @@ class FlowEngine(Generic[D]):
         flow_id = secrets.token_urlsafe(24)
         with self._bind.begin() as conn:
             if state.flow_id:
-                conn.execute(_DELETE, {"key": self._key(state.flow_id)})
+                conn.execute(_delete(), {"key": self._key(state.flow_id)})
             conn.execute(
-                _INSERT,
+                _insert(),
                 {
                     "id_hash": self._key(flow_id),
                     "user_id": user_id,
@@ -242,7 +269,7 @@ class FlowEngine(Generic[D]):
             return
         with self._bind.begin() as conn:
             conn.execute(
-                _TOUCH,
+                _touch(),
                 {"key": self._key(state.flow_id), "now": now, "expires": now + self.idle},
             )
 
@@ -279,6 +306,19 @@ class FlowEngine(Generic[D]):
         `along` as in `save`."""
         return self._write(state, self.steps[-1], now, along)
 
+    def back_to(
+        self,
+        state: FlowState[D],
+        step: str,
+        now: datetime | None = None,
+        *,
+        along: Callable[[Connection], None] | None = None,
+    ) -> FlowState[D]:
+        """An earlier step's result no longer holds: write and move back to it."""
+        if self.steps.index(step) >= self.steps.index(state.step):
+            raise ValueError(f"{step!r} is not before {state.step!r}")
+        return self._write(state, step, now, along)
+
     def next_step(self, step: str) -> str:
         """The step that follows `step` in the list (the last one stays last)."""
         index = self.steps.index(step)
@@ -297,12 +337,11 @@ class FlowEngine(Generic[D]):
         now = now or datetime.now(UTC)
         with self._bind.begin() as conn:
             result = conn.execute(
-                _WRITE,
+                _write(),
                 {
                     "key": self._key(state.flow_id),
                     "seen": state.version,
-                    "step": step,
-                    "user": state.user_id,
+                    "to_step": step,
                     "data": state.data.to_json(),
                     "now": now,
                     "expires": now + self.idle,
@@ -320,7 +359,7 @@ class FlowEngine(Generic[D]):
         """Forget the flow (the "Not you? Start again" of a shared computer)."""
         if state.flow_id:
             with self._bind.begin() as conn:
-                conn.execute(_DELETE, {"key": self._key(state.flow_id)})
+                conn.execute(_delete(), {"key": self._key(state.flow_id)})
 
 
 def flow_expired(now: datetime, flow: Any = Flow) -> ColumnElement[bool]:

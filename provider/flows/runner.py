@@ -41,6 +41,7 @@ from provider.flows.step import (
     Impossible,
     Next,
     Outcome,
+    Reopens,
     Stay,
     Step,
     StepLimit,
@@ -236,6 +237,10 @@ class FlowRoutes(Generic[D]):
             answered = caller.on_end(self.engine(), state)
             if answered is not None:
                 return answered
+        if request.method == "POST":
+            reopened = self._reopen_earlier(state)
+            if reopened is not None:
+                return reopened
         visit = self.visit(state, by_name[name])
         if request.method != "POST":  # GET, and HEAD (which Flask-WTF does not CSRF-check)
             self.engine().touch(state)
@@ -247,6 +252,34 @@ class FlowRoutes(Generic[D]):
         except FlowConflict:  # a parallel request changed the flow first: look again
             return self.to_current(self.engine().load_or_start(state.flow_id))
         return self._follow(visit, outcome)
+
+    def _reopen_earlier(self, state: FlowState[D]) -> ResponseReturnValue | None:
+        """Back to the first earlier step whose result no longer holds (a policy version
+        published while the student was on a later step), before this step's answer is
+        taken. Asked on posts only: a post is where anything is written (the activation
+        among them), and a read on every page would cost every student a query for an
+        event of a few minutes a year. Not on the end page: what was done there stands."""
+        if state.user_id is None or state.step == self.flow.last:
+            return None
+        for earlier in self.flow.steps[: self.flow.steps.index(self.flow.by_name[state.step])]:
+            if not isinstance(earlier, Reopens) or earlier.holds(self.visit(state, earlier)):
+                continue
+            try:
+                self.engine().back_to(
+                    state,
+                    earlier.name,
+                    along=lambda conn, name=earlier.name: audit.record(
+                        conn,
+                        audit.STUDENT,
+                        f"{self.flow.audit_prefix}.{name}.reopened",
+                        state.user_id,
+                    ),
+                )
+            except FlowConflict:  # a parallel request moved it: look where it is
+                return self.to_current(self.engine().load_or_start(state.flow_id))
+            flash(earlier.reopened_message())
+            return self.to_current(state)
+        return None
 
     def _refused(self, visit: Visit[D]) -> ResponseReturnValue:
         """A post no page of ours sends (provider/form_input.py): the step's page again,

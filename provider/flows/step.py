@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Generic, Protocol
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, runtime_checkable
 
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
@@ -109,6 +109,19 @@ class Visit(Generic[D]):
         """Write what this step collected, staying on it (raises FlowConflict when a
         parallel request changed the flow first)."""
         self.engine.save(self.state)
+
+
+@runtime_checkable
+class Reopens(Protocol[D]):
+    """A step whose result can stop holding while the student is on a later step (the
+    policies step: a new version published meanwhile). The runner asks it on every
+    post to a later step, and moves the flow back to it when it no longer holds."""
+
+    name: ClassVar[str]
+
+    def holds(self, visit: Visit[D]) -> bool: ...
+
+    def reopened_message(self) -> str: ...
 
 
 class Step(Protocol[D]):

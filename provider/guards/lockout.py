@@ -13,9 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, insert, lambda_stmt, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.lambdas import StatementLambdaElement
 
 from provider.keyed_hash import KeyedHasher, Purpose
 from provider.storage.engine import bind_of
@@ -34,23 +35,40 @@ RECOVERY_PREFIX = "r/"
 
 # Every identify reads and counts here: SQLAlchemy Core on a connection (see bind_of).
 _ROWS = IdentifyLockout.__table__
-_ROW = select(_ROWS).where(_ROWS.c.user_id == bindparam("key"))
-# Built once with bound parameters (see provider/flows/engine.py).
-_COUNT = (
-    update(_ROWS)
-    .where(
-        _ROWS.c.user_id == bindparam("key"),
-        or_(_ROWS.c.locked_until.is_(None), _ROWS.c.locked_until <= bindparam("now")),
-        _ROWS.c.failures < MAX_FAILURES,
+
+
+# Statements as lambdas (see provider/flows/engine.py): SQLAlchemy builds each once per
+# code location and caches it; inside functions, so that mutation testing reaches them.
+def _row() -> StatementLambdaElement:
+    return lambda_stmt(lambda: select(_ROWS).where(_ROWS.c.user_id == bindparam("key")))
+
+
+def _count() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: (
+            update(_ROWS)
+            .where(
+                _ROWS.c.user_id == bindparam("key"),
+                or_(_ROWS.c.locked_until.is_(None), _ROWS.c.locked_until <= bindparam("now")),
+                _ROWS.c.failures < MAX_FAILURES,
+            )
+            .values(failures=_ROWS.c.failures + 1, updated_at=bindparam("now"))
+        )
     )
-    .values(failures=_ROWS.c.failures + 1, updated_at=bindparam("now"))
-)
-_CREATE = insert(_ROWS)
-_SUCCEEDED = (
-    update(_ROWS)
-    .where(_ROWS.c.user_id == bindparam("key"))
-    .values(failures=0, lock_count=0, locked_until=None, updated_at=bindparam("now"))
-)
+
+
+def _create() -> StatementLambdaElement:
+    return lambda_stmt(lambda: insert(_ROWS))
+
+
+def _succeeded() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: (
+            update(_ROWS)
+            .where(_ROWS.c.user_id == bindparam("key"))
+            .values(failures=0, lock_count=0, locked_until=None, updated_at=bindparam("now"))
+        )
+    )
 
 
 def lock_key(typed_user_id: str) -> str:
@@ -85,10 +103,10 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
     bind = bind_of(sessions)
     for _ in range(_MAX_ROUNDS):
         with bind.begin() as conn:
-            counted = conn.execute(_COUNT, {"key": key, "now": now}).rowcount
+            counted = conn.execute(_count(), {"key": key, "now": now}).rowcount
             if counted:
                 return None
-            row = conn.execute(_ROW, {"key": key}).first()
+            row = conn.execute(_row(), {"key": key}).first()
             if row is not None:
                 if row.locked_until is not None and row.locked_until > now:
                     return row.locked_until
@@ -114,7 +132,7 @@ def begin_attempt(sessions: sessionmaker[Session], key: str, now: datetime) -> d
         try:
             with bind.begin() as conn:
                 conn.execute(
-                    _CREATE, {"user_id": key, "failures": 1, "lock_count": 0, "updated_at": now}
+                    _create(), {"user_id": key, "failures": 1, "lock_count": 0, "updated_at": now}
                 )
         except IntegrityError:  # a parallel first attempt created it: count on that row
             continue
@@ -180,7 +198,7 @@ def hot(
     if after_locks <= 0:
         return None
     with bind_of(sessions).connect() as conn:
-        row = conn.execute(_ROW, {"key": key}).first()
+        row = conn.execute(_row(), {"key": key}).first()
     if row is None or row.locked_until is None or row.lock_count < after_locks:
         return None
     check_ends = row.locked_until + window
@@ -194,7 +212,7 @@ def record_success(sessions: sessionmaker[Session], key: str, now: datetime) -> 
 
 def record_success_in(db: Session | Connection, key: str, now: datetime) -> None:
     """`record_success` in the caller's transaction (beside the audit of the success)."""
-    db.execute(_SUCCEEDED, {"key": key, "now": now})
+    db.execute(_succeeded(), {"key": key, "now": now})
 
 
 def clear(sessions: sessionmaker[Session], key: str) -> None:

@@ -41,6 +41,8 @@ ACTIONS: dict[str, LazyString] = {
     "contacts.send_refused": _l("Activation: a contact code was not sent"),
     "step.done": _l("Activation: chose a password"),
     "account.activated": _l("Account activated"),
+    "policy.accepted": _l("Accepted a policy"),
+    "step.policies.reopened": _l("Activation: sent back to the policies (a new version)"),
     "flow.restarted": _l("Activation started again"),
     "sign_in.asserted": _l("Sent back to sign-in, signed in"),
     "recovery.code_sent": _l("Recovery started: a code was sent"),
@@ -129,6 +131,10 @@ KEYS: dict[str, Callable[[Any, tzinfo], str]] = {
     "intake": lambda v, tz: _("intake %(name)s", name=v),
     "recovered": lambda v, tz: _("finishing what an earlier try began"),
     "count": lambda v, tz: _("%(n)s revoked", n=v),
+    # policy.accepted: which policy (its id, as the CSV export names it), version, when.
+    "policy": lambda v, tz: str(v),
+    "version": lambda v, tz: _("version %(version)s", version=v),
+    "at": lambda v, tz: _("at %(time)s", time=_when(str(v).replace("Z", "+00:00"), tz)),
 }
 # Details that say only "as usual": left out.
 SILENT: dict[str, Any] = {"reason": "ok", "recovered": False}

@@ -245,11 +245,13 @@ def import_intake(
     in_flight: deque[tuple[Sequence[IntakeRecord], Future[ImportResults]]] = deque()
     with ThreadPoolExecutor(max_workers=PARALLEL_BATCHES, thread_name_prefix="import") as pool:
         for batch in _chunked(todo(), batch_size):
-            if len(in_flight) == PARALLEL_BATCHES:
-                done, running = in_flight.popleft()
-                finish(done, running.result())
             reps = [user_representation(r) for r in batch]
             in_flight.append((batch, pool.submit(provisioner.import_users, reps)))
+            # One batch queued beyond the workers: while this thread does the database
+            # work of the oldest, Keycloak still has PARALLEL_BATCHES to import.
+            if len(in_flight) > PARALLEL_BATCHES:
+                done, running = in_flight.popleft()
+                finish(done, running.result())
         while in_flight:
             done, running = in_flight.popleft()
             finish(done, running.result())

@@ -249,3 +249,35 @@ class UsedChallenge(Base):
 
     nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class PolicyPublication(Base):
+    """A policy version made current: from then on every student must accept it. Rows are
+    only added (a later version supersedes), so the history of publishing is kept."""
+
+    __tablename__ = "policy_publications"
+    __table_args__ = (UniqueConstraint("policy_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    published_at: Mapped[datetime] = mapped_column(default=utcnow)
+    published_by: Mapped[str] = mapped_column(String(255))
+
+
+class PolicyAcceptance(Base):
+    """Evidence: a student accepted one version of one policy, at that time (the same
+    ``id@version:time`` the account holds). Kept as long as the account's record: not
+    purged with the audit log, since an audit of who accepted what may come years later."""
+
+    __tablename__ = "policy_acceptances"
+    __table_args__ = (
+        UniqueConstraint("user_id", "policy_id", "version"),
+        Index("ix_policy_acceptances_version", "policy_id", "version"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    policy_id: Mapped[str] = mapped_column(String(64))
+    version: Mapped[str] = mapped_column(String(16))
+    accepted_at: Mapped[datetime] = mapped_column()

@@ -192,10 +192,28 @@ REALM_HEALTH = (
     PageState("realm-health-drift", r"/helpdesk/realm-health", "Realm health", "Needs repair"),
 )
 
-ALL_STATES = {s.name: s for s in (*FLOW, *HELPDESK, *KEYCLOAK_PAGES, *REALM_HEALTH)}
-assert len(ALL_STATES) == len(FLOW) + len(HELPDESK) + len(KEYCLOAK_PAGES) + len(REALM_HEALTH), (
-    "names repeat"
+PUBLISH = r"/helpdesk/policies/[\w-]+/[\d-]+/publish"
+POLICY_PAGES = (
+    PageState("helpdesk-policies", r"/helpdesk/policies/", "Campus IT policies"),
+    PageState("helpdesk-confirm-publish", PUBLISH, "Publish version %(version)s of “%(title)s”?"),
+    PageState(
+        "helpdesk-published",
+        r"/helpdesk/policies/",
+        "Campus IT policies",
+        "Version %(version)s of “%(title)s” is published: students activating from now on "
+        "accept it.",
+    ),
+    PageState(
+        "policies-reopened",
+        r"/activate/policies",
+        "Campus IT policies",
+        "What changed since version %(version)s, which you accepted",
+    ),
 )
+
+_GROUPS = (FLOW, HELPDESK, KEYCLOAK_PAGES, POLICY_PAGES, REALM_HEALTH)
+ALL_STATES = {s.name: s for group in _GROUPS for s in group}
+assert len(ALL_STATES) == sum(len(group) for group in _GROUPS), "names repeat"
 
 # Violations in Keycloak's own markup that the `umpass` theme (messages, CSS and a footer)
 # cannot reach. Each is exact: another violation, or this one gone (Keycloak fixed it,

@@ -15,7 +15,7 @@ from provider.date_input import form_fields
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, STATE_PENDING
 from provider.services import Services
 from provider.storage.engine import bind_of
-from provider.storage.models import ActivationCode, Flow, IdentifyLockout
+from provider.storage.models import ActivationCode, Flow, IdentifyLockout, PolicyAcceptance
 from tests.support.addresses import fresh_address
 from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails
@@ -108,9 +108,22 @@ def test_whole_flow_activates_and_the_password_signs_in(
         "step.contacts",  # steps reached, for the activation funnel
         "step.password",
         "account.activated",
+        "policy.accepted",  # the evidence, one per policy, with the code consumed
+        "policy.accepted",
     ]
     trail = repr([(e.actor, e.action, e.detail) for e in events])
     assert student.code not in trail and "2006-02-28" not in trail and "4567" not in trail
+    # The service's evidence is what the account holds, to the second.
+    with services.sessions() as db:
+        kept = db.scalars(
+            select(PolicyAcceptance).where(PolicyAcceptance.user_id == student.user_id)
+        )
+        evidence = sorted(
+            f"{r.policy_id}@{r.version}:"
+            + r.accepted_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+            for r in kept
+        )
+    assert evidence == sorted(accepted)
 
     # The code is spent: a replay is the generic failure.
     replay = FlowClient(flow.client.application.test_client()).identify(student)

@@ -27,11 +27,13 @@ from provider.flows.runner import engine_extension
 from provider.flows.state import ActivationData, OnRecord
 from provider.flows.steps.activate import activate
 from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
-from provider.policies import accepted_record, current_policies
+from provider.policies import accepted_record
 from provider.services import services as app_services
+from provider.services import services as services_of
 from provider.storage.models import ActivationCode
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
+from tests.support.policies import current_policies
 
 # The password "done" is reached with (the realm's policy and the service's rules pass it).
 DONE_PASSWORD = "orbit lantern velvet 1987"
@@ -120,7 +122,9 @@ def put_flow_at(
     index = engine.steps.index
     if index(step) > index("policies"):
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-        collected.accepted_policies = [accepted_record(p, at) for p in current_policies()]
+        collected.accepted_policies = [
+            accepted_record(p, at) for p in current_policies(services_of(app))
+        ]
     if index(step) > index("contacts"):
         _contacts_proven(app, collected)
     collected = dataclasses.replace(collected, **(data or {}))

@@ -247,6 +247,7 @@ def test_what_the_flow_stands_on_is_read_with_it(engine: FlowEngine) -> None:
     each condition keeps a statement of its own."""
     state = _identified(engine)
     later = T0 + timedelta(minutes=1)
+    assert engine.load_or_start(state.flow_id, later).stands is True  # nothing asked first
     assert engine.load_or_start(state.flow_id, later, stands=_code_at_least).stands is True
     assert engine.load_or_start(state.flow_id, later, stands=_code_above).stands is False
     assert engine.load_or_start(state.flow_id, later, stands=_code_at_least).stands is True
@@ -254,3 +255,23 @@ def test_what_the_flow_stands_on_is_read_with_it(engine: FlowEngine) -> None:
     earlier = T0 - timedelta(minutes=1)
     assert engine.load_or_start(state.flow_id, earlier, stands=_code_at_least).stands is False
     assert engine.load_or_start(state.flow_id, later).stands is True  # nothing asked
+
+
+def test_advance_runs_along_in_its_own_transaction(engine: FlowEngine, sessions) -> None:
+    """`along` writes beside the step's move, in the same transaction: both or neither."""
+    state = _identified(engine)
+    touched: list[str] = []
+
+    def along(conn) -> None:
+        conn.execute(update(Flow.__table__).values(user_id="changed-along"))
+        touched.append(state.step)
+
+    moved = engine.advance(state, T0, along=along)
+    assert (moved.step, touched) == ("password", ["policies"])
+    assert _row(sessions, engine, state).user_id == "changed-along"
+    stale = FlowState(
+        flow_id=state.flow_id, step="password", user_id="dc12345", data=state.data, version=0
+    )
+    with pytest.raises(FlowConflict):
+        engine.advance(stale, T0, along=along)  # the write lost: along never ran
+    assert touched == ["policies"]

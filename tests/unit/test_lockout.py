@@ -281,3 +281,16 @@ def test_a_lock_records_when_it_started(sessions) -> None:
     _lock_once(sessions, "dc44444", started)
     with sessions() as session:
         assert session.get(IdentifyLockout, "dc44444").locked_at == started
+
+
+def test_success_leaves_no_trace_of_an_ended_lock(sessions) -> None:
+    """What the help desk's lockouts page reads: after a success, the row holds no count,
+    no lock length and no lock end, even of a lock that had already ended."""
+    for _ in range(5):
+        _fail(sessions, "dc12345", T0)
+    t1 = T0 + timedelta(minutes=15, seconds=1)
+    assert _allowed(sessions, "dc12345", t1)
+    lockout.record_success(sessions, "dc12345", t1)
+    with sessions() as session:
+        row = session.get(IdentifyLockout, "dc12345")
+        assert (row.failures, row.lock_count, row.locked_until, row.updated_at) == (0, 0, None, t1)

@@ -25,8 +25,9 @@ import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import Connection, bindparam, lambda_stmt, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.lambdas import StatementLambdaElement
 
 from provider import audit
 from provider.activation_codes import consume_code
@@ -39,30 +40,42 @@ from provider.keycloak import (
     IdentityServiceUnavailable,
     UserNotFound,
 )
+from provider.policies import evidence
 from provider.services import Services
 from provider.storage.engine import bind_of
 from provider.storage.models import ActivationCode
 
 _CODES = ActivationCode.__table__
-# Built once with bound parameters (see provider/flows/engine.py).
-_CLAIM_READ = select(
-    _CODES.c.revoked_at, _CODES.c.used_at, _CODES.c.expires_at, _CODES.c.claimed_by
-).where(_CODES.c.id == bindparam("code_id"))
-_CLAIM = (
-    update(_CODES)
-    .where(
-        _CODES.c.id == bindparam("code_id"),
-        _CODES.c.used_at.is_(None),
-        _CODES.c.revoked_at.is_(None),
-        _CODES.c.expires_at > bindparam("now"),
-        or_(
-            _CODES.c.claimed_by.is_(None),
-            _CODES.c.claimed_by == bindparam("flow"),
-            _CODES.c.claimed_at < bindparam("stale"),
-        ),
+
+
+# Statements as lambdas (see provider/flows/engine.py).
+def _claim_read() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: select(
+            _CODES.c.revoked_at, _CODES.c.used_at, _CODES.c.expires_at, _CODES.c.claimed_by
+        ).where(_CODES.c.id == bindparam("code_id"))
     )
-    .values(claimed_by=bindparam("flow"), claimed_at=bindparam("now"))
-)
+
+
+def _claim() -> StatementLambdaElement:
+    return lambda_stmt(
+        lambda: (
+            update(_CODES)
+            .where(
+                _CODES.c.id == bindparam("code_id"),
+                _CODES.c.used_at.is_(None),
+                _CODES.c.revoked_at.is_(None),
+                _CODES.c.expires_at > bindparam("now"),
+                or_(
+                    _CODES.c.claimed_by.is_(None),
+                    _CODES.c.claimed_by == bindparam("flow"),
+                    _CODES.c.claimed_at < bindparam("stale"),
+                ),
+            )
+            .values(claimed_by=bindparam("flow"), claimed_at=bindparam("now"))
+        )
+    )
+
 
 # Longer than the slowest Keycloak round a request can make (pool wait, token, read and
 # write at UMPASS_KC_TIMEOUT each), so a live request's claim is never taken over.
@@ -174,6 +187,8 @@ def activate(
                 state.user_id,
                 recovered=code_claim.ours_before,
             )
+            # The evidence the account now holds, kept by the service too.
+            evidence.record(conn, state.user_id or "", data.accepted_policies)
 
     data.forget_transient()
     data.activated = True
@@ -189,7 +204,7 @@ def activate(
 
 def _claim_code(conn: Connection, code_id: int, flow_key: str, now: datetime) -> _CodeClaim | None:
     """Take the code for this flow; None when it is revoked, or used or held by another."""
-    code = conn.execute(_CLAIM_READ, {"code_id": code_id}).first()
+    code = conn.execute(_claim_read(), {"code_id": code_id}).first()
     if code is None or code.revoked_at is not None:
         return None
     if code.used_at is None and code.expires_at <= now:
@@ -198,7 +213,7 @@ def _claim_code(conn: Connection, code_id: int, flow_key: str, now: datetime) ->
     if code.used_at is not None:
         return _CodeClaim(ours_before=True, already_used=True) if ours else None
     taken = conn.execute(
-        _CLAIM,
+        _claim(),
         {"code_id": code_id, "flow": flow_key, "now": now, "stale": now - CLAIM_LEASE},
     ).rowcount
     if not taken:

@@ -1,0 +1,49 @@
+"""The policy versions a student must accept now, as the service reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import delete
+
+from provider.policies import Policy
+from provider.policies.published import current, publish
+from provider.services import Services
+from provider.storage.models import PolicyPublication
+
+
+def current_policies(svc: Services) -> tuple[Policy, ...]:
+    with svc.reads() as db:
+        return current(db)
+
+
+@contextmanager
+def published(svc: Services, policy_id: str, version: str) -> Iterator[None]:
+    """`version` current while the block runs; the publication removed afterwards (the
+    database is shared by the session's tests), whether the test passed or failed."""
+    publish(svc.sessions, policy_id, version, "test")
+    try:
+        yield
+    finally:
+        with svc.sessions.begin() as db:
+            db.execute(
+                delete(PolicyPublication).where(
+                    PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
+                )
+            )
+
+
+@contextmanager
+def unpublished_after(svc: Services, policy_id: str, version: str) -> Iterator[None]:
+    """For a test that publishes `version` itself (through the console): the publication
+    is removed when the block ends, whether the test passed or failed."""
+    try:
+        yield
+    finally:
+        with svc.sessions.begin() as db:
+            db.execute(
+                delete(PolicyPublication).where(
+                    PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
+                )
+            )
