@@ -13,9 +13,10 @@
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
     umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
-    umpass realm-check [--mail-to ADDR] [--state FILE]
-                              the realm against keycloak_config/: exit 1 on drift, and an
-                              email when new drift appears (provider/realm_health)
+    umpass realm-check [--mail-to ADDR]
+                              the realm against keycloak_config/, stored for the web's
+                              realm-health page: exit 1 on drift, an email when new drift
+                              appears (provider/realm_health; the timer's host only)
     umpass policies           every policy version: current or not, accepted, still to accept
     umpass publish-policy POLICY VERSION
                               make a newer version current (audited): students activating
@@ -339,23 +340,31 @@ def cmd_purge(args: argparse.Namespace) -> None:
 
 
 def cmd_realm_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from provider.delivery.smtp import SmtpMailer
+    # The monitor's secret is read here, by the timer's command, and nowhere in the web
+    # service (provider/realm_health/monitor.py says why).
     from provider.realm_health import command
+    from provider.realm_health.monitor import load_monitor_settings
     from provider.realm_health.report import check_realm
-    from provider.services import smtp_settings
 
     settings = _settings()
-    if not settings.realm_health.enabled:
-        raise CommandError(
-            "UMPASS_KC_MONITOR_SECRET is not set: set it, run `python -m keycloak_config.apply` "
-            "(which creates the read-only client umpass-realm-monitor), then check again"
-        )
-    report = check_realm(settings)
+    try:
+        monitor = load_monitor_settings()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    svc = Services.assemble(settings)
+    report = check_realm(settings, monitor)
     print(command.render(report))
-    to = args.mail_to or settings.realm_health.alert_email
-    status, note = command.run(report, SmtpMailer(smtp_settings(settings)), to, Path(args.state))
+    try:
+        status, note = command.run(
+            report, svc.sessions, svc.mailer, args.mail_to or monitor.alert_email
+        )
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot store the result ({type(exc).__name__}): is the database running, "
+            "is DATABASE_URL right, has `umpass db-upgrade` run?"
+        ) from exc
+    finally:
+        svc.engine.dispose()
     print(note)
     return status
 

@@ -36,12 +36,11 @@ def _authorized() -> None:
 
 @bp.get("/metrics/realm-health")
 def realm_health() -> ResponseReturnValue:
-    """The realm-health report as JSON, for monitoring (same token as the scrape)."""
+    """The latest stored realm-health result as JSON, for monitoring (same token as the
+    scrape): its status, when it was checked, and stale when too old."""
     _authorized()
-    if realm_health_views.CACHE_KEY not in current_app.extensions:
-        abort(404)  # no monitor account configured
-    report = realm_health_views.cache(current_app).get(services(current_app).settings)
-    return jsonify(report.as_json()), 200, {"Cache-Control": "no-store"}
+    health = realm_health_views.current()  # stored by umpass realm-check; never Keycloak
+    return jsonify(health.as_json()), 200, {"Cache-Control": "no-store"}
 
 
 @bp.get("/metrics")
@@ -54,8 +53,6 @@ def metrics() -> ResponseReturnValue:
     registry.register(send_budget.SendsCollector(svc.reads, svc.settings.sms_daily_budget))
     registry.register(lockout_data.LockoutCollector(svc))
     registry.register(recovery_data.RecoveriesCollector(svc))
-    if realm_health_views.CACHE_KEY in current_app.extensions:
-        reports = realm_health_views.cache(current_app)
-        registry.register(RealmHealthCollector(lambda: reports.get(svc.settings)))
+    registry.register(RealmHealthCollector(realm_health_views.current))
     registry.register(ADMIN_CALLS)  # this worker's own count (one process per scrape)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

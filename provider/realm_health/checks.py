@@ -1,7 +1,7 @@
 """The settings a university must keep, each checked live against the realm.
 
 Each check reads what it needs through the monitor account and says OK or what is wrong.
-Its title, why it matters and how to repair it are plain English message ids, translated
+Its title and why it matters are plain English message ids (texts.py), translated
 where the page shows them (the JSON stays English, for monitoring). The expected values
 come from keycloak_config itself (its flow names, its service-account roles, its user
 profile), so a check can never disagree with what `apply` sets.
@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from flask_babel import lazy_gettext as _l
 from keycloak import KeycloakAdmin
 
 from keycloak_config.applier import MONITOR_CLIENT
@@ -22,9 +21,10 @@ from keycloak_config.flows import is_copy_of
 from keycloak_config.options import load
 from keycloak_config.student_permissions import SERVICE_CLIENT
 from provider.realm_health.drift import options_for
+from provider.realm_health.monitor import MonitorSettings
+from provider.realm_health.texts import TEXTS
 
 REDIRECTOR = "identity-provider-redirector"
-REPAIR = "python -m keycloak_config.apply"
 
 
 @dataclass(frozen=True)
@@ -237,94 +237,26 @@ def _quote(alias: str) -> str:
     return quote(alias, safe="")
 
 
-CHECKS: tuple[Check, ...] = (
-    Check(
-        "browser-flow",
-        _l("Sign-in (browser) flow is the activation's"),
-        _l(
-            "Bound to another flow, pending students reach a password form and are never "
-            "sent to activation."
-        ),
-        _bound("browserFlow"),
-    ),
-    Check(
-        "direct-grant-flow",
-        _l("Direct grant flow is the activation's"),
-        _l("Bound to another flow, a pending account can get tokens with a password alone."),
-        _bound("directGrantFlow"),
-    ),
-    Check(
-        "first-broker-login",
-        _l("Activation provider's first and post sign-in flows are the activation's"),
-        _l(
-            "They link the student who comes back from activation to their own account and "
-            "refuse one that is not active."
-        ),
-        _first_broker_login,
-    ),
-    Check(
-        "no-redirector-on-top",
-        _l("No Identity Provider Redirector at the top of a flow"),
-        _l(
-            "A redirector with a default provider, outside the pending check, sends everyone "
-            "to that provider before the user ID is asked."
-        ),
-        _no_redirector_on_top,
-    ),
-    Check(
-        "identity-provider",
-        _l("Activation identity provider's settings"),
-        _l(
-            "Signature checks, PKCE, the issuer and import-only sync keep a forged or replayed "
-            "answer from signing anyone in."
-        ),
-        _provider_settings,
-    ),
-    Check(
-        "activation-state-admin-only",
-        _l("activation_state is admin-only in the user profile"),
-        _l(
-            "If students could see or edit it, one could mark their own account active "
-            "without activating."
-        ),
-        _activation_state_admin_only,
-    ),
-    Check(
-        "duplicate-emails-off",
-        _l("Duplicate emails are off"),
-        _l("A verified email must lead to exactly one account, or codes reach the wrong one."),
-        _setting("duplicateEmailsAllowed", False),
-    ),
-    Check(
-        "reset-credentials",
-        _l("Keycloak's own password reset is off"),
-        _l(
-            "Students reset at the service's recovery, by a code to a verified contact; "
-            "Keycloak's reset by email link would go around it."
-        ),
-        _reset_credentials,
-    ),
-    Check(
-        "brute-force",
-        _l("Brute-force detection is on"),
-        _l("Without it passwords can be guessed without limit."),
-        _setting("bruteForceProtected", True),
-    ),
-    Check(
-        "service-account-roles",
-        _l("Service accounts hold exactly their roles"),
-        _l(
-            "One more role (view-users on the activation service, say) reaches every account, "
-            "staff included."
-        ),
-        _service_account_roles,
-    ),
+CHECKS: tuple[Check, ...] = tuple(
+    Check(key, *TEXTS[key], run)
+    for key, run in (
+        ("browser-flow", _bound("browserFlow")),
+        ("direct-grant-flow", _bound("directGrantFlow")),
+        ("first-broker-login", _first_broker_login),
+        ("no-redirector-on-top", _no_redirector_on_top),
+        ("identity-provider", _provider_settings),
+        ("activation-state-admin-only", _activation_state_admin_only),
+        ("duplicate-emails-off", _setting("duplicateEmailsAllowed", False)),
+        ("reset-credentials", _reset_credentials),
+        ("brute-force", _setting("bruteForceProtected", True)),
+        ("service-account-roles", _service_account_roles),
+    )
 )
 
 
-def run_checks(reader: KeycloakAdmin, settings: Any) -> list[CheckResult]:
+def run_checks(reader: KeycloakAdmin, settings: Any, monitor: MonitorSettings) -> list[CheckResult]:
     """Every check; one that cannot read what it needs is red with the reason."""
-    options = options_for(settings)
+    options = options_for(settings, monitor)
     view = RealmView(reader, settings.keycloak.realm, options.variables)
     results = []
     for check in CHECKS:

@@ -1,22 +1,23 @@
 """`umpass realm-check`: the scheduled check (cron or a systemd timer).
 
-Prints the report, exits 0 when the realm is healthy, 1 when it has drifted or a check
-failed, 2 when it could not be read; emails the alert address when a problem appears that
-the last run did not see (`alert.py`).
+Run on ONE host, the only one holding UMPASS_KC_MONITOR_SECRET (monitor.py). Reads the
+realm, prints the report, stores it in the service's database for the web service to
+show (stored.py), emails the alert address when a problem appears that the previous
+stored result had not told (`alert.py`), and prunes the stored history. Exits 0 when the
+realm is healthy, 1 when it has drifted or a check failed, 2 when it could not be read.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask_babel import force_locale
+from sqlalchemy.orm import Session, sessionmaker
 
 from provider.delivery import DeliveryFailed, EmailMessage, Mailer
-from provider.realm_health import alert
-from provider.realm_health.checks import REPAIR
+from provider.realm_health import alert, stored
 from provider.realm_health.report import HealthReport
-
-DEFAULT_STATE = Path("var/realm-check.json")
+from provider.realm_health.texts import REPAIR
+from provider.storage.locks import serialise
+from provider.storage.models import RealmHealthCheck
 
 
 def render(report: HealthReport) -> str:
@@ -61,20 +62,55 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def run(report: HealthReport, mailer: Mailer, to: str, state: Path) -> tuple[int, str]:
-    """The exit status and what was done about the alert (one line)."""
+LOCK = "realm-health-check"
+
+
+def run(
+    report: HealthReport,
+    sessions: sessionmaker[Session],
+    mailer: Mailer,
+    to: str,
+    *,
+    keep_rows: int = stored.KEEP_ROWS,
+    keep_days: int = stored.KEEP_DAYS,
+) -> tuple[int, str]:
+    """Store the report, alert on what the previous stored result had not told, prune the
+    history: one transaction, serialised (PostgreSQL: an advisory lock; SQLite: BEGIN
+    IMMEDIATE), so two runs at once read each other's result and mail once. The exit
+    status and what was done about the alert (one line)."""
     status = 2 if report.error else (0 if report.healthy else 1)
-    decision = alert.decide(alert.read_state(state), report.problem_keys())
-    if not decision.send:
-        alert.write_state(state, decision.current)
-        return status, "no new problem: no email"
-    if not to:
-        alert.write_state(state, decision.current)
-        return status, "new problems, but no address to tell (UMPASS_REALM_ALERT_EMAIL)"
-    try:
-        mailer.send(alert_email(report, decision.new, to))
-    except DeliveryFailed:
-        # Not remembered: the next run mails the same problems again.
-        return max(status, 2), "the alert email could not be sent: will try again next run"
-    alert.write_state(state, decision.current)
-    return status, f"alert emailed ({len(decision.new)} new)"
+    with sessions.begin() as db:
+        serialise(db, LOCK)
+        previous = stored.latest(db)
+        told = frozenset(previous.told) if previous else None
+        decision = alert.decide(told, report.problem_keys())
+        remembered = decision.current
+        if not decision.send:
+            note = "no new problem: no email"
+        elif not to:
+            note = "new problems, but no address to tell (UMPASS_REALM_ALERT_EMAIL)"
+        else:
+            try:
+                mailer.send(alert_email(report, decision.new, to))
+                note = f"alert emailed ({len(decision.new)} new)"
+            except DeliveryFailed:
+                # Not remembered as told: the next run mails the same problems again.
+                remembered = told or frozenset()
+                status = max(status, 2)
+                note = "the alert email could not be sent: will try again next run"
+        db.add(
+            RealmHealthCheck(
+                checked_at=report.checked_at,
+                realm=report.realm,
+                readable=not report.error,
+                healthy=report.healthy,
+                drift_items=len(report.drift),
+                failed_checks=len(report.failed_checks),
+                problems=sorted(decision.current),
+                told=sorted(remembered),
+                result=report.as_json(),
+            )
+        )
+        db.flush()
+        stored.prune(db, report.checked_at, keep_rows=keep_rows, keep_days=keep_days)
+    return status, note

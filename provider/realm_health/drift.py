@@ -16,6 +16,7 @@ from keycloak import KeycloakAdmin
 from keycloak_config.apply import ApplyError, ApplyOptions, apply_realm
 from keycloak_config.plan import Change
 from provider.config import Settings
+from provider.realm_health.monitor import SECRET_VARIABLE, MonitorSettings
 
 
 class DriftUnreadable(Exception):
@@ -41,9 +42,9 @@ class DriftItem:
         return f"drift:{self.action} {self.subject}"
 
 
-def options_for(settings: Settings) -> ApplyOptions:
-    """The options apply runs with, as far as the service knows them."""
-    kc, health = settings.keycloak, settings.realm_health
+def options_for(settings: Settings, health: MonitorSettings) -> ApplyOptions:
+    """The options apply runs with, as far as the check knows them."""
+    kc = settings.keycloak
     env = {
         "UMPASS_KEYCLOAK_URL": kc.url,
         "UMPASS_REALM": kc.realm,
@@ -53,9 +54,9 @@ def options_for(settings: Settings) -> ApplyOptions:
         "UMPASS_KC_CLIENT_SECRET": kc.client_secret,
         "UMPASS_BROKER_CLIENT_SECRET": settings.oidc.broker_client_secret,
         "UMPASS_HELPDESK_CLIENT_SECRET": settings.helpdesk_client_secret,
-        "UMPASS_KC_MONITOR_SECRET": health.monitor_secret,
+        SECRET_VARIABLE: health.secret,
         # Never compared (compare_secrets=False) and never sent: a stand-in, since the
-        # running service does not hold the provisioning secret.
+        # check does not hold the provisioning secret.
         "UMPASS_KC_PROVISIONER_SECRET": secrets.token_urlsafe(24),
         # The plan reads through the monitor connection, never with an admin login.
         "KEYCLOAK_ADMIN_USER": "(unused)",
@@ -71,10 +72,10 @@ def options_for(settings: Settings) -> ApplyOptions:
     return options
 
 
-def drift(settings: Settings, reader: KeycloakAdmin) -> list[DriftItem]:
+def drift(settings: Settings, monitor: MonitorSettings, reader: KeycloakAdmin) -> list[DriftItem]:
     """Every write apply would make now, in the plan's order."""
     try:
-        plan = apply_realm(options_for(settings), dry_run=True, admin=reader)
+        plan = apply_realm(options_for(settings, monitor), dry_run=True, admin=reader)
     except ApplyError as exc:
         raise DriftUnreadable(str(exc)) from None
     return [DriftItem.of(change) for change in plan.writes()]

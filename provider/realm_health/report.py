@@ -1,15 +1,11 @@
-"""One realm-health report: the drift and the checks, read together, kept briefly.
-
-The JSON endpoint and the gauges may reuse a report younger than
-`UMPASS_REALM_HEALTH_CACHE_SECONDS` (a scrape every 15 s must not plan the realm every
-15 s); the admin page and `umpass realm-check` always read anew.
+"""One realm-health report: the drift and the checks, read together by `umpass
+realm-check` through the monitor account, then stored (stored.py) for the web service
+to show; the web service never builds one.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,9 +15,10 @@ from keycloak.exceptions import KeycloakError
 from requests import RequestException
 
 from provider.config import Settings
-from provider.realm_health.checks import REPAIR, CheckResult, run_checks
+from provider.realm_health.checks import CheckResult, run_checks
 from provider.realm_health.drift import DriftItem, DriftUnreadable, drift
-from provider.realm_health.reader import monitor_api
+from provider.realm_health.monitor import MonitorSettings, monitor_api
+from provider.realm_health.texts import REPAIR
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +73,14 @@ class HealthReport:
             }
 
 
-def check_realm(settings: Settings) -> HealthReport:
+def check_realm(settings: Settings, monitor: MonitorSettings) -> HealthReport:
     """Read the realm now. Never raises for an unreadable realm: the report says so."""
     realm = settings.keycloak.realm
     now = datetime.now(UTC)
     try:
-        reader = monitor_api(settings)
-        items = drift(settings, reader)
-        results = run_checks(reader, settings)
+        reader = monitor_api(settings, monitor)
+        items = drift(settings, monitor, reader)
+        results = run_checks(reader, settings, monitor)
     except DriftUnreadable as exc:
         log.warning("realm health: plan failed", extra={"reason": "apply refused"})
         return HealthReport(realm, now, error=str(exc))
@@ -96,21 +93,3 @@ def check_realm(settings: Settings) -> HealthReport:
             "UMPASS_KC_MONITOR_SECRET and that apply has created umpass-realm-monitor",
         )
     return HealthReport(realm, now, results, items)
-
-
-class ReportCache:
-    """The last report of this process, reused while younger than `seconds`."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._lock = threading.Lock()
-        self._kept: tuple[float, HealthReport] | None = None
-
-    def get(self, settings: Settings, *, fresh: bool = False) -> HealthReport:
-        with self._lock:  # one plan at a time per process; the others wait and reuse it
-            now = time.monotonic()
-            if not fresh and self._kept and now - self._kept[0] < self.seconds:
-                return self._kept[1]
-            report = check_realm(settings)
-            self._kept = (time.monotonic(), report)
-            return report
