@@ -184,12 +184,27 @@ KEYCLOAK_PAGES = (
     ),
 )
 
-# The realm-health page (activation-admin), healthy and with drift made by hand.
+# The realm-health page (activation-admin): healthy, with drift made by hand, the latest
+# stored result too old, and none stored.
 REALM_HEALTH = (
     PageState(
         "realm-health", r"/helpdesk/realm-health", "Realm health", "Everything is as it should be."
     ),
     PageState("realm-health-drift", r"/helpdesk/realm-health", "Realm health", "Needs repair"),
+    PageState(
+        "realm-health-stale",
+        r"/helpdesk/realm-health",
+        "Realm health",
+        "The scheduled %(command)s has stored no result for more than %(minutes)s minutes: its "
+        "timer or its host may have stopped. Below is that old result, which may no longer be "
+        "true.",
+    ),
+    PageState(
+        "realm-health-never",
+        r"/helpdesk/realm-health",
+        "Realm health",
+        "Never checked: run %(command)s",
+    ),
 )
 
 PUBLISH = r"/helpdesk/policies/[\w-]+/[\d-]+/publish"

@@ -1,9 +1,12 @@
-"""The realm-health page in Chromium, as an IT admin meets it: green after apply, red
-with plain words once drift is made by hand through the admin API, green again after
-`apply`; in English, Traditional Chinese and Portuguese, each state proven (URL, `lang`,
-translated heading and text) and checked by axe-core with zero violations, at 360 px
-without sideways scrolling, and readable with JavaScript off. A help-desk member without
-`activation-admin` is refused it.
+"""The realm-health page in Chromium, as an IT admin meets it. It shows what the scheduled
+`umpass realm-check` stored (the web service never holds the monitor's secret): green
+after apply and a check; still green right after drift made by hand through the admin
+API (nothing read the realm since), red with plain words once the check has run, green
+again after `apply` and the next check; red "not checked since" when the latest result
+is older than the limit, and "never checked" when there is none. In English, Traditional
+Chinese and Portuguese, each state proven (URL, `lang`, translated heading and text) and
+checked by axe-core with zero violations, at 360 px without sideways scrolling, and
+readable with JavaScript off. A help-desk member without `activation-admin` is refused it.
 
 Screenshots: artifacts/browser/realm-health/<language>/.
 """
@@ -11,6 +14,7 @@ Screenshots: artifacts/browser/realm-health/<language>/.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -24,6 +28,7 @@ from tests.browser.page_states import service_text as text_in
 from tests.browser.sso import enter_password, enter_username
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.realm_changes import RealmChanges
+from tests.support.realm_check import RealmCheck
 from tests.support.realm_drift import HAND_MADE, make_hand_drift
 from tests.support.shots import Shots
 from tests.support.staff import STAFF_PASSWORD
@@ -63,6 +68,7 @@ def test_green_then_red_then_green_in_every_language(
     realm_changes: RealmChanges,
     it_admin: str,
     artifacts: Path,
+    realm_check: RealmCheck,
     language: str,
 ) -> None:
     shots = artifacts / "realm-health" / language
@@ -74,6 +80,7 @@ def test_green_then_red_then_green_in_every_language(
     ok = str(text_in(app, language, "OK"))
     needs_repair = str(text_in(app, language, "Needs repair"))
 
+    realm_check()
     _sign_in(page, live_url, it_admin, language)
     walk.check(page, "realm-health")
     statuses = page.locator("#checks .health-status")
@@ -83,6 +90,9 @@ def test_green_then_red_then_green_in_every_language(
     _fits(page)
 
     make_hand_drift(admin, realm.name, realm_changes)
+    page.reload()  # nothing has read the realm since: still the stored green
+    expect(statuses).to_have_text([ok] * 10)
+    realm_check()
     page.reload()
     walk.check(page, "realm-health-drift")
     for key in HAND_MADE:
@@ -96,10 +106,25 @@ def test_green_then_red_then_green_in_every_language(
     _fits(page)
 
     apply_realm(realm.options)
+    realm_check()
     page.reload()
     expect(statuses).to_have_text([ok] * 10)
     expect(page.locator("#no-drift")).to_be_visible()
     page.screenshot(path=shots / "03-realm-health-repaired.png", full_page=True)
+
+    realm_check.age_all(timedelta(minutes=21))  # the timer stopped 21 minutes ago
+    page.reload()
+    walk.check(page, "realm-health-stale", command="umpass realm-check", minutes="20")
+    expect(page.locator("#realm-stale")).to_be_visible()
+    expect(page.locator("#realm-summary")).to_have_attribute("data-status", "stale")
+    _fits(page)
+
+    realm_check.forget_all()
+    page.reload()
+    walk.check(page, "realm-health-never", command="umpass realm-check")
+    expect(page.locator("#checks")).to_have_count(0)
+    _fits(page)
+    realm_check()
     context.close()
     walk.assert_complete_and_clean()
 
@@ -110,7 +135,9 @@ def test_works_without_javascript_and_only_for_it_admins(
     it_admin: str,
     helpdesk_only: str,
     shots_in: Callable[[str], Shots],
+    realm_check: RealmCheck,
 ) -> None:
+    realm_check()
     context = browser.new_context(viewport=PHONE, java_script_enabled=False)
     page = context.new_page()
     _sign_in(page, live_url, it_admin)
