@@ -110,7 +110,7 @@ def test_green_then_red_then_green_in_every_language(
     page.reload()
     expect(statuses).to_have_text([ok] * 10)
     expect(page.locator("#no-drift")).to_be_visible()
-    page.screenshot(path=shots / "03-realm-health-repaired.png", full_page=True)
+    page.screenshot(path=shots / "02b-realm-health-repaired.png", full_page=True)
 
     realm_check.age_all(timedelta(minutes=21))  # the timer stopped 21 minutes ago
     page.reload()
