@@ -301,14 +301,14 @@ MONITOR_ROLES = {"view-realm", "view-clients", "view-identity-providers", "view-
 
 
 @pytest.fixture(scope="module")
-def monitor_session(settings: Settings) -> requests.Session:
+def monitor_session(settings: Settings, realm: RealmUnderTest) -> requests.Session:
     kc = settings.keycloak
     token = requests.post(
         f"{kc.url}/realms/{kc.realm}/protocol/openid-connect/token",
         data={
             "grant_type": "client_credentials",
             "client_id": "umpass-realm-monitor",
-            "client_secret": settings.realm_health.monitor_secret,
+            "client_secret": realm.options.variables["MONITOR_CLIENT_SECRET"],
         },
         timeout=30,
     )
