@@ -46,6 +46,8 @@ from keycloak_config.student_permissions import (
 )
 
 DEMO_CLIENT = "umpass-demo"
+# Read-only, for the service's realm-health check; only with UMPASS_KC_MONITOR_SECRET.
+MONITOR_CLIENT = "umpass-realm-monitor"
 IDP_KIND, CLIENT_KIND, ROLE_KIND, FLOW_KIND = "identity provider", "client", "realm role", "flow"
 ATTRIBUTE_KIND, GROUP_KIND = "profile attribute", "profile group"
 TEXT_KIND = "localization text"  # names are "<locale>/<key>"
@@ -64,11 +66,15 @@ _DERIVED_DESCRIPTIONS = {
 class RealmApplier(Planner):
     """Brings one realm in line with keycloak_config/; `apply()` returns the plan."""
 
-    def __init__(self, options: ApplyOptions, *, dry_run: bool = False) -> None:
+    def __init__(
+        self, options: ApplyOptions, *, dry_run: bool = False, admin: KeycloakAdmin | None = None
+    ) -> None:
+        """`admin`: another connection to read through (the realm-health check plans with
+        the read-only monitor account); writes need the master-realm admin of `options`."""
         super().__init__(options.realm, dry_run=dry_run)
         self.options = options
         self.record = InstallRecord()
-        self.admin: KeycloakAdmin = options.admin()
+        self.admin: KeycloakAdmin = admin or options.admin()
         self.realm = options.realm
         self._derived: dict[str, tuple[str, str, list[Any], list[Any]]] | None = None
         self._providers: list[tuple[str, str | None, str, str, list[Any]]] | None = None
@@ -365,9 +371,16 @@ class RealmApplier(Planner):
     def _client_files(self) -> list[str]:
         return [p.name for p in sorted((CONFIG_DIR / "clients").glob("*.json"))]
 
+    def _without_monitor(self) -> bool:
+        return not self.options.variables.get("MONITOR_CLIENT_SECRET")
+
     def apply_clients(self) -> None:
         existing = {c["clientId"]: c for c in self.admin.get_clients()}
         for name in self._client_files():
+            if name == f"{MONITOR_CLIENT}.json" and self._without_monitor():
+                if MONITOR_CLIENT in existing:
+                    self._keep(f"client {MONITOR_CLIENT}", "UMPASS_KC_MONITOR_SECRET not set")
+                continue
             desired = load(f"clients/{name}", self.options.variables)
             client_id = desired["clientId"]
             current = existing.get(client_id)
@@ -383,7 +396,10 @@ class RealmApplier(Planner):
                     self.admin.create_client(desired, skip_exists=True)
                 continue
             self._adopt(CLIENT_KIND, client_id)
-            if not _covers(current, desired) and self._write(
+            comparable = dict(desired)
+            if not self.options.compare_secrets:
+                comparable.pop("secret", None)
+            if not _covers(current, comparable) and self._write(
                 Change("change", f"client {client_id}")
             ):
                 self.admin.update_client(current["id"], desired)
@@ -719,6 +735,8 @@ class RealmApplier(Planner):
             )
         default_role = f"default-roles-{self.realm}"
         for client_id, wanted in wanted_by_client.items():
+            if client_id == MONITOR_CLIENT and client_id not in clients and self._without_monitor():
+                continue
             if client_id not in clients:  # created in a dry run only
                 self._write(Change("add", f"roles of {client_id}: {', '.join(sorted(wanted))}"))
                 continue

@@ -44,6 +44,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from keycloak import KeycloakAdmin
 from keycloak.exceptions import (
     KeycloakAuthenticationError,
     KeycloakConnectionError,
@@ -61,9 +62,12 @@ from keycloak_config.uninstall import RealmUninstaller
 __all__ = ["ApplyError", "ApplyOptions", "apply_realm", "main", "uninstall_realm"]
 
 
-def apply_realm(options: ApplyOptions, *, dry_run: bool = False) -> Plan:
-    """Apply (or with dry_run, only plan) the extension; errors become `ApplyError`."""
-    return _translated(options, lambda: RealmApplier(options, dry_run=dry_run).apply())
+def apply_realm(
+    options: ApplyOptions, *, dry_run: bool = False, admin: KeycloakAdmin | None = None
+) -> Plan:
+    """Apply (or with dry_run, only plan) the extension; errors become `ApplyError`.
+    `admin`: read through this connection instead (a plan by a read-only account)."""
+    return _translated(options, lambda: RealmApplier(options, dry_run=dry_run, admin=admin).apply())
 
 
 def uninstall_realm(

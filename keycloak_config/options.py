@@ -26,6 +26,9 @@ CLIENT_SECRETS = (
     "UMPASS_BROKER_CLIENT_SECRET",
     "UMPASS_HELPDESK_CLIENT_SECRET",
 )
+# Optional: without it the realm has no read-only monitor client (the service's realm-health
+# page and `umpass realm-check` need it).
+MONITOR_SECRET = "UMPASS_KC_MONITOR_SECRET"  # noqa: S105 (a variable name)
 
 
 class ApplyError(Exception):
@@ -42,6 +45,10 @@ class ApplyOptions:
     fast_hash: bool = False
     theme: bool = False  # make the realm's login theme ours
     with_demo: bool = False  # the demo downstream client (development and tests)
+    # False: client secrets are left out of the comparison. The realm-health check plans
+    # without the provisioner's secret (the service never holds it), so a secret alone
+    # is not drift there; apply itself always compares them.
+    compare_secrets: bool = True
 
     @classmethod
     def from_env(
@@ -72,6 +79,10 @@ class ApplyOptions:
                 message = refusal(name, env[name])
                 if message:
                     raise ApplyError(message)
+            if env.get(MONITOR_SECRET):
+                message = refusal(MONITOR_SECRET, env[MONITOR_SECRET])
+                if message:
+                    raise ApplyError(message)
         realm = env.get("UMPASS_REALM", "umpass") or "umpass"
         base_url = env.get("UMPASS_BASE_URL", "http://127.0.0.1:5000").rstrip("/")
         backchannel = (env.get("UMPASS_BACKCHANNEL_URL", "") or base_url).rstrip("/")
@@ -90,6 +101,7 @@ class ApplyOptions:
                 "BROKER_CLIENT_ID": env.get("UMPASS_BROKER_CLIENT_ID", "") or "keycloak-broker",
                 "BROKER_CLIENT_SECRET": env["UMPASS_BROKER_CLIENT_SECRET"],
                 "HELPDESK_CLIENT_SECRET": env["UMPASS_HELPDESK_CLIENT_SECRET"],
+                "MONITOR_CLIENT_SECRET": env.get(MONITOR_SECRET, ""),
                 "SERVICE_BASE_URL": base_url,
             },
             fast_hash=fast_hash,

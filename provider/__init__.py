@@ -94,6 +94,10 @@ def create_app(
         )
         app.register_blueprint(helpdesk_views.bp)
         app.register_blueprint(helpdesk_policies.bp)
+        # Shows what `umpass realm-check` stored; never reads the realm (no monitor secret).
+        from provider.realm_health import views as realm_health_views
+
+        realm_health_views.install(app)
     if settings.development:  # never in production: the page shows live codes
         from provider import dev_mail
 

@@ -13,6 +13,10 @@
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
     umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
+    umpass realm-check [--mail-to ADDR]
+                              the realm against keycloak_config/, stored for the web's
+                              realm-health page: exit 1 on drift, an email when new drift
+                              appears (provider/realm_health; the timer's host only)
     umpass policies           every policy version: current or not, accepted, still to accept
     umpass publish-policy POLICY VERSION
                               make a newer version current (audited): students activating
@@ -335,6 +339,36 @@ def cmd_purge(args: argparse.Namespace) -> None:
     Console().print(table)
 
 
+def cmd_realm_check(args: argparse.Namespace) -> int:
+    # The monitor's secret is read here, by the timer's command, and nowhere in the web
+    # service (provider/realm_health/monitor.py says why).
+    from provider.realm_health import command
+    from provider.realm_health.monitor import load_monitor_settings
+    from provider.realm_health.report import check_realm
+
+    settings = _settings()
+    try:
+        monitor = load_monitor_settings()
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    svc = Services.assemble(settings)
+    report = check_realm(settings, monitor)
+    print(command.render(report))
+    try:
+        status, note = command.run(
+            report, svc.sessions, svc.mailer, args.mail_to or monitor.alert_email
+        )
+    except SQLAlchemyError as exc:
+        raise CommandError(
+            f"cannot store the result ({type(exc).__name__}): is the database running, "
+            "is DATABASE_URL right, has `umpass db-upgrade` run?"
+        ) from exc
+    finally:
+        svc.engine.dispose()
+    print(note)
+    return status
+
+
 def _policy_services() -> Services:
     svc = Services.assemble(_settings())
     try:
@@ -387,7 +421,7 @@ def cmd_publish_policy(args: argparse.Namespace) -> None:
     print("note: active students are not asked to accept it at sign-in yet (README)")
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
+COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "policies": cmd_policies,
     "publish-policy": cmd_publish_policy,
     "backfill-policy-evidence": cmd_backfill_policy_evidence,
@@ -398,6 +432,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "create-student": cmd_create_student,
     "revoke-code": cmd_revoke_code,
     "purge": cmd_purge,
+    "realm-check": cmd_realm_check,
 }
 
 
@@ -436,6 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     purge = sub.add_parser("purge", help="delete rows past their retention (cron-safe)")
     purge.add_argument("--dry-run", action="store_true", help="count only, delete nothing")
+    realm_check = sub.add_parser(
+        "realm-check", help="the realm against keycloak_config/ (exit 1 on drift; cron-safe)"
+    )
+    realm_check.add_argument(
+        "--mail-to", help="alert address (default UMPASS_REALM_ALERT_EMAIL)", default=""
+    )
     sub.add_parser("policies", help="every policy version, accepted and still to accept")
     publishing = sub.add_parser("publish-policy", help="make a newer policy version current")
     publishing.add_argument("policy", help="the policy id, e.g. it-acceptable-use")
@@ -453,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in intake_commands:
             intake_commands[args.command](args, Services.assemble(_settings()))
         else:
-            COMMANDS[args.command](args)
+            status = COMMANDS[args.command](args)
+            if status:
+                return status
     except (CommandError, intake.IntakeCommandError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,17 @@ class OidcSettings:
 
 
 @dataclass(frozen=True)
+class RealmHealthSettings:
+    """What the web service needs of the realm-health check (provider/realm_health): only
+    how old a stored result may be. It never reads the realm and never holds the monitor
+    account's secret: `umpass realm-check` (provider/realm_health/monitor.py) does."""
+
+    # UMPASS_REALM_HEALTH_STALE_AFTER (minutes): a stored result older than this is shown
+    # red as "not checked since" (the documented timer runs every 5 minutes).
+    stale_after_minutes: float = 20.0
+
+
+@dataclass(frozen=True)
 class Settings:
     keycloak: KeycloakSettings
     database_url: str
@@ -114,6 +125,7 @@ class Settings:
     require_proof_of_kept_contacts: bool = False
     # The university's clock (IANA name): the help desk reads times on it, as students do.
     time_zone: str = "Asia/Macau"
+    realm_health: RealmHealthSettings = field(default_factory=RealmHealthSettings)
 
 
 # UMPASS_DEV_RELAXED_LIMITS: a developer walking the flow again and again from 127.0.0.1.
@@ -271,6 +283,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dev_mail_dir=env.get("UMPASS_DEV_MAIL_DIR", "").strip() or "var/mail",
         require_proof_of_kept_contacts=_switch(env, "UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS"),
         time_zone=_time_zone(env),
+        realm_health=_realm_health(env),
+    )
+
+
+def _realm_health(env: Mapping[str, str]) -> RealmHealthSettings:
+    return RealmHealthSettings(
+        stale_after_minutes=_number(env, "UMPASS_REALM_HEALTH_STALE_AFTER", 20, minimum=1),
     )
 
 

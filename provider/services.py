@@ -41,16 +41,7 @@ class Services:
             sessions=sessionmaker(engine, expire_on_commit=False),
             reads=sessionmaker(read_only(engine), expire_on_commit=False),
             hasher=KeyedHasher(settings.hmac_key),
-            mailer=SmtpMailer(
-                SmtpSettings(
-                    host=d.smtp_host,
-                    port=d.smtp_port,
-                    security=d.smtp_security,
-                    username=d.smtp_username,
-                    password=d.smtp_password,
-                    sender=d.mail_from,
-                )
-            ),
+            mailer=SmtpMailer(smtp_settings(settings)),
             sms=(
                 WebhookGateway(
                     WebhookSettings(d.sms_webhook_url, d.sms_webhook_auth, d.sms_webhook_body)
@@ -59,6 +50,19 @@ class Services:
                 else OutboxGateway(d.sms_outbox)
             ),
         )
+
+
+def smtp_settings(settings: Settings) -> SmtpSettings:
+    """The service's one SMTP delivery (codes, notices, the realm-health alert)."""
+    d = settings.delivery
+    return SmtpSettings(
+        host=d.smtp_host,
+        port=d.smtp_port,
+        security=d.smtp_security,
+        username=d.smtp_username,
+        password=d.smtp_password,
+        sender=d.mail_from,
+    )
 
 
 def install(app: Flask, svc: Services) -> None:

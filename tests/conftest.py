@@ -42,6 +42,7 @@ from tests.support.inbox import Inbox, new_mobile
 from tests.support.keycloak_login import use_demo_base
 from tests.support.listeners import loopback_listener, port_of, serving
 from tests.support.realm_changes import RealmChanges, left_changed, shared_state
+from tests.support.realm_check import RealmCheck
 from tests.support.shots import Shots
 
 METRICS_TOKEN = "metrics-" + "m" * 24
@@ -68,6 +69,16 @@ class RealmUnderTest:
     def demo_base(self) -> str:
         """Where the realm's demo client may send browsers back to (its redirect URIs)."""
         return self.options.variables["DEMO_BASE_URL"]
+
+    def monitor_env(self, service_env: dict[str, str]) -> dict[str, str]:
+        """The environment of `umpass realm-check` on the timer's host: the service's, plus
+        the monitor's secret (which the web service's environment never holds)."""
+        return {
+            **service_env,
+            "UMPASS_KC_MONITOR_SECRET": self.options.variables["MONITOR_CLIENT_SECRET"],
+            # As the realm was applied; the check plans with the same flags.
+            "UMPASS_REALM_APPLY_FLAGS": "--theme --with-demo --fast-hash",
+        }
 
     def env(self, server: KeycloakUnderTest, **extra: str) -> dict[str, str]:
         return {
@@ -175,6 +186,7 @@ def realm(
             "UMPASS_BASE_URL": f"http://127.0.0.1:{service_port}",
             "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
+            "UMPASS_KC_MONITOR_SECRET": secrets.token_urlsafe(24),
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
         theme=True,
@@ -273,6 +285,11 @@ def service_env(
 
 
 @pytest.fixture(scope="session")
+def monitor_env(service_env: dict[str, str], realm: RealmUnderTest) -> dict[str, str]:
+    return realm.monitor_env(service_env)
+
+
+@pytest.fixture(scope="session")
 def settings(service_env: dict[str, str]) -> Settings:
     return load_settings(service_env)
 
@@ -313,6 +330,13 @@ def live_url(app: Flask, service_listener: socket.socket) -> Iterator[str]:
     """The app served for real (werkzeug's threaded server) on its bound port."""
     with serving(app, service_listener) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def realm_check(services: Services, monitor_env: dict[str, str]) -> RealmCheck:
+    """`umpass realm-check` in this process (its real code, on the service's database):
+    read the realm through the monitor account and store the result."""
+    return RealmCheck(services, monitor_env)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -281,3 +282,23 @@ class PolicyAcceptance(Base):
     policy_id: Mapped[str] = mapped_column(String(64))
     version: Mapped[str] = mapped_column(String(16))
     accepted_at: Mapped[datetime] = mapped_column()
+
+
+class RealmHealthCheck(Base):
+    """One run of `umpass realm-check` (provider/realm_health): what it found, stored so
+    the web service shows it without ever reading the realm. `told` is what counts as
+    already alerted after this run (the next run mails only what is not in it). The
+    command keeps a bounded history (realm_health/stored.py prunes)."""
+
+    __tablename__ = "realm_health_checks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = mapped_column(index=True)
+    realm: Mapped[str] = mapped_column(String(255))
+    readable: Mapped[bool] = mapped_column(Boolean)  # False: the realm could not be read
+    healthy: Mapped[bool] = mapped_column(Boolean)
+    drift_items: Mapped[int] = mapped_column(Integer)
+    failed_checks: Mapped[int] = mapped_column(Integer)
+    problems: Mapped[list[str]] = mapped_column(JSON)
+    told: Mapped[list[str]] = mapped_column(JSON)
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)

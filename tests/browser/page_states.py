@@ -184,6 +184,29 @@ KEYCLOAK_PAGES = (
     ),
 )
 
+# The realm-health page (activation-admin): healthy, with drift made by hand, the latest
+# stored result too old, and none stored.
+REALM_HEALTH = (
+    PageState(
+        "realm-health", r"/helpdesk/realm-health", "Realm health", "Everything is as it should be."
+    ),
+    PageState("realm-health-drift", r"/helpdesk/realm-health", "Realm health", "Needs repair"),
+    PageState(
+        "realm-health-stale",
+        r"/helpdesk/realm-health",
+        "Realm health",
+        "The scheduled %(command)s has stored no result for more than %(minutes)s minutes: its "
+        "timer or its host may have stopped. Below is that old result, which may no longer be "
+        "true.",
+    ),
+    PageState(
+        "realm-health-never",
+        r"/helpdesk/realm-health",
+        "Realm health",
+        "Never checked: run %(command)s",
+    ),
+)
+
 PUBLISH = r"/helpdesk/policies/[\w-]+/[\d-]+/publish"
 POLICY_PAGES = (
     PageState("helpdesk-policies", r"/helpdesk/policies/", "Campus IT policies"),
@@ -203,10 +226,9 @@ POLICY_PAGES = (
     ),
 )
 
-ALL_STATES = {s.name: s for s in (*FLOW, *HELPDESK, *KEYCLOAK_PAGES, *POLICY_PAGES)}
-assert len(ALL_STATES) == len(FLOW) + len(HELPDESK) + len(KEYCLOAK_PAGES) + len(POLICY_PAGES), (
-    "names repeat"
-)
+_GROUPS = (FLOW, HELPDESK, KEYCLOAK_PAGES, POLICY_PAGES, REALM_HEALTH)
+ALL_STATES = {s.name: s for group in _GROUPS for s in group}
+assert len(ALL_STATES) == sum(len(group) for group in _GROUPS), "names repeat"
 
 # Violations in Keycloak's own markup that the `umpass` theme (messages, CSS and a footer)
 # cannot reach. Each is exact: another violation, or this one gone (Keycloak fixed it,

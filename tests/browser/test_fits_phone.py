@@ -7,8 +7,8 @@ Keycloak's pages (the `umpass` login theme): username, password, wrong password,
 flows' deny page), the broker's refusal (the IdP-error page), a refused reset and an
 invalid sign-in request. The service's: start, every activation step with its errors,
 every recovery step, the error and not-found pages. The help desk's: home, a student with
-a full timeline, the new-code question and page, lockouts, funnel, recoveries, signed out,
-no role.
+a full timeline, the new-code question and page, lockouts, funnel, recoveries, realm health,
+signed out, no role.
 
 Each page is reached the quickest way (a flow put at its step, the help desk signed in
 once per language), checked to be in the language walked (`lang`), measured, and
@@ -48,6 +48,7 @@ from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback
 from tests.support.realm_changes import RealmChanges
+from tests.support.realm_check import RealmCheck
 from tests.support.recovery import activate_student, put_recovery_at
 from tests.support.staff import STAFF_PASSWORD
 from tests.support.students import enrol_student
@@ -237,6 +238,7 @@ HELPDESK_PAGES = [
     "lockouts",
     "funnel",
     "recoveries",
+    "realm-health",
     "signed-out",
     "no-role",
 ]
@@ -250,11 +252,13 @@ def test_helpdesk_pages(
     services: Services,
     console_admin: str,
     no_role: str,
+    realm_check: RealmCheck,
     language: str,
 ) -> None:
     phone = phone_for(language)
     page = phone.page
     who = _busy_student(app, services)
+    realm_check()  # the page shows the latest stored result
     page.goto(f"{live_url}/helpdesk/")
     enter_username(page, console_admin)
     enter_password(page, STAFF_PASSWORD)
@@ -282,6 +286,9 @@ def test_helpdesk_pages(
     phone.measure("funnel")
     page.goto(f"{live_url}/helpdesk/recoveries")
     phone.measure("recoveries")
+    page.goto(f"{live_url}/helpdesk/realm-health")
+    expect(page.locator("#checks")).to_be_visible()
+    phone.measure("realm-health")
     page.locator("form[action$='/helpdesk/logout'] button").click()
     page.wait_for_url(f"{live_url}/helpdesk/signed-out")
     phone.measure("signed-out")

@@ -293,3 +293,72 @@ def test_apply_refuses_a_user_role_the_service_account_inherits(
             apply_realm(realm.options, dry_run=dry_run)
     take_back()
     assert apply_realm(realm.options).writes() == []
+
+
+# -- the realm-health check's read-only account (umpass-realm-monitor) ---------------------
+
+MONITOR_ROLES = {"view-realm", "view-clients", "view-identity-providers", "view-users"}
+
+
+@pytest.fixture(scope="module")
+def monitor_session(settings: Settings, realm: RealmUnderTest) -> requests.Session:
+    kc = settings.keycloak
+    token = requests.post(
+        f"{kc.url}/realms/{kc.realm}/protocol/openid-connect/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": "umpass-realm-monitor",
+            "client_secret": realm.options.variables["MONITOR_CLIENT_SECRET"],
+        },
+        timeout=30,
+    )
+    token.raise_for_status()
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+    return session
+
+
+def test_monitor_holds_view_roles_only(admin: KeycloakAdmin) -> None:
+    """What apply's dry run reads: the realm and its flows and user profile (view-realm),
+    clients and their service accounts (view-clients), the identity providers
+    (view-identity-providers), the service accounts' groups and roles (view-users). No
+    manage-* role, directly or through a composite."""
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    rm = clients["realm-management"]["id"]
+    account = admin.get_client_service_account_user(clients["umpass-realm-monitor"]["id"])
+    assert {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)} == MONITOR_ROLES
+    effective = {r["name"] for r in admin.get_composite_client_roles_of_user(account["id"], rm)}
+    assert not {r for r in effective if not r.startswith(("view-", "query-"))}
+    assert admin.get_user_groups(account["id"]) == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("PUT", "", {"duplicateEmailsAllowed": True}),
+        ("POST", "/users", {"username": f"m{secrets.token_hex(3)}", "enabled": True}),
+        ("PUT", "/identity-provider/instances/umpass-activation", {"enabled": False}),
+        ("PUT", "/users/profile", {"attributes": []}),
+        ("POST", "/clients", {"clientId": f"m{secrets.token_hex(3)}"}),
+        ("POST", "/partialImport", {"ifResourceExists": "SKIP", "users": []}),
+    ],
+)
+def test_monitor_is_refused_every_write(
+    monitor_session: requests.Session, api: str, method: str, path: str, body: dict
+) -> None:
+    response = monitor_session.request(method, f"{api}{path}", json=body, timeout=30)
+    assert response.status_code == 403, response.text
+
+
+def test_monitor_cannot_grant_itself_more_roles(
+    monitor_session: requests.Session, api: str, admin: KeycloakAdmin
+) -> None:
+    clients = {c["clientId"]: c for c in admin.get_clients()}
+    rm = clients["realm-management"]["id"]
+    account = admin.get_client_service_account_user(clients["umpass-realm-monitor"]["id"])
+    manage = admin.get_client_role(rm, "manage-realm")
+    response = monitor_session.post(
+        f"{api}/users/{account['id']}/role-mappings/clients/{rm}", json=[manage], timeout=30
+    )
+    assert response.status_code == 403
+    assert {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)} == MONITOR_ROLES
