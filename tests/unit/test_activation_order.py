@@ -35,7 +35,7 @@ from provider.keycloak import (
     PasswordRejected,
     UserNotFound,
 )
-from provider.storage.models import ActivationCode, AuditEvent, Flow
+from provider.storage.models import ActivationCode, AuditEvent, Flow, PolicyAcceptance
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 STEPS = ("identify", "password", "done")  # identified: at the password step
@@ -43,7 +43,7 @@ USER = "dc12345"
 KC_ID = "kc-dc12345"
 FIRST = "orbit lantern velvet 1987"
 SECOND = "copper meadow whistle 2031"
-POLICIES = ["terms@2026-1:2026-11-26T11:55:00Z"]
+POLICIES = ["terms@2026-11:2026-11-26T11:55:00Z"]
 
 
 class Died(Exception):
@@ -200,6 +200,12 @@ def test_one_submit_writes_once_consumes_the_code_and_finishes(
         code_id=world.code_id, keycloak_id=KC_ID, accepted_policies=POLICIES, activated=True
     )
     assert world.audit() == [("student", "account.activated", USER, {"recovered": False})]
+    # The evidence the account now holds, kept by the service too, in the same transaction.
+    with world.sessions() as session:
+        kept = session.execute(
+            select(PolicyAcceptance.user_id, PolicyAcceptance.policy_id, PolicyAcceptance.version)
+        ).all()
+    assert [tuple(row) for row in kept] == [(USER, "terms", "2026-11")]
 
 
 def test_without_a_time_the_activation_happens_now(world: World) -> None:

@@ -290,7 +290,7 @@ def test_back_to_moves_to_an_earlier_step_only(engine: FlowEngine, sessions) -> 
     moved = engine.back_to(state, "policies", T0, along=lambda conn: audited.append("x"))
     assert (moved.step, moved.version, audited) == ("policies", 2, ["x"])
     row = _row(sessions, engine, state)
-    assert (row.step, row.version) == ("policies", 2)
+    assert (row.step, row.version, row.updated_at) == ("policies", 2, T0)
     stale = FlowState(
         flow_id=state.flow_id, step="password", user_id="dc12345", data=state.data, version=1
     )
