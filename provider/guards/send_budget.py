@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from provider.storage.engine import insert_unless_present
 from provider.storage.models import SendDay
 
 STUDENT_CAP = "student_cap"
@@ -43,14 +44,10 @@ def until_next_day(now: datetime) -> timedelta:
 def _ensure_day(session: Session, day: date) -> None:
     """Create the day's row unless it exists; a parallel creator is waited for, not
     failed on (ON CONFLICT DO NOTHING, on both databases)."""
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
     session.execute(
-        insert(SendDay)
-        .values(day=day, sms_sent=0, refused_student_cap=0, refused_sms_budget=0)
-        .on_conflict_do_nothing(index_elements=["day"])
+        insert_unless_present(session.get_bind().dialect.name, SendDay, "day").values(
+            day=day, sms_sent=0, refused_student_cap=0, refused_sms_budget=0
+        )
     )
 
 

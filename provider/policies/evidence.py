@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Connection, Insert, and_, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from provider import audit
 from provider.policies import Acceptance, Policy, parse_record
 from provider.policies.published import current_versions
+from provider.storage.engine import insert_unless_present
 from provider.storage.models import ActivationCode, PolicyAcceptance, Student
 
 ACCEPTED = "policy.accepted"
@@ -57,11 +56,9 @@ def record(conn: Connection, user_id: str, records: Iterable[str]) -> list[Accep
 def _insert_new(conn: Connection, rows: list[dict[str, object]]) -> Insert:
     """INSERT … ON CONFLICT DO NOTHING RETURNING: a version kept already keeps its first
     time (a retried activation writes the same records again)."""
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
     return (
-        dialect_insert(_TABLE)
+        insert_unless_present(conn.dialect.name, _TABLE, "user_id", "policy_id", "version")
         .values(rows)
-        .on_conflict_do_nothing(index_elements=["user_id", "policy_id", "version"])
         .returning(_TABLE.c.policy_id, _TABLE.c.version)
     )
 

@@ -8,7 +8,7 @@ import select
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc, text
+from sqlalchemy import Engine, Insert, create_engine, event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -108,6 +108,16 @@ def bind_of(sessions: sessionmaker[Session]) -> Engine:
     if not isinstance(bind, Engine):
         raise TypeError("sessions bound to an Engine are needed here")
     return bind
+
+
+def insert_unless_present(dialect_name: str, table: Any, *keys: str) -> Insert:
+    """INSERT … ON CONFLICT (keys) DO NOTHING on either database: a row a parallel or an
+    earlier writer made is left as it is, not failed on."""
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table).on_conflict_do_nothing(index_elements=list(keys))
 
 
 def check(engine: Engine) -> None:
