@@ -105,16 +105,24 @@ def test_service_is_refused_what_it_must_not_do(
 def test_service_cannot_grant_itself_more_roles(
     service_session: requests.Session, api: str, admin: KeycloakAdmin
 ) -> None:
+    held = _grant_itself(service_session, api, admin, "umpass-activation", "realm-admin")
+    assert "realm-admin" not in held
+
+
+def _grant_itself(
+    session: requests.Session, api: str, admin: KeycloakAdmin, client_id: str, role: str
+) -> set[str]:
+    """The client's service account asks for a realm-management role for itself: refused
+    (403); the realm-management roles it holds afterwards."""
     clients = {c["clientId"]: c for c in admin.get_clients()}
     rm = clients["realm-management"]["id"]
-    account = admin.get_client_service_account_user(clients["umpass-activation"]["id"])
-    realm_admin = admin.get_client_role(rm, "realm-admin")
-    response = service_session.post(
-        f"{api}/users/{account['id']}/role-mappings/clients/{rm}", json=[realm_admin], timeout=30
+    account = admin.get_client_service_account_user(clients[client_id]["id"])
+    wanted = admin.get_client_role(rm, role)
+    response = session.post(
+        f"{api}/users/{account['id']}/role-mappings/clients/{rm}", json=[wanted], timeout=30
     )
     assert response.status_code == 403
-    held = {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
-    assert "realm-admin" not in held
+    return {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)}
 
 
 def test_service_cannot_touch_the_master_realm(
@@ -353,12 +361,5 @@ def test_monitor_is_refused_every_write(
 def test_monitor_cannot_grant_itself_more_roles(
     monitor_session: requests.Session, api: str, admin: KeycloakAdmin
 ) -> None:
-    clients = {c["clientId"]: c for c in admin.get_clients()}
-    rm = clients["realm-management"]["id"]
-    account = admin.get_client_service_account_user(clients["umpass-realm-monitor"]["id"])
-    manage = admin.get_client_role(rm, "manage-realm")
-    response = monitor_session.post(
-        f"{api}/users/{account['id']}/role-mappings/clients/{rm}", json=[manage], timeout=30
-    )
-    assert response.status_code == 403
-    assert {r["name"] for r in admin.get_client_roles_of_user(account["id"], rm)} == MONITOR_ROLES
+    held = _grant_itself(monitor_session, api, admin, "umpass-realm-monitor", "manage-realm")
+    assert held == MONITOR_ROLES

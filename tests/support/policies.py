@@ -23,15 +23,8 @@ def published(svc: Services, policy_id: str, version: str) -> Iterator[None]:
     """`version` current while the block runs; the publication removed afterwards (the
     database is shared by the session's tests), whether the test passed or failed."""
     publish(svc.sessions, policy_id, version, "test")
-    try:
+    with unpublished_after(svc, policy_id, version):
         yield
-    finally:
-        with svc.sessions.begin() as db:
-            db.execute(
-                delete(PolicyPublication).where(
-                    PolicyPublication.policy_id == policy_id, PolicyPublication.version == version
-                )
-            )
 
 
 @contextmanager
