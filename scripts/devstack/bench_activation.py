@@ -116,18 +116,7 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
 
     def step(name: str, answers: Callable[[str], dict[str, str]]) -> None:
         started = time.perf_counter()
-        page = s.get(f"{base}/activate/{name}", timeout=120)
-        token = _CSRF.search(page.text)
-        if not token:
-            raise RuntimeError(f"{name}: no form (HTTP {page.status_code})")
-        done = s.post(
-            f"{base}/activate/{name}",
-            data={"csrf_token": token.group(1), **answers(page.text)},
-            allow_redirects=False,
-            timeout=120,
-        )
-        if done.status_code != 302:
-            raise RuntimeError(f"{name}: HTTP {done.status_code}")
+        _get_and_post(s, f"{base}/activate/{name}", answers)
         times[name] = time.perf_counter() - started
 
     last4 = f"{n:07d}"[-4:]
@@ -147,6 +136,23 @@ def _walk(base: str, user_id: str, code: str, n: int) -> dict[str, float]:
     password = PASSWORD.format(n=n)
     step("password", lambda _: {"password": password, "confirm": password})
     return times
+
+
+def _get_and_post(s: requests.Session, url: str, answers: Callable[[str], dict[str, str]]) -> None:
+    """A step as a browser does it: its page, then its form posted with the page's CSRF
+    token; a 302 is the step done."""
+    page = s.get(url, timeout=120)
+    token = _CSRF.search(page.text)
+    if not token:
+        raise RuntimeError(f"{url}: no form (HTTP {page.status_code})")
+    done = s.post(
+        url,
+        data={"csrf_token": token.group(1), **answers(page.text)},
+        allow_redirects=False,
+        timeout=120,
+    )
+    if done.status_code != 302:
+        raise RuntimeError(f"{url}: HTTP {done.status_code}")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -244,15 +250,9 @@ def _run_floor(
 def _walk_framework_floor(base: str) -> None:
     """One student's eight requests through the framework floor (devstack.framework_floor)."""
     s = requests.Session()
+    answers = {"answer": "yes", "other": "no", "agree": "y"}
     for n in range(FRAMEWORK_STEPS):
-        page = s.get(f"{base}/step/{n}", timeout=120)
-        token = _CSRF.search(page.text)
-        if not token:
-            raise RuntimeError(f"framework floor step {n}: no form (HTTP {page.status_code})")
-        answer = {"csrf_token": token.group(1), "answer": "yes", "other": "no", "agree": "y"}
-        done = s.post(f"{base}/step/{n}", data=answer, allow_redirects=False, timeout=120)
-        if done.status_code != 302:
-            raise RuntimeError(f"framework floor step {n}: HTTP {done.status_code}")
+        _get_and_post(s, f"{base}/step/{n}", lambda _: answers)
 
 
 def _run_framework_floor(
