@@ -500,14 +500,15 @@ class RealmApplier(Planner):
                 except flow_merge.FlowMergeError as exc:
                     raise ApplyError(str(exc)) from None
                 if binding == "browserFlow":
-                    tree = self._with_user_id_passed_on(tree)
+                    tree = self._with_addon_steps(tree)
                 self._derived[binding] = (logical, source, source_tree, tree)
             self._refuse_client_overrides(top_level)
         return self._derived
 
-    def _with_user_id_passed_on(self, tree: list[Any]) -> list[Any]:
-        """The browser flow carries the typed user ID on to activation where Keycloak has
-        the project's authenticator (keycloak_addon/login-hint); the plan says when not."""
+    def _with_addon_steps(self, tree: list[Any]) -> list[Any]:
+        """The browser flow carries the typed user ID on to activation, and stops a student
+        who lacks a current policy version, where Keycloak has the project's authenticators
+        (keycloak_addon/login-hint); the plan says when not."""
         response = self.admin.connection.raw_get(
             f"admin/realms/{self.realm}/authentication/authenticator-providers"
         )
@@ -524,6 +525,20 @@ class RealmApplier(Planner):
                 "it in providers/ of every Keycloak node, run kc.sh build, restart, and apply "
                 "again"
             )
+        if flow_merge.POLICY_GATE_STEP not in offered:
+            self.plan.notes.append(
+                f"Keycloak has no {flow_merge.POLICY_GATE_STEP} authenticator, so active "
+                "students are not asked to accept a newly published policy version when they "
+                "sign in: install the JAR as above"
+            )
+        service = self.options.variables
+        tree = flow_merge.gate_policies(
+            tree,
+            offered,
+            current_url=service["SERVICE_BACKCHANNEL_URL"] + "/policies/current",
+            page_url=service["SERVICE_BASE_URL"] + "/policies/review",
+            cache_seconds=service["POLICY_GATE_CACHE_SECONDS"],
+        )
         return flow_merge.pass_user_id_on(tree, offered)
 
     def _refuse_client_overrides(self, top_level: list[dict[str, Any]]) -> None:
@@ -574,6 +589,11 @@ class RealmApplier(Planner):
                 why += (
                     f"; with {flow_merge.LOGIN_HINT_STEP}: the user ID typed at sign-in "
                     "goes on to activation"
+                )
+            if flow_merge.POLICY_GATE_STEP in _steps(tree):
+                why += (
+                    f"; with {flow_merge.POLICY_GATE_STEP}: a newly published policy "
+                    "version is accepted before any application"
                 )
             keep, old = self._ensure_flow(builder, desired, why)
             superseded += old

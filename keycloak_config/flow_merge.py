@@ -17,9 +17,11 @@ and returns the tree of the flow the extension binds in its place:
 - after another identity provider (its post-login flow): a pending account that signs
   in through it, linked before or linked now, is refused.
 
-When Keycloak offers the project's authenticator (keycloak_addon/login-hint),
-`pass_user_id_on` adds it to the pending branch of the browser flow, so the user ID the
-student typed reaches activation as `login_hint`.
+When Keycloak offers the project's authenticators (keycloak_addon/login-hint),
+`pass_user_id_on` adds one to the pending branch of the browser flow, so the user ID the
+student typed reaches activation as `login_hint`, and `gate_policies` adds the other at the
+end of the browser flow, so an active student accepts a newly published policy version
+before reaching any application.
 
 Where a flow lacks the step the extension needs, `FlowMergeError` says what to do.
 """
@@ -41,6 +43,9 @@ ACTIVATION_PROVIDER = "umpass-activation"
 _TO_ACTIVATION = "pending: to activation"
 # keycloak_addon/login-hint: sets the sign-in's login_hint to the identified username.
 LOGIN_HINT_STEP = "umpass-login-hint-from-user"
+# keycloak_addon/login-hint: sends an active student who lacks a current policy version to
+# the service's review page with a ticket signed by the realm.
+POLICY_GATE_STEP = "umpass-policy-gate"
 
 
 class FlowMergeError(Exception):
@@ -130,6 +135,34 @@ def pass_user_id_on(tree: list[Node], offered: Collection[str]) -> list[Node]:
 
     walk(out)
     return out
+
+
+def gate_policies(
+    tree: list[Node],
+    offered: Collection[str],
+    *,
+    current_url: str,
+    page_url: str,
+    cache_seconds: str = "30",
+) -> list[Node]:
+    """The browser flow `tree` with the policy gate as its last step, when Keycloak offers
+    it; otherwise `tree` as it is (re-acceptance then waits for the authenticator).
+
+    Last, at the top: whichever way the student got in (a password, a passkey, the SSO
+    cookie of an earlier sign-in), the gate runs once the account is known and before the
+    application is reached. A pending account never gets there (refused just before)."""
+    if POLICY_GATE_STEP not in offered:
+        return tree
+    gate = {
+        "authenticator": POLICY_GATE_STEP,
+        "requirement": "REQUIRED",
+        "config": {
+            "current_url": current_url,
+            "page_url": page_url,
+            "cache_seconds": cache_seconds,
+        },
+    }
+    return [*copy.deepcopy(tree), gate]
 
 
 _USERNAME_PASSWORD = "auth-username-password-form"  # noqa: S105 (a step name)

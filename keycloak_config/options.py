@@ -103,6 +103,11 @@ class ApplyOptions:
                 "HELPDESK_CLIENT_SECRET": env["UMPASS_HELPDESK_CLIENT_SECRET"],
                 "MONITOR_CLIENT_SECRET": env.get(MONITOR_SECRET, ""),
                 "SERVICE_BASE_URL": base_url,
+                "SERVICE_BACKCHANNEL_URL": backchannel,
+                # How long each Keycloak node keeps the list of current policy versions.
+                "POLICY_GATE_CACHE_SECONDS": str(
+                    _whole_seconds(env, "UMPASS_POLICY_GATE_CACHE_SECONDS", 30)
+                ),
             },
             fast_hash=fast_hash,
             theme=theme,
@@ -125,3 +130,12 @@ def load(name: str, variables: Mapping[str, str]) -> Any:
         return json.dumps(variables[key])[1:-1]
 
     return json.loads(_PLACEHOLDER.sub(fill, text))
+
+
+def _whole_seconds(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit():
+        raise ApplyError(f"{name}={raw!r} must be a whole number of seconds")
+    return int(raw)

@@ -24,6 +24,7 @@ from provider.oidc import flow_glue
 from provider.oidc import views as oidc_views
 from provider.oidc.server import make_server
 from provider.oidc.signing_key import load_signing_key
+from provider.policies import review as policy_review
 from provider.proxy import TrustedProxies
 from provider.recovery import views as recovery_views
 from provider.services import Services, install
@@ -80,6 +81,7 @@ def create_app(
     app.register_blueprint(pages.bp)
     flow_runner.install(app, flow_views.routes, activation_engine)
     recovery_views.install(app, svc)
+    policy_review.install(app, svc)
     if settings.helpdesk_client_secret:
         from provider.helpdesk import auth as helpdesk_auth
         from provider.helpdesk import policy_pages as helpdesk_policies

@@ -415,10 +415,16 @@ def cmd_publish_policy(args: argparse.Namespace) -> None:
         done = publish(svc.sessions, args.policy, args.version, f"cli:{getpass.getuser()}")
     except PublishRefused as exc:
         raise CommandError(str(exc)) from None
-    print(f"{done.policy.key} is published: students activating from now on accept it")
-    # Said plainly, so nobody takes the evidence page's "still to accept" for a reminder
-    # that reaches them: active students are not asked again at sign-in yet.
-    print("note: active students are not asked to accept it at sign-in yet (README)")
+    print(
+        f"{done.policy.key} is published: students activating from now on accept it, "
+        "and active students the next time they sign in"
+    )
+    # The sign-in half needs the realm's policy gate (keycloak_addon): said, since a realm
+    # without the JAR lets active students on without asking.
+    print(
+        "note: active students are asked at sign-in where the browser flow has the "
+        "umpass-policy-gate step (keycloak_config.apply says whether it does)"
+    )
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {

@@ -59,6 +59,12 @@ class OidcSettings:
     def enabled(self) -> bool:
         return bool(self.broker_client_secret)
 
+    @property
+    def keycloak_realm_url(self) -> str:
+        """The realm as browsers reach it (its issuer): where the broker's redirect URI
+        points, without `/broker/<alias>/endpoint`."""
+        return self.broker_redirect_uri.rsplit("/broker/", 1)[0]
+
 
 @dataclass(frozen=True)
 class RealmHealthSettings:

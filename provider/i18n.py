@@ -23,13 +23,15 @@ log = logging.getLogger(__name__)
 
 LANGUAGES = {"en": "English", "zh_Hant": "繁體中文", "pt": "Português"}
 HTML_LANG = {"en": "en", "zh_Hant": "zh-Hant", "pt": "pt"}
+# The same languages as the realm's login theme names them (Keycloak's kc_locale).
+KEYCLOAK_LOCALE = {"en": "en", "zh_Hant": "zh-TW", "pt": "pt"}
 LANGUAGE_COOKIE = "umpass_lang"
 TRANSLATIONS = Path(__file__).resolve().parent / "translations"
 
 bp = Blueprint("i18n", __name__)
 
 
-def _from_header(tag: str) -> str | None:
+def from_language_tag(tag: str) -> str | None:
     tag = tag.lower().replace("_", "-")
     if tag.startswith("zh"):
         return "zh_Hant"  # Macau reads Traditional; closer than English for any Chinese reader
@@ -45,7 +47,7 @@ def select_locale() -> str:
     if chosen in LANGUAGES:
         return chosen
     for tag, _quality in request.accept_languages:
-        locale = _from_header(tag)
+        locale = from_language_tag(tag)
         if locale:
             return locale
     return "en"

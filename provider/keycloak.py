@@ -523,6 +523,27 @@ class KeycloakGateway:
             self._update(user_id, to_active)
         return bool(wrote)
 
+    def accept_policies(self, user_id: str, records: Sequence[str]) -> str | None:
+        """Add to an active student's `accepted_policies` each ``id@version:time`` of
+        `records` whose version it does not hold yet; the versions accepted before stay
+        (the account keeps its history). One read, and one write only when something is
+        new, so a repeated answer writes nothing. Returns the account's username, or None
+        when it is no longer an active, enabled student (nothing written)."""
+        username: list[str] = []
+
+        def add(current: Mapping[str, Any]) -> _Change | None:
+            attributes = current.get("attributes") or {}
+            if attributes.get(ACTIVATION_STATE) != [STATE_ACTIVE] or not current.get("enabled"):
+                return None
+            username.append(str(current["username"]))
+            held = list(attributes.get(ACCEPTED_POLICIES) or [])
+            keys = {record.split(":", 1)[0] for record in held}
+            new = [record for record in records if record.split(":", 1)[0] not in keys]
+            return ({}, {ACCEPTED_POLICIES: [*held, *new]}) if new else None
+
+        self._update(user_id, add)
+        return username[0] if username else None
+
     @contextmanager
     def _password_refusals(self) -> Iterator[None]:
         """Turn Keycloak's password-policy refusal into `PasswordRejected`."""

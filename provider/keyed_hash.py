@@ -23,6 +23,7 @@ class Purpose(StrEnum):
     # whose write's answer was lost (held until the retry).
     RECOVERY_ACCOUNT = "recovery-account"
     RECOVERY_PASSWORD = "recovery-password"  # noqa: S105 - a label, not a secret
+    POLICY_REVIEW_BROWSER = "policy-review-browser"  # the browser a gate ticket is bound to
     OIDC_CODE = "oidc-code"
     OIDC_TOKEN = "oidc-token"  # noqa: S105 - a label, not a secret
     # Keys, not hashes: the proof-of-work challenge's signature and its solution's.

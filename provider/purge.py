@@ -11,6 +11,7 @@ Each kind of row has one rule, stated against the code that reads it:
 * identify lockouts: not locked, and untouched for the reset period (the lock doubling
   counts past locks; a row with nothing counted goes at once);
 * redeemed proof-of-work challenges: expired (an expired challenge is refused anyway);
+* policy reviews (the policy gate's tickets): expired (Keycloak refuses its ticket by then);
 * activation codes: only a code that stopped working (revoked or expired, never used)
   longer ago than the code retention *and* has a newer code of the same student; the
   newest code and every used code stay, so the funnel and the help desk read the same;
@@ -55,6 +56,7 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    PolicyReview,
     StaffSession,
     UsedChallenge,
 )
@@ -169,6 +171,10 @@ def _challenge_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     return UsedChallenge.expires_at <= now - r.grace
 
 
+def _review_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
+    return PolicyReview.expires_at <= now - r.grace
+
+
 def _lockout_gone(now: datetime, r: Retention) -> ColumnElement[bool]:
     row = IdentifyLockout
     unlocked = or_(row.locked_until.is_(None), row.locked_until <= now)
@@ -251,6 +257,13 @@ KINDS: tuple[Kind, ...] = (
         UsedChallenge,
         "nonce",
         _challenge_gone,
+        lambda r: f"expired + {_grace(r)}",
+    ),
+    Kind(
+        "policy reviews",
+        PolicyReview,
+        "ticket_id",
+        _review_gone,
         lambda r: f"expired + {_grace(r)}",
     ),
     Kind(

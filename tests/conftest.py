@@ -187,6 +187,8 @@ def realm(
             "UMPASS_BROKER_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_HELPDESK_CLIENT_SECRET": secrets.token_urlsafe(24),
             "UMPASS_KC_MONITOR_SECRET": secrets.token_urlsafe(24),
+            # Tests publish and withdraw versions one after another: each sign-in reads them.
+            "UMPASS_POLICY_GATE_CACHE_SECONDS": "0",
         },
         fast_hash=True,  # argon2 per password would dominate the suite's time
         theme=True,

@@ -105,7 +105,7 @@ def publish_version(policy_id: str, version: str) -> ResponseReturnValue:
         flash(
             _(
                 "Version %(version)s of “%(title)s” is published: students activating from "
-                "now on accept it.",
+                "now on accept it, and active students accept it the next time they sign in.",
                 version=version,
                 title=policy.title_in(select_locale()),
             )

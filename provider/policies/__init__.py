@@ -159,3 +159,18 @@ def parse_record(record: str) -> Acceptance | None:
     if found is None:
         return None
     return Acceptance(found["id"], found["version"], found["at"])
+
+
+def changes_since(records: list[str]) -> dict[str, tuple[str, list[Policy]]]:
+    """For each policy with a version later than the one `records` (``id@version:time``)
+    accepted last: that version, and each later one (with its change summary). An account
+    keeps every version it accepted; the newest of them is what the student last read."""
+    newest: dict[str, str] = {}
+    for record in filter(None, map(parse_record, records)):
+        newest[record.policy_id] = max(record.version, newest.get(record.policy_id, ""))
+    out: dict[str, tuple[str, list[Policy]]] = {}
+    for policy_id, version in newest.items():
+        later = [p for p in documents().get(policy_id, ()) if p.version > version]
+        if later:
+            out[policy_id] = (version, later)
+    return out

@@ -284,6 +284,25 @@ class PolicyAcceptance(Base):
     accepted_at: Mapped[datetime] = mapped_column()
 
 
+class PolicyReview(Base):
+    """One ticket of Keycloak's policy gate (provider/policies/review_ticket.py), from the
+    first time a browser brought it: the browser it is bound to (a keyed hash of a secret
+    in that browser's session, so a copied link is refused elsewhere), and its one answer
+    (`answer` set with compare-and-set). `umpass purge` removes it a day after expiry."""
+
+    __tablename__ = "policy_reviews"
+
+    ticket_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(64))
+    browser: Mapped[str] = mapped_column(String(64))
+    callback: Mapped[str] = mapped_column(String(2048))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    # None until answered: "accepting" while the account is written, then "accepted";
+    # or "declined".
+    answer: Mapped[str | None] = mapped_column(String(16))
+    answered_at: Mapped[datetime | None] = mapped_column()
+
+
 class RealmHealthCheck(Base):
     """One run of `umpass realm-check` (provider/realm_health): what it found, stored so
     the web service shows it without ever reading the realm. `told` is what counts as

@@ -208,6 +208,7 @@ REALM_HEALTH = (
 )
 
 PUBLISH = r"/helpdesk/policies/[\w-]+/[\d-]+/publish"
+REVIEW = "New version of the campus IT policies"
 POLICY_PAGES = (
     PageState("helpdesk-policies", r"/helpdesk/policies/", "Campus IT policies"),
     PageState("helpdesk-confirm-publish", PUBLISH, "Publish version %(version)s of “%(title)s”?"),
@@ -216,13 +217,28 @@ POLICY_PAGES = (
         r"/helpdesk/policies/",
         "Campus IT policies",
         "Version %(version)s of “%(title)s” is published: students activating from now on "
-        "accept it.",
+        "accept it, and active students accept it the next time they sign in.",
     ),
     PageState(
         "policies-reopened",
         r"/activate/policies",
         "Campus IT policies",
         "What changed since version %(version)s, which you accepted",
+    ),
+    # An active student signing in after the publication (keycloak_addon's policy gate).
+    PageState(
+        "policy-review",
+        r"/policies/review",
+        REVIEW,
+        "What changed since version %(version)s, which you accepted",
+    ),
+    PageState("policy-review-errors", r"/policies/review", REVIEW, THERE_IS_A_PROBLEM),
+    PageState(
+        "keycloak-policy-declined",
+        REALM + r"/login-actions/authenticate\?.*",
+        "errorTitle",
+        "umpassPolicyDeclined",
+        KEYCLOAK,
     ),
 )
 

@@ -43,6 +43,7 @@ from tests.support.date_boxes import fill_date_of_birth
 from tests.support.flow_client import FlowClient
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.staff import STAFF_PASSWORD
 from tests.support.students import enrol_student
@@ -247,7 +248,9 @@ def test_keycloak_pages(
     active = enrol_student(services, "k")
     account = services.keycloak.find_user(active.user_id)
     assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     pending = enrol_student(services, "p")
     params, _verifier = authorization_request("umpass-demo", demo_callback())
     sign_in = (

@@ -12,6 +12,7 @@ from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from tests.browser.sso import enter_password, enter_username
 from tests.browser.test_activation_in_chromium import PASSWORD
+from tests.support.policies import accepted_now
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
@@ -30,7 +31,9 @@ def test_activated_student_signs_in_to_the_demo_app(
     user_id = student.user_id
     user = services.keycloak.find_user(user_id)
     assert user is not None
-    assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    assert services.keycloak.activate(
+        user.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     shots = shots_in("demo")
     context = browser.new_context(viewport={"width": 360, "height": 740})
     page = context.new_page()

@@ -32,6 +32,7 @@ from tests.support.date_boxes import type_date_of_birth
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
@@ -271,7 +272,9 @@ def test_active_student_is_never_sent_to_activation(
     who = enrol_student(services, "g")
     user = services.keycloak.find_user(who.user_id)
     assert user is not None
-    assert services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    assert services.keycloak.activate(
+        user.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     trip = Journey(browser.new_context(viewport=VIEWPORT), shots_in("first-sign-in"))
     page = trip.open_demo(demo_url)
     enter_username(page, who.user_id)

@@ -47,6 +47,7 @@ from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.realm_check import RealmCheck
 from tests.support.recovery import activate_student, put_recovery_at
@@ -340,7 +341,9 @@ def test_keycloak_pages(
     active = enrol_student(services, "k")
     account = services.keycloak.find_user(active.user_id)
     assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
 
     page.goto(sign_in)
     phone.measure("username", keycloak=True)

@@ -33,6 +33,7 @@ from tests.support.challenge import lock
 from tests.support.flow_client import FlowClient
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.recovery import activate_student
 from tests.support.recovery_story import Walked, lock_recovery, recover
@@ -215,7 +216,9 @@ def test_clearing_both_lockouts(
     active = enrol_student(services, "k")
     user = services.keycloak.find_user(active.user_id)
     assert user is not None
-    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        user.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
 
     def sign_in_as(password: str) -> bool:
         return sign_in(keycloak_server.url, realm.name, active.user_id, password).ok

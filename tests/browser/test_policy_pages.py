@@ -1,7 +1,9 @@
 """The policy pages in Chromium at 360 px, in English, Traditional Chinese and Portuguese:
 an admin publishes a new version from the console (overview, the question, the answer),
 then a student part-way through activation is taken back to the policies step and reads
-what changed. Each page is first proven to be that page in that language (page_states),
+what changed, and an active student signing in to a campus app meets the review page of
+the realm's policy gate (in the language Keycloak showed), declines, and is refused.
+Each page is first proven to be that page in that language (page_states),
 then checked by axe-core (zero violations) and measured: no sideways scrolling.
 
 Screenshots go to artifacts/browser/axe/<language>/policy_pages/.
@@ -17,13 +19,14 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from provider.flows.engine import FLOW_COOKIE
+from provider.keycloak import ACCEPTED_POLICIES
 from provider.policies import find
 from provider.services import Services
 from tests.browser.page_states import BROWSER_LOCALE, LANGUAGES, POLICY_PAGES, Walk, Where
 from tests.browser.sso import enter_password, enter_username
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_at import FlowAt
-from tests.support.policies import current_policies, unpublished_after
+from tests.support.policies import accepted_now, current_policies, unpublished_after
 from tests.support.realm_changes import RealmChanges
 from tests.support.staff import STAFF_PASSWORD
 from tests.support.students import enrol_student
@@ -63,6 +66,7 @@ def test_publish_then_a_student_part_way_accepts_the_new_version(
     services: Services,
     flow_at: FlowAt,
     console_admin: str,
+    demo_url: str,
     language: str,
     shots: Path,
 ) -> None:
@@ -72,6 +76,12 @@ def test_publish_then_a_student_part_way_accepts_the_new_version(
     about = {"version": NEW.version, "title": NEW.title_in(language)}
     # Part-way: past the policies (accepted 2026-09), at the password step.
     student = flow_at("password", enrol_student(services, "v"))
+    active = enrol_student(services, "w")
+    account = services.keycloak.find_user(active.user_id)
+    assert account is not None
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     context = browser.new_context(viewport=PHONE, bypass_csp=True, locale=BROWSER_LOCALE[language])
     page = context.new_page()
     with unpublished_after(services, NEW.id, NEW.version):
@@ -107,5 +117,22 @@ def test_publish_then_a_student_part_way_accepts_the_new_version(
         expect(page).to_have_url(f"{live_url}/activate/contacts")
         accepted = student.flow().data.accepted_policies
         assert any(r.startswith(NEW.key + ":") for r in accepted)
+
+        # A browser of its own: Keycloak's language (from the browser) reaches the page.
+        signing_in = browser.new_context(
+            viewport=PHONE, bypass_csp=True, locale=BROWSER_LOCALE[language]
+        )
+        page = signing_in.new_page()
+        page.goto(f"{demo_url}/login")
+        enter_username(page, active.user_id)
+        enter_password(page, PASSWORD)
+        walk.check(page, "policy-review", version="2026-09")
+        _fits(page)
+        page.locator("main form[method=post] button[type=submit]").first.click()
+        walk.check(page, "policy-review-errors")
+        _fits(page)
+        page.locator(".decline button[type=submit]").click()
+        walk.check(page, "keycloak-policy-declined")
+        signing_in.close()
     context.close()
     walk.assert_complete_and_clean()  # every state walked, axe: zero violations

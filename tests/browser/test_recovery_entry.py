@@ -30,6 +30,7 @@ from tests.browser.sso import enter_password, enter_username
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.keycloak_login import authorization_request, demo_callback
+from tests.support.policies import accepted_now
 from tests.support.shots import Shots
 from tests.support.students import enrol_student
 
@@ -65,7 +66,9 @@ def _active_student(services: Services) -> StudentDetails:
     who = enrol_student(services, "k")
     account = services.keycloak.find_user(who.user_id)
     assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     return who
 
 

@@ -29,6 +29,7 @@ from tests.support.cli import run_module
 from tests.support.flow_client import FlowClient, StudentDetails
 from tests.support.inbox import new_mobile
 from tests.support.ldap_server import seed_students
+from tests.support.policies import accepted_now
 
 HEADER = (
     "Student Number,Given Name,Family Name,Email,Mobile,Date of Birth,ID Number,Programme,Language"
@@ -167,7 +168,7 @@ def test_an_active_student_is_never_reset(intake: Intake, services: Services) ->
     user = services.keycloak.find_user(first)
     assert user is not None
     assert services.keycloak.activate(
-        user.id, "cobalt meadow lantern 77", attributes={ACCEPTED_POLICIES: []}
+        user.id, "cobalt meadow lantern 77", attributes={ACCEPTED_POLICIES: accepted_now(services)}
     )
     codes = intake.folder / "codes.csv"
     again = intake.run_import("--codes-out", str(codes))

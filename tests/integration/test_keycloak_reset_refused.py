@@ -25,6 +25,7 @@ from tests.support.cli import run_module
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import authorization_request, demo_callback, sign_in
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
@@ -45,7 +46,9 @@ def student(services: Services) -> StudentDetails:
     who = enrol_student(services, "r")
     account = services.keycloak.find_user(who.user_id)
     assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     services.keycloak.set_email(account.id, who.email, verified=True)
     return who
 

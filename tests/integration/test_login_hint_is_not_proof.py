@@ -17,6 +17,7 @@ from provider.services import Services
 from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.keycloak_login import authorization_request, demo_callback
+from tests.support.policies import accepted_now
 from tests.support.students import enrol_student
 
 _ACTION = re.compile(r'<form[^>]*id="kc-form-login"[^>]*action="([^"]+)"')
@@ -28,7 +29,9 @@ def test_a_login_hint_chosen_by_the_browser_reaches_the_activation_provider(
     victim = enrol_student(services, "h")
     account = services.keycloak.find_user(victim.user_id)
     assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
 
     stranger = requests.Session()
     params, _verifier = authorization_request("umpass-demo", demo_callback())

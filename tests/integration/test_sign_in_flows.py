@@ -22,6 +22,7 @@ from provider.keycloak import ACCEPTED_POLICIES
 from provider.services import Services
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.keycloak_login import LoginResult, sign_in
+from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.students import enrol_student
 
@@ -140,7 +141,9 @@ def test_active_student_gets_the_password_form(
     who = enrol_student(services, "p")
     user = services.keycloak.find_user(who.user_id)
     assert user is not None
-    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        user.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     assert _sign_in(keycloak_server, realm, who.user_id).ok
 
 
@@ -236,6 +239,8 @@ def test_password_grant_refuses_a_pending_account(
     grant = {"grant_type": "password", "client_id": "admin-cli", "username": who.user_id}
     refused = requests.post(token_url, data={**grant, "password": PASSWORD}, timeout=30)
     assert refused.status_code in (400, 401) and "access_token" not in refused.text
-    services.keycloak.activate(user.id, PASSWORD, attributes={ACCEPTED_POLICIES: []})
+    services.keycloak.activate(
+        user.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
+    )
     allowed = requests.post(token_url, data={**grant, "password": PASSWORD}, timeout=30)
     assert allowed.status_code == 200 and "access_token" in allowed.json()

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import delete
 
-from provider.policies import Policy
+from provider.policies import Policy, accepted_record
 from provider.policies.published import current, publish
 from provider.services import Services
 from provider.storage.models import PolicyPublication
@@ -16,6 +16,12 @@ from provider.storage.models import PolicyPublication
 def current_policies(svc: Services) -> tuple[Policy, ...]:
     with svc.reads() as db:
         return current(db)
+
+
+def accepted_now(svc: Services) -> list[str]:
+    """An account's `accepted_policies` for a student who accepted every current version
+    (one that lacks one is stopped by the realm's policy gate at browser sign-in)."""
+    return [accepted_record(p, "2026-12-01T09:00:00Z") for p in current_policies(svc)]
 
 
 @contextmanager

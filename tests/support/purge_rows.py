@@ -19,6 +19,7 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    PolicyReview,
     StaffSession,
     Student,
     UsedChallenge,
@@ -118,6 +119,12 @@ def student(user: str) -> Student:
     return Student(user_id=user, dob_hash="d", id_last4_hash="i", intake="2026-fall")
 
 
+def review(ticket_id: str, expires: datetime) -> PolicyReview:
+    return PolicyReview(
+        ticket_id=ticket_id, account_id="a", browser="b", callback="c", expires_at=expires
+    )
+
+
 def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
     old = NOW - timedelta(days=1000)
     for i in range(n):
@@ -139,6 +146,8 @@ def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
             lockout(f"kept{i}", updated=NOW, failures=1),
             UsedChallenge(nonce=f"gone{i}", expires_at=old),
             UsedChallenge(nonce=f"live{i}", expires_at=NOW + timedelta(minutes=20)),
+            review(f"gone{i}", old),
+            review(f"live{i}", NOW + timedelta(minutes=10)),
             student(f"s{i}"),
         )
         add(

@@ -13,28 +13,12 @@ from datetime import UTC, datetime
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
-from flask_wtf import FlaskForm
-from markupsafe import Markup
-from wtforms import BooleanField
 
 from provider.flows.step import Next, Outcome, Stay, Visit
-from provider.i18n import select_locale
-from provider.policies import Policy, accepted_record, documents, parse_record
+from provider.policies import Policy, accepted_record, changes_since, parse_record
+from provider.policies.acceptance_form import acceptance_form, missing
 from provider.policies.published import current
 from provider.storage.engine import bind_of
-
-
-def _form(policies: tuple[Policy, ...]) -> FlaskForm:
-    class PoliciesForm(FlaskForm):
-        pass
-
-    for policy in policies:
-        setattr(
-            PoliciesForm,
-            policy.field_name,
-            BooleanField(_accept_label(policy)),
-        )
-    return PoliciesForm()
 
 
 class PoliciesStep:
@@ -45,7 +29,9 @@ class PoliciesStep:
 
     def show(self, visit: Visit) -> ResponseReturnValue:
         policies = _current(visit)
-        return visit.page(form=_form(policies), policies=policies, earlier=_earlier(visit))
+        return visit.page(
+            form=acceptance_form(policies), policies=policies, earlier=_earlier(visit)
+        )
 
     def holds(self, visit: Visit) -> bool:
         """What the student accepted is still what is current (a version published while
@@ -61,15 +47,10 @@ class PoliciesStep:
 
     def submit(self, visit: Visit) -> Outcome:
         policies = _current(visit)
-        form = _form(policies)
+        form = acceptance_form(policies)
         if not form.validate():
             return Stay(visit.page(400, form=form, policies=policies, earlier=_earlier(visit)))
-        missing = [p for p in policies if not form[p.field_name].data]
-        if missing:
-            for p in missing:
-                form[p.field_name].errors = [
-                    _("Accept “%(title)s” to continue", title=p.title_in(select_locale()))
-                ]
+        if missing(form, policies):
             return Stay(visit.page(400, form=form, policies=policies, earlier=_earlier(visit)))
         at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         visit.data.accepted_policies = [accepted_record(p, at) for p in policies]
@@ -82,28 +63,6 @@ def _earlier(visit: Visit) -> dict[str, tuple[str, list[Policy]]]:
     return changes_since(visit.data.accepted_policies)
 
 
-def changes_since(records: list[str]) -> dict[str, tuple[str, list[Policy]]]:
-    out: dict[str, tuple[str, list[Policy]]] = {}
-    for record in filter(None, map(parse_record, records)):
-        later = [p for p in documents().get(record.policy_id, ()) if p.version > record.version]
-        if later:
-            out[record.policy_id] = (record.version, later)
-    return out
-
-
 def _current(visit: Visit) -> tuple[Policy, ...]:
     with bind_of(visit.svc.reads).connect() as conn:
         return current(conn)
-
-
-def _accept_label(policy: Policy) -> Markup:
-    """ "I accept this policy": the title and version are right above it; a screen
-    reader, going from box to box, hears them too (visually hidden)."""
-    named = _(
-        "“%(title)s” (version %(version)s)",
-        title=policy.title_in(select_locale()),
-        version=policy.version,
-    )
-    return Markup('{} <span class="visually-hidden">{}</span>').format(
-        _("I accept this policy"), named
-    )

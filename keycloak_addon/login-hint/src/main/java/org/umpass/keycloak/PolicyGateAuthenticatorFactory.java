@@ -1,0 +1,97 @@
+package org.umpass.keycloak;
+
+import java.util.List;
+import org.keycloak.Config;
+import org.keycloak.authentication.Authenticator;
+import org.keycloak.authentication.AuthenticatorFactory;
+import org.keycloak.models.AuthenticationExecutionModel.Requirement;
+import org.keycloak.models.KeycloakSession;
+import org.keycloak.models.KeycloakSessionFactory;
+import org.keycloak.provider.ProviderConfigProperty;
+
+/**
+ * Registers {@link PolicyGateAuthenticator} under the provider id keycloak_config/ looks for:
+ * when Keycloak offers it, apply adds it at the end of the browser flow, configured with the
+ * activation service's URLs.
+ */
+public final class PolicyGateAuthenticatorFactory implements AuthenticatorFactory {
+
+    public static final String PROVIDER_ID = "umpass-policy-gate";
+
+    private static final Requirement[] REQUIREMENTS = {Requirement.REQUIRED, Requirement.DISABLED};
+
+    @Override
+    public String getId() {
+        return PROVIDER_ID;
+    }
+
+    @Override
+    public String getDisplayType() {
+        return "UMPASS: accept new campus IT policy versions";
+    }
+
+    @Override
+    public String getHelpText() {
+        return "Sends an active student who has not accepted the current version of a campus IT "
+                + "policy to UMPASS Activation to review it, with a ticket signed by the realm; "
+                + "the sign-in goes on only once the account holds every current version.";
+    }
+
+    @Override
+    public String getReferenceCategory() {
+        return null;
+    }
+
+    @Override
+    public boolean isConfigurable() {
+        return true;
+    }
+
+    @Override
+    public Requirement[] getRequirementChoices() {
+        return REQUIREMENTS;
+    }
+
+    @Override
+    public boolean isUserSetupAllowed() {
+        return false;
+    }
+
+    @Override
+    public List<ProviderConfigProperty> getConfigProperties() {
+        ProviderConfigProperty current = new ProviderConfigProperty();
+        current.setName(PolicyGateAuthenticator.CURRENT_URL);
+        current.setLabel("Current versions URL");
+        current.setType(ProviderConfigProperty.STRING_TYPE);
+        current.setHelpText("The service's list of current policy versions, as Keycloak reaches it.");
+        ProviderConfigProperty page = new ProviderConfigProperty();
+        page.setName(PolicyGateAuthenticator.PAGE_URL);
+        page.setLabel("Review page URL");
+        page.setType(ProviderConfigProperty.STRING_TYPE);
+        page.setHelpText("The service's review page, as the student's browser reaches it.");
+        ProviderConfigProperty cache = new ProviderConfigProperty();
+        cache.setName(PolicyGateAuthenticator.CACHE_SECONDS);
+        cache.setLabel("Seconds to keep the current versions");
+        cache.setType(ProviderConfigProperty.STRING_TYPE);
+        cache.setDefaultValue("30");
+        cache.setHelpText("How long a newly published version may take to reach sign-ins.");
+        return List.of(current, page, cache);
+    }
+
+    @Override
+    public Authenticator create(KeycloakSession session) {
+        return PolicyGateAuthenticator.INSTANCE;
+    }
+
+    @Override
+    public void init(Config.Scope config) {
+    }
+
+    @Override
+    public void postInit(KeycloakSessionFactory factory) {
+    }
+
+    @Override
+    public void close() {
+    }
+}
