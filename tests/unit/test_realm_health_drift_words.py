@@ -234,3 +234,14 @@ def test_every_write_apply_makes_names_its_item(path: str) -> None:
         where = f"{path}:{call.lineno}"
         assert isinstance(item, ast.Constant) and item.value in ITEMS, where
         assert item.value == "password-policy" or "name" in words, where
+
+
+def test_the_realms_names_are_escaped(app: Flask) -> None:
+    """Names come from the realm (anyone with manage-realm names a flow)."""
+    flow = Change("add", "flow <b>x</b>", item="flow", name="<b>x</b>", why="<i>y</i>")
+    _store(app, _report(flow))
+    [line] = _drift_lines(app.test_client(), "pt")
+    assert line.startswith(
+        "Em falta: o apply adicionaria o fluxo <code>&lt;b&gt;x&lt;/b&gt;</code>."
+    )
+    assert "<b>" not in line and "<i>" not in line
