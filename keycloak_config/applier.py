@@ -38,7 +38,7 @@ from keycloak_config.options import (
 )
 from keycloak_config.ownership import InstallRecord
 from keycloak_config.paging import every_account, every_identity_provider
-from keycloak_config.plan import Change, Plan, Planner
+from keycloak_config.plan import Action, Change, Plan, Planner
 from keycloak_config.student_permissions import (
     SERVICE_CLIENT,
     apply_student_permissions,
@@ -148,7 +148,13 @@ class RealmApplier(Planner):
             return False
         spec = load("realm.json", self.options.variables)
         if self._write(
-            Change("add", f"realm {self.realm}", why="new: everything the extension needs")
+            Change(
+                "add",
+                f"realm {self.realm}",
+                why="new: everything the extension needs",
+                item="realm",
+                name=self.realm,
+            )
         ):
             self.admin.create_realm(spec["new_realm"], skip_exists=True)
         return True
@@ -167,7 +173,17 @@ class RealmApplier(Planner):
             action = (
                 "raise" if setting.rule in ("at_most", "at_least", "one_of_at_least") else "change"
             )
-            self._write(Change(action, setting.key, _show(old), _show(new), setting.why))
+            self._write(
+                Change(
+                    action,
+                    setting.key,
+                    _show(old),
+                    _show(new),
+                    setting.why,
+                    item="setting",
+                    name=setting.key,
+                )
+            )
             update[setting.key] = new
 
         ours = spec["password_policy"] + (f" and {FAST_HASH}" if self.options.fast_hash else "")
@@ -184,6 +200,7 @@ class RealmApplier(Planner):
                     _show(current.get("passwordPolicy")),
                     policy.policy,
                     f"{'; '.join(policy.raised)}{kept}",
+                    item="password-policy",
                 )
             )
             update["passwordPolicy"] = policy.policy
@@ -198,6 +215,8 @@ class RealmApplier(Planner):
                     "add",
                     f"locales {', '.join(added)}",
                     why="the realm's own locales stay",
+                    item="locales",
+                    name=", ".join(added),
                 )
             )
             update["supportedLocales"] = locales
@@ -205,7 +224,15 @@ class RealmApplier(Planner):
         theme = spec["login_theme"]
         if self.options.theme and current.get("loginTheme") != theme:
             self._write(
-                Change("change", "loginTheme", _show(current.get("loginTheme")), theme, "--theme")
+                Change(
+                    "change",
+                    "loginTheme",
+                    _show(current.get("loginTheme")),
+                    theme,
+                    "--theme",
+                    item="setting",
+                    name="loginTheme",
+                )
             )
             update["loginTheme"] = theme
         elif not self.options.theme and current.get("loginTheme") != theme:
@@ -274,17 +301,29 @@ class RealmApplier(Planner):
         merged = merge_profile(current, ours)
         writes = False
         for name in merged.added_attributes:
-            writes |= self._write(Change("add", f"user-profile attribute {name}", why="admin-only"))
+            writes |= self._write(
+                Change(
+                    "add",
+                    f"user-profile attribute {name}",
+                    why="admin-only",
+                    item="profile-attribute",
+                    name=name,
+                )
+            )
         for name in merged.changed_attributes:
             writes |= self._write(
                 Change(
                     "change",
                     f"user-profile attribute {name}",
                     why="the realm declared it; the extension needs it admin-only and validated",
+                    item="profile-attribute",
+                    name=name,
                 )
             )
         for name in merged.added_groups:
-            writes |= self._write(Change("add", f"user-profile group {name}"))
+            writes |= self._write(
+                Change("add", f"user-profile group {name}", item="profile-group", name=name)
+            )
         if merged.kept_attributes:
             self._keep(f"user-profile attributes {', '.join(merged.kept_attributes)}")
         if "unmanagedAttributePolicy" in current:
@@ -321,7 +360,13 @@ class RealmApplier(Planner):
                 current = self.admin.connection.raw_get(f"{base}/{locale}").json().get(key)
                 if theme:
                     if ours and self._write(
-                        Change("remove", f"realm text {name}", why="the umpass theme has it")
+                        Change(
+                            "remove",
+                            f"realm text {name}",
+                            why="the umpass theme has it",
+                            item="realm-text",
+                            name=name,
+                        )
                     ):
                         self.admin.connection.raw_delete(f"{base}/{locale}/{key}")
                         self.record.forget_created(TEXT_KIND, name)
@@ -337,6 +382,8 @@ class RealmApplier(Planner):
                         "add" if current is None else "change",
                         f"realm text {name}",
                         why="shown when a pending account is refused",
+                        item="realm-text",
+                        name=name,
                     )
                 ):
                     self.record.note_created(TEXT_KIND, name)
@@ -359,12 +406,22 @@ class RealmApplier(Planner):
         for role in wanted:
             current = existing.get(role["name"])
             if current is None:
-                if self._write(Change("add", f"realm role {role['name']}")):
+                if self._write(
+                    Change(
+                        "add", f"realm role {role['name']}", item="realm-role", name=role["name"]
+                    )
+                ):
                     self.record.note_created(ROLE_KIND, role["name"])
                     self._save_record()
                     self.admin.create_realm_role(role, skip_exists=True)
             elif current.get("description") != role["description"] and self._write(
-                Change("change", f"realm role {role['name']}", why="description")
+                Change(
+                    "change",
+                    f"realm role {role['name']}",
+                    why="description",
+                    item="realm-role",
+                    name=role["name"],
+                )
             ):
                 self.admin.update_realm_role(role["name"], {**current, **role})
 
@@ -389,7 +446,13 @@ class RealmApplier(Planner):
                 continue
             if current is None:
                 if self._write(
-                    Change("add", f"client {client_id}", why=desired.get("description", ""))
+                    Change(
+                        "add",
+                        f"client {client_id}",
+                        why=desired.get("description", ""),
+                        item="client",
+                        name=client_id,
+                    )
                 ):
                     self.record.note_created(CLIENT_KIND, client_id)
                     self._save_record()
@@ -400,7 +463,7 @@ class RealmApplier(Planner):
             if not self.options.compare_secrets:
                 comparable.pop("secret", None)
             if not _covers(current, comparable) and self._write(
-                Change("change", f"client {client_id}")
+                Change("change", f"client {client_id}", item="client", name=client_id)
             ):
                 self.admin.update_client(current["id"], desired)
 
@@ -409,7 +472,15 @@ class RealmApplier(Planner):
             return
         if not self.record.created_by_us(CLIENT_KIND, DEMO_CLIENT):
             self._keep(f"client {DEMO_CLIENT}", "not created by the extension")
-        elif self._write(Change("remove", f"client {DEMO_CLIENT}", why="only with --with-demo")):
+        elif self._write(
+            Change(
+                "remove",
+                f"client {DEMO_CLIENT}",
+                why="only with --with-demo",
+                item="client",
+                name=DEMO_CLIENT,
+            )
+        ):
             self.admin.delete_client(current["id"])
             self.record.forget_created(CLIENT_KIND, DEMO_CLIENT)
             self._save_record()
@@ -423,23 +494,17 @@ class RealmApplier(Planner):
         clients = {c["clientId"]: c for c in self.admin.get_clients()}
         for client_id, wanted in wanted_by_client.items():
             if client_id not in clients:  # created in a dry run only
-                self._write(
-                    Change("add", f"scope of {client_id}: roles {', '.join(sorted(wanted))}")
-                )
+                self._write(_scope_change("add", client_id, sorted(wanted)))
                 continue
             client_uuid = clients[client_id]["id"]
             path = f"admin/realms/{self.realm}/clients/{client_uuid}/scope-mappings/realm"
             held = {r["name"]: r for r in self.admin.connection.raw_get(path).json()}
             roles = {r: self.admin.get_realm_role(r) for r in wanted if r not in held}
             extra = [r for name, r in held.items() if name not in wanted]
-            if roles and self._write(
-                Change("add", f"scope of {client_id}: roles {', '.join(sorted(roles))}")
-            ):
+            if roles and self._write(_scope_change("add", client_id, sorted(roles))):
                 self.admin.connection.raw_post(path, data=json.dumps(list(roles.values())))
             if extra and self._write(
-                Change(
-                    "remove", f"scope of {client_id}: roles {', '.join(r['name'] for r in extra)}"
-                )
+                _scope_change("remove", client_id, [r["name"] for r in extra])
             ):
                 self.admin.connection.raw_delete(path, data=json.dumps(extra))
 
@@ -473,7 +538,7 @@ class RealmApplier(Planner):
         keep = next((a for a in existing if builder.matches(a, desired)), None)
         if keep is None:
             action = "change" if existing else "add"
-            if self._write(Change(action, f"flow {name}", why=why)):
+            if self._write(Change(action, f"flow {name}", why=why, item="flow", name=name)):
                 self.record.note_created(FLOW_KIND, name)
                 self._save_record()
                 keep = builder.build(desired)
@@ -598,7 +663,15 @@ class RealmApplier(Planner):
             keep, old = self._ensure_flow(builder, desired, why)
             superseded += old
             if current != keep and self._write(
-                Change("change", f"{binding} binding", _show(current), logical, f"was {current!r}")
+                Change(
+                    "change",
+                    f"{binding} binding",
+                    _show(current),
+                    logical,
+                    f"was {current!r}",
+                    item="binding",
+                    name=binding,
+                )
             ):
                 if not is_copy_of(current, logical):
                     # Uninstall puts back what was bound just before ours.
@@ -609,7 +682,9 @@ class RealmApplier(Planner):
         self.apply_identity_provider(resolved)
         superseded += self.apply_other_providers(builder)
         for alias in superseded:
-            if self._write(Change("remove", f"flow {alias}", why="superseded")):
+            if self._write(
+                Change("remove", f"flow {alias}", why="superseded", item="flow", name=alias)
+            ):
                 builder.delete(alias)
 
     def derived_providers(self) -> list[tuple[str, str | None, str, str, list[Any]]]:
@@ -665,6 +740,8 @@ class RealmApplier(Planner):
                     _show(current),
                     logical,
                     "a pending account signing in through it is refused",
+                    item="provider-post-login",
+                    name=alias,
                 )
             ):
                 continue
@@ -692,7 +769,13 @@ class RealmApplier(Planner):
         response = self.admin.connection.raw_get(f"{path}/{alias}")
         if response.status_code == 404:
             if self._write(
-                Change("add", f"identity provider {alias}", why="the activation service")
+                Change(
+                    "add",
+                    f"identity provider {alias}",
+                    why="the activation service",
+                    item="identity-provider",
+                    name=alias,
+                )
             ):
                 self.record.note_created(IDP_KIND, alias)
                 self._save_record()
@@ -707,7 +790,7 @@ class RealmApplier(Planner):
         comparable = {**desired, "config": dict(desired["config"])}
         comparable["config"].pop("clientSecret", None)
         if not _covers(current, comparable) and self._write(
-            Change("change", f"identity provider {alias}")
+            Change("change", f"identity provider {alias}", item="identity-provider", name=alias)
         ):
             _check(self.admin.connection.raw_put(f"{path}/{alias}", data=json.dumps(desired)))
         self._apply_provider_mappers(f"{path}/{alias}", alias, mappers)
@@ -724,12 +807,12 @@ class RealmApplier(Planner):
             desired = {**mapper, "identityProviderAlias": alias}
             current = existing.get(mapper["name"])
             if current is None:
-                if self._write(Change("add", f"mapper {mapper['name']} of {alias}")):
+                if self._write(_mapper_change("add", alias, mapper["name"])):
                     _check(
                         self.admin.connection.raw_post(f"{path}/mappers", data=json.dumps(desired))
                     )
             elif not _covers(current, desired) and self._write(
-                Change("change", f"mapper {mapper['name']} of {alias}")
+                _mapper_change("change", alias, mapper["name"])
             ):
                 _check(
                     self.admin.connection.raw_put(
@@ -758,13 +841,21 @@ class RealmApplier(Planner):
             if client_id == MONITOR_CLIENT and client_id not in clients and self._without_monitor():
                 continue
             if client_id not in clients:  # created in a dry run only
-                self._write(Change("add", f"roles of {client_id}: {', '.join(sorted(wanted))}"))
+                self._write(_roles_change("add", client_id, sorted(wanted)))
                 continue
             user = self.admin.get_client_service_account_user(clients[client_id]["id"])
             # Roles can also come through groups or realm roles: a service account
             # holds none of those beyond the realm's default role.
             for group in self.admin.get_user_groups(user["id"]):
-                if self._write(Change("remove", f"{client_id} from group {group['name']}")):
+                if self._write(
+                    Change(
+                        "remove",
+                        f"{client_id} from group {group['name']}",
+                        item="service-account-group",
+                        name=client_id,
+                        part=group["name"],
+                    )
+                ):
                     self.admin.group_user_remove(user["id"], group["id"])
             extra_realm = [
                 r
@@ -772,16 +863,22 @@ class RealmApplier(Planner):
                 if r["name"] != default_role
             ]
             names = ", ".join(sorted(r["name"] for r in extra_realm))
-            if extra_realm and self._write(Change("remove", f"{client_id} realm roles: {names}")):
+            if extra_realm and self._write(
+                Change(
+                    "remove",
+                    f"{client_id} realm roles: {names}",
+                    item="service-account-realm-roles",
+                    name=client_id,
+                    part=names,
+                )
+            ):
                 self.admin.delete_realm_roles_of_user(user["id"], extra_realm)
             held = {r["name"] for r in self.admin.get_client_roles_of_user(user["id"], rm["id"])}
             to_add = sorted(set(wanted) - held)
             to_remove = sorted(held - set(wanted))
-            if to_add and self._write(Change("add", f"roles of {client_id}: {', '.join(to_add)}")):
+            if to_add and self._write(_roles_change("add", client_id, to_add)):
                 self.admin.assign_client_role(user["id"], rm["id"], [available[n] for n in to_add])
-            if to_remove and self._write(
-                Change("remove", f"roles of {client_id}: {', '.join(to_remove)}")
-            ):
+            if to_remove and self._write(_roles_change("remove", client_id, to_remove)):
                 self.admin.delete_client_roles_of_user(
                     user["id"], rm["id"], [available[n] for n in to_remove]
                 )
@@ -853,3 +950,35 @@ def _summary(tree: list[dict[str, Any]], *, within: list[dict[str, Any]]) -> str
     """The realm's steps that the extension's flow (`within`) still runs ("" for none)."""
     ours = set(_steps(within))
     return ", ".join(step for step in _steps(tree) if step in ours)
+
+
+def _scope_change(action: Action, client_id: str, roles: list[str]) -> Change:
+    names = ", ".join(roles)
+    return Change(
+        action,
+        f"scope of {client_id}: roles {names}",
+        item="client-scope",
+        name=client_id,
+        part=names,
+    )
+
+
+def _roles_change(action: Action, client_id: str, roles: list[str]) -> Change:
+    names = ", ".join(roles)
+    return Change(
+        action,
+        f"roles of {client_id}: {names}",
+        item="service-account-roles",
+        name=client_id,
+        part=names,
+    )
+
+
+def _mapper_change(action: Action, alias: str, mapper: str) -> Change:
+    return Change(
+        action,
+        f"mapper {mapper} of {alias}",
+        item="provider-mapper",
+        name=alias,
+        part=mapper,
+    )

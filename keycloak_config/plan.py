@@ -18,6 +18,35 @@ HEADINGS: dict[Action, str] = {
 }
 
 
+# What a change can be about (Change.item), as the realm-health page words each.
+ITEMS = frozenset(
+    {
+        "realm",
+        "setting",  # a realm setting: name is its key
+        "password-policy",
+        "locales",  # name: the locales added
+        "profile-attribute",
+        "profile-group",
+        "realm-text",  # name: locale/key
+        "realm-role",
+        "client",
+        "client-scope",  # realm roles (part) a client (name) may put in its tokens
+        "flow",
+        "binding",  # name: the realm's binding key (browserFlow ...)
+        "identity-provider",
+        "provider-post-login",  # the post-login flow of identity provider `name`
+        "provider-mapper",  # mapper `part` of identity provider `name`
+        "service-account-roles",  # realm-management roles (part) of client name's account
+        "service-account-realm-roles",
+        "service-account-group",  # client name's account in group `part`
+        "admin-policy",
+        "admin-permission",
+        "group",
+        "group-members",  # `part` accounts to add to group `name`
+    }
+)
+
+
 @dataclass(frozen=True)
 class Change:
     action: Action
@@ -25,6 +54,12 @@ class Change:
     old: str | None = None
     new: str | None = None
     why: str = ""
+    # The subject in parts, for a reader that words it in its own language (the
+    # realm-health page): what kind of thing (an `ITEMS` key), which one, and the part of
+    # it changed (roles, a group, a mapper). The plan itself prints the subject.
+    item: str = ""
+    name: str = ""
+    part: str = ""
 
     def line(self) -> str:
         text = self.subject

@@ -137,8 +137,16 @@ def apply_student_permissions(applier: Applier) -> None:
     clients = {c["clientId"]: c for c in applier.admin.get_clients()}
     if "admin-permissions" not in clients or SERVICE_CLIENT not in clients:
         # Only in a plan for a realm where v2 or the client is still to be switched on.
-        applier._write(Change("add", f"admin policy {POLICY}"))
-        applier._write(Change("add", f"admin permission {PERMISSION}", new=", ".join(SCOPES)))
+        applier._write(Change("add", f"admin policy {POLICY}", item="admin-policy", name=POLICY))
+        applier._write(
+            Change(
+                "add",
+                f"admin permission {PERMISSION}",
+                new=", ".join(SCOPES),
+                item="admin-permission",
+                name=PERMISSION,
+            )
+        )
         _join_students(applier, group)
         return
     permissions = clients["admin-permissions"]["id"]
@@ -162,13 +170,25 @@ def _ensure_group(applier: Applier) -> dict[str, Any] | None:
         full = _get(applier, f"admin/realms/{applier.realm}/groups/{group['id']}")
         attributes = full.get("attributes") or {}
         if attributes.get(MEMBER_MARK) != [MEMBER] and applier._write(
-            Change("change", f"group {STUDENTS_GROUP}", why=f"attribute {MEMBER_MARK}")
+            Change(
+                "change",
+                f"group {STUDENTS_GROUP}",
+                why=f"attribute {MEMBER_MARK}",
+                item="group",
+                name=STUDENTS_GROUP,
+            )
         ):
             body = {**full, "attributes": {**attributes, MEMBER_MARK: [MEMBER]}}
             _send(applier, "PUT", f"admin/realms/{applier.realm}/groups/{group['id']}", body)
         return group
     if not applier._write(
-        Change("add", f"group {STUDENTS_GROUP}", why="the accounts the service may manage")
+        Change(
+            "add",
+            f"group {STUDENTS_GROUP}",
+            why="the accounts the service may manage",
+            item="group",
+            name=STUDENTS_GROUP,
+        )
     ):
         return None
     applier.record.note_created(GROUP_KIND, STUDENTS_GROUP)
@@ -189,7 +209,9 @@ def _ensure_policy(applier: Applier, permissions: str, account_id: str) -> str |
     }
     current = find_by_name(applier, permissions, "policy", POLICY)
     if current is None:
-        if not applier._write(Change("add", f"admin policy {POLICY}")):
+        if not applier._write(
+            Change("add", f"admin policy {POLICY}", item="admin-policy", name=POLICY)
+        ):
             return None
         applier.record.note_created(PERMISSION_KIND, POLICY)
         applier._save_record()
@@ -197,7 +219,13 @@ def _ensure_policy(applier: Applier, permissions: str, account_id: str) -> str |
     applier._adopt(PERMISSION_KIND, POLICY)
     users = _get(applier, f"{base}/policy/user/{current['id']}").get("users", [])
     if (set(users) != {account_id} or current.get("logic") != "POSITIVE") and applier._write(
-        Change("change", f"admin policy {POLICY}", why="names the service account only")
+        Change(
+            "change",
+            f"admin policy {POLICY}",
+            why="names the service account only",
+            item="admin-policy",
+            name=POLICY,
+        )
     ):
         _send(
             applier, "PUT", f"{base}/policy/user/{current['id']}", {**desired, "id": current["id"]}
@@ -220,7 +248,15 @@ def _ensure_permission(applier: Applier, permissions: str, group_id: str, policy
     }
     current = find_by_name(applier, permissions, "permission", PERMISSION)
     if current is None:
-        if applier._write(Change("add", f"admin permission {PERMISSION}", new=", ".join(SCOPES))):
+        if applier._write(
+            Change(
+                "add",
+                f"admin permission {PERMISSION}",
+                new=", ".join(SCOPES),
+                item="admin-permission",
+                name=PERMISSION,
+            )
+        ):
             applier.record.note_created(PERMISSION_KIND, PERMISSION)
             applier._save_record()
             _send(applier, "POST", f"{base}/permission/scope", desired)
@@ -237,7 +273,14 @@ def _ensure_permission(applier: Applier, permissions: str, group_id: str, policy
         or policies != {policy}
         or current.get("logic") != "POSITIVE"
     ) and applier._write(
-        Change("change", f"admin permission {PERMISSION}", ", ".join(scopes), ", ".join(SCOPES))
+        Change(
+            "change",
+            f"admin permission {PERMISSION}",
+            ", ".join(scopes),
+            ", ".join(SCOPES),
+            item="admin-permission",
+            name=PERMISSION,
+        )
     ):
         _send(applier, "PUT", f"{base}/permission/scope/{pid}", {**desired, "id": pid})
 
@@ -271,6 +314,9 @@ def _join_students(applier: Applier, group: dict[str, Any] | None) -> None:
             "add",
             f"{len(missing)} accounts with an activation state to group {STUDENTS_GROUP}",
             why="the service reaches only members",
+            item="group-members",
+            name=STUDENTS_GROUP,
+            part=str(len(missing)),
         )
     ):
         assert group is not None  # noqa: S101 - written only when not planning

@@ -30,11 +30,29 @@ class DriftItem:
     action: str  # add | raise | change | remove (keycloak_config.plan.Action)
     subject: str  # what: a setting, a flow binding, a client ...
     detail: str  # the rest of the plan's line: old → new, and why
+    # The same in parts (Change.item, name, part, old, new, why), stored so that the page
+    # words each line in the reader's language; `why` stays apply's English.
+    item: str = ""
+    name: str = ""
+    part: str = ""
+    old: str | None = None
+    new: str | None = None
+    why: str = ""
 
     @classmethod
     def of(cls, change: Change) -> DriftItem:
         whole = change.line()
-        return cls(change.action, change.subject, whole.removeprefix(change.subject).lstrip(":— "))
+        return cls(
+            change.action,
+            change.subject,
+            whole.removeprefix(change.subject).lstrip(":— "),
+            change.item,
+            change.name,
+            change.part,
+            change.old,
+            change.new,
+            change.why,
+        )
 
     @property
     def key(self) -> str:

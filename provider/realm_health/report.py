@@ -66,11 +66,25 @@ class HealthReport:
                     }
                     for c in self.checks
                 ],
-                "drift": [
-                    {"action": d.action, "subject": d.subject, "detail": d.detail}
-                    for d in self.drift
-                ],
+                "drift": [_drift_json(d) for d in self.drift],
             }
+
+
+def _drift_json(item: DriftItem) -> dict[str, Any]:
+    """The plan's words (action, subject, detail) and, for the page to word them in its
+    reader's language, the parts: `item` (keycloak_config.plan.ITEMS), `name`, `part`,
+    `old`, `new`, `why` (None when the change has none)."""
+    return {
+        "action": item.action,
+        "subject": item.subject,
+        "detail": item.detail,
+        "item": item.item or None,
+        "name": item.name or None,
+        "part": item.part or None,
+        "old": item.old,
+        "new": item.new,
+        "why": item.why or None,
+    }
 
 
 def check_realm(settings: Settings, monitor: MonitorSettings) -> HealthReport:

@@ -76,3 +76,46 @@ TEXTS: dict[str, tuple[Any, Any]] = {
         ),
     ),
 }
+
+# A drift line, worded at page time from the parts the check stores (drift.py): the
+# action's sentence around the item's phrase. `%(name)s` and `%(part)s` are the realm's
+# own names, shown as code; the item is the sentence's object, so that each language can
+# put it (and its article) where it belongs.
+DRIFT_ACTIONS: dict[str, Any] = {
+    "add": _l("Missing: apply would add %(item)s."),
+    "raise": _l("Weaker than the floor: apply would raise %(item)s."),
+    "change": _l("Changed: apply would put back %(item)s."),
+    "remove": _l("Extra: apply would remove %(item)s."),
+}
+
+# keycloak_config.plan.ITEMS -> the phrase for one such thing (a test keeps them equal).
+DRIFT_ITEMS: dict[str, Any] = {
+    "realm": _l("the realm %(name)s"),
+    "setting": _l("the realm setting %(name)s"),
+    "password-policy": _l("the password policy"),
+    "locales": _l("the languages %(name)s"),
+    "profile-attribute": _l("the user-profile attribute %(name)s"),
+    "profile-group": _l("the user-profile group %(name)s"),
+    "realm-text": _l("the realm text %(name)s"),
+    "realm-role": _l("the realm role %(name)s"),
+    "client": _l("the client %(name)s"),
+    "client-scope": _l("the realm roles %(part)s in the tokens of client %(name)s"),
+    "flow": _l("the flow %(name)s"),
+    "binding": _l("the flow bound as %(name)s"),
+    "identity-provider": _l("the identity provider %(name)s"),
+    "provider-post-login": _l("the post-login flow of identity provider %(name)s"),
+    "provider-mapper": _l("the mapper %(part)s of identity provider %(name)s"),
+    "service-account-roles": _l("the roles %(part)s of the service account of client %(name)s"),
+    "service-account-realm-roles": _l(
+        "the realm roles %(part)s of the service account of client %(name)s"
+    ),
+    "service-account-group": _l(
+        "the membership of the service account of client %(name)s in group %(part)s"
+    ),
+    "admin-policy": _l("the admin policy %(name)s"),
+    "admin-permission": _l("the admin permission %(name)s"),
+    "group": _l("the group %(name)s"),
+    "group-members": _l("%(part)s accounts with an activation state to group %(name)s"),
+}
+
+NO_VALUE = _l("(none)")  # a setting the realm does not have: old → new

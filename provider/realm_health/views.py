@@ -16,12 +16,13 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, render_template
 from flask.typing import ResponseReturnValue
+from markupsafe import Markup, escape
 
 from provider import audit
 from provider.helpdesk.auth import ADMIN, requires, staff
 from provider.helpdesk.views import console_context
 from provider.realm_health import stored
-from provider.realm_health.texts import REPAIR, TEXTS
+from provider.realm_health.texts import DRIFT_ACTIONS, DRIFT_ITEMS, NO_VALUE, REPAIR, TEXTS
 from provider.services import services
 from provider.storage.models import utcnow
 
@@ -68,6 +69,56 @@ def _shown(result: dict[str, Any]) -> list[ShownCheck]:
     return out
 
 
+@dataclass(frozen=True)
+class ShownDrift:
+    """One stored drift line. `line` is the sentence in the request's language, or None
+    for a row stored before the parts were (or with an action or item this version does
+    not word): the template then shows the plan's English subject and detail."""
+
+    action: str
+    item: str
+    subject: str
+    detail: str
+    line: Markup | None
+    values: tuple[str, str] | None  # (old, new), as the plan prints them
+    why: str  # apply's own English, a secondary detail
+
+
+def _code(text: str) -> Markup:
+    return Markup("<code>%s</code>") % text
+
+
+def _worded(entry: dict[str, Any]) -> Markup | None:
+    sentence, phrase = DRIFT_ACTIONS.get(entry["action"]), DRIFT_ITEMS.get(entry.get("item") or "")
+    if sentence is None or phrase is None:
+        return None
+    names = {"name": _code(entry.get("name") or ""), "part": _code(entry.get("part") or "")}
+    # The translation is ours and plain text: escaped, then the names go in as markup.
+    item = escape(str(phrase)) % names
+    return escape(str(sentence)) % {"item": item}
+
+
+def _drift(result: dict[str, Any]) -> list[ShownDrift]:
+    out = []
+    for entry in result.get("drift") or []:
+        old, new = entry.get("old"), entry.get("new")
+        values = None
+        if old is not None or new is not None:
+            values = (str(NO_VALUE) if old is None else old, str(NO_VALUE) if new is None else new)
+        out.append(
+            ShownDrift(
+                entry["action"],
+                entry.get("item") or "",
+                entry.get("subject", ""),
+                entry.get("detail") or "",
+                _worded(entry),
+                values,
+                entry.get("why") or "",
+            )
+        )
+    return out
+
+
 @bp.get("/realm-health")
 @requires(ADMIN)
 def page() -> ResponseReturnValue:
@@ -91,7 +142,7 @@ def page() -> ResponseReturnValue:
         result=result,
         checks=checks,
         failed=[c for c in checks if not c.ok],
-        drift=result.get("drift") or [],
+        drift=_drift(result),
         stale_minutes=round(health.stale_after.total_seconds() / 60),
         repair=REPAIR,
         check_command=CHECK,

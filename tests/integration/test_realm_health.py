@@ -102,6 +102,12 @@ def test_drift_by_hand_is_red_once_checked_until_apply_and_the_next_check(
     assert ("change", "browserFlow binding") in subjects
     assert ("change", "duplicateEmailsAllowed") in subjects
     assert ("change", "user-profile attribute activation_state") in subjects
+    # In parts too, for the page to word each line in its reader's language.
+    parts = [(d["action"], d["item"], d["name"]) for d in report["drift"]]
+    assert ("change", "binding", "browserFlow") in parts
+    assert ("change", "setting", "duplicateEmailsAllowed") in parts
+    assert ("change", "profile-attribute", "activation_state") in parts
+    assert all(d["item"] for d in report["drift"]), report["drift"]
     assert report["healthy"] is False
     gauges = _gauges(client)
     assert gauges["umpass_realm_check_up"] == 1.0
