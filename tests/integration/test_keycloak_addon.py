@@ -13,6 +13,7 @@ from devstack import keycloak as kc_server
 from devstack import keycloak_addon
 
 FACTORY = "org.umpass.keycloak.LoginHintFromUserAuthenticatorFactory"
+GATE_FACTORY = "org.umpass.keycloak.PolicyGateAuthenticatorFactory"
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +30,12 @@ def test_the_jar_declares_the_authenticator_and_is_reproducible(
     with zipfile.ZipFile(first) as jar:
         names = set(jar.namelist())
         services = "META-INF/services/org.keycloak.authentication.AuthenticatorFactory"
-        assert jar.read(services).decode().split() == [FACTORY]
+        assert jar.read(services).decode().split() == [FACTORY, GATE_FACTORY]
     assert {
         "org/umpass/keycloak/LoginHintFromUserAuthenticator.class",
         "org/umpass/keycloak/LoginHintFromUserAuthenticatorFactory.class",
+        "org/umpass/keycloak/PolicyGateAuthenticator.class",
+        "org/umpass/keycloak/PolicyGateAuthenticatorFactory.class",
     } <= names
 
 

@@ -239,6 +239,21 @@ def test_the_typed_user_id_goes_on_only_where_keycloak_offers_the_step() -> None
         assert _strip_pending(carried) == _strip_pending(tree)
 
 
+def test_the_policy_gate_is_the_last_step_where_keycloak_offers_it() -> None:
+    """After every way in (password, cookie, another provider) and the pending refusal, at
+    the top: no sign-in reaches an application without passing it."""
+    tree = flow_merge.browser(_builtin_browser(), "b")
+    urls = {"current_url": "http://svc/policies/current", "page_url": "https://svc/policies/review"}
+    assert flow_merge.gate_policies(tree, ["auth-cookie"], **urls) == tree
+    gated = flow_merge.gate_policies(tree, [flow_merge.POLICY_GATE_STEP], **urls, cache_seconds="0")
+    assert gated[:-1] == tree and tree == flow_merge.browser(_builtin_browser(), "b")
+    assert gated[-1] == {
+        "authenticator": flow_merge.POLICY_GATE_STEP,
+        "requirement": "REQUIRED",
+        "config": {**urls, "cache_seconds": "0"},
+    }
+
+
 def _strip_pending(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {**n, "executions": _strip_pending(n["executions"])}
