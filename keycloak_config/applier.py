@@ -78,6 +78,7 @@ class RealmApplier(Planner):
         self.realm = options.realm
         self._derived: dict[str, tuple[str, str, list[Any], list[Any]]] | None = None
         self._providers: list[tuple[str, str | None, str, str, list[Any]]] | None = None
+        self._authenticators: set[str] | None = None
 
     # -- bookkeeping -----------------------------------------------------------------
 
@@ -564,47 +565,60 @@ class RealmApplier(Planner):
                     tree = transform(source_tree, source)
                 except flow_merge.FlowMergeError as exc:
                     raise ApplyError(str(exc)) from None
-                if binding == "browserFlow":
-                    tree = self._with_addon_steps(tree)
+                tree = self._with_addon_steps(binding, tree)
                 self._derived[binding] = (logical, source, source_tree, tree)
             self._refuse_client_overrides(top_level)
         return self._derived
 
-    def _with_addon_steps(self, tree: list[Any]) -> list[Any]:
-        """The browser flow carries the typed user ID on to activation, and stops a student
-        who lacks a current policy version, where Keycloak has the project's authenticators
-        (keycloak_addon/login-hint); the plan says when not."""
-        response = self.admin.connection.raw_get(
-            f"admin/realms/{self.realm}/authentication/authenticator-providers"
-        )
-        if response.status_code >= 300:
-            raise ApplyError(
-                f"Keycloak answered its list of authenticators with HTTP {response.status_code}"
+    def _offered(self) -> set[str]:
+        """The authenticators Keycloak offers (read once per apply)."""
+        if self._authenticators is None:
+            response = self.admin.connection.raw_get(
+                f"admin/realms/{self.realm}/authentication/authenticator-providers"
             )
-        offered = {p["id"] for p in response.json()}
-        if flow_merge.LOGIN_HINT_STEP not in offered:
-            self.plan.notes.append(
-                f"Keycloak has no {flow_merge.LOGIN_HINT_STEP} authenticator, so the user ID "
-                "a student types at sign-in is not carried over to activation (they type it "
-                "again there): to carry it over, build the JAR (scripts/keycloak addon), put "
-                "it in providers/ of every Keycloak node, run kc.sh build, restart, and apply "
-                "again"
-            )
-        if flow_merge.POLICY_GATE_STEP not in offered:
-            self.plan.notes.append(
-                f"Keycloak has no {flow_merge.POLICY_GATE_STEP} authenticator, so active "
-                "students are not asked to accept a newly published policy version when they "
-                "sign in: install the JAR as above"
-            )
+            if response.status_code >= 300:
+                raise ApplyError(
+                    f"Keycloak answered its list of authenticators with HTTP {response.status_code}"
+                )
+            self._authenticators = {p["id"] for p in response.json()}
+            if flow_merge.LOGIN_HINT_STEP not in self._authenticators:
+                self.plan.notes.append(
+                    f"Keycloak has no {flow_merge.LOGIN_HINT_STEP} authenticator, so the user "
+                    "ID a student types at sign-in is not carried over to activation (they "
+                    "type it again there): to carry it over, build the JAR (scripts/keycloak "
+                    "addon), put it in providers/ of every Keycloak node, run kc.sh build, "
+                    "restart, and apply again"
+                )
+            if flow_merge.POLICY_GATE_STEP not in self._authenticators:
+                self.plan.notes.append(
+                    f"Keycloak has no {flow_merge.POLICY_GATE_STEP} authenticator, so active "
+                    "students are not asked to accept a newly published policy version when "
+                    "they sign in: install the JAR as above"
+                )
+        return self._authenticators
+
+    def _gated(self, tree: list[Any], *, refuse: bool = False) -> list[Any]:
+        """`tree` with the policy gate last, where Keycloak offers it (`refuse`: where no
+        page can be shown, a due student is refused)."""
         service = self.options.variables
-        tree = flow_merge.gate_policies(
+        return flow_merge.gate_policies(
             tree,
-            offered,
+            self._offered(),
             current_url=service["SERVICE_BACKCHANNEL_URL"] + "/policies/current",
             page_url=service["SERVICE_BASE_URL"] + "/policies/review",
             cache_seconds=service["POLICY_GATE_CACHE_SECONDS"],
+            refuse=refuse,
         )
-        return flow_merge.pass_user_id_on(tree, offered)
+
+    def _with_addon_steps(self, binding: str, tree: list[Any]) -> list[Any]:
+        """The browser flow carries the typed user ID on to activation; it and the direct
+        grant stop a student who lacks a current policy version, where Keycloak has the
+        project's authenticators (keycloak_addon/login-hint); the plan says when not."""
+        if binding == "browserFlow":
+            return flow_merge.pass_user_id_on(self._gated(tree), self._offered())
+        if binding == "directGrantFlow":
+            return self._gated(tree, refuse=True)
+        return tree
 
     def _refuse_client_overrides(self, top_level: list[dict[str, Any]]) -> None:
         """A client that overrides the browser or direct grant flow with one of the
@@ -715,7 +729,10 @@ class RealmApplier(Planner):
             if source and source not in aliases:
                 why = f"the check alone: its earlier post-login flow {source!r} is gone"
                 source = None
-            tree = flow_merge.post_broker_login(builder.tree(source) if source else None)
+            # After another provider too: its sign-ins never run the browser flow.
+            tree = self._gated(
+                flow_merge.post_broker_login(builder.tree(source) if source else None)
+            )
             self._providers.append((alias, current, why, flow_merge.post_broker_name(source), tree))
         return self._providers
 

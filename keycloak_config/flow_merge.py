@@ -144,13 +144,17 @@ def gate_policies(
     current_url: str,
     page_url: str,
     cache_seconds: str = "30",
+    refuse: bool = False,
 ) -> list[Node]:
     """The browser flow `tree` with the policy gate as its last step, when Keycloak offers
     it; otherwise `tree` as it is (re-acceptance then waits for the authenticator).
 
     Last, at the top: whichever way the student got in (a password, a passkey, the SSO
     cookie of an earlier sign-in), the gate runs once the account is known and before the
-    application is reached. A pending account never gets there (refused just before)."""
+    application is reached. A pending account never gets there (refused just before). The
+    same goes last in the direct grant (`refuse`: no page can be shown there, so a due
+    student is refused) and after other identity providers (their sign-ins never run the
+    browser flow)."""
     if POLICY_GATE_STEP not in offered:
         return tree
     gate = {
@@ -160,6 +164,7 @@ def gate_policies(
             "current_url": current_url,
             "page_url": page_url,
             "cache_seconds": cache_seconds,
+            **({"refuse": "true"} if refuse else {}),
         },
     }
     return [*copy.deepcopy(tree), gate]

@@ -102,9 +102,10 @@ _USER_FIELDS = (
     "emailVerified",
     "firstName",
     "lastName",
-    "enabled",
-    "requiredActions",
 )
+# Not carried back: `enabled` and `requiredActions`. Keycloak leaves a field a PUT omits as
+# it is, so a help-desk "disable" (or a required action) written between our read and our
+# write survives it; and `enabled: true` would also lift a brute-force lock as a side effect.
 
 
 class GatewayError(Exception):

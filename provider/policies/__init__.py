@@ -28,6 +28,7 @@ from markupsafe import Markup
 
 POLICY_DIR = Path(__file__).resolve().parent
 VERSION = re.compile(r"\d{4}-\d{2}")
+POLICY_ID = re.compile(r"[a-z0-9-]+")
 # What a stored acceptance looks like: "id@version:time".
 _RECORD = re.compile(r"(?P<id>[a-z0-9-]+)@(?P<version>\d{4}-\d{2}):(?P<at>\S+)")
 
@@ -116,6 +117,10 @@ def load(directory: Path) -> dict[str, tuple[Policy, ...]]:
         files = sorted(p for p in folder.glob("*.md") if len(p.suffixes) == 1)
         if not files:
             continue
+        if not POLICY_ID.fullmatch(folder.name):
+            # The id is part of every "id@version:time" record, which the realm's policy
+            # gate reads as such: anything else there would stop it reading the list.
+            raise PolicyFileError(f"{folder}: a policy id is lower-case letters, digits and -")
         for path in files:
             if not VERSION.fullmatch(path.stem):
                 raise PolicyFileError(f"{path}: a version is named YYYY-MM")

@@ -39,7 +39,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import lazy_gettext as _l
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from provider import audit
 from provider.i18n import KEYCLOAK_LOCALE, LANGUAGE_COOKIE, from_language_tag, select_locale
@@ -51,7 +51,7 @@ from provider.policies.acceptance_form import acceptance_form, missing
 from provider.policies.published import current
 from provider.policies.review_ticket import InvalidTicket, RealmKeys, ReviewTicket, verify
 from provider.services import Services, services
-from provider.storage.engine import bind_of
+from provider.storage.engine import bind_of, insert_unless_present
 from provider.storage.models import PolicyReview
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,9 @@ def current_versions() -> ResponseReturnValue:
 def review() -> ResponseReturnValue:
     if "ticket" in request.args:
         return _arrive(request.args.get("ticket", ""))
+    refused = request.args.get("refused")
+    if refused:
+        return _error(ELSEWHERE if refused == "elsewhere" else NOT_VALID)
     row = _bound_review()
     if row is None:
         return _error(NOT_VALID)
@@ -122,7 +125,7 @@ def accept() -> ResponseReturnValue:
     try:
         username = svc.keycloak.accept_policies(row.account_id, records) if records else None
     except Exception:
-        _release(row)  # nothing written: the student may try again
+        _release(row, "accepting")  # nothing written: the student may try again
         raise
     with svc.sessions.begin() as db:
         if username is not None:
@@ -148,7 +151,7 @@ def decline() -> ResponseReturnValue:
         # Signed out first: a decline must not leave the student signed in elsewhere.
         svc.keycloak.sign_out_everywhere(row.account_id)
     except Exception:
-        _release(row)
+        _release(row, "declined")
         raise
     with svc.sessions.begin() as db:
         audit.record(db, audit.STUDENT, DECLINED, username)
@@ -163,14 +166,14 @@ def _arrive(raw: str) -> ResponseReturnValue:
     try:
         ticket = verify(raw, keys=current_app.extensions[_KEYS], realm_url=_realm_url(svc))
     except InvalidTicket:
-        return _error(NOT_VALID)
+        return _refused("invalid")
     except requests.RequestException as exc:
         raise IdentityServiceUnavailable("the realm's keys could not be read") from exc
     held = session.get(SESSION_KEY) or {}
     secret = held.get("browser") if held.get("ticket") == ticket.id else None
     secret = secret or secrets.token_urlsafe(32)
     if not _bind(svc, ticket, secret):
-        return _error(ELSEWHERE)
+        return _refused("elsewhere")
     session[SESSION_KEY] = {"ticket": ticket.id, "browser": secret}
     # The ticket leaves the address bar (and the history) at once.
     response = redirect(url_for("policy_review.review"), 303)
@@ -187,6 +190,12 @@ def _arrive(raw: str) -> ResponseReturnValue:
     return response
 
 
+def _refused(why: str) -> ResponseReturnValue:
+    """Out of the address bar first, then the refusal: the page's own requests (its
+    stylesheet) would otherwise carry the ticket in their Referer."""
+    return redirect(url_for("policy_review.review", refused=why), 303)
+
+
 def _keycloak_language(ticket: ReviewTicket) -> str | None:
     """Keycloak's language for the student when it tells more than this browser does: not
     when they chose one here before (the cookie), and not English, which is also what
@@ -201,19 +210,22 @@ def _bind(svc: Services, ticket: ReviewTicket, secret: str) -> bool:
     """The ticket's row, bound to this browser; False when another browser has it."""
     browser = svc.hasher.digest(Purpose.POLICY_REVIEW_BROWSER, secret)
     with svc.sessions.begin() as db:
-        row = db.get(PolicyReview, ticket.id)
-        if row is None:
-            db.execute(
-                insert(PolicyReview).values(
-                    ticket_id=ticket.id,
-                    account_id=ticket.account_id,
-                    browser=browser,
-                    callback=ticket.callback,
-                    expires_at=ticket.expires_at,
-                )
+        # Insert-or-keep: of two first arrivals at once, one row stands.
+        db.execute(
+            insert_unless_present(
+                db.get_bind().dialect.name, PolicyReview.__table__, "ticket_id"
+            ).values(
+                ticket_id=ticket.id,
+                account_id=ticket.account_id,
+                browser=browser,
+                callback=ticket.callback,
+                expires_at=ticket.expires_at,
             )
-            return True
-    return svc.hasher.matches(Purpose.POLICY_REVIEW_BROWSER, secret, row.browser)
+        )
+        row = db.get(PolicyReview, ticket.id)
+    return row is not None and svc.hasher.matches(
+        Purpose.POLICY_REVIEW_BROWSER, secret, row.browser
+    )
 
 
 def _realm_url(svc: Services) -> str:
@@ -269,11 +281,12 @@ def _claim(row: PolicyReview, answer: str) -> bool:
     return bool(claimed.rowcount)
 
 
-def _release(row: PolicyReview) -> None:
+def _release(row: PolicyReview, claimed: str) -> None:
+    """Undo this request's own claim only (never one another request holds)."""
     with services(current_app).sessions.begin() as db:
         db.execute(
             update(PolicyReview)
-            .where(PolicyReview.ticket_id == row.ticket_id)
+            .where(PolicyReview.ticket_id == row.ticket_id, PolicyReview.answer == claimed)
             .values(answer=None, answered_at=None)
         )
 

@@ -24,11 +24,15 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 TICKET_TYPE = "umpass-policy-gate"  # PolicyGateAuthenticator.TICKET_TYPE
+# The JWS header's typ (PolicyGateAuthenticator.HEADER_TYPE): a ticket is never taken for
+# an access token anywhere (RFC 8725, 3.11), nor an access token for a ticket here.
+HEADER_TYPE = "umpass-policy-gate+jwt"
 # What Keycloak signs access tokens with; never HS*, never "none".
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"]
 LEEWAY_SECONDS = 30  # clocks of the Keycloak nodes and ours
 MAX_LENGTH = 8192  # a ticket is ~1.5 kB; more is not one
 _KEYS_REFRESH_SECONDS = 60  # an unknown key id refetches the set at most this often
+_KEYS_MAX_AGE_SECONDS = 3600  # and a key the realm removed is dropped within the hour
 
 
 class InvalidTicket(Exception):
@@ -49,7 +53,8 @@ class ReviewTicket:
 class RealmKeys:
     """The realm's published signing keys (its JWKS), read from Keycloak over the back
     channel and kept; read again when a ticket names a key not seen yet (a key rotation),
-    at most once a minute so that garbage key ids cannot make us hammer Keycloak."""
+    at most once a minute so that garbage key ids cannot make us hammer Keycloak, and
+    every hour (a key the realm removed stops being trusted)."""
 
     def __init__(self, jwks_url: str, timeout: float) -> None:
         self._url = jwks_url
@@ -60,8 +65,9 @@ class RealmKeys:
 
     def get(self, kid: str | None) -> KeySet:
         with self._lock:
-            stale = time.monotonic() - self._read_at > _KEYS_REFRESH_SECONDS
-            if self._keys is None or (stale and not self._has(kid)):
+            age = time.monotonic() - self._read_at
+            unknown = age > _KEYS_REFRESH_SECONDS and not self._has(kid)
+            if self._keys is None or unknown or age > _KEYS_MAX_AGE_SECONDS:
                 response = requests.get(self._url, timeout=self._timeout)
                 response.raise_for_status()
                 self._keys = KeySet.import_key_set(response.json())
@@ -80,6 +86,8 @@ def verify(raw: str, *, keys: RealmKeys, realm_url: str) -> ReviewTicket:
         raise InvalidTicket
     try:
         header = jws.extract_compact(raw.encode("ascii")).headers()
+        if header.get("typ") != HEADER_TYPE:
+            raise InvalidTicket
         token = jwt.decode(raw, keys.get(header.get("kid")), algorithms=ALGORITHMS)
         claims: dict[str, Any] = token.claims
         jwt.JWTClaimsRegistry(

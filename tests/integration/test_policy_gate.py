@@ -241,3 +241,31 @@ def test_keycloak_goes_on_only_when_the_account_holds_the_version(
     assert answer.status_code == 403
     assert "You did not accept the new version of the campus IT policies" in answer.text
     assert not any(r.startswith("it-acceptable-use@2027-01:") for r in _records(services, who))
+
+
+def test_a_password_grant_refuses_a_due_student_until_they_accept(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    live_url: str,
+    services: Services,
+    new_version: None,
+) -> None:
+    """No page can be shown in a direct grant: a due student gets `invalid_grant` with a
+    sentence saying what to do, and a token once the account holds the version."""
+    who = _active(services, "p")
+    token_url = f"{keycloak_server.url}/realms/{realm.name}/protocol/openid-connect/token"
+    grant = {
+        "grant_type": "password",
+        "client_id": "admin-cli",
+        "username": who.user_id,
+        "password": PASSWORD,
+    }
+    refused = requests.post(token_url, data=grant, timeout=30)
+    assert refused.status_code == 400 and "access_token" not in refused.text
+    assert refused.json()["error"] == "invalid_grant"
+    assert "sign in with a browser" in refused.json()["error_description"]
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    services.keycloak.accept_policies(account.id, [f"{NEW[0]}@{NEW[1]}:2026-12-03T10:00:00Z"])
+    allowed = requests.post(token_url, data=grant, timeout=30)
+    assert allowed.status_code == 200 and "access_token" in allowed.json()

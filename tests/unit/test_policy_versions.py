@@ -63,6 +63,13 @@ def test_a_file_whose_name_and_header_disagree_or_misname_a_version_is_refused(
         load(tmp_path)
 
 
+@pytest.mark.parametrize("policy_id", ["Rules", "rules_2", "règles"])
+def test_a_policy_id_the_gate_could_not_read_is_refused(tmp_path: Path, policy_id: str) -> None:
+    _write(tmp_path / policy_id, "2026-01")
+    with pytest.raises(PolicyFileError, match="policy id"):
+        load(tmp_path)
+
+
 def test_policy_files_render_without_raw_html(tmp_path: Path) -> None:
     _write(tmp_path / "x", "2026-01", "<script>alert(1)</script>\n\n[click](javascript:alert(1))\n")
     (policy,) = load(tmp_path)["x"]

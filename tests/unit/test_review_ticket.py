@@ -16,7 +16,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
 
-from provider.policies.review_ticket import TICKET_TYPE, InvalidTicket, verify
+from provider.policies.review_ticket import HEADER_TYPE, TICKET_TYPE, InvalidTicket, verify
 
 REALM = "https://sso.example.edu/realms/campus"
 KEY = RSAKey.generate_key(2048, parameters={"kid": "realm-key"})
@@ -50,8 +50,9 @@ def _claims(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in claims.items() if v is not None}
 
 
-def _signed(claims: dict[str, Any], key: RSAKey = KEY) -> str:
-    return jwt.encode({"alg": "RS256", "kid": key.kid}, claims, key)
+def _signed(claims: dict[str, Any], key: RSAKey = KEY, typ: str | None = HEADER_TYPE) -> str:
+    header = {"alg": "RS256", "kid": key.kid, **({"typ": typ} if typ else {})}
+    return jwt.encode(header, claims, key)
 
 
 def test_a_ticket_the_realm_signed_is_read() -> None:
@@ -87,6 +88,14 @@ def test_a_ticket_with_one_claim_wrong_is_refused(changes: dict[str, Any]) -> No
         verify(_signed(_claims(**changes)), keys=Published(KEY), realm_url=REALM)
 
 
+@pytest.mark.parametrize("typ", [None, "JWT", "at+jwt"])
+def test_a_token_of_another_type_is_refused(typ: str | None) -> None:
+    """Signed by the realm with every claim right, but not typed a ticket in its header
+    (an access token carries "JWT")."""
+    with pytest.raises(InvalidTicket):
+        verify(_signed(_claims(), typ=typ), keys=Published(KEY), realm_url=REALM)
+
+
 def test_a_ticket_signed_by_another_key_is_refused() -> None:
     other = RSAKey.generate_key(2048, parameters={"kid": "realm-key"})
     with pytest.raises(InvalidTicket):
@@ -100,7 +109,7 @@ def _b64(data: bytes) -> bytes:
 @pytest.mark.parametrize("alg", ["none", "HS256"])
 def test_no_symmetric_or_missing_signature_is_taken(alg: str) -> None:
     """HS256 keyed with the realm's *public* key (anyone has it) and "none": refused."""
-    head = _b64(json.dumps({"alg": alg, "kid": "realm-key"}).encode())
+    head = _b64(json.dumps({"alg": alg, "kid": "realm-key", "typ": HEADER_TYPE}).encode())
     body = _b64(json.dumps(_claims()).encode())
     public = json.dumps(KEY.as_dict(private=False)).encode()
     mac = hmac.new(public, head + b"." + body, hashlib.sha256).digest() if alg != "none" else b""

@@ -1,5 +1,6 @@
 package org.umpass.keycloak;
 
+import jakarta.ws.rs.core.MediaType;
 import jakarta.ws.rs.core.Response;
 import jakarta.ws.rs.core.UriBuilder;
 import java.net.URI;
@@ -16,15 +17,17 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.regex.Pattern;
 import java.util.logging.Logger;
 import java.util.stream.Collectors;
-import org.keycloak.TokenCategory;
 import org.keycloak.authentication.AuthenticationFlowContext;
 import org.keycloak.authentication.AuthenticationFlowError;
 import org.keycloak.authentication.Authenticator;
+import org.keycloak.crypto.SignatureProvider;
+import org.keycloak.jose.jws.JWSBuilder;
 import org.keycloak.models.AuthenticatorConfigModel;
 import org.keycloak.models.KeycloakSession;
 import org.keycloak.models.RealmModel;
 import org.keycloak.models.UserModel;
 import org.keycloak.representations.JsonWebToken;
+import org.keycloak.representations.idm.OAuth2ErrorRepresentation;
 import org.keycloak.services.Urls;
 import org.keycloak.util.JsonSerialization;
 
@@ -38,7 +41,11 @@ import org.keycloak.util.JsonSerialization;
  * {@code login_hint}, which anyone can set). This step hands the service a ticket that only
  * Keycloak can make: a JWT signed with the realm's own key (so the service checks it against
  * the realm's published keys, with no shared secret), for this account, typed
- * {@value #TICKET_TYPE}, valid ten minutes, naming the URL that resumes this very sign-in.
+ * {@value #TICKET_TYPE} in its header and claims (so no API takes it for an access token),
+ * valid ten minutes, naming the URL that resumes this very sign-in. It carries no name.
+ *
+ * <p>Where nothing can be shown (configured {@code refuse}: the direct grant), a due student
+ * is refused with {@code invalid_grant} and a sentence saying to sign in with a browser.
  *
  * <p>Which versions are current is the service's (it publishes them): read from
  * {@code current_url}, kept {@code cache_seconds} (30 unless configured). When the service cannot be read, the
@@ -57,6 +64,12 @@ public final class PolicyGateAuthenticator implements Authenticator {
     static final String CURRENT_URL = "current_url";
     static final String PAGE_URL = "page_url";
     static final String CACHE_SECONDS = "cache_seconds";
+    // "true" where nothing can be shown (the direct grant): a due student is refused.
+    static final String REFUSE = "refuse";
+    // The JWS header's typ (RFC 8725, 3.11): no library takes it for an access token.
+    static final String HEADER_TYPE = "umpass-policy-gate+jwt";
+    private static final Set<String> ASYMMETRIC =
+            Set.of("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512");
     static final String DECLINED_MESSAGE = "umpassPolicyDeclined";
 
     // User-profile attributes shared with provider/keycloak.py.
@@ -75,15 +88,6 @@ public final class PolicyGateAuthenticator implements Authenticator {
     /** What {@code current_url} answered last ({@code keys} null: it never answered). */
     private record Current(List<String> keys, long readAt) {}
 
-    /** Signed like an access token (the realm's asymmetric key, published in its JWKS). */
-    private static final class Ticket extends JsonWebToken {
-        private static final long serialVersionUID = 1L;
-
-        @Override
-        public TokenCategory getCategory() {
-            return TokenCategory.ACCESS;
-        }
-    }
 
     @Override
     public void authenticate(AuthenticationFlowContext context) {
@@ -94,20 +98,45 @@ public final class PolicyGateAuthenticator implements Authenticator {
             context.success();
             return;
         }
-        Ticket ticket = new Ticket();
+        if ("true".equals(config.get(REFUSE))) {
+            OAuth2ErrorRepresentation error =
+                    new OAuth2ErrorRepresentation(
+                            "invalid_grant",
+                            "A new version of a campus IT policy must be accepted: sign in "
+                                    + "with a browser to read and accept it");
+            context.failure(
+                    AuthenticationFlowError.ACCESS_DENIED,
+                    Response.status(Response.Status.BAD_REQUEST)
+                            .entity(error)
+                            .type(MediaType.APPLICATION_JSON_TYPE)
+                            .build());
+            return;
+        }
+        RealmModel realm = context.getRealm();
+        JsonWebToken ticket = new JsonWebToken();
         ticket.id(UUID.randomUUID().toString());
-        ticket.issuer(Urls.realmIssuer(context.getUriInfo().getBaseUri(), context.getRealm().getName()));
+        ticket.issuer(Urls.realmIssuer(context.getUriInfo().getBaseUri(), realm.getName()));
         ticket.audience(TICKET_TYPE);
         ticket.type(TICKET_TYPE);
         ticket.subject(user.getId());
-        ticket.issuedNowWithTTL(TICKET_SECONDS); // iat now, exp ten minutes on
-        ticket.setOtherClaims("preferred_username", user.getUsername());
+        // Ten minutes, or less when the realm gives a sign-in less time than that.
+        ticket.issuedNowWithTTL(Math.min(TICKET_SECONDS, realm.getAccessCodeLifespanLogin()));
         ticket.setOtherClaims("due", due);
         ticket.setOtherClaims(
                 "callback", context.getActionUrl(context.generateAccessCode()).toString());
         ticket.setOtherClaims(
                 "locale", context.getSession().getContext().resolveLocale(user).toLanguageTag());
-        String signed = context.getSession().tokens().encode(ticket);
+        String algorithm = realm.getDefaultSignatureAlgorithm();
+        if (algorithm == null || !ASYMMETRIC.contains(algorithm)) {
+            algorithm = "RS256"; // the service takes only what the realm's JWKS can verify
+        }
+        String signed =
+                new JWSBuilder()
+                        .type(HEADER_TYPE)
+                        .jsonContent(ticket)
+                        .sign(context.getSession()
+                                .getProvider(SignatureProvider.class, algorithm)
+                                .signer());
         URI page = UriBuilder.fromUri(config.get(PAGE_URL)).queryParam("ticket", signed).build();
         context.challenge(Response.seeOther(page).build());
     }
@@ -120,9 +149,10 @@ public final class PolicyGateAuthenticator implements Authenticator {
             context.success();
             return;
         }
-        Response page =
-                context.form().setError(DECLINED_MESSAGE).createErrorPage(Response.Status.FORBIDDEN);
-        context.failure(AuthenticationFlowError.ACCESS_DENIED, page);
+        // A challenge, not a failure: a failure would count as a wrong password towards the
+        // realm's brute-force lock. The sign-in goes no further either way.
+        context.challenge(
+                context.form().setError(DECLINED_MESSAGE).createErrorPage(Response.Status.FORBIDDEN));
     }
 
     /** The current versions this active student has not accepted; none for anyone else. */

@@ -75,7 +75,12 @@ public final class PolicyGateAuthenticatorFactory implements AuthenticatorFactor
         cache.setType(ProviderConfigProperty.STRING_TYPE);
         cache.setDefaultValue("30");
         cache.setHelpText("How long a newly published version may take to reach sign-ins.");
-        return List.of(current, page, cache);
+        ProviderConfigProperty refuse = new ProviderConfigProperty();
+        refuse.setName(PolicyGateAuthenticator.REFUSE);
+        refuse.setLabel("Refuse instead of showing the policy");
+        refuse.setType(ProviderConfigProperty.BOOLEAN_TYPE);
+        refuse.setHelpText("For flows that cannot show a page (the direct grant).");
+        return List.of(current, page, cache, refuse);
     }
 
     @Override
