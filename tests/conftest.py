@@ -93,6 +93,7 @@ class RealmUnderTest:
             "KEYCLOAK_ADMIN_USER": server.admin_user,
             "KEYCLOAK_ADMIN_PASSWORD": server.admin_password,
             "UMPASS_DEMO_BASE_URL": self.demo_base,
+            "UMPASS_POLICY_GATE_CACHE_SECONDS": self.options.variables["POLICY_GATE_CACHE_SECONDS"],
             "UMPASS_TESTING": "1",
             "UMPASS_HMAC_KEY": "test-hmac-key-" + "k" * 32,
             # Every test client comes from 127.0.0.1; the per-address limit has its own test.

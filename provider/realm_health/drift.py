@@ -68,6 +68,7 @@ def options_for(settings: Settings, health: MonitorSettings) -> ApplyOptions:
         "UMPASS_REALM": kc.realm,
         "UMPASS_BASE_URL": settings.base_url,
         "UMPASS_BACKCHANNEL_URL": health.backchannel_url,
+        "UMPASS_POLICY_GATE_CACHE_SECONDS": health.policy_gate_cache_seconds,
         "UMPASS_BROKER_CLIENT_ID": settings.oidc.broker_client_id,
         "UMPASS_KC_CLIENT_SECRET": kc.client_secret,
         "UMPASS_BROKER_CLIENT_SECRET": settings.oidc.broker_client_secret,

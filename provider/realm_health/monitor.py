@@ -34,6 +34,7 @@ class MonitorSettings:
     # What apply fills into the identity provider: the same values the operator gives it.
     demo_base_url: str = ""
     backchannel_url: str = ""
+    policy_gate_cache_seconds: str = ""  # UMPASS_POLICY_GATE_CACHE_SECONDS
 
 
 def load_monitor_settings(env: Mapping[str, str] | None = None) -> MonitorSettings:
@@ -62,6 +63,7 @@ def load_monitor_settings(env: Mapping[str, str] | None = None) -> MonitorSettin
         theme="--theme" in flags,
         demo_base_url=env.get("UMPASS_DEMO_BASE_URL", "").strip(),
         backchannel_url=env.get("UMPASS_BACKCHANNEL_URL", "").strip(),
+        policy_gate_cache_seconds=env.get("UMPASS_POLICY_GATE_CACHE_SECONDS", "").strip(),
     )
 
 

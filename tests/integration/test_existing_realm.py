@@ -114,6 +114,9 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "add realm text en/umpassActivationUnavailable",
         "add realm text zh-TW/umpassActivationUnavailable",
         "add realm text pt/umpassActivationUnavailable",
+        "add realm text en/umpassPolicyDeclined",
+        "add realm text zh-TW/umpassPolicyDeclined",
+        "add realm text pt/umpassPolicyDeclined",
         "add realm role activation-helpdesk",
         "add realm role activation-admin",
         "add client umpass-activation",
@@ -610,6 +613,7 @@ def test_every_other_provider_of_a_federation_gets_the_check_and_gets_it_back(
             "pending: refused",
             "the provider's own steps",
             "allow-access-authenticator",
+            "umpass-policy-gate",  # its sign-ins never run the browser flow
         ]
 
         uninstall_realm(options, remove_data=True)
