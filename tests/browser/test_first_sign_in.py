@@ -467,7 +467,12 @@ def _first_sign_in(
     """Pending, sent to activation, activated for that sign-in, answered: signed in, linked."""
     start = sign_in(keycloak_server.url, realm.name, student.username, PASSWORD)
     assert start.session is not None and start.location
-    services.keycloak.activate(student.keycloak_id, PASSWORD, attributes={}, for_sign_in=True)
+    services.keycloak.activate(
+        student.keycloak_id,
+        PASSWORD,
+        attributes={ACCEPTED_POLICIES: accepted_now(services)},
+        for_sign_in=True,
+    )
     assert _signed_in(_assert_at_keycloak(app, start.session, start.location, student))
 
 

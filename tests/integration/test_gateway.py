@@ -12,6 +12,7 @@ from keycloak import KeycloakAdmin
 
 from provider.config import Settings
 from provider.keycloak import (
+    ACCEPTED_POLICIES,
     ACTIVATED_AT,
     ACTIVATION_STATE,
     BROKER_TICKET,
@@ -29,6 +30,7 @@ from provider.keycloak import (
 from tests.support.accounts import set_attributes
 from tests.support.inbox import new_mobile
 from tests.support.keycloak_login import sign_in
+from tests.support.policies import accepted_first_versions
 
 GOOD_PASSWORD = "orbit lantern velvet 1987"
 
@@ -40,7 +42,12 @@ def _sign_in(settings: Settings, username: str, password: str):
 def _mark_active(admin: KeycloakAdmin, user_id: str) -> None:
     """Flip the attribute only (the realm's browser flow keeps pending accounts away
     from the password form, whatever their password)."""
-    set_attributes(admin, user_id, {ACTIVATION_STATE: [STATE_ACTIVE]})
+    set_attributes(
+        admin,
+        user_id,
+        # With the current policies accepted: the realm's policy gate stops anyone else.
+        {ACTIVATION_STATE: [STATE_ACTIVE], ACCEPTED_POLICIES: accepted_first_versions()},
+    )
 
 
 def test_password_set_by_gateway_works_in_a_real_login(
@@ -213,6 +220,23 @@ def test_clear_lockout_after_failed_logins(
     gateway.clear_lockout(pending_user)
     assert gateway.lockout_status(pending_user)["disabled"] is False
     assert _sign_in(settings, username, GOOD_PASSWORD).ok
+
+
+def test_a_write_never_lifts_a_brute_force_lock(
+    gateway: KeycloakGateway, settings: Settings, pending_user: str, admin: KeycloakAdmin
+) -> None:
+    """A PUT carrying `enabled: true` lifts Keycloak's lock as a side effect: the gateway's
+    writes leave `enabled` out, so only `clear_lockout` (recovery, the help desk) unlocks."""
+    _mark_active(admin, pending_user)
+    gateway.set_password(pending_user, GOOD_PASSWORD)
+    username = gateway.get_user(pending_user).username
+    for _ in range(5):
+        assert not _sign_in(settings, username, "wrong password entirely").ok
+    assert gateway.lockout_status(pending_user)["disabled"] is True
+    gateway.set_phone(pending_user, new_mobile(), verified=True)
+    gateway.accept_policies(pending_user, ["it-acceptable-use@2027-01:2026-12-03T10:00:00Z"])
+    assert gateway.lockout_status(pending_user)["disabled"] is True
+    assert not _sign_in(settings, username, GOOD_PASSWORD).ok
 
 
 def test_realm_password_policy_as_tips(gateway: KeycloakGateway) -> None:

@@ -42,6 +42,7 @@ from provider.keycloak import (
 from tests.conftest import KeycloakUnderTest, RealmUnderTest, master_admin
 from tests.support.keycloak_login import sign_in
 from tests.support.ldap_server import admin_connection, seed_students, student
+from tests.support.policies import accepted_first_versions
 
 IDP = "umpass-activation"
 
@@ -243,7 +244,9 @@ def test_directory_student_is_activated_and_signs_in(
     assert not before.ok
     assert f"/broker/{IDP}/login" in before.location  # pending: to activation, no password form
 
-    assert gateway.activate(user.id, password, attributes={"accepted_policies": []})
+    assert gateway.activate(
+        user.id, password, attributes={"accepted_policies": accepted_first_versions()}
+    )
 
     # (a) the password reached the directory, hashed by the server (Password Modify).
     assert binds(slapd_server, ana["dn"], password)

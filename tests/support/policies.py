@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import delete
 
-from provider.policies import Policy, accepted_record
+from provider.policies import Policy, accepted_record, documents
 from provider.policies.published import current, publish
 from provider.services import Services
 from provider.storage.models import PolicyPublication
@@ -22,6 +22,12 @@ def accepted_now(svc: Services) -> list[str]:
     """An account's `accepted_policies` for a student who accepted every current version
     (one that lacks one is stopped by the realm's policy gate at browser sign-in)."""
     return [accepted_record(p, "2026-12-01T09:00:00Z") for p in current_policies(svc)]
+
+
+def accepted_first_versions() -> list[str]:
+    """`accepted_now` for a test that has no database at hand: with nothing published (as
+    between tests: each removes what it published), each policy's first version is current."""
+    return [accepted_record(v[0], "2026-12-01T09:00:00Z") for v in documents().values()]
 
 
 @contextmanager
