@@ -279,6 +279,43 @@ def test_implicit_and_hybrid_are_refused(
     assert "code=" not in location.replace("error=", "")
 
 
+def test_a_client_that_enabled_implicit_still_sends_a_pending_account_to_activation(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    realm_changes: RealmChanges,
+) -> None:
+    """Beyond the realm's rule (no client enables it): implicit signs in through the same
+    browser flow, so even a client a university left with it enabled gives a pending account
+    no token."""
+    client = add_client(realm_changes, implicitFlowEnabled=True, redirectUris=[demo_callback()])
+    who = enrol_student(services, "i")
+    user = services.keycloak.find_user(who.user_id)
+    assert user is not None
+    services.keycloak.set_password(user.id, PASSWORD)  # behind the service's back
+    session = requests.Session()
+    url = f"{oidc(keycloak_server.url, realm.name)}/auth?" + requests.compat.urlencode(
+        {
+            "client_id": client["clientId"],
+            "redirect_uri": demo_callback(),
+            "response_type": "id_token token",
+            "scope": "openid",
+            "nonce": "n-1",
+        }
+    )
+    page = _follow(session, url)
+    answer = post_login_form(session, page.text, {"username": who.user_id})
+    assert answer.is_redirect and "/broker/umpass-activation/login" in answer.headers["Location"]
+    assert "access_token" not in answer.headers["Location"]
+    # The control: an active student on the same client gets its token in the fragment.
+    student = active_student(services, "i")
+    session = requests.Session()
+    page = _follow(session, url)
+    answer = post_login_form(session, page.text, {"username": student.username})
+    answer = post_login_form(session, answer.text, {"password": PASSWORD, "credentialId": ""})
+    assert answer.is_redirect and "access_token=" in answer.headers["Location"].split("#")[1]
+
+
 def test_service_accounts_are_never_students(admin: KeycloakAdmin) -> None:
     """A client-credentials token is the client's own service-account user, which no
     activation ever touches: none holds an activation state."""
