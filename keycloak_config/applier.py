@@ -17,6 +17,7 @@ from keycloak import KeycloakAdmin
 from keycloak.exceptions import KeycloakError
 
 from keycloak_config import flow_merge
+from keycloak_config.claim_scopes import apply_claim_scopes
 from keycloak_config.flows import FlowBuilder, desired_flows, is_copy_of
 from keycloak_config.merge import (
     Setting,
@@ -108,6 +109,8 @@ class RealmApplier(Planner):
         self.apply_user_profile()
         self.apply_localization_texts()
         self.apply_realm_roles()
+        # Before the clients: a client apply makes gets the realm's default scopes then.
+        apply_claim_scopes(self, self.options.variables)
         self.apply_clients()
         self.apply_client_role_scopes()
         self.apply_flows_and_identity_provider()

@@ -31,6 +31,10 @@ ITEMS = frozenset(
         "realm-role",
         "client",
         "client-scope",  # realm roles (part) a client (name) may put in its tokens
+        "claim-scope",  # the extension's client scope `name` (keycloak_config/client-scopes.json)
+        "scope-mapper",  # mapper `part` of the extension's client scope `name`
+        "realm-default-scope",  # client scope `name` among the realm's default scopes
+        "default-scope",  # client scope `part` among the default scopes of client `name`
         "flow",
         "binding",  # name: the realm's binding key (browserFlow ...)
         "identity-provider",

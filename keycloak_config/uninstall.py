@@ -28,6 +28,7 @@ from keycloak_config.applier import (
     TEXT_KIND,
     _show,
 )
+from keycloak_config.claim_scopes import SCOPE_KIND, remove_claim_scopes, wanted_scopes
 from keycloak_config.flows import FlowBuilder, FlowError, desired_flows, is_copy_of
 from keycloak_config.merge import _covers, unmerge_policy
 from keycloak_config.options import CONFIG_DIR, ApplyError, ApplyOptions, load
@@ -73,6 +74,7 @@ class RealmUninstaller(Planner):
         self.remove_flows()
         remove_student_permissions(self)  # while the service account it names exists
         self.remove_clients_and_roles()
+        remove_claim_scopes(self, {s["name"] for s in wanted_scopes(self.options.variables)})
         self.remove_texts()
         self.restore_realm_settings()
         self.restore_user_profile()
@@ -131,6 +133,7 @@ class RealmUninstaller(Planner):
             GROUP_KIND: {g["name"] for g in load("user-profile.json", variables)["groups"]},
             STUDENTS_GROUP_KIND: {STUDENTS_GROUP},
             PERMISSION_KIND: {PERMISSION, POLICY},
+            SCOPE_KIND: {s["name"] for s in wanted_scopes(variables)},
             TEXT_KIND: {
                 f"{locale}/{key}"
                 for key, texts in load("messages.json", variables).items()

@@ -565,6 +565,27 @@ class KeycloakGateway:
                 policy.explain_refusal(exc.error_key, description), exc.error_key
             ) from None
 
+    def set_back_to_pending(self, user_id: str) -> None:
+        """The help desk's "back to pending" (e.g. an account handed to the wrong person).
+
+        The state first, so that any sign-in from here on meets the flows' pending check;
+        then every session ends, so that no refresh token, offline token or token
+        exchange obtained while the account was active yields a new token: Keycloak does
+        not read the account's attributes on those grants, only whether the session lives.
+        Its admin logout leaves offline sessions alive (26.7), so each client's offline
+        tokens (and consent) are revoked too.
+        """
+
+        def to_pending(current: Mapping[str, Any]) -> _Change | None:
+            return {}, {ACTIVATION_STATE: [STATE_PENDING], ACTIVATED_AT: None}
+
+        self._update(user_id, to_pending)
+        self.sign_out_everywhere(user_id)
+        consents = self._call("consents", lambda a: a.user_consents(user_id), about_user=True)
+        for consent in consents:
+            client = str(consent["clientId"])
+            self._call("revoke", lambda a, c=client: a.revoke_consent(user_id, c), about_user=True)
+
     def sign_out_everywhere(self, user_id: str) -> None:
         """End every Keycloak session of the user (idempotent: none left is fine)."""
         user_id = self._checked_id(user_id)

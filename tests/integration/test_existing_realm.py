@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -119,6 +120,17 @@ def test_the_plan_names_exactly_what_apply_will_do(installed: Installed) -> None
         "add realm text pt/umpassPolicyDeclined",
         "add realm role activation-helpdesk",
         "add realm role activation-admin",
+        "add client scope umpass",
+        "add client scope umpass as a realm default scope",
+        *(
+            f"add client scope umpass as a default scope of {client}"
+            for client in (
+                *("account", "account-console", "admin-cli", "security-admin-console"),
+                *("uni-portal", "uni-reports"),
+            )
+        ),
+        "add client scope umpass-saml",
+        "add client scope umpass-saml as a realm default scope",
         "add client umpass-activation",
         "add client umpass-helpdesk",
         "add client umpass-provisioner",
@@ -197,9 +209,16 @@ def test_only_what_the_extension_manages_changed(installed: Installed) -> None:
         "identityProviders.umpass-activation: added ",
         'identityProviders.partner.postBrokerLoginFlowAlias: added "umpass after other providers ',
         "localization.",
+        'clientScopes.realmDefault: added "umpass", added "umpass-saml"',
+        "clientScopes.scopes.umpass: added ",
+        "clientScopes.scopes.umpass-saml: added ",
     )
     changed = snapshot_diff(installed.before, installed.after_apply)
-    assert [line for line in changed if not line.startswith(allowed)] == []
+    # Each of the realm's clients gains the claims' scope, and nothing else of its scopes.
+    default_scope = re.compile(r'clients\.[\w-]+\.defaultClientScopes: added "umpass"$')
+    assert [
+        line for line in changed if not line.startswith(allowed) and not default_scope.match(line)
+    ] == []
     assert not [line for line in changed if ": removed" in line]
     assert not [line for line in changed if "department" in line and "Order" not in line]
     # The realm's own attribute order is kept; ours come after it.
