@@ -92,9 +92,19 @@ def claim(
     ids = list(session.scalars(due))
     if not ids:
         return []
-    session.execute(
-        update(_D).where(_D.id.in_(ids)).values(lease_until=now + lease, lease_owner=owner)
+    # Compare-and-set on the lease as well (re-checked under the row lock): a row leased
+    # by another process since it was read is not taken, even if the lock was not held.
+    free = or_(_D.lease_until.is_(None), _D.lease_until < now)
+    ids = list(
+        session.scalars(
+            update(_D)
+            .where(_D.id.in_(ids), _D.state == PENDING, free)
+            .values(lease_until=now + lease, lease_owner=owner)
+            .returning(_D.id)
+        )
     )
+    if not ids:
+        return []
     rows = session.execute(
         select(_D.id, _E.uuid, _E.type, _E.payload, _E.created_at, _D.attempts)
         .join(_E, _E.id == _D.event_id)

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from provider import audit
+from provider import audit, events
 from provider.activation_codes import IssuedCode, issue_code
 from provider.contact_input import mask_email, mask_phone
+from provider.events import outbox
 from provider.guards import lockout
 from provider.keycloak import PHONE_NUMBER, KeycloakUser
 from provider.services import Services
@@ -106,6 +107,14 @@ def reissue(svc: Services, user_id: str, staff: str, days: int = 30) -> IssuedCo
             session, svc.hasher, user_id, ttl=timedelta(days=days), actor=f"staff:{staff}"
         )
         audit.record(session, f"staff:{staff}", "helpdesk.code_reissued", user_id)
+        # For downstream (never the code): with the new code, or not at all.
+        outbox.record(
+            session,
+            events.CODE_REISSUED,
+            user_id,
+            expires_at=issued.expires_at.isoformat(),
+            changed=["activation_code"],
+        )
     return issued
 
 
