@@ -192,14 +192,15 @@ def dead_letters(db: Session, limit: int = 200) -> list[DeadLetter]:
     return [DeadLetter(*row) for row in rows]
 
 
-def send_again(db: Session, delivery_id: int, now: datetime) -> bool:
-    """A dead letter back in the queue with a fresh count of tries; False if it was not dead."""
-    result = db.execute(
+def send_again(db: Session, delivery_id: int, now: datetime) -> str | None:
+    """A dead letter back in the queue with a fresh count of tries; its student's user ID,
+    or None when it was not dead (sent again already, or no such row)."""
+    return db.scalar(
         update(_D)
         .where(_D.id == delivery_id, _D.state == DEAD)
         .values(state=PENDING, attempts=0, next_attempt_at=now, last_error=None)
+        .returning(_D.user_id)
     )
-    return bool(result.rowcount)
 
 
 def counts(db: Session | Connection) -> list[tuple[str, str, int]]:

@@ -13,8 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -29,24 +28,13 @@ from provider.events.endpoints import DeliverySettings, Endpoint
 from provider.storage import migrate
 from provider.storage.engine import make_engine
 from provider.storage.models import OutboxDelivery
-from tests.support.webhook_receiver import Receiver
+from tests.support.webhook_receiver import Receiver, until
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def new_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
-
-
-def until(
-    condition: Callable[[], bool], timeout: float = 30.0, also: Callable[[], object] = lambda: None
-) -> None:
-    """Wait for `condition` (doing `also` between looks), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        also()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -103,3 +103,14 @@ class Receiver:
     def ids(self) -> list[str]:
         with self._lock:
             return [r.webhook_id for r in self.accepted]
+
+
+def until(
+    condition: Callable[[], bool], timeout: float = 30.0, also: Callable[[], object] = lambda: None
+) -> None:
+    """Wait for `condition` (doing `also` between looks), failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        also()
