@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Iterator
 
 import pytest
+import requests
 from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
@@ -18,7 +19,7 @@ from provider.events.deliver import Deliverer
 from provider.events.endpoints import DeliverySettings, Endpoint
 from provider.services import Services
 from provider.storage.models import AuditEvent, OutboxDelivery
-from tests.conftest import RealmUnderTest
+from tests.conftest import METRICS_TOKEN, RealmUnderTest
 from tests.support.console import Console, table_rows
 from tests.support.realm_changes import RealmChanges
 from tests.support.webhook_receiver import Receiver, until
@@ -70,6 +71,12 @@ def test_a_dead_letter_is_listed_to_admins_and_send_again_delivers_it(
     try:
         # Every event on the shared database goes to this endpoint too: theirs die as well.
         until(lambda: state() == "dead", also=deliverer.run_once)
+        # The scrape shows the endpoint's dead letters (other tests' events die there too).
+        scrape = requests.get(
+            f"{live_url}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}, timeout=30
+        ).text
+        line = f'umpass_webhook_deliveries_waiting{{endpoint="{name}",state="dead"}} '
+        assert float(scrape.split(line, 1)[1].split()[0]) >= 1
         admin_console = Console(live_url, staff[0])
         page = admin_console.get("/helpdesk/undelivered").text
         (row,) = [r for r in table_rows(page, "dead-letters") if r.cells[0] == user_id]

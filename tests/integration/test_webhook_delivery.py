@@ -18,13 +18,15 @@ from datetime import UTC, datetime
 
 import pytest
 from devstack.postgres import RunningPostgres
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import events
 from provider.events import outbox, queue
-from provider.events.deliver import Deliverer
+from provider.events.deliver import REGISTRY, Deliverer
 from provider.events.endpoints import DeliverySettings, Endpoint
+from provider.events.metrics import OutboxCollector
 from provider.storage import migrate
 from provider.storage.engine import make_engine
 from provider.storage.models import OutboxDelivery
@@ -167,6 +169,11 @@ def test_a_receiver_down_for_a_while_gets_everything_later_in_order(
         receiver.close()
 
 
+def counted(outcome: str) -> float:
+    labels = {"endpoint": "lms", "outcome": outcome}
+    return REGISTRY.get_sample_value("umpass_webhook_deliveries_total", labels) or 0.0
+
+
 def test_an_endpoint_answering_500_gets_n_tries_then_a_dead_letter_until_sent_again(
     database: tuple[str, Engine], sessions: sessionmaker[Session]
 ) -> None:
@@ -182,7 +189,18 @@ def test_an_endpoint_answering_500_gets_n_tries_then_a_dead_letter_until_sent_ag
         settings_for(database[0], ("lms", receiver, secret), max_attempts=3), sessions
     )
     try:
+        before = {o: counted(o) for o in ("failed", "dead", "delivered")}
         until(lambda: states(sessions).get("dead") == 2, also=deliverer.run_once)
+        # The deliver process's counters: two failed tries, then dead, for each.
+        assert {o: counted(o) - n for o, n in before.items()} == {
+            "failed": 4,
+            "dead": 2,
+            "delivered": 0,
+        }
+        gauges = CollectorRegistry()
+        gauges.register(OutboxCollector(sessions))
+        labels = {"endpoint": "lms", "state": "dead"}
+        assert gauges.get_sample_value("umpass_webhook_deliveries_waiting", labels) == 2
         # Three tries each of the first events, none of the later one (held back).
         assert sorted(r.webhook_id for r in receiver.received) == sorted([first, other] * 3)
         assert deliverer.run_once() == 0  # dead stays dead
