@@ -15,6 +15,8 @@ ACTIVATED = "student.activated"
 PASSWORD_RESET = "student.password_reset"  # noqa: S105 (an event name)
 UNLOCKED = "student.unlocked"
 CODE_REISSUED = "student.activation_code_reissued"
-CONTACT_VERIFIED = "student.contact_verified"
+# Contacts are proven and written only while the account is pending (the contacts step):
+# `student.activated` names the verified ones. No other path changes a contact yet; one
+# that does gets its own type here.
 
-TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED, CONTACT_VERIFIED)
+TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED)

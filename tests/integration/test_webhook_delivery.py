@@ -95,7 +95,7 @@ def states(sessions: sessionmaker[Session]) -> dict[str, int]:
 
 
 def interleaved(students: int, each: int) -> list[tuple[str, str]]:
-    kinds = [events.ACTIVATED, events.CONTACT_VERIFIED, events.PASSWORD_RESET, events.UNLOCKED]
+    kinds = [events.ACTIVATED, events.CODE_REISSUED, events.PASSWORD_RESET, events.UNLOCKED]
     return [(kinds[i % len(kinds)], f"s{n:06d}") for i in range(each) for n in range(students)]
 
 

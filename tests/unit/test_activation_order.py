@@ -128,7 +128,7 @@ class World:
             keycloak_id=KC_ID,
             accepted_policies=POLICIES,
             hints=["Mei"],
-            on_record={"email": OnRecord("m•••@example.edu")},
+            on_record={"email": OnRecord("m•••@example.edu", verified=True)},
             pending={"phone": PendingContact("+85362001122", "+85362001122", False)},
         )
         return self.engine.start_identified(anonymous, user_id=USER, data=data, now=now)
@@ -574,6 +574,8 @@ def test_the_activation_writes_one_event_for_downstream_without_secrets(world: W
                 "keycloak_id": KC_ID,
                 "activation_state": "active",
                 "changed": ["password", "activation_state"],
+                # The email on record is verified; the new phone is not proven yet.
+                "verified_contacts": ["email"],
             },
         )
     ]

@@ -200,10 +200,14 @@ def activate(
                 keycloak_id=keycloak_id,
                 activation_state=STATE_ACTIVE,
                 changed=["password", "activation_state"],
+                verified_contacts=verified,
             )
             # The evidence the account now holds, kept by the service too.
             evidence.record(conn, state.user_id or "", data.accepted_policies)
 
+    # Verified contacts, for downstream's event: the contacts step's record, which the
+    # flow forgets now (a retry after a crash here finds it forgotten: none are named).
+    verified = sorted(channel for channel, held in data.on_record.items() if held.verified)
     data.forget_transient()
     data.activated = True
     try:
