@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 REGISTRY = CollectorRegistry(auto_describe=True)
 DELIVERIES = Counter(
     "umpass_webhook_deliveries",
-    "Webhook deliveries by endpoint and outcome (delivered, failed: retried later, dead)",
+    "Webhook deliveries by endpoint and outcome (delivered; failed: retried later; dead; "
+    "lease_lost: failed after another process took the row over)",
     ["endpoint", "outcome"],
     registry=REGISTRY,
 )
@@ -116,7 +117,7 @@ class Deliverer:
                 queue.delivered(session, claimed.delivery_id, self.clock())
                 outcome = "delivered"
             else:
-                dead = queue.failed(
+                state = queue.failed(
                     session,
                     claimed,
                     self.owner,
@@ -126,7 +127,7 @@ class Deliverer:
                     backoff=self.settings.backoff,
                     backoff_max=self.settings.backoff_max,
                 )
-                outcome = "dead" if dead else "failed"
+                outcome = {queue.DEAD: "dead", queue.PENDING: "failed"}.get(state, "lease_lost")
         DELIVERIES.labels(endpoint.name, outcome).inc()
         log.info(
             "webhook %s",

@@ -133,12 +133,13 @@ def failed(
     max_attempts: int,
     backoff: float,
     backoff_max: float,
-) -> bool:
+) -> str | None:
     """One more failed try: retried later (exponential backoff with jitter), or dead after
-    `max_attempts`. Only while this process still holds the lease. True when dead."""
+    `max_attempts`; the row's state now (PENDING or DEAD). Only while this process still
+    holds the lease: None when another took it over (its try is the one that counts)."""
     attempts = claimed.attempts + 1
     dead = attempts >= max_attempts
-    session.execute(
+    result = session.execute(
         update(_D)
         .where(_D.id == claimed.delivery_id, _D.state == PENDING, _D.lease_owner == owner)
         .values(
@@ -150,7 +151,9 @@ def failed(
             last_error=error[:255],
         )
     )
-    return dead
+    if not result.rowcount:
+        return None
+    return DEAD if dead else PENDING
 
 
 def retry_delay(attempts: int, backoff: float, backoff_max: float) -> timedelta:
