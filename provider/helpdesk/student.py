@@ -127,6 +127,16 @@ def clear_lockouts(svc: Services, view: StudentView, staff: str) -> None:
     with svc.sessions.begin() as session:
         session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id.in_(keys)))
         audit.record(session, f"staff:{staff}", "helpdesk.lockout_cleared", view.user_id)
+        # With the service's locks it clears, like the audit: Keycloak's lock follows (an
+        # idempotent write; if it fails the desk sees an error and clears again).
+        outbox.record(
+            session,
+            events.UNLOCKED,
+            view.user_id,
+            keycloak_id=view.account.id if view.account is not None else None,
+            changed=["lockout"],
+            by="helpdesk",
+        )
     if view.account is not None:
         svc.keycloak.clear_lockout(view.account.id)
 

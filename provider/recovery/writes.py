@@ -274,6 +274,7 @@ def _finish(
                 at=now,
                 keycloak_id=data.keycloak_id,
                 changed=CHANGED[outcome],
+                by="student",
             )
 
         engine.save(state, now=now, along=recorded)
