@@ -59,13 +59,6 @@ def sessions(database: tuple[str, Engine]) -> sessionmaker[Session]:
     return sessionmaker(database[1], expire_on_commit=False)
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    box = Receiver(new_secret())
-    yield box
-    box.close()
-
-
 def settings_for(url: str, *receivers: tuple[str, Receiver, str], **kw: float) -> DeliverySettings:
     return DeliverySettings(
         database_url=url,
@@ -142,7 +135,7 @@ def test_each_event_arrives_once_in_order_signed_at_every_endpoint(
 
 
 def test_a_receiver_down_for_a_while_gets_everything_later_in_order(
-    database: tuple[str, Engine], sessions: sessionmaker[Session], receiver: Receiver
+    database: tuple[str, Engine], sessions: sessionmaker[Session]
 ) -> None:
     secret = new_secret()
     receiver = Receiver(secret)
