@@ -25,6 +25,9 @@
                               the acceptances on activated students' accounts kept as the
                               service's evidence too (for students activated before it kept
                               its own); resumable
+    umpass deliver [--once] [--poll S] [--metrics-port N]
+                              send the outbox's events to UMPASS_WEBHOOK_ENDPOINTS, signed,
+                              retried (provider/events); several may run at once
 
 Every failure is one line on stderr that says what to fix, and a non-zero exit.
 """
@@ -427,6 +430,37 @@ def cmd_publish_policy(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_deliver(args: argparse.Namespace) -> None:
+    # Only the database and the endpoints: the deliver host holds no Keycloak secret.
+    import os
+    import signal
+    import threading
+
+    from prometheus_client import start_http_server
+    from sqlalchemy.orm import sessionmaker
+
+    from provider.events import endpoints
+    from provider.events.deliver import REGISTRY, Deliverer
+
+    try:
+        settings = endpoints.load(os.environ)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+    if not settings.endpoints:
+        raise CommandError("no webhook endpoints: set UMPASS_WEBHOOK_ENDPOINTS")
+    deliverer = Deliverer(settings, sessionmaker(make_engine(settings.database_url)))
+    if args.once:
+        while deliverer.run_once():
+            pass
+        return
+    if args.metrics_port:
+        start_http_server(args.metrics_port, addr="127.0.0.1", registry=REGISTRY)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    deliverer.run(stop, poll=args.poll)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "policies": cmd_policies,
     "publish-policy": cmd_publish_policy,
@@ -439,6 +473,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int | None]] = {
     "revoke-code": cmd_revoke_code,
     "purge": cmd_purge,
     "realm-check": cmd_realm_check,
+    "deliver": cmd_deliver,
 }
 
 
@@ -491,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         "backfill-policy-evidence",
         help="keep the acceptances on activated students' accounts as evidence (resumable)",
     )
+    deliver = sub.add_parser("deliver", help="send the outbox's events to the webhook endpoints")
+    deliver.add_argument("--once", action="store_true", help="until nothing is due, then exit")
+    deliver.add_argument("--poll", type=float, default=1.0, help="seconds between idle rounds")
+    deliver.add_argument("--metrics-port", type=int, help="serve Prometheus on 127.0.0.1:N")
     intake_commands: dict[str, Callable] = {}
     intake.add_commands(sub, intake_commands)
     args = parser.parse_args(argv)

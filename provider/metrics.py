@@ -1,5 +1,6 @@
-"""The Prometheus scrape: the funnel, the code-send budget, the lockouts, the recoveries and
-the realm's health (also as JSON at /metrics/realm-health).
+"""The Prometheus scrape: the funnel, the code-send budget, the lockouts, the recoveries, the
+events waiting for downstream systems and the realm's health (also as JSON at
+/metrics/realm-health).
 
 Its own module, beside the help desk rather than in it: it reads the help desk's figures and
 the student flow's send budget, and the help desk stays free of the flow.
@@ -14,6 +15,7 @@ from flask.typing import ResponseReturnValue
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from provider.events.metrics import OutboxCollector
 from provider.guards import send_budget
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
@@ -54,5 +56,6 @@ def metrics() -> ResponseReturnValue:
     registry.register(lockout_data.LockoutCollector(svc))
     registry.register(recovery_data.RecoveriesCollector(svc))
     registry.register(RealmHealthCollector(realm_health_views.current))
+    registry.register(OutboxCollector(svc.reads))
     registry.register(ADMIN_CALLS)  # this worker's own count (one process per scrape)
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -15,9 +15,10 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from provider import audit
+from provider import audit, events
 from provider.activation_codes import IssuedCode, issue_code
 from provider.contact_input import mask_email, mask_phone
+from provider.events import outbox
 from provider.guards import lockout
 from provider.keycloak import PHONE_NUMBER, KeycloakUser
 from provider.services import Services
@@ -106,6 +107,14 @@ def reissue(svc: Services, user_id: str, staff: str, days: int = 30) -> IssuedCo
             session, svc.hasher, user_id, ttl=timedelta(days=days), actor=f"staff:{staff}"
         )
         audit.record(session, f"staff:{staff}", "helpdesk.code_reissued", user_id)
+        # For downstream (never the code): with the new code, or not at all.
+        outbox.record(
+            session,
+            events.CODE_REISSUED,
+            user_id,
+            expires_at=issued.expires_at.isoformat(),
+            changed=["activation_code"],
+        )
     return issued
 
 
@@ -118,6 +127,16 @@ def clear_lockouts(svc: Services, view: StudentView, staff: str) -> None:
     with svc.sessions.begin() as session:
         session.execute(delete(IdentifyLockout).where(IdentifyLockout.user_id.in_(keys)))
         audit.record(session, f"staff:{staff}", "helpdesk.lockout_cleared", view.user_id)
+        # With the service's locks it clears, like the audit: Keycloak's lock follows (an
+        # idempotent write; if it fails the desk sees an error and clears again).
+        outbox.record(
+            session,
+            events.UNLOCKED,
+            view.user_id,
+            keycloak_id=view.account.id if view.account is not None else None,
+            changed=["lockout"],
+            by="helpdesk",
+        )
     if view.account is not None:
         svc.keycloak.clear_lockout(view.account.id)
 

@@ -61,6 +61,7 @@ ACTIONS: dict[str, LazyString] = {
     "helpdesk.viewed": _l("Help desk looked at this page"),
     "helpdesk.not_found": _l("Help desk looked for this user ID"),
     "helpdesk.code_reissued": _l("Help desk issued a new activation code"),
+    "helpdesk.event_sent_again": _l("An undelivered event was sent again to a downstream system"),
     "helpdesk.lockout_cleared": _l("Help desk cleared the lockouts"),
 }
 

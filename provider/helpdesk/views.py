@@ -27,6 +27,7 @@ from sqlalchemy import select
 
 from provider import audit
 from provider.activation_codes import IssuedCode
+from provider.events import queue as outbox_queue
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import recoveries as recovery_data
@@ -176,6 +177,38 @@ def unlock(user_id: str) -> ResponseReturnValue:
     students.clear_lockouts(_svc(), view, _me())
     flash(_("All lockouts are cleared: the student can try again now."))
     return redirect(url_for("helpdesk.student", user_id=user_id))
+
+
+@bp.get("/undelivered")
+@requires(ADMIN)
+def dead_letters() -> ResponseReturnValue:
+    """Events a downstream system did not accept after every retry (provider/events)."""
+    svc = _svc()
+    with svc.reads() as db:
+        rows = outbox_queue.dead_letters(db)
+    audit.record_now(
+        svc.sessions, f"staff:{_me()}", "helpdesk.undelivered_viewed", None, count=len(rows)
+    )
+    page = render_template("helpdesk/dead_letters.html", rows=rows)
+    return page, 200, {"Cache-Control": "no-store"}
+
+
+@bp.post("/undelivered/<int:delivery_id>")
+@requires(ADMIN)
+def send_again(delivery_id: int) -> ResponseReturnValue:
+    """Back in the queue with fresh tries, audited with the event's student."""
+    svc = _svc()
+    with svc.sessions.begin() as db:
+        user_id = outbox_queue.send_again(db, delivery_id, datetime.now(UTC))
+        if user_id is not None:
+            audit.record(
+                db, f"staff:{_me()}", "helpdesk.event_sent_again", user_id, delivery=delivery_id
+            )
+    if user_id is None:
+        flash(_("That event is not waiting to be sent again."))
+    else:
+        flash(_("The event will be sent again in a moment."))
+    return redirect(url_for("helpdesk.dead_letters"), 303)
 
 
 @bp.get("/audit.csv")

@@ -44,9 +44,10 @@ from flask_babel import format_datetime
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from provider import audit
+from provider import audit, events
 from provider.delivery import DeliveryFailed
 from provider.delivery import messages as texts
+from provider.events import outbox
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.flows.steps.activate import CLAIM_LEASE
 from provider.guards import lockout, send_budget
@@ -64,6 +65,16 @@ Engine = FlowEngine[RecoveryData]
 AUDIT_EVENTS: dict[Outcome, str] = {
     "unlocked": "recovery.unlocked",
     "reset": "recovery.password_reset",
+}
+
+
+DOWNSTREAM_EVENTS: dict[Outcome, str] = {
+    "unlocked": events.UNLOCKED,
+    "reset": events.PASSWORD_RESET,
+}
+CHANGED: dict[Outcome, list[str]] = {
+    "unlocked": ["lockout"],
+    "reset": ["password", "sessions", "lockout"],
 }
 
 
@@ -252,6 +263,19 @@ def _finish(
 
         def recorded(conn: Connection) -> None:
             audit.record(conn, audit.STUDENT, event, state.user_id, channel=data.channel)
+            # Downstream's event with the outcome and its audit, after the Keycloak writes
+            # (which have no transaction to share): recorded only once they landed. A
+            # crash in between leaves the flow claimed with its parts marked done; the
+            # retry goes on from there and records it, once (data.outcome guards it).
+            outbox.record(
+                conn,
+                DOWNSTREAM_EVENTS[outcome],
+                state.user_id or "",
+                at=now,
+                keycloak_id=data.keycloak_id,
+                changed=CHANGED[outcome],
+                by="student",
+            )
 
         engine.save(state, now=now, along=recorded)
     if not data.told:

@@ -321,3 +321,45 @@ class RealmHealthCheck(Base):
     problems: Mapped[list[str]] = mapped_column(JSON)
     told: Mapped[list[str]] = mapped_column(JSON)
     result: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class OutboxEvent(Base):
+    """An event for downstream systems (provider/events), written in the transaction of the
+    change it reports: both are kept, or neither. Never a secret in `payload`. `id` orders a
+    student's events; `uuid` is the idempotency key receivers see (webhook-id)."""
+
+    __tablename__ = "outbox_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    uuid: Mapped[str] = mapped_column(String(36), unique=True)
+    type: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32), index=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class OutboxDelivery(Base):
+    """One event to one configured endpoint: made by `umpass deliver` when it first sees the
+    event (the web's write stays one INSERT, and an endpoint added later gets its own rows),
+    then retried with backoff until delivered or dead (after the endpoint's maximum tries).
+    `lease_until`/`lease_owner`: which deliver process is sending it now."""
+
+    __tablename__ = "outbox_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint"),
+        # The claim's order check: a student's earlier, undelivered events at this endpoint.
+        Index("ix_outbox_deliveries_order", "endpoint", "user_id", "event_id"),
+        Index("ix_outbox_deliveries_due", "endpoint", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("outbox_events.id"))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str] = mapped_column(String(32))  # the event's, for the order check
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), default=None)
+    last_error: Mapped[str | None] = mapped_column(String(255), default=None)
+    delivered_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,6 +1,7 @@
 """A downstream campus service, for demos and tests: it signs people in through the realm
 (authlib's OpenID Connect client, authorization code + PKCE, public client `umpass-demo`)
-and shows who they are and their `activation_state`.
+and shows who they are and their `activation_state`. With UMPASS_DEMO_WEBHOOK_SECRET set it
+also takes UMPASS's events at /demo/hooks (demo_webhooks.py).
 
     python -m devstack.demo_app [--port 5001]      (scripts/dev starts it)
 """
@@ -15,6 +16,8 @@ import sys
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Blueprint, Flask, redirect, render_template_string, request, session, url_for
 from flask.typing import ResponseReturnValue
+
+from devstack import demo_webhooks
 
 PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>Campus demo app</title>
@@ -35,7 +38,9 @@ dt{font-weight:700}</style></head><body>
 </body></html>"""
 
 
-def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Flask:
+def create_demo_app(
+    keycloak_url: str, realm: str, prefix: str = "/demo", webhook_secret: str = ""
+) -> Flask:
     app = Flask(__name__)
     app.secret_key = secrets.token_urlsafe(32)
     # Cookies ignore ports: on one host the service's "session" cookie would replace ours.
@@ -80,6 +85,8 @@ def create_demo_app(keycloak_url: str, realm: str, prefix: str = "/demo") -> Fla
         return redirect(url_for("demo.home"))
 
     app.register_blueprint(bp)
+    if webhook_secret:  # UMPASS's events (demo_webhooks.py): POST {prefix}/hooks
+        app.register_blueprint(demo_webhooks.receiver(webhook_secret), url_prefix=prefix)
     return app
 
 
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     app = create_demo_app(
         os.environ.get("UMPASS_KEYCLOAK_URL", "http://127.0.0.1:18080"),
         os.environ.get("UMPASS_REALM", "umpass"),
+        webhook_secret=os.environ.get("UMPASS_DEMO_WEBHOOK_SECRET", ""),
     )
     print(f"demo app on http://127.0.0.1:{args.port}/demo/", file=sys.stderr, flush=True)
     serve(

@@ -130,6 +130,7 @@ HELPDESK = (
     PageState("helpdesk-funnel", r"/helpdesk/funnel", "Activation funnel"),
     PageState("helpdesk-recoveries", r"/helpdesk/recoveries", "Recoveries per week"),
     PageState("helpdesk-lockouts", r"/helpdesk/lockouts", "Locked user IDs"),
+    PageState("helpdesk-undelivered", r"/helpdesk/undelivered", "Undelivered events"),
     PageState(
         "helpdesk-signed-out",
         r"/helpdesk/signed-out",

@@ -222,6 +222,8 @@ def test_helpdesk_pages(
     walk.check(page, "helpdesk-recoveries")
     page.goto(f"{live_url}/helpdesk/lockouts")
     walk.check(page, "helpdesk-lockouts")
+    page.goto(f"{live_url}/helpdesk/undelivered")
+    walk.check(page, "helpdesk-undelivered")
     page.locator("form[action$='/helpdesk/logout'] button").click()
     page.wait_for_url(f"{live_url}/helpdesk/signed-out")
     walk.check(page, "helpdesk-signed-out")

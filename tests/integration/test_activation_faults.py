@@ -33,6 +33,7 @@ from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.inbox import Inbox
 from tests.support.keycloak_login import sign_in
 from tests.support.realm_changes import RealmChanges
+from tests.support.recovery_record import downstream_events
 from tests.support.replicas import HttpBrowser, Replica
 from tests.support.students import enrol_student
 
@@ -122,6 +123,7 @@ def _assert_activated_once(
     assert len(writes.activations(keycloak_id)) == 1  # Keycloak's own record
     assert len(writes.passwords_set(keycloak_id)) == passwords_set
     assert _activations_recorded(services, user_id) == 1
+    assert downstream_events(services, user_id, "student.activated") == 1
 
 
 def _assert_done(response) -> None:

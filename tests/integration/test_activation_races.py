@@ -30,6 +30,7 @@ from tests.support.admin_events import KeycloakWrites
 from tests.support.flow_at import FlowAt
 from tests.support.flow_client import FlowClient, StudentDetails, csrf_token
 from tests.support.keycloak_login import sign_in
+from tests.support.recovery_record import downstream_events
 from tests.support.replicas import HttpBrowser, Replica, Submit, race
 from tests.support.students import enrol_student
 
@@ -107,6 +108,7 @@ def test_twenty_parallel_submits_of_one_flow_write_once(
     assert set(statuses) <= {302, 409}, statuses
     assert statuses.count(409) >= 1, statuses
     assert _activations_recorded(services, student.user_id) == 1
+    assert downstream_events(services, student.user_id, "student.activated") == 1
     assert _signs_in(services, student.user_id, PASSWORD)
 
 
@@ -131,3 +133,4 @@ def test_four_tabs_racing_activate_once(
     winner = statuses.index(302)
     assert _signs_in(services, student.user_id, passwords[winner])
     assert _activations_recorded(services, student.user_id) == 1
+    assert downstream_events(services, student.user_id, "student.activated") == 1

@@ -31,6 +31,7 @@ from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
 from tests.support.recovery import RecoveryClient, activate_student
+from tests.support.recovery_record import downstream_events
 from tests.support.recovery_story import Walked, code_sent, lock_recovery, recover, wrong
 from tests.support.students import enrol_student
 
@@ -168,6 +169,7 @@ def test_clearing_all_lockouts_lifts_the_recovery_lock(
     inbox: Inbox,
     console: Console,
     active_student: StudentDetails,
+    services: Services,
 ) -> None:
     who = active_student
     lock_recovery(app, inbox, who)
@@ -180,9 +182,12 @@ def test_clearing_all_lockouts_lifts_the_recovery_lock(
     refused = blocked.code(code)
     assert refused.status_code == 400 and "That code is not right" in refused.get_data(True)
 
+    unlocked_before = downstream_events(services, who.user_id, "student.unlocked")
     console.post(f"/helpdesk/students/{who.user_id}/unlock", f"/helpdesk/students/{who.user_id}")
     page = console.get(f"/helpdesk/students/{who.user_id}").text
     assert 'id="recovery-lock">no (' in page
+    # Downstream is told, once.
+    assert downstream_events(services, who.user_id, "student.unlocked") == unlocked_before + 1
     assert blocked.code(code).headers.get("Location", "").endswith("/recover/choose")
 
 

@@ -45,6 +45,7 @@ from tests.support.recovery_record import (
     Locked,
     RecoveryWrites,
     audited,
+    downstream_events,
     keycloak_id,
     locked_at_keycloak,
     recovery_writes,
@@ -158,6 +159,7 @@ def test_a_fault_at_the_unlock_then_the_retry_finishes(
     assert recovery_writes(admin, account) == RecoveryWrites(0, 0, 1)
     _assert_told_once(inbox, who)
     assert audited(services, who.user_id, "recovery.unlocked") == 1
+    assert downstream_events(services, who.user_id, "student.unlocked") == 1
 
 
 @pytest.mark.parametrize("choice", ["unlock", "password"])
@@ -297,6 +299,7 @@ def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
     assert not replica.crash_armed("at-recovery-audit")  # it died there
     assert recovery_writes(admin, account) == RecoveryWrites(1, 1, 1)
     assert audited(services, who.user_id, "recovery.password_reset") == 0
+    assert downstream_events(services, who.user_id, "student.password_reset") == 0
     assert (inbox.mails_to(who.email), inbox.texts_to(who.phone)) == ([], [])
     # Within the lease the flow still looks busy; after it, the retry finishes.
     assert submit().status_code == 409
@@ -304,6 +307,7 @@ def test_a_crash_while_the_outcome_is_recorded_then_the_retry_records_it_once(
     _assert_done(submit())
     assert recovery_writes(admin, account) == RecoveryWrites(1, 1, 1)
     assert audited(services, who.user_id, "recovery.password_reset") == 1
+    assert downstream_events(services, who.user_id, "student.password_reset") == 1
     _assert_told_once(inbox, who)
     assert signs_in(services, who.user_id, NEW)
 

@@ -21,7 +21,7 @@ from keycloak import KeycloakAdmin
 from sqlalchemy import func, select
 
 from provider.services import Services
-from provider.storage.models import AuditEvent
+from provider.storage.models import AuditEvent, OutboxEvent
 from tests.support.flow_client import StudentDetails
 from tests.support.keycloak_login import sign_in
 
@@ -123,6 +123,19 @@ def audited(services: Services, user_id: str, action: str) -> int:
                 select(func.count())
                 .select_from(AuditEvent)
                 .where(AuditEvent.subject == user_id, AuditEvent.action == action)
+            )
+            or 0
+        )
+
+
+def downstream_events(services: Services, user_id: str, event_type: str) -> int:
+    """Events of `event_type` in the outbox for `user_id` (provider/events)."""
+    with services.sessions() as db:
+        return int(
+            db.scalar(
+                select(func.count())
+                .select_from(OutboxEvent)
+                .where(OutboxEvent.user_id == user_id, OutboxEvent.type == event_type)
             )
             or 0
         )

@@ -15,7 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from provider.activation_codes import enrol, issue_code
 from provider.flows.engine import FlowEngine, FlowState
@@ -35,7 +36,13 @@ from provider.keycloak import (
     PasswordRejected,
     UserNotFound,
 )
-from provider.storage.models import ActivationCode, AuditEvent, Flow, PolicyAcceptance
+from provider.storage.models import (
+    ActivationCode,
+    AuditEvent,
+    Flow,
+    OutboxEvent,
+    PolicyAcceptance,
+)
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 STEPS = ("identify", "password", "done")  # identified: at the password step
@@ -121,7 +128,7 @@ class World:
             keycloak_id=KC_ID,
             accepted_policies=POLICIES,
             hints=["Mei"],
-            on_record={"email": OnRecord("m•••@example.edu")},
+            on_record={"email": OnRecord("m•••@example.edu", verified=True)},
             pending={"phone": PendingContact("+85362001122", "+85362001122", False)},
         )
         return self.engine.start_identified(anonymous, user_id=USER, data=data, now=now)
@@ -543,3 +550,63 @@ def test_the_lease_outlives_a_request() -> None:
     # Longer than a request's Keycloak round (UMPASS_KC_TIMEOUT each way): a live
     # request's claim is never taken over.
     assert timedelta(seconds=60) < activation.CLAIM_LEASE <= timedelta(minutes=5)
+
+
+# -- the event for downstream systems (provider/events) --------------------------------
+
+
+def _events(world: World) -> list[tuple[str, str, dict]]:
+    with world.sessions() as session:
+        rows = session.scalars(select(OutboxEvent).order_by(OutboxEvent.id))
+        return [(e.type, e.user_id, e.payload) for e in rows]
+
+
+def test_the_activation_writes_one_event_for_downstream_without_secrets(world: World) -> None:
+    state = world.flow()
+    world.submit(state)
+    assert _events(world) == [
+        (
+            "student.activated",
+            USER,
+            {
+                "user_id": USER,
+                "at": T0.isoformat(),
+                "keycloak_id": KC_ID,
+                "activation_state": "active",
+                "changed": ["password", "activation_state"],
+                # The email on record is verified; the new phone is not proven yet.
+                "verified_contacts": ["email"],
+            },
+        )
+    ]
+    # Another flow of the same student later is refused, and writes no second event.
+    with pytest.raises(ActivationImpossible):
+        world.submit(world.flow())  # another flow of the student: not its activation
+    assert len(_events(world)) == 1
+
+
+def test_a_failure_after_the_event_in_the_last_transaction_leaves_no_event(world: World) -> None:
+    """The event is in the transaction that consumes the code: when that transaction fails
+    after the event's INSERT (here the evidence's, which comes after it), there is no event,
+    no consumed code, no audit; the student's retry writes all of them, once."""
+    with world.sessions.begin() as session:
+        session.execute(
+            text(
+                "CREATE TRIGGER crash BEFORE INSERT ON policy_acceptances "
+                "BEGIN SELECT RAISE(ABORT, 'crash'); END"
+            )
+        )
+    state = world.flow()
+    with pytest.raises(DBAPIError):
+        world.submit(state)
+    assert world.keycloak.active == {KC_ID}  # the Keycloak write had landed
+    assert _events(world) == []
+    assert world.code().used_at is None
+    assert world.audit() == []
+    with world.sessions.begin() as session:
+        session.execute(text("DROP TRIGGER crash"))
+    later = T0 + CLAIM_LEASE + timedelta(seconds=1)
+    world.submit(state, SECOND, now=later)
+    assert [(t, u) for t, u, _ in _events(world)] == [("student.activated", USER)]
+    assert world.code().used_at == later
+    assert world.audit() == [("student", "account.activated", USER, {"recovered": True})]

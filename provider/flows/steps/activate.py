@@ -11,7 +11,8 @@ Order, and why each crash point is safe:
 3. One Keycloak write sets the permanent password and `activation_state=active`
    together (see `KeycloakGateway.activate`). Before it the account is untouched and
    pending; after it, fully active.
-4. Consume the code and move the flow to "done", in one transaction. A crash before it
+4. Consume the code, record the audit and the `student.activated` event for downstream
+   (provider/events), and move the flow to "done", in one transaction. A crash before it
    leaves an active account and a code still claimed by this flow: the student's next
    submit finds the account active *and* the claim its own, sets the password just
    typed (it may differ from the first) and finishes. A flow that never wrote, or whose
@@ -29,8 +30,9 @@ from sqlalchemy import Connection, bindparam, lambda_stmt, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.lambdas import StatementLambdaElement
 
-from provider import audit
+from provider import audit, events
 from provider.activation_codes import consume_code
+from provider.events import outbox
 from provider.flows.engine import FlowConflict, FlowEngine, FlowState
 from provider.flows.state import ActivationData
 from provider.keycloak import (
@@ -187,9 +189,25 @@ def activate(
                 state.user_id,
                 recovered=code_claim.ours_before,
             )
+            # Downstream's event, in this same transaction: a crash keeps the code
+            # consumed, the audit and the event together, or none of them (the retry
+            # above then writes them). One INSERT; `umpass deliver` sends it.
+            outbox.record(
+                conn,
+                events.ACTIVATED,
+                state.user_id or "",
+                at=now,
+                keycloak_id=keycloak_id,
+                activation_state=STATE_ACTIVE,
+                changed=["password", "activation_state"],
+                verified_contacts=verified,
+            )
             # The evidence the account now holds, kept by the service too.
             evidence.record(conn, state.user_id or "", data.accepted_policies)
 
+    # Verified contacts, for downstream's event: the contacts step's record, which the
+    # flow forgets now (a retry after a crash here finds it forgotten: none are named).
+    verified = sorted(channel for channel, held in data.on_record.items() if held.verified)
     data.forget_transient()
     data.activated = True
     try:

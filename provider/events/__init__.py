@@ -1,0 +1,22 @@
+"""Events for downstream systems (the LMS, mail, the library): a transactional outbox.
+
+A state change and its event are written in one database transaction (`outbox.record`),
+so a crash keeps both or neither; `umpass deliver` (deliver.py), a process of its own,
+sends them to the configured endpoints (endpoints.py) signed the Standard Webhooks way
+(signing.py), retried with backoff, in order per student and endpoint (queue.py). A slow
+endpoint therefore never slows a student: the web service only ever INSERTs one row.
+"""
+
+from __future__ import annotations
+
+# The event types. A payload holds the student's user ID, the time and what changed;
+# never a password, a code or a proofing value.
+ACTIVATED = "student.activated"
+PASSWORD_RESET = "student.password_reset"  # noqa: S105 (an event name)
+UNLOCKED = "student.unlocked"
+CODE_REISSUED = "student.activation_code_reissued"
+# Contacts are proven and written only while the account is pending (the contacts step):
+# `student.activated` names the verified ones. No other path changes a contact yet; one
+# that does gets its own type here.
+
+TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED)
