@@ -92,7 +92,9 @@ events {{
 
 http {{
 {temp}
-  log_format upstream '$remote_addr [$time_iso8601] "$request" $status '
+  # The path, never the query string: it carries the policy gate's ticket, Keycloak's
+  # session codes and the login_hint (a user ID) — deploy/nginx.conf does the same.
+  log_format upstream '$remote_addr [$time_iso8601] "$request_method $uri" $status '
                       'upstream=$upstream_addr rt=$request_time urt=$upstream_response_time';
   log_format sms escape=json '{{"time":"$time_iso8601","body":"$request_body"}}';
   access_log {self.logs}/nginx-access.log upstream;

@@ -108,6 +108,19 @@ def test_plain_http_is_not_offered_to_browsers(stack: Stack) -> None:
         system_roots_only.get(stack.service_url + "/healthz", timeout=5)
 
 
+def test_the_proxy_logs_paths_never_query_strings(stack: Stack) -> None:
+    """A query string may carry the policy gate's ticket, a Keycloak session code or a
+    user ID (`login_hint`): the access log keeps the path only."""
+    marker = secrets.token_hex(8)
+    answer = requests.get(
+        f"{stack.service_url}/policies/review", params={"ticket": marker}, timeout=10
+    )
+    assert answer.status_code == 400  # not a ticket: refused (after leaving the URL)
+    log = (stack.nginx.logs / "nginx-access.log").read_text()
+    assert '"GET /policies/review"' in log
+    assert marker not in log
+
+
 # -- limits: the forwarded address, one budget across replicas --------------------------
 
 
