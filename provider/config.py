@@ -165,7 +165,8 @@ def _http_url(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+def number_setting(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    """The number `name` in `env` (`default` when unset), at least `minimum`."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -191,8 +192,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             "set it to the secret of the service's Keycloak client "
             "(scripts/dev writes one into .env)",
         ),
-        timeout_seconds=_number(env, "UMPASS_KC_TIMEOUT", 10.0, minimum=0.5),
-        pool_size=int(_number(env, "UMPASS_KC_POOL_SIZE", 4, minimum=1)),
+        timeout_seconds=number_setting(env, "UMPASS_KC_TIMEOUT", 10.0, minimum=0.5),
+        pool_size=int(number_setting(env, "UMPASS_KC_POOL_SIZE", 4, minimum=1)),
     )
     testing = env.get("UMPASS_TESTING", "") == "1"
     environment = env.get("UMPASS_ENV", "production").strip().lower() or "production"
@@ -251,8 +252,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         hmac_key=hmac_key.encode(),
         base_url=base_url,
         log_level=log_level,
-        user_id_length=int(_number(env, "UMPASS_USER_ID_LENGTH", 7, minimum=3)),
-        flow_idle_minutes=_number(env, "UMPASS_FLOW_IDLE_MINUTES", 30, minimum=1),
+        user_id_length=int(number_setting(env, "UMPASS_USER_ID_LENGTH", 7, minimum=3)),
+        flow_idle_minutes=number_setting(env, "UMPASS_FLOW_IDLE_MINUTES", 30, minimum=1),
         after_activation_url=_http_url(
             env,
             "UMPASS_AFTER_ACTIVATION_URL",
@@ -260,11 +261,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         ratelimit_storage=_ratelimit_storage(env, production=environment == "production"),
         identify_limit=_limit(env, "UMPASS_IDENTIFY_LIMIT", "10 per minute;100 per hour"),
-        trusted_proxies=int(_number(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
+        trusted_proxies=int(number_setting(env, "UMPASS_TRUSTED_PROXIES", 0, minimum=0)),
         delivery=delivery,
         send_limit=_limit(env, "UMPASS_SEND_LIMIT", "20 per hour"),
         student_send_limit=_student_send_limit(env),
-        sms_daily_budget=int(_number(env, "UMPASS_SMS_DAILY_BUDGET", 2000, minimum=0)),
+        sms_daily_budget=int(number_setting(env, "UMPASS_SMS_DAILY_BUDGET", 2000, minimum=0)),
         sign_in_limit=_limit(env, "UMPASS_SIGN_IN_LIMIT", "300 per minute"),
         strength_limit=_limit(env, "UMPASS_STRENGTH_LIMIT", "60 per minute"),
         log_format=log_format,
@@ -273,10 +274,18 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         helpdesk_client_id=env.get("UMPASS_HELPDESK_CLIENT_ID", "").strip() or "umpass-helpdesk",
         helpdesk_client_secret=env.get("UMPASS_HELPDESK_CLIENT_SECRET", "").strip(),
         metrics_token=_metrics_token(env),
-        mass_lockout_threshold=int(_number(env, "UMPASS_MASS_LOCKOUT_THRESHOLD", 20, minimum=1)),
-        challenge_after_locks=int(_number(env, "UMPASS_CHALLENGE_AFTER_LOCKS", 2, minimum=0)),
-        challenge_window_minutes=_number(env, "UMPASS_CHALLENGE_WINDOW_MINUTES", 60, minimum=1),
-        challenge_max_number=int(_number(env, "UMPASS_CHALLENGE_MAX_NUMBER", 20000, minimum=100)),
+        mass_lockout_threshold=int(
+            number_setting(env, "UMPASS_MASS_LOCKOUT_THRESHOLD", 20, minimum=1)
+        ),
+        challenge_after_locks=int(
+            number_setting(env, "UMPASS_CHALLENGE_AFTER_LOCKS", 2, minimum=0)
+        ),
+        challenge_window_minutes=number_setting(
+            env, "UMPASS_CHALLENGE_WINDOW_MINUTES", 60, minimum=1
+        ),
+        challenge_max_number=int(
+            number_setting(env, "UMPASS_CHALLENGE_MAX_NUMBER", 20000, minimum=100)
+        ),
         recovery_account_limit=_limit(
             env, "UMPASS_RECOVERY_ACCOUNT_LIMIT", "5 per hour;10 per day"
         ),
@@ -295,7 +304,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
 def _realm_health(env: Mapping[str, str]) -> RealmHealthSettings:
     return RealmHealthSettings(
-        stale_after_minutes=_number(env, "UMPASS_REALM_HEALTH_STALE_AFTER", 20, minimum=1),
+        stale_after_minutes=number_setting(env, "UMPASS_REALM_HEALTH_STALE_AFTER", 20, minimum=1),
     )
 
 
@@ -465,7 +474,7 @@ def _delivery(env: Mapping[str, str]) -> DeliverySettings:
         ) from None
     return DeliverySettings(
         smtp_host=env.get("UMPASS_SMTP_HOST", "127.0.0.1").strip() or "127.0.0.1",
-        smtp_port=int(_number(env, "UMPASS_SMTP_PORT", 25, minimum=1)),
+        smtp_port=int(number_setting(env, "UMPASS_SMTP_PORT", 25, minimum=1)),
         smtp_security=security,
         smtp_username=env.get("UMPASS_SMTP_USER", "").strip(),
         smtp_password=env.get("UMPASS_SMTP_PASSWORD", ""),

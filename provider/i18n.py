@@ -18,6 +18,7 @@ from babel.messages.pofile import read_po
 from flask import Blueprint, Flask, redirect, request
 from flask.typing import ResponseReturnValue
 from flask_babel import Babel
+from werkzeug.wrappers import Response
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +59,20 @@ def choose_language(code: str) -> ResponseReturnValue:
     """The header's language links: remember the choice, go back where the student was."""
     response = redirect(_own_path(request.args.get("next", "/")))
     if code in LANGUAGES:
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            code,
-            max_age=365 * 24 * 3600,
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure,
-        )
+        remember_language(response, code)
     return response
+
+
+def remember_language(response: Response, code: str) -> None:
+    """Keep `code` as this browser's language choice (a year, its own cookie)."""
+    response.set_cookie(
+        LANGUAGE_COOKIE,
+        code,
+        max_age=365 * 24 * 3600,
+        httponly=True,
+        samesite="Lax",
+        secure=request.is_secure,
+    )
 
 
 def _own_path(target: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from provider.config import ConfigError
+from provider.config import ConfigError, number_setting
 from provider.events.signing import InvalidSecret, secret_key
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -50,10 +50,10 @@ def load(env: Mapping[str, str]) -> DeliverySettings:
     return DeliverySettings(
         database_url=env.get("DATABASE_URL", "").strip() or "sqlite:///var/umpass.db",
         endpoints=endpoints,
-        max_attempts=int(_number(env, "UMPASS_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)),
-        timeout=_number(env, "UMPASS_WEBHOOK_TIMEOUT", 10, minimum=0.1),
-        backoff=_number(env, "UMPASS_WEBHOOK_BACKOFF", 30, minimum=0),
-        backoff_max=_number(env, "UMPASS_WEBHOOK_BACKOFF_MAX", 3600, minimum=0),
+        max_attempts=int(number_setting(env, "UMPASS_WEBHOOK_MAX_ATTEMPTS", 8, minimum=1)),
+        timeout=number_setting(env, "UMPASS_WEBHOOK_TIMEOUT", 10, minimum=0.1),
+        backoff=number_setting(env, "UMPASS_WEBHOOK_BACKOFF", 30, minimum=0),
+        backoff_max=number_setting(env, "UMPASS_WEBHOOK_BACKOFF_MAX", 3600, minimum=0),
     )
 
 
@@ -103,16 +103,3 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number") from None
-    if value < minimum:
-        raise ConfigError(f"{name} must be at least {minimum}")
-    return value

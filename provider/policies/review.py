@@ -42,7 +42,13 @@ from flask_babel import lazy_gettext as _l
 from sqlalchemy import select, update
 
 from provider import audit
-from provider.i18n import KEYCLOAK_LOCALE, LANGUAGE_COOKIE, from_language_tag, select_locale
+from provider.i18n import (
+    KEYCLOAK_LOCALE,
+    LANGUAGE_COOKIE,
+    from_language_tag,
+    remember_language,
+    select_locale,
+)
 from provider.keycloak import ACCEPTED_POLICIES, STATE_ACTIVE, IdentityServiceUnavailable
 from provider.keyed_hash import Purpose
 from provider.policies import Policy, accepted_record, changes_since, parse_record
@@ -177,16 +183,10 @@ def _arrive(raw: str) -> ResponseReturnValue:
     session[SESSION_KEY] = {"ticket": ticket.id, "browser": secret}
     # The ticket leaves the address bar (and the history) at once.
     response = redirect(url_for("policy_review.review"), 303)
-    if _keycloak_language(ticket):
+    language = _keycloak_language(ticket)
+    if language:
         # The language Keycloak showed this student, unless they chose one here before.
-        response.set_cookie(
-            LANGUAGE_COOKIE,
-            _keycloak_language(ticket),
-            max_age=365 * 24 * 3600,
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure,
-        )
+        remember_language(response, language)
     return response
 
 

@@ -19,7 +19,6 @@ from flask import Flask
 from playwright.sync_api import Browser, Page, expect
 
 from provider.flows.engine import FLOW_COOKIE
-from provider.keycloak import ACCEPTED_POLICIES
 from provider.policies import find
 from provider.services import Services
 from tests.browser.page_states import BROWSER_LOCALE, LANGUAGES, POLICY_PAGES, Walk, Where
@@ -29,7 +28,7 @@ from tests.support.flow_at import FlowAt
 from tests.support.policies import accepted_now, current_policies, unpublished_after
 from tests.support.realm_changes import RealmChanges
 from tests.support.staff import STAFF_PASSWORD
-from tests.support.students import enrol_student
+from tests.support.students import active_student, enrol_student
 
 PHONE = {"width": 360, "height": 740}
 NEW = find("it-acceptable-use", "2027-01")
@@ -76,12 +75,7 @@ def test_publish_then_a_student_part_way_accepts_the_new_version(
     about = {"version": NEW.version, "title": NEW.title_in(language)}
     # Part-way: past the policies (accepted 2026-09), at the password step.
     student = flow_at("password", enrol_student(services, "v"))
-    active = enrol_student(services, "w")
-    account = services.keycloak.find_user(active.user_id)
-    assert account is not None
-    services.keycloak.activate(
-        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
-    )
+    active = active_student(services, "w", PASSWORD, accepted_now(services))
     context = browser.new_context(viewport=PHONE, bypass_csp=True, locale=BROWSER_LOCALE[language])
     page = context.new_page()
     with unpublished_after(services, NEW.id, NEW.version):

@@ -22,7 +22,7 @@ from tests.browser.test_activation_in_chromium import PASSWORD
 from tests.support.flow_client import StudentDetails
 from tests.support.policies import accepted_now, published
 from tests.support.shots import Shots
-from tests.support.students import enrol_student
+from tests.support.students import active_student
 
 VIEWPORT = {"width": 360, "height": 740}
 NEW = ("it-acceptable-use", "2027-01")
@@ -31,13 +31,7 @@ REVIEW_HEADING = "New version of the campus IT policies"
 
 def _active_student(services: Services, prefix: str) -> StudentDetails:
     """Active, having accepted every version current now (before the test publishes)."""
-    who = enrol_student(services, prefix)
-    account = services.keycloak.find_user(who.user_id)
-    assert account is not None
-    services.keycloak.activate(
-        account.id, PASSWORD, attributes={ACCEPTED_POLICIES: accepted_now(services)}
-    )
-    return who
+    return active_student(services, prefix, PASSWORD, accepted_now(services))
 
 
 def _sign_in_to_demo(context: BrowserContext, demo_url: str, who: StudentDetails) -> Page:

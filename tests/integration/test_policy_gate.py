@@ -30,7 +30,7 @@ from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.flow_client import StudentDetails
 from tests.support.keycloak_login import sign_in
 from tests.support.policies import accepted_now, published
-from tests.support.students import enrol_student
+from tests.support.students import active_student
 
 pytestmark = pytest.mark.keycloak
 
@@ -54,11 +54,7 @@ def _active(services: Services, prefix: str, *, due: bool = True) -> StudentDeta
     if due:
         records = [r for r in records if not r.startswith(NEW[0] + "@")]
         records.append(f"{NEW[0]}@2026-09:2026-11-02T09:00:00Z")
-    who = enrol_student(services, prefix)
-    account = services.keycloak.find_user(who.user_id)
-    assert account is not None
-    services.keycloak.activate(account.id, PASSWORD, attributes={ACCEPTED_POLICIES: records})
-    return who
+    return active_student(services, prefix, PASSWORD, records)
 
 
 def _stopped_at_the_gate(

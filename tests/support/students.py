@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from datetime import date
 
+from provider.keycloak import ACCEPTED_POLICIES
 from provider.proofing import normalize_id_last4
 from provider.services import Services
 from provider.students import NewStudent, create_pending_student
@@ -30,3 +31,16 @@ def enrol_student(
     )
     last4 = normalize_id_last4(id_number) or ""
     return StudentDetails(user_id, issued.code, date_of_birth, last4, email, phone)
+
+
+def active_student(
+    services: Services, prefix: str, password: str, accepted: list[str]
+) -> StudentDetails:
+    """Enrolled, then made active the gateway's way (one write) with `password` and the
+    account's `accepted_policies` = `accepted` (tests/support/policies.accepted_now: every
+    current version, which the realm's policy gate lets on)."""
+    who = enrol_student(services, prefix)
+    account = services.keycloak.find_user(who.user_id)
+    assert account is not None
+    services.keycloak.activate(account.id, password, attributes={ACCEPTED_POLICIES: accepted})
+    return who
