@@ -77,7 +77,7 @@ def test_student_activates_without_javascript_then_signs_in(
     page.get_by_label("Activation code").fill(student.code)
     page.get_by_label("Last 4 characters of your ID or passport number").fill("5678")
     page.get_by_role("button", name="Continue").click()
-    assert page.locator(".caption").inner_text() == "Step 2 of 5"
+    expect(page.locator(".caption")).to_have_text("Step 2 of 5")
     shots.take(page, "policies")
     for box in page.get_by_role("checkbox").all():
         box.check()
@@ -153,6 +153,8 @@ def test_live_strength_meter_with_javascript(
     type_date_of_birth(page, date(2005, 1, 2))
     page.get_by_label("Last 4 characters of your ID or passport number").fill("4567")
     page.get_by_role("button", name="Continue").click()
+    # The policies page first: `.all()` does not wait, and on the identify page it is [].
+    expect(page.locator(".caption")).to_have_text("Step 2 of 5")
     for box in page.get_by_role("checkbox").all():
         box.check()
     page.get_by_role("button", name="Accept and continue").click()

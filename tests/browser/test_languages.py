@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import date
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, expect
 
 from provider.keycloak import STATE_ACTIVE
 from provider.services import Services
@@ -79,6 +79,8 @@ def test_flow_in_each_language(
     fill_date_of_birth(page, date(2006, 8, 8))
     page.fill("#id_last4", "4567")
     page.click("button[type=submit]")
+    # The policies page first (its checkboxes are collected at once, without waiting).
+    expect(page).to_have_url(f"{live_url}/activate/policies")
     shots.take(page, "policies")
     for box in page.locator("input[type=checkbox]").all():
         box.check()
