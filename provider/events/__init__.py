@@ -15,8 +15,9 @@ ACTIVATED = "student.activated"
 PASSWORD_RESET = "student.password_reset"  # noqa: S105 (an event name)
 UNLOCKED = "student.unlocked"
 CODE_REISSUED = "student.activation_code_reissued"
+BACK_TO_PENDING = "student.back_to_pending"  # by the help desk: sessions ended too
 # Contacts are proven and written only while the account is pending (the contacts step):
 # `student.activated` names the verified ones. No other path changes a contact yet; one
 # that does gets its own type here.
 
-TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED)
+TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED, BACK_TO_PENDING)

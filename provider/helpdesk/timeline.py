@@ -63,6 +63,7 @@ ACTIONS: dict[str, LazyString] = {
     "helpdesk.code_reissued": _l("Help desk issued a new activation code"),
     "helpdesk.event_sent_again": _l("An undelivered event was sent again to a downstream system"),
     "helpdesk.lockout_cleared": _l("Help desk cleared the lockouts"),
+    "helpdesk.back_to_pending": _l("Help desk set the account back to pending"),
 }
 
 # The account's state and a code's status, as the student's page shows them.
@@ -99,6 +100,10 @@ VALUES: dict[str, LazyString] = {
     "challenge": _l("the anti-robot check failed"),
     "student_cap": _l("the student's daily limit"),
     "sms_budget": _l("the day's text-message budget"),
+    # helpdesk.back_to_pending
+    "wrong_person": _l("given to the wrong person"),
+    "identity_in_doubt": _l("identity in doubt"),
+    "student_asked": _l("the student asked"),
 }
 
 

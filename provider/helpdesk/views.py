@@ -23,11 +23,16 @@ from flask import (
 from flask.typing import ResponseReturnValue
 from flask_babel import get_locale
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+from flask_wtf import FlaskForm
 from sqlalchemy import select
+from wtforms import RadioField, SelectChoice
+from wtforms.validators import AnyOf, InputRequired
 
 from provider import audit
 from provider.activation_codes import IssuedCode
 from provider.events import queue as outbox_queue
+from provider.helpdesk import back_to_pending as pending
 from provider.helpdesk import funnel as funnel_data
 from provider.helpdesk import lockouts as lockout_data
 from provider.helpdesk import recoveries as recovery_data
@@ -100,7 +105,11 @@ def _student_page(user_id: str, new_code: IssuedCode | None = None) -> ResponseR
     audit.record_now(svc.sessions, f"staff:{_me()}", "helpdesk.viewed", user_id)
     timeline = plain.lines(view.events, view.enrolled, plain.zone(svc.settings.time_zone))
     response = render_template(
-        "helpdesk/student.html", view=view, timeline=timeline, new_code=new_code
+        "helpdesk/student.html",
+        view=view,
+        timeline=timeline,
+        new_code=new_code,
+        back_to_pending_offered=pending.offered(svc, view),
     )
     return response, 200, {"Cache-Control": "no-store"}
 
@@ -177,6 +186,49 @@ def unlock(user_id: str) -> ResponseReturnValue:
     students.clear_lockouts(_svc(), view, _me())
     flash(_("All lockouts are cleared: the student can try again now."))
     return redirect(url_for("helpdesk.student", user_id=user_id))
+
+
+_CHOOSE_WHY = _l("Choose why the account goes back to pending.")
+
+
+class BackToPendingForm(FlaskForm):
+    # One message for no reason and a forged one (WTForms' own would be "Not a valid choice").
+    reason = RadioField(
+        _l("Why does the account go back to pending?"),
+        choices=[SelectChoice(value=key, label=words) for key, words in pending.REASONS.items()],
+        validate_choice=False,
+        validators=[InputRequired(_CHOOSE_WHY), AnyOf(list(pending.REASONS), _CHOOSE_WHY)],
+    )
+
+
+@bp.post("/students/<user_id>/pending")
+@requires(HELPDESK, ADMIN)
+def back_to_pending(user_id: str) -> ResponseReturnValue:
+    """First a question with the reason to choose (the account stops working everywhere),
+    then, with confirm=yes, the change (provider/helpdesk/back_to_pending.py)."""
+    svc = _svc()
+    view = _enrolled_or_404(user_id)
+    if not pending.offered(svc, view):
+        flash(_("This account is not active: there is nothing to set back to pending."))
+        return redirect(url_for("helpdesk.student", user_id=user_id), 303)
+    form = BackToPendingForm()
+    answered = request.form.get("confirm") == "yes"
+    if not answered or not form.validate():  # the question, or an answer without a reason
+        page = render_template(
+            "helpdesk/confirm_pending.html",
+            view=view,
+            form=form,
+            unfinished=pending.unfinished(svc, view),
+        )
+        return page, 400 if answered else 200, {"Cache-Control": "no-store"}
+    pending.set_back_to_pending(svc, view, _me(), form.reason.data or "")
+    flash(
+        _(
+            "The account is pending again and every session has ended. "
+            "Issue a new code when the student is ready to activate again."
+        )
+    )
+    return redirect(url_for("helpdesk.student", user_id=user_id), 303)
 
 
 @bp.get("/undelivered")

@@ -126,6 +126,20 @@ HELPDESK = (
         "helpdesk-confirm-code", STUDENT + "/code", "Issue a new activation code to %(user_id)s?"
     ),
     PageState("helpdesk-code-reissued", STUDENT + "/new-code", "", "New activation code"),
+    PageState("helpdesk-confirm-pending", STUDENT + "/pending", "Set %(user_id)s back to pending?"),
+    PageState(
+        "helpdesk-confirm-pending-errors",
+        STUDENT + "/pending",
+        "Set %(user_id)s back to pending?",
+        "Choose why the account goes back to pending.",
+    ),
+    PageState(
+        "helpdesk-set-pending",
+        STUDENT,
+        "",
+        "The account is pending again and every session has ended. "
+        "Issue a new code when the student is ready to activate again.",
+    ),
     PageState("helpdesk-not-found", STUDENT, "No such student"),
     PageState("helpdesk-funnel", r"/helpdesk/funnel", "Activation funnel"),
     PageState("helpdesk-recoveries", r"/helpdesk/recoveries", "Recoveries per week"),

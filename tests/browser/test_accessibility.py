@@ -46,7 +46,7 @@ from tests.support.keycloak_login import authorization_request, demo_callback
 from tests.support.policies import accepted_now
 from tests.support.realm_changes import RealmChanges
 from tests.support.staff import STAFF_PASSWORD
-from tests.support.students import enrol_student
+from tests.support.students import active_student, enrol_student
 
 VIEWPORT = {"width": 360, "height": 740}
 
@@ -214,6 +214,15 @@ def test_helpdesk_pages(
     walk.check(page, "helpdesk-confirm-code", user_id=who.user_id)
     page.locator("main form[action$='/code'] button[value=yes]").click()
     walk.check(page, "helpdesk-code-reissued", heading=who.user_id)
+    active = active_student(services, "d", PASSWORD, accepted_now(services))
+    page.goto(f"{live_url}/helpdesk/students/{active.user_id}")
+    page.locator("main form[action$='/pending'] button").click()
+    walk.check(page, "helpdesk-confirm-pending", user_id=active.user_id)
+    page.locator("main form[action$='/pending'] button[value=yes]").click()
+    walk.check(page, "helpdesk-confirm-pending-errors", user_id=active.user_id)
+    page.locator("input[name=reason]").first.check()
+    page.locator("main form[action$='/pending'] button[value=yes]").click()
+    walk.check(page, "helpdesk-set-pending", heading=active.user_id)
     page.goto(f"{live_url}/helpdesk/students/zz{secrets.randbelow(10**5):05d}")
     walk.check(page, "helpdesk-not-found")
     page.goto(f"{live_url}/helpdesk/funnel")

@@ -42,11 +42,18 @@ class Console:
         assert answer.status_code == 200, (path, answer.status_code)
         return answer
 
-    def post(self, path: str, form_page: str) -> requests.Response:
-        """POST to `path` with the CSRF token of the console page `form_page`."""
+    def post(
+        self, path: str, form_page: str, *, follow: bool = True, **form: str
+    ) -> requests.Response:
+        """POST `form` to `path` with the CSRF token of the console page `form_page`."""
         token = _CSRF.search(self.get(form_page).text)
         assert token, "no form on " + form_page
-        return self.session.post(self.base + path, data={"csrf_token": token.group(1)}, timeout=30)
+        return self.session.post(
+            self.base + path,
+            data={"csrf_token": token.group(1), **form},
+            timeout=30,
+            allow_redirects=follow,
+        )
 
 
 @dataclass
