@@ -61,6 +61,10 @@ from provider.storage.engine import bind_of, insert_unless_present
 from provider.storage.models import PolicyReview
 
 log = logging.getLogger(__name__)
+# A review's answer (PolicyReview.answer): claimed as ACCEPTING while the account is
+# written, then ACCEPTED; or DECLINED_ANSWER. None until answered.
+ACCEPTING, ACCEPTED, DECLINED_ANSWER = "accepting", "accepted", "declined"
+
 bp = Blueprint("policy_review", __name__, url_prefix="/policies")
 
 SESSION_KEY = "umpass_policy_review"  # {"ticket": id, "browser": secret}
@@ -123,7 +127,7 @@ def accept() -> ResponseReturnValue:
         return render_template(
             "policies/review.html", form=form, policies=due, earlier=earlier
         ), 400
-    if not _claim(row, "accepting"):
+    if not _claim(row, ACCEPTING):
         return _back_to_sign_in(row)  # answered meanwhile: Keycloak reads the account
     svc = services(current_app)
     at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -131,7 +135,7 @@ def accept() -> ResponseReturnValue:
     try:
         username = svc.keycloak.accept_policies(row.account_id, records) if records else None
     except Exception:
-        _release(row, "accepting")  # nothing written: the student may try again
+        _release(row, ACCEPTING)  # nothing written: the student may try again
         raise
     with svc.sessions.begin() as db:
         if username is not None:
@@ -139,7 +143,7 @@ def accept() -> ResponseReturnValue:
         db.execute(
             update(PolicyReview)
             .where(PolicyReview.ticket_id == row.ticket_id)
-            .values(answer="accepted")
+            .values(answer=ACCEPTED)
         )
     return _back_to_sign_in(row)
 
@@ -149,7 +153,7 @@ def decline() -> ResponseReturnValue:
     row = _bound_review()
     if row is None:
         return _error(NOT_VALID)
-    if not _claim(row, "declined"):
+    if not _claim(row, DECLINED_ANSWER):
         return _back_to_sign_in(row)
     svc = services(current_app)
     try:
@@ -157,7 +161,7 @@ def decline() -> ResponseReturnValue:
         # Signed out first: a decline must not leave the student signed in elsewhere.
         svc.keycloak.sign_out_everywhere(row.account_id)
     except Exception:
-        _release(row, "declined")
+        _release(row, DECLINED_ANSWER)
         raise
     with svc.sessions.begin() as db:
         audit.record(db, audit.STUDENT, DECLINED, username)
