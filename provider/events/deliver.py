@@ -57,42 +57,63 @@ class Deliverer:
         settings: DeliverySettings,
         sessions: sessionmaker[Session],
         *,
-        http: requests.Session | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.http = http or requests.Session()
         self.clock = clock
         self.owner = secrets.token_hex(8)  # this process, in the lease
-        self.http.headers["User-Agent"] = f"umpass-deliver ({self.owner})"
+        self._local = threading.local()
         # Longer than a whole batch of requests at the timeout (connect + read each), so a
         # live process never loses a lease it is still working through.
         self.lease = timedelta(seconds=BATCH * 2 * settings.timeout + 30)
 
+    @property
+    def http(self) -> requests.Session:
+        """This thread's HTTP session (`run` gives each endpoint a thread of its own)."""
+        session: requests.Session | None = getattr(self._local, "http", None)
+        if session is None:
+            session = requests.Session()
+            session.headers["User-Agent"] = f"umpass-deliver ({self.owner})"
+            self._local.http = session
+        return session
+
     def run_once(self) -> int:
-        """Fan out new events, then one batch per endpoint; how many requests were made."""
-        names = [e.name for e in self.settings.endpoints]
+        """One batch per endpoint, in turn (`--once` and tests); how many requests were made."""
+        return sum(self.run_endpoint(endpoint) for endpoint in self.settings.endpoints)
+
+    def run_endpoint(self, endpoint: Endpoint) -> int:
+        """Fan out new events to `endpoint`, then send it one batch; how many were sent."""
         with bind_of(self.sessions).begin() as conn:
-            queue.fan_out(conn, names, self.clock())
-        sent = 0
-        for endpoint in self.settings.endpoints:
-            with self.sessions.begin() as session:
-                batch = queue.claim(
-                    session, endpoint.name, self.owner, self.clock(), self.lease, BATCH
-                )
-            for claimed in batch:
-                self._send(endpoint, claimed)
-                sent += 1
-        return sent
+            queue.fan_out(conn, [endpoint.name], self.clock())
+        with self.sessions.begin() as session:
+            batch = queue.claim(session, endpoint.name, self.owner, self.clock(), self.lease, BATCH)
+        for claimed in batch:
+            self._send(endpoint, claimed)
+        return len(batch)
 
     def run(self, stop: threading.Event, poll: float = 1.0) -> None:
-        """Until `stop` is set; waits `poll` seconds when there was nothing to send."""
+        """Until `stop` is set, each endpoint worked by a thread of its own: one that is slow
+        or down (a timeout per request) holds up only its own queue, never another's. The
+        leases make threads as safe as the several processes they already are."""
+        workers = [
+            threading.Thread(
+                target=self._work, args=(endpoint, stop, poll), name=f"deliver-{endpoint.name}"
+            )
+            for endpoint in self.settings.endpoints
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _work(self, endpoint: Endpoint, stop: threading.Event, poll: float) -> None:
+        """One endpoint's loop; waits `poll` seconds when there was nothing to send."""
         while not stop.is_set():
             try:
-                busy = self.run_once()
+                busy = self.run_endpoint(endpoint)
             except Exception:  # the database away for a moment: try again, do not die
-                log.exception("delivery round failed")
+                log.exception("delivery round failed", extra={"endpoint": endpoint.name})
                 busy = 0
             if not busy:
                 stop.wait(poll)

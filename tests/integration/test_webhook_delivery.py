@@ -13,6 +13,7 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -212,6 +213,39 @@ def test_an_endpoint_answering_500_gets_n_tries_then_a_dead_letter_until_sent_ag
         assert receiver.ids() == [first, later]
     finally:
         receiver.close()
+
+
+def test_a_slow_endpoint_never_holds_up_another(
+    database: tuple[str, Engine], sessions: sessionmaker[Session]
+) -> None:
+    """`run` works each endpoint on its own: while the LMS sits on its first request, the
+    mail system gets every event. Worked in turn, mail would wait for the LMS's answer."""
+    secret = new_secret()
+    released = threading.Event()
+    slow = Receiver(secret, answer=lambda _: 204 if released.wait(60) else 500)
+    fast = Receiver(secret)
+    written = write(sessions, *interleaved(students=3, each=2))
+    deliverer = Deliverer(
+        settings_for(database[0], ("lms", slow, secret), ("mail", fast, secret), timeout=60),
+        sessions,
+    )
+    stop = threading.Event()
+    running = threading.Thread(target=deliverer.run, args=(stop, 0.02))
+    slow.start()
+    fast.start()
+    try:
+        running.start()
+        until(lambda: sorted(fast.ids()) == sorted(written))
+        assert slow.accepted == []  # still answering its first request
+        released.set()
+        until(lambda: sorted(slow.ids()) == sorted(written))
+    finally:
+        released.set()
+        stop.set()
+        running.join(timeout=90)
+        slow.close()
+        fast.close()
+    assert not running.is_alive()
 
 
 def test_two_deliver_processes_never_send_an_event_twice(
