@@ -2,8 +2,8 @@
 
 `keycloak_addon/login-hint/` holds a small authenticator that passes the user ID typed at
 Keycloak's username form on to the activation service as `login_hint`, the policy gate,
-and the CIBA user resolver that finds no pending account (see their Java docs). It is
-compiled with the JDK's `javac` against the very distribution that runs it
+and the CIBA user resolver and grant that refuse a pending account (see their Java
+docs). It is compiled with the JDK's `javac` against the very distribution that runs it
 (`<home>/lib/lib/main/*`: nothing is downloaded), zipped into a JAR, and cached under
 `$UMPASS_CACHE_DIR/keycloak-addon/` by a hash of its sources and the Keycloak version.
 

@@ -450,6 +450,46 @@ def test_ciba_refuses_a_pending_account(
     assert "access_token" in granted.json()
 
 
+def test_ciba_refuses_an_account_set_back_to_pending_before_the_poll(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    ciba_client: dict[str, Any],
+    ciba_channel: CibaChannel,
+) -> None:
+    """A request made while the account was active, the account set back to pending, the
+    device approving after that: Keycloak's grant would still issue tokens (it reads only
+    `enabled` and required actions); the JAR's CIBA grant reads the state at the poll."""
+    student = active_student(services, "b")
+    credentials = {"client_id": ciba_client["clientId"], "client_secret": ciba_client["secret"]}
+    base = oidc(keycloak_server.url, realm.name)
+    asked = requests.post(
+        f"{base}/ext/ciba/auth",
+        data={**credentials, "login_hint": student.username, "scope": "openid"},
+        timeout=30,
+    )
+    assert asked.status_code == 200, asked.text
+    [(bearer, _body)] = ciba_channel.requests_for(student.username)
+    services.keycloak.set_back_to_pending(student.id)
+    approved = requests.post(
+        f"{base}/ext/ciba/auth/callback",
+        json={"status": "SUCCEED"},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+    polled = requests.post(
+        f"{base}/token",
+        data={**credentials, "grant_type": CIBA_GRANT, "auth_req_id": asked.json()["auth_req_id"]},
+        timeout=30,
+    )
+    assert polled.status_code == 400, polled.text
+    assert polled.json() == {
+        "error": "invalid_grant",
+        "error_description": "Account is not activated",
+    }
+
+
 def test_service_accounts_are_never_students(admin: KeycloakAdmin) -> None:
     """A client-credentials token is the client's own service-account user, which no
     activation ever touches: none holds an activation state."""

@@ -15,6 +15,7 @@ from devstack import keycloak_addon
 FACTORY = "org.umpass.keycloak.LoginHintFromUserAuthenticatorFactory"
 GATE_FACTORY = "org.umpass.keycloak.PolicyGateAuthenticatorFactory"
 CIBA_FACTORY = "org.umpass.keycloak.PendingRefusingCibaUserResolverFactory"
+GRANT_FACTORY = "org.umpass.keycloak.PendingRefusingCibaGrantTypeFactory"
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,8 @@ def test_the_jar_declares_the_authenticator_and_is_reproducible(
             "org.keycloak.protocol.oidc.grants.ciba.resolvers.CIBALoginUserResolverFactory"
         )
         assert jar.read(ciba).decode().split() == [CIBA_FACTORY]
+        grants = "META-INF/services/org.keycloak.protocol.oidc.grants.OAuth2GrantTypeFactory"
+        assert jar.read(grants).decode().split() == [GRANT_FACTORY]
     assert {
         "org/umpass/keycloak/LoginHintFromUserAuthenticator.class",
         "org/umpass/keycloak/LoginHintFromUserAuthenticatorFactory.class",
@@ -43,6 +46,8 @@ def test_the_jar_declares_the_authenticator_and_is_reproducible(
         "org/umpass/keycloak/PolicyGateAuthenticatorFactory.class",
         "org/umpass/keycloak/PendingRefusingCibaUserResolver.class",
         "org/umpass/keycloak/PendingRefusingCibaUserResolverFactory.class",
+        "org/umpass/keycloak/PendingRefusingCibaGrantType.class",
+        "org/umpass/keycloak/PendingRefusingCibaGrantTypeFactory.class",
     } <= names
 
 
