@@ -50,7 +50,7 @@ COVERED = {
     "serviceAccountsEnabled": "test_service_accounts_are_never_students",
     "oauth2.device.authorization.grant.enabled": "test_device_grant_refuses_a_pending_account",
     "standard.token.exchange.enabled": "test_token_exchange_refuses_an_account_set_back_to_pending",
-    "oidc.ciba.grant.enabled": "test_ciba_refuses_a_pending_account",
+    "oidc.ciba.grant.enabled": "test_ciba_refuses_a_pending_account, …_set_back_to_pending_…",
 }
 
 
@@ -327,7 +327,7 @@ class CibaChannel:
     each authentication request to the channel URI of every server this project starts
     (devstack.keycloak.CIBA_CHANNEL_URI), with a Bearer token that the device later hands
     back with its verdict. This one answers 201 and records what it was asked; the test
-    plays the user approving (`approve`)."""
+    plays the user approving (`_ciba_approve`)."""
 
     def __init__(self) -> None:
         self.asked: list[tuple[str, dict[str, Any]]] = []  # (bearer, body) per request
@@ -393,6 +393,52 @@ def ciba_client(realm_changes: RealmChanges) -> dict[str, Any]:
     )
 
 
+def _ciba_ask(
+    server: KeycloakUnderTest, realm: RealmUnderTest, client: dict[str, Any], username: str
+) -> requests.Response:
+    """The client's backchannel authentication request for `username`."""
+    return requests.post(
+        f"{oidc(server.url, realm.name)}/ext/ciba/auth",
+        data={**_secret(client), "login_hint": username, "scope": "openid"},
+        timeout=30,
+    )
+
+
+def _ciba_approve(
+    server: KeycloakUnderTest, realm: RealmUnderTest, channel: CibaChannel, username: str
+) -> None:
+    """The device's answer to the one request it was sent for `username`: the user approves."""
+    [(bearer, _body)] = channel.requests_for(username)
+    approved = requests.post(
+        f"{oidc(server.url, realm.name)}/ext/ciba/auth/callback",
+        json={"status": "SUCCEED"},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+
+
+def _ciba_poll(
+    server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    client: dict[str, Any],
+    asked: requests.Response,
+) -> requests.Response:
+    return requests.post(
+        f"{oidc(server.url, realm.name)}/token",
+        data={
+            **_secret(client),
+            "grant_type": CIBA_GRANT,
+            "auth_req_id": asked.json()["auth_req_id"],
+        },
+        timeout=30,
+    )
+
+
+def _secret(client: dict[str, Any]) -> dict[str, str]:
+    return {"client_id": client["clientId"], "client_secret": client["secret"]}
+
+
 def _ciba(
     server: KeycloakUnderTest,
     realm: RealmUnderTest,
@@ -403,27 +449,11 @@ def _ciba(
     """One CIBA round trip for `username`, the device approving whatever it is asked:
     Keycloak's answer to the authentication request when it refuses it, else to the
     client's token poll."""
-    credentials = {"client_id": client["clientId"], "client_secret": client["secret"]}
-    asked = requests.post(
-        f"{oidc(server.url, realm.name)}/ext/ciba/auth",
-        data={**credentials, "login_hint": username, "scope": "openid"},
-        timeout=30,
-    )
+    asked = _ciba_ask(server, realm, client, username)
     if asked.status_code != 200:
         return asked
-    [(bearer, _body)] = channel.requests_for(username)
-    approved = requests.post(
-        f"{oidc(server.url, realm.name)}/ext/ciba/auth/callback",
-        json={"status": "SUCCEED"},
-        headers={"Authorization": f"Bearer {bearer}"},
-        timeout=30,
-    )
-    assert approved.status_code == 200, approved.text
-    return requests.post(
-        f"{oidc(server.url, realm.name)}/token",
-        data={**credentials, "grant_type": CIBA_GRANT, "auth_req_id": asked.json()["auth_req_id"]},
-        timeout=30,
-    )
+    _ciba_approve(server, realm, channel, username)
+    return _ciba_poll(server, realm, client, asked)
 
 
 def test_ciba_refuses_a_pending_account(
@@ -461,28 +491,11 @@ def test_ciba_refuses_an_account_set_back_to_pending_before_the_poll(
     device approving after that: Keycloak's grant would still issue tokens (it reads only
     `enabled` and required actions); the JAR's CIBA grant reads the state at the poll."""
     student = active_student(services, "b")
-    credentials = {"client_id": ciba_client["clientId"], "client_secret": ciba_client["secret"]}
-    base = oidc(keycloak_server.url, realm.name)
-    asked = requests.post(
-        f"{base}/ext/ciba/auth",
-        data={**credentials, "login_hint": student.username, "scope": "openid"},
-        timeout=30,
-    )
+    asked = _ciba_ask(keycloak_server, realm, ciba_client, student.username)
     assert asked.status_code == 200, asked.text
-    [(bearer, _body)] = ciba_channel.requests_for(student.username)
     services.keycloak.set_back_to_pending(student.id)
-    approved = requests.post(
-        f"{base}/ext/ciba/auth/callback",
-        json={"status": "SUCCEED"},
-        headers={"Authorization": f"Bearer {bearer}"},
-        timeout=30,
-    )
-    assert approved.status_code == 200, approved.text
-    polled = requests.post(
-        f"{base}/token",
-        data={**credentials, "grant_type": CIBA_GRANT, "auth_req_id": asked.json()["auth_req_id"]},
-        timeout=30,
-    )
+    _ciba_approve(keycloak_server, realm, ciba_channel, student.username)
+    polled = _ciba_poll(keycloak_server, realm, ciba_client, asked)
     assert polled.status_code == 400, polled.text
     assert polled.json() == {
         "error": "invalid_grant",
