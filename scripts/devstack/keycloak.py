@@ -60,6 +60,12 @@ BLOCKLIST = REPO_ROOT / "keycloak_config" / "umpass-common-passwords.txt"
 DEFAULT_PORTS = {"dev": (18080, 19000), "test": (18180, 19100)}
 HEAP = os.environ.get("UMPASS_KC_HEAP", "-Xms64m -Xmx768m -XX:MaxMetaspaceSize=256m")
 TEST_BUILD_OPTIONS = ["--db=dev-mem", "--health-enabled=true"]
+# Where Keycloak's CIBA grant asks a user's authentication device (one POST per request):
+# fixed, on loopback, below the kernel's ephemeral range (32768-60999), so that the
+# suite's CIBA test (tests/integration/test_grants.py) can serve it on whichever server
+# of ours it meets. Nothing listens there otherwise: a CIBA request is then refused.
+CIBA_CHANNEL_PORT = 28479
+CIBA_CHANNEL_URI = f"http://127.0.0.1:{CIBA_CHANNEL_PORT}/ciba"
 
 
 class KeycloakStartError(Exception):
@@ -307,6 +313,7 @@ def start(
         "--http-host=127.0.0.1",
         f"--http-port={http_port}",
         f"--http-management-port={management_port}",
+        f"--spi-ciba-auth-channel--ciba-http-auth-channel--http-authentication-channel-uri={CIBA_CHANNEL_URI}",
     ]
     if instance == "dev":
         args = ["start-dev", "--health-enabled=true", *common]

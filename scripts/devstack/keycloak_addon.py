@@ -1,7 +1,8 @@
 """The project's one Keycloak extension (a JAR), built from keycloak_addon/ without Maven.
 
 `keycloak_addon/login-hint/` holds a small authenticator that passes the user ID typed at
-Keycloak's username form on to the activation service as `login_hint` (see its Java
+Keycloak's username form on to the activation service as `login_hint`, the policy gate,
+and the CIBA user resolver and grant that refuse a pending account (see their Java
 docs). It is compiled with the JDK's `javac` against the very distribution that runs it
 (`<home>/lib/lib/main/*`: nothing is downloaded), zipped into a JAR, and cached under
 `$UMPASS_CACHE_DIR/keycloak-addon/` by a hash of its sources and the Keycloak version.

@@ -10,12 +10,16 @@ when one enables a grant no test here covers.
 from __future__ import annotations
 
 import html
+import json
 import re
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import requests
+from devstack.keycloak import CIBA_CHANNEL_PORT
 from keycloak import KeycloakAdmin
 
 from provider.keycloak import ACTIVATION_STATE
@@ -37,6 +41,7 @@ _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+CIBA_GRANT = "urn:openid:params:grant-type:ciba"
 
 # Client switches and attributes that open a way to a token, and the test covering each.
 COVERED = {
@@ -45,6 +50,7 @@ COVERED = {
     "serviceAccountsEnabled": "test_service_accounts_are_never_students",
     "oauth2.device.authorization.grant.enabled": "test_device_grant_refuses_a_pending_account",
     "standard.token.exchange.enabled": "test_token_exchange_refuses_an_account_set_back_to_pending",
+    "oidc.ciba.grant.enabled": "test_ciba_refuses_a_pending_account, …_set_back_to_pending_…",
 }
 
 
@@ -316,6 +322,187 @@ def test_a_client_that_enabled_implicit_still_sends_a_pending_account_to_activat
     assert answer.is_redirect and "access_token=" in answer.headers["Location"].split("#")[1]
 
 
+class CibaChannel:
+    """The user's authentication device as Keycloak's CIBA grant sees it: Keycloak POSTs
+    each authentication request to the channel URI of every server this project starts
+    (devstack.keycloak.CIBA_CHANNEL_URI), with a Bearer token that the device later hands
+    back with its verdict. This one answers 201 and records what it was asked; the test
+    plays the user approving (`_ciba_approve`)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, dict[str, Any]]] = []  # (bearer, body) per request
+        self._lock = threading.Lock()
+        channel = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("content-length", "0")))
+                bearer = self.headers.get("authorization", "").removeprefix("Bearer ")
+                with channel._lock:
+                    channel.asked.append((bearer, json.loads(raw or b"{}")))
+                self.send_response(201)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", CIBA_CHANNEL_PORT), Handler)
+        except OSError as exc:  # loudly: a skipped CIBA test would prove nothing
+            pytest.fail(
+                f"the CIBA channel port 127.0.0.1:{CIBA_CHANNEL_PORT} "
+                f"(devstack.keycloak.CIBA_CHANNEL_PORT) is taken: {exc}. Stop what holds it "
+                "(another test run?) and run again."
+            )
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    def requests_for(self, username: str) -> list[tuple[str, dict[str, Any]]]:
+        with self._lock:
+            return [(b, body) for b, body in self.asked if body.get("login_hint") == username]
+
+
+@pytest.fixture
+def ciba_channel() -> Iterator[CibaChannel]:
+    channel = CibaChannel()
+    try:
+        yield channel
+    finally:
+        channel.close()
+
+
+@pytest.fixture
+def ciba_client(realm_changes: RealmChanges) -> dict[str, Any]:
+    """A confidential client allowed CIBA, its tokens fetched by polling."""
+    return add_client(
+        realm_changes,
+        publicClient=False,
+        clientAuthenticatorType="client-secret",
+        secret="ciba-" + "c" * 24,
+        attributes={
+            "oidc.ciba.grant.enabled": "true",
+            "ciba.backchannel.token.delivery.mode": "poll",
+        },
+    )
+
+
+def _ciba_ask(
+    server: KeycloakUnderTest, realm: RealmUnderTest, client: dict[str, Any], username: str
+) -> requests.Response:
+    """The client's backchannel authentication request for `username`."""
+    return requests.post(
+        f"{oidc(server.url, realm.name)}/ext/ciba/auth",
+        data={**_secret(client), "login_hint": username, "scope": "openid"},
+        timeout=30,
+    )
+
+
+def _ciba_approve(
+    server: KeycloakUnderTest, realm: RealmUnderTest, channel: CibaChannel, username: str
+) -> None:
+    """The device's answer to the one request it was sent for `username`: the user approves."""
+    [(bearer, _body)] = channel.requests_for(username)
+    approved = requests.post(
+        f"{oidc(server.url, realm.name)}/ext/ciba/auth/callback",
+        json={"status": "SUCCEED"},
+        headers={"Authorization": f"Bearer {bearer}"},
+        timeout=30,
+    )
+    assert approved.status_code == 200, approved.text
+
+
+def _ciba_poll(
+    server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    client: dict[str, Any],
+    asked: requests.Response,
+) -> requests.Response:
+    return requests.post(
+        f"{oidc(server.url, realm.name)}/token",
+        data={
+            **_secret(client),
+            "grant_type": CIBA_GRANT,
+            "auth_req_id": asked.json()["auth_req_id"],
+        },
+        timeout=30,
+    )
+
+
+def _secret(client: dict[str, Any]) -> dict[str, str]:
+    return {"client_id": client["clientId"], "client_secret": client["secret"]}
+
+
+def _ciba(
+    server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    client: dict[str, Any],
+    channel: CibaChannel,
+    username: str,
+) -> requests.Response:
+    """One CIBA round trip for `username`, the device approving whatever it is asked:
+    Keycloak's answer to the authentication request when it refuses it, else to the
+    client's token poll."""
+    asked = _ciba_ask(server, realm, client, username)
+    if asked.status_code != 200:
+        return asked
+    _ciba_approve(server, realm, channel, username)
+    return _ciba_poll(server, realm, client, asked)
+
+
+def test_ciba_refuses_a_pending_account(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    ciba_client: dict[str, Any],
+    ciba_channel: CibaChannel,
+) -> None:
+    """CIBA runs no authentication flow: Keycloak asks the user's device and, on its
+    approval, issues tokens, whatever the account's attributes. The project's resolver of
+    CIBA users (keycloak_addon) knows no pending account, so Keycloak refuses the request
+    before any device is asked, even one that approves everything."""
+    who = enrol_student(services, "c")
+    refused = _ciba(keycloak_server, realm, ciba_client, ciba_channel, who.user_id)
+    assert refused.status_code == 400, refused.text
+    assert refused.json() == {"error": "invalid_request", "error_description": "invalid_user"}
+    assert "access_token" not in refused.text
+    assert ciba_channel.requests_for(who.user_id) == []
+    # The control: an active student, same client and device, gets tokens.
+    student = active_student(services, "c")
+    granted = _ciba(keycloak_server, realm, ciba_client, ciba_channel, student.username)
+    assert granted.status_code == 200, granted.text
+    assert "access_token" in granted.json()
+
+
+def test_ciba_refuses_an_account_set_back_to_pending_before_the_poll(
+    keycloak_server: KeycloakUnderTest,
+    realm: RealmUnderTest,
+    services: Services,
+    ciba_client: dict[str, Any],
+    ciba_channel: CibaChannel,
+) -> None:
+    """A request made while the account was active, the account set back to pending, the
+    device approving after that: Keycloak's grant would still issue tokens (it reads only
+    `enabled` and required actions); the JAR's CIBA grant reads the state at the poll."""
+    student = active_student(services, "b")
+    asked = _ciba_ask(keycloak_server, realm, ciba_client, student.username)
+    assert asked.status_code == 200, asked.text
+    services.keycloak.set_back_to_pending(student.id)
+    _ciba_approve(keycloak_server, realm, ciba_channel, student.username)
+    polled = _ciba_poll(keycloak_server, realm, ciba_client, asked)
+    assert polled.status_code == 400, polled.text
+    assert polled.json() == {
+        "error": "invalid_grant",
+        "error_description": "Account is not activated",
+    }
+
+
 def test_service_accounts_are_never_students(admin: KeycloakAdmin) -> None:
     """A client-credentials token is the client's own service-account user, which no
     activation ever touches: none holds an activation state."""
@@ -351,7 +538,7 @@ def _open_grants(client: dict[str, Any]) -> set[str]:
 
 def test_every_grant_a_client_enables_is_covered(admin: KeycloakAdmin) -> None:
     """Fails when a client of the realm opens a way to a token that no test proves closed
-    to pending accounts: implicit (disabled realm-wide) and CIBA among them."""
+    to pending accounts: implicit (disabled realm-wide) among them."""
     uncovered = {
         client["clientId"]: sorted(_open_grants(client) - set(COVERED))
         for client in admin.get_clients()
@@ -363,12 +550,16 @@ def test_every_grant_a_client_enables_is_covered(admin: KeycloakAdmin) -> None:
 def test_the_coverage_check_sees_an_uncovered_grant(
     admin: KeycloakAdmin, realm_changes: RealmChanges
 ) -> None:
-    """The check above, shown failing: a client enabling CIBA or the implicit flow."""
-    ciba = add_client(realm_changes, attributes={"oidc.ciba.grant.enabled": "true"})
+    """The check above, shown failing: a client enabling the implicit flow (beside a
+    covered grant, which it does not report), and a grant attribute no test names."""
     implicit = add_client(
-        realm_changes, implicitFlowEnabled=True, redirectUris=["https://x.invalid/*"]
+        realm_changes,
+        implicitFlowEnabled=True,
+        redirectUris=["https://x.invalid/*"],
+        attributes={"oidc.ciba.grant.enabled": "true"},
     )
+    later = add_client(realm_changes, attributes={"example.later.grant.enabled": "true"})
     with pytest.raises(AssertionError) as failed:
         test_every_grant_a_client_enables_is_covered(admin)
-    assert f"'{ciba['clientId']}': ['oidc.ciba.grant.enabled']" in str(failed.value)
     assert f"'{implicit['clientId']}': ['implicitFlowEnabled']" in str(failed.value)
+    assert f"'{later['clientId']}': ['example.later.grant.enabled']" in str(failed.value)

@@ -14,6 +14,8 @@ from devstack import keycloak_addon
 
 FACTORY = "org.umpass.keycloak.LoginHintFromUserAuthenticatorFactory"
 GATE_FACTORY = "org.umpass.keycloak.PolicyGateAuthenticatorFactory"
+CIBA_FACTORY = "org.umpass.keycloak.PendingRefusingCibaUserResolverFactory"
+GRANT_FACTORY = "org.umpass.keycloak.PendingRefusingCibaGrantTypeFactory"
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +33,21 @@ def test_the_jar_declares_the_authenticator_and_is_reproducible(
         names = set(jar.namelist())
         services = "META-INF/services/org.keycloak.authentication.AuthenticatorFactory"
         assert jar.read(services).decode().split() == [FACTORY, GATE_FACTORY]
+        ciba = "META-INF/services/" + (
+            "org.keycloak.protocol.oidc.grants.ciba.resolvers.CIBALoginUserResolverFactory"
+        )
+        assert jar.read(ciba).decode().split() == [CIBA_FACTORY]
+        grants = "META-INF/services/org.keycloak.protocol.oidc.grants.OAuth2GrantTypeFactory"
+        assert jar.read(grants).decode().split() == [GRANT_FACTORY]
     assert {
         "org/umpass/keycloak/LoginHintFromUserAuthenticator.class",
         "org/umpass/keycloak/LoginHintFromUserAuthenticatorFactory.class",
         "org/umpass/keycloak/PolicyGateAuthenticator.class",
         "org/umpass/keycloak/PolicyGateAuthenticatorFactory.class",
+        "org/umpass/keycloak/PendingRefusingCibaUserResolver.class",
+        "org/umpass/keycloak/PendingRefusingCibaUserResolverFactory.class",
+        "org/umpass/keycloak/PendingRefusingCibaGrantType.class",
+        "org/umpass/keycloak/PendingRefusingCibaGrantTypeFactory.class",
     } <= names
 
 
