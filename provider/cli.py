@@ -12,7 +12,8 @@
                               N are pending; --fresh: N new ones (development)
     umpass import-intake ...  a whole intake from a Registry CSV or LDAP (provider/intake)
     umpass issue-codes ...    codes for an intake or students: mail-merge CSV and letters
-    umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit
+    umpass purge [--dry-run]  delete expired flows, codes, tokens, throttle rows, old audit,
+                              delivered events
     umpass realm-check [--mail-to ADDR]
                               the realm against keycloak_config/, stored for the web's
                               realm-health page: exit 1 on drift, an email when new drift

@@ -15,7 +15,10 @@ Each kind of row has one rule, stated against the code that reads it:
 * activation codes: only a code that stopped working (revoked or expired, never used)
   longer ago than the code retention *and* has a newer code of the same student; the
   newest code and every used code stay, so the funnel and the help desk read the same;
-* audit events: older than the audit retention (0: kept forever).
+* audit events: older than the audit retention (0: kept forever);
+* outbox events (with their delivery rows): older than the event retention and delivered
+  to every endpoint that has a row for it; one no endpoint ever took goes only with the
+  audit log (`_event_gone` argues both).
 
 The short-lived kinds get `grace` on top, for clocks that differ between replicas.
 Rows go in batches of `batch_size`, each its own short transaction, so no lock is held
@@ -42,6 +45,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import aliased
 
 from provider.config import LONGEST_STUDENT_WINDOW_SECONDS, ConfigError
+from provider.events import queue as events_queue
 from provider.flows.engine import flow_expired
 from provider.guards import verification
 from provider.oidc.server import ID_TOKEN_SECONDS, TOKEN_LIFETIME
@@ -56,6 +60,8 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    OutboxDelivery,
+    OutboxEvent,
     PolicyReview,
     StaffSession,
     UsedChallenge,
@@ -82,6 +88,9 @@ class Retention:
     # A lockout row forgets its doubling history after this long untouched: longer than
     # any lock (1 day at most), so a guesser must go quiet for a month to get 15 min back.
     lockout_reset_days: int = 30
+    # A delivered event stays this long after it was written (what was sent, for an admin
+    # looking into a receiver's "we never got it"); 0 keeps events forever.
+    event_days: int = 30
     # Clock difference between replicas that a just-expired row is kept for.
     grace: timedelta = timedelta(minutes=15)
     batch_size: int = 1000
@@ -95,6 +104,7 @@ class Retention:
             lockout_reset_days=_whole(
                 env, "UMPASS_LOCKOUT_RESET_DAYS", cls.lockout_reset_days, minimum=1
             ),
+            event_days=_whole(env, "UMPASS_EVENT_RETENTION_DAYS", cls.event_days, minimum=0),
             grace=timedelta(
                 minutes=_whole(env, "UMPASS_PURGE_GRACE_MINUTES", _minutes(cls.grace), minimum=0)
             ),
@@ -112,6 +122,9 @@ def _whole(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> 
 
 
 Rule = Callable[[datetime, Retention], ColumnElement[bool] | None]
+# How a kind's due rows are deleted, in batches: (connection, kind, rule, batch size) ->
+# rows deleted. `_delete` unless the kind's rows take others with them.
+Deleter = Callable[[Connection, "Kind", ColumnElement[bool], int], int]
 
 
 @dataclass(frozen=True)
@@ -121,6 +134,7 @@ class Kind:
     key: str  # the primary key column's attribute
     rule: Rule  # None: keep everything of this kind
     describe: Callable[[Retention], str]
+    delete: Deleter | None = None
 
 
 def _flow_gone(now: datetime, r: Retention, flow: Any = Flow) -> ColumnElement[bool]:
@@ -198,6 +212,75 @@ def _code_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
 
 def _audit_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
     return None if r.audit_days == 0 else AuditEvent.at <= now - timedelta(days=r.audit_days)
+
+
+def _event_gone(now: datetime, r: Retention) -> ColumnElement[bool] | None:
+    """An outbox event nothing will send again, and old enough that nobody asks about it.
+
+    - Delivered everywhere: it has delivery rows and every one is delivered (a terminal
+      state: nothing sets a delivered row back). Pending, leased, waiting to retry or dead
+      rows keep it: it is still being sent, or an admin may send it again.
+    - No delivery row at all: the purge cannot tell from here whether it will ever be
+      sent. It runs with the web service's environment, which need not hold the endpoints
+      of `umpass deliver`; a deliver process down for a while must find every event when
+      it is back; and an endpoint added later gets every event kept so far. So it is not
+      deleted at the event retention. But every deliver round gives each event a row at
+      each endpoint it serves (`queue.fan_out`, by absence), so an event with none after
+      the audit retention (two years by default) was never sent because nothing was
+      configured to send it: it goes then, with the audit log's record of the same change
+      (a site without webhooks keeps no personal data longer than its audit). With the
+      audit kept forever, so is such an event.
+
+    An endpoint taken out of the configuration leaves its rows pending: those events stay
+    until an admin deals with them (a dead letter can be seen; a pending row of a gone
+    endpoint is counted in the backlog gauge).
+    """
+    if r.event_days == 0:
+        return None
+    event, delivery = OutboxEvent, OutboxDelivery
+    rows = select(delivery.id).where(delivery.event_id == event.id)
+    unsent = rows.where(delivery.state != events_queue.DELIVERED).exists()
+    sent = rows.exists()
+    if r.audit_days:
+        never_taken = event.created_at <= now - timedelta(days=max(r.audit_days, r.event_days))
+        sent = or_(sent, never_taken)
+    return and_(event.created_at <= now - timedelta(days=r.event_days), ~unsent, sent)
+
+
+def _delete_events(conn: Connection, kind: Kind, rule: ColumnElement[bool], batch_size: int) -> int:
+    """An event and its delivery rows go in one transaction (the rows point at it), a
+    batch of events at a time.
+
+    On PostgreSQL the batch's events are locked (FOR UPDATE, SKIP LOCKED): `umpass
+    deliver` adding a row for one (a new endpoint's first round) holds its key share, so
+    the event is skipped; one that comes after the lock waits for this transaction and then
+    fails on the foreign key, its round retried without the event. The rule is asked
+    again by each DELETE (a row committed after the batch was read, before its lock, is
+    seen by them): an event that has a row not delivered keeps every row, delivered ones
+    included, for without its delivered row an endpoint would be given a new one and sent
+    the event again; the event goes only once no row of it is left.
+    """
+    event, delivery, other = OutboxEvent, OutboxDelivery, aliased(OutboxDelivery)
+    picked = select(event.id).where(rule).order_by(event.id).limit(batch_size)
+    if conn.dialect.name == "postgresql":
+        picked = picked.with_for_update(skip_locked=True)
+    sending = (
+        select(other.id)
+        .where(other.event_id == delivery.event_id, other.state != events_queue.DELIVERED)
+        .exists()
+    )
+    left = select(delivery.id).where(delivery.event_id == event.id).exists()
+    total = 0
+    while True:
+        with conn.begin():
+            ids = list(conn.scalars(picked))
+            if ids:
+                conn.execute(delete(delivery).where(delivery.event_id.in_(ids), ~sending))
+                total += int(
+                    conn.execute(delete(event).where(event.id.in_(ids), ~left)).rowcount or 0
+                )
+        if len(ids) < batch_size:
+            return total
 
 
 def _minutes(span: timedelta) -> int:
@@ -280,6 +363,14 @@ KINDS: tuple[Kind, ...] = (
         _audit_gone,
         lambda r: f"{r.audit_days} d" if r.audit_days else "forever",
     ),
+    Kind(
+        "outbox events",
+        OutboxEvent,
+        "id",
+        _event_gone,
+        lambda r: f"delivered, {r.event_days} d" if r.event_days else "forever",
+        delete=_delete_events,
+    ),
 )
 
 
@@ -318,8 +409,9 @@ def purge(
         try:
             for kind in KINDS:
                 rule = kind.rule(now, retention)
+                deleter = kind.delete or _delete
                 report.counts[kind.name] = (
-                    0 if rule is None else _delete(conn, kind, rule, retention.batch_size)
+                    0 if rule is None else deleter(conn, kind, rule, retention.batch_size)
                 )
         finally:
             if postgres:

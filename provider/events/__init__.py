@@ -16,8 +16,10 @@ PASSWORD_RESET = "student.password_reset"  # noqa: S105 (an event name)
 UNLOCKED = "student.unlocked"
 CODE_REISSUED = "student.activation_code_reissued"
 BACK_TO_PENDING = "student.back_to_pending"  # by the help desk: sessions ended too
-# Contacts are proven and written only while the account is pending (the contacts step):
-# `student.activated` names the verified ones. No other path changes a contact yet; one
-# that does gets its own type here.
+# One per contact the contacts step proved and wrote to Keycloak (while the account is
+# pending, before `student.activated`, which names the verified ones again). It names the
+# channel, never the address or the number: downstream reads those from Keycloak. No
+# other path changes a contact yet; one that does records this type too.
+CONTACT_VERIFIED = "student.contact_verified"
 
-TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED, BACK_TO_PENDING)
+TYPES = (ACTIVATED, PASSWORD_RESET, UNLOCKED, CODE_REISSUED, BACK_TO_PENDING, CONTACT_VERIFIED)

@@ -31,6 +31,7 @@ from flask import (
 )
 from flask.typing import ResponseReturnValue
 from flask_babel import gettext as _
+from sqlalchemy import Connection
 
 from provider import audit, form_input
 from provider.flows.caller import Caller, NoCaller
@@ -308,19 +309,20 @@ class FlowRoutes(Generic[D]):
                 if then is not None:
                     return then(stored) or self.to_current(stored)
                 return self.to_current(stored)
-            case Next():
+            case Next(along):
                 reached = engine.next_step(state.step)
-                try:
-                    # For the funnel, in the same transaction: who got how far.
-                    engine.advance(
-                        state,
-                        along=lambda session: audit.record(
-                            session,
-                            audit.STUDENT,
-                            f"{self.flow.audit_prefix}.{reached}",
-                            state.user_id,
-                        ),
+
+                def moved_on(conn: Connection) -> None:
+                    # What the step asked to write with its move, then, for the funnel, who
+                    # got how far: all in the move's transaction (all land, or none).
+                    if along is not None:
+                        along(conn)
+                    audit.record(
+                        conn, audit.STUDENT, f"{self.flow.audit_prefix}.{reached}", state.user_id
                     )
+
+                try:
+                    engine.advance(state, along=moved_on)
                 except FlowConflict:  # a parallel submit moved it on: look where it is
                     return self.to_current(engine.load_or_start(state.flow_id))
                 return self.to_current(state)

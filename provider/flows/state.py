@@ -51,6 +51,9 @@ class ActivationData:
     pending: dict[Channel, PendingContact] | None = None
     # Replaced contacts not told yet, as Keycloak held them before the step wrote.
     owed: dict[Channel, str] = field(default_factory=dict)
+    # Contacts this step replaces with a different value (set with `owed`, kept after the
+    # notice is sent): their `student.contact_verified` events say so, on a retry too.
+    replaced: list[Channel] = field(default_factory=list)
     claim: str | None = None  # ISO time a password submit began activating
     # This flow's own write made the account active (the sign-in door asserts nothing
     # without it; older replicas read the same key).
@@ -78,6 +81,8 @@ class ActivationData:
             out["pending"] = {c: vars(p) for c, p in self.pending.items()}
         if self.owed:
             out["owed"] = self.owed
+        if self.replaced:  # only when set: an older replica reads the flow all the same
+            out["replaced"] = self.replaced
         if self.claim is not None:
             out["claim"] = self.claim
         if self.activated:
@@ -99,6 +104,7 @@ class ActivationData:
             if pending is None
             else {c: PendingContact(**p) for c, p in pending.items()},
             owed=dict(raw.get("owed") or {}),
+            replaced=list(raw.get("replaced") or []),
             claim=raw.get("claim"),
             activated=bool(raw.get("activated")),
             caller=raw.get("oidc_request"),

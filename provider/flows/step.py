@@ -5,10 +5,11 @@ The engine calls two methods; everything a step needs arrives in one `Visit`:
 - `show(visit)` answers a GET with the step's page;
 - `submit(visit)` answers a POST with an outcome: `Stay` (a page of this step again: an
   invalid submit, or a stage within the step), `Next` (done: the engine moves on to the
-  next step in the flow's list), `Identified` (the first step knows who it is: the
-  engine stores the flow under a new id and moves on) or `Finished` (the flow reached its
-  goal: the engine moves to its last page) or `Impossible` (it never can: whoever sent
-  the student is answered, else the step's page explains).
+  next step in the flow's list, writing the step's `along` in the same transaction),
+  `Identified` (the first step knows who it is: the engine stores the flow under a new id
+  and moves on) or `Finished` (the flow reached its goal: the engine moves to its last
+  page) or `Impossible` (it never can: whoever sent the student is answered, else the
+  step's page explains).
 
 A step never names another step, never knows who sent the student (a sign-in or the
 start page) and never stores the flow itself except through `visit.save()`.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, runtime_checkable
 
 from flask import render_template, request
 from flask.typing import ResponseReturnValue
+from sqlalchemy import Connection
 
 from provider.flows.engine import D, FlowEngine, FlowState
 from provider.services import Services
@@ -39,7 +41,10 @@ class Stay:
 
 @dataclass(frozen=True)
 class Next:
-    """This step is done: on to the next one."""
+    """This step is done: on to the next one. `along` writes more in the transaction that
+    moves the flow on (e.g. the events of what the step wrote): both land, or neither."""
+
+    along: Callable[[Connection], None] | None = None
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from devstack.postgres import RunningPostgres
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from provider import cli
@@ -18,7 +18,7 @@ from provider.guards import lockout
 from provider.purge import ADVISORY_LOCK_KEY, KINDS, PurgeBusy, PurgeReport, Retention, purge
 from provider.storage import migrate
 from provider.storage.engine import make_engine
-from provider.storage.models import Base, IdentifyLockout
+from provider.storage.models import Base, IdentifyLockout, OutboxDelivery, OutboxEvent
 from tests.support import purge_rows as rows
 from tests.support.purge_rows import NOW
 
@@ -131,6 +131,41 @@ def test_a_row_a_live_request_is_changing_is_not_deleted(db, sessions) -> None:
     with sessions() as session:
         assert {r.user_id: r.failures for r in session.query(IdentifyLockout)} == {"busy": 1}
     assert lockout.begin_attempt(sessions, "busy", now) is None
+
+
+def test_an_event_a_deliver_process_is_giving_a_row_right_now_is_not_deleted(db, sessions):
+    """Both events are delivered everywhere and old enough to go. A `umpass deliver` round
+    for a new endpoint is giving one of them its row right now (uncommitted): the purge
+    must not delete it from under that row, and its new endpoint must still get it."""
+    old = NOW - timedelta(days=Retention().event_days + 1)
+    taken = rows.event(sessions, "taken", created=old, states=("delivered",))
+    rows.event(sessions, "free", created=old, states=("delivered",))
+    outcome: list[PurgeReport | BaseException] = []
+    with db.connect() as deliver:
+        deliver.execute(
+            insert(OutboxDelivery).values(
+                event_id=taken,
+                endpoint="new-endpoint",
+                user_id="dc12345",
+                state="pending",
+                attempts=0,
+                next_attempt_at=NOW,
+            )
+        )
+        purger = threading.Thread(
+            target=lambda: outcome.append(purge(make_engine(url_of(db)), Retention(), now=NOW))
+        )
+        purger.start()
+        purger.join(timeout=10)  # it skips the row the insert holds: no waiting
+        assert not purger.is_alive()
+        deliver.commit()
+    assert isinstance(outcome[0], PurgeReport) and outcome[0].counts["outbox events"] == 1
+    assert rows.ids(sessions, OutboxEvent.uuid) == {rows.event_uuid("taken")}
+    with sessions() as session:
+        states = session.scalars(
+            select(OutboxDelivery.state).where(OutboxDelivery.event_id == taken)
+        )
+        assert sorted(states) == ["delivered", "pending"]
 
 
 def url_of(engine: Engine) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    OutboxDelivery,
+    OutboxEvent,
     PolicyReview,
     StaffSession,
     Student,
@@ -125,6 +128,46 @@ def review(ticket_id: str, expires: datetime) -> PolicyReview:
     )
 
 
+def event(
+    sessions: sessionmaker[Session], name: str, *, created: datetime, states: tuple[str, ...] = ()
+) -> int:
+    """An outbox event (its uuid derived from `name`) with one delivery row per state in
+    `states`, each at its own endpoint; its id. Besides the stored states (pending,
+    delivered, dead): "leased" (pending, a deliver process sending it now) and "retrying"
+    (pending, failed 3 times, next try later)."""
+    with sessions.begin() as session:
+        row = OutboxEvent(
+            uuid=event_uuid(name),
+            type="student.activated",
+            user_id="dc12345",
+            payload={"user_id": "dc12345", "at": created.isoformat()},
+            created_at=created,
+        )
+        session.add(row)
+        session.flush()
+        for n, state in enumerate(states):
+            leased, retrying = state == "leased", state == "retrying"
+            session.add(
+                OutboxDelivery(
+                    event_id=row.id,
+                    endpoint=f"endpoint-{n}",
+                    user_id="dc12345",
+                    state="pending" if leased or retrying else state,
+                    attempts={"dead": 8, "retrying": 3}.get(state, 0),
+                    next_attempt_at=NOW + timedelta(hours=1) if retrying else created,
+                    last_error="HTTP 503" if retrying or state == "dead" else None,
+                    lease_until=NOW + timedelta(minutes=5) if leased else None,
+                    lease_owner="deliver-a" if leased else None,
+                    delivered_at=created if state == "delivered" else None,
+                )
+            )
+        return row.id
+
+
+def event_uuid(name: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
+
+
 def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
     old = NOW - timedelta(days=1000)
     for i in range(n):
@@ -157,6 +200,8 @@ def arrange_everything(sessions: sessionmaker[Session], n: int = 1) -> None:
             AuditEvent(at=old, actor="system", action="code.issued", subject=f"s{i}"),
             AuditEvent(at=NOW, actor="system", action="code.issued", subject=f"s{i}"),
         )
+        event(sessions, f"gone{i}", created=old, states=("delivered", "delivered"))
+        event(sessions, f"live{i}", created=NOW, states=("delivered",))
 
 
 def row_counts(sessions: sessionmaker[Session]) -> dict[str, int]:

@@ -223,6 +223,14 @@ def test_activation_data_keeps_the_keys_older_replicas_read() -> None:
     assert ActivationData.from_json(raw) == data
 
 
+def test_replaced_contacts_are_kept_and_written_only_when_there_are_some() -> None:
+    """The contacts step's "replaced" marks survive a reload (a retry's events say them);
+    a flow with none writes no key, so an older replica reads it as before."""
+    data = ActivationData(code_id=7, keycloak_id="k", replaced=["email"])
+    assert ActivationData.from_json(data.to_json()) == data
+    assert "replaced" not in ActivationData(code_id=7, keycloak_id="k").to_json()
+
+
 @pytest.mark.parametrize("stored", [("x", None), (None, Notes({}))], ids=["no-data", "no-id"])
 def test_a_flow_missing_its_id_or_its_data_is_never_written(engine, stored) -> None:
     flow_id, data = stored

@@ -8,11 +8,12 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from provider import cli
+from provider import cli, events
 from provider.config import ConfigError
+from provider.events import outbox, queue
 from provider.flows.engine import MAX_LIFETIME, FlowEngine, FlowState
 from provider.guards import verification
 from provider.helpdesk.funnel import funnels
@@ -29,6 +30,8 @@ from provider.storage.models import (
     IdentifyLockout,
     OidcAccessToken,
     OidcAuthorizationCode,
+    OutboxDelivery,
+    OutboxEvent,
     Student,
 )
 from tests.support import purge_rows as rows
@@ -268,6 +271,118 @@ def test_audit_events_go_after_the_retention_and_0_keeps_them(db, sessions) -> N
     assert rows.ids(sessions, AuditEvent.subject) == {"b"}
 
 
+# -- outbox events ---------------------------------------------------------------------------------
+
+EVENT_KEPT = timedelta(days=Retention().event_days)
+AUDIT_KEPT = timedelta(days=Retention().audit_days)
+
+
+def _events_left(sessions) -> set[str]:
+    return rows.ids(sessions, OutboxEvent.uuid)
+
+
+def _deliveries_of(sessions, event_id: int) -> list[str]:
+    with sessions() as session:
+        return sorted(
+            session.scalars(select(OutboxDelivery.state).where(OutboxDelivery.event_id == event_id))
+        )
+
+
+def test_an_event_goes_once_delivered_everywhere_and_older_than_the_retention(db, sessions) -> None:
+    old, new = NOW - EVENT_KEPT, NOW - EVENT_KEPT + SECOND
+    gone = rows.event(sessions, "delivered-old", created=old, states=("delivered", "delivered"))
+    rows.event(sessions, "delivered-new", created=new, states=("delivered", "delivered"))
+    # Still being sent, or an admin may send it again: kept, however old.
+    kept = {
+        "dead": rows.event(sessions, "dead", created=old, states=("delivered", "dead")),
+        "pending": rows.event(sessions, "pending", created=old, states=("delivered", "pending")),
+        "leased": rows.event(sessions, "leased", created=old, states=("leased",)),
+        "retrying": rows.event(sessions, "retrying", created=old, states=("retrying",)),
+    }
+    # No delivery row yet: purge cannot know whether a deliver process will send it.
+    rows.event(sessions, "not-fanned-out", created=old)
+    dry = purge(db, Retention(), dry_run=True, now=NOW)
+    assert dry.counts["outbox events"] == 1
+    assert purge(db, Retention(), now=NOW).counts["outbox events"] == 1
+    assert _events_left(sessions) == {
+        rows.event_uuid(n)
+        for n in ("delivered-new", "dead", "pending", "leased", "retrying", "not-fanned-out")
+    }
+    assert _deliveries_of(sessions, gone) == []  # went with it, in its transaction
+    assert _deliveries_of(sessions, kept["dead"]) == ["dead", "delivered"]  # untouched
+    assert _deliveries_of(sessions, kept["pending"]) == ["delivered", "pending"]
+    assert purge(db, Retention(), now=NOW).counts["outbox events"] == 0
+
+
+def test_an_event_no_endpoint_ever_took_goes_only_with_the_audit_log(db, sessions) -> None:
+    rows.event(sessions, "never-sent-gone", created=NOW - AUDIT_KEPT)
+    rows.event(sessions, "never-sent-kept", created=NOW - AUDIT_KEPT + SECOND)
+    assert purge(db, Retention(audit_days=0), now=NOW).counts["outbox events"] == 0
+    assert purge(db, Retention(), now=NOW).counts["outbox events"] == 1
+    assert _events_left(sessions) == {rows.event_uuid("never-sent-kept")}
+    # An event retention longer than the audit's holds it that long.
+    assert purge(db, Retention(audit_days=1, event_days=3650), now=NOW).counts["outbox events"] == 0
+
+
+def test_event_retention_0_keeps_every_event(db, sessions) -> None:
+    old = NOW - timedelta(days=5000)
+    rows.event(sessions, "delivered", created=old, states=("delivered",))
+    rows.event(sessions, "never-sent", created=old)
+    assert purge(db, Retention(event_days=0), now=NOW).counts["outbox events"] == 0
+    assert len(_events_left(sessions)) == 2
+
+
+def test_events_go_in_batches_each_with_its_deliveries(db, sessions) -> None:
+    old = NOW - EVENT_KEPT - DAY
+    gone = [
+        rows.event(sessions, f"e{i}", created=old, states=("delivered", "delivered"))
+        for i in range(7)
+    ]
+    rows.event(sessions, "dead", created=old, states=("dead",))
+    assert purge(db, Retention(batch_size=3), now=NOW).counts["outbox events"] == 7
+    assert _events_left(sessions) == {rows.event_uuid("dead")}
+    assert all(_deliveries_of(sessions, i) == [] for i in gone)
+
+
+def test_an_event_picked_on_a_stale_read_keeps_every_row_while_one_is_sending(db, sessions):
+    """The batch was read before a deliver process gave the event a new endpoint's row
+    (here: a pick that ignores the rows at all): the deletes ask again, and the event keeps
+    its delivered row too (without it, that endpoint would be sent the event again)."""
+    old = NOW - EVENT_KEPT - DAY
+    sending = rows.event(sessions, "sending", created=old, states=("delivered", "pending"))
+    done = rows.event(sessions, "done", created=old, states=("delivered",))
+    stale = OutboxEvent.id.is_not(None)  # every event, whatever its rows
+    (kind,) = [k for k in KINDS if k.model is OutboxEvent]
+    assert kind.delete is not None
+    with db.connect() as conn:
+        assert kind.delete(conn, kind, stale, 10) == 1
+    assert _events_left(sessions) == {rows.event_uuid("sending")}
+    assert _deliveries_of(sessions, sending) == ["delivered", "pending"]
+    assert _deliveries_of(sessions, done) == []
+
+
+def test_after_a_purge_the_queue_neither_sends_again_nor_holds_back(db, sessions) -> None:
+    """Through the deliver process's own statements: a purged event is not fanned out
+    again, and a later event of the same student is still due (deleted rows hold nothing
+    back)."""
+    old = NOW - EVENT_KEPT - DAY
+    with sessions.begin() as session:
+        outbox.record(session, events.ACTIVATED, "dc12345", at=old)
+    with db.begin() as conn:
+        assert queue.fan_out(conn, ["lms"], old) == 1
+    with sessions.begin() as session:
+        (claimed,) = queue.claim(session, "lms", "a", old, timedelta(minutes=5), 20)
+        queue.delivered(session, claimed.delivery_id, old)
+    with sessions.begin() as session:
+        later = outbox.record(session, events.CONTACT_VERIFIED, "dc12345", at=NOW)
+    assert purge(db, Retention(), now=NOW).counts["outbox events"] == 1
+    with db.begin() as conn:
+        assert queue.fan_out(conn, ["lms"], NOW) == 1  # the later one only
+    with sessions.begin() as session:
+        due = queue.claim(session, "lms", "a", NOW, timedelta(minutes=5), 20)
+    assert [c.event_uuid for c in due] == [later]
+
+
 # -- the run as a whole ----------------------------------------------------------------------------
 
 
@@ -328,6 +443,7 @@ def test_retention_settings_defaults_and_errors() -> None:
         audit_days=730,
         code_days=180,
         lockout_reset_days=30,
+        event_days=30,
         grace=timedelta(minutes=15),
         batch_size=1000,
     )
@@ -336,15 +452,18 @@ def test_retention_settings_defaults_and_errors() -> None:
             "UMPASS_AUDIT_RETENTION_DAYS": "0",
             "UMPASS_CODE_RETENTION_DAYS": "90",
             "UMPASS_LOCKOUT_RESET_DAYS": "7",
+            "UMPASS_EVENT_RETENTION_DAYS": "0",
             "UMPASS_PURGE_GRACE_MINUTES": "0",
             "UMPASS_PURGE_BATCH": "500",
         }
     )
     assert (custom.audit_days, custom.code_days, custom.lockout_reset_days) == (0, 90, 7)
+    assert custom.event_days == 0
     assert (custom.grace, custom.batch_size) == (timedelta(0), 500)
     for name, value in (
         ("UMPASS_AUDIT_RETENTION_DAYS", "two years"),
         ("UMPASS_LOCKOUT_RESET_DAYS", "0"),
+        ("UMPASS_EVENT_RETENTION_DAYS", "-1"),
         ("UMPASS_PURGE_BATCH", "-5"),
     ):
         with pytest.raises(ConfigError, match=name):

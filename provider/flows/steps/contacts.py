@@ -6,7 +6,9 @@ contact kept from the Registry needs no code unless the university requires it
 (`UMPASS_REQUIRE_PROOF_OF_KEPT_CONTACTS`): proving it is offered and recommended, as only
 a proven contact can be used for recovery. "Continue" writes the proven contacts to
 Keycloak as verified (nothing unproven ever is: a kept one left unproven stays as the
-Registry gave it, unverified) and sends a notice to a contact that was replaced.
+Registry gave it, unverified), sends a notice to a contact that was replaced, and records
+one `student.contact_verified` event per contact written, with the flow's move past the
+step (`_verified_events` argues the order).
 """
 
 from __future__ import annotations
@@ -23,10 +25,12 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_babel import ngettext
 from flask_wtf import FlaskForm
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from wtforms import RadioField, SelectChoice, StringField
 from wtforms.validators import Length, Optional
 
+from provider import events
 from provider.contact_input import (
     ContactRejected,
     PhonePolicy,
@@ -37,6 +41,7 @@ from provider.contact_input import (
 )
 from provider.delivery import DeliveryFailed
 from provider.delivery import messages as texts
+from provider.events import outbox
 from provider.flows.state import CHANNELS, Channel, OnRecord, PendingContact
 from provider.flows.step import Next, Outcome, Stay, StepLimit, Visit
 from provider.guards import send_budget, verification
@@ -331,7 +336,9 @@ class ContactsStep:
         return proven
 
     def finish(self, visit: Visit) -> Outcome:
-        """ "Continue": write the proven contacts to Keycloak, then on to the next step."""
+        """ "Continue": write the proven contacts to Keycloak, then on to the next step,
+        recording one `student.contact_verified` event per contact written in the
+        transaction that moves the flow on (see `_verified_events`)."""
         data = visit.data
         pending = data.pending or {}
         waiting = [c for c, item in pending.items() if not (item.verified or item.optional)]
@@ -373,9 +380,11 @@ class ContactsStep:
                 for channel, value in values.items()
             },
         }
+        events_along = _verified_events(visit, values, now=datetime.now(UTC))
         data.pending = None
         data.owed = {}
-        return Next()
+        data.replaced = []
+        return Next(along=events_along)
 
     # -- notices to a replaced contact -------------------------------------------------
 
@@ -390,15 +399,24 @@ class ContactsStep:
         data = visit.data
         pending = data.pending or {}
         unread = [c for c in values if pending[c].replaces and c not in data.owed]
-        if not unread:
-            return
-        old = visit.svc.keycloak.get_user(data.keycloak_id)
-        held: dict[Channel, str | None] = {"email": old.email, "phone": old.attribute(PHONE_NUMBER)}
         added = False
-        for channel in unread:
-            was = held[channel]
-            if was and was != values[channel]:  # else: written already, and told
-                data.owed[channel] = was
+        if unread:
+            old = visit.svc.keycloak.get_user(data.keycloak_id)
+            held: dict[Channel, str | None] = {
+                "email": old.email,
+                "phone": old.attribute(PHONE_NUMBER),
+            }
+            for channel in unread:
+                was = held[channel]
+                if was and was != values[channel]:  # else: written already, and told
+                    data.owed[channel] = was
+                    added = True
+        # What the events will say: a contact replaced by a different value stays marked
+        # after its notice (which forgets `owed`), so a retry's event says it as well.
+        for channel, value in values.items():
+            was = data.owed.get(channel)
+            if was is not None and was != value and channel not in data.replaced:
+                data.replaced.append(channel)
                 added = True
         if added:
             visit.save()  # before the first write
@@ -411,6 +429,8 @@ class ContactsStep:
             return
         if old == value:  # the student went back and kept it after all
             del owed[channel]
+            if channel in visit.data.replaced:
+                visit.data.replaced.remove(channel)
             return
         svc = visit.svc
         try:
@@ -428,6 +448,52 @@ class ContactsStep:
         # beats never).
         del owed[channel]
         visit.save()
+
+
+def _verified_events(
+    visit: Visit, values: dict[Channel, str], *, now: datetime
+) -> Callable[[Connection], None]:
+    """What `finish` hands the engine to write with the flow's move past this step: one
+    `student.contact_verified` event per contact written, in the order written. The move
+    commits before the password step can begin, so they come before the student's
+    `student.activated` in the outbox (the order they are sent in). The channel is named,
+    never the address or the number (downstream reads them from Keycloak).
+
+    Why the events go in the flow's transaction, after the Keycloak writes, and not before
+    or beside them:
+
+    - Keycloak is written first. If the process dies (or the database fails) before the
+      flow's move commits, the flow is still at this step with the contacts proven and
+      pending, and no event was recorded. The student's retry ("Continue" again) writes
+      the same values again (the same write twice leaves Keycloak as once) and records the
+      events then, with the move: no event is lost.
+    - An event is recorded only in the transaction that also moves the flow on, after the
+      writes succeeded: no event ever says something Keycloak does not hold, and as the
+      move happens once (compare-and-set on the flow's version), so do the events. A
+      parallel "Continue" that lost the race records nothing; the winner recorded them.
+      A parallel request that only saved the flow (a code sent) fails the move the same
+      way, and the next "Continue" records them. Left open: a parallel "Use a different
+      one" (the student's own two buttons at once) drops the pending contacts after the
+      write landed; the contact stays verified in Keycloak without its event.
+    """
+    data = visit.data
+    user_id = visit.state.user_id or ""
+    written = [(channel, channel in data.replaced) for channel in values]
+
+    def record(conn: Connection) -> None:
+        for channel, replaced in written:
+            outbox.record(
+                conn,
+                events.CONTACT_VERIFIED,
+                user_id,
+                at=now,
+                keycloak_id=data.keycloak_id,
+                channel=channel,
+                replaced=replaced,
+                changed=[channel],
+            )
+
+    return record
 
 
 def _primary(pending: dict[Channel, PendingContact] | None) -> str:
