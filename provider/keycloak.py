@@ -568,16 +568,23 @@ class KeycloakGateway:
     def set_back_to_pending(self, user_id: str) -> None:
         """The help desk's "back to pending" (e.g. an account handed to the wrong person).
 
-        The state first, so that any sign-in from here on meets the flows' pending check;
-        then every session ends, so that no refresh token, offline token or token
-        exchange obtained while the account was active yields a new token: Keycloak does
-        not read the account's attributes on those grants, only whether the session lives.
+        The state first (the contacts unproven with it), so that any sign-in from here on
+        meets the flows' pending check; then every session ends, so that no refresh token,
+        offline token or token exchange obtained while the account was active yields a new
+        token: Keycloak does not read the account's attributes on those grants, only
+        whether the session lives.
         Its admin logout leaves offline sessions alive (26.7), so each client's offline
         tokens (and consent) are revoked too.
         """
 
         def to_pending(current: Mapping[str, Any]) -> _Change | None:
-            return {}, {ACTIVATION_STATE: [STATE_PENDING], ACTIVATED_AT: None}
+            # The contacts stay, unproven: whoever held the account may have proven their
+            # own, and a proven contact opens recovery; the next activation proves again.
+            return {"emailVerified": False}, {
+                ACTIVATION_STATE: [STATE_PENDING],
+                ACTIVATED_AT: None,
+                PHONE_NUMBER_VERIFIED: ["false"],
+            }
 
         self._update(user_id, to_pending)
         self.sign_out_everywhere(user_id)

@@ -1,9 +1,10 @@
 """The help desk's "back to pending": an active account must be activated again.
 
 For an account handed to the wrong person, or a student whose identity is in doubt: the
-account becomes pending (no grant gives it a token any more, see the flows), every
-session and offline token ends, any open activation code is revoked, and downstream hears
-`student.back_to_pending`. The student activates again with a new code from the desk.
+account becomes pending (no grant gives it a token any more, see the flows) with its
+contacts unproven (recovery takes none of them), every session and offline token ends,
+any open activation code is revoked, and downstream hears `student.back_to_pending`. The
+student activates again with a new code from the desk, proving the contacts again.
 
 Order: Keycloak first, then the service's record (audit, codes, event) in one
 transaction. A crash between the two leaves the account pending, the safe side (nobody
@@ -78,7 +79,7 @@ def set_back_to_pending(svc: Services, view: StudentView, staff: str, reason: st
             view.user_id,
             keycloak_id=account.id,
             activation_state=STATE_PENDING,
-            changed=["activation_state", "sessions"],
+            changed=["activation_state", "sessions", "verified_contacts"],
             by="helpdesk",
             reason=reason,
         )

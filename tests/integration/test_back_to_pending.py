@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from provider.helpdesk import back_to_pending as pending
 from provider.helpdesk import student as students
+from provider.keycloak import PHONE_NUMBER, PHONE_NUMBER_VERIFIED
 from provider.services import Services
 from provider.storage.models import AuditEvent, OutboxEvent
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
@@ -98,6 +99,10 @@ def test_the_desk_sets_an_account_back_to_pending_and_the_student_activates_agai
     assert signed_in.status_code == 200, signed_in.text
     refresh_token = signed_in.json()["refresh_token"]
 
+    before = services.keycloak.find_user(who.user_id)
+    assert before is not None and before.email_verified
+    assert before.attribute(PHONE_NUMBER_VERIFIED) == "true"
+
     desk = Console(live_url, desk_member)
     assert BUTTON in desk.get(page).text
     # The question first: nothing changes until it is answered with a reason.
@@ -113,6 +118,13 @@ def test_the_desk_sets_an_account_back_to_pending_and_the_student_activates_agai
     done = desk.post(action, page, follow=False, confirm="yes", reason="wrong_person")
     assert done.status_code == 303 and done.headers["Location"].endswith(page)
     assert _state(services, who.user_id) == "pending"
+    # The contacts stay, unproven: none of them opens recovery until proven again.
+    after = services.keycloak.find_user(who.user_id)
+    assert after is not None and (after.email, after.attribute(PHONE_NUMBER)) == (
+        before.email,
+        before.attribute(PHONE_NUMBER),
+    )
+    assert not after.email_verified and after.attribute(PHONE_NUMBER_VERIFIED) == "false"
     # The session ended: its refresh token yields nothing, and no new sign-in either.
     refreshed = requests.post(
         f"{oidc(keycloak_server.url, realm.name)}/token",
