@@ -1,12 +1,8 @@
 package org.umpass.keycloak;
 
 import java.util.List;
-import org.keycloak.Config;
 import org.keycloak.authentication.Authenticator;
-import org.keycloak.authentication.AuthenticatorFactory;
-import org.keycloak.models.AuthenticationExecutionModel.Requirement;
 import org.keycloak.models.KeycloakSession;
-import org.keycloak.models.KeycloakSessionFactory;
 import org.keycloak.provider.ProviderConfigProperty;
 
 /**
@@ -14,11 +10,9 @@ import org.keycloak.provider.ProviderConfigProperty;
  * when Keycloak offers it, apply adds it at the end of the browser flow, configured with the
  * activation service's URLs.
  */
-public final class PolicyGateAuthenticatorFactory implements AuthenticatorFactory {
+public final class PolicyGateAuthenticatorFactory extends UmpassAuthenticatorFactory {
 
     public static final String PROVIDER_ID = "umpass-policy-gate";
-
-    private static final Requirement[] REQUIREMENTS = {Requirement.REQUIRED, Requirement.DISABLED};
 
     @Override
     public String getId() {
@@ -35,26 +29,6 @@ public final class PolicyGateAuthenticatorFactory implements AuthenticatorFactor
         return "Sends an active student who has not accepted the current version of a campus IT "
                 + "policy to UMPASS Activation to review it, with a ticket signed by the realm; "
                 + "the sign-in goes on only once the account holds every current version.";
-    }
-
-    @Override
-    public String getReferenceCategory() {
-        return null;
-    }
-
-    @Override
-    public boolean isConfigurable() {
-        return true;
-    }
-
-    @Override
-    public Requirement[] getRequirementChoices() {
-        return REQUIREMENTS;
-    }
-
-    @Override
-    public boolean isUserSetupAllowed() {
-        return false;
     }
 
     @Override
@@ -86,17 +60,5 @@ public final class PolicyGateAuthenticatorFactory implements AuthenticatorFactor
     @Override
     public Authenticator create(KeycloakSession session) {
         return PolicyGateAuthenticator.INSTANCE;
-    }
-
-    @Override
-    public void init(Config.Scope config) {
-    }
-
-    @Override
-    public void postInit(KeycloakSessionFactory factory) {
-    }
-
-    @Override
-    public void close() {
     }
 }
