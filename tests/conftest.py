@@ -237,6 +237,14 @@ def realm_changes(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[Realm
     changes.undo_all()
 
 
+@pytest.fixture(scope="module")
+def module_staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
+    """The staff accounts the module's tests share, deleted when the module ends."""
+    changes = RealmChanges(admin, realm.name)
+    yield changes
+    changes.undo_all()
+
+
 @pytest.fixture(scope="session")
 def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
     """The real SMTP server and the SMS outbox the service delivers to."""

@@ -8,12 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from devstack.demo_app import create_demo_app
-from keycloak import KeycloakAdmin
 from playwright.sync_api import Browser, Playwright
 
 from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.listeners import serving
-from tests.support.realm_changes import RealmChanges
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -43,11 +41,3 @@ def demo_url(
     # Served on the port the realm's demo client was applied with (tests/conftest.py).
     with serving(create_demo_app(keycloak_server.url, realm.name), demo_listener):
         yield realm.demo_base
-
-
-@pytest.fixture(scope="module")
-def module_staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[RealmChanges]:
-    """The staff accounts the module's tests share, deleted when the module ends."""
-    changes = RealmChanges(admin, realm.name)
-    yield changes
-    changes.undo_all()

@@ -5,13 +5,11 @@ write and the service's record is finished by the desk's second answer."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask
-from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
 from provider.helpdesk import back_to_pending as pending
@@ -23,7 +21,7 @@ from tests.conftest import KeycloakUnderTest, RealmUnderTest
 from tests.support.console import Console
 from tests.support.flow_at import DONE_PASSWORD
 from tests.support.flow_client import StudentDetails
-from tests.support.grants import add_client, oidc, password_grant
+from tests.support.grants import add_client, password_grant, refresh_grant
 from tests.support.inbox import Inbox
 from tests.support.realm_changes import RealmChanges
 from tests.support.recovery import activate_student
@@ -35,11 +33,9 @@ BUTTON = "Set back to pending"
 
 
 @pytest.fixture(scope="module")
-def desk_member(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[str]:
+def desk_member(module_staff: RealmChanges) -> str:
     """A help-desk member (not an admin): the desk may do this."""
-    changes = RealmChanges(admin, realm.name)
-    yield changes.add_staff("activation-helpdesk").username
-    changes.undo_all()
+    return module_staff.add_staff("activation-helpdesk").username
 
 
 @pytest.fixture
@@ -126,15 +122,7 @@ def test_the_desk_sets_an_account_back_to_pending_and_the_student_activates_agai
     )
     assert not after.email_verified and after.attribute(PHONE_NUMBER_VERIFIED) == "false"
     # The session ended: its refresh token yields nothing, and no new sign-in either.
-    refreshed = requests.post(
-        f"{oidc(keycloak_server.url, realm.name)}/token",
-        data={
-            "grant_type": "refresh_token",
-            "client_id": client_id,
-            "refresh_token": refresh_token,
-        },
-        timeout=30,
-    )
+    refreshed = refresh_grant(keycloak_server.url, realm.name, client_id, refresh_token)
     assert refreshed.status_code == 400 and "access_token" not in refreshed.text
     again = password_grant(
         keycloak_server.url, realm.name, client_id, who.user_id, password=DONE_PASSWORD

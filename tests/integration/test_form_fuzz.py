@@ -26,14 +26,12 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from hypothesis import HealthCheck, given, settings
-from keycloak import KeycloakAdmin
 
 from provider import create_app
 from provider.config import Settings
 from provider.flows.engine import FLOW_COOKIE
 from provider.keycloak import KeycloakGateway
 from provider.services import Services
-from tests.conftest import RealmUnderTest
 from tests.support.console import Console
 from tests.support.flow_at import StepClient, put_flow_at
 from tests.support.flow_client import StudentDetails
@@ -278,10 +276,8 @@ def test_the_birth_date_form_answers_no_5xx(
 
 
 @pytest.fixture(scope="module")
-def console_admin(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[str]:
-    changes = RealmChanges(admin, realm.name)
-    yield changes.add_staff("activation-admin").username
-    changes.undo_all()
+def console_admin(module_staff: RealmChanges) -> str:
+    return module_staff.add_staff("activation-admin").username
 
 
 @dataclasses.dataclass

@@ -31,6 +31,7 @@ from tests.support.grants import (
     add_client,
     oidc,
     password_grant,
+    refresh_grant,
 )
 from tests.support.keycloak_login import demo_callback, post_login_form
 from tests.support.realm_changes import RealmChanges
@@ -153,16 +154,6 @@ def password_client(realm_changes: RealmChanges) -> dict[str, Any]:
     return add_client(realm_changes, directAccessGrantsEnabled=True)
 
 
-def _refresh(
-    server: KeycloakUnderTest, realm: RealmUnderTest, client_id: str, token: str
-) -> requests.Response:
-    return requests.post(
-        f"{oidc(server.url, realm.name)}/token",
-        data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": token},
-        timeout=30,
-    )
-
-
 @pytest.mark.parametrize("scope", ["openid", "openid offline_access"])
 def test_refresh_refuses_an_account_set_back_to_pending(
     keycloak_server: KeycloakUnderTest,
@@ -180,10 +171,11 @@ def test_refresh_refuses_an_account_set_back_to_pending(
     )
     assert first.status_code == 200, first.text
     refresh_token = first.json()["refresh_token"]
-    assert _refresh(keycloak_server, realm, client_id, refresh_token).status_code == 200
+    refreshed = refresh_grant(keycloak_server.url, realm.name, client_id, refresh_token)
+    assert refreshed.status_code == 200
     services.keycloak.set_back_to_pending(student.id)
     assert services.keycloak.get_user(student.id).activation_state == "pending"
-    refused = _refresh(keycloak_server, realm, client_id, refresh_token)
+    refused = refresh_grant(keycloak_server.url, realm.name, client_id, refresh_token)
     assert refused.status_code == 400, refused.text
     assert refused.json()["error"] == "invalid_grant" and "access_token" not in refused.text
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 import requests
 from flask import Flask
-from keycloak import KeycloakAdmin
 from sqlalchemy import delete
 
 from provider import audit
@@ -25,7 +23,7 @@ from provider.helpdesk.recoveries import monday_of
 from provider.helpdesk.timeline import ACTIONS
 from provider.services import Services
 from provider.storage.models import IdentifyLockout
-from tests.conftest import METRICS_TOKEN, RealmUnderTest
+from tests.conftest import METRICS_TOKEN
 from tests.support.console import Console, table_rows
 from tests.support.flow_client import StudentDetails
 from tests.support.inbox import Inbox
@@ -39,11 +37,9 @@ pytestmark = pytest.mark.keycloak
 
 
 @pytest.fixture(scope="module")
-def staff_account(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[str]:
+def staff_account(module_staff: RealmChanges) -> str:
     """One console admin for the module (admins see every console page)."""
-    changes = RealmChanges(admin, realm.name)
-    yield changes.add_staff("activation-admin").username
-    changes.undo_all()
+    return module_staff.add_staff("activation-admin").username
 
 
 @pytest.fixture

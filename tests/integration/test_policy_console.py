@@ -7,18 +7,15 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterator
 
 import pytest
 import requests
-from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
 from provider.policies import evidence
 from provider.policies.published import current_versions
 from provider.services import Services
 from provider.storage.models import AuditEvent
-from tests.conftest import RealmUnderTest
 from tests.support.console import Console, table_rows
 from tests.support.policies import unpublished_after
 from tests.support.realm_changes import RealmChanges
@@ -30,13 +27,11 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture(scope="module")
-def staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[tuple[str, str]]:
-    changes = RealmChanges(admin, realm.name)
-    yield (
-        changes.add_staff("activation-admin").username,
-        changes.add_staff("activation-helpdesk").username,
+def staff(module_staff: RealmChanges) -> tuple[str, str]:
+    return (
+        module_staff.add_staff("activation-admin").username,
+        module_staff.add_staff("activation-helpdesk").username,
     )
-    changes.undo_all()
 
 
 def _token(console: Console, path: str = "/helpdesk/") -> str:

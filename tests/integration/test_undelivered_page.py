@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Iterator
 
 import pytest
 import requests
-from keycloak import KeycloakAdmin
 from sqlalchemy import select
 
 from provider import events
@@ -19,7 +17,7 @@ from provider.events.deliver import Deliverer
 from provider.events.endpoints import DeliverySettings, Endpoint
 from provider.services import Services
 from provider.storage.models import AuditEvent, OutboxDelivery
-from tests.conftest import METRICS_TOKEN, RealmUnderTest
+from tests.conftest import METRICS_TOKEN
 from tests.support.console import Console, table_rows
 from tests.support.realm_changes import RealmChanges
 from tests.support.webhook_receiver import Receiver, until
@@ -28,14 +26,12 @@ pytestmark = pytest.mark.keycloak
 
 
 @pytest.fixture(scope="module")
-def staff(admin: KeycloakAdmin, realm: RealmUnderTest) -> Iterator[tuple[str, str]]:
+def staff(module_staff: RealmChanges) -> tuple[str, str]:
     """An activation admin and a help-desk member (who must not see the page)."""
-    changes = RealmChanges(admin, realm.name)
-    yield (
-        changes.add_staff("activation-admin").username,
-        changes.add_staff("activation-helpdesk").username,
+    return (
+        module_staff.add_staff("activation-admin").username,
+        module_staff.add_staff("activation-helpdesk").username,
     )
-    changes.undo_all()
 
 
 def test_a_dead_letter_is_listed_to_admins_and_send_again_delivers_it(

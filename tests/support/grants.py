@@ -75,6 +75,14 @@ def password_grant(
     )
 
 
+def refresh_grant(server_url: str, realm: str, client_id: str, token: str) -> requests.Response:
+    return requests.post(
+        f"{oidc(server_url, realm)}/token",
+        data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": token},
+        timeout=30,
+    )
+
+
 def claims(jwt: str) -> dict[str, Any]:
     """A token's payload, unverified: these tests read what Keycloak put in it."""
     payload = jwt.split(".")[1]
